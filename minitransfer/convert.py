@@ -1,0 +1,338 @@
+"""Hugging Face GPT-2 checkpoints <-> minitransfer's Flax GPT-2.
+
+Loading reads ``config.json`` and the weights (``model.safetensors``, sharded
+safetensors with ``model.safetensors.index.json``, or, only when the user allows
+it, a pickled ``pytorch_model.bin``), normalises the tensor names that the
+different generations of hub files use, and copies every tensor into the Flax
+model after checking its name and shape.
+
+Why no transposes? GPT-2 was written with a ``Conv1D`` layer whose weight is
+stored as (in_features, out_features), the same layout as a Flax ``Linear``
+kernel. (nanoGPT transposes these tensors only because it rebuilds them as
+``torch.nn.Linear``, which stores (out, in).) Embeddings (V, C) and LayerNorm
+vectors are laid out identically in both frameworks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
+
+SAFETENSORS = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+PICKLE = "pytorch_model.bin"
+# the files that make a directory a usable checkpoint besides the weights
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message says which file/tensor and why."""
+
+
+# ----------------------------------------------------------------------------
+# Names: Flax parameter paths <-> Hugging Face tensor names
+# ----------------------------------------------------------------------------
+
+_LEAF_TO_HF = {"embedding": "weight", "kernel": "weight", "scale": "weight", "bias": "bias"}
+
+
+def hf_name(path: tuple) -> str:
+    """('h', 0, 'attn', 'c_attn', 'kernel') -> 'h.0.attn.c_attn.weight'."""
+    *mods, leaf = path
+    return ".".join([str(p) for p in mods] + [_LEAF_TO_HF[leaf]])
+
+
+# Non-parameter buffers that hub files carry: the causal mask ``h.N.attn.bias``
+# (a 1x1x1024x1024 lower-triangular matrix) and ``h.N.attn.masked_bias`` (the
+# fill value, in older files). The model rebuilds both, so they are skipped.
+_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
+
+
+def normalize_state_dict(tensors: dict[str, np.ndarray], source: str) -> tuple[dict, dict]:
+    """Bring the naming variants of GPT-2 checkpoints to one form.
+
+    * ``transformer.h.0...`` (what ``GPT2LMHeadModel.save_pretrained`` writes)
+      and ``h.0...`` (the original hub files) both become ``h.0...``;
+    * attention-mask buffers are dropped (counted in the returned report);
+    * ``lm_head.weight`` is accepted when it equals ``wte.weight`` (GPT-2 ties
+      them), or stands in for a missing ``wte.weight``.
+    """
+    out: dict[str, np.ndarray] = {}
+    report = {"buffers_skipped": 0, "lm_head": "absent"}
+    lm_head = None
+    for name, t in tensors.items():
+        key = name[len("transformer.") :] if name.startswith("transformer.") else name
+        if _BUFFER.match(key):
+            report["buffers_skipped"] += 1
+            continue
+        if key == "lm_head.weight":
+            lm_head = t
+            continue
+        if key in out:
+            raise CheckpointError(f"{source}: tensor {key!r} appears twice (with and without 'transformer.')")
+        out[key] = t
+    if lm_head is not None:
+        if "wte.weight" not in out:
+            out["wte.weight"] = lm_head
+            report["lm_head"] = "used as wte.weight"
+        elif lm_head.shape != out["wte.weight"].shape or not np.array_equal(lm_head, out["wte.weight"]):
+            raise CheckpointError(
+                f"{source}: lm_head.weight differs from wte.weight. GPT-2 ties the next-word "
+                f"head to the token embedding, and minitransfer's NextWordHead relies on that; "
+                f"an untied head is not supported."
+            )
+        else:
+            report["lm_head"] = "tied (equal to wte.weight)"
+    return out, report
+
+
+# ----------------------------------------------------------------------------
+# Reading checkpoint files
+# ----------------------------------------------------------------------------
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as e:
+        raise CheckpointError(
+            f"{path}: cannot read this safetensors file ({e}). It may be truncated or "
+            f"corrupt (size on disk: {path.stat().st_size} bytes); download or save it again."
+        ) from None
+    except TypeError as e:
+        # safetensors.numpy cannot represent bfloat16; tell the user what to do
+        raise CheckpointError(f"{path}: unsupported tensor dtype ({e}); save the checkpoint in float32/float16") from None
+
+
+def _read_pickle(path: Path) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise CheckpointError(
+            f"{path}: reading pytorch_model.bin needs PyTorch, which minitransfer does not "
+            f"install. Either `pip install torch`, or convert the checkpoint to safetensors "
+            f"(transformers: model.save_pretrained(dir, safe_serialization=True))."
+        ) from None
+    try:
+        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for bad/unsafe pickles
+        raise CheckpointError(f"{path}: cannot load this pickle with weights_only=True ({e})") from None
+    return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in sd.items()}
+
+
+def read_weights(directory: Path, *, allow_pickle: bool = False) -> tuple[dict[str, np.ndarray], str]:
+    """All tensors of a checkpoint directory, as float32 numpy arrays, and a
+    description of where they came from."""
+    single, index, pickle = directory / SAFETENSORS, directory / SAFETENSORS_INDEX, directory / PICKLE
+    if single.exists():
+        tensors, desc = _read_safetensors(single), str(single)
+    elif index.exists():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as e:
+            raise CheckpointError(f"{index}: expected JSON with a 'weight_map' object ({e!r})") from None
+        tensors = {}
+        for shard in sorted(set(weight_map.values())):
+            shard_path = directory / shard
+            if not shard_path.exists():
+                raise CheckpointError(f"{index} names shard {shard!r}, but {shard_path} does not exist")
+            tensors.update(_read_safetensors(shard_path))
+        missing = sorted(set(weight_map) - set(tensors))
+        if missing:
+            raise CheckpointError(f"{index}: tensors listed in the index are in no shard: {missing[:5]}")
+        desc = f"{index} ({len(set(weight_map.values()))} shards)"
+    elif pickle.exists():
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{pickle}: this checkpoint has only a pickled pytorch_model.bin. Unpickling can "
+                f"run arbitrary code, so minitransfer refuses it by default. If you trust its "
+                f"source, pass --allow-pickle (allow_pickle=True); it is then read with "
+                f"torch.load(weights_only=True). Safetensors files need no such permission."
+            )
+        tensors, desc = _read_pickle(pickle), str(pickle)
+    else:
+        present = sorted(p.name for p in directory.iterdir())
+        raise CheckpointError(
+            f"{directory}: no weights found. Expected {SAFETENSORS}, {SAFETENSORS_INDEX} (+ shards) "
+            f"or {PICKLE}; the directory holds {present}."
+        )
+    return {k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()}, desc
+
+
+# ----------------------------------------------------------------------------
+# Resolving a source: local directory or hub id
+# ----------------------------------------------------------------------------
+
+
+def resolve_source(source: str | os.PathLike) -> Path:
+    """A local checkpoint directory, or a hub id (``gpt2``, ``distilgpt2``,
+    ``openai-community/gpt2-medium``) downloaded into the Hugging Face cache."""
+    path = Path(os.path.expanduser(str(source)))
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path} is a file; expected a checkpoint directory (config.json + weights) or a hub id")
+    s = str(source)
+    if s.startswith((".", "/", "~")) or s.count("/") > 1 or s.endswith("/"):
+        raise CheckpointError(f"{s}: no such checkpoint directory")
+    return _download_from_hub(s)
+
+
+def _download_from_hub(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import RepositoryNotFoundError
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        raise CheckpointError(f"{repo_id}: not a local directory, and huggingface_hub is not installed") from None
+    patterns = ["config.json", "*.safetensors", SAFETENSORS_INDEX, *TOKENIZER_FILES]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except RepositoryNotFoundError:
+        raise CheckpointError(
+            f"{repo_id!r} is neither a local directory nor a model on the Hugging Face hub"
+        ) from None
+    except Exception as e:
+        raise CheckpointError(
+            f"{repo_id!r} is not a local directory, so minitransfer tried to download it from "
+            f"the Hugging Face hub, which is unreachable ({type(e).__name__}). Without network, "
+            f"pass a local checkpoint directory instead (config.json + model.safetensors), "
+            f"e.g. checkpoints/minigpt2-imdb or one written by `minitransfer convert`."
+        ) from None
+
+
+# ----------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------
+
+
+def load_config(directory: Path) -> GPT2Config:
+    cfg = directory / "config.json"
+    if not cfg.exists():
+        raise CheckpointError(f"{directory}: no config.json (every Hugging Face checkpoint has one)")
+    try:
+        return GPT2Config.from_json_file(cfg)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def backbone_from_tensors(config: GPT2Config, tensors: dict[str, np.ndarray], source: str) -> GPT2Backbone:
+    """Build a backbone whose every parameter is copied from ``tensors``.
+
+    The model is first created *abstractly* (shapes only, no memory, no random
+    init), then each parameter is filled after checking that the checkpoint has
+    a tensor of that name and shape. Leftover tensors are an error too: silently
+    ignoring weights would hide a wrong architecture.
+    """
+    abstract = nnx.eval_shape(lambda: GPT2Backbone(config, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    flat = nnx.to_flat_state(state)
+    used = set()
+    filled = []
+    for path, var in flat:
+        name = hf_name(path)
+        if name not in tensors:
+            raise CheckpointError(
+                f"{source}: missing tensor {name!r} (expected shape {tuple(var.get_value().shape)}) "
+                f"for a GPT-2 with n_layer={config.n_layer}, n_embd={config.n_embd}"
+            )
+        t = tensors[name]
+        if tuple(t.shape) != tuple(var.get_value().shape):
+            raise CheckpointError(
+                f"{source}: tensor {name!r} has shape {tuple(t.shape)}, expected "
+                f"{tuple(var.get_value().shape)} from config.json (n_embd={config.n_embd}, "
+                f"vocab_size={config.vocab_size}, n_positions={config.n_positions})"
+            )
+        used.add(name)
+        filled.append((path, var.replace(jnp.asarray(t))))
+    extra = sorted(set(tensors) - used)
+    if extra:
+        raise CheckpointError(
+            f"{source}: {len(extra)} tensor(s) that a GPT-2 with this config.json does not have: "
+            f"{extra[:5]}{' ...' if len(extra) > 5 else ''} (is n_layer right?)"
+        )
+    return nnx.merge(graphdef, nnx.from_flat_state(filled))
+
+
+def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) -> GPT2:
+    """A Hugging Face GPT-2 checkpoint (directory or hub id) as a Flax ``GPT2``
+    with its next-word head: ``model(input_ids)`` -> logits (B, T, V)."""
+    from minitransfer.heads import NextWordHead
+
+    directory = resolve_source(source)
+    config = load_config(directory)
+    raw, desc = read_weights(directory, allow_pickle=allow_pickle)
+    tensors, _ = normalize_state_dict(raw, desc)
+    return GPT2(backbone_from_tensors(config, tensors, desc), NextWordHead())
+
+
+def load_tokenizer(source: str | os.PathLike):
+    """The tokenizer saved with a checkpoint (a ``transformers`` fast tokenizer).
+
+    Also accepts a directory holding OpenAI's original ``encoder.json`` +
+    ``vocab.bpe`` (same content as ``vocab.json`` + ``merges.txt``).
+    """
+    from transformers import AutoTokenizer, GPT2TokenizerFast
+
+    directory = resolve_source(source)
+    if (directory / "encoder.json").exists() and (directory / "vocab.bpe").exists():
+        import tempfile
+        import shutil
+
+        # transformers wants the Hugging Face file names; passing vocab_file=
+        # to the constructor silently yields an empty vocabulary in v5.
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy(directory / "encoder.json", Path(tmp) / "vocab.json")
+            shutil.copy(directory / "vocab.bpe", Path(tmp) / "merges.txt")
+            return GPT2TokenizerFast.from_pretrained(tmp)
+    if not any((directory / f).exists() for f in ("tokenizer.json", "vocab.json")):
+        raise CheckpointError(
+            f"{directory}: no tokenizer files (tokenizer.json, or vocab.json + merges.txt). "
+            f"Save the checkpoint with a tokenizer, e.g. `minitransfer convert SOURCE --out DIR "
+            f"--tokenizer TOKENIZER_DIR`."
+        )
+    return AutoTokenizer.from_pretrained(str(directory))
+
+
+# ----------------------------------------------------------------------------
+# Saving: Flax -> Hugging Face format
+# ----------------------------------------------------------------------------
+
+
+def backbone_tensors(backbone: GPT2Backbone, prefix: str = "transformer.") -> dict[str, np.ndarray]:
+    flat = nnx.to_flat_state(nnx.state(backbone, nnx.Param))
+    return {prefix + hf_name(path): np.asarray(var.get_value(), dtype=np.float32) for path, var in flat}
+
+
+def save_pretrained(model: GPT2, directory: str | os.PathLike, tokenizer: Any = None) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` (+ tokenizer files) in the
+    layout ``transformers.GPT2LMHeadModel.from_pretrained`` reads."""
+    from safetensors.numpy import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_hf_dict()
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    # "format": "pt" tells transformers these are PyTorch-layout tensors (they are:
+    # Conv1D's (in, out) layout is Flax's).
+    save_file(backbone_tensors(model.backbone), str(directory / SAFETENSORS), metadata={"format": "pt"})
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+    return directory

@@ -1,0 +1,347 @@
+"""GPT-2 in Flax NNX, written to be read top to bottom.
+
+The model is split in two, because transfer learning is about keeping one part
+and replacing the other:
+
+* ``GPT2Backbone`` turns token ids ``(B, T)`` into hidden states ``(B, T, C)``:
+  token + position embeddings, ``n_layer`` pre-LayerNorm Transformer blocks,
+  a final LayerNorm.
+* a *head* (see ``minitransfer/heads.py``) turns hidden states into what a task
+  needs: next-word logits ``(B, T, vocab)`` for language modelling, class logits
+  ``(B, num_classes)`` for classification.
+
+Shapes in comments use B = batch, T = sequence length, C = n_embd (channels),
+H = n_head, D = C // H (head size), V = vocab size.
+
+Parameter names mirror Hugging Face's ``GPT2Model`` (``wte``, ``h[i].attn.c_attn``,
+``ln_f`` ...) so that ``convert.py`` can copy a checkpoint tensor by tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# ----------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------
+
+# The activation functions GPT-2-family configs name. "gelu_new" is the tanh
+# approximation OpenAI used; "gelu" is the exact (erf) form.
+ACTIVATIONS = {
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_fast": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class GPT2Config:
+    """The hyper-parameters of a GPT-2, named as in a Hugging Face ``config.json``."""
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_inner: int | None = None  # MLP width; None means 4 * n_embd
+    layer_norm_epsilon: float = 1e-5
+    activation_function: str = "gelu_new"
+    embd_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    resid_pdrop: float = 0.1
+    initializer_range: float = 0.02
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    bos_token_id: int | None = 50256
+    eos_token_id: int | None = 50256
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.activation_function not in ACTIVATIONS:
+            raise ValueError(
+                f"activation_function={self.activation_function!r} is not supported; "
+                f"expected one of {sorted(ACTIVATIONS)}"
+            )
+
+    @property
+    def mlp_width(self) -> int:
+        return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+    # -- Hugging Face config.json <-> GPT2Config ------------------------------
+    @classmethod
+    def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "GPT2Config":
+        model_type = d.get("model_type")
+        if model_type != "gpt2":
+            raise ValueError(
+                f"{source}: model_type is {model_type!r}, but minitransfer loads GPT-2 "
+                f"checkpoints only (model_type 'gpt2', e.g. gpt2, distilgpt2, gpt2-medium)."
+            )
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = [k for k in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head") if k not in d]
+        if missing:
+            raise ValueError(f"{source}: missing required GPT-2 fields {missing}")
+        return cls(**{k: v for k, v in d.items() if k in fields})
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> "GPT2Config":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_hf_dict(d, source=str(path))
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.update(model_type="gpt2", architectures=["GPT2LMHeadModel"], tie_word_embeddings=True)
+        return d
+
+
+# Named sizes: the OpenAI/Hugging Face shapes, plus small ones that train on a
+# laptop CPU in minutes. Used by ``--config NAME`` wherever a model is built
+# from scratch.
+NAMED_CONFIGS: dict[str, dict[str, int]] = {
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
+    "distilgpt2": dict(n_layer=6, n_head=12, n_embd=768),  # 82M
+    "mini": dict(n_layer=4, n_head=4, n_embd=256, n_positions=512),
+    "tiny": dict(n_layer=2, n_head=2, n_embd=64, n_positions=256),
+}
+
+
+def named_config(name: str, **overrides) -> GPT2Config:
+    if name not in NAMED_CONFIGS:
+        raise ValueError(f"unknown config name {name!r}; expected one of {sorted(NAMED_CONFIGS)}")
+    return GPT2Config(**{**NAMED_CONFIGS[name], **overrides})
+
+
+# ----------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------
+
+
+def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout. Dropout is on exactly when a PRNG key is passed.
+
+    Passing keys explicitly (instead of hiding an RNG inside the module) makes
+    every training step a pure function of (weights, batch, key): the same
+    seed gives the same run, and a resumed run can re-create the key of any
+    step with ``jax.random.fold_in(seed_key, step)``.
+    """
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def _split(key: jax.Array | None, n: int):
+    return [None] * n if key is None else list(jax.random.split(key, n))
+
+
+class CausalSelfAttention(nnx.Module):
+    """Multi-head self-attention where position t only sees positions <= t."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int, *, rngs: nnx.Rngs):
+        C = config.n_embd
+        init = nnx.initializers.normal(config.initializer_range)
+        # GPT-2 scales the init of every projection that writes into the
+        # residual stream by 1/sqrt(2 * n_layer): there are two per block
+        # (attention and MLP), and this keeps the stream's variance bounded.
+        proj_init = nnx.initializers.normal(config.initializer_range / math.sqrt(2 * config.n_layer))
+        # one matmul computes queries, keys and values for all heads at once
+        self.c_attn = nnx.Linear(C, 3 * C, kernel_init=init, rngs=rngs)
+        self.c_proj = nnx.Linear(C, C, kernel_init=proj_init, rngs=rngs)
+        self.n_head = config.n_head
+        self.attn_pdrop = config.attn_pdrop
+        self.resid_pdrop = config.resid_pdrop
+        scale = 1.0 / math.sqrt(C // config.n_head) if config.scale_attn_weights else 1.0
+        if config.scale_attn_by_inverse_layer_idx:
+            scale /= float(layer_idx + 1)
+        self.scale = scale
+
+    def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None) -> jax.Array:
+        B, T, C = x.shape
+        H = self.n_head
+        D = C // H
+        k_attn, k_resid = _split(dropout_key, 2)
+
+        qkv = self.c_attn(x)  # (B, T, 3C)
+        q, k, v = jnp.split(qkv, 3, axis=-1)  # 3 x (B, T, C)
+        q = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
+        k = k.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
+        v = v.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
+
+        # how much query t attends to key s: scaled dot products
+        scores = jnp.einsum("bhtd,bhsd->bhts", q, k) * self.scale  # (B, H, T, T)
+
+        # may query t look at key s?  only the past (causal), and never padding
+        allowed = jnp.tril(jnp.ones((T, T), dtype=bool))[None, None]  # (1, 1, T, T)
+        if attention_mask is not None:
+            allowed = allowed & attention_mask.astype(bool)[:, None, None, :]  # (B, 1, T, T)
+        # The most negative finite float, not -inf: a padding query that may see
+        # no key at all then gets a harmless uniform row instead of NaN.
+        scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)  # (B, H, T, T)
+
+        weights = jax.nn.softmax(scores, axis=-1)  # (B, H, T, T), rows sum to 1
+        weights = _dropout(weights, self.attn_pdrop, k_attn)
+        y = jnp.einsum("bhts,bhsd->bhtd", weights, v)  # (B, H, T, D)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C): heads side by side
+        y = self.c_proj(y)  # (B, T, C)
+        return _dropout(y, self.resid_pdrop, k_resid)
+
+
+class MLP(nnx.Module):
+    """Position-wise feed-forward: widen to 4C, nonlinearity, project back."""
+
+    def __init__(self, config: GPT2Config, *, rngs: nnx.Rngs):
+        C, W = config.n_embd, config.mlp_width
+        init = nnx.initializers.normal(config.initializer_range)
+        proj_init = nnx.initializers.normal(config.initializer_range / math.sqrt(2 * config.n_layer))
+        self.c_fc = nnx.Linear(C, W, kernel_init=init, rngs=rngs)
+        self.c_proj = nnx.Linear(W, C, kernel_init=proj_init, rngs=rngs)
+        self.act = ACTIVATIONS[config.activation_function]
+        self.resid_pdrop = config.resid_pdrop
+
+    def __call__(self, x: jax.Array, dropout_key=None) -> jax.Array:
+        h = self.act(self.c_fc(x))  # (B, T, 4C)
+        y = self.c_proj(h)  # (B, T, C)
+        return _dropout(y, self.resid_pdrop, dropout_key)
+
+
+class Block(nnx.Module):
+    """One Transformer block, pre-LayerNorm as in GPT-2:
+
+        x = x + attn(ln_1(x))
+        x = x + mlp(ln_2(x))
+
+    The residual stream ``x`` passes through untouched; each sub-layer only
+    adds to it.
+    """
+
+    def __init__(self, config: GPT2Config, layer_idx: int, *, rngs: nnx.Rngs):
+        C, eps = config.n_embd, config.layer_norm_epsilon
+        self.ln_1 = nnx.LayerNorm(C, epsilon=eps, rngs=rngs)
+        self.attn = CausalSelfAttention(config, layer_idx, rngs=rngs)
+        self.ln_2 = nnx.LayerNorm(C, epsilon=eps, rngs=rngs)
+        self.mlp = MLP(config, rngs=rngs)
+
+    def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None) -> jax.Array:
+        k_attn, k_mlp = _split(dropout_key, 2)
+        x = x + self.attn(self.ln_1(x), attention_mask, k_attn)  # (B, T, C)
+        x = x + self.mlp(self.ln_2(x), k_mlp)  # (B, T, C)
+        return x
+
+
+# ----------------------------------------------------------------------------
+# The backbone: everything but the head
+# ----------------------------------------------------------------------------
+
+
+def position_ids_from_mask(attention_mask: jax.Array) -> jax.Array:
+    """Position of each token counted over real tokens only.
+
+    With left padding ``[pad, pad, a, b]`` the first real token ``a`` must get
+    position 0, exactly as when the sequence runs alone; padding gets 0 too
+    (its output is never used).
+    """
+    return jnp.maximum(jnp.cumsum(attention_mask, axis=-1) - 1, 0).astype(jnp.int32)
+
+
+class GPT2Backbone(nnx.Module):
+    """Token ids (B, T) -> hidden states (B, T, C)."""
+
+    def __init__(self, config: GPT2Config, *, rngs: nnx.Rngs):
+        self.config = config
+        init = nnx.initializers.normal(config.initializer_range)
+        self.wte = nnx.Embed(config.vocab_size, config.n_embd, embedding_init=init, rngs=rngs)
+        self.wpe = nnx.Embed(config.n_positions, config.n_embd, embedding_init=init, rngs=rngs)
+        self.h = nnx.List([Block(config, i, rngs=rngs) for i in range(config.n_layer)])
+        self.ln_f = nnx.LayerNorm(config.n_embd, epsilon=config.layer_norm_epsilon, rngs=rngs)
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array | None = None,
+        *,
+        dropout_key: jax.Array | None = None,
+    ) -> jax.Array:
+        """``input_ids`` int (B, T); ``attention_mask`` (B, T), 1 = real token, 0 = padding.
+
+        Dropout is applied only when ``dropout_key`` is given (training).
+        """
+        B, T = input_ids.shape
+        if T > self.config.n_positions:
+            raise ValueError(
+                f"sequence length {T} exceeds the model's n_positions={self.config.n_positions}"
+            )
+        if attention_mask is None:
+            pos = jnp.arange(T, dtype=jnp.int32)[None, :]  # (1, T)
+        else:
+            pos = position_ids_from_mask(attention_mask)  # (B, T)
+        keys = _split(dropout_key, self.config.n_layer + 1)
+
+        x = self.wte(input_ids) + self.wpe(pos)  # (B, T, C): what + where
+        x = _dropout(x, self.config.embd_pdrop, keys[0])
+        for block, key in zip(self.h, keys[1:]):
+            x = block(x, attention_mask, key)  # (B, T, C)
+        return self.ln_f(x)  # (B, T, C)
+
+
+def num_params(module: nnx.Module) -> int:
+    return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+# ----------------------------------------------------------------------------
+# A model = a backbone + one head
+# ----------------------------------------------------------------------------
+
+
+class GPT2(nnx.Module):
+    """A GPT-2 backbone with one swappable head.
+
+    ``model(input_ids)`` returns whatever the head returns: next-word logits
+    ``(B, T, V)`` with ``NextWordHead``, class logits ``(B, K)`` with
+    ``ClassificationHead``. Replacing ``model.head`` never touches
+    ``model.backbone``.
+    """
+
+    def __init__(self, backbone: GPT2Backbone, head: nnx.Module):
+        self.backbone = backbone
+        self.head = head
+
+    @property
+    def config(self) -> GPT2Config:
+        return self.backbone.config
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array | None = None,
+        *,
+        dropout_key: jax.Array | None = None,
+    ) -> jax.Array:
+        k_backbone, k_head = _split(dropout_key, 2)
+        hidden = self.backbone(input_ids, attention_mask, dropout_key=k_backbone)  # (B, T, C)
+        return self.head(hidden, attention_mask, self.backbone, dropout_key=k_head)
+
+    @classmethod
+    def language_model(cls, config: GPT2Config, seed: int = 0) -> "GPT2":
+        """A randomly initialised GPT-2 with its next-word head (GPT-2's init scheme)."""
+        from minitransfer.heads import NextWordHead
+
+        return cls(GPT2Backbone(config, rngs=nnx.Rngs(seed)), NextWordHead())

@@ -1,0 +1,76 @@
+"""Shared test fixtures: random-weight Hugging Face GPT-2 checkpoints built on
+the spot (real GPT-2 weights cannot be downloaded here), and the real GPT-2
+tokenizer from ../shared/data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MINITRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
+GPT2_TOKENIZER_FILES = SHARED_DATA / "gpt2-tokenizer"
+IMDB = SHARED_DATA / "imdb"
+
+# keep tests off the network whatever the machine: hub look-ups fail fast
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def make_hf_gpt2(seed: int = 0, **config):
+    """A randomly initialised ``transformers.GPT2LMHeadModel`` in eval mode."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    defaults = dict(n_layer=2, n_head=4, n_embd=32, vocab_size=101, n_positions=64, bos_token_id=0, eos_token_id=0)
+    hf = GPT2LMHeadModel(GPT2Config(**{**defaults, **config})).eval()
+    # GPT-2 initialises LayerNorm to (1, 0) and biases to 0; randomise them so
+    # that parity also proves every LayerNorm and bias tensor lands where it should.
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:
+                p.add_(0.05 * torch.randn_like(p))
+    return hf
+
+
+def hf_logits(hf, ids, attention_mask=None, position_ids=None):
+    import torch
+
+    kw = {}
+    if attention_mask is not None:
+        kw["attention_mask"] = torch.tensor(np.asarray(attention_mask), dtype=torch.long)
+    if position_ids is not None:
+        kw["position_ids"] = torch.tensor(np.asarray(position_ids), dtype=torch.long)
+    with torch.no_grad():
+        return hf(torch.tensor(np.asarray(ids), dtype=torch.long), **kw).logits.numpy()
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer_dir(tmp_path_factory) -> Path:
+    """The real GPT-2 BPE under the names transformers expects."""
+    if not GPT2_TOKENIZER_FILES.exists():
+        pytest.fail(f"missing {GPT2_TOKENIZER_FILES}: the shared GPT-2 tokenizer files are needed")
+    d = tmp_path_factory.mktemp("gpt2-tokenizer")
+    shutil.copy(GPT2_TOKENIZER_FILES / "encoder.json", d / "vocab.json")
+    shutil.copy(GPT2_TOKENIZER_FILES / "vocab.bpe", d / "merges.txt")
+    return d
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer(gpt2_tokenizer_dir):
+    from transformers import GPT2TokenizerFast
+
+    return GPT2TokenizerFast.from_pretrained(str(gpt2_tokenizer_dir))
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    """A tiny random GPT-2 saved by transformers, and the torch model itself."""
+    hf = make_hf_gpt2()
+    d = tmp_path / "tiny"
+    hf.save_pretrained(d)
+    return hf, d

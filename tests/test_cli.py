@@ -1,0 +1,54 @@
+"""The command line, run in-process through ``minitransfer.cli.main``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from minitransfer.cli import main
+from tests.conftest import hf_logits, make_hf_gpt2
+
+
+def _gpt2_vocab_checkpoint(tmp_path, gpt2_tokenizer):
+    hf = make_hf_gpt2(seed=5, vocab_size=50257, n_positions=64)
+    d = tmp_path / "ckpt"
+    hf.save_pretrained(d)
+    gpt2_tokenizer.save_pretrained(d)
+    return hf, d
+
+
+def test_convert_then_next_word_json(tmp_path, gpt2_tokenizer, capsys):
+    hf, d = _gpt2_vocab_checkpoint(tmp_path, gpt2_tokenizer)
+    out = tmp_path / "converted"
+    assert main(["convert", str(d), "--out", str(out)]) == 0
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    assert "parameters" in capsys.readouterr().out
+
+    prompt = "The cat was swimming in the"
+    assert main(["next-word", "--model", str(out), "--prompt", prompt, "--top-k", "3", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    cands = got["candidates"]
+    assert [c["rank"] for c in cands] == [1, 2, 3]
+    # the same top-3 and probabilities as transformers' model on the same ids
+    ids = np.asarray([gpt2_tokenizer.encode(prompt)])
+    logits = hf_logits(hf, ids)[0, -1]
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    top = np.argsort(-p)[:3]
+    assert [c["id"] for c in cands] == top.tolist()
+    np.testing.assert_allclose([c["prob"] for c in cands], p[top], rtol=1e-4)
+    assert cands[0]["token"] == gpt2_tokenizer.decode([int(top[0])])
+
+
+def test_next_word_table(tmp_path, gpt2_tokenizer, capsys):
+    _, d = _gpt2_vocab_checkpoint(tmp_path, gpt2_tokenizer)
+    assert main(["next-word", "--model", str(d), "--prompt", "Hello"]) == 0
+    out = capsys.readouterr().out
+    assert "what comes next" in out and out.count("%") == 5
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["next-word", "--model", str(tmp_path / "missing"), "--prompt", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "no such checkpoint directory" in err

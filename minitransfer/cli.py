@@ -10,6 +10,11 @@ import time
 from pathlib import Path
 
 
+# The tokenizer used when a command needs one and none is named. Hub id: needs
+# network the first time.
+DEFAULT_TOKENIZER = "gpt2"
+
+
 def _add_model_arg(p: argparse.ArgumentParser, required: bool = True):
     p.add_argument(
         "--model",
@@ -99,6 +104,68 @@ def cmd_next_word(args) -> int:
 
 
 # ----------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------
+
+
+def _add_data_args(p: argparse.ArgumentParser, default: str | None = "tweets"):
+    p.add_argument(
+        "--data" if default is not None else "spec",
+        **({"default": default} if default is not None else {}),
+        metavar="SPEC",
+        help="tweets (offline default) | tfds:NAME[/CONFIG] | jsonl:PATH | csv:PATH | tsv:PATH; "
+        "PATH is one file (split 80/10/10) or a directory with train.* and test.*",
+    )
+    p.add_argument("--text-field", default="text", help="field holding the text (default: text)")
+    p.add_argument("--label-field", default="label", help="field holding the label (default: label)")
+
+
+def _percentiles(x):
+    import numpy as np
+
+    q = np.percentile(x, [50, 90, 95, 99, 100]).round().astype(int)
+    return "median {} | p90 {} | p95 {} | p99 {} | max {}".format(*q)
+
+
+def cmd_data(args) -> int:
+    import numpy as np
+
+    from minitransfer.data import load_dataset, token_lengths
+
+    d = load_dataset(args.spec, text_field=args.text_field, label_field=args.label_field)
+    print(f"{args.spec}: {d.num_classes} classes {d.label_names}")
+    for name in ("train", "validation", "test"):
+        s = d.split(name)
+        counts = np.bincount(s.labels, minlength=d.num_classes)
+        per = ", ".join(f"{n}: {c} ({100 * c / max(len(s), 1):.0f}%)" for n, c in zip(d.label_names, counts))
+        print(f"  {name:<10} {len(s):>7} examples   {per}")
+    for n in d.notes:
+        print(f"  note: {n}")
+    tokenizer = _tokenizer_or_none(args.tokenizer)
+    if tokenizer is None:
+        return 0
+    print(f"token lengths ({args.tokenizer} tokenizer):")
+    for name in ("train", "validation", "test"):
+        lengths = token_lengths(d.split(name).texts, tokenizer)
+        over = int((lengths > args.max_len).sum())
+        print(
+            f"  {name:<10} {_percentiles(lengths)}   --max-len {args.max_len} would truncate "
+            f"{over} ({100 * over / len(lengths):.1f}%)"
+        )
+    return 0
+
+
+def _tokenizer_or_none(source):
+    from minitransfer.convert import load_tokenizer
+
+    try:
+        return load_tokenizer(source)
+    except Exception as e:
+        print(f"(no token statistics: cannot load tokenizer {source!r}: {e})")
+        return None
+
+
+# ----------------------------------------------------------------------------
 # main
 # ----------------------------------------------------------------------------
 
@@ -137,6 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="how many candidates to show (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_next_word)
+
+    p = sub.add_parser(
+        "data",
+        help="describe a dataset: examples per split and label, token lengths, truncation",
+        description="Load a data SPEC exactly as finetune would and print examples per split and per "
+        "label, what was repaired or dropped, token-length percentiles, and how many examples "
+        "--max-len would truncate.",
+    )
+    _add_data_args(p, default=None)
+    p.add_argument("--max-len", type=int, default=128, help="sequence length to check (default 128)")
+    p.add_argument(
+        "--tokenizer",
+        default=DEFAULT_TOKENIZER,
+        help="checkpoint directory or hub id whose tokenizer to use, or a directory with OpenAI's "
+        f"encoder.json + vocab.bpe (default: {DEFAULT_TOKENIZER})",
+    )
+    p.set_defaults(func=cmd_data)
     return parser
 
 
@@ -144,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from minitransfer.convert import CheckpointError
+    from minitransfer.data import DataError
 
     try:
         return args.func(args)
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
+    except (CheckpointError, DataError, ValueError, FileNotFoundError) as e:
         print(f"minitransfer {args.command}: error: {e}", file=sys.stderr)
         return 2
 

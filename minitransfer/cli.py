@@ -166,6 +166,101 @@ def _tokenizer_or_none(source):
 
 
 # ----------------------------------------------------------------------------
+# finetune / evaluate
+# ----------------------------------------------------------------------------
+
+
+def shipped_checkpoint() -> Path | None:
+    """The small pretrained GPT-2 that ships in checkpoints/, if present."""
+    p = Path(__file__).resolve().parents[1] / "checkpoints" / "minigpt2-imdb"
+    return p if (p / "config.json").exists() else None
+
+
+def _model_or_default(args) -> str:
+    if args.model:
+        return args.model
+    p = shipped_checkpoint()
+    if p is None:
+        raise ValueError(
+            "--model is required (a checkpoint directory, or a hub id such as gpt2 when online): "
+            "no shipped checkpoint found in checkpoints/"
+        )
+    return str(p)
+
+
+def cmd_finetune(args) -> int:
+    from minitransfer.convert import load_config, load_pretrained, load_tokenizer, resolve_source
+    from minitransfer.data import load_dataset
+    from minitransfer.model import named_config
+    from minitransfer.train import TrainConfig, build_classifier, finetune
+
+    cfg = TrainConfig(
+        mode=args.mode, steps=args.steps, epochs=args.epochs if args.epochs is not None else 3.0,
+        batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
+        weight_decay=args.weight_decay, lr_decay_per_layer=args.lr_decay_per_layer,
+        eval_every=args.eval_every, val_examples=None if args.val_examples == 0 else args.val_examples,
+        max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling,
+    )
+    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
+    for n in data.notes:
+        print(f"data: {n}")
+    if args.mode == "scratch" and args.config:
+        if not (args.tokenizer or args.model or shipped_checkpoint()):
+            raise ValueError("--config needs a tokenizer: pass --tokenizer or --model")
+        tokenizer = load_tokenizer(args.tokenizer or _model_or_default(args))
+        n_pos = max(args.max_len, 64)
+        config = named_config(args.config, vocab_size=len(tokenizer), n_positions=n_pos)
+        base = None
+    else:
+        source = _model_or_default(args)
+        tokenizer = load_tokenizer(args.tokenizer or source)
+        if args.mode == "scratch":
+            config, base = load_config(resolve_source(source)), None
+        else:
+            base = load_pretrained(source, allow_pickle=args.allow_pickle)
+            config = base.config
+    model = build_classifier(args.mode, base, config, data.label_names, cfg, new_head=args.new_head)
+    r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress)
+    print(
+        f"{args.mode}: best validation accuracy {r.best_val['accuracy']:.4f} at step {r.best_step}; "
+        f"test accuracy {r.test['accuracy']:.4f}, macro-F1 {r.test['macro_f1']:.4f}, loss "
+        f"{r.test['loss']:.4f} (n={r.test['n']}); {r.steps_per_second:.2f} steps/s; best model in "
+        f"{Path(args.out) / 'best'}"
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json as _json
+
+    from minitransfer.convert import load_pretrained, load_tokenizer, resolve_source
+    from minitransfer.data import load_dataset
+    from minitransfer.train import evaluate
+
+    model = load_pretrained(args.model)
+    tokenizer = load_tokenizer(args.model)
+    info = _json.loads((resolve_source(args.model) / "config.json").read_text()).get("minitransfer", {})
+    max_len = args.max_len or info.get("max_len") or model.config.n_positions
+    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
+    val_examples = None
+    if args.split == "validation" and not args.all_validation and info.get("val_examples"):
+        val_examples = info["val_examples"]
+        if val_examples < len(data.validation):
+            print(f"(validation: the fixed subset of {val_examples} examples the model was validated on "
+                  f"during training; --all-validation for all {len(data.validation)})", file=sys.stderr)
+    m = evaluate(model, data, tokenizer, split=args.split, max_len=max_len, val_examples=val_examples)
+    if args.json:
+        print(_json.dumps({"split": args.split, **m}))
+    else:
+        print(
+            f"{args.model} on {args.data} [{args.split}]: accuracy {m['accuracy']:.4f}, macro-F1 "
+            f"{m['macro_f1']:.4f}, loss {m['loss']:.4f}, n={m['n']}"
+            + (f" ({m['n_truncated']} truncated to {max_len} tokens)" if m["n_truncated"] else "")
+        )
+    return 0
+
+
+# ----------------------------------------------------------------------------
 # main
 # ----------------------------------------------------------------------------
 
@@ -221,6 +316,66 @@ def build_parser() -> argparse.ArgumentParser:
         f"encoder.json + vocab.bpe (default: {DEFAULT_TOKENIZER})",
     )
     p.set_defaults(func=cmd_data)
+
+    from minitransfer.model import NAMED_CONFIGS
+    from minitransfer.train import DEFAULT_LR
+
+    p = sub.add_parser(
+        "finetune",
+        help="train a classifier: from scratch, as a probe on a frozen backbone, or fully fine-tuned",
+        description="Put a classification head on a GPT-2 backbone and train it. Modes: scratch "
+        "(random weights, architecture from --model's config or --config), probe (pretrained "
+        "backbone frozen, only the head trains, on features computed once), full (every weight "
+        "trains). Writes OUT/best (best validation accuracy), OUT/metrics.jsonl and OUT/result.json; "
+        "re-running the same command resumes an interrupted run.",
+    )
+    _add_model_arg(p, required=False)
+    p.add_argument("--mode", choices=["scratch", "probe", "full"], default="probe",
+                   help="scratch | probe | full (default probe)")
+    _add_data_args(p)
+    p.add_argument("--out", required=True, help="run directory (checkpoint, logs, resumable state)")
+    p.add_argument("--config", choices=sorted(NAMED_CONFIGS),
+                   help="scratch mode: a named architecture instead of --model's config")
+    p.add_argument("--tokenizer", help="tokenizer source, if not --model's")
+    p.add_argument("--labels", default=None,
+                   help="label budget: a stratified, seeded subset of N training examples (default: all)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, help="optimizer steps")
+    g.add_argument("--epochs", type=float, help="epochs over the (budgeted) training set (default 3)")
+    p.add_argument("--batch-size", type=int, default=32, help="default 32")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: "
+                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    p.add_argument("--schedule", choices=["linear", "cosine"], default="linear",
+                   help="decay after warmup (default linear)")
+    p.add_argument("--warmup", type=float, default=0.1, help="warmup fraction of the steps (default 0.1)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    p.add_argument("--lr-decay-per-layer", type=float, default=1.0,
+                   help="full mode: each lower layer's lr is multiplied by this (ULMFiT used 1/2.6; default 1)")
+    p.add_argument("--max-len", type=int, default=128, help="tokens per example (default 128)")
+    p.add_argument("--pooling", choices=["last", "mean"], default="last",
+                   help="how the head summarises a sequence (default: last real token)")
+    p.add_argument("--eval-every", type=int, help="validate every N steps (default: 10 times per run)")
+    p.add_argument("--val-examples", type=int, default=1000,
+                   help="validate on a fixed stratified subset of this many examples (0: all; default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed for init, label budget, data order, dropout")
+    p.add_argument("--new-head", action="store_true",
+                   help="replace a fine-tuned checkpoint's classification head with a fresh one")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="accuracy, macro-F1 and loss of a fine-tuned classifier on a data split",
+        description="Evaluate a classifier saved by finetune (e.g. OUT/best) on SPEC's split.",
+    )
+    p.add_argument("--model", required=True, help="a fine-tuned classifier directory (e.g. RUN/best)")
+    _add_data_args(p)
+    p.add_argument("--split", choices=["train", "validation", "test"], default="test", help="default test")
+    p.add_argument("--max-len", type=int, help="default: the max_len the model was trained with")
+    p.add_argument("--all-validation", action="store_true",
+                   help="with --split validation: use the whole split, not the subset training validated on")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 
@@ -229,10 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from minitransfer.convert import CheckpointError
     from minitransfer.data import DataError
+    from minitransfer.train import TrainingError
 
     try:
         return args.func(args)
-    except (CheckpointError, DataError, ValueError, FileNotFoundError) as e:
+    except (CheckpointError, DataError, TrainingError, ValueError, FileNotFoundError) as e:
         print(f"minitransfer {args.command}: error: {e}", file=sys.stderr)
         return 2
 

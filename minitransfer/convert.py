@@ -272,15 +272,67 @@ def backbone_from_tensors(config: GPT2Config, tensors: dict[str, np.ndarray], so
 
 
 def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) -> GPT2:
-    """A Hugging Face GPT-2 checkpoint (directory or hub id) as a Flax ``GPT2``
-    with its next-word head: ``model(input_ids)`` -> logits (B, T, V)."""
+    """A Hugging Face GPT-2 checkpoint (directory or hub id) as a Flax ``GPT2``.
+
+    A plain GPT-2 checkpoint comes with its next-word head: ``model(input_ids)``
+    -> logits (B, T, V). A classifier saved by minitransfer comes back with its
+    ``ClassificationHead`` and label names: ``model(input_ids)`` -> (B, K).
+    """
     from minitransfer.heads import NextWordHead
 
     directory = resolve_source(source)
     config = load_config(directory)
     raw, desc = read_weights(directory, allow_pickle=allow_pickle)
+    head_tensors = {k: raw.pop(k) for k in [k for k in raw if k.startswith(HEAD_PREFIX)]}
     tensors, _ = normalize_state_dict(raw, desc)
-    return GPT2(backbone_from_tensors(config, tensors, desc), NextWordHead())
+    backbone = backbone_from_tensors(config, tensors, desc)
+    head_info = read_head_info(directory)
+    if head_info is None:
+        if head_tensors:
+            raise CheckpointError(
+                f"{desc}: tensors {sorted(head_tensors)} belong to a task head, but config.json has "
+                f"no 'minitransfer' section describing it"
+            )
+        return GPT2(backbone, NextWordHead())
+    return GPT2(backbone, classification_head_from_tensors(head_info, config, head_tensors, desc))
+
+
+HEAD_PREFIX = "head."
+
+
+def read_head_info(directory: Path) -> dict | None:
+    """The task-head description minitransfer stores in config.json, if any."""
+    info = json.loads((directory / "config.json").read_text()).get("minitransfer")
+    if not info or info.get("head") in (None, "next-word"):
+        return None
+    if info.get("head") != "classification":
+        raise CheckpointError(f"{directory}/config.json: unknown head type {info.get('head')!r}")
+    return info
+
+
+def classification_head_from_tensors(info: dict, config: GPT2Config, tensors: dict, source: str):
+    from minitransfer.heads import ClassificationHead
+
+    labels = info.get("labels")
+    if not labels:
+        raise CheckpointError(f"{source}: config.json's 'minitransfer' section has no 'labels'")
+    head = ClassificationHead(
+        config.n_embd, labels, pooling=info.get("pooling", "last"), dropout=info.get("dropout", 0.1)
+    )
+    for leaf, expected in (("kernel", (config.n_embd, len(labels))), ("bias", (len(labels),))):
+        name = f"{HEAD_PREFIX}score.{_LEAF_TO_HF[leaf]}"
+        if name not in tensors:
+            raise CheckpointError(f"{source}: missing tensor {name!r} (expected shape {expected})")
+        t = tensors.pop(name)
+        if tuple(t.shape) != expected:
+            raise CheckpointError(
+                f"{source}: tensor {name!r} has shape {tuple(t.shape)}, expected {expected} "
+                f"for {len(labels)} labels {labels}"
+            )
+        getattr(head.score, leaf).set_value(jnp.asarray(t))
+    if tensors:
+        raise CheckpointError(f"{source}: unexpected head tensors {sorted(tensors)}")
+    return head
 
 
 def load_tokenizer(source: str | os.PathLike):
@@ -321,18 +373,47 @@ def backbone_tensors(backbone: GPT2Backbone, prefix: str = "transformer.") -> di
     return {prefix + hf_name(path): np.asarray(var.get_value(), dtype=np.float32) for path, var in flat}
 
 
-def save_pretrained(model: GPT2, directory: str | os.PathLike, tokenizer: Any = None) -> Path:
+def save_pretrained(
+    model: GPT2, directory: str | os.PathLike, tokenizer: Any = None, extra: dict | None = None
+) -> Path:
     """Write ``config.json`` + ``model.safetensors`` (+ tokenizer files) in the
-    layout ``transformers.GPT2LMHeadModel.from_pretrained`` reads."""
+    layout ``transformers.GPT2LMHeadModel.from_pretrained`` reads.
+
+    A classification head is stored beside the backbone as ``head.score.*``
+    tensors, described (labels, pooling, dropout, and ``extra``) in the
+    ``minitransfer`` section of config.json. transformers ignores both, so the
+    backbone of a fine-tuned model still loads there.
+    """
     from safetensors.numpy import save_file
+
+    from minitransfer.heads import ClassificationHead, NextWordHead
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config.to_hf_dict()
+    tensors = backbone_tensors(model.backbone)
+    if isinstance(model.head, ClassificationHead):
+        h = model.head
+        config["minitransfer"] = {
+            "head": "classification",
+            "labels": list(h.labels),
+            "pooling": h.pooling,
+            "dropout": h.dropout,
+            **(extra or {}),
+        }
+        config["id2label"] = {str(i): n for i, n in enumerate(h.labels)}
+        config["label2id"] = {n: i for i, n in enumerate(h.labels)}
+        tensors[f"{HEAD_PREFIX}score.weight"] = np.asarray(h.score.kernel[...], dtype=np.float32)
+        tensors[f"{HEAD_PREFIX}score.bias"] = np.asarray(h.score.bias[...], dtype=np.float32)
+    elif isinstance(model.head, NextWordHead):
+        if extra:
+            config["minitransfer"] = {"head": "next-word", **extra}
+    else:
+        raise TypeError(f"cannot save a model whose head is {type(model.head).__name__}")
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     # "format": "pt" tells transformers these are PyTorch-layout tensors (they are:
     # Conv1D's (in, out) layout is Flax's).
-    save_file(backbone_tensors(model.backbone), str(directory / SAFETENSORS), metadata={"format": "pt"})
+    save_file(tensors, str(directory / SAFETENSORS), metadata={"format": "pt"})
     if tokenizer is not None:
         tokenizer.save_pretrained(str(directory))
     return directory

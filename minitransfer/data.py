@@ -559,6 +559,20 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> np.ndarray:
+    """The example indices of training batch ``step``.
+
+    Batches are consecutive slices of an endless stream of seeded epoch
+    permutations, so every batch is full (one compilation of the train step),
+    and batch ``step`` is a function of (step, batch_size, n, seed) alone: a
+    resumed run sees exactly the batches an uninterrupted one would.
+    """
+    pos = np.arange(step * batch_size, (step + 1) * batch_size)  # positions in the stream
+    epochs = pos // n
+    orders = {int(e): epoch_order(n, seed, int(e)) for e in np.unique(epochs)}
+    return np.array([orders[int(e)][p] for e, p in zip(epochs, pos % n)], dtype=np.int64)
+
+
 # ----------------------------------------------------------------------------
 # Pretraining text: packed token blocks
 # ----------------------------------------------------------------------------

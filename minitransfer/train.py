@@ -1,0 +1,541 @@
+"""Fine-tuning a classifier three ways: ``scratch``, ``probe`` and ``full``.
+
+The same architecture (a GPT-2 backbone + a ``ClassificationHead``) is trained
+in one of three modes:
+
+* ``scratch``: backbone and head start from random weights (GPT-2's init);
+* ``probe``: the pretrained backbone is frozen and only the new head learns.
+  Since the backbone never changes, each example's pooled feature vector is
+  computed once and cached; training then touches the head alone, so it is
+  fast, and gradients and optimizer state exist only for the head;
+* ``full``: every weight of the pretrained backbone and the new head learns,
+  optionally with ULMFiT-style discriminative learning rates (lower layers
+  learn more slowly: ``--lr-decay-per-layer``).
+
+``train_step`` and ``eval_step`` are pure functions of (weights, optimizer
+state, batch, PRNG key), compiled once with ``jax.jit``. The batch order and
+the dropout key of step ``s`` are functions of (seed, s) alone, which makes a
+run reproducible and lets an interrupted run resume exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from minitransfer.data import Dataset, Encoded, batch_indices, encode, label_budget
+from minitransfer.heads import ClassificationHead
+from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
+
+MODES = ("scratch", "probe", "full")
+DEFAULT_LR = {"scratch": 3e-4, "probe": 3e-3, "full": 1e-4}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the message says what to change."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    mode: str = "probe"
+    steps: int | None = None  # total optimizer steps; None: from epochs
+    epochs: float = 3.0
+    batch_size: int = 32
+    lr: float | None = None  # None: DEFAULT_LR[mode]
+    schedule: str = "linear"  # linear | cosine decay after warmup
+    warmup: float = 0.1  # fraction of steps
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    lr_decay_per_layer: float = 1.0  # full mode: layer l learns at lr * decay ** (depth from top)
+    eval_every: int | None = None  # None: 10 evaluations per run
+    val_examples: int | None = 1000  # validation subset size (None: whole split)
+    max_len: int = 128
+    labels: int | str | None = None  # label budget; None: all
+    seed: int = 0
+    pooling: str = "last"
+    head_dropout: float = 0.1
+    eval_batch_size: int = 64
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; expected one of {MODES}")
+        if self.schedule not in ("linear", "cosine"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected 'linear' or 'cosine'")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.mode]
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+    def total_steps(self, n_train: int) -> int:
+        if self.steps is not None:
+            return int(self.steps)
+        return max(1, math.ceil(self.epochs * n_train / self.batch_size))
+
+
+# ----------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+    """accuracy, macro-F1 (over classes that occur in labels or predictions) and
+    mean cross-entropy loss, from logits (N, K) and labels (N,)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    logp = logits - logits.max(-1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+    loss = float(-logp[np.arange(len(labels)), labels].mean())
+    pred = logits.argmax(-1)
+    f1s = []
+    for c in range(num_classes):
+        tp = np.sum((pred == c) & (labels == c))
+        fp = np.sum((pred == c) & (labels != c))
+        fn = np.sum((pred != c) & (labels == c))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {
+        "accuracy": float((pred == labels).mean()),
+        "macro_f1": float(np.mean(f1s)),
+        "loss": loss,
+        "n": int(len(labels)),
+    }
+
+
+# ----------------------------------------------------------------------------
+# Optimizer: AdamW, warmup + decay, clipping, no decay on biases/LayerNorm
+# ----------------------------------------------------------------------------
+
+
+def lr_schedule(cfg: TrainConfig, total_steps: int) -> optax.Schedule:
+    warmup = int(round(cfg.warmup * total_steps))
+    decay = optax.linear_schedule if cfg.schedule == "linear" else optax.cosine_decay_schedule
+    if cfg.schedule == "linear":
+        after = decay(cfg.lr, 0.0, max(1, total_steps - warmup))
+    else:
+        after = decay(cfg.lr, max(1, total_steps - warmup))
+    if warmup == 0:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), after], [warmup])
+
+
+def _decay_mask(params):
+    # Weight decay pulls weights towards 0. That regularises matrices
+    # (kernels, embeddings); for biases and LayerNorm gains/offsets, 0 is not a
+    # sensible prior, so they are left alone: exactly the arrays with ndim < 2.
+    return jax.tree.map(lambda x: x.ndim >= 2, params)
+
+
+def layer_lr_factors(params, n_layer: int, decay: float):
+    """Per-parameter learning-rate factors for discriminative fine-tuning.
+
+    The head and the final LayerNorm learn at the full rate; block ``i`` at
+    ``decay ** (n_layer - i)``; the embeddings at ``decay ** (n_layer + 1)``:
+    general low-level features change least (ULMFiT, Howard & Ruder 2018).
+    """
+
+    def factor(path, _):
+        keys = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+        if "backbone" not in keys:
+            return decay**0
+        if "h" in keys:
+            i = keys[keys.index("h") + 1]
+            return decay ** (n_layer - int(i))
+        if "wte" in keys or "wpe" in keys:
+            return decay ** (n_layer + 1)
+        return decay**0  # ln_f
+
+    return jax.tree_util.tree_map_with_path(factor, params)
+
+
+def scale_by_tree(factors) -> optax.GradientTransformation:
+    """Multiply each parameter's update by its own constant factor."""
+
+    def init(params):
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda u, f: u * f, updates, factors), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def make_optimizer(cfg: TrainConfig, params, total_steps: int, n_layer: int) -> optax.GradientTransformation:
+    parts = [
+        optax.clip_by_global_norm(cfg.clip_norm),
+        optax.adamw(lr_schedule(cfg, total_steps), b1=0.9, b2=0.999, weight_decay=cfg.weight_decay, mask=_decay_mask),
+    ]
+    if cfg.mode == "full" and cfg.lr_decay_per_layer != 1.0:
+        parts.append(scale_by_tree(layer_lr_factors(params, n_layer, cfg.lr_decay_per_layer)))
+    return optax.chain(*parts)
+
+
+# ----------------------------------------------------------------------------
+# The jitted steps
+# ----------------------------------------------------------------------------
+
+
+def make_steps(graphdef, forward: Callable, tx: optax.GradientTransformation):
+    """Build ``train_step`` and ``eval_step`` for a network ``graphdef``.
+
+    ``forward(net, batch, dropout_key)`` returns class logits (B, K): for
+    ``full``/``scratch`` ``net`` is the whole GPT2 and the batch holds token ids;
+    for ``probe`` it is the head alone and the batch holds cached features.
+    """
+
+    def loss_fn(params, batch, key):
+        net = nnx.merge(graphdef, params)
+        logits = forward(net, batch, key)  # (B, K)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
+        return loss, logits
+
+    @jax.jit
+    def train_step(params, opt_state, batch, key):
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        accuracy = (logits.argmax(-1) == batch["labels"]).mean()
+        return params, opt_state, {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads)}
+
+    @jax.jit
+    def eval_step(params, batch):
+        return forward(nnx.merge(graphdef, params), batch, None)  # (B, K), no dropout
+
+    return train_step, eval_step
+
+
+def forward_tokens(net: GPT2, batch, key):
+    return net(batch["input_ids"], batch["attention_mask"], dropout_key=key)
+
+
+def forward_features(net: ClassificationHead, batch, key):
+    return net.classify(batch["features"], dropout_key=key)
+
+
+def batched(arrays: dict[str, np.ndarray], batch_size: int):
+    """Fixed-size batches over all rows (the last one padded by repeating row 0,
+    with ``n_real`` saying how many rows count), so eval compiles once."""
+    n = len(next(iter(arrays.values())))
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        pad = batch_size - len(idx)
+        full = np.concatenate([idx, np.zeros(pad, np.int64)]) if pad else idx
+        yield {k: v[full] for k, v in arrays.items()}, len(idx)
+
+
+def predict(eval_step, params, arrays: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    out = []
+    for batch, n_real in batched(arrays, batch_size):
+        out.append(np.asarray(eval_step(params, batch))[:n_real])
+    return np.concatenate(out)
+
+
+def backbone_features(model: GPT2, enc: Encoded, batch_size: int) -> np.ndarray:
+    """Pooled hidden states (N, C) of the frozen backbone, computed once.
+
+    This is what makes probing fast: the expensive part of the network runs
+    once per example instead of once per example per epoch."""
+    graphdef, params = nnx.split(model)
+
+    @jax.jit
+    def features(params, input_ids, attention_mask):
+        m = nnx.merge(graphdef, params)
+        hidden = m.backbone(input_ids, attention_mask)  # (B, T, C)
+        return m.head.features(hidden, attention_mask)  # (B, C)
+
+    arrays = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask}
+    return np.concatenate(
+        [np.asarray(features(params, b["input_ids"], b["attention_mask"]))[:n] for b, n in batched(arrays, batch_size)]
+    )
+
+
+# ----------------------------------------------------------------------------
+# Checkpointing: training state as safetensors + JSON
+# ----------------------------------------------------------------------------
+
+
+def _save_tree(tree, path: Path):
+    from safetensors.numpy import save_file
+
+    leaves = jax.tree.leaves(tree)
+    save_file({str(i): np.asarray(x) for i, x in enumerate(leaves)}, str(path))
+
+
+def _load_tree(like, path: Path):
+    from safetensors.numpy import load_file
+
+    flat = load_file(str(path))
+    leaves, treedef = jax.tree.flatten(like)
+    if len(flat) != len(leaves):
+        raise TrainingError(f"{path}: holds {len(flat)} arrays, the run expects {len(leaves)}; delete the --out directory to start over")
+    return jax.tree.unflatten(treedef, [jnp.asarray(flat[str(i)]) for i in range(len(leaves))])
+
+
+# ----------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunResult:
+    out: Path | None
+    best_step: int
+    best_val: dict
+    test: dict
+    steps: int
+    steps_per_second: float
+    wall_seconds: float
+    history: list[dict]
+
+
+def build_classifier(
+    mode: str, base: GPT2 | None, config: GPT2Config, labels: list[str], cfg: TrainConfig, new_head: bool = False
+) -> GPT2:
+    """The model to train: a backbone (pretrained, or random for ``scratch``)
+    plus a classification head for ``labels``."""
+    if mode == "scratch":
+        backbone = GPT2Backbone(config, rngs=nnx.Rngs(cfg.seed))
+        return GPT2(backbone, ClassificationHead(config.n_embd, labels, pooling=cfg.pooling, dropout=cfg.head_dropout, seed=cfg.seed))
+    assert base is not None
+    head = base.head
+    if isinstance(head, ClassificationHead) and not new_head:
+        if list(head.labels) != list(labels):
+            raise TrainingError(
+                f"the checkpoint's classification head has {head.num_classes} labels {list(head.labels)}, "
+                f"but the data has {len(labels)} labels {list(labels)}. Pass --new-head to replace the "
+                f"head with a fresh one for these labels."
+            )
+        return base
+    return GPT2(base.backbone, ClassificationHead(config.n_embd, labels, pooling=cfg.pooling, dropout=cfg.head_dropout, seed=cfg.seed))
+
+
+def finetune(
+    model: GPT2,
+    data: Dataset,
+    tokenizer,
+    cfg: TrainConfig,
+    out: str | Path | None = None,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    stop_after_step: int | None = None,
+) -> RunResult:
+    """Train ``model`` (backbone + ClassificationHead) on ``data`` per ``cfg``.
+
+    With ``out``, writes ``out/best`` (the best checkpoint by validation
+    accuracy, loadable by ``load_pretrained``), ``out/metrics.jsonl``,
+    ``out/result.json`` and ``out/state`` (for resuming). Re-running with the
+    same ``out`` resumes an interrupted run, or returns a finished one as is.
+    ``stop_after_step`` simulates an interruption (tests).
+    """
+    from tqdm.auto import tqdm
+
+    from minitransfer.convert import save_pretrained
+
+    t_start = time.perf_counter()
+    out = Path(out) if out is not None else None
+    head: ClassificationHead = model.head
+    if list(head.labels) != list(data.label_names):
+        raise TrainingError(f"head labels {list(head.labels)} differ from the data's {data.label_names}")
+    if cfg.max_len > model.config.n_positions:
+        raise TrainingError(
+            f"--max-len {cfg.max_len} exceeds the model's n_positions={model.config.n_positions}; "
+            f"use --max-len {model.config.n_positions} or less"
+        )
+    run_key = _run_key(cfg, data, model)
+    if out is not None and (out / "result.json").exists():
+        done = json.loads((out / "result.json").read_text())
+        if done.get("run_key") == run_key:
+            log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
+            return RunResult(out, done["best_step"], done["best_val"], done["test"], done["steps"],
+                             done["steps_per_second"], done["wall_seconds"], _read_log(out))
+
+    # -- data: label budget, validation subset, tokenisation ----------------
+    train_split = label_budget(data.train, cfg.labels, cfg.seed, data.num_classes)
+    val_split = data.validation
+    if cfg.val_examples is not None and len(val_split) > cfg.val_examples:
+        val_split = label_budget(val_split, cfg.val_examples, 0, data.num_classes)
+        log(f"validating on a fixed stratified subset of {len(val_split)} of {len(data.validation)} validation examples")
+    enc = {name: encode(s, tokenizer, cfg.max_len) for name, s in
+           (("train", train_split), ("validation", val_split), ("test", data.test))}
+    for name, e in enc.items():
+        if e.n_truncated:
+            log(f"{name}: {e.n_truncated} of {len(e)} examples truncated to --max-len {cfg.max_len} tokens")
+
+    # -- what is trained, and on what ----------------------------------------
+    if cfg.mode == "probe":
+        log(f"probe: computing frozen-backbone features once for {sum(len(e) for e in enc.values())} examples")
+        arrays = {name: {"features": backbone_features(model, e, cfg.eval_batch_size), "labels": e.labels}
+                  for name, e in enc.items()}
+        net, forward = head, forward_features
+    else:
+        arrays = {name: {"input_ids": e.input_ids, "attention_mask": e.attention_mask, "labels": e.labels}
+                  for name, e in enc.items()}
+        net, forward = model, forward_tokens
+    graphdef, params = nnx.split(net)
+    n_train = len(train_split)
+    total = cfg.total_steps(n_train)
+    eval_every = cfg.eval_every or max(1, total // 10)
+    tx = make_optimizer(cfg, params, total, model.config.n_layer)
+    opt_state = tx.init(params)
+    train_step, eval_step = make_steps(graphdef, forward, tx)
+
+    # -- resume ----------------------------------------------------------------
+    step, best, history = 0, {"step": -1, "val": None, "params": None}, []
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        state_dir = out / "state"
+        if (state_dir / "state.json").exists():
+            st = json.loads((state_dir / "state.json").read_text())
+            if st.get("run_key") != run_key:
+                raise TrainingError(
+                    f"{out} holds a different run (other data, mode or settings); choose another --out "
+                    f"or delete it"
+                )
+            params = _load_tree(params, state_dir / "params.safetensors")
+            opt_state = _load_tree(opt_state, state_dir / "opt_state.safetensors")
+            step = st["step"]
+            history = _read_log(out)[: st["n_log"]]
+            best = {"step": st["best_step"], "val": st["best_val"], "params": None}
+            if (state_dir / "best_params.safetensors").exists():
+                best["params"] = _load_tree(params, state_dir / "best_params.safetensors")
+            log(f"{out}: resuming at step {step} of {total}")
+        _write_log(out, history)
+
+    # -- the loop --------------------------------------------------------------
+    base_key = jax.random.key(cfg.seed)
+    B = cfg.batch_size
+    bar = tqdm(total=total, initial=step, disable=not progress, desc=f"{cfg.mode}", unit="step", dynamic_ncols=True)
+    t_loop, steps_run = time.perf_counter(), 0
+    train_arrays = arrays["train"]
+    while step < total:
+        idx = batch_indices(step, B, n_train, cfg.seed)
+        batch = {k: v[idx] for k, v in train_arrays.items()}
+        key = jax.random.fold_in(base_key, step)
+        params, opt_state, m = train_step(params, opt_state, batch, key)
+        loss = float(m["loss"])
+        if not math.isfinite(loss):
+            bar.close()
+            raise TrainingError(
+                f"the training loss became {loss} at step {step + 1} (lr {cfg.lr:g}); training stopped. "
+                f"Try a lower --lr."
+            )
+        step += 1
+        steps_run += 1
+        bar.update(1)
+        if step % eval_every == 0 or step == total:
+            val = classification_metrics(predict(eval_step, params, arrays["validation"], cfg.eval_batch_size),
+                                         enc["validation"].labels, data.num_classes)
+            rec = {"step": step, "train_loss": loss, "lr": float(lr_schedule(cfg, total)(step - 1)),
+                   **{f"val_{k}": v for k, v in val.items()}}
+            history.append(rec)
+            if best["val"] is None or val["accuracy"] > best["val"]["accuracy"]:
+                best = {"step": step, "val": val, "params": jax.tree.map(jnp.copy, params)}
+                if out is not None:
+                    save_pretrained(_with_params(net, graphdef, params, model, cfg.mode), out / "best",
+                                    tokenizer, extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
+                                           "val_examples": len(val_split), "data": data.spec})
+            bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{val['accuracy']:.3f}")
+            if out is not None:
+                _write_log(out, history)
+                _save_state(out, params, opt_state, best, step, history, run_key)
+            if stop_after_step is not None and step >= stop_after_step and step < total:
+                bar.close()
+                log(f"stopping at step {step} (interrupted on request)")
+                return RunResult(out, best["step"], best["val"], {}, step, 0.0, time.perf_counter() - t_start, history)
+    bar.close()
+    loop_seconds = time.perf_counter() - t_loop
+    steps_per_second = steps_run / loop_seconds if loop_seconds > 0 else float("nan")
+
+    # -- test the best checkpoint ---------------------------------------------
+    best_params = best["params"] if best["params"] is not None else params
+    test = classification_metrics(predict(eval_step, best_params, arrays["test"], cfg.eval_batch_size),
+                                  enc["test"].labels, data.num_classes)
+    # the trained weights go back into the caller's model
+    nnx.update(net, best_params)
+    result = RunResult(out, best["step"], best["val"], test, step, steps_per_second,
+                       time.perf_counter() - t_start, history)
+    if out is not None:
+        (out / "result.json").write_text(json.dumps({
+            "run_key": run_key, "mode": cfg.mode, "best_step": best["step"], "best_val": best["val"],
+            "test": test, "steps": step, "steps_per_second": steps_per_second,
+            "wall_seconds": result.wall_seconds, "n_train": n_train, "config": dataclasses.asdict(cfg),
+        }, indent=2) + "\n")
+    return result
+
+
+def _with_params(net, graphdef, params, model: GPT2, mode: str) -> GPT2:
+    """The full model carrying the current trained weights (for saving)."""
+    trained = nnx.merge(graphdef, params)
+    if mode == "probe":
+        return GPT2(model.backbone, trained)
+    return trained
+
+
+def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2) -> str:
+    """What makes a run the same run: settings, data and starting weights' shape."""
+    import hashlib
+
+    d = dataclasses.asdict(cfg)
+    d.pop("eval_batch_size", None)
+    d["data"] = data.spec
+    d["n"] = [len(data.train), len(data.validation), len(data.test)]
+    d["labels_names"] = data.label_names
+    d["model"] = dataclasses.asdict(model.config)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _save_state(out: Path, params, opt_state, best, step, history, run_key):
+    state_dir = out / "state"
+    state_dir.mkdir(exist_ok=True)
+    _save_tree(params, state_dir / "params.safetensors")
+    _save_tree(opt_state, state_dir / "opt_state.safetensors")
+    if best["params"] is not None:
+        _save_tree(best["params"], state_dir / "best_params.safetensors")
+    tmp = state_dir / "state.json.tmp"
+    tmp.write_text(json.dumps({"run_key": run_key, "step": step, "best_step": best["step"],
+                               "best_val": best["val"], "n_log": len(history)}))
+    tmp.replace(state_dir / "state.json")  # atomic: a crash never leaves half a state.json
+
+
+def _write_log(out: Path, history: list[dict]):
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+
+
+def _read_log(out: Path) -> list[dict]:
+    p = out / "metrics.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def evaluate(model: GPT2, data: Dataset, tokenizer, split: str = "test", max_len: int | None = None,
+             batch_size: int = 64, val_examples: int | None = None) -> dict:
+    """accuracy, macro-F1, loss and n of a classifier on one split.
+
+    ``val_examples`` picks the same fixed stratified validation subset that
+    ``finetune`` validated on, so its logged accuracy can be reproduced."""
+    head = model.head
+    if not isinstance(head, ClassificationHead):
+        raise TrainingError("this model has no classification head; evaluate needs a fine-tuned classifier")
+    if list(head.labels) != list(data.label_names):
+        raise TrainingError(f"the model's labels {list(head.labels)} differ from the data's {data.label_names}")
+    max_len = max_len or model.config.n_positions
+    part = data.split(split)
+    if split == "validation" and val_examples is not None and val_examples < len(part):
+        part = label_budget(part, val_examples, 0, data.num_classes)
+    enc = encode(part, tokenizer, max_len)
+    graphdef, params = nnx.split(model)
+    _, eval_step = make_steps(graphdef, forward_tokens, optax.identity())
+    arrays = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask, "labels": enc.labels}
+    metrics = classification_metrics(predict(eval_step, params, arrays, batch_size), enc.labels, data.num_classes)
+    metrics["n_truncated"] = enc.n_truncated
+    return metrics

@@ -1,0 +1,231 @@
+"""Heads and the fine-tuning loop: scratch, probe, full."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+import minitransfer as mt
+from minitransfer.cli import main
+from minitransfer.data import load_dataset
+from minitransfer.heads import ClassificationHead, last_token_index, pool
+from minitransfer.train import (
+    TrainConfig,
+    TrainingError,
+    build_classifier,
+    finetune,
+    layer_lr_factors,
+)
+
+TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
+
+
+@pytest.fixture(scope="module")
+def keyword_data(tmp_path_factory):
+    """A tiny learnable task: the last word says the class."""
+    d = tmp_path_factory.mktemp("kw")
+    rng = np.random.default_rng(0)
+    fillers = ["the film", "my day", "this phone", "our trip", "that song", "the food"]
+    words = {"neg": ["awful", "terrible", "bad"], "pos": ["great", "lovely", "good"]}
+    rows = []
+    for i in range(240):
+        lab = "pos" if i % 2 else "neg"
+        rows.append({"text": f"{rng.choice(fillers)} was {rng.choice(words[lab])}", "label": lab})
+    (d / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return load_dataset(f"jsonl:{d / 'kw.jsonl'}")
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory, gpt2_tokenizer):
+    """A random-weight 'pretrained' checkpoint with the GPT-2 tokenizer."""
+    d = tmp_path_factory.mktemp("pre")
+    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=0), d, tokenizer=gpt2_tokenizer)
+    return d
+
+
+def _cfg(**kw):
+    base = dict(steps=30, batch_size=16, max_len=12, eval_every=10, lr=3e-3)
+    return TrainConfig(**{**base, **kw})
+
+
+def _model(mode, pretrained_dir, data, cfg):
+    base = None if mode == "scratch" else mt.load_pretrained(pretrained_dir)
+    return build_classifier(mode, base, mt.GPT2Config(**TINY), data.label_names, cfg)
+
+
+# ----------------------------------------------------------------------------
+# Heads
+# ----------------------------------------------------------------------------
+
+
+def test_pooling_last_and_mean():
+    hidden = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)
+    right = np.array([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = np.array([[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert last_token_index(right).tolist() == [1, 3] and last_token_index(left).tolist() == [3, 3]
+    np.testing.assert_array_equal(pool(hidden, right, "last"), hidden[[0, 1], [1, 3]])
+    np.testing.assert_allclose(pool(hidden, right, "mean")[0], hidden[0, :2].mean(0))
+
+
+def test_swapping_the_head_never_touches_the_backbone(pretrained_dir):
+    lm = mt.load_pretrained(pretrained_dir)
+    before = jax.tree.map(np.asarray, nnx.state(lm.backbone))
+    clf = mt.GPT2(lm.backbone, ClassificationHead(32, ["a", "b", "c"]))
+    ids = np.array([[1, 2, 3, 4]], np.int32)
+    assert clf(ids).shape == (1, 3) and lm(ids).shape == (1, 4, 50257)
+    after = jax.tree.map(np.asarray, nnx.state(clf.backbone))
+    jax.tree.map(np.testing.assert_array_equal, before, after)
+
+
+def test_discriminative_lr_factors(pretrained_dir):
+    model = mt.GPT2(mt.load_pretrained(pretrained_dir).backbone, ClassificationHead(32, ["a", "b"]))
+    f = layer_lr_factors(nnx.state(model), n_layer=2, decay=0.5)
+    assert float(f["head"]["score"]["kernel"].get_value()) == 1.0
+    assert float(f["backbone"]["h"][1]["attn"]["c_attn"]["kernel"].get_value()) == 0.5
+    assert float(f["backbone"]["h"][0]["attn"]["c_attn"]["kernel"].get_value()) == 0.25
+    assert float(f["backbone"]["wte"]["embedding"].get_value()) == 0.125
+
+
+# ----------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------
+
+
+def test_probe_step_leaves_backbone_bit_identical(pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):
+    cfg = _cfg(mode="probe", steps=1, eval_every=1)
+    model = _model("probe", pretrained_dir, keyword_data, cfg)
+    before = jax.tree.map(np.array, nnx.state(model.backbone))
+    head_before = np.array(model.head.score.kernel[...])
+    finetune(model, keyword_data, gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
+    after = jax.tree.map(np.array, nnx.state(model.backbone))
+    jax.tree.map(np.testing.assert_array_equal, before, after)
+    assert not np.array_equal(head_before, np.asarray(model.head.score.kernel[...]))  # the head did learn
+    saved = mt.load_pretrained(tmp_path / "run" / "best")
+    jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.array, nnx.state(saved.backbone)))
+
+
+@pytest.mark.parametrize("mode", ["scratch", "probe", "full"])
+def test_loss_falls_in_every_mode(mode, pretrained_dir, keyword_data, gpt2_tokenizer):
+    lr = {"scratch": 3e-3, "probe": 3e-2, "full": 3e-3}[mode]
+    cfg = _cfg(mode=mode, lr=lr, steps=40)
+    model = _model(mode, pretrained_dir, keyword_data, cfg)
+    r = finetune(model, keyword_data, gpt2_tokenizer, cfg, None, progress=False)
+    first, last = r.history[0]["val_loss"], min(h["val_loss"] for h in r.history)
+    initial = mt.train.evaluate(_model(mode, pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer,
+                                "validation", max_len=12)
+    print(f"{mode}: val loss {initial['loss']:.3f} -> {first:.3f} -> {last:.3f}, test acc {r.test['accuracy']:.3f}")
+    assert last < initial["loss"] - 0.05
+    assert r.test["accuracy"] > 0.7
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):
+    cfg = _cfg(mode="full", steps=12, eval_every=3)
+    a = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
+                 tmp_path / "a", progress=False)
+    partial = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
+                       tmp_path / "b", progress=False, stop_after_step=6)
+    assert partial.steps == 6 and not (tmp_path / "b" / "result.json").exists()
+    b = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
+                 tmp_path / "b", progress=False)
+    assert a.test == b.test and a.best_step == b.best_step and a.best_val == b.best_val
+    assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
+    wa = mt.load_pretrained(tmp_path / "a" / "best")
+    wb = mt.load_pretrained(tmp_path / "b" / "best")
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(wa), nnx.state(wb))
+    # a third run with the same directory is recognised as finished
+    c = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
+                 tmp_path / "b", progress=False)
+    assert c.test == a.test
+
+
+def test_save_load_identical_predictions_and_evaluate_reproduces_val(
+    pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path, capsys
+):
+    cfg = _cfg(mode="full", steps=10, eval_every=5, val_examples=10)
+    model = _model("full", pretrained_dir, keyword_data, cfg)
+    r = finetune(model, keyword_data, gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
+    loaded = mt.load_pretrained(tmp_path / "run" / "best")
+    assert loaded.head.labels == ("neg", "pos")
+    ids = np.array([gpt2_tokenizer.encode("the film was great")], np.int32)
+    np.testing.assert_array_equal(np.asarray(model(ids)), np.asarray(loaded(ids)))
+    spec = keyword_data.spec
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data", spec,
+                 "--split", "validation", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["n"] == 10 and got["accuracy"] == r.best_val["accuracy"]
+    assert abs(got["loss"] - r.best_val["loss"]) < 1e-6
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data", spec, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == r.test["accuracy"]
+
+
+def test_one_real_step_on_tfds_mock_data(pretrained_dir, gpt2_tokenizer):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=16):
+        data = load_dataset("tfds:imdb_reviews")
+    cfg = _cfg(mode="full", steps=1, eval_every=1, batch_size=4)
+    r = finetune(_model("full", pretrained_dir, data, cfg), data, gpt2_tokenizer, cfg, None, progress=False)
+    assert r.steps == 1 and np.isfinite(r.test["loss"])
+
+
+def test_cli_finetune_all_modes_and_skip(pretrained_dir, keyword_data, tmp_path, capsys):
+    spec = keyword_data.spec
+    common = ["--data", spec, "--steps", "4", "--batch-size", "8", "--max-len", "12", "--no-progress"]
+    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--out", str(tmp_path / "p"), *common]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "scratch", "--config", "tiny",
+                 "--out", str(tmp_path / "s"), *common]) == 0
+    assert mt.load_pretrained(tmp_path / "s" / "best").config.n_layer == 2
+    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "full", "--labels", "20",
+                 "--lr-decay-per-layer", "0.5", "--out", str(tmp_path / "f"), *common]) == 0
+    assert json.loads((tmp_path / "f" / "result.json").read_text())["n_train"] == 20
+    capsys.readouterr()
+    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--out", str(tmp_path / "p"), *common]) == 0
+    assert "already finished" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------
+# Bad input
+# ----------------------------------------------------------------------------
+
+
+def test_head_label_mismatch_suggests_new_head(pretrained_dir, keyword_data, tmp_path, capsys):
+    cfg = _cfg(mode="probe", steps=2, eval_every=2)
+    clf = mt.GPT2(mt.load_pretrained(pretrained_dir).backbone, ClassificationHead(32, ["x", "y", "z"]))
+    mt.save_pretrained(clf, tmp_path / "clf", tokenizer=mt.load_tokenizer(pretrained_dir))
+    with pytest.raises(TrainingError, match=r"3 labels \['x', 'y', 'z'\].*2 labels \['neg', 'pos'\].*--new-head"):
+        build_classifier("probe", mt.load_pretrained(tmp_path / "clf"), clf.config, keyword_data.label_names, cfg)
+    common = ["--data", keyword_data.spec, "--steps", "2", "--max-len", "12", "--no-progress"]
+    assert main(["finetune", "--model", str(tmp_path / "clf"), "--out", str(tmp_path / "o1"), *common]) == 2
+    assert "--new-head" in capsys.readouterr().err
+    assert main(["finetune", "--model", str(tmp_path / "clf"), "--new-head", "--out", str(tmp_path / "o2"), *common]) == 0
+
+
+def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_tokenizer):
+    cfg = _cfg(mode="full", lr=1e30, steps=20, warmup=0.0, clip_norm=1e30)
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+.*lower --lr"):
+        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None,
+                 progress=False)
+
+
+def test_max_len_beyond_positions(pretrained_dir, keyword_data, gpt2_tokenizer):
+    cfg = _cfg(mode="probe", max_len=64)
+    with pytest.raises(TrainingError, match=r"--max-len 64 exceeds the model's n_positions=32"):
+        finetune(_model("probe", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None,
+                 progress=False)
+
+
+def test_unknown_mode_and_config(capsys):
+    with pytest.raises(ValueError, match="unknown mode 'linear'"):
+        TrainConfig(mode="linear")
+    with pytest.raises(SystemExit):
+        main(["finetune", "--mode", "sideways", "--out", "x"])
+    assert "invalid choice: 'sideways'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown config name 'huge'"):
+        mt.named_config("huge")

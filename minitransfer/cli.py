@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,8 @@ def _add_model_arg(p: argparse.ArgumentParser, required: bool = True):
         required=required,
         metavar="SOURCE",
         help="a checkpoint directory (config.json + model.safetensors) or a Hugging Face hub id "
-        "such as gpt2, distilgpt2 (hub ids need network)",
+        "such as gpt2, distilgpt2 (hub ids need network)"
+        + ("" if required else "; default: the shipped checkpoints/minigpt2-imdb"),
     )
     p.add_argument(
         "--allow-pickle",
@@ -89,13 +91,14 @@ def next_word_candidates(model, tokenizer, prompt: str, top_k: int = 5) -> list[
 def cmd_next_word(args) -> int:
     from minitransfer.convert import load_pretrained, load_tokenizer
 
-    model = load_pretrained(args.model, allow_pickle=args.allow_pickle)
-    tokenizer = load_tokenizer(args.model)
+    source = _model_or_default(args)
+    model = load_pretrained(source, allow_pickle=args.allow_pickle)
+    tokenizer = load_tokenizer(source)
     cands = next_word_candidates(model, tokenizer, args.prompt, args.top_k)
     if args.json:
         print(json.dumps({"prompt": args.prompt, "candidates": cands}, indent=2))
         return 0
-    print(f"{args.prompt!r} ... what comes next? ({args.model})")
+    print(f"{args.prompt!r} ... what comes next? ({source})")
     width = max(len(repr(c["token"])) for c in cands)
     for c in cands:
         bar = "█" * max(1, round(c["prob"] * 40)) if c["prob"] >= 0.0125 else "▏"
@@ -261,6 +264,146 @@ def cmd_evaluate(args) -> int:
 
 
 # ----------------------------------------------------------------------------
+# pretrain
+# ----------------------------------------------------------------------------
+
+
+def cmd_pretrain(args) -> int:
+    import dataclasses
+    import platform
+    import shlex
+
+    import jax
+
+    from minitransfer.convert import load_tokenizer
+    from minitransfer.data import load_texts, pack_blocks, read_rows
+    from minitransfer.model import GPT2, GPT2Config, NAMED_CONFIGS, num_params
+    from minitransfer.tokenizer import train_tokenizer
+    from minitransfer.train import PretrainConfig, pretrain, text_perplexity
+
+    command = "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command_line is None \
+        else args.command_line
+    out = Path(args.out)
+    texts = load_texts(args.data, text_field=args.text_field)
+    print(f"pretraining text: {len(texts)} documents from {args.data}")
+    if args.tokenizer.startswith("train:"):
+        if (out / "tokenizer.json").exists():
+            tokenizer = load_tokenizer(out)  # resuming: the vocabulary must not change
+            print(f"tokenizer: reusing {out}/tokenizer.json ({len(tokenizer)} tokens)")
+        else:
+            vocab = int(args.tokenizer.split(":", 1)[1])
+            print(f"tokenizer: training a {vocab}-token byte-level BPE on the pretraining text")
+            tokenizer = train_tokenizer(texts, vocab)
+            out.mkdir(parents=True, exist_ok=True)
+            tokenizer.save_pretrained(str(out))
+    else:
+        tokenizer = load_tokenizer(args.tokenizer)
+    shape = dict(NAMED_CONFIGS[args.config]) if args.config else {}
+    for k in ("n_layer", "n_head", "n_embd"):
+        if getattr(args, k) is not None:
+            shape[k] = getattr(args, k)
+    missing = [k for k in ("n_layer", "n_head", "n_embd") if k not in shape]
+    if missing:
+        raise ValueError(f"give --config NAME or all of --n-layer --n-head --n-embd (missing {missing})")
+    shape["n_positions"] = max(args.block_size, shape.get("n_positions", 0)) if args.n_positions is None \
+        else args.n_positions
+    config = GPT2Config(**shape, vocab_size=len(tokenizer), embd_pdrop=args.dropout, attn_pdrop=args.dropout,
+                        resid_pdrop=args.dropout, bos_token_id=tokenizer.eos_token_id,
+                        eos_token_id=tokenizer.eos_token_id)
+    cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
+                         eval_every=args.eval_every, seed=args.seed)
+    blocks = pack_blocks(texts, tokenizer, args.block_size, val_fraction=args.val_fraction, seed=args.seed)
+    print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
+          f"validation blocks of {args.block_size + 1} ({blocks.n_dropped_tokens:,} tail tokens dropped); "
+          f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs")
+    model = GPT2.language_model(config, seed=args.seed)
+    n_params = num_params(model)
+    print(f"model: n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
+          f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters")
+    r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress,
+                 run_key_extra={"data": args.data, "tokenizer": args.tokenizer})
+    report = {}
+    if args.report_text:
+        rows = read_rows(Path(args.report_text), "jsonl", [])[: args.report_n]
+        ppl = text_perplexity(model, tokenizer, [r_["text"] for r_ in rows], args.block_size)
+        report = {"text": args.report_text, "n_texts": len(rows), "block_size": args.block_size, "perplexity": ppl}
+        print(f"perplexity on the first {len(rows)} texts of {args.report_text}: {ppl:.2f}")
+    card = {
+        "data": args.data, "documents": len(texts), "tokens_seen": r.tokens_seen, "parameters": n_params,
+        "config": dataclasses.asdict(config), "pretrain": dataclasses.asdict(cfg), "best_step": r.best_step,
+        "val_loss": r.val_loss, "val_perplexity": r.val_perplexity, "wall_seconds": r.wall_seconds,
+        "steps_per_second": r.steps_per_second, "report": report, "command": command,
+        "hardware": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
+                    f"jax {jax.__version__} on {jax.devices()[0].platform}".replace("  ", " "),
+    }
+    (out / "pretrain.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out / "MODEL_CARD.md").write_text(model_card(card))
+    print(f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.wall_seconds / 60:.1f} min: "
+          f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}")
+    return 0
+
+
+def model_card(c: dict) -> str:
+    cfg = c["config"]
+    rep = c["report"]
+    lines = [
+        f"# {Path(c.get('name', 'model')).name if c.get('name') else 'A small GPT-2 pretrained with minitransfer'}",
+        "",
+        "A GPT-2-architecture language model trained from random initialisation with minitransfer's "
+        "next-word objective, saved in Hugging Face GPT-2 format (`transformers.GPT2LMHeadModel` and "
+        "`AutoTokenizer` load it; so does `minitransfer.load_pretrained`).",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| data | `{c['data']}` ({c['documents']:,} documents) |",
+        f"| tokens seen | {c['tokens_seen']:,} |",
+        f"| parameters | {c['parameters']:,} |",
+        f"| shape | n_layer={cfg['n_layer']}, n_head={cfg['n_head']}, n_embd={cfg['n_embd']}, "
+        f"vocab_size={cfg['vocab_size']}, n_positions={cfg['n_positions']} |",
+        f"| steps | {c['pretrain']['steps']} x batch {c['pretrain']['batch_size']} x block "
+        f"{c['pretrain']['block_size']}, peak lr {c['pretrain']['lr']:g} ({c['pretrain']['schedule']}) |",
+        f"| validation perplexity | {c['val_perplexity']:.2f} (held-out {c['pretrain']['val_blocks']} blocks, "
+        f"best at step {c['best_step']}) |",
+    ]
+    if rep:
+        lines.append(f"| perplexity on a fixed slice | {rep['perplexity']:.2f} on the first {rep['n_texts']} texts of "
+                     f"`{rep['text']}` (blocks of {rep['block_size']}) |")
+    lines += [
+        f"| wall time | {c['wall_seconds'] / 60:.1f} min ({c['steps_per_second']:.2f} steps/s) |",
+        f"| hardware | {c['hardware']} |",
+        "",
+        "Reproduce with:",
+        "",
+        "```bash",
+        c["command"],
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------
+# generate
+# ----------------------------------------------------------------------------
+
+
+def cmd_generate(args) -> int:
+    from minitransfer.convert import load_pretrained, load_tokenizer
+    from minitransfer.generate import generate
+
+    model = load_pretrained(_model_or_default(args), allow_pickle=args.allow_pickle)
+    tokenizer = load_tokenizer(_model_or_default(args))
+    ids = tokenizer.encode(args.prompt)
+    for i in range(args.num_samples):
+        new = generate(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                       top_p=args.top_p, seed=args.seed + i, greedy=args.greedy, eos_id=tokenizer.eos_token_id)
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} (seed {args.seed + i})")
+        print(args.prompt + tokenizer.decode(new))
+    return 0
+
+
+# ----------------------------------------------------------------------------
 # main
 # ----------------------------------------------------------------------------
 
@@ -294,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the model on PROMPT and print the top-k candidates for the next token with "
         "the model's probability for each: what a language model actually predicts.",
     )
-    _add_model_arg(p)
+    _add_model_arg(p, required=False)
     p.add_argument("--prompt", required=True, help="text to continue")
     p.add_argument("--top-k", type=int, default=5, help="how many candidates to show (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -376,6 +519,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --split validation: use the whole split, not the subset training validated on")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "pretrain",
+        help="next-word pretraining of a GPT-2 from random weights on your text",
+        description="Train a GPT-2-architecture model from scratch on the next-word objective and write "
+        "a Hugging Face-format checkpoint (config.json, model.safetensors, tokenizer, MODEL_CARD.md) "
+        "that every other command and transformers load. Re-running the same command resumes.",
+    )
+    p.add_argument("--data", required=True, metavar="SPEC",
+                   help="text to learn from: jsonl:/csv:/tsv:/txt:PATH, tweets or tfds:NAME (train split only)")
+    p.add_argument("--text-field", default="text", help="field holding the text (default: text)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.add_argument("--config", choices=sorted(NAMED_CONFIGS), help="a named shape (or give --n-layer etc.)")
+    p.add_argument("--n-layer", type=int)
+    p.add_argument("--n-head", type=int)
+    p.add_argument("--n-embd", type=int)
+    p.add_argument("--n-positions", type=int, help="default: the config's, at least --block-size")
+    p.add_argument("--tokenizer", default="train:8192",
+                   help="train:VOCAB_SIZE (learn a byte-level BPE on the text; default train:8192), or a "
+                   "checkpoint/tokenizer directory or hub id (gpt2) to reuse its vocabulary")
+    p.add_argument("--steps", type=int, default=2000, help="default 2000")
+    p.add_argument("--block-size", type=int, default=128, help="tokens per training sequence (default 128)")
+    p.add_argument("--batch-size", type=int, default=32, help="default 32")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, cosine decay (default 1e-3)")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="dropout while pretraining (default 0: one pass over the data rarely overfits)")
+    p.add_argument("--eval-every", type=int, default=100, help="default 100")
+    p.add_argument("--val-fraction", type=float, default=0.02, help="texts held out for validation (default 0.02)")
+    p.add_argument("--report-text", metavar="JSONL",
+                   help="also report perplexity on the first --report-n texts of this jsonl(.gz) file")
+    p.add_argument("--report-n", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--command-line", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser(
+        "generate",
+        help="continue a prompt, sampling one token at a time (with a key/value cache)",
+        description="Generate text after PROMPT. Each new token is sampled from the model's next-word "
+        "distribution (reshaped by --temperature, --top-k, --top-p), or the likeliest with --greedy.",
+    )
+    _add_model_arg(p, required=False)
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=40, help="default 40")
+    p.add_argument("--temperature", type=float, default=0.8, help="default 0.8")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    p.add_argument("--greedy", action="store_true", help="always take the likeliest token")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

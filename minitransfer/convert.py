@@ -26,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
+from minitransfer.tokenizer import load_tokenizer  # noqa: F401  (re-exported)
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -333,34 +334,6 @@ def classification_head_from_tensors(info: dict, config: GPT2Config, tensors: di
     if tensors:
         raise CheckpointError(f"{source}: unexpected head tensors {sorted(tensors)}")
     return head
-
-
-def load_tokenizer(source: str | os.PathLike):
-    """The tokenizer saved with a checkpoint (a ``transformers`` fast tokenizer).
-
-    Also accepts a directory holding OpenAI's original ``encoder.json`` +
-    ``vocab.bpe`` (same content as ``vocab.json`` + ``merges.txt``).
-    """
-    from transformers import AutoTokenizer, GPT2TokenizerFast
-
-    directory = resolve_source(source)
-    if (directory / "encoder.json").exists() and (directory / "vocab.bpe").exists():
-        import tempfile
-        import shutil
-
-        # transformers wants the Hugging Face file names; passing vocab_file=
-        # to the constructor silently yields an empty vocabulary in v5.
-        with tempfile.TemporaryDirectory() as tmp:
-            shutil.copy(directory / "encoder.json", Path(tmp) / "vocab.json")
-            shutil.copy(directory / "vocab.bpe", Path(tmp) / "merges.txt")
-            return GPT2TokenizerFast.from_pretrained(tmp)
-    if not any((directory / f).exists() for f in ("tokenizer.json", "vocab.json")):
-        raise CheckpointError(
-            f"{directory}: no tokenizer files (tokenizer.json, or vocab.json + merges.txt). "
-            f"Save the checkpoint with a tokenizer, e.g. `minitransfer convert SOURCE --out DIR "
-            f"--tokenizer TOKENIZER_DIR`."
-        )
-    return AutoTokenizer.from_pretrained(str(directory))
 
 
 # ----------------------------------------------------------------------------

@@ -174,7 +174,16 @@ class CausalSelfAttention(nnx.Module):
             scale /= float(layer_idx + 1)
         self.scale = scale
 
-    def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None) -> jax.Array:
+    def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None, cache=None):
+        """Self-attention over ``x`` (B, T, C).
+
+        With ``cache = (k_cache, v_cache, start)`` (each cache (B, H, S, D)),
+        ``x`` holds the tokens at positions ``start .. start+T-1`` only: their
+        keys and values are written into the cache, queries attend to every
+        cached position up to their own, and ``(y, (k_cache, v_cache))`` is
+        returned. This is the key/value cache that makes generation cost one
+        position per new token instead of the whole prefix.
+        """
         B, T, C = x.shape
         H = self.n_head
         D = C // H
@@ -186,23 +195,32 @@ class CausalSelfAttention(nnx.Module):
         k = k.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
         v = v.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
 
-        # how much query t attends to key s: scaled dot products
-        scores = jnp.einsum("bhtd,bhsd->bhts", q, k) * self.scale  # (B, H, T, T)
-
-        # may query t look at key s?  only the past (causal), and never padding
-        allowed = jnp.tril(jnp.ones((T, T), dtype=bool))[None, None]  # (1, 1, T, T)
+        if cache is None:
+            # may query t look at key s?  only the past (causal), and never padding
+            allowed = jnp.tril(jnp.ones((T, T), dtype=bool))[None, None]  # (1, 1, T, T)
+        else:
+            k_cache, v_cache, start = cache
+            k = jax.lax.dynamic_update_slice(k_cache, k, (0, 0, start, 0))  # (B, H, S, D)
+            v = jax.lax.dynamic_update_slice(v_cache, v, (0, 0, start, 0))  # (B, H, S, D)
+            S = k.shape[2]
+            q_pos = start + jnp.arange(T)  # (T,) absolute positions of the queries
+            allowed = (jnp.arange(S)[None, :] <= q_pos[:, None])[None, None]  # (1, 1, T, S)
         if attention_mask is not None:
-            allowed = allowed & attention_mask.astype(bool)[:, None, None, :]  # (B, 1, T, T)
+            allowed = allowed & attention_mask.astype(bool)[:, None, None, :]  # (B, 1, T, S)
+
+        # how much query t attends to key s: scaled dot products
+        scores = jnp.einsum("bhtd,bhsd->bhts", q, k) * self.scale  # (B, H, T, S)
         # The most negative finite float, not -inf: a padding query that may see
         # no key at all then gets a harmless uniform row instead of NaN.
-        scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)  # (B, H, T, T)
+        scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)  # (B, H, T, S)
 
-        weights = jax.nn.softmax(scores, axis=-1)  # (B, H, T, T), rows sum to 1
+        weights = jax.nn.softmax(scores, axis=-1)  # (B, H, T, S), rows sum to 1
         weights = _dropout(weights, self.attn_pdrop, k_attn)
         y = jnp.einsum("bhts,bhsd->bhtd", weights, v)  # (B, H, T, D)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C): heads side by side
         y = self.c_proj(y)  # (B, T, C)
-        return _dropout(y, self.resid_pdrop, k_resid)
+        y = _dropout(y, self.resid_pdrop, k_resid)
+        return y if cache is None else (y, (k, v))
 
 
 class MLP(nnx.Module):
@@ -240,11 +258,14 @@ class Block(nnx.Module):
         self.ln_2 = nnx.LayerNorm(C, epsilon=eps, rngs=rngs)
         self.mlp = MLP(config, rngs=rngs)
 
-    def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None) -> jax.Array:
+    def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None, cache=None):
         k_attn, k_mlp = _split(dropout_key, 2)
-        x = x + self.attn(self.ln_1(x), attention_mask, k_attn)  # (B, T, C)
-        x = x + self.mlp(self.ln_2(x), k_mlp)  # (B, T, C)
-        return x
+        if cache is None:
+            x = x + self.attn(self.ln_1(x), attention_mask, k_attn)  # (B, T, C)
+            return x + self.mlp(self.ln_2(x), k_mlp)  # (B, T, C)
+        a, new_cache = self.attn(self.ln_1(x), attention_mask, k_attn, cache)
+        x = x + a  # (B, T, C)
+        return x + self.mlp(self.ln_2(x), k_mlp), new_cache
 
 
 # ----------------------------------------------------------------------------
@@ -300,6 +321,28 @@ class GPT2Backbone(nnx.Module):
         for block, key in zip(self.h, keys[1:]):
             x = block(x, attention_mask, key)  # (B, T, C)
         return self.ln_f(x)  # (B, T, C)
+
+    def init_cache(self, batch_size: int, max_len: int) -> dict:
+        """An empty key/value cache for ``max_len`` positions:
+        k and v of shape (n_layer, B, H, max_len, D)."""
+        c = self.config
+        shape = (c.n_layer, batch_size, c.n_head, max_len, c.n_embd // c.n_head)
+        return {"k": jnp.zeros(shape, jnp.float32), "v": jnp.zeros(shape, jnp.float32)}
+
+    def decode(self, input_ids: jax.Array, cache: dict, start: jax.Array) -> tuple[jax.Array, dict]:
+        """Run tokens at positions ``start .. start+T-1`` (B, T) against a
+        key/value ``cache`` of everything before them; return hidden states
+        (B, T, C) and the updated cache. The prompt goes in once (T = its
+        length, start = 0); then each new token is one call with T = 1."""
+        B, T = input_ids.shape
+        pos = start + jnp.arange(T, dtype=jnp.int32)[None, :]  # (1, T)
+        x = self.wte(input_ids) + self.wpe(pos)  # (B, T, C)
+        ks, vs = [], []
+        for i, block in enumerate(self.h):
+            x, (k, v) = block(x, None, None, (cache["k"][i], cache["v"][i], start))  # (B, T, C)
+            ks.append(k)
+            vs.append(v)
+        return self.ln_f(x), {"k": jnp.stack(ks), "v": jnp.stack(vs)}
 
 
 def num_params(module: nnx.Module) -> int:

@@ -183,33 +183,44 @@ def make_optimizer(cfg: TrainConfig, params, total_steps: int, n_layer: int) -> 
 # ----------------------------------------------------------------------------
 
 
-def make_steps(graphdef, forward: Callable, tx: optax.GradientTransformation):
-    """Build ``train_step`` and ``eval_step`` for a network ``graphdef``.
+def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation):
+    """One optimizer step as a pure function, compiled once.
 
-    ``forward(net, batch, dropout_key)`` returns class logits (B, K): for
-    ``full``/``scratch`` ``net`` is the whole GPT2 and the batch holds token ids;
-    for ``probe`` it is the head alone and the batch holds cached features.
+    ``loss_fn(net, batch, dropout_key) -> scalar`` where ``net`` is the module
+    being trained (rebuilt from ``graphdef`` + ``params`` inside the trace).
+    ``params`` holds only what is trained, so gradients and optimizer state
+    exist only for it.
     """
 
-    def loss_fn(params, batch, key):
-        net = nnx.merge(graphdef, params)
-        logits = forward(net, batch, key)  # (B, K)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
-        return loss, logits
+    def loss_of_params(params, batch, key):
+        return loss_fn(nnx.merge(graphdef, params), batch, key)
 
     @jax.jit
     def train_step(params, opt_state, batch, key):
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
+        loss, grads = jax.value_and_grad(loss_of_params)(params, batch, key)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        accuracy = (logits.argmax(-1) == batch["labels"]).mean()
-        return params, opt_state, {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads)}
+        return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+    return train_step
+
+
+def make_eval_step(graphdef, forward: Callable):
+    """``eval_step(params, batch) -> forward(net, batch, None)``: no dropout."""
 
     @jax.jit
     def eval_step(params, batch):
-        return forward(nnx.merge(graphdef, params), batch, None)  # (B, K), no dropout
+        return forward(nnx.merge(graphdef, params), batch, None)
 
-    return train_step, eval_step
+    return eval_step
+
+
+def classification_loss(forward: Callable) -> Callable:
+    def loss_fn(net, batch, key):
+        logits = forward(net, batch, key)  # (B, K)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
+
+    return loss_fn
 
 
 def forward_tokens(net: GPT2, batch, key):
@@ -282,6 +293,129 @@ def _load_tree(like, path: Path):
 # ----------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------
+
+
+# ----------------------------------------------------------------------------
+# The training loop, shared by fine-tuning and pretraining
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LoopResult:
+    params: object
+    best_params: object
+    best_step: int
+    best_metrics: dict
+    history: list[dict]
+    step: int
+    steps_per_second: float
+    interrupted: bool
+
+
+def train_loop(
+    *,
+    params,
+    opt_state,
+    train_step: Callable,
+    get_batch: Callable[[int], dict],
+    total: int,
+    eval_every: int,
+    validate: Callable[[object], dict],
+    is_better: Callable[[dict, dict], bool],
+    on_best: Callable[[object, int, dict], None],
+    seed: int,
+    lr_at: Callable[[int], float],
+    lr: float,
+    out: Path | None,
+    run_key: str,
+    desc: str,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    stop_after_step: int | None = None,
+    postfix: Callable[[dict], dict] = lambda m: {},
+) -> LoopResult:
+    """Run ``train_step`` from the current step to ``total``.
+
+    Every ``eval_every`` steps (and at the end): ``validate(params)`` -> metrics,
+    logged to ``out/metrics.jsonl``; the best metrics so far (``is_better``)
+    trigger ``on_best`` (e.g. save a checkpoint); and the whole training state
+    goes to ``out/state`` so that re-running resumes here. Batch ``s`` is
+    ``get_batch(s)`` and its dropout key ``fold_in(key(seed), s)``: both
+    functions of the step alone, so a resumed run repeats an uninterrupted one
+    exactly.
+    """
+    from tqdm.auto import tqdm
+
+    step, history = 0, []
+    best = {"step": -1, "metrics": None, "params": None}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        state_dir = out / "state"
+        if (state_dir / "state.json").exists():
+            st = json.loads((state_dir / "state.json").read_text())
+            if st.get("run_key") != run_key:
+                raise TrainingError(
+                    f"{out} holds a different run (other data, mode or settings); choose another --out "
+                    f"or delete it"
+                )
+            params = _load_tree(params, state_dir / "params.safetensors")
+            opt_state = _load_tree(opt_state, state_dir / "opt_state.safetensors")
+            step = st["step"]
+            history = _read_log(out)[: st["n_log"]]
+            best = {"step": st["best_step"], "metrics": st["best_metrics"], "params": None}
+            if (state_dir / "best_params.safetensors").exists():
+                best["params"] = _load_tree(params, state_dir / "best_params.safetensors")
+            log(f"{out}: resuming at step {step} of {total}")
+        _write_log(out, history)
+
+    base_key = jax.random.key(seed)
+    bar = tqdm(total=total, initial=step, disable=not progress, desc=desc, unit="step", dynamic_ncols=True)
+    t_loop, steps_run = time.perf_counter(), 0
+    while step < total:
+        params, opt_state, m = train_step(params, opt_state, get_batch(step), jax.random.fold_in(base_key, step))
+        loss = float(m["loss"])
+        if not math.isfinite(loss):
+            bar.close()
+            raise TrainingError(
+                f"the training loss became {loss} at step {step + 1} (peak lr {lr:g}); training stopped. "
+                f"Try a lower --lr."
+            )
+        step += 1
+        steps_run += 1
+        bar.update(1)
+        if step % eval_every == 0 or step == total:
+            metrics = validate(params)
+            rec = {"step": step, "train_loss": loss, "lr": lr_at(step - 1), **metrics}
+            history.append(rec)
+            if best["metrics"] is None or is_better(metrics, best["metrics"]):
+                best = {"step": step, "metrics": metrics, "params": jax.tree.map(jnp.copy, params)}
+                on_best(params, step, metrics)
+            bar.set_postfix(loss=f"{loss:.3f}", **postfix(metrics))
+            if out is not None:
+                _write_log(out, history)
+                _save_state(out, params, opt_state, best, step, history, run_key)
+            if stop_after_step is not None and stop_after_step <= step < total:
+                bar.close()
+                log(f"stopping at step {step} (interrupted on request)")
+                return LoopResult(params, best["params"], best["step"], best["metrics"], history, step, 0.0, True)
+    bar.close()
+    elapsed = time.perf_counter() - t_loop
+    best_params = best["params"] if best["params"] is not None else params
+    return LoopResult(params, best_params, best["step"], best["metrics"] or {}, history, step,
+                      steps_run / elapsed if elapsed > 0 else float("nan"), False)
+
+
+def _save_state(out: Path, params, opt_state, best, step, history, run_key):
+    state_dir = out / "state"
+    state_dir.mkdir(exist_ok=True)
+    _save_tree(params, state_dir / "params.safetensors")
+    _save_tree(opt_state, state_dir / "opt_state.safetensors")
+    if best["params"] is not None:
+        _save_tree(best["params"], state_dir / "best_params.safetensors")
+    tmp = state_dir / "state.json.tmp"
+    tmp.write_text(json.dumps({"run_key": run_key, "step": step, "best_step": best["step"],
+                               "best_metrics": best["metrics"], "n_log": len(history)}))
+    tmp.replace(state_dir / "state.json")  # atomic: a crash never leaves half a state.json
 
 
 @dataclasses.dataclass
@@ -386,93 +520,50 @@ def finetune(
     eval_every = cfg.eval_every or max(1, total // 10)
     tx = make_optimizer(cfg, params, total, model.config.n_layer)
     opt_state = tx.init(params)
-    train_step, eval_step = make_steps(graphdef, forward, tx)
+    train_step = make_train_step(graphdef, classification_loss(forward), tx)
+    eval_step = make_eval_step(graphdef, forward)
 
-    # -- resume ----------------------------------------------------------------
-    step, best, history = 0, {"step": -1, "val": None, "params": None}, []
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        state_dir = out / "state"
-        if (state_dir / "state.json").exists():
-            st = json.loads((state_dir / "state.json").read_text())
-            if st.get("run_key") != run_key:
-                raise TrainingError(
-                    f"{out} holds a different run (other data, mode or settings); choose another --out "
-                    f"or delete it"
-                )
-            params = _load_tree(params, state_dir / "params.safetensors")
-            opt_state = _load_tree(opt_state, state_dir / "opt_state.safetensors")
-            step = st["step"]
-            history = _read_log(out)[: st["n_log"]]
-            best = {"step": st["best_step"], "val": st["best_val"], "params": None}
-            if (state_dir / "best_params.safetensors").exists():
-                best["params"] = _load_tree(params, state_dir / "best_params.safetensors")
-            log(f"{out}: resuming at step {step} of {total}")
-        _write_log(out, history)
+    def validate(params):
+        logits = predict(eval_step, params, arrays["validation"], cfg.eval_batch_size)
+        val = classification_metrics(logits, enc["validation"].labels, data.num_classes)
+        return {f"val_{k}": v for k, v in val.items()}
 
-    # -- the loop --------------------------------------------------------------
-    base_key = jax.random.key(cfg.seed)
-    B = cfg.batch_size
-    bar = tqdm(total=total, initial=step, disable=not progress, desc=f"{cfg.mode}", unit="step", dynamic_ncols=True)
-    t_loop, steps_run = time.perf_counter(), 0
+    def save_best(params, step, metrics):
+        if out is not None:
+            save_pretrained(_with_params(graphdef, params, model, cfg.mode), out / "best", tokenizer,
+                            extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
+                                   "val_examples": len(val_split), "data": data.spec})
+
     train_arrays = arrays["train"]
-    while step < total:
-        idx = batch_indices(step, B, n_train, cfg.seed)
-        batch = {k: v[idx] for k, v in train_arrays.items()}
-        key = jax.random.fold_in(base_key, step)
-        params, opt_state, m = train_step(params, opt_state, batch, key)
-        loss = float(m["loss"])
-        if not math.isfinite(loss):
-            bar.close()
-            raise TrainingError(
-                f"the training loss became {loss} at step {step + 1} (lr {cfg.lr:g}); training stopped. "
-                f"Try a lower --lr."
-            )
-        step += 1
-        steps_run += 1
-        bar.update(1)
-        if step % eval_every == 0 or step == total:
-            val = classification_metrics(predict(eval_step, params, arrays["validation"], cfg.eval_batch_size),
-                                         enc["validation"].labels, data.num_classes)
-            rec = {"step": step, "train_loss": loss, "lr": float(lr_schedule(cfg, total)(step - 1)),
-                   **{f"val_{k}": v for k, v in val.items()}}
-            history.append(rec)
-            if best["val"] is None or val["accuracy"] > best["val"]["accuracy"]:
-                best = {"step": step, "val": val, "params": jax.tree.map(jnp.copy, params)}
-                if out is not None:
-                    save_pretrained(_with_params(net, graphdef, params, model, cfg.mode), out / "best",
-                                    tokenizer, extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
-                                           "val_examples": len(val_split), "data": data.spec})
-            bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{val['accuracy']:.3f}")
-            if out is not None:
-                _write_log(out, history)
-                _save_state(out, params, opt_state, best, step, history, run_key)
-            if stop_after_step is not None and step >= stop_after_step and step < total:
-                bar.close()
-                log(f"stopping at step {step} (interrupted on request)")
-                return RunResult(out, best["step"], best["val"], {}, step, 0.0, time.perf_counter() - t_start, history)
-    bar.close()
-    loop_seconds = time.perf_counter() - t_loop
-    steps_per_second = steps_run / loop_seconds if loop_seconds > 0 else float("nan")
+    loop = train_loop(
+        params=params, opt_state=opt_state, train_step=train_step,
+        get_batch=lambda step: {k: v[batch_indices(step, cfg.batch_size, n_train, cfg.seed)] for k, v in train_arrays.items()},
+        total=total, eval_every=eval_every, validate=validate,
+        is_better=lambda new, old: new["val_accuracy"] > old["val_accuracy"], on_best=save_best,
+        seed=cfg.seed, lr_at=lambda s: float(lr_schedule(cfg, total)(s)), lr=cfg.lr,
+        out=out, run_key=run_key, desc=cfg.mode, progress=progress, log=log,
+        stop_after_step=stop_after_step, postfix=lambda m: {"val_acc": f"{m['val_accuracy']:.3f}"},
+    )
+    best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
+    if loop.interrupted:
+        return RunResult(out, loop.best_step, best_val, {}, loop.step, 0.0, time.perf_counter() - t_start, loop.history)
 
     # -- test the best checkpoint ---------------------------------------------
-    best_params = best["params"] if best["params"] is not None else params
-    test = classification_metrics(predict(eval_step, best_params, arrays["test"], cfg.eval_batch_size),
+    test = classification_metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size),
                                   enc["test"].labels, data.num_classes)
-    # the trained weights go back into the caller's model
-    nnx.update(net, best_params)
-    result = RunResult(out, best["step"], best["val"], test, step, steps_per_second,
-                       time.perf_counter() - t_start, history)
+    nnx.update(net, loop.best_params)  # the trained weights go back into the caller's model
+    result = RunResult(out, loop.best_step, best_val, test, loop.step, loop.steps_per_second,
+                       time.perf_counter() - t_start, loop.history)
     if out is not None:
         (out / "result.json").write_text(json.dumps({
-            "run_key": run_key, "mode": cfg.mode, "best_step": best["step"], "best_val": best["val"],
-            "test": test, "steps": step, "steps_per_second": steps_per_second,
+            "run_key": run_key, "mode": cfg.mode, "best_step": loop.best_step, "best_val": best_val,
+            "test": test, "steps": loop.step, "steps_per_second": loop.steps_per_second,
             "wall_seconds": result.wall_seconds, "n_train": n_train, "config": dataclasses.asdict(cfg),
         }, indent=2) + "\n")
     return result
 
 
-def _with_params(net, graphdef, params, model: GPT2, mode: str) -> GPT2:
+def _with_params(graphdef, params, model: GPT2, mode: str) -> GPT2:
     """The full model carrying the current trained weights (for saving)."""
     trained = nnx.merge(graphdef, params)
     if mode == "probe":
@@ -491,19 +582,6 @@ def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2) -> str:
     d["labels_names"] = data.label_names
     d["model"] = dataclasses.asdict(model.config)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _save_state(out: Path, params, opt_state, best, step, history, run_key):
-    state_dir = out / "state"
-    state_dir.mkdir(exist_ok=True)
-    _save_tree(params, state_dir / "params.safetensors")
-    _save_tree(opt_state, state_dir / "opt_state.safetensors")
-    if best["params"] is not None:
-        _save_tree(best["params"], state_dir / "best_params.safetensors")
-    tmp = state_dir / "state.json.tmp"
-    tmp.write_text(json.dumps({"run_key": run_key, "step": step, "best_step": best["step"],
-                               "best_val": best["val"], "n_log": len(history)}))
-    tmp.replace(state_dir / "state.json")  # atomic: a crash never leaves half a state.json
 
 
 def _write_log(out: Path, history: list[dict]):
@@ -534,8 +612,142 @@ def evaluate(model: GPT2, data: Dataset, tokenizer, split: str = "test", max_len
         part = label_budget(part, val_examples, 0, data.num_classes)
     enc = encode(part, tokenizer, max_len)
     graphdef, params = nnx.split(model)
-    _, eval_step = make_steps(graphdef, forward_tokens, optax.identity())
+    eval_step = make_eval_step(graphdef, forward_tokens)
     arrays = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask, "labels": enc.labels}
     metrics = classification_metrics(predict(eval_step, params, arrays, batch_size), enc.labels, data.num_classes)
     metrics["n_truncated"] = enc.n_truncated
     return metrics
+
+
+# ----------------------------------------------------------------------------
+# Next-word pretraining (same loop, another loss)
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    steps: int = 2000
+    batch_size: int = 32
+    block_size: int = 128
+    lr: float = 1e-3
+    schedule: str = "cosine"
+    warmup: float = 0.05
+    weight_decay: float = 0.1
+    clip_norm: float = 1.0
+    eval_every: int = 100
+    val_blocks: int = 128  # validation blocks scored at each evaluation
+    seed: int = 0
+    mode: str = "pretrain"
+    lr_decay_per_layer: float = 1.0
+
+
+def next_word_loss(net: GPT2, batch, key):
+    """Mean cross-entropy of predicting token t+1 from tokens <= t."""
+    tokens = batch["tokens"]  # (B, T+1)
+    logits = net(tokens[:, :-1], dropout_key=key)  # (B, T, V)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+
+
+def make_block_loss(graphdef):
+    @jax.jit
+    def block_loss(params, tokens):  # (B, T+1) -> (B,) mean next-word loss per block
+        logits = nnx.merge(graphdef, params)(tokens[:, :-1])  # (B, T, V)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean(-1)
+
+    return block_loss
+
+
+def block_perplexity(block_loss, params, blocks: np.ndarray, batch_size: int = 32) -> tuple[float, float]:
+    """(mean next-word loss, perplexity = exp(loss)) over token blocks (N, T+1)."""
+    losses = []
+    for batch, n in batched({"tokens": blocks}, batch_size):
+        losses.append(np.asarray(block_loss(params, batch["tokens"]))[:n])
+    loss = float(np.concatenate(losses).mean())
+    return loss, math.exp(loss)
+
+
+def text_perplexity(model: GPT2, tokenizer, texts: list[str], block_size: int = 128) -> float:
+    """Perplexity of ``model`` on ``texts`` packed into blocks (all held out)."""
+    from minitransfer.data import pack_blocks
+
+    blocks = pack_blocks(texts, tokenizer, block_size, val_fraction=0.0).train
+    graphdef, params = nnx.split(model)
+    return block_perplexity(make_block_loss(graphdef), params, blocks)[1]
+
+
+@dataclasses.dataclass
+class PretrainResult:
+    out: Path | None
+    best_step: int
+    val_loss: float
+    val_perplexity: float
+    steps: int
+    tokens_seen: int
+    steps_per_second: float
+    wall_seconds: float
+    history: list[dict]
+
+
+def pretrain(
+    model: GPT2,
+    blocks,
+    tokenizer,
+    cfg: PretrainConfig,
+    out: str | Path | None = None,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    stop_after_step: int | None = None,
+    run_key_extra: dict | None = None,
+) -> PretrainResult:
+    """Next-word training of ``model`` (a GPT2 with its NextWordHead) on packed
+    token ``blocks`` (see ``data.pack_blocks``). With ``out``, the checkpoint
+    with the lowest validation loss is written there in Hugging Face format."""
+    from minitransfer.convert import save_pretrained
+
+    t_start = time.perf_counter()
+    out = Path(out) if out is not None else None
+    if cfg.block_size > model.config.n_positions:
+        raise TrainingError(f"--block-size {cfg.block_size} exceeds n_positions={model.config.n_positions}")
+    train_blocks = blocks.train
+    val_blocks = blocks.validation[: cfg.val_blocks]
+    if len(val_blocks) == 0:
+        raise TrainingError("no validation blocks: give more text or a larger validation fraction")
+    import hashlib
+
+    run_key = hashlib.sha256(json.dumps(
+        {**dataclasses.asdict(cfg), "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
+         **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    graphdef, params = nnx.split(model)
+    tx = make_optimizer(cfg, params, cfg.steps, model.config.n_layer)
+    opt_state = tx.init(params)
+    train_step = make_train_step(graphdef, next_word_loss, tx)
+    block_loss = make_block_loss(graphdef)
+    n = len(train_blocks)
+
+    def validate(params):
+        loss, ppl = block_perplexity(block_loss, params, val_blocks)
+        return {"val_loss": loss, "val_perplexity": ppl}
+
+    def save_best(params, step, metrics):
+        if out is not None:
+            save_pretrained(nnx.merge(graphdef, params), out, tokenizer,
+                            extra={"pretrain_step": step, "val_perplexity": metrics["val_perplexity"]})
+
+    loop = train_loop(
+        params=params, opt_state=opt_state, train_step=train_step,
+        get_batch=lambda step: {"tokens": train_blocks[batch_indices(step, cfg.batch_size, n, cfg.seed)]},
+        total=cfg.steps, eval_every=cfg.eval_every, validate=validate,
+        is_better=lambda new, old: new["val_loss"] < old["val_loss"], on_best=save_best,
+        seed=cfg.seed, lr_at=lambda s: float(lr_schedule(cfg, cfg.steps)(s)), lr=cfg.lr,
+        out=out, run_key=run_key, desc="pretrain", progress=progress, log=log,
+        stop_after_step=stop_after_step, postfix=lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
+    )
+    nnx.update(model, loop.best_params)
+    return PretrainResult(
+        out, loop.best_step, loop.best_metrics.get("val_loss", float("nan")),
+        loop.best_metrics.get("val_perplexity", float("nan")), loop.step,
+        loop.step * cfg.batch_size * cfg.block_size, loop.steps_per_second,
+        time.perf_counter() - t_start, loop.history,
+    )

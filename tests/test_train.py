@@ -44,7 +44,7 @@ def keyword_data(tmp_path_factory):
 def pretrained_dir(tmp_path_factory, gpt2_tokenizer):
     """A random-weight 'pretrained' checkpoint with the GPT-2 tokenizer."""
     d = tmp_path_factory.mktemp("pre")
-    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=0), d, tokenizer=gpt2_tokenizer)
+    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=123), d, tokenizer=gpt2_tokenizer)
     return d
 
 

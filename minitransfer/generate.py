@@ -1,0 +1,117 @@
+"""Text generation: sample one token at a time from the next-word distribution.
+
+The prompt runs through the model once, filling a key/value cache; each new
+token then costs a single position (``GPT2Backbone.decode`` with T = 1)
+instead of re-running the whole prefix. The decode step is compiled once for a
+fixed maximum length: the cache has a fixed shape and the position is a traced
+number, so every step reuses the same compiled program.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from minitransfer.model import GPT2
+
+
+def filter_logits(logits: jax.Array, temperature: float, top_k: int | None, top_p: float | None) -> jax.Array:
+    """Reshape the next-token distribution before sampling. (B, V) -> (B, V).
+
+    temperature < 1 sharpens it, > 1 flattens it; top-k keeps the k likeliest
+    tokens; top-p (nucleus) keeps the smallest set whose probability reaches p.
+    """
+    logits = logits / temperature
+    neg = jnp.finfo(logits.dtype).min
+    if top_k is not None and top_k > 0:
+        kth = jax.lax.top_k(logits, top_k)[0][:, -1:]  # (B, 1): the k-th largest logit
+        logits = jnp.where(logits < kth, neg, logits)
+    if top_p is not None and top_p < 1.0:
+        sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]  # (B, V), descending
+        cum = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)  # (B, V)
+        # keep a token if the probability mass *before* it is still < p
+        n_keep = jnp.sum(cum - jax.nn.softmax(sorted_logits, axis=-1) < top_p, axis=-1, keepdims=True)  # (B, 1)
+        cutoff = jnp.take_along_axis(sorted_logits, n_keep - 1, axis=-1)  # (B, 1)
+        logits = jnp.where(logits < cutoff, neg, logits)
+    return logits
+
+
+def generate(
+    model: GPT2,
+    prompt_ids: list[int] | np.ndarray,
+    max_new_tokens: int = 50,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+    greedy: bool = False,
+    use_cache: bool = True,
+    eos_id: int | None = None,
+) -> list[int]:
+    """Continue ``prompt_ids`` by up to ``max_new_tokens`` tokens (stops early at
+    ``eos_id``). ``greedy`` takes the most likely token each time.
+    ``use_cache=False`` recomputes the whole prefix per token: slower, same result
+    (the tests check that), kept to show what the cache saves."""
+    prompt = np.asarray(prompt_ids, dtype=np.int32).reshape(1, -1)  # (1, P)
+    P = prompt.shape[1]
+    if P == 0:
+        raise ValueError("the prompt is empty; give at least one token")
+    max_len = P + max_new_tokens
+    if max_len > model.config.n_positions:
+        raise ValueError(
+            f"prompt ({P} tokens) + --max-new-tokens ({max_new_tokens}) exceeds the model's "
+            f"n_positions={model.config.n_positions}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"--temperature must be > 0, got {temperature} (use greedy decoding instead)")
+    graphdef, params = nnx.split(model)
+
+    def pick(logits, key):  # (1, V) -> (1,)
+        if greedy:
+            return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        return jax.random.categorical(key, filter_logits(logits, temperature, top_k, top_p)).astype(jnp.int32)
+
+    keys = jax.random.split(jax.random.key(seed), max_new_tokens)
+    out: list[int] = []
+    if use_cache:
+
+        @jax.jit
+        def prefill(params, ids):
+            m = nnx.merge(graphdef, params)
+            cache = m.backbone.init_cache(1, max_len)
+            hidden, cache = m.backbone.decode(ids, cache, jnp.int32(0))  # (1, P, C)
+            return m.backbone.wte.attend(hidden[:, -1]), cache  # (1, V)
+
+        @jax.jit
+        def decode_step(params, token, cache, pos, key):
+            m = nnx.merge(graphdef, params)
+            hidden, cache = m.backbone.decode(token[:, None], cache, pos)  # (1, 1, C)
+            logits = m.backbone.wte.attend(hidden[:, -1])  # (1, V)
+            return pick(logits, key), cache
+
+        logits, cache = prefill(params, prompt)
+        token = pick(logits, keys[0])
+        for i in range(max_new_tokens):
+            t = int(token[0])
+            out.append(t)
+            if t == eos_id or i + 1 == max_new_tokens:
+                break
+            token, cache = decode_step(params, token, cache, jnp.int32(P + i), keys[i + 1])
+    else:
+
+        @jax.jit
+        def full_step(params, ids, key):
+            logits = nnx.merge(graphdef, params)(ids)[:, -1]  # (1, V): recompute everything
+            return pick(logits, key)
+
+        ids = prompt
+        for i in range(max_new_tokens):
+            t = int(full_step(params, ids, keys[i])[0])
+            out.append(t)
+            if t == eos_id:
+                break
+            ids = np.concatenate([ids, [[t]]], axis=1)
+    return out

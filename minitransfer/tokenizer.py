@@ -1,0 +1,60 @@
+"""Tokenizers: loaded from checkpoints, or trained on your text.
+
+minitransfer does not hand-write byte-level BPE: Hugging Face ``tokenizers``
+does it well. This module only finds the right files, and trains a small
+vocabulary when a model should not carry GPT-2's 50,257 embeddings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+EOT = "<|endoftext|>"  # GPT-2's one special token: end of text, also used as BOS and padding
+
+
+def load_tokenizer(source: str | os.PathLike):
+    """The tokenizer saved with a checkpoint (a ``transformers`` fast tokenizer).
+
+    Also accepts a directory holding OpenAI's original ``encoder.json`` +
+    ``vocab.bpe`` (same content as ``vocab.json`` + ``merges.txt``).
+    """
+    from transformers import AutoTokenizer, GPT2TokenizerFast
+
+    from minitransfer.convert import CheckpointError, resolve_source
+
+    directory = resolve_source(source)
+    if (directory / "encoder.json").exists() and (directory / "vocab.bpe").exists():
+        import tempfile
+        import shutil
+
+        # transformers wants the Hugging Face file names; passing vocab_file=
+        # to the constructor silently yields an empty vocabulary in v5.
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy(directory / "encoder.json", Path(tmp) / "vocab.json")
+            shutil.copy(directory / "vocab.bpe", Path(tmp) / "merges.txt")
+            return GPT2TokenizerFast.from_pretrained(tmp)
+    if not any((directory / f).exists() for f in ("tokenizer.json", "vocab.json")):
+        raise CheckpointError(
+            f"{directory}: no tokenizer files (tokenizer.json, or vocab.json + merges.txt). "
+            f"Save the checkpoint with a tokenizer, e.g. `minitransfer convert SOURCE --out DIR "
+            f"--tokenizer TOKENIZER_DIR`."
+        )
+    return AutoTokenizer.from_pretrained(str(directory))
+
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int = 2):
+    """A byte-level BPE (GPT-2's algorithm) with ``vocab_size`` tokens learned
+    from ``texts``, as a transformers ``GPT2TokenizerFast`` that saves and
+    loads like any other (``AutoTokenizer.from_pretrained`` reads it)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    if vocab_size < 257:
+        raise ValueError(f"vocab_size must be at least 257 (256 bytes + {EOT}), got {vocab_size}")
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=min_frequency,
+                            special_tokens=[EOT], show_progress=False)
+    return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOT, eos_token=EOT, unk_token=EOT,
+                             model_max_length=1_000_000_000)  # minitransfer truncates itself, and says so

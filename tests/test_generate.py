@@ -1,0 +1,90 @@
+"""Generation with the key/value cache, and next-word pretraining."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import minitransfer as mt
+from minitransfer.cli import main
+from minitransfer.generate import filter_logits, generate
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return mt.GPT2.language_model(mt.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=300, n_positions=48), seed=1)
+
+
+def test_cached_decode_matches_full_forward(lm):
+    import jax.numpy as jnp
+
+    ids = np.random.RandomState(0).randint(0, 300, (2, 9)).astype(np.int32)
+    full = np.asarray(lm.backbone(ids))  # (2, 9, C)
+    cache = lm.backbone.init_cache(2, 16)
+    h1, cache = lm.backbone.decode(ids[:, :5], cache, jnp.int32(0))  # prompt in one go
+    steps = [np.asarray(h1)]
+    for t in range(5, 9):  # then one position at a time
+        h, cache = lm.backbone.decode(ids[:, t : t + 1], cache, jnp.int32(t))
+        steps.append(np.asarray(h))
+    assert np.abs(np.concatenate(steps, axis=1) - full).max() < 1e-5
+
+
+def test_greedy_with_and_without_cache_agree(lm):
+    prompt = [3, 14, 15, 92, 65]
+    with_cache = generate(lm, prompt, 12, greedy=True)
+    without = generate(lm, prompt, 12, greedy=True, use_cache=False)
+    assert with_cache == without and len(with_cache) == 12
+
+
+def test_sampling_is_seeded_and_top_k_1_is_greedy(lm):
+    prompt = [1, 2, 3]
+    a = generate(lm, prompt, 10, temperature=0.9, top_p=0.9, seed=7)
+    assert a == generate(lm, prompt, 10, temperature=0.9, top_p=0.9, seed=7)
+    assert generate(lm, prompt, 10, top_k=1, seed=3) == generate(lm, prompt, 10, greedy=True)
+
+
+def test_filter_logits_top_k_and_top_p():
+    import jax
+
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]], np.float32))
+    kept = lambda x: (np.asarray(x) > -1e30).sum()  # noqa: E731
+    assert kept(filter_logits(logits, 1.0, 2, None)) == 2
+    assert kept(filter_logits(logits, 1.0, None, 0.7)) == 2  # 0.5 + 0.3 reaches 0.7
+    assert kept(filter_logits(logits, 1.0, None, 0.5)) == 1
+    p = np.asarray(jax.nn.softmax(filter_logits(logits, 0.5, None, None)))
+    assert p[0, 0] > 0.5  # a temperature below 1 sharpens
+
+
+def test_generation_longer_than_positions_is_refused(lm):
+    with pytest.raises(ValueError, match="exceeds the model's n_positions=48"):
+        generate(lm, [1] * 40, 20)
+
+
+def test_pretrain_lowers_val_loss_and_transformers_loads_it(tmp_path, capsys):
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from tests.conftest import IMDB, hf_logits
+
+    out = tmp_path / "lm"
+    args = ["pretrain", "--data", f"jsonl:{IMDB}", "--out", str(out), "--n-layer", "2", "--n-head", "2",
+            "--n-embd", "32", "--tokenizer", "train:400", "--steps", "30", "--eval-every", "10",
+            "--batch-size", "8", "--block-size", "32", "--lr", "3e-3", "--no-progress",
+            "--report-text", str(IMDB / "test.jsonl.gz"), "--report-n", "20"]
+    assert main(args) == 0
+    log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [10, 20, 30]
+    assert log[-1]["val_loss"] < log[0]["val_loss"] - 0.3
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "tokens seen | 7,680" in card and "Reproduce with" in card
+    hf = GPT2LMHeadModel.from_pretrained(out).eval()
+    tok = AutoTokenizer.from_pretrained(out)
+    ids = np.asarray([tok.encode("This movie was")], np.int32)
+    ours = mt.load_pretrained(out)
+    assert np.abs(np.asarray(ours(ids)) - hf_logits(hf, ids)).max() < 1e-4
+    assert len(tok) == 400
+    capsys.readouterr()
+    assert main(["generate", "--model", str(out), "--prompt", "This movie was", "--max-new-tokens", "5",
+                 "--greedy"]) == 0
+    assert capsys.readouterr().out.startswith("This movie was")

@@ -1,0 +1,60 @@
+"""`minitransfer compare`: the whole grid, every output file, and skipping finished runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import minitransfer as mt
+from minitransfer.cli import main
+from minitransfer.compare import RESULT_COLUMNS, parse_budgets
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, gpt2_tokenizer):
+    d = tmp_path_factory.mktemp("cmp")
+    cfg = mt.GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
+    mt.save_pretrained(mt.GPT2.language_model(cfg, seed=5), d / "pre", tokenizer=gpt2_tokenizer)
+    rng = np.random.default_rng(0)
+    rows = [{"text": f"item {i} is {rng.choice(['good', 'fine', 'great'] if i % 2 else ['bad', 'poor'])}",
+             "label": "pos" if i % 2 else "neg"} for i in range(200)]
+    (d / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d
+
+
+def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}",
+            "--budgets", "20,60", "--seeds", "2", "--steps", "4", "--max-len", "12", "--out", str(out),
+            "--no-progress"]
+    assert main(args) == 0
+    for f in ("results.csv", "summary.json", "summary.md", "curves.png", "budget.png"):
+        assert (out / f).exists() and (out / f).stat().st_size > 0, f
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert list(rows[0].keys()) == RESULT_COLUMNS
+    test_rows = {(r["budget"], r["mode"], r["seed"]) for r in rows if r["split"] == "test"}
+    assert test_rows == {(b, m, s) for b in ("20", "60") for m in ("scratch", "probe", "full") for s in ("0", "1")}
+    assert any(r["split"] == "validation" for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["table"]) == {"scratch", "probe", "full"}
+    assert "gain_over_scratch" in summary["table"]["probe"]["20"]
+    md = (out / "summary.md").read_text()
+    assert "| probe |" in md and "20 labels" in md
+    # paired: at a budget and seed, every mode trained on the same examples
+    n = {json.loads((out / "runs" / f"{m}-b20-s1" / "result.json").read_text())["n_train"] for m in ("scratch", "probe", "full")}
+    assert n == {20}
+
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
+    capsys.readouterr()
+    assert main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
+    assert list(csv.DictReader(open(out / "results.csv"))) == rows
+
+
+def test_budget_parsing():
+    assert parse_budgets("100, 300,all") == [100, 300, "all"]
+    with pytest.raises(ValueError, match="'ten' is neither"):
+        parse_budgets("100,ten")

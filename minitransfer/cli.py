@@ -32,6 +32,15 @@ def _add_model_arg(p: argparse.ArgumentParser, required: bool = True):
     )
 
 
+def _add_parallel_arg(p: argparse.ArgumentParser):
+    p.add_argument(
+        "--parallel", choices=["none", "data", "fsdp"], default="none",
+        help="spread training over all local devices: data (batch split, weights replicated) or fsdp "
+        "(weights and optimizer state split too); default none. Set MINITRANSFER_MULTIHOST=1 on every "
+        "host of a TPU pod slice.",
+    )
+
+
 # ----------------------------------------------------------------------------
 # convert
 # ----------------------------------------------------------------------------
@@ -203,6 +212,7 @@ def cmd_finetune(args) -> int:
         weight_decay=args.weight_decay, lr_decay_per_layer=args.lr_decay_per_layer,
         eval_every=args.eval_every, val_examples=None if args.val_examples == 0 else args.val_examples,
         max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling,
+        parallel=args.parallel,
     )
     data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
     for n in data.notes:
@@ -311,7 +321,7 @@ def cmd_pretrain(args) -> int:
                         resid_pdrop=args.dropout, bos_token_id=tokenizer.eos_token_id,
                         eos_token_id=tokenizer.eos_token_id)
     cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
-                         eval_every=args.eval_every, seed=args.seed)
+                         eval_every=args.eval_every, seed=args.seed, parallel=args.parallel)
     blocks = pack_blocks(texts, tokenizer, args.block_size, val_fraction=args.val_fraction, seed=args.seed)
     print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
           f"validation blocks of {args.block_size + 1} ({blocks.n_dropped_tokens:,} tail tokens dropped); "
@@ -422,6 +432,7 @@ def cmd_compare(args) -> int:
         cc.budgets = parse_budgets(args.budgets)
     if args.modes:
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    cc.parallel = args.parallel
     for name in ("seeds", "steps", "max_len", "batch_size"):
         if getattr(args, name) is not None:
             setattr(cc, name, getattr(args, name))
@@ -544,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new-head", action="store_true",
                    help="replace a fine-tuned checkpoint's classification head with a fresh one")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_parallel_arg(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(
@@ -593,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--command-line", help=argparse.SUPPRESS)
+    _add_parallel_arg(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser(
@@ -634,6 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/compare", help="output directory (default runs/compare)")
     p.add_argument("--quick", action="store_true", help="a smoke run of at most about 2 minutes")
     p.add_argument("--no-progress", action="store_true")
+    _add_parallel_arg(p)
     p.set_defaults(func=cmd_compare)
     return parser
 
@@ -641,6 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "parallel", "none") != "none":
+        from minitransfer.parallel import maybe_initialize_distributed
+
+        maybe_initialize_distributed()
     from minitransfer.convert import CheckpointError
     from minitransfer.data import DataError
     from minitransfer.train import TrainingError

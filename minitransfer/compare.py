@@ -45,6 +45,7 @@ class CompareConfig:
     evals_per_run: int = 5
     lr: dict = dataclasses.field(default_factory=dict)  # per-mode overrides
     curve_budget: int | str | None = None  # budget shown in curves.png (default: largest)
+    parallel: str = "none"
 
 
 def parse_budgets(text: str) -> list:
@@ -102,7 +103,8 @@ def compare(
         steps = steps_for(cc, n_of[budget])
         cfg = TrainConfig(mode=mode, steps=steps, batch_size=cc.batch_size, max_len=cc.max_len,
                           labels=None if budget == "all" else budget, seed=seed, lr=cc.lr.get(mode),
-                          val_examples=cc.val_examples, eval_every=max(1, steps // cc.evals_per_run))
+                          val_examples=cc.val_examples, eval_every=max(1, steps // cc.evals_per_run),
+                          parallel=cc.parallel)
         bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} labels, seed {seed}, {steps} steps")
         model = build_classifier(mode, base_model, scratch_config, data.label_names, cfg, new_head=True)
         r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False,

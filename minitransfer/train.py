@@ -36,6 +36,7 @@ from flax import nnx
 from minitransfer.data import Dataset, Encoded, batch_indices, encode, label_budget
 from minitransfer.heads import ClassificationHead
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
+from minitransfer.parallel import Parallel
 
 MODES = ("scratch", "probe", "full")
 DEFAULT_LR = {"scratch": 3e-4, "probe": 3e-3, "full": 1e-4}
@@ -65,6 +66,7 @@ class TrainConfig:
     pooling: str = "last"
     head_dropout: float = 0.1
     eval_batch_size: int = 64
+    parallel: str = "none"  # none | data | fsdp (see parallel.py)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -183,26 +185,29 @@ def make_optimizer(cfg: TrainConfig, params, total_steps: int, n_layer: int) -> 
 # ----------------------------------------------------------------------------
 
 
-def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation):
+def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation, out_shardings=None):
     """One optimizer step as a pure function, compiled once.
 
     ``loss_fn(net, batch, dropout_key) -> scalar`` where ``net`` is the module
     being trained (rebuilt from ``graphdef`` + ``params`` inside the trace).
     ``params`` holds only what is trained, so gradients and optimizer state
-    exist only for it.
+    exist only for it. ``out_shardings`` (params, opt_state) keeps sharded
+    weights sharded across steps (see parallel.py); the step itself does not
+    change.
     """
 
     def loss_of_params(params, batch, key):
         return loss_fn(nnx.merge(graphdef, params), batch, key)
 
-    @jax.jit
     def train_step(params, opt_state, batch, key):
         loss, grads = jax.value_and_grad(loss_of_params)(params, batch, key)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-    return train_step
+    if out_shardings is None:
+        return jax.jit(train_step)
+    return jax.jit(train_step, out_shardings=(*out_shardings, None))
 
 
 def make_eval_step(graphdef, forward: Callable):
@@ -333,6 +338,7 @@ def train_loop(
     log: Callable[[str], None] = print,
     stop_after_step: int | None = None,
     postfix: Callable[[dict], dict] = lambda m: {},
+    parallel=None,
 ) -> LoopResult:
     """Run ``train_step`` from the current step to ``total``.
 
@@ -368,11 +374,17 @@ def train_loop(
             log(f"{out}: resuming at step {step} of {total}")
         _write_log(out, history)
 
+    if parallel is not None:
+        params, opt_state = parallel.place(params), parallel.place(opt_state)
+        if best["params"] is not None:
+            best["params"] = parallel.place(best["params"])
+    place_batch = parallel.place_batch if parallel is not None else (lambda b: b)
     base_key = jax.random.key(seed)
     bar = tqdm(total=total, initial=step, disable=not progress, desc=desc, unit="step", dynamic_ncols=True)
     t_loop, steps_run = time.perf_counter(), 0
     while step < total:
-        params, opt_state, m = train_step(params, opt_state, get_batch(step), jax.random.fold_in(base_key, step))
+        batch = place_batch(get_batch(step))
+        params, opt_state, m = train_step(params, opt_state, batch, jax.random.fold_in(base_key, step))
         loss = float(m["loss"])
         if not math.isfinite(loss):
             bar.close()
@@ -520,7 +532,9 @@ def finetune(
     eval_every = cfg.eval_every or max(1, total // 10)
     tx = make_optimizer(cfg, params, total, model.config.n_layer)
     opt_state = tx.init(params)
-    train_step = make_train_step(graphdef, classification_loss(forward), tx)
+    parallel = Parallel(cfg.parallel)
+    shardings = (parallel.param_sharding(params), parallel.param_sharding(opt_state)) if parallel.mesh else None
+    train_step = make_train_step(graphdef, classification_loss(forward), tx, shardings)
     eval_step = make_eval_step(graphdef, forward)
 
     def validate(params):
@@ -543,6 +557,7 @@ def finetune(
         seed=cfg.seed, lr_at=lambda s: float(lr_schedule(cfg, total)(s)), lr=cfg.lr,
         out=out, run_key=run_key, desc=cfg.mode, progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {"val_acc": f"{m['val_accuracy']:.3f}"},
+        parallel=parallel,
     )
     best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
     if loop.interrupted:
@@ -577,6 +592,7 @@ def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2) -> str:
 
     d = dataclasses.asdict(cfg)
     d.pop("eval_batch_size", None)
+    d.pop("parallel", None)  # where it runs does not change what it computes
     d["data"] = data.spec
     d["n"] = [len(data.train), len(data.validation), len(data.test)]
     d["labels_names"] = data.label_names
@@ -639,6 +655,7 @@ class PretrainConfig:
     seed: int = 0
     mode: str = "pretrain"
     lr_decay_per_layer: float = 1.0
+    parallel: str = "none"
 
 
 def next_word_loss(net: GPT2, batch, key):
@@ -716,13 +733,15 @@ def pretrain(
     import hashlib
 
     run_key = hashlib.sha256(json.dumps(
-        {**dataclasses.asdict(cfg), "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
+        {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"}, "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
          **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     graphdef, params = nnx.split(model)
     tx = make_optimizer(cfg, params, cfg.steps, model.config.n_layer)
     opt_state = tx.init(params)
-    train_step = make_train_step(graphdef, next_word_loss, tx)
+    parallel = Parallel(cfg.parallel)
+    shardings = (parallel.param_sharding(params), parallel.param_sharding(opt_state)) if parallel.mesh else None
+    train_step = make_train_step(graphdef, next_word_loss, tx, shardings)
     block_loss = make_block_loss(graphdef)
     n = len(train_blocks)
 
@@ -743,6 +762,7 @@ def pretrain(
         seed=cfg.seed, lr_at=lambda s: float(lr_schedule(cfg, cfg.steps)(s)), lr=cfg.lr,
         out=out, run_key=run_key, desc="pretrain", progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
+        parallel=parallel,
     )
     nnx.update(model, loop.best_params)
     return PretrainResult(

@@ -1,0 +1,104 @@
+"""One fine-tuning step at the GPT-2 124M shape: minitransfer vs transformers.
+
+    python benchmarks/train_step.py [--batch 8] [--seq 128] [--steps 5]
+
+Both sides: random weights, float32, sequence classification (2 classes) from
+the last token, AdamW, batch x seq tokens; the same machine, the same run,
+BENCH_THREADS threads (default: all cores). Prints tokens/s, achieved FLOP/s
+(model FLOPs: 6 N per token for the matmul weights + attention), the fraction
+of this machine's measured matmul FLOP/s, and the minitransfer/transformers
+ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import best_of, matmul_flops_per_second, threads  # noqa: E402
+
+
+def model_flops(L: int, C: int, B: int, T: int) -> float:
+    n_matmul = 12 * L * C * C  # qkv (3C^2) + proj (C^2) + MLP (8C^2) per layer
+    attention = 12 * L * B * T * T * C  # QK^T and AV, forward + backward
+    return 6 * n_matmul * B * T + attention
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--layers", type=int, default=12)
+    args = ap.parse_args()
+    n_threads = threads()
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(n_threads)
+    import jax
+    from flax import nnx
+
+    import minitransfer as mt
+    from minitransfer.heads import ClassificationHead
+    from minitransfer.train import TrainConfig, classification_loss, forward_tokens, make_optimizer, make_train_step
+
+    B, T, L, C = args.batch, args.seq, args.layers, 768
+    flops = model_flops(L, C, B, T)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50257, (B, T)).astype(np.int32)
+    labels = rng.integers(0, 2, B).astype(np.int32)
+    peak_jax, peak_torch = matmul_flops_per_second()
+    print(f"machine: {os.cpu_count()} cores, {n_threads} threads; measured float32 matmul: "
+          f"jax {peak_jax / 1e9:.1f} GFLOP/s, torch {peak_torch / 1e9:.1f} GFLOP/s")
+    print(f"shape: GPT-2 124M (n_layer={L}), batch {B} x seq {T} = {B * T} tokens/step, "
+          f"{flops / 1e9:.1f} GFLOP/step")
+
+    # -- minitransfer --------------------------------------------------------
+    cfg = mt.GPT2Config(n_layer=L)
+    model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(C, ["neg", "pos"]))
+    graphdef, params = nnx.split(model)
+    tc = TrainConfig(mode="full", steps=1000, lr=1e-5)
+    tx = make_optimizer(tc, params, 1000, L)
+    opt_state = tx.init(params)
+    step = make_train_step(graphdef, classification_loss(forward_tokens), tx)
+    batch = {"input_ids": ids, "attention_mask": np.ones((B, T), np.int32), "labels": labels}
+    key = jax.random.key(0)
+    state = [params, opt_state]
+
+    def run_ours():
+        p, o, m = step(state[0], state[1], batch, key)
+        jax.block_until_ready(m["loss"])
+        state[0], state[1] = p, o
+
+    run_ours()  # compile
+    t_ours = best_of(run_ours, args.steps)
+
+    # -- transformers ---------------------------------------------------------
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    torch.manual_seed(0)
+    hf = GPT2ForSequenceClassification(GPT2Config(n_layer=L, num_labels=2, pad_token_id=50256))
+    hf.train()
+    opt = torch.optim.AdamW(hf.parameters(), lr=1e-5)
+    t_ids, t_labels = torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(labels.astype(np.int64))
+
+    def run_hf():
+        opt.zero_grad(set_to_none=True)
+        loss = hf(input_ids=t_ids, labels=t_labels).loss
+        loss.backward()
+        opt.step()
+
+    run_hf()
+    t_hf = best_of(run_hf, args.steps)
+
+    for name, t, peak in (("minitransfer", t_ours, peak_jax), ("transformers", t_hf, peak_torch)):
+        print(f"{name:>12}: {t:.3f} s/step, {B * T / t:.0f} tokens/s, {flops / t / 1e9:.1f} GFLOP/s "
+              f"= {100 * flops / t / peak:.0f}% of measured matmul peak")
+    print(f"train step ratio minitransfer/transformers speed-up: {t_hf / t_ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

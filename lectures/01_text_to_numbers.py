@@ -1,0 +1,70 @@
+# %% [markdown]
+# # Lecture 1: text to numbers
+#
+# A neural network computes with numbers, so the first step of every language
+# model is to turn text into a sequence of integers, *token ids*. GPT-2 uses
+# **byte-level byte-pair encoding (BPE)**:
+#
+# 1. the text is taken as UTF-8 *bytes*, so any string can be encoded: there
+#    is no "unknown word";
+# 2. frequent pairs of symbols were merged, 50,000 times, into bigger symbols
+#    while GPT-2's vocabulary was built, so common words become one token and
+#    rare words a few pieces.
+#
+# minitransfer does not re-implement BPE (the Hugging Face `tokenizers`
+# library does it well); it only finds the right files. Here is the function
+# every command uses:
+
+# %%
+from minitransfer.lecture import gpt2_tokenizer, show
+from minitransfer.tokenizer import load_tokenizer
+
+show(load_tokenizer)
+
+# %% [markdown]
+# The real GPT-2 vocabulary: 50,257 tokens (256 bytes + 50,000 merges + one
+# special `<|endoftext|>` token).
+
+# %%
+tok = gpt2_tokenizer()
+print("vocabulary size:", len(tok))
+print('"Hello world" ->', tok.encode("Hello world"))
+
+# %% [markdown]
+# Below, each token is shown as the text it decodes to, with `·` for a
+# space: the space belongs to the word that follows it, so `" world"` (with
+# its space) is one token, 995. A token can also be *part of a character*:
+# "ü" is two UTF-8 bytes, and a token holding one of them decodes to `�` on
+# its own. (Inside the vocabulary file, GPT-2 writes bytes as printable
+# stand-ins, e.g. `Ġ` for a space; `convert_ids_to_tokens` shows those.)
+
+# %%
+sentences = [
+    "The cat was swimming in the ocean.",
+    "Transfer learning is surprisingly effective!",
+    "antidisestablishmentarianism",
+    "Ünïcödé and emoji 🙂 still work",
+]
+for s in sentences:
+    ids = tok.encode(s)
+    pieces = [tok.decode([i]).replace(" ", "·") for i in ids]
+    print(f"{len(ids):>3} tokens  {s!r}")
+    print("           ", " | ".join(pieces))
+
+# %% [markdown]
+# Rare words and non-English text cost more tokens. That matters: a model's
+# context length and its compute are counted in tokens, not words.
+#
+# **What you see:** a table of characters per token for a few kinds of text.
+
+# %%
+samples = {
+    "English prose": "It was the best of times, it was the worst of times, it was the age of wisdom.",
+    "Python code": "def f(x):\n    return [i * i for i in range(x) if i % 2 == 0]",
+    "German": "Die Würde des Menschen ist unantastbar.",
+    "numbers": "3.14159265358979 2.71828182845904 1.41421356237309",
+}
+print(f"{'text':<14} {'chars':>6} {'tokens':>7} {'chars/token':>12}")
+for name, text in samples.items():
+    n = len(tok.encode(text))
+    print(f"{name:<14} {len(text):>6} {n:>7} {len(text) / n:>12.2f}")

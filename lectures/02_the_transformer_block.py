@@ -1,0 +1,98 @@
+# %% [markdown]
+# # Lecture 2: the Transformer block, line by line
+#
+# A GPT-2 is a stack of identical *blocks*. Each block reads a sequence of
+# vectors (one per token, C numbers each) and writes a sequence of the same
+# shape. Shapes are written as `(B, T, C)`: batch, time (tokens), channels.
+#
+# ## JAX in two sentences
+# JAX is NumPy (`jax.numpy as jnp`) plus three powers: `jax.grad`
+# differentiates a function, `jax.jit` compiles it with XLA, and both work on
+# *pure functions* (the output depends only on the inputs). Flax NNX adds
+# `nnx.Module`: Python objects holding parameters, like PyTorch modules.
+#
+# ## The block
+# GPT-2 uses *pre-LayerNorm* residual blocks: normalise, transform, and *add*
+# the result back to the running "residual stream".
+
+# %%
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from minitransfer.lecture import FAST, out_dir, show
+from minitransfer.model import MLP, Block, CausalSelfAttention, GPT2Backbone, GPT2Config
+
+show(Block)
+
+# %% [markdown]
+# ## Attention: each token looks at the tokens before it
+# Every token emits a *query* ("what am I looking for?"), a *key* ("what do I
+# contain?") and a *value* ("what do I pass on?"). Token t's output is a
+# weighted average of the values of tokens s <= t, weighted by how well its
+# query matches their keys. Several *heads* do this in parallel on slices of
+# the channels.
+
+# %%
+show(CausalSelfAttention.__call__, start="B, T, C = x.shape", stop="if cache is None:")
+show(CausalSelfAttention.__call__, start="# how much query t attends", stop="y = self.c_proj")
+
+# %% [markdown]
+# ## The MLP: think about each token on its own
+# After attention has mixed information *between* positions, the MLP
+# transforms each position independently: widen to 4C, apply GELU, project
+# back.
+
+# %%
+show(MLP.__call__)
+
+# %% [markdown]
+# ## Follow the shapes
+# Build a small model (random weights) and push a batch through, printing the
+# shape after each stage. `nnx.Rngs(0)` is a *PRNG key* source: JAX has no
+# hidden global random state, so every random number comes from an explicit
+# key, which makes runs reproducible.
+
+# %%
+config = GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=1000, n_positions=32)
+backbone = GPT2Backbone(config, rngs=nnx.Rngs(0))
+ids = jnp.array([[11, 42, 7, 99, 3, 5]])  # (B=1, T=6)
+x = backbone.wte(ids) + backbone.wpe(jnp.arange(6)[None])
+print("embeddings     ", x.shape, "(B, T, C)")
+qkv = backbone.h[0].attn.c_attn(backbone.h[0].ln_1(x))
+print("q, k, v stacked", qkv.shape, "(B, T, 3C)")
+for i, block in enumerate(backbone.h):
+    x = block(x, None)
+    print(f"after block {i}  ", x.shape)
+print("final hidden   ", backbone(ids).shape)
+
+# %% [markdown]
+# **What you see:** the attention weights of head 0 in block 0, for a
+# sentence of 6 tokens. The upper triangle is empty: the causal mask stops
+# token t from looking at the future. Each row sums to 1. With random weights
+# every query matches every key about equally, so each row is nearly uniform;
+# a trained model's rows are peaked on the tokens that matter.
+
+# %%
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+attn = backbone.h[0].attn
+h = backbone.h[0].ln_1(backbone.wte(ids) + backbone.wpe(jnp.arange(6)[None]))
+q, k, v = jnp.split(attn.c_attn(h), 3, axis=-1)
+D = config.n_embd // config.n_head
+q0, k0 = q[0, :, :D], k[0, :, :D]  # head 0: (T, D)
+scores = (q0 @ k0.T) * attn.scale
+scores = jnp.where(jnp.tril(jnp.ones((6, 6), bool)), scores, -jnp.inf)
+weights = np.asarray(jax.nn.softmax(scores, axis=-1))
+print(np.round(weights, 2))
+fig, ax = plt.subplots(figsize=(4, 4))
+ax.imshow(weights, cmap="Blues")
+ax.set_xlabel("key position s")
+ax.set_ylabel("query position t")
+ax.set_title("attention weights, block 0 head 0")
+fig.savefig(out_dir() / "02_attention.png", dpi=100)
+plt.show()

@@ -1,0 +1,93 @@
+# %% [markdown]
+# # Lecture 5: pretraining is the expensive part
+#
+# Training a Transformer costs about **6 · N · D** floating-point operations
+# (FLOPs): N parameters, D training tokens, and per token 2N FLOPs for the
+# forward pass (a multiply and an add per weight) plus 4N for the backward
+# pass (gradients with respect to activations and to weights).
+#
+# ## Where a price like GPT-2's comes from
+# A public estimate (Sharir, Peleg & Shoham, *The Cost of Training NLP
+# Models*, 2020) put a 1.5B-parameter model like GPT-2 at $80k to $1.6M on
+# the cloud of the day. Here is the arithmetic behind such numbers; every
+# input is an assumption you can change.
+
+# %%
+import numpy as np
+
+from minitransfer.lecture import FAST, SHARED_DATA, out_dir, show
+
+def train_flops(n_params, n_tokens):
+    return 6 * n_params * n_tokens
+
+assumptions = {
+    # GPT-2 XL: 1.5e9 parameters. OpenAI did not publish the token count;
+    # WebText is ~40 GB of text (~1e10 tokens), seen for several epochs.
+    "parameters": 1.5e9,
+    "tokens": 1e10 * 10,        # ~10 epochs over WebText (an assumption)
+    "peak_flops": 45e12,        # one 2019 TPU v3 core, bf16, per second
+    "utilisation": 0.2,         # a typical fraction of peak really achieved then
+    "dollars_per_core_hour": 2.0,  # on-demand cloud price of the day
+    "runs_per_project": 20,        # hyperparameter search, restarts, ablations
+}
+flops = train_flops(assumptions["parameters"], assumptions["tokens"])
+core_hours = flops / (assumptions["peak_flops"] * assumptions["utilisation"]) / 3600
+cost = core_hours * assumptions["dollars_per_core_hour"]
+print(f"training compute: {flops:.1e} FLOPs")
+print(f"core-hours at {assumptions['utilisation']:.0%} of peak: {core_hours:,.0f}")
+print(f"one training run: ${cost:,.0f}")
+print(f"a project of {assumptions['runs_per_project']} such runs: ${cost * assumptions['runs_per_project']:,.0f}")
+
+# %% [markdown]
+# One run lands in the tens of thousands of dollars; the millions come from
+# everything around it (many runs, search over settings, pricier hardware
+# configurations). Each assumption moves the answer by whole factors: such
+# estimates are orders of magnitude, not invoices. The point stands: the
+# pretrained weights embody far more compute than any fine-tuning you will do
+# with them. Compare our own laptop-scale run below: same formula, tiny N and D.
+#
+# ## Our own pretraining run
+# `minitransfer pretrain` trains a GPT-2 from random weights with the same
+# next-word objective. It reuses the fine-tuning loop; only the loss differs:
+
+# %%
+from minitransfer.train import next_word_loss, train_loop
+
+show(next_word_loss)
+show(train_loop, start="    while step < total:", stop="        step += 1")
+
+# %% [markdown]
+# A short run on movie reviews (IMDB train split). **What you see:** the
+# validation loss falling, and the FLOPs this run cost.
+
+# %%
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+import minitransfer as mt
+from minitransfer.data import load_texts, pack_blocks
+from minitransfer.tokenizer import train_tokenizer
+from minitransfer.train import PretrainConfig, pretrain
+
+texts = load_texts(f"jsonl:{SHARED_DATA / 'imdb' / 'train.jsonl.gz'}")[: 400 if FAST else 5000]
+tokenizer = train_tokenizer(texts, 512 if FAST else 4096)
+cfg = PretrainConfig(steps=30 if FAST else 400, batch_size=16, block_size=64, lr=3e-3,
+                     eval_every=10 if FAST else 50, val_blocks=32)
+blocks = pack_blocks(texts, tokenizer, cfg.block_size, val_fraction=0.05)
+model = mt.GPT2.language_model(mt.GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=len(tokenizer),
+                                             n_positions=64, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0))
+r = pretrain(model, blocks, tokenizer, cfg, progress=False, log=lambda m: None)
+n = mt.model.num_params(model)
+print(f"{n:,} parameters, {r.tokens_seen:,} tokens: {train_flops(n, r.tokens_seen):.1e} FLOPs "
+      f"in {r.wall_seconds:.0f} s; validation perplexity {r.val_perplexity:.1f}")
+steps = [h["step"] for h in r.history]
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.plot(steps, [h["val_loss"] for h in r.history], marker="o")
+ax.set_xlabel("step")
+ax.set_ylabel("validation loss (nats/token)")
+ax.set_title("next-word pretraining")
+fig.tight_layout()
+fig.savefig(out_dir() / "05_pretraining.png", dpi=100)
+plt.show()

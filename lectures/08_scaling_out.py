@@ -1,0 +1,107 @@
+# %% [markdown]
+# # Lecture 8: scaling out: jit, pytrees, sharding, TPUs
+#
+# Everything so far ran on one CPU. The same code runs on a GPU, a TPU, or
+# many of them, because of three JAX ideas.
+#
+# *This lecture simulates 8 devices on the CPU.* XLA reads that setting when
+# JAX starts, so it must come before `import jax`:
+
+# %%
+import os
+
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+print(jax.devices())
+
+# %% [markdown]
+# ## 1. `jax.jit`: compile once, run many times
+# `jit` traces a Python function once per input *shape*, hands the whole
+# computation to the XLA compiler, and reuses the compiled program. That is
+# why minitransfer pads every batch to the same shape.
+
+# %%
+def gelu_mlp(w1, w2, x):
+    return jax.nn.gelu(x @ w1) @ w2
+
+w1, w2 = jnp.ones((256, 1024)) * 0.01, jnp.ones((1024, 256)) * 0.01
+x = jnp.ones((512, 256))
+jitted = jax.jit(gelu_mlp)
+jitted(w1, w2, x).block_until_ready()  # compile
+for name, f in (("eager", gelu_mlp), ("jit", jitted)):
+    t = time.perf_counter()
+    for _ in range(20):
+        f(w1, w2, x).block_until_ready()
+    print(f"{name:>5}: {(time.perf_counter() - t) / 20 * 1e3:.2f} ms per call")
+
+# %% [markdown]
+# ## 2. Pytrees: nested containers of arrays
+# Parameters, gradients and optimizer state are *pytrees* (nested dicts and
+# lists of arrays). `jax.tree.map` applies a function to every leaf; that is
+# how one line updates, copies or shards a whole model. `nnx.split` turns a
+# Flax module into a static description plus a pytree of its parameters.
+
+# %%
+import minitransfer as mt
+from minitransfer.heads import ClassificationHead
+
+cfg = mt.GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=512, n_positions=32)
+model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(64, ["a", "b"]))
+graphdef, params = nnx.split(model)
+shapes = jax.tree.map(lambda p: p.shape, params)
+print("c_attn kernel:", shapes["backbone"]["h"][0]["attn"]["c_attn"]["kernel"])
+print("leaves:", len(jax.tree.leaves(params)), " parameters:", sum(p.size for p in jax.tree.leaves(params)))
+
+# %% [markdown]
+# ## 3. Sharding: the same step over a mesh of devices
+# A `Mesh` names the devices' axes; a `NamedSharding` says how an array is
+# split over them. minitransfer's `--parallel data` splits each batch over the
+# `data` axis and replicates weights; `--parallel fsdp` splits the weights
+# too. The jitted train step does not change: jit compiles it for the
+# shardings its inputs carry and inserts the communication.
+
+# %%
+from minitransfer.lecture import show
+from minitransfer.parallel import Parallel, fsdp_spec
+
+show(fsdp_spec)
+show(Parallel.place_batch)
+
+# %% [markdown]
+# **What you see:** one training step on 1 device and on 8 (data parallel and
+# FSDP): the same loss, and where one FSDP weight matrix lives.
+
+# %%
+from minitransfer.train import TrainConfig, classification_loss, forward_tokens, make_optimizer, make_train_step
+
+rng = np.random.default_rng(0)
+batch = {"input_ids": rng.integers(0, 512, (16, 32)).astype(np.int32),
+         "attention_mask": np.ones((16, 32), np.int32), "labels": rng.integers(0, 2, 16).astype(np.int32)}
+for strategy in ("none", "data", "fsdp"):
+    tc = TrainConfig(mode="full", steps=10, warmup=0.0)
+    tx = make_optimizer(tc, params, 10, cfg.n_layer)
+    par = Parallel(strategy)
+    p0 = par.place(jax.tree.map(jnp.array, params))
+    o0 = par.place(tx.init(p0))
+    sh = (par.param_sharding(p0), par.param_sharding(o0)) if par.mesh else None
+    step = make_train_step(graphdef, classification_loss(forward_tokens), tx, sh)
+    p1, o1, m = step(p0, o0, par.place_batch(batch), jax.random.key(0))
+    print(f"{strategy:>5}: loss {float(m['loss']):.6f} on {par.n_devices} device(s)")
+kernel = p1["backbone"]["h"][0]["mlp"]["c_fc"]["kernel"][...]
+print("FSDP c_fc kernel", kernel.shape, "->", kernel.addressable_shards[0].data.shape, "on each of 8 devices")
+jax.debug.visualize_array_sharding(kernel)
+
+# %% [markdown]
+# ## TPUs
+# On a Cloud TPU VM the same commands run unchanged: `jax.devices()` lists
+# the TPU cores, and `--parallel data` or `fsdp` spreads training over them.
+# On a pod slice (several hosts) every host runs the same command with
+# `MINITRANSFER_MULTIHOST=1`, which calls `jax.distributed.initialize()`;
+# each host then feeds only its own rows of every global batch.
+# `scripts/tpu/` holds scripts that do all of this.

@@ -1,0 +1,57 @@
+"""Helpers for the lectures in ``lectures/``: show the package's real source
+(never a pasted copy that could drift), and pick fast settings in CI."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+
+# MINITRANSFER_FAST=1 (set by the lecture tests) shrinks every experiment so
+# that all lectures run in a few minutes; unset, they use sizes worth reading.
+FAST = os.environ.get("MINITRANSFER_FAST") == "1"
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MINITRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def out_dir() -> Path:
+    """Where lectures write their figures (MINITRANSFER_LECTURE_OUT, default lecture_out/)."""
+    p = Path(os.environ.get("MINITRANSFER_LECTURE_OUT", "lecture_out"))
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def show(obj, start: str | None = None, stop: str | None = None) -> None:
+    """Print the source of a function/class from the package, with its file.
+
+    ``start``/``stop``: print only from the first line containing ``start`` up
+    to (not including) the first later line containing ``stop``.
+    """
+    lines, first = inspect.getsourcelines(obj)
+    path = Path(inspect.getsourcefile(obj)).resolve()
+    try:
+        path = path.relative_to(REPO)
+    except ValueError:
+        pass
+    lo, hi = 0, len(lines)
+    if start is not None:
+        lo = next(i for i, line in enumerate(lines) if start in line)
+    if stop is not None:
+        hi = next(i for i, line in enumerate(lines) if i > lo and stop in line)
+    print(f"── {path}, line {first + lo} ──")
+    print("".join(lines[lo:hi]).rstrip())
+
+
+def gpt2_tokenizer():
+    """The real GPT-2 BPE: from ../shared/data offline, else from the hub."""
+    from minitransfer.tokenizer import load_tokenizer
+
+    local = SHARED_DATA / "gpt2-tokenizer"
+    return load_tokenizer(local if local.exists() else "gpt2")
+
+
+def pretrained_source() -> str:
+    """The shipped small GPT-2 if present, else the hub's gpt2."""
+    p = REPO / "checkpoints" / "minigpt2-imdb"
+    return str(p) if (p / "config.json").exists() else "gpt2"

@@ -11,9 +11,13 @@ import time
 from pathlib import Path
 
 
-# The tokenizer used when a command needs one and none is named. Hub id: needs
-# network the first time.
-DEFAULT_TOKENIZER = "gpt2"
+def _default_tokenizer() -> str:
+    """The shipped checkpoint's tokenizer when present, else the hub's gpt2."""
+    p = Path(__file__).resolve().parents[1] / "checkpoints" / "minigpt2-imdb"
+    return str(p) if (p / "tokenizer.json").exists() else "gpt2"
+
+
+DEFAULT_TOKENIZER = _default_tokenizer()
 
 
 def _add_model_arg(p: argparse.ArgumentParser, required: bool = True):
@@ -100,8 +104,12 @@ def next_word_candidates(model, tokenizer, prompt: str, top_k: int = 5) -> list[
 def cmd_next_word(args) -> int:
     from minitransfer.convert import load_pretrained, load_tokenizer
 
+    from minitransfer.heads import NextWordHead
+
     source = _model_or_default(args)
     model = load_pretrained(source, allow_pickle=args.allow_pickle)
+    if not isinstance(model.head, NextWordHead):
+        raise ValueError(f"{source} is a fine-tuned classifier; next-word needs a language model checkpoint")
     tokenizer = load_tokenizer(source)
     cands = next_word_candidates(model, tokenizer, args.prompt, args.top_k)
     if args.json:
@@ -332,6 +340,9 @@ def cmd_pretrain(args) -> int:
           f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters")
     r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress,
                  run_key_extra={"data": args.data, "tokenizer": args.tokenizer})
+    if r.steps_run == 0 and (out / "pretrain.json").exists():
+        print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
+        return 0
     report = {}
     if args.report_text:
         rows = read_rows(Path(args.report_text), "jsonl", [])[: args.report_n]
@@ -343,6 +354,7 @@ def cmd_pretrain(args) -> int:
         "config": dataclasses.asdict(config), "pretrain": dataclasses.asdict(cfg), "best_step": r.best_step,
         "val_loss": r.val_loss, "val_perplexity": r.val_perplexity, "wall_seconds": r.wall_seconds,
         "steps_per_second": r.steps_per_second, "report": report, "command": command,
+        "val_blocks": r.val_blocks,
         "hardware": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
                     f"jax {jax.__version__} on {jax.devices()[0].platform}".replace("  ", " "),
     }
@@ -372,7 +384,7 @@ def model_card(c: dict) -> str:
         f"vocab_size={cfg['vocab_size']}, n_positions={cfg['n_positions']} |",
         f"| steps | {c['pretrain']['steps']} x batch {c['pretrain']['batch_size']} x block "
         f"{c['pretrain']['block_size']}, peak lr {c['pretrain']['lr']:g} ({c['pretrain']['schedule']}) |",
-        f"| validation perplexity | {c['val_perplexity']:.2f} (held-out {c['pretrain']['val_blocks']} blocks, "
+        f"| validation perplexity | {c['val_perplexity']:.2f} (held-out {c['val_blocks']} blocks, "
         f"best at step {c['best_step']}) |",
     ]
     if rep:
@@ -401,7 +413,11 @@ def cmd_generate(args) -> int:
     from minitransfer.convert import load_pretrained, load_tokenizer
     from minitransfer.generate import generate
 
+    from minitransfer.heads import NextWordHead
+
     model = load_pretrained(_model_or_default(args), allow_pickle=args.allow_pickle)
+    if not isinstance(model.head, NextWordHead):
+        raise ValueError(f"{_model_or_default(args)} is a fine-tuned classifier; generate needs a language model")
     tokenizer = load_tokenizer(_model_or_default(args))
     ids = tokenizer.encode(args.prompt)
     for i in range(args.num_samples):
@@ -507,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tokenizer",
         default=DEFAULT_TOKENIZER,
         help="checkpoint directory or hub id whose tokenizer to use, or a directory with OpenAI's "
-        f"encoder.json + vocab.bpe (default: {DEFAULT_TOKENIZER})",
+        "encoder.json + vocab.bpe (default: the shipped checkpoint's, else gpt2)",
     )
     p.set_defaults(func=cmd_data)
 

@@ -96,7 +96,7 @@ def compare(
         if n > len(data.train):
             raise ValueError(f"--budgets: {b} is larger than the training split ({len(data.train)} examples)")
     (out / "compare.json").write_text(json.dumps({"config": dataclasses.asdict(cc), "data": data.spec}, indent=2))
-    rows, t0 = [], time.perf_counter()
+    rows, t0, truncated = [], time.perf_counter(), {}
     bar = tqdm(total=len(grid), disable=not progress, desc="compare", unit="run", dynamic_ncols=True)
     for i, (budget, mode, seed) in enumerate(grid):
         name = run_name(mode, budget, seed)
@@ -109,6 +109,9 @@ def compare(
         model = build_classifier(mode, base_model, scratch_config, data.label_names, cfg, new_head=True)
         r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False,
                      log=lambda msg: None)
+        res = json.loads((out / "runs" / name / "result.json").read_text())
+        for split, n in res.get("truncated", {}).items():
+            truncated[split] = max(truncated.get(split, 0), n)
         for h in r.history:
             rows.append({"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed,
                          "split": "validation", "step": h["step"], "accuracy": h["val_accuracy"],
@@ -125,6 +128,10 @@ def compare(
         w.writeheader()
         w.writerows(rows)
     summary = summarise(rows, cc, data, time.perf_counter() - t0)
+    summary["truncated_to_max_len"] = truncated
+    if any(truncated.values()):
+        log(f"note: examples longer than --max-len {cc.max_len} tokens were truncated (most in one run, per "
+            f"split): {truncated}")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(summary_markdown(summary))
     plot_curves(rows, cc, out / "curves.png", data.spec)

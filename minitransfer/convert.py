@@ -183,7 +183,7 @@ def read_weights(directory: Path, *, allow_pickle: bool = False) -> tuple[dict[s
 # ----------------------------------------------------------------------------
 
 
-def resolve_source(source: str | os.PathLike) -> Path:
+def resolve_source(source: str | os.PathLike, allow_pickle: bool = False) -> Path:
     """A local checkpoint directory, or a hub id (``gpt2``, ``distilgpt2``,
     ``openai-community/gpt2-medium``) downloaded into the Hugging Face cache."""
     path = Path(os.path.expanduser(str(source)))
@@ -194,16 +194,18 @@ def resolve_source(source: str | os.PathLike) -> Path:
     s = str(source)
     if s.startswith((".", "/", "~")) or s.count("/") > 1 or s.endswith("/"):
         raise CheckpointError(f"{s}: no such checkpoint directory")
-    return _download_from_hub(s)
+    return _download_from_hub(s, allow_pickle)
 
 
-def _download_from_hub(repo_id: str) -> Path:
+def _download_from_hub(repo_id: str, allow_pickle: bool = False) -> Path:
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import RepositoryNotFoundError
     except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
         raise CheckpointError(f"{repo_id}: not a local directory, and huggingface_hub is not installed") from None
     patterns = ["config.json", "*.safetensors", SAFETENSORS_INDEX, *TOKENIZER_FILES]
+    if allow_pickle:
+        patterns.append(PICKLE)  # used only if the repository has no safetensors
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except RepositoryNotFoundError:
@@ -281,7 +283,7 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
     """
     from minitransfer.heads import NextWordHead
 
-    directory = resolve_source(source)
+    directory = resolve_source(source, allow_pickle=allow_pickle)
     config = load_config(directory)
     raw, desc = read_weights(directory, allow_pickle=allow_pickle)
     head_tensors = {k: raw.pop(k) for k in [k for k in raw if k.startswith(HEAD_PREFIX)]}

@@ -103,7 +103,25 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int
     return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
 
 
-def label_budget(split: Split, n: int | str | None, seed: int, num_classes: int) -> Split:
+def pick_order_counts(counts: np.ndarray, n: int) -> np.ndarray:
+    """How many examples of each class a budget of ``n`` takes.
+
+    Examples are handed out one at a time: first one to every class (most
+    frequent first), then each to the class furthest below its proportional
+    share. Budget n is therefore a prefix of budget n+1 (nested subsets), and
+    every class stays within one example of its share.
+    """
+    p = counts / counts.sum()
+    alloc = np.zeros(len(counts), dtype=np.int64)
+    for c in np.argsort(-counts, kind="stable")[: min(n, len(counts))]:
+        alloc[c] = 1
+    for k in range(int(alloc.sum()) + 1, n + 1):
+        deficit = np.where(alloc < counts, k * p - alloc, -np.inf)
+        alloc[int(np.argmax(deficit))] += 1
+    return alloc
+
+
+def label_budget(split: Split, n: int | str | None, seed: int, num_classes: int, what: str = "--labels") -> Split:
     """A stratified, seeded subset of ``n`` examples (``None``/``"all"``: all).
 
     Allocation is proportional to class frequency (largest remainder, at least
@@ -116,27 +134,18 @@ def label_budget(split: Split, n: int | str | None, seed: int, num_classes: int)
         return split
     n = int(n)
     if n > len(split):
-        raise DataError(f"--labels {n} is larger than the training split ({len(split)} examples)")
+        raise DataError(f"{what} {n} is larger than the split it is taken from ({len(split)} examples)")
     present = np.unique(split.labels)
     if n < len(present):
         raise DataError(
-            f"--labels {n} is smaller than the number of classes ({len(present)}); a stratified "
+            f"{what} {n} is smaller than the number of classes ({len(present)}); a stratified "
             f"budget needs at least one example per class"
         )
     perms = _class_permutations(split.labels, seed)
-    counts = np.array([len(perms[c]) for c in sorted(perms)])
-    quota = counts / counts.sum() * n
-    alloc = np.maximum(np.floor(quota).astype(int), 1)
-    while alloc.sum() > n:  # the 'at least one' rule overshot: take from the largest
-        alloc[np.argmax(alloc)] -= 1
-    order = np.argsort(-(quota - np.floor(quota)), kind="stable")
-    i = 0
-    while alloc.sum() < n:
-        c = order[i % len(order)]
-        if alloc[c] < counts[c]:
-            alloc[c] += 1
-        i += 1
-    idx = np.concatenate([perms[c][:k] for c, k in zip(sorted(perms), alloc)])
+    classes = sorted(perms)
+    counts = np.array([len(perms[c]) for c in classes])
+    alloc = pick_order_counts(counts, n)
+    idx = np.concatenate([perms[c][:k] for c, k in zip(classes, alloc)])
     return split.take(np.sort(idx))
 
 
@@ -497,6 +506,12 @@ def load_dataset(
         if "test" not in splits:
             raise DataError(f"{spec}: no test split")
 
+    for name in SPLITS:
+        if len(splits[name]) == 0:
+            raise DataError(
+                f"{spec}: the {name} split is empty ({len(splits['train'])}/{len(splits['validation'])}/"
+                f"{len(splits['test'])} train/validation/test examples); give more data"
+            )
     train_classes = set(np.unique(splits["train"].labels).tolist())
     for s in ("validation", "test"):
         unseen = sorted(set(np.unique(splits[s].labels).tolist()) - train_classes)
@@ -588,8 +603,10 @@ class Blocks:
 
 
 def load_texts(spec: str, *, text_field: str = "text", split_seed: int = 0) -> list[str]:
-    """The texts of a source for pretraining: the train split only for
-    labelled sources (never test), every paragraph for ``txt:``."""
+    """The texts of a source for pretraining: the train file of a data
+    directory, the train split of ``tweets``/``tfds:`` sources, every paragraph
+    of a ``txt:`` file, and every row of a single jsonl/csv/tsv file (so point
+    it at a file that holds no test data, such as IMDB's train.jsonl.gz)."""
     kind, rest = parse_spec(spec)
     notes: list[str] = []
     if kind == "txt":
@@ -613,7 +630,7 @@ def pack_blocks(texts: list[str], tokenizer, block_size: int, val_fraction: floa
     for validation before packing, so no text is on both sides."""
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
     order = np.random.default_rng(seed).permutation(len(texts))
-    n_val = max(1, int(round(val_fraction * len(texts)))) if len(texts) > 1 else 0
+    n_val = 0 if val_fraction <= 0 or len(texts) < 2 else max(1, int(round(val_fraction * len(texts))))
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     dropped = 0
 

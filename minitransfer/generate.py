@@ -9,6 +9,8 @@ number, so every step reuses the same compiled program.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,6 +40,41 @@ def filter_logits(logits: jax.Array, temperature: float, top_k: int | None, top_
     return logits
 
 
+def _pick(logits, key, greedy: bool, temperature: float, top_k, top_p):  # (B, V) -> (B,)
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, filter_logits(logits, temperature, top_k, top_p)).astype(jnp.int32)
+
+
+# Compiled once per (model structure, maximum length, sampling settings) and
+# reused across calls: the graphdef and the settings are static arguments,
+# the weights, cache and position are traced.
+_SAMPLING = ("greedy", "temperature", "top_k", "top_p")
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_len", *_SAMPLING))
+def _prefill(params, ids, key, *, graphdef, max_len, greedy, temperature, top_k, top_p):
+    m = nnx.merge(graphdef, params)
+    cache = m.backbone.init_cache(ids.shape[0], max_len)
+    hidden, cache = m.backbone.decode(ids, cache, jnp.int32(0))  # (B, P, C)
+    logits = m.backbone.wte.attend(hidden[:, -1])  # (B, V)
+    return _pick(logits, key, greedy, temperature, top_k, top_p), cache
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", *_SAMPLING))
+def _decode_step(params, token, cache, pos, key, *, graphdef, greedy, temperature, top_k, top_p):
+    m = nnx.merge(graphdef, params)
+    hidden, cache = m.backbone.decode(token[:, None], cache, pos)  # (B, 1, C): one position
+    logits = m.backbone.wte.attend(hidden[:, -1])  # (B, V)
+    return _pick(logits, key, greedy, temperature, top_k, top_p), cache
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", *_SAMPLING))
+def _full_step(params, ids, key, *, graphdef, greedy, temperature, top_k, top_p):
+    logits = nnx.merge(graphdef, params)(ids)[:, -1]  # (B, V): the whole prefix, every time
+    return _pick(logits, key, greedy, temperature, top_k, top_p)
+
+
 def generate(
     model: GPT2,
     prompt_ids: list[int] | np.ndarray,
@@ -59,6 +96,8 @@ def generate(
     P = prompt.shape[1]
     if P == 0:
         raise ValueError("the prompt is empty; give at least one token")
+    if max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     max_len = P + max_new_tokens
     if max_len > model.config.n_positions:
         raise ValueError(
@@ -68,48 +107,22 @@ def generate(
     if temperature <= 0:
         raise ValueError(f"--temperature must be > 0, got {temperature} (use greedy decoding instead)")
     graphdef, params = nnx.split(model)
-
-    def pick(logits, key):  # (1, V) -> (1,)
-        if greedy:
-            return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        return jax.random.categorical(key, filter_logits(logits, temperature, top_k, top_p)).astype(jnp.int32)
-
+    sampling = dict(graphdef=graphdef, greedy=greedy, temperature=float(temperature), top_k=top_k,
+                    top_p=None if top_p is None else float(top_p))
     keys = jax.random.split(jax.random.key(seed), max_new_tokens)
     out: list[int] = []
     if use_cache:
-
-        @jax.jit
-        def prefill(params, ids):
-            m = nnx.merge(graphdef, params)
-            cache = m.backbone.init_cache(1, max_len)
-            hidden, cache = m.backbone.decode(ids, cache, jnp.int32(0))  # (1, P, C)
-            return m.backbone.wte.attend(hidden[:, -1]), cache  # (1, V)
-
-        @jax.jit
-        def decode_step(params, token, cache, pos, key):
-            m = nnx.merge(graphdef, params)
-            hidden, cache = m.backbone.decode(token[:, None], cache, pos)  # (1, 1, C)
-            logits = m.backbone.wte.attend(hidden[:, -1])  # (1, V)
-            return pick(logits, key), cache
-
-        logits, cache = prefill(params, prompt)
-        token = pick(logits, keys[0])
+        token, cache = _prefill(params, prompt, keys[0], max_len=max_len, **sampling)
         for i in range(max_new_tokens):
             t = int(token[0])
             out.append(t)
             if t == eos_id or i + 1 == max_new_tokens:
                 break
-            token, cache = decode_step(params, token, cache, jnp.int32(P + i), keys[i + 1])
+            token, cache = _decode_step(params, token, cache, jnp.int32(P + i), keys[i + 1], **sampling)
     else:
-
-        @jax.jit
-        def full_step(params, ids, key):
-            logits = nnx.merge(graphdef, params)(ids)[:, -1]  # (1, V): recompute everything
-            return pick(logits, key)
-
         ids = prompt
         for i in range(max_new_tokens):
-            t = int(full_step(params, ids, keys[i])[0])
+            t = int(_full_step(params, ids, keys[i], **sampling)[0])
             out.append(t)
             if t == eos_id:
                 break

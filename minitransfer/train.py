@@ -75,8 +75,12 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected 'linear' or 'cosine'")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.mode]
-        if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        for name in ("batch_size", "steps", "eval_every", "max_len", "val_examples"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+        if self.epochs <= 0:
+            raise ValueError(f"--epochs must be positive, got {self.epochs}")
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
@@ -296,11 +300,6 @@ def _load_tree(like, path: Path):
 
 
 # ----------------------------------------------------------------------------
-# The run
-# ----------------------------------------------------------------------------
-
-
-# ----------------------------------------------------------------------------
 # The training loop, shared by fine-tuning and pretraining
 # ----------------------------------------------------------------------------
 
@@ -315,6 +314,7 @@ class LoopResult:
     step: int
     steps_per_second: float
     interrupted: bool
+    steps_run: int = 0  # steps taken by this call (0: the run had already finished)
 
 
 def train_loop(
@@ -409,25 +409,32 @@ def train_loop(
             if stop_after_step is not None and stop_after_step <= step < total:
                 bar.close()
                 log(f"stopping at step {step} (interrupted on request)")
-                return LoopResult(params, best["params"], best["step"], best["metrics"], history, step, 0.0, True)
+                return LoopResult(params, best["params"], best["step"], best["metrics"], history, step, 0.0, True,
+                                  steps_run)
     bar.close()
     elapsed = time.perf_counter() - t_loop
     best_params = best["params"] if best["params"] is not None else params
     return LoopResult(params, best_params, best["step"], best["metrics"] or {}, history, step,
-                      steps_run / elapsed if elapsed > 0 else float("nan"), False)
+                      steps_run / elapsed if steps_run else float("nan"), False, steps_run)
 
 
 def _save_state(out: Path, params, opt_state, best, step, history, run_key):
-    state_dir = out / "state"
-    state_dir.mkdir(exist_ok=True)
-    _save_tree(params, state_dir / "params.safetensors")
-    _save_tree(opt_state, state_dir / "opt_state.safetensors")
+    """Write the training state to ``out/state``, crash-safely: everything goes
+    to ``state.new`` first, which then replaces ``state``. A crash leaves
+    either the old complete state or none, never a mix of steps."""
+    import shutil
+
+    new, state_dir = out / "state.new", out / "state"
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir()
+    _save_tree(params, new / "params.safetensors")
+    _save_tree(opt_state, new / "opt_state.safetensors")
     if best["params"] is not None:
-        _save_tree(best["params"], state_dir / "best_params.safetensors")
-    tmp = state_dir / "state.json.tmp"
-    tmp.write_text(json.dumps({"run_key": run_key, "step": step, "best_step": best["step"],
-                               "best_metrics": best["metrics"], "n_log": len(history)}))
-    tmp.replace(state_dir / "state.json")  # atomic: a crash never leaves half a state.json
+        _save_tree(best["params"], new / "best_params.safetensors")
+    (new / "state.json").write_text(json.dumps({"run_key": run_key, "step": step, "best_step": best["step"],
+                                                "best_metrics": best["metrics"], "n_log": len(history)}))
+    shutil.rmtree(state_dir, ignore_errors=True)
+    new.rename(state_dir)
 
 
 @dataclasses.dataclass
@@ -451,6 +458,10 @@ def build_classifier(
         backbone = GPT2Backbone(config, rngs=nnx.Rngs(cfg.seed))
         return GPT2(backbone, ClassificationHead(config.n_embd, labels, pooling=cfg.pooling, dropout=cfg.head_dropout, seed=cfg.seed))
     assert base is not None
+    # Training writes its result back into the model it is given; a copy keeps
+    # ``base`` pristine, so that the next run (compare runs many) starts from
+    # the same pretrained weights.
+    base = nnx.clone(base)
     head = base.head
     if isinstance(head, ClassificationHead) and not new_head:
         if list(head.labels) != list(labels):
@@ -496,7 +507,13 @@ def finetune(
             f"--max-len {cfg.max_len} exceeds the model's n_positions={model.config.n_positions}; "
             f"use --max-len {model.config.n_positions} or less"
         )
-    run_key = _run_key(cfg, data, model)
+    if len(tokenizer) > model.config.vocab_size:
+        raise TrainingError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+            f"{model.config.vocab_size}: token ids would fall outside the embedding table. Use the "
+            f"tokenizer saved with the model."
+        )
+    run_key = _run_key(cfg, data, model, tokenizer)
     if out is not None and (out / "result.json").exists():
         done = json.loads((out / "result.json").read_text())
         if done.get("run_key") == run_key:
@@ -574,6 +591,7 @@ def finetune(
             "run_key": run_key, "mode": cfg.mode, "best_step": loop.best_step, "best_val": best_val,
             "test": test, "steps": loop.step, "steps_per_second": loop.steps_per_second,
             "wall_seconds": result.wall_seconds, "n_train": n_train, "config": dataclasses.asdict(cfg),
+            "truncated": {name: e.n_truncated for name, e in enc.items()},
         }, indent=2) + "\n")
     return result
 
@@ -586,11 +604,23 @@ def _with_params(graphdef, params, model: GPT2, mode: str) -> GPT2:
     return trained
 
 
-def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2) -> str:
-    """What makes a run the same run: settings, data and starting weights' shape."""
+def weights_fingerprint(module) -> str:
+    """A short hash of a module's weights (sum and sum of squares per array):
+    cheap, and different for different starting points."""
+    import hashlib
+
+    stats = [(float(np.asarray(x, np.float64).sum()), float(np.square(np.asarray(x, np.float64)).sum()))
+             for x in jax.tree.leaves(nnx.state(module, nnx.Param))]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+
+
+def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer) -> str:
+    """What makes a run the same run: settings, data, tokenizer and starting weights."""
     import hashlib
 
     d = dataclasses.asdict(cfg)
+    d["weights"] = weights_fingerprint(model)
+    d["tokenizer"] = [len(tokenizer), tokenizer.encode("minitransfer: the same tokenizer?")]
     d.pop("eval_batch_size", None)
     d.pop("parallel", None)  # where it runs does not change what it computes
     d["data"] = data.spec
@@ -703,6 +733,8 @@ class PretrainResult:
     steps_per_second: float
     wall_seconds: float
     history: list[dict]
+    steps_run: int = 0
+    val_blocks: int = 0
 
 
 def pretrain(
@@ -769,5 +801,5 @@ def pretrain(
         out, loop.best_step, loop.best_metrics.get("val_loss", float("nan")),
         loop.best_metrics.get("val_perplexity", float("nan")), loop.step,
         loop.step * cfg.batch_size * cfg.block_size, loop.steps_per_second,
-        time.perf_counter() - t_start, loop.history,
+        time.perf_counter() - t_start, loop.history, loop.steps_run, len(val_blocks),
     )

@@ -58,3 +58,17 @@ def test_budget_parsing():
     assert parse_budgets("100, 300,all") == [100, 300, "all"]
     with pytest.raises(ValueError, match="'ten' is neither"):
         parse_budgets("100,ten")
+
+
+def test_compare_starts_every_run_from_the_same_pretrained_weights(setup, tmp_path, gpt2_tokenizer):
+    from minitransfer.compare import CompareConfig, compare
+    from minitransfer.data import load_dataset
+    from minitransfer.train import weights_fingerprint
+
+    base = mt.load_pretrained(setup / "pre")
+    before = weights_fingerprint(base)
+    data = load_dataset(f"jsonl:{setup / 'kw.jsonl'}")
+    cc = CompareConfig(budgets=[20], modes=["full", "probe"], seeds=1, steps=3, max_len=12, val_examples=10,
+                       evals_per_run=1)
+    compare(base, base.config, data, gpt2_tokenizer, cc, tmp_path / "c", progress=False)
+    assert weights_fingerprint(base) == before

@@ -99,9 +99,31 @@ def test_label_budget_is_stratified_nested_and_seeded():
     assert label_budget(d.train, "all", seed=0, num_classes=3) is d.train
 
 
+def test_label_budgets_are_nested_and_proportional_with_rare_classes():
+    from minitransfer.data import Split
+
+    labels = np.array([0] * 970 + [1] * 20 + [2] * 10, np.int32)
+    split = Split([f"t{i}" for i in range(1000)], labels)
+    prev = set()
+    for n in range(3, 400, 7):
+        sub = label_budget(split, n, seed=0, num_classes=3)
+        assert len(sub) == n and prev <= set(sub.texts), n  # nested
+        counts = np.bincount(sub.labels, minlength=3)
+        assert counts.min() >= 1
+        if n >= 100:  # once the rarest class's share reaches one example
+            assert np.abs(counts - n * np.array([0.97, 0.02, 0.01])).max() <= 1.0, (n, counts)
+        prev = set(sub.texts)
+
+
+def test_too_little_data_for_three_splits(tmp_path):
+    p = _write_jsonl(tmp_path / "d.jsonl", _rows(8, labels=("a", "b")))
+    with pytest.raises(DataError, match="the validation split is empty"):
+        load_dataset(f"jsonl:{p}")
+
+
 def test_label_budget_errors():
     d = load_dataset("tweets")
-    with pytest.raises(DataError, match="larger than the training split"):
+    with pytest.raises(DataError, match="larger than the split it is taken from"):
         label_budget(d.train, len(d.train) + 1, seed=0, num_classes=3)
     with pytest.raises(DataError, match="smaller than the number of classes"):
         label_budget(d.train, 2, seed=0, num_classes=3)

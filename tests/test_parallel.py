@@ -68,10 +68,16 @@ def test_data_parallel_and_fsdp_shard_match_single_device():
     print(r.stdout)
 
 
-def test_parallel_cli_flag_and_bad_strategy():
+def test_parallel_cli_flag_and_bad_strategy(capsys):
     import pytest
 
+    from minitransfer.cli import build_parser
     from minitransfer.parallel import Parallel
 
+    for cmd in (["finetune", "--out", "x"], ["pretrain", "--data", "tweets", "--out", "x"], ["compare"]):
+        assert build_parser().parse_args([*cmd, "--parallel", "fsdp"]).parallel == "fsdp"
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*cmd, "--parallel", "model"])
+        assert "invalid choice: 'model'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown --parallel 'model'"):
         Parallel("model")

@@ -72,12 +72,13 @@ def test_pooling_last_and_mean():
     np.testing.assert_allclose(pool(hidden, right, "mean")[0], hidden[0, :2].mean(0))
 
 
-def test_swapping_the_head_never_touches_the_backbone(pretrained_dir):
+def test_swapping_the_head_keeps_the_backbone(pretrained_dir):
     lm = mt.load_pretrained(pretrained_dir)
     before = jax.tree.map(np.asarray, nnx.state(lm.backbone))
     clf = mt.GPT2(lm.backbone, ClassificationHead(32, ["a", "b", "c"]))
     ids = np.array([[1, 2, 3, 4]], np.int32)
     assert clf(ids).shape == (1, 3) and lm(ids).shape == (1, 4, 50257)
+    assert clf.backbone is lm.backbone
     after = jax.tree.map(np.asarray, nnx.state(clf.backbone))
     jax.tree.map(np.testing.assert_array_equal, before, after)
 
@@ -181,7 +182,7 @@ def test_cli_finetune_all_modes_and_skip(pretrained_dir, keyword_data, tmp_path,
     assert "test accuracy" in capsys.readouterr().out
     assert main(["finetune", "--model", str(pretrained_dir), "--mode", "scratch", "--config", "tiny",
                  "--out", str(tmp_path / "s"), *common]) == 0
-    assert mt.load_pretrained(tmp_path / "s" / "best").config.n_layer == 2
+    assert mt.load_pretrained(tmp_path / "s" / "best").config.n_embd == 64  # 'tiny', not --model's 32
     assert main(["finetune", "--model", str(pretrained_dir), "--mode", "full", "--labels", "20",
                  "--lr-decay-per-layer", "0.5", "--out", str(tmp_path / "f"), *common]) == 0
     assert json.loads((tmp_path / "f" / "result.json").read_text())["n_train"] == 20
@@ -229,3 +230,35 @@ def test_unknown_mode_and_config(capsys):
     assert "invalid choice: 'sideways'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown config name 'huge'"):
         mt.named_config("huge")
+
+
+def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weights(
+    pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path
+):
+    from minitransfer.train import weights_fingerprint
+
+    base = mt.load_pretrained(pretrained_dir)
+    before = weights_fingerprint(base)
+    cfg = _cfg(mode="full", steps=3, eval_every=3)
+    finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
+             gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
+    assert weights_fingerprint(base) == before  # the next run starts from the same weights
+    other = mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=99)
+    model = build_classifier("full", other, other.config, keyword_data.label_names, cfg)
+    with pytest.raises(TrainingError, match="holds a different run"):
+        finetune(model, keyword_data, gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
+
+
+def test_tokenizer_larger_than_vocab_is_refused(keyword_data, gpt2_tokenizer):
+    cfg = _cfg(mode="scratch")
+    small = mt.GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=1000, n_positions=32)
+    model = build_classifier("scratch", None, small, keyword_data.label_names, cfg)
+    with pytest.raises(TrainingError, match="50257 tokens but the model's vocab_size is 1000"):
+        finetune(model, keyword_data, gpt2_tokenizer, cfg, None, progress=False)
+
+
+def test_bad_numbers_are_refused():
+    for kw, msg in ((dict(steps=0), "--steps must be at least 1"), (dict(eval_every=0), "--eval-every"),
+                    (dict(epochs=0), "--epochs must be positive")):
+        with pytest.raises(ValueError, match=msg):
+            TrainConfig(**kw)

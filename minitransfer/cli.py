@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     from minitransfer.model import NAMED_CONFIGS
-    from minitransfer.train import DEFAULT_LR
+    from minitransfer.train import DEFAULT_LR, DEFAULT_LR_SMALL
 
     p = sub.add_parser(
         "finetune",
@@ -554,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=float, help="epochs over the (budgeted) training set (default 3)")
     p.add_argument("--batch-size", type=int, default=32, help="default 32")
     p.add_argument("--lr", type=float, help="peak learning rate (default: "
-                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + "; for small models, n_embd <= 256: "
+                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR_SMALL.items()) + ")")
     p.add_argument("--schedule", choices=["linear", "cosine"], default="linear",
                    help="decay after warmup (default linear)")
     p.add_argument("--warmup", type=float, default=0.1, help="warmup fraction of the steps (default 0.1)")

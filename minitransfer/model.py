@@ -236,7 +236,7 @@ class MLP(nnx.Module):
         self.resid_pdrop = config.resid_pdrop
 
     def __call__(self, x: jax.Array, dropout_key=None) -> jax.Array:
-        h = self.act(self.c_fc(x))  # (B, T, 4C)
+        h = self.act(self.c_fc(x))  # (B, T, W), W = n_inner or 4C
         y = self.c_proj(h)  # (B, T, C)
         return _dropout(y, self.resid_pdrop, dropout_key)
 
@@ -380,6 +380,7 @@ class GPT2(nnx.Module):
     ) -> jax.Array:
         k_backbone, k_head = _split(dropout_key, 2)
         hidden = self.backbone(input_ids, attention_mask, dropout_key=k_backbone)  # (B, T, C)
+        # NextWordHead: (B, T, V) next-word logits; ClassificationHead: (B, K) class logits
         return self.head(hidden, attention_mask, self.backbone, dropout_key=k_head)
 
     @classmethod

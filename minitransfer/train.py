@@ -39,7 +39,15 @@ from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
 from minitransfer.parallel import Parallel
 
 MODES = ("scratch", "probe", "full")
+# Peak learning rates. Full fine-tuning of a big pretrained model wants a small
+# step (it should stay near what pretraining found); small models tolerate,
+# and need, larger ones. "small" means n_embd <= 256 (the shipped checkpoint).
 DEFAULT_LR = {"scratch": 3e-4, "probe": 3e-3, "full": 1e-4}
+DEFAULT_LR_SMALL = {"scratch": 1e-3, "probe": 1e-2, "full": 5e-4}
+
+
+def default_lr(mode: str, config: GPT2Config) -> float:
+    return (DEFAULT_LR_SMALL if config.n_embd <= 256 else DEFAULT_LR)[mode]
 
 
 class TrainingError(RuntimeError):
@@ -73,8 +81,6 @@ class TrainConfig:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {MODES}")
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}; expected 'linear' or 'cosine'")
-        if self.lr is None:
-            self.lr = DEFAULT_LR[self.mode]
         for name in ("batch_size", "steps", "eval_every", "max_len", "val_examples"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -507,6 +513,8 @@ def finetune(
             f"--max-len {cfg.max_len} exceeds the model's n_positions={model.config.n_positions}; "
             f"use --max-len {model.config.n_positions} or less"
         )
+    if cfg.lr is None:
+        cfg = dataclasses.replace(cfg, lr=default_lr(cfg.mode, model.config))
     if len(tokenizer) > model.config.vocab_size:
         raise TrainingError(
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "

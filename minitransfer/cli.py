@@ -352,15 +352,15 @@ def cmd_pretrain(args) -> int:
     card = {
         "data": args.data, "documents": len(texts), "tokens_seen": r.tokens_seen, "parameters": n_params,
         "config": dataclasses.asdict(config), "pretrain": dataclasses.asdict(cfg), "best_step": r.best_step,
-        "val_loss": r.val_loss, "val_perplexity": r.val_perplexity, "wall_seconds": r.wall_seconds,
-        "steps_per_second": r.steps_per_second, "report": report, "command": command,
+        "val_loss": r.val_loss, "val_perplexity": r.val_perplexity, "wall_seconds": r.train_seconds,
+        "steps_per_second": r.steps / r.train_seconds if r.train_seconds else float("nan"), "report": report, "command": command,
         "val_blocks": r.val_blocks,
         "hardware": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
                     f"jax {jax.__version__} on {jax.devices()[0].platform}".replace("  ", " "),
     }
     (out / "pretrain.json").write_text(json.dumps(card, indent=2) + "\n")
     (out / "MODEL_CARD.md").write_text(model_card(card))
-    print(f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.wall_seconds / 60:.1f} min: "
+    print(f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.train_seconds / 60:.1f} min: "
           f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}")
     return 0
 

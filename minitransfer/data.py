@@ -636,6 +636,8 @@ def pack_blocks(texts: list[str], tokenizer, block_size: int, val_fraction: floa
 
     def pack(idx):
         nonlocal dropped
+        if len(idx) == 0:
+            return np.zeros((0, block_size + 1), np.int32), 0
         ids = tokenizer([texts[i] for i in idx], add_special_tokens=False)["input_ids"]
         stream = np.fromiter((t for x in ids for t in (*x, eos)), dtype=np.int32)
         n = len(stream) // (block_size + 1)

@@ -321,6 +321,7 @@ class LoopResult:
     steps_per_second: float
     interrupted: bool
     steps_run: int = 0  # steps taken by this call (0: the run had already finished)
+    train_seconds: float = 0.0  # wall time of the loop over all calls (resumes included)
 
 
 def train_loop(
@@ -358,7 +359,7 @@ def train_loop(
     """
     from tqdm.auto import tqdm
 
-    step, history = 0, []
+    step, history, seconds_before = 0, [], 0.0
     best = {"step": -1, "metrics": None, "params": None}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -373,6 +374,7 @@ def train_loop(
             params = _load_tree(params, state_dir / "params.safetensors")
             opt_state = _load_tree(opt_state, state_dir / "opt_state.safetensors")
             step = st["step"]
+            seconds_before = st.get("train_seconds", 0.0)
             history = _read_log(out)[: st["n_log"]]
             best = {"step": st["best_step"], "metrics": st["best_metrics"], "params": None}
             if (state_dir / "best_params.safetensors").exists():
@@ -411,20 +413,21 @@ def train_loop(
             bar.set_postfix(loss=f"{loss:.3f}", **postfix(metrics))
             if out is not None:
                 _write_log(out, history)
-                _save_state(out, params, opt_state, best, step, history, run_key)
+                _save_state(out, params, opt_state, best, step, history, run_key,
+                            seconds_before + time.perf_counter() - t_loop)
             if stop_after_step is not None and stop_after_step <= step < total:
                 bar.close()
                 log(f"stopping at step {step} (interrupted on request)")
                 return LoopResult(params, best["params"], best["step"], best["metrics"], history, step, 0.0, True,
-                                  steps_run)
+                                  steps_run, seconds_before + time.perf_counter() - t_loop)
     bar.close()
     elapsed = time.perf_counter() - t_loop
     best_params = best["params"] if best["params"] is not None else params
     return LoopResult(params, best_params, best["step"], best["metrics"] or {}, history, step,
-                      steps_run / elapsed if steps_run else float("nan"), False, steps_run)
+                      steps_run / elapsed if steps_run else float("nan"), False, steps_run, seconds_before + elapsed)
 
 
-def _save_state(out: Path, params, opt_state, best, step, history, run_key):
+def _save_state(out: Path, params, opt_state, best, step, history, run_key, train_seconds: float = 0.0):
     """Write the training state to ``out/state``, crash-safely: everything goes
     to ``state.new`` first, which then replaces ``state``. A crash leaves
     either the old complete state or none, never a mix of steps."""
@@ -438,7 +441,8 @@ def _save_state(out: Path, params, opt_state, best, step, history, run_key):
     if best["params"] is not None:
         _save_tree(best["params"], new / "best_params.safetensors")
     (new / "state.json").write_text(json.dumps({"run_key": run_key, "step": step, "best_step": best["step"],
-                                                "best_metrics": best["metrics"], "n_log": len(history)}))
+                                                "best_metrics": best["metrics"], "n_log": len(history),
+                                                "train_seconds": train_seconds}))
     shutil.rmtree(state_dir, ignore_errors=True)
     new.rename(state_dir)
 
@@ -743,6 +747,7 @@ class PretrainResult:
     history: list[dict]
     steps_run: int = 0
     val_blocks: int = 0
+    train_seconds: float = 0.0
 
 
 def pretrain(
@@ -809,5 +814,5 @@ def pretrain(
         out, loop.best_step, loop.best_metrics.get("val_loss", float("nan")),
         loop.best_metrics.get("val_perplexity", float("nan")), loop.step,
         loop.step * cfg.batch_size * cfg.block_size, loop.steps_per_second,
-        time.perf_counter() - t_start, loop.history, loop.steps_run, len(val_blocks),
+        time.perf_counter() - t_start, loop.history, loop.steps_run, len(val_blocks), loop.train_seconds,
     )

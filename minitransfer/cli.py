@@ -449,7 +449,7 @@ def cmd_compare(args) -> int:
     if args.modes:
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     cc.parallel = args.parallel
-    for name in ("seeds", "steps", "max_len", "batch_size"):
+    for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
         if getattr(args, name) is not None:
             setattr(cc, name, getattr(args, name))
     data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
@@ -658,9 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 100,300,1000,3000; --quick: 100,300)")
     p.add_argument("--modes", help="comma-separated, from scratch,probe,full (default: all three)")
     p.add_argument("--seeds", type=int, help="seeds per budget and mode (default 2; --quick: 1)")
-    p.add_argument("--steps", type=int, help="steps per run (default: 3 epochs, between 30 and 150)")
+    p.add_argument("--steps", type=int, help="steps per run (default: 3 epochs, between 30 and 120)")
     p.add_argument("--max-len", type=int, help="tokens per example (default 64)")
     p.add_argument("--batch-size", type=int, help="default 32")
+    p.add_argument("--pooling", choices=["last", "mean"], help="how every head summarises a text (default mean)")
     p.add_argument("--out", default="runs/compare", help="output directory (default runs/compare)")
     p.add_argument("--quick", action="store_true", help="a smoke run of at most about 2 minutes")
     p.add_argument("--no-progress", action="store_true")

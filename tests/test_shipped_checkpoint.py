@@ -1,0 +1,60 @@
+"""The small GPT-2 that ships in checkpoints/minigpt2-imdb."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import minitransfer as mt
+from tests.conftest import IMDB, REPO
+
+CKPT = REPO / "checkpoints" / "minigpt2-imdb"
+TOLERANCE = 0.01  # relative; the same machine reproduces the card's figure exactly
+
+
+@pytest.fixture(scope="module")
+def card():
+    return (CKPT / "MODEL_CARD.md").read_text()
+
+
+def test_size_budget():
+    size = sum(p.stat().st_size for p in CKPT.iterdir() if p.is_file())
+    assert size <= 25 * 2**20, f"{size / 2**20:.1f} MiB"
+
+
+def test_perplexity_on_fixed_imdb_test_slice_matches_model_card(card):
+    from minitransfer.data import read_rows
+    from minitransfer.train import text_perplexity
+
+    m = re.search(r"perplexity on a fixed slice \| ([\d.]+) on the first (\d+) texts of `[^`]*` \(blocks of (\d+)\)", card)
+    assert m, "MODEL_CARD.md has no fixed-slice perplexity line"
+    expected, n, block = float(m.group(1)), int(m.group(2)), int(m.group(3))
+    texts = [r["text"] for r in read_rows(IMDB / "test.jsonl.gz", "jsonl", [])[:n]]
+    ppl = text_perplexity(mt.load_pretrained(CKPT), mt.load_tokenizer(CKPT), texts, block)
+    print(f"perplexity {ppl:.2f}, card says {expected:.2f}")
+    assert abs(ppl - expected) <= TOLERANCE * expected
+
+
+def test_transformers_loads_it_with_the_same_logits():
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from tests.conftest import hf_logits
+
+    hf = GPT2LMHeadModel.from_pretrained(CKPT).eval()
+    tok = AutoTokenizer.from_pretrained(CKPT)
+    ids = np.asarray([tok.encode("This movie was one of the best I have seen")], np.int32)
+    assert np.abs(np.asarray(mt.load_pretrained(CKPT)(ids)) - hf_logits(hf, ids)).max() < 1e-4
+
+
+def test_next_word_after_this_movie_was(capsys):
+    from minitransfer.cli import main
+
+    assert main(["next-word", "--prompt", "This movie was", "--top-k", "10", "--json"]) == 0
+    import json
+
+    words = [c["token"].strip().lower() for c in json.loads(capsys.readouterr().out)["candidates"]]
+    print(words)
+    # a model of movie reviews should expect an evaluative word here
+    assert {"a", "the", "so", "very", "not", "great", "good", "bad", "terrible", "awful", "really"} & set(words)

@@ -84,7 +84,7 @@ rng = np.random.default_rng(0)
 batch = {"input_ids": rng.integers(0, 512, (16, 32)).astype(np.int32),
          "attention_mask": np.ones((16, 32), np.int32), "labels": rng.integers(0, 2, 16).astype(np.int32)}
 for strategy in ("none", "data", "fsdp"):
-    tc = TrainConfig(mode="full", steps=10, warmup=0.0)
+    tc = TrainConfig(mode="full", steps=10, warmup=0.0, lr=1e-3)
     tx = make_optimizer(tc, params, 10, cfg.n_layer)
     par = Parallel(strategy)
     p0 = par.place(jax.tree.map(jnp.array, params))

@@ -181,6 +181,8 @@ def scale_by_tree(factors) -> optax.GradientTransformation:
 
 
 def make_optimizer(cfg: TrainConfig, params, total_steps: int, n_layer: int) -> optax.GradientTransformation:
+    if cfg.lr is None:
+        raise ValueError("the learning rate is not set: give lr=..., or use default_lr(mode, config)")
     parts = [
         optax.clip_by_global_norm(cfg.clip_norm),
         optax.adamw(lr_schedule(cfg, total_steps), b1=0.9, b2=0.999, weight_decay=cfg.weight_decay, mask=_decay_mask),

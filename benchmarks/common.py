@@ -32,7 +32,7 @@ def matmul_flops_per_second(n: int = 2048, repeats: int = 5) -> tuple[float, flo
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
     t_jax = best_of(lambda: f(a).block_until_ready(), repeats)
-    ta = torch.from_numpy(np.asarray(a))
+    ta = torch.from_numpy(np.array(a))  # a writable copy
     ta @ ta
     t_torch = best_of(lambda: ta @ ta, repeats)
     flops = 2 * n**3

@@ -2,9 +2,10 @@
 
 The prompt runs through the model once, filling a key/value cache; each new
 token then costs a single position (``GPT2Backbone.decode`` with T = 1)
-instead of re-running the whole prefix. The decode step is compiled once for a
-fixed maximum length: the cache has a fixed shape and the position is a traced
-number, so every step reuses the same compiled program.
+instead of re-running the whole prefix. The whole loop (prefill, then a
+``jax.lax.fori_loop`` of decode steps) is one compiled program: the cache has
+a fixed shape and the position is a traced number, so it compiles once per
+(model, lengths, sampling settings) and never returns to Python between tokens.
 """
 
 from __future__ import annotations
@@ -52,21 +53,27 @@ def _pick(logits, key, greedy: bool, temperature: float, top_k, top_p):  # (B, V
 _SAMPLING = ("greedy", "temperature", "top_k", "top_p")
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_len", *_SAMPLING))
-def _prefill(params, ids, key, *, graphdef, max_len, greedy, temperature, top_k, top_p):
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", *_SAMPLING))
+def _generate_cached(params, prompt, keys, *, graphdef, max_new_tokens, greedy, temperature, top_k, top_p):
+    """The whole generation as one compiled program: prefill the prompt, then a
+    ``fori_loop`` of single-position decode steps. No round trip to Python per
+    token. Returns (B, max_new_tokens) token ids."""
     m = nnx.merge(graphdef, params)
-    cache = m.backbone.init_cache(ids.shape[0], max_len)
-    hidden, cache = m.backbone.decode(ids, cache, jnp.int32(0))  # (B, P, C)
-    logits = m.backbone.wte.attend(hidden[:, -1])  # (B, V)
-    return _pick(logits, key, greedy, temperature, top_k, top_p), cache
+    B, P = prompt.shape
+    cache = m.backbone.init_cache(B, P + max_new_tokens)
+    hidden, cache = m.backbone.decode(prompt, cache, jnp.int32(0))  # (B, P, C): the prompt, once
+    token = _pick(m.backbone.wte.attend(hidden[:, -1]), keys[0], greedy, temperature, top_k, top_p)  # (B,)
+    out = jnp.zeros((B, max_new_tokens), jnp.int32)
 
+    def step(i, carry):
+        token, cache, out = carry
+        out = out.at[:, i].set(token)
+        hidden, cache = m.backbone.decode(token[:, None], cache, P + i)  # (B, 1, C): one position
+        logits = m.backbone.wte.attend(hidden[:, -1])  # (B, V)
+        return _pick(logits, keys[i + 1], greedy, temperature, top_k, top_p), cache, out
 
-@functools.partial(jax.jit, static_argnames=("graphdef", *_SAMPLING))
-def _decode_step(params, token, cache, pos, key, *, graphdef, greedy, temperature, top_k, top_p):
-    m = nnx.merge(graphdef, params)
-    hidden, cache = m.backbone.decode(token[:, None], cache, pos)  # (B, 1, C): one position
-    logits = m.backbone.wte.attend(hidden[:, -1])  # (B, V)
-    return _pick(logits, key, greedy, temperature, top_k, top_p), cache
+    token, cache, out = jax.lax.fori_loop(0, max_new_tokens - 1, step, (token, cache, out))
+    return out.at[:, max_new_tokens - 1].set(token)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", *_SAMPLING))
@@ -112,13 +119,11 @@ def generate(
     keys = jax.random.split(jax.random.key(seed), max_new_tokens)
     out: list[int] = []
     if use_cache:
-        token, cache = _prefill(params, prompt, keys[0], max_len=max_len, **sampling)
-        for i in range(max_new_tokens):
-            t = int(token[0])
+        tokens = np.asarray(_generate_cached(params, prompt, keys, max_new_tokens=max_new_tokens, **sampling))[0]
+        for t in tokens.tolist():  # stop after the end-of-text token, as the uncached loop does
             out.append(t)
-            if t == eos_id or i + 1 == max_new_tokens:
+            if t == eos_id:
                 break
-            token, cache = _decode_step(params, token, cache, jnp.int32(P + i), keys[i + 1], **sampling)
     else:
         ids = prompt
         for i in range(max_new_tokens):

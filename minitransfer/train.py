@@ -222,6 +222,16 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     return jax.jit(train_step, out_shardings=(*out_shardings, None))
 
 
+def setup_training(cfg, graphdef, params, loss_fn: Callable, total_steps: int, n_layer: int):
+    """Optimizer state, device placement and the compiled step for one run:
+    the part fine-tuning and pretraining share."""
+    tx = make_optimizer(cfg, params, total_steps, n_layer)
+    opt_state = tx.init(params)
+    parallel = Parallel(cfg.parallel)
+    shardings = (parallel.param_sharding(params), parallel.param_sharding(opt_state)) if parallel.mesh else None
+    return opt_state, parallel, make_train_step(graphdef, loss_fn, tx, shardings)
+
+
 def make_eval_step(graphdef, forward: Callable):
     """``eval_step(params, batch) -> forward(net, batch, None)``: no dropout."""
 
@@ -561,11 +571,8 @@ def finetune(
     n_train = len(train_split)
     total = cfg.total_steps(n_train)
     eval_every = cfg.eval_every or max(1, total // 10)
-    tx = make_optimizer(cfg, params, total, model.config.n_layer)
-    opt_state = tx.init(params)
-    parallel = Parallel(cfg.parallel)
-    shardings = (parallel.param_sharding(params), parallel.param_sharding(opt_state)) if parallel.mesh else None
-    train_step = make_train_step(graphdef, classification_loss(forward), tx, shardings)
+    opt_state, parallel, train_step = setup_training(
+        cfg, graphdef, params, classification_loss(forward), total, model.config.n_layer)
     eval_step = make_eval_step(graphdef, forward)
 
     def validate(params):
@@ -784,11 +791,8 @@ def pretrain(
          **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     graphdef, params = nnx.split(model)
-    tx = make_optimizer(cfg, params, cfg.steps, model.config.n_layer)
-    opt_state = tx.init(params)
-    parallel = Parallel(cfg.parallel)
-    shardings = (parallel.param_sharding(params), parallel.param_sharding(opt_state)) if parallel.mesh else None
-    train_step = make_train_step(graphdef, next_word_loss, tx, shardings)
+    opt_state, parallel, train_step = setup_training(
+        cfg, graphdef, params, next_word_loss, cfg.steps, model.config.n_layer)
     block_loss = make_block_loss(graphdef)
     n = len(train_blocks)
 

@@ -8,6 +8,28 @@ import time
 import numpy as np
 
 
+def process_setup() -> str:
+    """Run under the malloc setting the ``minitransfer`` command uses (glibc
+    huge pages, see ``minitransfer.cli.huge_pages_env``; restarts this script
+    once) so that both frameworks are measured under it; say which it is.
+    ``MINITRANSFER_NO_HUGEPAGES=1`` measures without."""
+    from minitransfer.cli import restart_with_huge_pages
+
+    restart_with_huge_pages()
+    on = "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", "")
+    return "malloc huge pages " + ("on" if on else "off")
+
+
+def interleaved_best(fns: dict, steps: int, rounds: int) -> dict:
+    """Fastest call of each function, timed in alternating rounds of ``steps``
+    calls so that a slow patch of a shared machine hits both sides."""
+    best = {name: float("inf") for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], best_of(fn, steps))
+    return best
+
+
 def threads() -> int:
     return int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
 

@@ -1,13 +1,14 @@
 """One fine-tuning step at the GPT-2 124M shape: minitransfer vs transformers.
 
-    python benchmarks/train_step.py [--batch 8] [--seq 128] [--steps 5]
+    python benchmarks/train_step.py [--batch 8] [--seq 128] [--steps 3] [--rounds 3] [--dtype float32]
 
 Both sides: random weights, float32, sequence classification (2 classes) from
 the last token, AdamW, batch x seq tokens; the same machine, the same run,
 BENCH_THREADS threads (default: all cores). Prints tokens/s, achieved FLOP/s
 (model FLOPs: 6 N per token for the matmul weights + attention), the fraction
 of this machine's measured matmul FLOP/s, and the minitransfer/transformers
-ratio.
+ratio. Steps are timed in alternating rounds (minitransfer, transformers,
+minitransfer, ...) and the fastest of each side is reported.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import best_of, matmul_flops_per_second, threads  # noqa: E402
+from common import interleaved_best, matmul_flops_per_second, process_setup, threads  # noqa: E402
 
 
 def model_flops(L: int, C: int, B: int, T: int) -> float:
@@ -30,9 +31,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per round and side")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--layers", type=int, default=12)
     args = ap.parse_args()
+    setting = process_setup()
     n_threads = threads()
     import numpy as np
     import torch
@@ -51,7 +54,7 @@ def main():
     ids = rng.integers(0, 50257, (B, T)).astype(np.int32)
     labels = rng.integers(0, 2, B).astype(np.int32)
     peak_jax, peak_torch = matmul_flops_per_second()
-    print(f"machine: {os.cpu_count()} cores, {n_threads} threads; measured float32 matmul: "
+    print(f"machine: {os.cpu_count()} cores, {n_threads} threads, {setting}; measured float32 matmul: "
           f"jax {peak_jax / 1e9:.1f} GFLOP/s, torch {peak_torch / 1e9:.1f} GFLOP/s")
     print(f"shape: GPT-2 124M (n_layer={L}), batch {B} x seq {T} = {B * T} tokens/step, "
           f"{flops / 1e9:.1f} GFLOP/step")
@@ -74,7 +77,6 @@ def main():
         state[0], state[1] = p, o
 
     run_ours()  # compile
-    t_ours = best_of(run_ours, args.steps)
 
     # -- transformers ---------------------------------------------------------
     from transformers import GPT2Config, GPT2ForSequenceClassification
@@ -92,7 +94,8 @@ def main():
         opt.step()
 
     run_hf()
-    t_hf = best_of(run_hf, args.steps)
+    best = interleaved_best({"ours": run_ours, "hf": run_hf}, args.steps, args.rounds)
+    t_ours, t_hf = best["ours"], best["hf"]
 
     for name, t, peak in (("minitransfer", t_ours, peak_jax), ("transformers", t_hf, peak_torch)):
         print(f"{name:>12}: {t:.3f} s/step, {B * T / t:.0f} tokens/s, {flops / t / 1e9:.1f} GFLOP/s "

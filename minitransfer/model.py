@@ -145,8 +145,16 @@ def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     """
     if key is None or rate == 0.0:
         return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
+    # Each element is dropped when 16 random bits fall below rate * 2^16, so
+    # the rate is exact to 1/65536. The PRNG (threefry) makes 32 bits per
+    # call; one call serves two elements here, where jax.random.bernoulli
+    # spends a whole call on each: that halves the cost of dropout's random
+    # numbers, about 0.15 s of a 124M training step on a 2-core CPU.
+    threshold = round(rate * 2**16)
+    words = jax.random.bits(key, ((x.size + 1) // 2,), jnp.uint32)  # (ceil(N/2),)
+    bits = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[: x.size]  # (N,) 16-bit halves
+    keep = bits.reshape(x.shape) >= threshold  # same shape as x; True with probability 1 - rate
+    return jnp.where(keep, x * (2**16 / (2**16 - threshold)), 0.0)
 
 
 def _split(key: jax.Array | None, n: int):

@@ -44,17 +44,18 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def matmul_flops_per_second(n: int = 2048, repeats: int = 5) -> tuple[float, float]:
-    """Measured float32 matmul throughput of this machine: (jax, torch), FLOP/s."""
+def matmul_flops_per_second(n: int = 2048, repeats: int = 5, dtype: str = "float32") -> tuple[float, float]:
+    """Measured ``dtype`` matmul throughput of this machine: (jax, torch), FLOP/s."""
     import jax
     import jax.numpy as jnp
     import torch
 
-    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
+    x = np.random.default_rng(0).standard_normal((n, n), np.float32)
+    a = jnp.asarray(x, dtype=dtype)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
     t_jax = best_of(lambda: f(a).block_until_ready(), repeats)
-    ta = torch.from_numpy(np.array(a))  # a writable copy
+    ta = torch.from_numpy(x).to(getattr(torch, dtype))
     ta @ ta
     t_torch = best_of(lambda: ta @ ta, repeats)
     flops = 2 * n**3

@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import best_of, threads  # noqa: E402
+from common import interleaved_best, process_setup, threads  # noqa: E402
 
 
 def main():
@@ -20,6 +20,7 @@ def main():
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    setting = process_setup()
     import numpy as np
     import torch
 
@@ -42,7 +43,6 @@ def main():
         return generate(ours, prompt, args.new, greedy=True)
 
     a = run_ours()  # compile
-    t_ours = best_of(run_ours, args.repeats)
 
     t_prompt = torch.tensor([prompt])
 
@@ -52,8 +52,9 @@ def main():
                                max_new_tokens=args.new, min_new_tokens=args.new, pad_token_id=50256)
 
     b = run_hf()[0, args.prompt_len:].tolist()
-    t_hf = best_of(run_hf, args.repeats)
-    print(f"machine: {os.cpu_count()} cores, {threads()} threads; GPT-2 124M shape, random weights, "
+    best = interleaved_best({"ours": run_ours, "hf": run_hf}, args.repeats, rounds=2)
+    t_ours, t_hf = best["ours"], best["hf"]
+    print(f"machine: {os.cpu_count()} cores, {threads()} threads, {setting}; GPT-2 124M shape, random weights, "
           f"prompt {args.prompt_len} tokens, {args.new} new tokens, greedy")
     print(f"same tokens: {a == b}")
     for name, t in (("minitransfer", t_ours), ("transformers", t_hf)):

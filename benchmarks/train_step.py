@@ -2,7 +2,8 @@
 
     python benchmarks/train_step.py [--batch 8] [--seq 128] [--steps 3] [--rounds 3] [--dtype float32]
 
-Both sides: random weights, float32, sequence classification (2 classes) from
+Both sides: random weights, float32 (``--dtype bfloat16``: mixed precision,
+float32 weights with bfloat16 matmuls; torch via autocast), sequence classification (2 classes) from
 the last token, AdamW, batch x seq tokens; the same machine, the same run,
 BENCH_THREADS threads (default: all cores). Prints tokens/s, achieved FLOP/s
 (model FLOPs: 6 N per token for the matmul weights + attention), the fraction
@@ -34,6 +35,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3, help="timed steps per round and side")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     args = ap.parse_args()
     setting = process_setup()
     n_threads = threads()
@@ -53,11 +55,11 @@ def main():
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 50257, (B, T)).astype(np.int32)
     labels = rng.integers(0, 2, B).astype(np.int32)
-    peak_jax, peak_torch = matmul_flops_per_second()
-    print(f"machine: {os.cpu_count()} cores, {n_threads} threads, {setting}; measured float32 matmul: "
+    peak_jax, peak_torch = matmul_flops_per_second(dtype=args.dtype)
+    print(f"machine: {os.cpu_count()} cores, {n_threads} threads, {setting}; measured {args.dtype} matmul: "
           f"jax {peak_jax / 1e9:.1f} GFLOP/s, torch {peak_torch / 1e9:.1f} GFLOP/s")
     print(f"shape: GPT-2 124M (n_layer={L}), batch {B} x seq {T} = {B * T} tokens/step, "
-          f"{flops / 1e9:.1f} GFLOP/step")
+          f"{flops / 1e9:.1f} GFLOP/step, {args.dtype}")
 
     # -- minitransfer --------------------------------------------------------
     cfg = mt.GPT2Config(n_layer=L)
@@ -66,7 +68,7 @@ def main():
     tc = TrainConfig(mode="full", steps=1000, lr=1e-5)
     tx = make_optimizer(tc, params, 1000, L)
     opt_state = tx.init(params)
-    step = make_train_step(graphdef, classification_loss(forward_tokens), tx)
+    step = make_train_step(graphdef, classification_loss(forward_tokens), tx, dtype=args.dtype)
     batch = {"input_ids": ids, "attention_mask": np.ones((B, T), np.int32), "labels": labels}
     key = jax.random.key(0)
     state = [params, opt_state]
@@ -89,7 +91,8 @@ def main():
 
     def run_hf():
         opt.zero_grad(set_to_none=True)
-        loss = hf(input_ids=t_ids, labels=t_labels).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
+            loss = hf(input_ids=t_ids, labels=t_labels).loss
         loss.backward()
         opt.step()
 

@@ -98,6 +98,28 @@ print("FSDP c_fc kernel", kernel.shape, "->", kernel.addressable_shards[0].data.
 jax.debug.visualize_array_sharding(kernel)
 
 # %% [markdown]
+# ## 4. Mixed precision: `--dtype bfloat16`
+# GPUs and TPUs multiply bfloat16 numbers several times faster than float32.
+# bfloat16 keeps float32's exponent (so no overflow, no loss scaling) but
+# only ~3 significant digits. Mixed precision keeps a float32 *master copy*
+# of the weights and the optimizer state, and casts a bfloat16 copy for the
+# forward pass inside the jitted step; gradients flow back through the cast
+# in float32. Softmax and the loss stay float32, where rounding hurts most.
+
+# %%
+from minitransfer.train import cast_for_compute
+
+show(cast_for_compute)
+for dtype in ("float32", "bfloat16"):
+    tc = TrainConfig(mode="full", steps=10, warmup=0.0, lr=1e-3, dtype=dtype)
+    tx = make_optimizer(tc, params, 10, cfg.n_layer)
+    p0 = jax.tree.map(jnp.array, params)
+    step = make_train_step(graphdef, classification_loss(forward_tokens), tx, dtype=dtype)
+    p1, o1, m = step(p0, tx.init(p0), batch, jax.random.key(0))
+    kernel = p1["backbone"]["h"][0]["mlp"]["c_fc"]["kernel"][...]
+    print(f"{dtype:>8}: loss {float(m['loss']):.5f}; the updated weights are still {kernel.dtype}")
+
+# %% [markdown]
 # ## TPUs
 # On a Cloud TPU VM the same commands run unchanged: `jax.devices()` lists
 # the TPU cores, and `--parallel data` or `fsdp` spreads training over them.

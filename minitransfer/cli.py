@@ -36,12 +36,18 @@ def _add_model_arg(p: argparse.ArgumentParser, required: bool = True):
     )
 
 
-def _add_parallel_arg(p: argparse.ArgumentParser):
+def _add_device_args(p: argparse.ArgumentParser):
     p.add_argument(
         "--parallel", choices=["none", "data", "fsdp"], default="none",
         help="spread training over all local devices: data (batch split, weights replicated) or fsdp "
         "(weights and optimizer state split too); default none. Set MINITRANSFER_MULTIHOST=1 on every "
         "host of a TPU pod slice.",
+    )
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default="float32",
+        help="compute precision. bfloat16 is mixed precision for GPUs/TPUs: matmuls and activations in "
+        "bfloat16, weights, optimizer state, softmax and loss in float32 (on most CPUs it is slower). "
+        "Default float32.",
     )
 
 
@@ -220,7 +226,7 @@ def cmd_finetune(args) -> int:
         weight_decay=args.weight_decay, lr_decay_per_layer=args.lr_decay_per_layer,
         eval_every=args.eval_every, val_examples=None if args.val_examples == 0 else args.val_examples,
         max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling,
-        parallel=args.parallel,
+        parallel=args.parallel, dtype=args.dtype,
     )
     data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
     for n in data.notes:
@@ -329,7 +335,8 @@ def cmd_pretrain(args) -> int:
                         resid_pdrop=args.dropout, bos_token_id=tokenizer.eos_token_id,
                         eos_token_id=tokenizer.eos_token_id)
     cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
-                         eval_every=args.eval_every, seed=args.seed, parallel=args.parallel)
+                         eval_every=args.eval_every, seed=args.seed, parallel=args.parallel,
+                         dtype=args.dtype)
     blocks = pack_blocks(texts, tokenizer, args.block_size, val_fraction=args.val_fraction, seed=args.seed)
     print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
           f"validation blocks of {args.block_size + 1} ({blocks.n_dropped_tokens:,} tail tokens dropped); "
@@ -448,7 +455,7 @@ def cmd_compare(args) -> int:
         cc.budgets = parse_budgets(args.budgets)
     if args.modes:
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    cc.parallel = args.parallel
+    cc.parallel, cc.dtype = args.parallel, args.dtype
     for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
         if getattr(args, name) is not None:
             setattr(cc, name, getattr(args, name))
@@ -572,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new-head", action="store_true",
                    help="replace a fine-tuned checkpoint's classification head with a fresh one")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_parallel_arg(p)
+    _add_device_args(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(
@@ -622,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--command-line", help=argparse.SUPPRESS)
-    _add_parallel_arg(p)
+    _add_device_args(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser(
@@ -665,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/compare", help="output directory (default runs/compare)")
     p.add_argument("--quick", action="store_true", help="a smoke run of at most about 2 minutes")
     p.add_argument("--no-progress", action="store_true")
-    _add_parallel_arg(p)
+    _add_device_args(p)
     p.set_defaults(func=cmd_compare)
     return parser
 

@@ -50,6 +50,7 @@ class CompareConfig:
     lr: dict = dataclasses.field(default_factory=dict)  # per-mode overrides
     curve_budget: int | str | None = None  # budget shown in curves.png (default: largest)
     parallel: str = "none"
+    dtype: str = "float32"
 
 
 def parse_budgets(text: str) -> list:
@@ -108,7 +109,7 @@ def compare(
         cfg = TrainConfig(mode=mode, steps=steps, batch_size=cc.batch_size, max_len=cc.max_len,
                           labels=None if budget == "all" else budget, seed=seed, lr=cc.lr.get(mode),
                           val_examples=cc.val_examples, eval_every=max(1, steps // cc.evals_per_run),
-                          parallel=cc.parallel, pooling=cc.pooling)
+                          parallel=cc.parallel, dtype=cc.dtype, pooling=cc.pooling)
         bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} labels, seed {seed}, {steps} steps")
         model = build_classifier(mode, base_model, scratch_config, data.label_names, cfg, new_head=True)
         r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False,

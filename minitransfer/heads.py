@@ -56,7 +56,9 @@ def pool(hidden: jax.Array, attention_mask: jax.Array | None, how: str = "last")
         return hidden[jnp.arange(B), idx]  # (B, C)
     if how == "mean":
         m = attention_mask.astype(hidden.dtype)[:, :, None]  # (B, T, 1)
-        return (hidden * m).sum(1) / jnp.maximum(m.sum(1), 1.0)  # (B, C)
+        # summed in float32: a bfloat16 running sum over T tokens loses digits
+        total = (hidden * m).sum(1, dtype=jnp.float32)  # (B, C)
+        return (total / jnp.maximum(m.sum(1, dtype=jnp.float32), 1.0)).astype(hidden.dtype)  # (B, C)
     raise ValueError(f"unknown pooling {how!r}; expected 'last' or 'mean'")
 
 

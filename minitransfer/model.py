@@ -217,13 +217,15 @@ class CausalSelfAttention(nnx.Module):
             allowed = allowed & attention_mask.astype(bool)[:, None, None, :]  # (B, 1, T, S)
 
         # how much query t attends to key s: scaled dot products
-        scores = jnp.einsum("bhtd,bhsd->bhts", q, k) * self.scale  # (B, H, T, S)
+        # float32 from here to the softmax even when computing in bfloat16:
+        # exponentials of low-precision scores are where mixed precision hurts
+        scores = jnp.einsum("bhtd,bhsd->bhts", q, k).astype(jnp.float32) * self.scale  # (B, H, T, S)
         # The most negative finite float, not -inf: a padding query that may see
         # no key at all then gets a harmless uniform row instead of NaN.
         scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)  # (B, H, T, S)
 
         weights = jax.nn.softmax(scores, axis=-1)  # (B, H, T, S), rows sum to 1
-        weights = _dropout(weights, self.attn_pdrop, k_attn)
+        weights = _dropout(weights, self.attn_pdrop, k_attn).astype(v.dtype)
         y = jnp.einsum("bhts,bhsd->bhtd", weights, v)  # (B, H, T, D)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C): heads side by side
         y = self.c_proj(y)  # (B, T, C)

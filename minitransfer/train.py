@@ -75,8 +75,10 @@ class TrainConfig:
     head_dropout: float = 0.1
     eval_batch_size: int = 64
     parallel: str = "none"  # none | data | fsdp (see parallel.py)
+    dtype: str = "float32"  # compute precision: float32 | bfloat16 (mixed precision, see cast_for_compute)
 
     def __post_init__(self):
+        check_dtype(self.dtype)
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {MODES}")
         if self.schedule not in ("linear", "cosine"):
@@ -196,8 +198,35 @@ def make_optimizer(cfg: TrainConfig, params, total_steps: int, n_layer: int) -> 
 # The jitted steps
 # ----------------------------------------------------------------------------
 
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
-def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation, out_shardings=None):
+
+def check_dtype(name: str) -> None:
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"unknown --dtype {name!r}; expected one of {sorted(COMPUTE_DTYPES)}")
+
+
+def cast_for_compute(params, dtype: str):
+    """The weights the forward pass computes with.
+
+    ``bfloat16`` is mixed precision: the weights, their gradients and the
+    optimizer state stay float32 (``params`` is the float32 master copy); only
+    the copy the forward pass uses is cast, so matmuls and activations run in
+    bfloat16, where GPUs and TPUs are several times faster. Gradients flow
+    back through the cast and arrive in float32. Softmax and the loss are
+    computed in float32 (see model.py and the loss functions); bfloat16 has
+    float32's exponent range, so no loss scaling is needed. ``float32``
+    returns ``params`` unchanged.
+    """
+    if dtype == "float32":
+        return params
+    target = COMPUTE_DTYPES[dtype]
+    return jax.tree.map(lambda p: p.astype(target) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
+
+
+
+def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation, out_shardings=None,
+                    dtype: str = "float32"):
     """One optimizer step as a pure function, compiled once.
 
     ``loss_fn(net, batch, dropout_key) -> scalar`` where ``net`` is the module
@@ -205,7 +234,7 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     ``params`` holds only what is trained, so gradients and optimizer state
     exist only for it. ``out_shardings`` (params, opt_state) keeps sharded
     weights sharded across steps (see parallel.py); the step itself does not
-    change.
+    change. ``dtype`` is the compute precision (see ``cast_for_compute``).
 
     ``params`` and ``opt_state`` are *donated*: the step writes the new
     weights and optimizer state into the buffers of the old ones, which are
@@ -216,7 +245,7 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     """
 
     def loss_of_params(params, batch, key):
-        return loss_fn(nnx.merge(graphdef, params), batch, key)
+        return loss_fn(nnx.merge(graphdef, cast_for_compute(params, dtype)), batch, key)
 
     def train_step(params, opt_state, batch, key):
         loss, grads = jax.value_and_grad(loss_of_params)(params, batch, key)
@@ -236,22 +265,23 @@ def setup_training(cfg, graphdef, params, loss_fn: Callable, total_steps: int, n
     opt_state = tx.init(params)
     parallel = Parallel(cfg.parallel)
     shardings = (parallel.param_sharding(params), parallel.param_sharding(opt_state)) if parallel.mesh else None
-    return opt_state, parallel, make_train_step(graphdef, loss_fn, tx, shardings)
+    return opt_state, parallel, make_train_step(graphdef, loss_fn, tx, shardings, cfg.dtype)
 
 
-def make_eval_step(graphdef, forward: Callable):
-    """``eval_step(params, batch) -> forward(net, batch, None)``: no dropout."""
+def make_eval_step(graphdef, forward: Callable, dtype: str = "float32"):
+    """``eval_step(params, batch) -> forward(net, batch, None)``: no dropout,
+    computed in ``dtype`` like training; float32 outputs."""
 
     @jax.jit
     def eval_step(params, batch):
-        return forward(nnx.merge(graphdef, params), batch, None)
+        return forward(nnx.merge(graphdef, cast_for_compute(params, dtype)), batch, None).astype(jnp.float32)
 
     return eval_step
 
 
 def classification_loss(forward: Callable) -> Callable:
     def loss_fn(net, batch, key):
-        logits = forward(net, batch, key)  # (B, K)
+        logits = forward(net, batch, key).astype(jnp.float32)  # (B, K); float32 under mixed precision too
         return optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
 
     return loss_fn
@@ -583,7 +613,7 @@ def finetune(
     eval_every = cfg.eval_every or max(1, total // 10)
     opt_state, parallel, train_step = setup_training(
         cfg, graphdef, params, classification_loss(forward), total, model.config.n_layer)
-    eval_step = make_eval_step(graphdef, forward)
+    eval_step = make_eval_step(graphdef, forward, cfg.dtype)
 
     def validate(params):
         logits = predict(eval_step, params, arrays["validation"], cfg.eval_batch_size)
@@ -717,19 +747,23 @@ class PretrainConfig:
     mode: str = "pretrain"
     lr_decay_per_layer: float = 1.0
     parallel: str = "none"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        check_dtype(self.dtype)
 
 
 def next_word_loss(net: GPT2, batch, key):
     """Mean cross-entropy of predicting token t+1 from tokens <= t."""
     tokens = batch["tokens"]  # (B, T+1)
-    logits = net(tokens[:, :-1], dropout_key=key)  # (B, T, V)
+    logits = net(tokens[:, :-1], dropout_key=key).astype(jnp.float32)  # (B, T, V)
     return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
 
 
-def make_block_loss(graphdef):
+def make_block_loss(graphdef, dtype: str = "float32"):
     @jax.jit
     def block_loss(params, tokens):  # (B, T+1) -> (B,) mean next-word loss per block
-        logits = nnx.merge(graphdef, params)(tokens[:, :-1])  # (B, T, V)
+        logits = nnx.merge(graphdef, cast_for_compute(params, dtype))(tokens[:, :-1]).astype(jnp.float32)  # (B, T, V)
         return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean(-1)
 
     return block_loss
@@ -803,7 +837,7 @@ def pretrain(
     graphdef, params = nnx.split(model)
     opt_state, parallel, train_step = setup_training(
         cfg, graphdef, params, next_word_loss, cfg.steps, model.config.n_layer)
-    block_loss = make_block_loss(graphdef)
+    block_loss = make_block_loss(graphdef, cfg.dtype)
     n = len(train_blocks)
 
     def validate(params):

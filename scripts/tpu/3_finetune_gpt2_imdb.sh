@@ -9,4 +9,4 @@ PARALLEL="${PARALLEL:-data}"      # data | fsdp
 BATCH="${BATCH:-64}"              # global batch: a multiple of the number of TPU cores
 on_all_hosts "cd ~/$REMOTE_DIR && . .venv/bin/activate && MINITRANSFER_MULTIHOST=1 \
   minitransfer finetune --model gpt2 --data tfds:imdb_reviews --mode $MODE --max-len 256 \
-  --batch-size $BATCH --epochs 1 --parallel $PARALLEL --out runs/gpt2-imdb-$MODE --no-progress"
+  --batch-size $BATCH --epochs 1 --parallel $PARALLEL --dtype $DTYPE --out runs/gpt2-imdb-$MODE --no-progress"

@@ -4,6 +4,8 @@ export TPU_NAME="${TPU_NAME:-minitransfer}"
 export ZONE="${ZONE:-us-central2-b}"
 export ACCELERATOR_TYPE="${ACCELERATOR_TYPE:-v4-8}"
 export RUNTIME_VERSION="${RUNTIME_VERSION:-tpu-ubuntu2204-base}"
+# compute precision: TPUs multiply in bfloat16 natively (weights and optimizer state stay float32)
+export DTYPE="${DTYPE:-bfloat16}"
 # where the checkout lands on every TPU host
 export REMOTE_DIR="${REMOTE_DIR:-minitransfer}"
 # run a command on every host of the slice (one host for v4-8, several for pods)

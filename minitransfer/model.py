@@ -333,11 +333,14 @@ class GPT2Backbone(nnx.Module):
         return self.ln_f(x)  # (B, T, C)
 
     def init_cache(self, batch_size: int, max_len: int) -> dict:
-        """An empty key/value cache for ``max_len`` positions:
-        k and v of shape (n_layer, B, H, max_len, D)."""
+        """An empty key/value cache for ``max_len`` positions: for each layer,
+        k and v of shape (B, H, max_len, D). One array per layer (not one
+        stacked array) so that a decode step updates each in place instead of
+        slicing and re-stacking the whole cache."""
         c = self.config
-        shape = (c.n_layer, batch_size, c.n_head, max_len, c.n_embd // c.n_head)
-        return {"k": jnp.zeros(shape, jnp.float32), "v": jnp.zeros(shape, jnp.float32)}
+        shape = (batch_size, c.n_head, max_len, c.n_embd // c.n_head)
+        return {"k": tuple(jnp.zeros(shape, jnp.float32) for _ in range(c.n_layer)),
+                "v": tuple(jnp.zeros(shape, jnp.float32) for _ in range(c.n_layer))}
 
     def decode(self, input_ids: jax.Array, cache: dict, start: jax.Array) -> tuple[jax.Array, dict]:
         """Run tokens at positions ``start .. start+T-1`` (B, T) against a
@@ -352,7 +355,7 @@ class GPT2Backbone(nnx.Module):
             x, (k, v) = block(x, None, None, (cache["k"][i], cache["v"][i], start))  # (B, T, C)
             ks.append(k)
             vs.append(v)
-        return self.ln_f(x), {"k": jnp.stack(ks), "v": jnp.stack(vs)}
+        return self.ln_f(x), {"k": tuple(ks), "v": tuple(vs)}
 
 
 def num_params(module: nnx.Module) -> int:

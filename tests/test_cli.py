@@ -74,3 +74,21 @@ def test_data_command_reports_counts_and_truncation(tmp_path, capsys):
 def test_data_command_bad_spec(capsys):
     assert main(["data", "nonsense:spec"]) == 2
     assert "not understood" in capsys.readouterr().err
+
+
+def test_huge_pages_restart_env(monkeypatch):
+    """The console script restarts once with glibc huge pages (see cli.huge_pages_env)."""
+    import platform
+    import sys
+
+    from minitransfer.cli import HUGE_PAGES_TUNABLE, huge_pages_env
+
+    monkeypatch.setenv("MINITRANSFER_NO_HUGEPAGES", "1")
+    assert huge_pages_env() is None
+    monkeypatch.delenv("MINITRANSFER_NO_HUGEPAGES")
+    monkeypatch.setenv("GLIBC_TUNABLES", f"glibc.malloc.check=0:{HUGE_PAGES_TUNABLE}")
+    assert huge_pages_env() is None  # already on: no second restart
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.check=0")
+    env = huge_pages_env()
+    if sys.platform == "linux" and platform.libc_ver()[0] == "glibc" and env is not None:
+        assert env["GLIBC_TUNABLES"] == f"glibc.malloc.check=0:{HUGE_PAGES_TUNABLE}"  # others kept

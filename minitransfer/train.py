@@ -224,7 +224,6 @@ def cast_for_compute(params, dtype: str):
     return jax.tree.map(lambda p: p.astype(target) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
 
 
-
 def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation, out_shardings=None,
                     dtype: str = "float32"):
     """One optimizer step as a pure function, compiled once.
@@ -555,7 +554,6 @@ def finetune(
     same ``out`` resumes an interrupted run, or returns a finished one as is.
     ``stop_after_step`` simulates an interruption (tests).
     """
-    from tqdm.auto import tqdm
 
     from minitransfer.convert import save_pretrained
 

@@ -63,19 +63,19 @@ def main():
     tx = make_optimizer(TrainConfig(mode="full", steps=1000, lr=1e-5), params, 1000, 12)
     step = make_train_step(graphdef, classification_loss(forward_tokens), tx)
     opt_state, key = tx.init(params), jax.random.key(0)
-    hlo = step.lower(params, opt_state, batch, key).compile().as_text()
+    hlo = step.lower(params, opt_state, batch, key, np.float32(1e-5)).compile().as_text()
     op_names = dict(re.findall(r"^\s*%([\w.\-]+) = .*?op_name=\"([^\"]*)\"", hlo, re.M))
     walls = []
     for _ in range(3):  # compile, then warm up
         t = time.perf_counter()
-        params, opt_state, m = step(params, opt_state, batch, key)
+        params, opt_state, m = step(params, opt_state, batch, key, np.float32(1e-5))
         jax.block_until_ready(m)
         walls.append(time.perf_counter() - t)
     os.makedirs(args.out, exist_ok=True)
     before = set(glob.glob(f"{args.out}/plugins/profile/*/*.trace.json.gz"))
     jax.profiler.start_trace(args.out)
     t = time.perf_counter()
-    params, opt_state, m = step(params, opt_state, batch, key)
+    params, opt_state, m = step(params, opt_state, batch, key, np.float32(1e-5))
     jax.block_until_ready(m)
     traced = time.perf_counter() - t
     jax.profiler.stop_trace()

@@ -74,7 +74,7 @@ def main():
     state = [params, opt_state]
 
     def run_ours():
-        p, o, m = step(state[0], state[1], batch, key)
+        p, o, m = step(state[0], state[1], batch, key, np.float32(1e-5))
         jax.block_until_ready(m["loss"])
         state[0], state[1] = p, o
 

@@ -91,7 +91,7 @@ for strategy in ("none", "data", "fsdp"):
     o0 = par.place(tx.init(p0))
     sh = (par.param_sharding(p0), par.param_sharding(o0)) if par.mesh else None
     step = make_train_step(graphdef, classification_loss(forward_tokens), tx, sh)
-    p1, o1, m = step(p0, o0, par.place_batch(batch), jax.random.key(0))
+    p1, o1, m = step(p0, o0, par.place_batch(batch), jax.random.key(0), tc.lr)  # last: this step's learning rate
     print(f"{strategy:>5}: loss {float(m['loss']):.6f} on {par.n_devices} device(s)")
 kernel = p1["backbone"]["h"][0]["mlp"]["c_fc"]["kernel"][...]
 print("FSDP c_fc kernel", kernel.shape, "->", kernel.addressable_shards[0].data.shape, "on each of 8 devices")
@@ -115,7 +115,7 @@ for dtype in ("float32", "bfloat16"):
     tx = make_optimizer(tc, params, 10, cfg.n_layer)
     p0 = jax.tree.map(jnp.array, params)
     step = make_train_step(graphdef, classification_loss(forward_tokens), tx, dtype=dtype)
-    p1, o1, m = step(p0, tx.init(p0), batch, jax.random.key(0))
+    p1, o1, m = step(p0, tx.init(p0), batch, jax.random.key(0), tc.lr)
     kernel = p1["backbone"]["h"][0]["mlp"]["c_fc"]["kernel"][...]
     print(f"{dtype:>8}: loss {float(m['loss']):.5f}; the updated weights are still {kernel.dtype}")
 

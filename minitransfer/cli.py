@@ -218,6 +218,7 @@ def cmd_finetune(args) -> int:
     from minitransfer.convert import load_config, load_pretrained, load_tokenizer, resolve_source
     from minitransfer.data import load_dataset
     from minitransfer.model import named_config
+    from minitransfer.modes import get_mode
     from minitransfer.train import TrainConfig, build_classifier, finetune
 
     cfg = TrainConfig(
@@ -246,6 +247,13 @@ def cmd_finetune(args) -> int:
         else:
             base = load_pretrained(source, allow_pickle=args.allow_pickle)
             config = base.config
+    if get_mode(args.mode).start == "adapted":
+        from minitransfer.adapt import AdaptConfig, adapt_language_model
+
+        acfg = AdaptConfig(steps=args.adapt_steps, eval_every=max(1, min(50, args.adapt_steps)), seed=args.seed,
+                           parallel=args.parallel, dtype=args.dtype)
+        base = adapt_language_model(base, tokenizer, data, acfg, Path(args.out) / "adapted",
+                                    progress=not args.no_progress).model
     model = build_classifier(args.mode, base, config, data.label_names, cfg, new_head=args.new_head)
     r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress)
     print(
@@ -303,14 +311,28 @@ def cmd_pretrain(args) -> int:
     from minitransfer.data import load_texts, pack_blocks, read_rows
     from minitransfer.model import GPT2, GPT2Config, NAMED_CONFIGS, num_params
     from minitransfer.tokenizer import train_tokenizer
-    from minitransfer.train import PretrainConfig, pretrain, text_perplexity
+    from minitransfer.train import PretrainConfig, pretrain, text_perplexity, weights_fingerprint
 
     command = "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command_line is None \
         else args.command_line
     out = Path(args.out)
     texts = load_texts(args.data, text_field=args.text_field)
-    print(f"pretraining text: {len(texts)} documents from {args.data}")
-    if args.tokenizer.startswith("train:"):
+    print(f"pretraining text: {len(texts)} documents from {args.data}"
+          + (" (the training split's texts only: no validation or test text is read)"
+             if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:")) else ""))
+    init = None
+    if args.init_from:
+        if args.tokenizer != "train:8192" or args.config or any(
+                getattr(args, k) is not None for k in ("n_layer", "n_head", "n_embd", "n_positions")):
+            raise ValueError("--init-from takes the shape and tokenizer of its checkpoint; drop --tokenizer, "
+                             "--config, --n-layer, --n-head, --n-embd and --n-positions")
+        from minitransfer.train import language_model_from
+
+        init, tokenizer = language_model_from(args.init_from, dropout=args.dropout)
+        print(f"continuing from {args.init_from}: its weights, shape and {len(tokenizer)}-token tokenizer")
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(str(out))
+    elif args.tokenizer.startswith("train:"):
         if (out / "tokenizer.json").exists():
             tokenizer = load_tokenizer(out)  # resuming: the vocabulary must not change
             print(f"tokenizer: reusing {out}/tokenizer.json ({len(tokenizer)} tokens)")
@@ -322,15 +344,19 @@ def cmd_pretrain(args) -> int:
             tokenizer.save_pretrained(str(out))
     else:
         tokenizer = load_tokenizer(args.tokenizer)
-    shape = dict(NAMED_CONFIGS[args.config]) if args.config else {}
+    if init is not None:
+        shape = {k: getattr(init.config, k) for k in ("n_layer", "n_head", "n_embd", "n_positions")}
+    else:
+        shape = dict(NAMED_CONFIGS[args.config]) if args.config else {}
     for k in ("n_layer", "n_head", "n_embd"):
         if getattr(args, k) is not None:
             shape[k] = getattr(args, k)
     missing = [k for k in ("n_layer", "n_head", "n_embd") if k not in shape]
     if missing:
         raise ValueError(f"give --config NAME or all of --n-layer --n-head --n-embd (missing {missing})")
-    shape["n_positions"] = max(args.block_size, shape.get("n_positions", 0)) if args.n_positions is None \
-        else args.n_positions
+    if init is None:
+        shape["n_positions"] = max(args.block_size, shape.get("n_positions", 0)) if args.n_positions is None \
+            else args.n_positions
     config = GPT2Config(**shape, vocab_size=len(tokenizer), embd_pdrop=args.dropout, attn_pdrop=args.dropout,
                         resid_pdrop=args.dropout, bos_token_id=tokenizer.eos_token_id,
                         eos_token_id=tokenizer.eos_token_id)
@@ -341,12 +367,13 @@ def cmd_pretrain(args) -> int:
     print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
           f"validation blocks of {args.block_size + 1} ({blocks.n_dropped_tokens:,} tail tokens dropped); "
           f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs")
-    model = GPT2.language_model(config, seed=args.seed)
+    model = GPT2.language_model(config, seed=args.seed) if init is None else init
     n_params = num_params(model)
     print(f"model: n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
           f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters")
     r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress,
-                 run_key_extra={"data": args.data, "tokenizer": args.tokenizer})
+                 run_key_extra={"data": args.data, "tokenizer": args.tokenizer,
+                                **({"init_from": weights_fingerprint(init)} if init is not None else {})})
     if r.steps_run == 0 and (out / "pretrain.json").exists():
         print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
         return 0
@@ -362,6 +389,7 @@ def cmd_pretrain(args) -> int:
         "val_loss": r.val_loss, "val_perplexity": r.val_perplexity, "wall_seconds": r.train_seconds,
         "steps_per_second": r.steps / r.train_seconds if r.train_seconds else float("nan"), "report": report, "command": command,
         "val_blocks": r.val_blocks,
+        **({"init_from": args.init_from, "init_card": _read_card(args.init_from)} if init is not None else {}),
         "hardware": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
                     f"jax {jax.__version__} on {jax.devices()[0].platform}".replace("  ", " "),
     }
@@ -370,6 +398,12 @@ def cmd_pretrain(args) -> int:
     print(f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.train_seconds / 60:.1f} min: "
           f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}")
     return 0
+
+
+def _read_card(source) -> dict | None:
+    """The pretrain.json of a local checkpoint we continue from (None for hub ids)."""
+    p = Path(source) / "pretrain.json"
+    return json.loads(p.read_text()) if p.exists() else None
 
 
 def model_card(c: dict) -> str:
@@ -442,15 +476,21 @@ def cmd_generate(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    import dataclasses
+
+    from minitransfer.adapt import AdaptConfig
     from minitransfer.compare import CompareConfig, compare, parse_budgets
     from minitransfer.convert import load_pretrained, load_tokenizer
     from minitransfer.data import load_dataset
 
     source = _model_or_default(args)
     if args.quick:
-        cc = CompareConfig(budgets=[100, 300], seeds=1, steps=20, val_examples=200, evals_per_run=4)
+        cc = CompareConfig(budgets=[100, 300], seeds=2, steps=20, val_examples=200, evals_per_run=4,
+                           adapt=AdaptConfig(steps=30, eval_every=15))
     else:
         cc = CompareConfig()
+    if args.adapt_steps is not None:
+        cc.adapt = dataclasses.replace(cc.adapt, steps=args.adapt_steps, eval_every=max(1, min(cc.adapt.eval_every, args.adapt_steps)))
     if args.budgets:
         cc.budgets = parse_budgets(args.budgets)
     if args.modes:
@@ -534,21 +574,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_data)
 
+    from minitransfer.adapt import AdaptConfig
+    from minitransfer.compare import CompareConfig
     from minitransfer.model import NAMED_CONFIGS
-    from minitransfer.train import DEFAULT_LR, DEFAULT_LR_SMALL
+    from minitransfer.modes import MODES, mode_help
 
     p = sub.add_parser(
         "finetune",
         help="train a classifier: from scratch, as a probe on a frozen backbone, or fully fine-tuned",
-        description="Put a classification head on a GPT-2 backbone and train it. Modes: scratch "
-        "(random weights, architecture from --model's config or --config), probe (pretrained "
-        "backbone frozen, only the head trains, on features computed once), full (every weight "
-        "trains). Writes OUT/best (best validation accuracy), OUT/metrics.jsonl and OUT/result.json; "
+        description="Put a classification head on a GPT-2 backbone and train it. Modes: "
+        + mode_help() + ". scratch takes its architecture from --model's config or --config. Writes OUT/best (best validation accuracy), OUT/metrics.jsonl and OUT/result.json; "
         "re-running the same command resumes an interrupted run.",
     )
     _add_model_arg(p, required=False)
-    p.add_argument("--mode", choices=["scratch", "probe", "full"], default="probe",
-                   help="scratch | probe | full (default probe)")
+    p.add_argument("--mode", choices=list(MODES), default="probe", help=mode_help() + " (default probe)")
+    p.add_argument("--adapt-steps", type=int, default=AdaptConfig.steps,
+                   help="mode adapt: next-word steps on the task's training texts, written to OUT/adapted "
+                   "(default %(default)s)")
     _add_data_args(p)
     p.add_argument("--out", required=True, help="run directory (checkpoint, logs, resumable state)")
     p.add_argument("--config", choices=sorted(NAMED_CONFIGS),
@@ -561,8 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=float, help="epochs over the (budgeted) training set (default 3)")
     p.add_argument("--batch-size", type=int, default=32, help="default 32")
     p.add_argument("--lr", type=float, help="peak learning rate (default: "
-                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + "; for small models, n_embd <= 256: "
-                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR_SMALL.items()) + ")")
+                   + ", ".join(f"{m.name} {m.lr:g}" for m in MODES.values()) + "; for small models, n_embd <= 256: "
+                   + ", ".join(f"{m.name} {m.lr_small:g}" for m in MODES.values()) + ")")
     p.add_argument("--schedule", choices=["linear", "cosine"], default="linear",
                    help="decay after warmup (default linear)")
     p.add_argument("--warmup", type=float, default=0.1, help="warmup fraction of the steps (default 0.1)")
@@ -612,6 +654,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-head", type=int)
     p.add_argument("--n-embd", type=int)
     p.add_argument("--n-positions", type=int, help="default: the config's, at least --block-size")
+    p.add_argument("--init-from", metavar="SOURCE",
+                   help="continue next-word training from this pretrained checkpoint (directory or hub id): its "
+                   "weights, shape and tokenizer (ULMFiT's second stage when --data is the task's text; a "
+                   "labelled spec contributes its training split's texts only)")
     p.add_argument("--tokenizer", default="train:8192",
                    help="train:VOCAB_SIZE (learn a byte-level BPE on the text; default train:8192), or a "
                    "checkpoint/tokenizer directory or hub id (gpt2) to reuse its vocabulary")
@@ -652,19 +698,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "compare",
         help="scratch vs transfer: fine-tune every budget x mode x seed and plot accuracy curves",
-        description="The transfer-learning experiment in one command. For each label budget, mode "
-        "(scratch: random weights; probe: frozen pretrained backbone + new head; full: all pretrained "
-        "weights fine-tuned) and seed, fine-tune and evaluate on the fixed test split; all modes see "
-        "the same labelled examples at a given budget and seed. Writes results.csv, summary.json, "
-        "summary.md, curves.png and budget.png into --out; re-running skips finished runs. "
+        description="The transfer-learning experiment in one command. For each label budget, mode ("
+        + mode_help() + ") and seed, fine-tune and evaluate on the fixed test split; all modes see "
+        "the same labelled examples at a given budget and seed, so each mode's gain over scratch is a "
+        "paired difference, reported with its 95% confidence interval over seeds. Mode adapt's "
+        "next-word stage runs once and is reused by every budget and seed. Writes results.csv, "
+        "summary.json, summary.md, curves.png and budget.png into --out; re-running skips finished runs. "
         "The defaults run offline on a laptop CPU in about 10 minutes.",
     )
     _add_model_arg(p, required=False)
     _add_data_args(p)
     p.add_argument("--budgets", help="comma-separated label budgets, 'all' for the whole train split "
                    "(default 100,300,1000,3000; --quick: 100,300)")
-    p.add_argument("--modes", help="comma-separated, from scratch,probe,full (default: all three)")
-    p.add_argument("--seeds", type=int, help="seeds per budget and mode (default 2; --quick: 1)")
+    p.add_argument("--modes", help="comma-separated, from " + ",".join(MODES) + " (default: all)")
+    p.add_argument("--seeds", type=int, help="seeds per budget and mode (default %d; --quick: 2)" % CompareConfig.seeds)
+    p.add_argument("--adapt-steps", type=int,
+                   help="mode adapt: next-word steps on the task's training texts (default %d)" % AdaptConfig.steps)
     p.add_argument("--steps", type=int, help="steps per run (default: 3 epochs, between 30 and 120)")
     p.add_argument("--max-len", type=int, help="tokens per example (default 64)")
     p.add_argument("--batch-size", type=int, help="default 32")

@@ -36,18 +36,15 @@ from flax import nnx
 from minitransfer.data import Dataset, Encoded, batch_indices, encode, label_budget
 from minitransfer.heads import ClassificationHead
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
+from minitransfer.modes import MODES, get_mode
 from minitransfer.parallel import Parallel
 
-MODES = ("scratch", "probe", "full")
-# Peak learning rates. Full fine-tuning of a big pretrained model wants a small
-# step (it should stay near what pretraining found); small models tolerate,
-# and need, larger ones. "small" means n_embd <= 256 (the shipped checkpoint).
-DEFAULT_LR = {"scratch": 3e-4, "probe": 3e-3, "full": 1e-4}
-DEFAULT_LR_SMALL = {"scratch": 1e-3, "probe": 1e-2, "full": 5e-4}
-
-
 def default_lr(mode: str, config: GPT2Config) -> float:
-    return (DEFAULT_LR_SMALL if config.n_embd <= 256 else DEFAULT_LR)[mode]
+    """Peak learning rate of a mode (modes.py). Full fine-tuning of a big
+    pretrained model wants a small step (it should stay near what pretraining
+    found); small models (n_embd <= 256) tolerate, and need, larger ones."""
+    m = get_mode(mode)
+    return m.lr_small if config.n_embd <= 256 else m.lr
 
 
 class TrainingError(RuntimeError):
@@ -79,8 +76,7 @@ class TrainConfig:
 
     def __post_init__(self):
         check_dtype(self.dtype)
-        if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode!r}; expected one of {MODES}")
+        get_mode(self.mode)
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}; expected 'linear' or 'cosine'")
         for name in ("batch_size", "steps", "eval_every", "max_len", "val_examples"):
@@ -183,15 +179,35 @@ def scale_by_tree(factors) -> optax.GradientTransformation:
 
 
 def make_optimizer(cfg: TrainConfig, params, total_steps: int, n_layer: int) -> optax.GradientTransformation:
+    """AdamW without its learning rate: clipping, Adam's scaled update, decoupled
+    weight decay and (full fine-tuning) per-layer factors. The step multiplies
+    the result by ``-lr`` for the current step, which it receives as an
+    argument (``lr_values``): the compiled step then does not depend on the
+    schedule, so ``compare`` compiles it once and reuses it for every budget
+    and seed. This is optax.adamw(schedule) computed in the same order."""
     if cfg.lr is None:
         raise ValueError("the learning rate is not set: give lr=..., or use default_lr(mode, config)")
     parts = [
         optax.clip_by_global_norm(cfg.clip_norm),
-        optax.adamw(lr_schedule(cfg, total_steps), b1=0.9, b2=0.999, weight_decay=cfg.weight_decay, mask=_decay_mask),
+        optax.scale_by_adam(b1=0.9, b2=0.999),
+        optax.add_decayed_weights(cfg.weight_decay, mask=_decay_mask),
     ]
-    if cfg.mode == "full" and cfg.lr_decay_per_layer != 1.0:
+    if layer_decay(cfg) != 1.0:
         parts.append(scale_by_tree(layer_lr_factors(params, n_layer, cfg.lr_decay_per_layer)))
     return optax.chain(*parts)
+
+
+def layer_decay(cfg) -> float:
+    """The per-layer lr factor in effect: only where a pretrained backbone trains."""
+    if not isinstance(cfg, TrainConfig):
+        return 1.0
+    m = get_mode(cfg.mode)
+    return cfg.lr_decay_per_layer if m.pretrained and not m.frozen_backbone else 1.0
+
+
+def lr_values(cfg, total_steps: int) -> np.ndarray:
+    """The learning rate of every step 0 .. total_steps-1, computed once on the host."""
+    return np.asarray(jax.vmap(lr_schedule(cfg, total_steps))(jnp.arange(total_steps)), dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------
@@ -246,9 +262,10 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     def loss_of_params(params, batch, key):
         return loss_fn(nnx.merge(graphdef, cast_for_compute(params, dtype)), batch, key)
 
-    def train_step(params, opt_state, batch, key):
+    def train_step(params, opt_state, batch, key, lr):
         loss, grads = jax.value_and_grad(loss_of_params)(params, batch, key)
         updates, opt_state = tx.update(grads, opt_state, params)
+        updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)  # lr: this step's learning rate
         params = optax.apply_updates(params, updates)
         return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
@@ -257,25 +274,46 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     return jax.jit(train_step, donate_argnums=(0, 1), out_shardings=(*out_shardings, None))
 
 
+# Compiled steps, kept for reuse: a run with the same model structure, loss
+# and optimizer settings (compare runs dozens) skips tracing and compiling.
+_COMPILED: dict = {}
+
+
+def _cached(key, build: Callable):
+    if key not in _COMPILED:
+        _COMPILED[key] = build()
+    return _COMPILED[key]
+
+
 def setup_training(cfg, graphdef, params, loss_fn: Callable, total_steps: int, n_layer: int):
     """Optimizer state, device placement and the compiled step for one run:
-    the part fine-tuning and pretraining share."""
+    the part fine-tuning and pretraining share. ``loss_fn`` should be a
+    module-level function (such as ``CLASSIFY_TOKENS``), so that runs share
+    the compiled step."""
     tx = make_optimizer(cfg, params, total_steps, n_layer)
     opt_state = tx.init(params)
     parallel = Parallel(cfg.parallel)
-    shardings = (parallel.param_sharding(params), parallel.param_sharding(opt_state)) if parallel.mesh else None
-    return opt_state, parallel, make_train_step(graphdef, loss_fn, tx, shardings, cfg.dtype)
+    if parallel.mesh:
+        shardings = (parallel.param_sharding(params), parallel.param_sharding(opt_state))
+        return opt_state, parallel, make_train_step(graphdef, loss_fn, tx, shardings, cfg.dtype)
+    key = ("train", graphdef, loss_fn, cfg.dtype, cfg.clip_norm, cfg.weight_decay,
+           layer_decay(cfg), n_layer)
+    return opt_state, parallel, _cached(key, lambda: make_train_step(graphdef, loss_fn, tx, None, cfg.dtype))
 
 
 def make_eval_step(graphdef, forward: Callable, dtype: str = "float32"):
     """``eval_step(params, batch) -> forward(net, batch, None)``: no dropout,
-    computed in ``dtype`` like training; float32 outputs."""
+    computed in ``dtype`` like training; float32 outputs. Compiled once per
+    (model structure, forward, dtype) and reused."""
 
-    @jax.jit
-    def eval_step(params, batch):
-        return forward(nnx.merge(graphdef, cast_for_compute(params, dtype)), batch, None).astype(jnp.float32)
+    def build():
+        @jax.jit
+        def eval_step(params, batch):
+            return forward(nnx.merge(graphdef, cast_for_compute(params, dtype)), batch, None).astype(jnp.float32)
 
-    return eval_step
+        return eval_step
+
+    return _cached(("eval", graphdef, forward, dtype), build)
 
 
 def classification_loss(forward: Callable) -> Callable:
@@ -294,41 +332,84 @@ def forward_features(net: ClassificationHead, batch, key):
     return net.classify(batch["features"], dropout_key=key)
 
 
-def batched(arrays: dict[str, np.ndarray], batch_size: int):
-    """Fixed-size batches over all rows (the last one padded by repeating row 0,
-    with ``n_real`` saying how many rows count), so eval compiles once."""
+CLASSIFY_TOKENS = classification_loss(forward_tokens)  # backbone + head from token ids
+CLASSIFY_FEATURES = classification_loss(forward_features)  # head alone from cached features
+
+
+LENGTH_BUCKET = 16  # evaluation batches are cut to a multiple of this many tokens
+
+
+def batched(arrays: dict[str, np.ndarray], batch_size: int, order: np.ndarray | None = None):
+    """Fixed-size batches over all rows (the last one padded by repeating its
+    first row, with ``n_real`` saying how many rows count), so eval compiles
+    once per shape. With ``order``, rows are taken in that order, and token
+    arrays (those beside an ``attention_mask``) are cut to the batch's longest
+    row rounded up to ``LENGTH_BUCKET``: right padding that no row needs costs
+    compute but cannot change a real token's output (attention is causal and
+    pooling is masked), so evaluating short texts together is faster and gives
+    the same results."""
     n = len(next(iter(arrays.values())))
+    order = np.arange(n) if order is None else order
     for start in range(0, n, batch_size):
-        idx = np.arange(start, min(start + batch_size, n))
+        idx = order[start:start + batch_size]
         pad = batch_size - len(idx)
-        full = np.concatenate([idx, np.zeros(pad, np.int64)]) if pad else idx
-        yield {k: v[full] for k, v in arrays.items()}, len(idx)
+        full = np.concatenate([idx, np.full(pad, idx[0])]) if pad else idx
+        batch = {k: v[full] for k, v in arrays.items()}
+        if "attention_mask" in batch:
+            T = batch["attention_mask"].shape[1]
+            used = int(batch["attention_mask"].sum(1).max())
+            cut = min(T, max(LENGTH_BUCKET, -(-used // LENGTH_BUCKET) * LENGTH_BUCKET))
+            batch = {k: (v[:, :cut] if v.ndim == 2 and v.shape[1] == T else v) for k, v in batch.items()}
+        yield batch, len(idx)
+
+
+def length_order(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Rows sorted by token count (stable), or None when there are no tokens."""
+    if "attention_mask" not in arrays:
+        return None
+    return np.argsort(arrays["attention_mask"].sum(1), kind="stable")
 
 
 def predict(eval_step, params, arrays: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    """eval_step over all rows, in length-sorted batches; outputs in row order."""
+    order = length_order(arrays)
     out = []
-    for batch, n_real in batched(arrays, batch_size):
+    for batch, n_real in batched(arrays, batch_size, order):
         out.append(np.asarray(eval_step(params, batch))[:n_real])
-    return np.concatenate(out)
+    out = np.concatenate(out)
+    if order is None:
+        return out
+    unsorted = np.empty_like(out)
+    unsorted[order] = out
+    return unsorted
 
 
-def backbone_features(model: GPT2, enc: Encoded, batch_size: int) -> np.ndarray:
+def _pooled_features(net: GPT2, batch, key):
+    hidden = net.backbone(batch["input_ids"], batch["attention_mask"])  # (B, T, C)
+    return net.head.features(hidden, batch["attention_mask"])  # (B, C)
+
+
+def backbone_features(model: GPT2, enc: Encoded, batch_size: int, cache: dict | None = None,
+                      texts: list[str] | None = None, dtype: str = "float32") -> np.ndarray:
     """Pooled hidden states (N, C) of the frozen backbone, computed once.
 
     This is what makes probing fast: the expensive part of the network runs
-    once per example instead of once per example per epoch."""
+    once per example instead of once per example per epoch. With ``cache``
+    (a dict the caller keeps) and the examples' ``texts``, features already
+    computed for the same weights, pooling and length are reused: ``compare``
+    computes each test and validation text's features once, not once per run."""
     graphdef, params = nnx.split(model)
-
-    @jax.jit
-    def features(params, input_ids, attention_mask):
-        m = nnx.merge(graphdef, params)
-        hidden = m.backbone(input_ids, attention_mask)  # (B, T, C)
-        return m.head.features(hidden, attention_mask)  # (B, C)
-
+    features = make_eval_step(graphdef, _pooled_features, dtype)
     arrays = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask}
-    return np.concatenate(
-        [np.asarray(features(params, b["input_ids"], b["attention_mask"]))[:n] for b, n in batched(arrays, batch_size)]
-    )
+    if cache is None or texts is None:
+        return predict(features, params, arrays, batch_size)
+    key = (weights_fingerprint(model.backbone), model.head.pooling, enc.input_ids.shape[1], dtype)
+    store = cache.setdefault(key, {})
+    todo = np.asarray([i for i, t in enumerate(texts) if t not in store], dtype=np.int64)
+    if len(todo):
+        new = predict(features, params, {k: v[todo] for k, v in arrays.items()}, batch_size)
+        store.update({texts[i]: f for i, f in zip(todo, new)})
+    return np.stack([store[t] for t in texts])
 
 
 # ----------------------------------------------------------------------------
@@ -384,7 +465,7 @@ def train_loop(
     is_better: Callable[[dict, dict], bool],
     on_best: Callable[[object, int, dict], None],
     seed: int,
-    lr_at: Callable[[int], float],
+    lrs: np.ndarray,
     lr: float,
     out: Path | None,
     run_key: str,
@@ -443,7 +524,7 @@ def train_loop(
     t_loop, steps_run = time.perf_counter(), 0
     while step < total:
         batch = place_batch(get_batch(step))
-        params, opt_state, m = train_step(params, opt_state, batch, jax.random.fold_in(base_key, step))
+        params, opt_state, m = train_step(params, opt_state, batch, jax.random.fold_in(base_key, step), lrs[step])
         loss = float(m["loss"])
         if not math.isfinite(loss):
             bar.close()
@@ -456,7 +537,7 @@ def train_loop(
         bar.update(1)
         if step % eval_every == 0 or step == total:
             metrics = validate(params)
-            rec = {"step": step, "train_loss": loss, "lr": lr_at(step - 1), **metrics}
+            rec = {"step": step, "train_loss": loss, "lr": float(lrs[step - 1]), **metrics}
             history.append(rec)
             if best["metrics"] is None or is_better(metrics, best["metrics"]):
                 best = {"step": step, "metrics": metrics, "params": jax.tree.map(jnp.copy, params)}
@@ -515,7 +596,7 @@ def build_classifier(
 ) -> GPT2:
     """The model to train: a backbone (pretrained, or random for ``scratch``)
     plus a classification head for ``labels``."""
-    if mode == "scratch":
+    if not get_mode(mode).pretrained:
         backbone = GPT2Backbone(config, rngs=nnx.Rngs(cfg.seed))
         return GPT2(backbone, ClassificationHead(config.n_embd, labels, pooling=cfg.pooling, dropout=cfg.head_dropout, seed=cfg.seed))
     assert base is not None
@@ -545,8 +626,12 @@ def finetune(
     progress: bool = True,
     log: Callable[[str], None] = print,
     stop_after_step: int | None = None,
+    feature_cache: dict | None = None,
 ) -> RunResult:
     """Train ``model`` (backbone + ClassificationHead) on ``data`` per ``cfg``.
+
+    ``feature_cache`` (probe mode): a dict kept by the caller across runs, so
+    that frozen-backbone features of the same texts are computed once.
 
     With ``out``, writes ``out/best`` (the best checkpoint by validation
     accuracy, loadable by ``load_pretrained``), ``out/metrics.jsonl``,
@@ -596,21 +681,23 @@ def finetune(
             log(f"{name}: {e.n_truncated} of {len(e)} examples truncated to --max-len {cfg.max_len} tokens")
 
     # -- what is trained, and on what ----------------------------------------
-    if cfg.mode == "probe":
-        log(f"probe: computing frozen-backbone features once for {sum(len(e) for e in enc.values())} examples")
-        arrays = {name: {"features": backbone_features(model, e, cfg.eval_batch_size), "labels": e.labels}
+    if get_mode(cfg.mode).frozen_backbone:
+        log(f"{cfg.mode}: computing frozen-backbone features once for {sum(len(e) for e in enc.values())} examples")
+        split_texts = {"train": train_split.texts, "validation": val_split.texts, "test": data.test.texts}
+        arrays = {name: {"features": backbone_features(model, e, cfg.eval_batch_size, feature_cache,
+                                                       split_texts[name], cfg.dtype), "labels": e.labels}
                   for name, e in enc.items()}
-        net, forward = head, forward_features
+        net, forward, loss = head, forward_features, CLASSIFY_FEATURES
     else:
         arrays = {name: {"input_ids": e.input_ids, "attention_mask": e.attention_mask, "labels": e.labels}
                   for name, e in enc.items()}
-        net, forward = model, forward_tokens
+        net, forward, loss = model, forward_tokens, CLASSIFY_TOKENS
     graphdef, params = nnx.split(net)
     n_train = len(train_split)
     total = cfg.total_steps(n_train)
     eval_every = cfg.eval_every or max(1, total // 10)
     opt_state, parallel, train_step = setup_training(
-        cfg, graphdef, params, classification_loss(forward), total, model.config.n_layer)
+        cfg, graphdef, params, loss, total, model.config.n_layer)
     eval_step = make_eval_step(graphdef, forward, cfg.dtype)
 
     def validate(params):
@@ -630,7 +717,7 @@ def finetune(
         get_batch=lambda step: {k: v[batch_indices(step, cfg.batch_size, n_train, cfg.seed)] for k, v in train_arrays.items()},
         total=total, eval_every=eval_every, validate=validate,
         is_better=lambda new, old: new["val_accuracy"] > old["val_accuracy"], on_best=save_best,
-        seed=cfg.seed, lr_at=lambda s: float(lr_schedule(cfg, total)(s)), lr=cfg.lr,
+        seed=cfg.seed, lrs=lr_values(cfg, total), lr=cfg.lr,
         out=out, run_key=run_key, desc=cfg.mode, progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {"val_acc": f"{m['val_accuracy']:.3f}"},
         parallel=parallel,
@@ -658,7 +745,7 @@ def finetune(
 def _with_params(graphdef, params, model: GPT2, mode: str) -> GPT2:
     """The full model carrying the current trained weights (for saving)."""
     trained = nnx.merge(graphdef, params)
-    if mode == "probe":
+    if get_mode(mode).frozen_backbone:
         return GPT2(model.backbone, trained)
     return trained
 
@@ -785,6 +872,22 @@ def text_perplexity(model: GPT2, tokenizer, texts: list[str], block_size: int = 
     return block_perplexity(make_block_loss(graphdef), params, blocks)[1]
 
 
+def language_model_from(source, dropout: float = 0.0):
+    """(model, tokenizer) of a pretrained checkpoint, ready for more next-word
+    training: its weights and shape, with ``dropout`` in every dropout slot."""
+    from minitransfer.convert import load_pretrained, load_tokenizer
+    from minitransfer.heads import NextWordHead
+
+    loaded = load_pretrained(source)
+    if not isinstance(loaded.head, NextWordHead):
+        raise TrainingError(f"{source}: holds a {type(loaded.head).__name__}; next-word training needs a language "
+                            f"model (a checkpoint with its next-word head)")
+    config = dataclasses.replace(loaded.config, embd_pdrop=dropout, attn_pdrop=dropout, resid_pdrop=dropout)
+    model = GPT2.language_model(config)
+    nnx.update(model, nnx.state(loaded, nnx.Param))
+    return model, load_tokenizer(source)
+
+
 @dataclasses.dataclass
 class PretrainResult:
     out: Path | None
@@ -852,7 +955,7 @@ def pretrain(
         get_batch=lambda step: {"tokens": train_blocks[batch_indices(step, cfg.batch_size, n, cfg.seed)]},
         total=cfg.steps, eval_every=cfg.eval_every, validate=validate,
         is_better=lambda new, old: new["val_loss"] < old["val_loss"], on_best=save_best,
-        seed=cfg.seed, lr_at=lambda s: float(lr_schedule(cfg, cfg.steps)(s)), lr=cfg.lr,
+        seed=cfg.seed, lrs=lr_values(cfg, cfg.steps), lr=cfg.lr,
         out=out, run_key=run_key, desc="pretrain", progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
         parallel=parallel,

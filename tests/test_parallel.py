@@ -38,8 +38,8 @@ SCRIPT = textwrap.dedent(
         o0 = par.place(tx.init(p0))
         sh = (par.param_sharding(p0), par.param_sharding(o0)) if par.mesh else None
         step = make_train_step(graphdef, classification_loss(forward_tokens), tx, sh)
-        p1, o1, m = step(p0, o0, par.place_batch(batch), key)
-        p2, o2, m2 = step(p1, o1, par.place_batch(batch), key)
+        p1, o1, m = step(p0, o0, par.place_batch(batch), key, np.float32(tc.lr))
+        p2, o2, m2 = step(p1, o1, par.place_batch(batch), key, np.float32(tc.lr))
         results[strategy] = (float(m["loss"]), float(m2["loss"]), jax.tree.map(np.asarray, p2))
         if strategy == "fsdp":
             k = p2["backbone"]["h"][0]["mlp"]["c_fc"]["kernel"][...]

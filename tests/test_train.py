@@ -285,7 +285,7 @@ def test_bfloat16_mixed_precision_step_tracks_float32(pretrained_dir):
         tx = make_optimizer(cfg, params, 10, 2)
         p0 = jax.tree.map(jax.numpy.array, params)
         step = make_train_step(graphdef, classification_loss(forward_tokens), tx, dtype=dtype)
-        p1, o1, m = step(p0, tx.init(p0), batch, jax.random.key(0))
+        p1, o1, m = step(p0, tx.init(p0), batch, jax.random.key(0), np.float32(cfg.lr))
         out[dtype] = (float(m["loss"]), float(m["grad_norm"]), p1, o1)
     (l32, g32, p32, _), (l16, g16, p16, o16) = out["float32"], out["bfloat16"]
     print(f"loss float32 {l32:.5f} bfloat16 {l16:.5f}; grad norm {g32:.4f} vs {g16:.4f}")

@@ -1,0 +1,105 @@
+"""ULMFiT's middle stage: next-word training on the task's own text.
+
+A model pretrained on movie reviews has never seen a tweet. Before any label
+is used, a few hundred steps of the same next-word objective on the task's
+*training* texts (all of them: a label budget limits labels, not text) move
+the language model into the new domain; classifier fine-tuning then starts
+from there (mode ``adapt``, see modes.py). Validation and test texts are
+never read, so the test stays a fair test.
+
+The adapted model depends only on (base weights, data, these settings), so
+it is computed once, written to a checkpoint directory, and reused by every
+budget and seed of ``compare`` (and by re-runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable
+
+from flax import nnx
+
+from minitransfer.data import Dataset, pack_blocks
+from minitransfer.model import GPT2
+from minitransfer.train import (
+    PretrainConfig,
+    TrainingError,
+    block_perplexity,
+    make_block_loss,
+    pretrain,
+    weights_fingerprint,
+)
+
+
+@dataclasses.dataclass
+class AdaptConfig:
+    steps: int = 300
+    batch_size: int = 32
+    block_size: int = 64  # tweets are short; 64 tokens hold one or two of them
+    lr: float = 5e-4
+    eval_every: int = 50
+    val_fraction: float = 0.05  # of the training texts, held out to measure the adaptation
+    seed: int = 0
+    parallel: str = "none"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "block_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--adapt-{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass
+class AdaptResult:
+    model: GPT2  # the adapted language model (backbone + next-word head)
+    out: Path | None
+    steps: int
+    train_seconds: float  # of next-word training, over all runs of it (resumes included)
+    perplexity_before: float  # on held-out training texts of the task
+    perplexity_after: float
+    n_texts: int
+    n_tokens: int
+
+
+def adapt_language_model(
+    base: GPT2,
+    tokenizer,
+    data: Dataset,
+    cfg: AdaptConfig,
+    out: str | Path | None = None,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> AdaptResult:
+    """Next-word training of a copy of ``base`` on ``data.train``'s texts.
+
+    With ``out``, the adapted checkpoint (Hugging Face format) and its
+    resumable state live there; a finished adaptation is loaded, not redone.
+    """
+    from minitransfer.heads import NextWordHead
+
+    if not isinstance(base.head, NextWordHead):
+        raise TrainingError("adaptation needs a language model (a checkpoint with its next-word head)")
+    if cfg.block_size > base.config.n_positions:
+        raise TrainingError(f"--adapt-block-size {cfg.block_size} exceeds n_positions={base.config.n_positions}")
+    texts = data.train.texts
+    blocks = pack_blocks(texts, tokenizer, cfg.block_size, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    model = nnx.clone(base)
+    graphdef, params = nnx.split(model)
+    before = block_perplexity(make_block_loss(graphdef, cfg.dtype), params, blocks.validation[:256])[1]
+    log(f"adapt: next-word training on the {len(texts):,} training texts of {data.spec} (labels unused; "
+        f"validation and test texts never read): {blocks.n_tokens:,} tokens, {cfg.steps} steps of "
+        f"{cfg.batch_size} x {cfg.block_size}")
+    pcfg = PretrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, block_size=cfg.block_size, lr=cfg.lr,
+                          schedule="linear", warmup=0.1, weight_decay=0.01, eval_every=cfg.eval_every,
+                          val_blocks=256, seed=cfg.seed, parallel=cfg.parallel, dtype=cfg.dtype)
+    t0 = time.perf_counter()
+    r = pretrain(model, blocks, tokenizer, pcfg, out, progress=progress, log=log,
+                 run_key_extra={"adapt_data": data.spec, "n_texts": len(texts),
+                                "base": weights_fingerprint(base)})
+    log(f"adapt: held-out perplexity {before:.1f} -> {r.val_perplexity:.1f} "
+        f"({r.train_seconds:.0f} s of training; {time.perf_counter() - t0:.0f} s this call)")
+    return AdaptResult(model, Path(out) if out is not None else None, r.steps, r.train_seconds, before,
+                       r.val_perplexity, len(texts), blocks.n_tokens)

@@ -1,0 +1,55 @@
+"""The ways to build and train a classifier on a GPT-2 backbone: one table.
+
+Each mode says where the backbone's weights start, which weights train, and
+its default peak learning rate. Everything else (the loop, the loss, the
+metrics) is the same for every mode, which is what makes the comparison fair.
+A new mode (say, "train only the top block") is one more entry here plus, if
+it needs one, one more way to start or to select the trained weights.
+
+ULMFiT (Howard & Ruder 2018) names three stages of transfer: general-domain
+pretraining, next-word fine-tuning on the target task's own text, then
+classifier fine-tuning. ``full`` skips the middle stage; ``adapt`` runs all
+three (see ``adapt.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    name: str
+    start: str  # "random" (GPT-2's init) | "pretrained" (the checkpoint) | "adapted" (checkpoint + ULMFiT stage 2)
+    trains: str  # "all" weights, or only the "head" (frozen backbone: features computed once and cached)
+    lr: float  # default peak learning rate
+    lr_small: float  # default for small models (n_embd <= 256, such as the shipped checkpoint), which need larger steps
+    help: str
+
+    @property
+    def pretrained(self) -> bool:
+        return self.start != "random"
+
+    @property
+    def frozen_backbone(self) -> bool:
+        return self.trains == "head"
+
+
+MODES: dict[str, Mode] = {m.name: m for m in (
+    Mode("scratch", "random", "all", 3e-4, 1e-3, "random weights, backbone and head train"),
+    Mode("probe", "pretrained", "head", 3e-3, 1e-2, "pretrained backbone frozen, only a new head trains"),
+    Mode("full", "pretrained", "all", 1e-4, 5e-4, "every pretrained weight and a new head train"),
+    Mode("adapt", "adapted", "all", 1e-4, 5e-4,
+         "ULMFiT: next-word training on the task's training texts first, then as full"),
+)}
+
+
+def get_mode(name: str) -> Mode:
+    if name not in MODES:
+        raise ValueError(f"unknown mode {name!r}; expected one of {list(MODES)}")
+    return MODES[name]
+
+
+def mode_help() -> str:
+    """One line per mode, for --help texts."""
+    return "; ".join(f"{m.name}: {m.help}" for m in MODES.values())

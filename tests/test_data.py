@@ -17,7 +17,7 @@ from minitransfer.data import (
     load_texts,
     pack_blocks,
 )
-from tests.conftest import IMDB
+from tests.conftest import IMDB, needs_imdb
 
 
 def _write_jsonl(path, rows):
@@ -47,6 +47,7 @@ def test_tweets_corpus():
     assert again.test.texts == d.test.texts and (again.test.labels == d.test.labels).all()
 
 
+@needs_imdb
 def test_imdb_directory_with_real_train_test_split():
     d = load_dataset(f"jsonl:{IMDB}")
     assert d.label_names == ["0", "1"]

@@ -67,13 +67,16 @@ def test_generation_longer_than_positions_is_refused(lm):
 def test_pretrain_lowers_val_loss_and_transformers_loads_it(tmp_path, capsys):
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from tests.conftest import IMDB, hf_logits
+    from minitransfer.data import load_dataset
+    from tests.conftest import hf_logits
 
     out = tmp_path / "lm"
-    args = ["pretrain", "--data", f"jsonl:{IMDB}", "--out", str(out), "--n-layer", "2", "--n-head", "2",
+    report = tmp_path / "report.jsonl"  # held-out text: test tweets, never pretrained on
+    report.write_text("".join(json.dumps({"text": t}) + "\n" for t in load_dataset("tweets").test.texts[:40]))
+    args = ["pretrain", "--data", "tweets", "--out", str(out), "--n-layer", "2", "--n-head", "2",
             "--n-embd", "32", "--tokenizer", "train:400", "--steps", "30", "--eval-every", "10",
             "--batch-size", "8", "--block-size", "32", "--lr", "3e-3", "--no-progress",
-            "--report-text", str(IMDB / "test.jsonl.gz"), "--report-n", "20"]
+            "--report-text", str(report), "--report-n", "20"]
     assert main(args) == 0
     log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [10, 20, 30]

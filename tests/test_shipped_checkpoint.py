@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minitransfer as mt
-from tests.conftest import IMDB, REPO
+from tests.conftest import IMDB, REPO, needs_imdb
 
 CKPT = REPO / "checkpoints" / "minigpt2-imdb"
 TOLERANCE = 0.01  # relative; the same machine reproduces the card's figure exactly
@@ -24,6 +24,7 @@ def test_size_budget():
     assert size <= 25 * 2**20, f"{size / 2**20:.1f} MiB"
 
 
+@needs_imdb
 def test_perplexity_on_fixed_imdb_test_slice_matches_model_card(card):
     from minitransfer.data import read_rows
     from minitransfer.train import text_perplexity

@@ -1,0 +1,147 @@
+"""Transfer pieces added for the label-budget experiment: the packaged GPT-2
+tokenizer, the optimizer with the learning rate as an argument, length-sorted
+evaluation, paired confidence intervals, `pretrain --init-from` and mode adapt."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import minitransfer as mt
+from minitransfer.cli import main
+from minitransfer.compare import gain_text, paired_difference
+from minitransfer.data import load_dataset
+from minitransfer.heads import ClassificationHead
+from minitransfer.train import (
+    CLASSIFY_TOKENS,
+    TrainConfig,
+    forward_tokens,
+    make_eval_step,
+    make_optimizer,
+    make_train_step,
+    predict,
+)
+
+TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
+
+
+def test_packaged_gpt2_tokenizer_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tok = mt.load_tokenizer("gpt2")
+    assert tok.encode("Hello world") == [15496, 995]
+    assert len(tok) == 50257 and tok.eos_token_id == 50256
+    assert tok.decode([15496, 995]) == "Hello world"
+
+
+def test_step_with_lr_argument_equals_optax_adamw():
+    """make_optimizer + the step's lr argument is AdamW with that learning rate."""
+    model = mt.GPT2(mt.GPT2Backbone(mt.GPT2Config(**TINY), rngs=nnx.Rngs(0)), ClassificationHead(32, ["a", "b"]))
+    graphdef, params = nnx.split(model)
+    rng = np.random.default_rng(0)
+    batch = {"input_ids": rng.integers(0, 50257, (4, 8)).astype(np.int32),
+             "attention_mask": np.ones((4, 8), np.int32), "labels": np.array([0, 1, 0, 1], np.int32)}
+    cfg = TrainConfig(mode="full", lr=1e-2, weight_decay=0.1, steps=3)
+    tx = make_optimizer(cfg, params, 3, 2)
+    step = make_train_step(graphdef, CLASSIFY_TOKENS, tx)
+    ref_tx = optax.chain(optax.clip_by_global_norm(1.0),
+                         optax.adamw(1e-2, weight_decay=0.1, mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)))
+    p, o = jax.tree.map(jnp.copy, params), tx.init(params)
+    rp, ro = jax.tree.map(jnp.copy, params), ref_tx.init(params)
+
+    @jax.jit  # compiled like ours: Adam amplifies eager-vs-compiled rounding in tiny gradients
+    def ref_step(rp, ro):
+        g = jax.grad(lambda q: CLASSIFY_TOKENS(nnx.merge(graphdef, q), batch, None))(rp)
+        u, ro = ref_tx.update(g, ro, rp)
+        return optax.apply_updates(rp, u), ro
+
+    for _ in range(3):
+        p, o, _ = step(p, o, batch, None, np.float32(1e-2))
+        rp, ro = ref_step(rp, ro)
+    diff = max(jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), p, rp)))
+    assert diff < 1e-6, diff
+
+
+def test_length_sorted_evaluation_gives_the_same_outputs():
+    model = mt.GPT2(mt.GPT2Backbone(mt.GPT2Config(**TINY), rngs=nnx.Rngs(1)),
+                    ClassificationHead(32, ["a", "b", "c"], pooling="mean"))
+    graphdef, params = nnx.split(model)
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 33, 50)
+    ids = rng.integers(0, 50257, (50, 32)).astype(np.int32)
+    mask = (np.arange(32)[None] < lengths[:, None]).astype(np.int32)
+    ids = ids * mask
+    arrays = {"input_ids": ids, "attention_mask": mask}
+    ev = make_eval_step(graphdef, forward_tokens)
+    sorted_out = predict(ev, params, arrays, 8)
+    plain = np.concatenate([np.asarray(ev(params, {k: v[i:i + 1] for k, v in arrays.items()})) for i in range(50)])
+    np.testing.assert_allclose(sorted_out, plain, atol=2e-5)
+
+
+def test_paired_difference_interval():
+    a, b = np.array([0.5, 0.6, 0.7]), np.array([0.4, 0.45, 0.5])
+    d = paired_difference(a, b)
+    # differences 0.10, 0.15, 0.20: mean 0.15, standard error 0.05 / sqrt(3), t(0.975, df=2) = 4.3027
+    half = 4.302653 * 0.05 / np.sqrt(3)
+    assert d["mean"] == pytest.approx(0.15)
+    assert d["low"] == pytest.approx(0.15 - half, abs=1e-6) and d["high"] == pytest.approx(0.15 + half, abs=1e-6)
+    assert d["significant"] and d["n"] == 3
+    crossing = paired_difference(np.array([0.5, 0.52, 0.49]), np.array([0.5, 0.5, 0.5]))
+    assert crossing["low"] < 0 < crossing["high"] and not crossing["significant"]
+    assert paired_difference(np.array([0.6]), np.array([0.5]))["low"] is None  # one seed: no interval
+    cell = {"gain_over_scratch": d["mean"], "gain_ci95": [d["low"], d["high"]], "gain_significant": True}
+    assert gain_text(cell) == "+15.0 [+2.6, +27.4]*"
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory, gpt2_tokenizer):
+    d = tmp_path_factory.mktemp("lm")
+    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**{**TINY, "n_positions": 64}), seed=3), d,
+                       tokenizer=gpt2_tokenizer)
+    return d
+
+
+def test_pretrain_init_from_continues_the_checkpoint(lm_dir, tmp_path, capsys):
+    out = tmp_path / "more"
+    args = ["pretrain", "--init-from", str(lm_dir), "--data", "tweets", "--out", str(out), "--steps", "6",
+            "--eval-every", "3", "--batch-size", "4", "--block-size", "32", "--lr", "1e-3", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "training split's texts only" in printed and f"continuing from {lm_dir}" in printed
+    cont = mt.load_pretrained(out)
+    assert cont.config.n_embd == 32 and cont.config.vocab_size == 50257  # the checkpoint's shape and tokenizer
+    assert mt.load_tokenizer(out).encode("Hello world") == [15496, 995]
+    card = json.loads((out / "pretrain.json").read_text())
+    assert card["init_from"] == str(lm_dir)
+    capsys.readouterr()
+    assert main(args + ["--n-layer", "3"]) == 2
+    assert "--init-from takes the shape and tokenizer of its checkpoint" in capsys.readouterr().err
+
+
+def test_compare_with_adapt_runs_the_adaptation_once(lm_dir, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    rows = [{"text": f"item {i} was delivered on a rainy tuesday to the house at the end of the long road, "
+                     f"and it is {rng.choice(['good', 'fine', 'great'] if i % 2 else ['bad', 'poor'])}",
+             "label": "pos" if i % 2 else "neg"} for i in range(200)]
+    (tmp_path / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "cmp"
+    args = ["compare", "--model", str(lm_dir), "--data", f"jsonl:{tmp_path / 'kw.jsonl'}", "--budgets", "20",
+            "--seeds", "2", "--steps", "3", "--max-len", "32", "--modes", "scratch,adapt", "--adapt-steps", "4",
+            "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["adapt"]["steps"] == 4 and summary["adapt"]["texts"] == len(load_dataset(
+        f"jsonl:{tmp_path / 'kw.jsonl'}").train)
+    assert (out / "adapted" / "model.safetensors").exists()
+    cell = summary["table"]["adapt"]["20"]
+    assert len(cell["gain_ci95"]) == 2 and cell["seeds"] == 2
+    md = (out / "summary.md").read_text()
+    assert "95% confidence interval" in md and "Adaptation (mode adapt" in md
+    stamp = (out / "adapted" / "model.safetensors").stat().st_mtime_ns
+    assert main(args) == 0  # the adapted model is reused, not recomputed
+    assert (out / "adapted" / "model.safetensors").stat().st_mtime_ns == stamp

@@ -424,6 +424,12 @@ def model_card(c: dict) -> str:
         f"| validation perplexity | {c['val_perplexity']:.2f} (held-out {c['val_blocks']} blocks, "
         f"best at step {c['best_step']}) |",
     ]
+    if c.get("init_from"):
+        prev = c.get("init_card") or {}
+        lines.append(f"| started from | `{c['init_from']}`" + (
+            f" ({prev['tokens_seen']:,} tokens on `{prev['data']}` in {prev['wall_seconds'] / 60:.1f} min; "
+            f"validation perplexity {prev['val_perplexity']:.2f}); tokens seen in all: "
+            f"{prev['tokens_seen'] + c['tokens_seen']:,}" if prev else "") + " |")
     if rep:
         lines.append(f"| perplexity on a fixed slice | {rep['perplexity']:.2f} on the first {rep['n_texts']} texts of "
                      f"`{rep['text']}` (blocks of {rep['block_size']}) |")
@@ -434,6 +440,8 @@ def model_card(c: dict) -> str:
         "Reproduce with:",
         "",
         "```bash",
+        *([(c.get("init_card") or {}).get("command", f"# {c['init_from']}: see its own model card")]
+          if c.get("init_from") else []),
         c["command"],
         "```",
         "",
@@ -705,12 +713,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arg(p, required=False)
     _add_data_args(p)
     p.add_argument("--budgets", help="comma-separated label budgets, 'all' for the whole train split "
-                   "(default 100,300,1000,3000; --quick: 100,300)")
+                   "(default " + ",".join(map(str, CompareConfig().budgets)) + "; --quick: 100,300)")
     p.add_argument("--modes", help="comma-separated, from " + ",".join(MODES) + " (default: all)")
     p.add_argument("--seeds", type=int, help="seeds per budget and mode (default %d; --quick: 2)" % CompareConfig.seeds)
     p.add_argument("--adapt-steps", type=int,
                    help="mode adapt: next-word steps on the task's training texts (default %d)" % AdaptConfig.steps)
-    p.add_argument("--steps", type=int, help="steps per run (default: 3 epochs, between 30 and 120)")
+    p.add_argument("--steps", type=int, help="steps per run (default: 3 epochs, between %d and %d; frozen-backbone modes at least %d)"
+                   % (CompareConfig.min_steps, CompareConfig.max_steps, CompareConfig.frozen_min_steps))
     p.add_argument("--max-len", type=int, help="tokens per example (default 64)")
     p.add_argument("--batch-size", type=int, help="default 32")
     p.add_argument("--pooling", choices=["last", "mean"], help="how every head summarises a text (default mean)")

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 import minitransfer as mt
-from minitransfer.cli import next_word_candidates
+from minitransfer.generate import next_word_candidates
 from minitransfer.generate import filter_logits, generate
 from minitransfer.heads import NextWordHead
 from minitransfer.lecture import FAST, pretrained_source, show

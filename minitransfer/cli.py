@@ -89,28 +89,9 @@ def cmd_convert(args) -> int:
 # ----------------------------------------------------------------------------
 
 
-def next_word_candidates(model, tokenizer, prompt: str, top_k: int = 5) -> list[dict]:
-    """The ``top_k`` most likely next tokens after ``prompt`` with their probabilities."""
-    import jax
-    import numpy as np
-
-    ids = tokenizer.encode(prompt)
-    if not ids:
-        raise ValueError("the prompt is empty after tokenisation; give at least one word")
-    n_pos = model.config.n_positions
-    if len(ids) > n_pos:
-        raise ValueError(f"the prompt is {len(ids)} tokens; this model reads at most {n_pos}")
-    logits = model(np.asarray([ids], dtype=np.int32))[0, -1]  # (V,): scores for the next token
-    probs = np.asarray(jax.nn.softmax(logits))  # (V,), sums to 1
-    top = np.argsort(-probs, kind="stable")[:top_k]
-    return [
-        {"rank": r + 1, "id": int(i), "token": tokenizer.decode([int(i)]), "prob": float(probs[i])}
-        for r, i in enumerate(top)
-    ]
-
-
 def cmd_next_word(args) -> int:
     from minitransfer.convert import load_pretrained, load_tokenizer
+    from minitransfer.generate import next_word_candidates
 
     from minitransfer.heads import NextWordHead
 
@@ -728,7 +709,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_device_args(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "playground",
+        help="a local web page: watch the next-word head (and a classifier) work as you type",
+        description="Serve a page at http://localhost:PORT/ with a text box: as you type, the next-word "
+        "head's top 10 candidates appear as bars (Tab accepts one), Continue streams a sampled "
+        "continuation, and with --classifier a fine-tuned classification head shows its class "
+        "probabilities for the same text. JSON endpoints under /api/ (see README). Works offline.",
+    )
+    _add_model_arg(p, required=False)
+    p.add_argument("--classifier", metavar="DIR",
+                   help="a fine-tuned classifier (e.g. runs/full/best from minitransfer finetune) for the second panel")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=8000, help="default 8000")
+    p.set_defaults(func=cmd_playground)
     return parser
+
+
+def cmd_playground(args) -> int:
+    from minitransfer.playground import serve
+
+    return serve(_model_or_default(args), args.classifier, host=args.host, port=args.port)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -345,7 +345,8 @@ def _network_available(host: str = "storage.googleapis.com", timeout: float = 3.
         return False
 
 
-def _load_tfds(name: str, text_field: str, label_field: str, data_dir: str | None, notes: list[str]):
+def _load_tfds(name: str, text_field: str, label_field: str, data_dir: str | None, notes: list[str],
+               splits: tuple[str, ...] = SPLITS):
     try:
         import tensorflow_datasets as tfds
     except ImportError:
@@ -388,7 +389,7 @@ def _load_tfds(name: str, text_field: str, label_field: str, data_dir: str | Non
 
     known = list(builder.info.splits) or list(SPLITS)
     out = {}
-    for split in SPLITS:
+    for split in splits:
         if split not in known:
             continue
         src = source(split)
@@ -604,7 +605,8 @@ class Blocks:
 
 def load_texts(spec: str, *, text_field: str = "text", split_seed: int = 0) -> list[str]:
     """The texts of a source for pretraining: the train file of a data
-    directory, the train split of ``tweets``/``tfds:`` sources, every paragraph
+    directory, the train split of ``tweets`` (after the fixed 80/10/10 split:
+    no validation or test tweet) and of ``tfds:`` sources, every paragraph
     of a ``txt:`` file, and every row of a single jsonl/csv/tsv file (so point
     it at a file that holds no test data, such as IMDB's train.jsonl.gz)."""
     kind, rest = parse_spec(spec)
@@ -620,6 +622,13 @@ def load_texts(spec: str, *, text_field: str = "text", split_seed: int = 0) -> l
             path = f
         texts, _ = _texts_and_raw_labels(read_rows(path, kind, notes), path, text_field, None, notes, need_labels=False)
         return texts
+    if kind == "tfds":
+        # the dataset's own train split, whole (25,000 reviews for imdb_reviews): the
+        # same texts as IMDB's train.jsonl.gz; no validation is carved out of it here
+        raw, _ = _load_tfds(rest, text_field, "label", None, notes, splits=("train",))
+        if "train" not in raw:
+            raise DataError(f"tfds:{rest}: no 'train' split to pretrain on")
+        return raw["train"][0]
     return load_dataset(spec, text_field=text_field, split_seed=split_seed).train.texts
 
 

@@ -133,3 +133,108 @@ def generate(
                 break
             ids = np.concatenate([ids, [[t]]], axis=1)
     return out
+
+
+# ----------------------------------------------------------------------------
+# The next-word head's candidates, and generation one token at a time
+# ----------------------------------------------------------------------------
+
+MIN_BUCKET = 16
+
+
+def bucket_length(n: int, limit: int) -> int:
+    """The padded length a sequence of ``n`` tokens runs at: the next power of
+    two (at least 16), at most ``limit``. A handful of shapes means a handful
+    of compilations, reused for every request."""
+    b = MIN_BUCKET
+    while b < n:
+        b *= 2
+    return min(b, limit)
+
+
+def _pad(ids: list[int], limit: int) -> np.ndarray:
+    out = np.zeros((1, bucket_length(len(ids), limit)), np.int32)  # (1, Tb)
+    out[0, : len(ids)] = ids
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _next_word_probs(params, ids, last, *, graphdef):
+    """(1, Tb) right-padded ids -> (V,) next-token probabilities after position
+    ``last``. Attention is causal, so the padding after ``last`` changes nothing."""
+    logits = nnx.merge(graphdef, params)(ids)  # (1, Tb, V)
+    return jax.nn.softmax(logits[0, last].astype(jnp.float32))  # (V,), sums to 1
+
+
+def next_word_probs(model: GPT2, ids: list[int]) -> np.ndarray:
+    """The next-word head's distribution (V,) after ``ids`` (1 <= len <= n_positions)."""
+    if not 1 <= len(ids) <= model.config.n_positions:
+        raise ValueError(f"need 1 to {model.config.n_positions} tokens of context, got {len(ids)}")
+    graphdef, params = nnx.split(model)
+    return np.asarray(_next_word_probs(params, _pad(ids, model.config.n_positions), len(ids) - 1,
+                                       graphdef=graphdef))
+
+
+def next_word_candidates(model: GPT2, tokenizer, prompt: str, top_k: int = 5) -> list[dict]:
+    """The ``top_k`` most likely next tokens after ``prompt`` with their probabilities."""
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise ValueError("the prompt is empty after tokenisation; give at least one word")
+    n_pos = model.config.n_positions
+    if len(ids) > n_pos:
+        raise ValueError(f"the prompt is {len(ids)} tokens; this model reads at most {n_pos}")
+    return top_candidates(next_word_probs(model, ids), tokenizer, top_k)
+
+
+def top_candidates(probs: np.ndarray, tokenizer, top_k: int) -> list[dict]:
+    top = np.argsort(-probs, kind="stable")[:top_k]
+    return [{"rank": r + 1, "id": int(i), "token": tokenizer.decode([int(i)]), "prob": float(probs[i])}
+            for r, i in enumerate(top)]
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", *_SAMPLING))
+def _prefill(params, ids, last, key, *, graphdef, greedy, temperature, top_k, top_p):
+    """The prompt (1, Tb), right-padded, into a cache of n_positions; the first
+    new token. Padding writes garbage keys/values after ``last``, but a query
+    only ever sees positions up to its own, and each decode step overwrites its
+    position before anything can look at it."""
+    m = nnx.merge(graphdef, params)
+    cache = m.backbone.init_cache(1, m.config.n_positions)
+    hidden, cache = m.backbone.decode(ids, cache, jnp.int32(0))  # (1, Tb, C)
+    logits = m.backbone.wte.attend(jax.lax.dynamic_index_in_dim(hidden, last, axis=1, keepdims=False))  # (1, V)
+    return _pick(logits, key, greedy, temperature, top_k, top_p), cache
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", *_SAMPLING), donate_argnames=("cache",))
+def _decode_one(params, token, cache, pos, key, *, graphdef, greedy, temperature, top_k, top_p):
+    """One new token at position ``pos``: (1,) -> (1,), cache updated in place."""
+    m = nnx.merge(graphdef, params)
+    hidden, cache = m.backbone.decode(token[:, None], cache, pos)  # (1, 1, C)
+    return _pick(m.backbone.wte.attend(hidden[:, -1]), key, greedy, temperature, top_k, top_p), cache
+
+
+def stream(model: GPT2, prompt_ids: list[int], max_new_tokens: int, *, temperature: float = 1.0,
+           top_k: int | None = None, top_p: float | None = None, seed: int = 0, greedy: bool = False,
+           eos_id: int | None = None):
+    """Like ``generate``, but yields each new token id as soon as it exists (for
+    a page that shows tokens arriving). Each token is one compiled decode step
+    with the key/value cache; the same seed gives the same tokens as ``generate``."""
+    P = len(prompt_ids)
+    if P == 0:
+        raise ValueError("the prompt is empty; give at least one token")
+    if P + max_new_tokens > model.config.n_positions:
+        raise ValueError(f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
+                         f"n_positions={model.config.n_positions}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature} (use greedy decoding instead)")
+    graphdef, params = nnx.split(model)
+    sampling = dict(graphdef=graphdef, greedy=greedy, temperature=float(temperature), top_k=top_k,
+                    top_p=None if top_p is None else float(top_p))
+    keys = jax.random.split(jax.random.key(seed), max_new_tokens)
+    token, cache = _prefill(params, _pad(prompt_ids, model.config.n_positions), P - 1, keys[0], **sampling)
+    for i in range(max_new_tokens):
+        t = int(token[0])
+        yield t
+        if t == eos_id or i == max_new_tokens - 1:
+            return
+        token, cache = _decode_one(params, token, cache, jnp.int32(P + i), keys[i + 1], **sampling)

@@ -1,0 +1,315 @@
+"""The playground: a local web page where you watch the heads work as you type.
+
+One backbone, two heads, side by side: the next-word head's top candidates as
+bars (the picture every GPT-2 explanation draws), a sampled continuation
+streamed token by token, and, with ``--classifier``, a fine-tuned
+classification head's class probabilities for the same text.
+
+The server is Starlette on uvicorn: Starlette is a small, well-kept ASGI
+toolkit (routing, JSON and streaming responses, a test client) without
+FastAPI's extra layer of validation models, which this handful of endpoints
+does not need; uvicorn is the standard server for it. The page is plain
+HTML, CSS and one script shipped in ``playground_static/``: no CDN, no web
+fonts, no build step, so it works offline.
+
+Endpoints (JSON in, JSON out):
+
+* ``GET  /api/info``: which checkpoint and head each panel uses;
+* ``POST /api/candidates`` ``{"text", "top_k"}``: next-token candidates;
+* ``POST /api/classify`` ``{"text"}``: class probabilities (with ``--classifier``);
+* ``POST /api/generate`` ``{"text", "max_new_tokens", "temperature", "top_k",
+  "top_p", "seed"}``: server-sent events, one ``data:`` line per token, then
+  one with ``"done": true`` and the tokens/s.
+
+Every model call holds one lock: concurrent requests are served one model
+call at a time, so answers never mix.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+STATIC = Path(__file__).resolve().parent / "playground_static"
+MAX_TOP_K = 50
+MAX_NEW_TOKENS = 200
+
+
+class BadRequest(ValueError):
+    """The request cannot be served as sent; the message says why (HTTP 400)."""
+
+
+class Playground:
+    """The models behind the page: loaded once, their compiled functions reused."""
+
+    def __init__(self, source: str, classifier: str | None = None):
+        from minitransfer.convert import load_pretrained, load_tokenizer
+        from minitransfer.heads import ClassificationHead, NextWordHead
+
+        self.source, self.classifier_source = str(source), classifier
+        self.model = load_pretrained(source)
+        if not isinstance(self.model.head, NextWordHead):
+            raise ValueError(f"{source} is a fine-tuned classifier; --model needs a language model "
+                             f"(give the classifier with --classifier)")
+        self.tokenizer = load_tokenizer(source)
+        self.eos = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+        self.classifier = self.classifier_tokenizer = None
+        if classifier is not None:
+            self.classifier = load_pretrained(classifier)
+            if not isinstance(self.classifier.head, ClassificationHead):
+                raise ValueError(f"{classifier} has no classification head; --classifier needs a model "
+                                 f"written by `minitransfer finetune` (its OUT/best)")
+            self.classifier_tokenizer = load_tokenizer(classifier)
+            meta = Path(classifier) / "config.json"
+            extra = json.loads(meta.read_text()).get("minitransfer", {}) if meta.exists() else {}
+            self.classifier_max_len = int(extra.get("max_len") or self.classifier.config.n_positions)
+            self.classifier_mode = extra.get("mode", "?")
+        self.lock = threading.Lock()
+
+    # -- what the page shows about itself ------------------------------------
+
+    def info(self) -> dict:
+        c = self.model.config
+        out = {"model": self.source, "next_word_head": f"NextWordHead (tied to the {c.vocab_size:,}-token embedding)",
+               "n_positions": c.n_positions, "shape": f"{c.n_layer} layers x {c.n_embd} wide",
+               "classifier": None}
+        if self.classifier is not None:
+            h = self.classifier.head
+            out["classifier"] = {"path": self.classifier_source, "labels": list(h.labels), "pooling": h.pooling,
+                                 "head": f"ClassificationHead ({h.pooling} pooling -> {len(h.labels)} classes)",
+                                 "mode": self.classifier_mode, "max_len": self.classifier_max_len}
+        return out
+
+    def context(self, text: str, room: int) -> tuple[list[int], int, bool]:
+        """Token ids of ``text`` that fit in ``room`` positions: (ids, oldest tokens
+        dropped, unconditional). Empty text becomes the end-of-text token, GPT-2's
+        "start of a document", so the model shows its unconditional guesses."""
+        ids = self.tokenizer.encode(text) if text else []
+        if not ids:
+            return [self.eos], 0, True
+        dropped = max(0, len(ids) - room)
+        return ids[dropped:], dropped, False
+
+    # -- the two heads ---------------------------------------------------------
+
+    def candidates(self, text: str, top_k: int = 10) -> dict:
+        from minitransfer.generate import next_word_probs, top_candidates
+
+        ids, dropped, uncond = self.context(text, self.model.config.n_positions)
+        with self.lock:
+            probs = next_word_probs(self.model, ids)
+        return {"candidates": top_candidates(probs, self.tokenizer, top_k), "n_tokens": len(ids),
+                "dropped": dropped, "unconditional": uncond}
+
+    def classify(self, text: str) -> dict:
+        from minitransfer.train import forward_tokens, make_eval_step
+        from flax import nnx
+
+        if self.classifier is None:
+            raise BadRequest("no classifier loaded: start the playground with --classifier DIR")
+        ids = self.classifier_tokenizer.encode(text) if text else []
+        if not ids:
+            ids = [self.classifier_tokenizer.eos_token_id or 0]
+        L = self.classifier_max_len
+        ignored = max(0, len(ids) - L)
+        ids = ids[:L]  # as in training: the first max_len tokens
+        from minitransfer.generate import bucket_length
+
+        T = bucket_length(len(ids), L)
+        batch = {"input_ids": np.zeros((1, T), np.int32), "attention_mask": np.zeros((1, T), np.int32)}
+        batch["input_ids"][0, : len(ids)] = ids
+        batch["attention_mask"][0, : len(ids)] = 1
+        graphdef, params = nnx.split(self.classifier)
+        with self.lock:
+            logits = np.asarray(make_eval_step(graphdef, forward_tokens)(params, batch))[0]  # (K,)
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        return {"labels": list(self.classifier.head.labels), "probs": [float(x) for x in p],
+                "n_tokens": len(ids), "ignored": ignored}
+
+    def generate_events(self, text: str, max_new_tokens: int, temperature: float, top_k: int | None,
+                        top_p: float | None, seed: int):
+        """Yield one dict per new token, then a final one with ``done`` and the speed."""
+        from minitransfer.generate import stream
+
+        room = self.model.config.n_positions - max_new_tokens
+        ids, dropped, _ = self.context(text, room)
+        yield {"start": True, "dropped": dropped, "n_tokens": len(ids)}
+        gen = stream(self.model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                     seed=seed, eos_id=self.eos)
+        n, t0, prev = 0, time.perf_counter(), ""
+        new_ids: list[int] = []
+        while True:
+            with self.lock:
+                t = next(gen, None)
+            if t is None:
+                break
+            n += 1
+            if t == self.eos:
+                break
+            new_ids.append(t)
+            # decode the whole continuation each time: a token can end in the
+            # middle of a UTF-8 character that the next token completes
+            full = self.tokenizer.decode(new_ids)
+            piece, prev = full[len(prev):], full
+            yield {"token": piece, "id": t}
+        secs = time.perf_counter() - t0
+        yield {"done": True, "tokens": n, "seconds": secs, "tokens_per_second": n / secs if secs > 0 else None}
+
+    def warm_up(self) -> None:
+        """Compile the common shapes before the first visitor arrives."""
+        self.candidates("Hello")
+        if self.classifier is not None:
+            self.classify("Hello")
+        for _ in self.generate_events("Hello", 2, 0.8, None, 0.95, 0):
+            pass
+
+
+# ----------------------------------------------------------------------------
+# HTTP
+# ----------------------------------------------------------------------------
+
+
+async def _json_body(request) -> dict:
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"the request body is not valid UTF-8 (byte {e.start})") from None
+    try:
+        body = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as e:
+        raise BadRequest(f"the request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object, such as {\"text\": \"...\"}")
+    if not isinstance(body.get("text", ""), str):
+        raise BadRequest("field 'text' must be a string")
+    return body
+
+
+def _number(body: dict, name: str, kind, default, lo, hi):
+    v = body.get(name, default)
+    if v is None and default is None:
+        return None
+    try:
+        v = kind(v)
+    except (TypeError, ValueError):
+        raise BadRequest(f"field {name!r} must be a number, got {body.get(name)!r}") from None
+    if not lo <= v <= hi:
+        raise BadRequest(f"field {name!r} must be between {lo} and {hi}, got {v}")
+    return v
+
+
+def create_app(pg: Playground):
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    def error(e: Exception, status: int = 400):
+        return JSONResponse({"error": str(e)}, status_code=status)
+
+    async def index(request):
+        return FileResponse(STATIC / "index.html")
+
+    async def static(request):
+        name = request.path_params["name"]
+        path = STATIC / name
+        if name not in {p.name for p in STATIC.iterdir()}:
+            return error(ValueError(f"no such file: {name}"), 404)
+        return FileResponse(path)
+
+    async def info(request):
+        return JSONResponse(pg.info())
+
+    async def candidates(request):
+        try:
+            body = await _json_body(request)
+            k = _number(body, "top_k", int, 10, 1, MAX_TOP_K)
+            return JSONResponse(await run_in_threadpool(pg.candidates, body.get("text", ""), k))
+        except BadRequest as e:
+            return error(e)
+
+    async def classify(request):
+        try:
+            body = await _json_body(request)
+            return JSONResponse(await run_in_threadpool(pg.classify, body.get("text", "")))
+        except BadRequest as e:
+            return error(e, 404 if pg.classifier is None else 400)
+
+    async def generate(request):
+        try:
+            body = await _json_body(request)
+            settings = dict(
+                max_new_tokens=_number(body, "max_new_tokens", int, min(40, pg.model.config.n_positions - 1), 1,
+                                       min(MAX_NEW_TOKENS, pg.model.config.n_positions - 1)),
+                temperature=_number(body, "temperature", float, 0.8, 0.05, 5.0),
+                top_k=_number(body, "top_k", int, None, 1, pg.model.config.vocab_size),
+                top_p=_number(body, "top_p", float, 0.95, 0.01, 1.0),
+                seed=_number(body, "seed", int, 0, 0, 2**31 - 1),
+            )
+        except BadRequest as e:
+            return error(e)
+        events = pg.generate_events(body.get("text", ""), **settings)
+
+        async def sse():
+            while True:
+                if await request.is_disconnected():  # the page pressed Stop
+                    return
+                ev = await run_in_threadpool(next, events, None)
+                if ev is None:
+                    return
+                yield f"data: {json.dumps(ev)}\n\n"
+
+        return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    routes = [
+        Route("/", index),
+        Route("/static/{name}", static),
+        Route("/api/info", info),
+        Route("/api/candidates", candidates, methods=["POST"]),
+        Route("/api/classify", classify, methods=["POST"]),
+        Route("/api/generate", generate, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def serve(source: str, classifier: str | None = None, host: str = "127.0.0.1", port: int = 8000,
+          log=print) -> int:
+    """Load, warm up, and serve until Ctrl-C."""
+    import uvicorn
+
+    if not port_free(host, port):
+        raise ValueError(f"port {port} on {host} is already in use; choose another with --port")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log(f"warning: listening on {host}: anyone who can reach this machine on port {port} can use the "
+            f"playground (and your CPU); the default --host 127.0.0.1 keeps it to this machine")
+    try:  # Ctrl-C at any point (loading, compiling, serving) ends cleanly
+        t0 = time.perf_counter()
+        pg = Playground(source, classifier)
+        pg.warm_up()
+        log(f"playground: {source}" + (f" + classifier {classifier}" if classifier else "")
+            + f" loaded and compiled in {time.perf_counter() - t0:.1f} s")
+        config = uvicorn.Config(create_app(pg), host=host, port=port, log_level="warning")
+        log(f"open http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/  (Ctrl-C stops)")
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass
+    log("playground: stopped")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,271 @@
+"""The playground: its JSON API (every bad input), the command's edges (port
+in use, Ctrl-C), and the page itself in headless Chromium where installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minitransfer as mt
+from minitransfer.heads import ClassificationHead
+from tests.conftest import REPO
+
+TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory, gpt2_tokenizer):
+    d = tmp_path_factory.mktemp("pg")
+    lm = mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=7)
+    mt.save_pretrained(lm, d / "lm", tokenizer=gpt2_tokenizer)
+    clf = mt.GPT2(lm.backbone, ClassificationHead(32, ["negative", "neutral", "positive"], pooling="mean"))
+    mt.save_pretrained(clf, d / "clf", tokenizer=gpt2_tokenizer, extra={"max_len": 16, "mode": "full"})
+    return d
+
+
+@pytest.fixture(scope="module")
+def client(dirs):
+    from starlette.testclient import TestClient
+
+    from minitransfer.playground import Playground, create_app
+
+    pg = Playground(str(dirs / "lm"), str(dirs / "clf"))
+    with TestClient(create_app(pg)) as c:
+        c.pg = pg
+        yield c
+
+
+def test_page_and_static_files_are_served_offline(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "minitransfer playground" in page.text
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    assert "http" not in client.get("/static/style.css").text  # no CDN, no web fonts
+    assert client.get("/static/../cli.py").status_code == 404
+
+
+def test_candidates_are_sorted_probabilities(client):
+    r = client.post("/api/candidates", json={"text": "The movie was", "top_k": 10}).json()
+    p = [c["prob"] for c in r["candidates"]]
+    assert len(p) == 10 and p == sorted(p, reverse=True) and 0 < sum(p) <= 1 + 1e-6
+    assert r["n_tokens"] == 3 and r["dropped"] == 0 and not r["unconditional"]
+    # the same as the library's next-word distribution
+    probs = mt.generate.next_word_probs(client.pg.model, client.pg.tokenizer.encode("The movie was"))
+    assert r["candidates"][0]["id"] == int(np.argmax(probs))
+
+
+def test_empty_and_too_long_text(client):
+    r = client.post("/api/candidates", json={"text": ""}).json()
+    assert r["unconditional"] and r["n_tokens"] == 1 and len(r["candidates"]) == 10
+    long = "word" + " word" * 49  # 50 tokens > n_positions 32
+    r = client.post("/api/candidates", json={"text": long}).json()
+    assert r["dropped"] == 50 - 32 and r["n_tokens"] == 32
+    c = client.post("/api/classify", json={"text": long}).json()
+    assert c["ignored"] == 50 - 16 and c["n_tokens"] == 16
+
+
+@pytest.mark.parametrize("body,message", [
+    (b'{"text": "\xff\xfe"}', "not valid UTF-8"),
+    (b'{"text": "unclosed', "not valid JSON"),
+    (b'["a list"]', "must be a JSON object"),
+    (b'{"text": 5}', "'text' must be a string"),
+    (b'{"text": "a", "top_k": "many"}', "'top_k' must be a number"),
+    (b'{"text": "a", "top_k": 0}', "'top_k' must be between 1 and 50"),
+])
+def test_bad_requests_are_400_with_a_message(client, body, message):
+    r = client.post("/api/candidates", content=body)
+    assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_generate_bad_settings(client):
+    r = client.post("/api/generate", json={"text": "a", "temperature": 0})
+    assert r.status_code == 400 and "'temperature' must be between" in r.json()["error"]
+
+
+def test_classification_panel(client, dirs):
+    r = client.post("/api/classify", json={"text": "I love this"}).json()
+    assert r["labels"] == ["negative", "neutral", "positive"] and abs(sum(r["probs"]) - 1) < 1e-5
+    info = client.get("/api/info").json()
+    assert info["classifier"]["labels"] == r["labels"] and info["classifier"]["mode"] == "full"
+    assert info["model"] == str(dirs / "lm")
+
+
+def test_classify_without_classifier_is_404(dirs):
+    from starlette.testclient import TestClient
+
+    from minitransfer.playground import Playground, create_app
+
+    with TestClient(create_app(Playground(str(dirs / "lm")))) as c:
+        r = c.post("/api/classify", json={"text": "x"})
+        assert r.status_code == 404 and "--classifier" in r.json()["error"]
+        assert c.get("/api/info").json()["classifier"] is None
+
+
+def _events(response_text: str) -> list[dict]:
+    return [json.loads(line[6:]) for line in response_text.split("\n\n") if line.startswith("data: ")]
+
+
+def test_generate_streams_the_same_tokens_as_generate(client):
+    body = {"text": "The movie was", "max_new_tokens": 8, "temperature": 0.9, "top_p": 0.9, "seed": 3}
+    r = client.post("/api/generate", json=body)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    ev = _events(r.text)
+    assert ev[0]["start"] and ev[-1]["done"] and ev[-1]["tokens_per_second"] > 0
+    ids = [e["id"] for e in ev if "id" in e]
+    pg = client.pg
+    ref = mt.generate.generate(pg.model, pg.tokenizer.encode("The movie was"), 8, temperature=0.9, top_p=0.9,
+                               seed=3, eos_id=pg.eos)
+    assert ids == [t for t in ref if t != pg.eos]
+    assert "".join(e["token"] for e in ev if "token" in e) == pg.tokenizer.decode(ids)
+
+
+def test_concurrent_requests_get_their_own_answers(client):
+    texts = [f"number {i} is" for i in range(8)]
+    expected = {t: client.post("/api/candidates", json={"text": t}).json() for t in texts}
+    got, errors = {}, []
+
+    def ask(t):
+        try:
+            got[t] = client.post("/api/candidates", json={"text": t}).json()
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in texts * 3]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors and got == expected
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(args: list[str], env=None) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "minitransfer.cli", "playground", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("open http"):
+            return proc, "".join(lines)
+    proc.kill()
+    raise AssertionError("playground did not start: " + "".join(lines) + proc.stderr.read())
+
+
+def test_port_in_use_is_one_clear_line(dirs):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "minitransfer.cli", "playground", "--model", str(dirs / "lm"),
+                            "--port", str(port)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip() == (f"minitransfer playground: error: port {port} on 127.0.0.1 is already in use; "
+                                f"choose another with --port")
+
+
+def test_ctrl_c_exits_cleanly_and_exposure_warns(dirs):
+    port = _free_port()
+    proc, out = _start(["--model", str(dirs / "lm"), "--port", str(port), "--host", "0.0.0.0"])
+    assert "warning: listening on 0.0.0.0" in out
+    import httpx
+
+    for _ in range(100):  # Ctrl-C while it serves
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/info").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "playground: stopped" in rest and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------
+# The page in a real browser (Debian's chromium + chromium-driver, selenium)
+# ----------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                    reason="needs headless Chromium: apt-get install chromium chromium-driver (.ci/run does)")
+def test_page_in_headless_chromium(dirs, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from minitransfer.assets import shipped_checkpoint
+
+    from minitransfer.cli import main
+
+    model = shipped_checkpoint() or dirs / "lm"
+    # a real (if quick) classifier for the second panel: a probe on 1,000 labelled tweets
+    assert main(["finetune", "--model", str(model), "--mode", "probe", "--labels", "1000", "--steps", "150",
+                 "--max-len", "64", "--pooling", "mean", "--val-examples", "200", "--out", str(tmp_path / "probe"),
+                 "--no-progress"]) == 0
+    clf = tmp_path / "probe" / "best"
+    port = _free_port()
+    proc, _ = _start(["--model", str(model), "--classifier", str(clf), "--port", str(port)])
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"):
+        opts.add_argument(a)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(driver, 60)
+        box = driver.find_element(By.ID, "text")
+        box.send_keys("The acting was terrible and the plot")
+        wait.until(lambda d: "token(s) of context" in d.find_element(By.ID, "status").text)
+        rows = driver.find_elements(By.CSS_SELECTOR, "#bars li")
+        probs = [float(r.get_attribute("data-prob")) for r in rows]
+        assert len(probs) == 10 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+        top = rows[0].get_attribute("data-token")
+        before = box.get_attribute("value")
+        box.send_keys(Keys.TAB)
+        assert box.get_attribute("value") == before + top
+        classes = driver.find_elements(By.CSS_SELECTOR, "#classes li")
+        assert len(classes) == 3
+        assert abs(sum(float(r.get_attribute("data-prob")) for r in classes) - 1) < 1e-3
+        grown = box.get_attribute("value")
+        driver.find_element(By.ID, "continue").click()
+        wait.until(lambda d: "tokens/s" in d.find_element(By.ID, "speed").text)
+        assert len(box.get_attribute("value")) > len(grown)
+        n_tokens = len(mt.load_tokenizer(model).encode(box.get_attribute("value")))
+        wait.until(lambda d: d.find_element(By.ID, "status").text.startswith(f"{n_tokens} token(s)"))
+        print("page:", driver.find_element(By.ID, "speed").text, "|", box.get_attribute("value")[:120])
+        shot = tmp_path / "playground.png"
+        driver.save_screenshot(str(shot))
+        if os.environ.get("MINITRANSFER_SAVE_SCREENSHOTS") == "1":
+            (REPO / "docs").mkdir(exist_ok=True)
+            shutil.copy(shot, REPO / "docs" / "playground.png")
+    finally:
+        driver.quit()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)

@@ -44,19 +44,46 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def matmul_flops_per_second(n: int = 2048, repeats: int = 5, dtype: str = "float32") -> tuple[float, float]:
+def accelerator() -> tuple[str, str, str]:
+    """(jax platform, jax device name, torch device) : torch goes to CUDA when JAX uses a GPU,
+    so both frameworks are measured on the same device."""
+    import jax
+    import torch
+
+    d = jax.devices()[0]
+    torch_device = "cuda" if d.platform == "gpu" and torch.cuda.is_available() else "cpu"
+    return d.platform, d.device_kind, torch_device
+
+
+def sync(torch_device: str) -> None:
+    if torch_device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def matmul_flops_per_second(n: int = 2048, repeats: int = 5, dtype: str = "float32",
+                            torch_device: str = "cpu") -> tuple[float, float]:
     """Measured ``dtype`` matmul throughput of this machine: (jax, torch), FLOP/s."""
     import jax
     import jax.numpy as jnp
     import torch
 
+    if torch_device == "cuda":
+        n = max(n, 8192)  # a GPU needs a big matmul to reach its peak
     x = np.random.default_rng(0).standard_normal((n, n), np.float32)
     a = jnp.asarray(x, dtype=dtype)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
     t_jax = best_of(lambda: f(a).block_until_ready(), repeats)
-    ta = torch.from_numpy(x).to(getattr(torch, dtype))
+    ta = torch.from_numpy(x).to(getattr(torch, dtype)).to(torch_device)
     ta @ ta
-    t_torch = best_of(lambda: ta @ ta, repeats)
+    sync(torch_device)
+
+    def torch_mm():
+        ta @ ta
+        sync(torch_device)
+
+    t_torch = best_of(torch_mm, repeats)
     flops = 2 * n**3
     return flops / t_jax, flops / t_torch

@@ -18,8 +18,10 @@ import argparse
 import os
 import sys
 
+# On a GPU, leave memory for PyTorch: JAX would otherwise take 75% of it up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 sys.path.insert(0, os.path.dirname(__file__))
-from common import interleaved_best, matmul_flops_per_second, process_setup, threads  # noqa: E402
+from common import accelerator, interleaved_best, matmul_flops_per_second, process_setup, sync, threads  # noqa: E402
 
 
 def model_flops(L: int, C: int, B: int, T: int) -> float:
@@ -36,6 +38,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap.add_argument("--peak-tflops", type=float,
+                    help="the device's dense bf16 peak for MFU (default: from minitransfer.flops's table, GPUs/TPUs)")
     args = ap.parse_args()
     setting = process_setup()
     n_threads = threads()
@@ -55,9 +59,15 @@ def main():
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 50257, (B, T)).astype(np.int32)
     labels = rng.integers(0, 2, B).astype(np.int32)
-    peak_jax, peak_torch = matmul_flops_per_second(dtype=args.dtype)
-    print(f"machine: {os.cpu_count()} cores, {n_threads} threads, {setting}; measured {args.dtype} matmul: "
-          f"jax {peak_jax / 1e9:.1f} GFLOP/s, torch {peak_torch / 1e9:.1f} GFLOP/s")
+    platform, device_name, torch_device = accelerator()
+    from minitransfer.flops import device_peak_tflops
+
+    spec_peak = args.peak_tflops or device_peak_tflops()
+    peak_jax, peak_torch = matmul_flops_per_second(dtype=args.dtype, torch_device=torch_device)
+    print(f"machine: {os.cpu_count()} cores, {n_threads} threads, {setting}; jax on {platform} ({device_name}), "
+          f"torch on {torch_device}" + (f" ({torch.cuda.get_device_name()})" if torch_device == "cuda" else "")
+          + f"; measured {args.dtype} matmul: jax {peak_jax / 1e9:.1f} GFLOP/s, torch {peak_torch / 1e9:.1f} GFLOP/s"
+          + (f"; spec bf16 peak {spec_peak:g} TFLOP/s" if spec_peak else ""))
     print(f"shape: GPT-2 124M (n_layer={L}), batch {B} x seq {T} = {B * T} tokens/step, "
           f"{flops / 1e9:.1f} GFLOP/step, {args.dtype}")
 
@@ -84,25 +94,29 @@ def main():
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     torch.manual_seed(0)
-    hf = GPT2ForSequenceClassification(GPT2Config(n_layer=L, num_labels=2, pad_token_id=50256))
+    hf = GPT2ForSequenceClassification(GPT2Config(n_layer=L, num_labels=2, pad_token_id=50256)).to(torch_device)
     hf.train()
-    opt = torch.optim.AdamW(hf.parameters(), lr=1e-5)
-    t_ids, t_labels = torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(labels.astype(np.int64))
+    # the fastest AdamW PyTorch has on a GPU: one fused kernel for all parameters
+    opt = torch.optim.AdamW(hf.parameters(), lr=1e-5, **({"fused": True} if torch_device == "cuda" else {}))
+    t_ids = torch.from_numpy(ids.astype(np.int64)).to(torch_device)
+    t_labels = torch.from_numpy(labels.astype(np.int64)).to(torch_device)
 
     def run_hf():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
+        with torch.autocast(torch_device, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
             loss = hf(input_ids=t_ids, labels=t_labels).loss
         loss.backward()
         opt.step()
+        sync(torch_device)
 
     run_hf()
     best = interleaved_best({"ours": run_ours, "hf": run_hf}, args.steps, args.rounds)
     t_ours, t_hf = best["ours"], best["hf"]
 
     for name, t, peak in (("minitransfer", t_ours, peak_jax), ("transformers", t_hf, peak_torch)):
-        print(f"{name:>12}: {t:.3f} s/step, {B * T / t:.0f} tokens/s, {flops / t / 1e9:.1f} GFLOP/s "
-              f"= {100 * flops / t / peak:.0f}% of measured matmul peak")
+        print(f"{name:>12}: {1000 * t:.1f} ms/step, {B * T / t:.0f} tokens/s, {flops / t / 1e9:.1f} GFLOP/s "
+              f"= {100 * flops / t / peak:.0f}% of measured matmul peak"
+              + (f", MFU {100 * flops / t / (spec_peak * 1e12):.1f}% of the spec bf16 peak" if spec_peak else ""))
     print(f"train step ratio minitransfer/transformers speed-up: {t_hf / t_ours:.2f}x")
 
 

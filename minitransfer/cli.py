@@ -365,7 +365,8 @@ def cmd_pretrain(args) -> int:
         "config": dataclasses.asdict(config), "pretrain": dataclasses.asdict(cfg), "best_step": r.best_step,
         "val_loss": r.val_loss, "val_perplexity": r.val_perplexity, "wall_seconds": r.train_seconds,
         "steps_per_second": r.steps / r.train_seconds if r.train_seconds else float("nan"), "report": report, "command": command,
-        "val_blocks": r.val_blocks,
+        "val_blocks": r.val_blocks, "tokens_per_second": r.tokens_per_second,
+        "model_tflops_per_second": r.model_tflops_per_second, "mfu": r.mfu,
         **({"init_from": args.init_from, "init_card": _read_card(args.init_from)} if init is not None else {}),
         "hardware": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
                     f"jax {jax.__version__} on {jax.devices()[0].platform}".replace("  ", " "),
@@ -416,6 +417,10 @@ def model_card(c: dict) -> str:
                      f"`{rep['text']}` (blocks of {rep['block_size']}) |")
     lines += [
         f"| wall time | {c['wall_seconds'] / 60:.1f} min ({c['steps_per_second']:.2f} steps/s) |",
+        *([f"| throughput | {c['tokens_per_second']:,.0f} tokens/s, {c['model_tflops_per_second']:.3f} model "
+           f"TFLOP/s" + (f", MFU {100 * c['mfu']:.1f}% of the device's bf16 peak" if c.get("mfu") else
+                         " (no spec-sheet peak for this device, so no MFU)") + " |"]
+          if c.get("tokens_per_second") else []),
         f"| hardware | {c['hardware']} |",
         "",
         "Reproduce with:",

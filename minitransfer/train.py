@@ -451,6 +451,7 @@ class LoopResult:
     interrupted: bool
     steps_run: int = 0  # steps taken by this call (0: the run had already finished)
     train_seconds: float = 0.0  # wall time of the loop over all calls (resumes included)
+    last_call_seconds: float = 0.0  # wall time of this call's steps and evaluations
 
 
 def train_loop(
@@ -551,12 +552,14 @@ def train_loop(
                 bar.close()
                 log(f"stopping at step {step} (interrupted on request)")
                 return LoopResult(params, best["params"], best["step"], best["metrics"], history, step, 0.0, True,
-                                  steps_run, seconds_before + time.perf_counter() - t_loop)
+                                  steps_run, seconds_before + time.perf_counter() - t_loop,
+                                  time.perf_counter() - t_loop)
     bar.close()
     elapsed = time.perf_counter() - t_loop
     best_params = best["params"] if best["params"] is not None else params
     return LoopResult(params, best_params, best["step"], best["metrics"] or {}, history, step,
-                      steps_run / elapsed if steps_run else float("nan"), False, steps_run, seconds_before + elapsed)
+                      steps_run / elapsed if steps_run else float("nan"), False, steps_run, seconds_before + elapsed,
+                      elapsed)
 
 
 def _save_state(out: Path, params, opt_state, best, step, history, run_key, train_seconds: float = 0.0):
@@ -902,6 +905,9 @@ class PretrainResult:
     steps_run: int = 0
     val_blocks: int = 0
     train_seconds: float = 0.0
+    tokens_per_second: float | None = None  # this call's training throughput
+    model_tflops_per_second: float | None = None
+    mfu: float | None = None  # against the device's spec-sheet bf16 peak, where known
 
 
 def pretrain(
@@ -961,9 +967,20 @@ def pretrain(
         parallel=parallel,
     )
     nnx.update(model, loop.best_params)
+    if loop.steps_run:
+        from minitransfer.flops import device_peak_tflops, mfu, train_flops_per_token
+
+        c = model.config
+        tok_s = loop.steps_run * cfg.batch_size * cfg.block_size / max(1e-9, loop.last_call_seconds)
+        fps = tok_s * train_flops_per_token(c.n_layer, c.n_embd, cfg.block_size, c.vocab_size, c.n_inner)
+        u = mfu(fps, device_peak_tflops())
+        log(f"pretrain: {tok_s:,.0f} tokens/s, {fps / 1e12:.3f} model TFLOP/s"
+            + (f", MFU {100 * u:.1f}% of the device's bf16 peak" if u is not None else
+               " (MFU: no spec-sheet peak known for this device)"))
     return PretrainResult(
         out, loop.best_step, loop.best_metrics.get("val_loss", float("nan")),
         loop.best_metrics.get("val_perplexity", float("nan")), loop.step,
         loop.step * cfg.batch_size * cfg.block_size, loop.steps_per_second,
         time.perf_counter() - t_start, loop.history, loop.steps_run, len(val_blocks), loop.train_seconds,
+        *((tok_s, fps / 1e12, u) if loop.steps_run else ()),
     )

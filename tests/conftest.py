@@ -19,6 +19,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MINITRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
 IMDB = SHARED_DATA / "imdb"
+# OpenAI's encoder.json + vocab.bpe, as they ship inside the package
+from minitransfer.assets import GPT2_BPE_DIR as GPT2_TOKENIZER_FILES  # noqa: E402
 
 
 def needs_imdb(test):
@@ -29,6 +31,13 @@ def needs_imdb(test):
 
 # keep tests off the network whatever the machine: hub look-ups fail fast
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# The parity tests claim float32. On GPUs (TF32) and TPUs (bfloat16 passes)
+# JAX's default matmul precision is lower than that, so the tests ask for
+# true float32 everywhere; on a CPU this changes nothing.
+import jax  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
 
 
 def make_hf_gpt2(seed: int = 0, **config):
@@ -63,11 +72,9 @@ def hf_logits(hf, ids, attention_mask=None, position_ids=None):
 @pytest.fixture(scope="session")
 def gpt2_tokenizer_dir(tmp_path_factory) -> Path:
     """The real GPT-2 BPE (the copy in the package) under the names transformers expects."""
-    from minitransfer.assets import GPT2_BPE_DIR
-
     d = tmp_path_factory.mktemp("gpt2-tokenizer")
-    shutil.copy(GPT2_BPE_DIR / "encoder.json", d / "vocab.json")
-    shutil.copy(GPT2_BPE_DIR / "vocab.bpe", d / "merges.txt")
+    shutil.copy(GPT2_TOKENIZER_FILES / "encoder.json", d / "vocab.json")
+    shutil.copy(GPT2_TOKENIZER_FILES / "vocab.bpe", d / "merges.txt")
     return d
 
 

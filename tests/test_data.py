@@ -148,7 +148,7 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
 
 
 def test_pretraining_blocks(tmp_path, gpt2_tokenizer):
-    texts = load_texts(f"jsonl:{IMDB}")[:200]
+    texts = load_texts("tweets")[:400]  # training tweets: offline in every clone
     blocks = pack_blocks(texts, gpt2_tokenizer, block_size=64, val_fraction=0.1, seed=0)
     assert blocks.train.shape[1] == 65 and blocks.validation.shape[1] == 65
     assert len(blocks.train) > 5 * len(blocks.validation) > 0

@@ -240,25 +240,36 @@ def test_page_in_headless_chromium(dirs, tmp_path):
     try:
         driver.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(driver, 60)
+        tok = mt.load_tokenizer(model)
+
+        def settled(text):  # the panels show the answer for exactly this text
+            n = len(tok.encode(text))
+            wait.until(lambda d: d.find_element(By.ID, "status").text.startswith(f"{n} token(s) of context"))
+
+        def rows(selector):  # (data-prob, data-token) of each bar, read in one go (bars are redrawn often)
+            return driver.execute_script(
+                "return [...document.querySelectorAll(arguments[0])].map(li => [li.dataset.prob, li.dataset.token])",
+                selector)
+
         box = driver.find_element(By.ID, "text")
         box.send_keys("The acting was terrible and the plot")
-        wait.until(lambda d: "token(s) of context" in d.find_element(By.ID, "status").text)
-        rows = driver.find_elements(By.CSS_SELECTOR, "#bars li")
-        probs = [float(r.get_attribute("data-prob")) for r in rows]
+        settled("The acting was terrible and the plot")
+        bars = rows("#bars li")
+        probs = [float(p) for p, _ in bars]
         assert len(probs) == 10 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
-        top = rows[0].get_attribute("data-token")
+        top = bars[0][1]
         before = box.get_attribute("value")
         box.send_keys(Keys.TAB)
         assert box.get_attribute("value") == before + top
-        classes = driver.find_elements(By.CSS_SELECTOR, "#classes li")
+        settled(before + top)
+        classes = rows("#classes li")
         assert len(classes) == 3
-        assert abs(sum(float(r.get_attribute("data-prob")) for r in classes) - 1) < 1e-3
+        assert abs(sum(float(p) for p, _ in classes) - 1) < 1e-3
         grown = box.get_attribute("value")
         driver.find_element(By.ID, "continue").click()
         wait.until(lambda d: "tokens/s" in d.find_element(By.ID, "speed").text)
         assert len(box.get_attribute("value")) > len(grown)
-        n_tokens = len(mt.load_tokenizer(model).encode(box.get_attribute("value")))
-        wait.until(lambda d: d.find_element(By.ID, "status").text.startswith(f"{n_tokens} token(s)"))
+        settled(box.get_attribute("value"))
         print("page:", driver.find_element(By.ID, "speed").text, "|", box.get_attribute("value")[:120])
         shot = tmp_path / "playground.png"
         driver.save_screenshot(str(shot))

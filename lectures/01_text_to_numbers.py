@@ -68,3 +68,50 @@ print(f"{'text':<14} {'chars':>6} {'tokens':>7} {'chars/token':>12}")
 for name, text in samples.items():
     n = len(tok.encode(text))
     print(f"{name:<14} {len(text):>6} {n:>7} {len(text) / n:>12.2f}")
+
+# %% [markdown]
+# ## A picture: one vocabulary fits its text
+#
+# The shipped stand-in model learnt its own 8,192-token vocabulary from movie
+# reviews; GPT-2's was learnt from web text. Tokenise the same tweets with
+# both. **What you see:** how many tokens each tweet costs under each
+# vocabulary; the smaller vocabulary, learnt on another domain, spends more.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minitransfer.data import load_dataset
+from minitransfer.lecture import FAST, out_dir, pretrained_source
+
+tweets = load_dataset("tweets").train.texts[: 300 if FAST else 3000]
+small = load_tokenizer(pretrained_source())
+n_gpt2 = np.array([len(tok.encode(t)) for t in tweets])
+n_small = np.array([len(small.encode(t)) for t in tweets])
+fig, ax = plt.subplots(figsize=(7, 3.8))
+bins = np.arange(0, max(n_gpt2.max(), n_small.max()) + 4, 4)
+ax.hist(n_gpt2, bins=bins, alpha=0.6, label=f"GPT-2, 50,257 tokens (median {np.median(n_gpt2):.0f})")
+ax.hist(n_small, bins=bins, alpha=0.6, label=f"stand-in, {len(small):,} tokens (median {np.median(n_small):.0f})")
+ax.set_xlabel("tokens per tweet")
+ax.set_ylabel("tweets")
+ax.set_title("The same tweets under two vocabularies")
+ax.legend()
+fig.tight_layout()
+fig.savefig(out_dir() / "01_tokens_per_tweet.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ## Try it
+#
+# 1. Predict, then check: how many tokens is `" the"` (with its space) in
+#    GPT-2's vocabulary, and how many is `"the"` at the start of a text?
+#    <details><summary>Answer</summary>One each, but different ids (262 and
+#    1169): the space is part of the token.</details>
+# 2. Encode a sentence in a language you know that is not English and
+#    compare its characters per token with the English line above. Why does
+#    it matter for a model's cost?
+#    <details><summary>Hint</summary>Context length and compute are counted in
+#    tokens; a language the vocabulary saw little of pays more per word.</details>
+# 3. `minitransfer.tokenizer.train_tokenizer(texts, 512)` learns a tiny
+#    vocabulary. Train one on 1,000 tweets and tokenise a tweet with it: which
+#    words stay whole?

@@ -75,9 +75,6 @@ print("final hidden   ", backbone(ids).shape)
 # a trained model's rows are peaked on the tokens that matter.
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 attn = backbone.h[0].attn
@@ -96,3 +93,71 @@ ax.set_ylabel("query position t")
 ax.set_title("attention weights, block 0 head 0")
 fig.savefig(out_dir() / "02_attention.png", dpi=100)
 plt.show()
+
+# %% [markdown]
+# ## Attention of a *trained* model
+#
+# Now the same computation inside the pretrained stand-in, on a real
+# sentence, for a few heads of its first and last block, next to the same
+# heads with random weights. **What you see:** random heads spread each row
+# thinly over the past; trained heads have learnt *where to look*: some
+# attend to the previous token, some to the start of the text (a "no-op"
+# sink), some to specific earlier words.
+
+# %%
+import minitransfer as mt
+from minitransfer.lecture import pretrained_source
+
+
+def attention_maps(backbone, ids):
+    """Attention weights (L, H, T, T) of every block for one sequence ids (1, T)."""
+    x = backbone.wte(ids) + backbone.wpe(jnp.arange(ids.shape[1])[None])  # (1, T, C)
+    maps = []
+    for block in backbone.h:
+        a = block.attn
+        q, k, _ = jnp.split(a.c_attn(block.ln_1(x)), 3, axis=-1)  # 3 x (1, T, C)
+        H, D = a.n_head, x.shape[-1] // a.n_head
+        q = q.reshape(1, -1, H, D).transpose(0, 2, 1, 3)  # (1, H, T, D)
+        k = k.reshape(1, -1, H, D).transpose(0, 2, 1, 3)  # (1, H, T, D)
+        s = jnp.einsum("bhtd,bhsd->bhts", q, k) * a.scale  # (1, H, T, T)
+        T = ids.shape[1]
+        s = jnp.where(jnp.tril(jnp.ones((T, T), bool)), s, -jnp.inf)
+        maps.append(np.asarray(jax.nn.softmax(s, axis=-1))[0])  # (H, T, T)
+        x = block(x, None)
+    return np.stack(maps)
+
+
+source = pretrained_source()
+trained = mt.load_pretrained(source).backbone
+tok = mt.load_tokenizer(source)
+sentence = "The acting was terrible, but the music in this film was wonderful."
+ids = jnp.asarray([tok.encode(sentence)])
+words = [tok.decode([int(i)]).replace(" ", "·") for i in ids[0]]
+untrained = GPT2Backbone(trained.config, rngs=nnx.Rngs(1))
+panels = [(0, 0), (0, 1), (trained.config.n_layer - 1, 0), (trained.config.n_layer - 1, 2)]
+fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 8.4))
+for row, (name, bb) in enumerate([("pretrained", trained), ("random", untrained)]):
+    maps = attention_maps(bb, ids)
+    for col, (layer, head) in enumerate(panels):
+        ax = axes[row, col]
+        ax.imshow(maps[layer, head], cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(f"{name}: block {layer}, head {head}", fontsize=10)
+        ax.set_xticks(range(len(words)), words, rotation=90, fontsize=7, fontfamily="monospace")
+        ax.set_yticks(range(len(words)), words, fontsize=7, fontfamily="monospace")
+fig.tight_layout()
+fig.savefig(out_dir() / "02_attention_trained_vs_random.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ## Try it
+#
+# 1. Remove the causal mask (`jnp.where(...)`) in `attention_maps` and redraw.
+#    What would a model trained with the mask make of the future it never
+#    learnt to use?
+# 2. In `CausalSelfAttention`, the scores are multiplied by `self.scale`
+#    (1/sqrt(D)). Predict what happens to a random model's attention rows
+#    if you drop the scale, then try it.
+#    <details><summary>Answer</summary>The scores grow with sqrt(D), the
+#    softmax saturates, and rows become near one-hot on arbitrary tokens.</details>
+# 3. Find a head in the pretrained model that always looks at the previous
+#    token (a bright line just below the diagonal). Which block is it in?

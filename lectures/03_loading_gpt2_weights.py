@@ -17,7 +17,7 @@ from transformers import GPT2LMHeadModel
 
 import minitransfer as mt
 from minitransfer.convert import backbone_from_tensors, hf_name, normalize_state_dict
-from minitransfer.lecture import FAST, show
+from minitransfer.lecture import FAST, out_dir, show
 
 show(hf_name)
 
@@ -68,3 +68,37 @@ our_logits = np.asarray(ours(ids.astype(np.int32)))
 print(f"parameters: {sum(p.numel() for p in reference.parameters()):,}")
 print(f"logits shape: {our_logits.shape}")
 print(f"max |minitransfer - transformers| = {np.abs(our_logits - ref_logits).max():.2e}")
+
+# %% [markdown]
+# **A picture of the same check.** Each dot is one logit: transformers' value
+# on the x axis, minitransfer's on the y axis. Parity means every dot sits on
+# the diagonal.
+
+# %%
+import matplotlib.pyplot as plt
+
+pick = np.random.RandomState(1).choice(ref_logits.size, 5000, replace=False)
+fig, ax = plt.subplots(figsize=(4.6, 4.4))
+ax.scatter(ref_logits.ravel()[pick], our_logits.ravel()[pick], s=3, alpha=0.4)
+lo, hi = ref_logits.min(), ref_logits.max()
+ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
+ax.set_xlabel("transformers (PyTorch) logit")
+ax.set_ylabel("minitransfer (JAX) logit")
+ax.set_title("5,000 logits, two implementations")
+fig.tight_layout()
+fig.savefig(out_dir() / "03_parity.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ## Try it
+#
+# 1. In `convert.backbone_from_tensors`, swap the query and key thirds of
+#    `c_attn` (a classic porting bug) and re-run the parity check. Which
+#    number tells you?
+#    <details><summary>Hint</summary>The max difference jumps from about
+#    1e-5 to order 1: attention now matches the wrong things.</details>
+# 2. Why does GPT-2 store `Conv1D` weights as (in, out), and why does that
+#    mean *no* transpose for Flax's `Linear`, which also stores (in, out)?
+# 3. Load a checkpoint saved by `minitransfer.save_pretrained` with
+#    `transformers.GPT2LMHeadModel.from_pretrained`: which file tells
+#    transformers the shape?

@@ -17,7 +17,7 @@ import minitransfer as mt
 from minitransfer.generate import next_word_candidates
 from minitransfer.generate import filter_logits, generate
 from minitransfer.heads import NextWordHead
-from minitransfer.lecture import FAST, pretrained_source, show
+from minitransfer.lecture import FAST, out_dir, pretrained_source, show
 
 show(NextWordHead)
 
@@ -53,6 +53,31 @@ for t in (0.5, 1.0, 1.5):
           f"{int((np.cumsum(np.sort(p)[::-1]) < 0.9).sum()) + 1} tokens cover 90%")
 
 # %% [markdown]
+# **The picture every explanation of GPT-2 draws:** the next-word head's
+# candidates after a prompt, as bars, and what temperature and top-k do to
+# them. Same ten tokens in every panel; the probabilities are recomputed
+# after reshaping (a token cut by top-k gets 0).
+
+# %%
+import matplotlib.pyplot as plt
+
+top10 = np.argsort(-logits[0])[:10]
+labels = [tok.decode([int(i)]).replace(" ", "·") for i in top10]
+settings = [("temperature 1", 1.0, None), ("temperature 0.5", 0.5, None), ("temperature 1.5", 1.5, None),
+            ("top-k 3", 1.0, 3)]
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.6), sharey=True)
+for ax, (name, t, k) in zip(axes, settings):
+    p = np.asarray(jax.nn.softmax(filter_logits(logits, t, k, None)))[0][top10]
+    ax.barh(range(10)[::-1], 100 * p, color="#3d7bd9")
+    ax.set_yticks(range(10)[::-1], labels, fontfamily="monospace")
+    ax.set_title(name)
+    ax.set_xlabel("probability (%)")
+fig.suptitle(repr("This movie was") + " ... what comes next?")
+fig.tight_layout()
+fig.savefig(out_dir() / "04_next_word.png", dpi=100)
+plt.show()
+
+# %% [markdown]
 # ## The key/value cache
 # Without a cache, producing token n re-runs the model over all n previous
 # tokens. But the keys and values of earlier positions never change, so we
@@ -79,3 +104,49 @@ print(repr(tok.decode(prompt + fast)))
 for seed in range(3):
     out = generate(model, prompt, n_new, temperature=0.8, top_p=0.95, seed=seed)
     print(f"sample {seed}:", repr(tok.decode(prompt + out)))
+
+# %% [markdown]
+# **What the cache saves, as a picture:** time per generated token with and
+# without the cache, for growing prompt lengths. Without it, every new token
+# re-reads the whole prefix, so its cost grows with the length; with it, the
+# cost stays flat. (Each point is the best of a few calls, after compiling.)
+
+# %%
+def per_token(n_prompt: int, use_cache: bool, n_new: int = 8) -> float:
+    ids = (tok.encode("I watched this film last night and it was") * 40)[:n_prompt]
+    generate(model, ids, n_new, greedy=True, use_cache=use_cache)  # compile for this shape
+    best = float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
+        generate(model, ids, n_new, greedy=True, use_cache=use_cache)
+        best = min(best, time.perf_counter() - t)
+    return 1000 * best / n_new
+
+
+lengths = [8, 32] if FAST else [8, 32, 64, 96, 112]
+with_cache = [per_token(n, True) for n in lengths]
+without = [per_token(n, False) for n in lengths]
+fig, ax = plt.subplots(figsize=(6, 3.6))
+ax.plot(lengths, without, marker="o", label="no cache: the whole prefix every token")
+ax.plot(lengths, with_cache, marker="o", label="key/value cache: one position per token")
+ax.set_xlabel("prompt length (tokens)")
+ax.set_ylabel("ms per new token")
+ax.set_title("What the key/value cache saves")
+ax.legend()
+fig.tight_layout()
+fig.savefig(out_dir() / "04_kv_cache.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ## Try it
+#
+# 1. Predict the top candidate after `"The acting was terrible and the plot"`
+#    before running the first cell. Then try `"I loved"` and `"Worst"`.
+# 2. Set `top_p=0.5` in the sampling loop above: are the three samples more
+#    or less alike? Why?
+#    <details><summary>Answer</summary>More alike: only the few tokens that
+#    make up half the probability mass can ever be picked.</details>
+# 3. In `generate.filter_logits`, what happens with `temperature` close to 0?
+#    Why does minitransfer ask for `greedy=True` instead of accepting 0?
+#    <details><summary>Hint</summary>Dividing by 0 gives infinities; the limit
+#    of temperature -> 0 is the argmax, which greedy computes directly.</details>

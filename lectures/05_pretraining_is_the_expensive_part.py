@@ -61,9 +61,6 @@ show(train_loop, start="    while step < total:", stop="        step += 1")
 # validation loss falling, and the FLOPs this run cost.
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import minitransfer as mt
@@ -97,3 +94,18 @@ ax.set_title("next-word pretraining")
 fig.tight_layout()
 fig.savefig(out_dir() / "05_pretraining.png", dpi=100)
 plt.show()
+
+# %% [markdown]
+# ## Try it
+#
+# 1. With the formula above, what does the shipped stand-in's pretraining
+#    cost? Its `MODEL_CARD.md` gives the parameters and tokens seen.
+#    <details><summary>Answer</summary>6 · N · D with N about 1.9M and D about
+#    30M tokens: a few times 1e14 FLOPs, minutes of one GPU, an hour or two
+#    of a laptop CPU.</details>
+# 2. Double `steps` in the run above. Does the validation loss halve? What
+#    does the curve's shape say about where extra compute goes?
+# 3. `minitransfer pretrain --init-from checkpoints/minigpt2-imdb --data tweets
+#    --steps 300 --out runs/lm-tweets` continues pretraining on tweets (ULMFiT's
+#    middle stage, lecture 7). Compare the `val_perplexity` it starts and ends
+#    with.

@@ -57,3 +57,60 @@ r = finetune(model, data, tok, cfg, progress=False, log=print)
 print(f"probe on {cfg.labels} labels: test accuracy {r.test['accuracy']:.3f} "
       f"(majority class {np.bincount(data.test.labels).max() / len(data.test):.3f}), "
       f"{r.steps_per_second:.0f} head steps/s")
+
+# %% [markdown]
+# ## Why a probe works, or does not: the features, in 2-D
+#
+# A linear head can only separate classes that the backbone's features
+# already separate. Project the pooled features of some test tweets onto
+# their two principal components (PCA: the two directions of largest
+# variance), colour each dot by its true label, and compare the pretrained
+# backbone with a randomly initialised one of the same shape.
+#
+# **What you see:** neither cloud splits cleanly: the stand-in learnt its
+# features on movie reviews, not tweets, so its classes overlap heavily too.
+# Lecture 7 measures what that costs, and what next-word training on tweets
+# (ULMFiT's middle stage) buys back.
+
+# %%
+import matplotlib.pyplot as plt
+from flax import nnx
+
+from minitransfer.data import encode, label_budget
+from minitransfer.lecture import out_dir
+
+sample = label_budget(data.test, 300 if FAST else 1500, 0, data.num_classes, "sample")
+enc = encode(sample, tok, 64)
+random_backbone = mt.GPT2Backbone(lm.config, rngs=nnx.Rngs(0))
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+for ax, (name, backbone) in zip(axes, [("pretrained stand-in", lm.backbone), ("random weights", random_backbone)]):
+    net = mt.GPT2(backbone, ClassificationHead(lm.config.n_embd, data.label_names, pooling="mean"))
+    f = backbone_features(net, enc, 64)  # (N, C)
+    f = (f - f.mean(0)) / (f.std(0) + 1e-6)
+    _, _, vt = np.linalg.svd(f, full_matrices=False)
+    xy = f @ vt[:2].T  # (N, 2): the two principal components
+    for k, lab in enumerate(data.label_names):
+        m = sample.labels == k
+        ax.scatter(xy[m, 0], xy[m, 1], s=6, alpha=0.5, label=lab)
+    ax.set_title(f"{name}: pooled features, PCA")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(markerscale=3)
+fig.tight_layout()
+fig.savefig(out_dir() / "06_features_pca.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ## Try it
+#
+# 1. Change `pooling` to `"last"` in the probe above (`TrainConfig(pooling=...)`
+#    and the head). Predict first: better or worse for tweets? Why might the
+#    mean of all positions carry more than the last one for a small model?
+#    <details><summary>Hint</summary>compare's default is mean pooling because
+#    it measured better; the last position of a 4-layer model has seen the
+#    whole text but through few layers.</details>
+# 2. Probe with 100, 300 and 1000 labels. How does the gap to the majority
+#    class change?
+# 3. Train the probe on the features of `random_backbone`. A random network
+#    is a (bad) feature extractor too: how far above the majority class does
+#    it get?

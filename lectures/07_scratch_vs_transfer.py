@@ -81,9 +81,6 @@ if "adapt" in summary:
           f"{a['perplexity_before']:.0f} -> {a['perplexity_after']:.0f}")
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 

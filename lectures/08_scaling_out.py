@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from minitransfer.lecture import out_dir
+
 print(jax.devices())
 
 # %% [markdown]
@@ -39,6 +41,33 @@ for name, f in (("eager", gelu_mlp), ("jit", jitted)):
     for _ in range(20):
         f(w1, w2, x).block_until_ready()
     print(f"{name:>5}: {(time.perf_counter() - t) / 20 * 1e3:.2f} ms per call")
+
+# %% [markdown]
+# **What you see:** the price of compiling, and when it is paid. A fresh
+# jitted function is compiled on its first call and for every *new* input
+# shape; calls with a shape it has seen reuse the program. That is why
+# minitransfer pads batches to a few fixed shapes, and why `compare` keeps
+# one compiled train step for all its runs.
+
+# %%
+import matplotlib.pyplot as plt
+
+fresh = jax.jit(lambda w1, w2, x: jax.nn.gelu(x @ w1) @ w2)
+calls, times = [], []
+for i, rows in enumerate([512, 512, 512, 256, 256, 512]):
+    xi = jnp.ones((rows, 256))
+    t = time.perf_counter()
+    fresh(w1, w2, xi).block_until_ready()
+    times.append(1e3 * (time.perf_counter() - t))
+    calls.append(f"call {i + 1}\n{rows} rows")
+fig, ax = plt.subplots(figsize=(7, 3.4))
+ax.bar(calls, times, color=["#d62728" if t > 5 * min(times) else "#3d7bd9" for t in times])
+ax.set_yscale("log")
+ax.set_ylabel("ms (log scale)")
+ax.set_title("jit: compile on a new shape (red), reuse after (blue)")
+fig.tight_layout()
+fig.savefig(out_dir() / "08_jit_compile.png", dpi=100)
+plt.show()
 
 # %% [markdown]
 # ## 2. Pytrees: nested containers of arrays
@@ -127,3 +156,16 @@ for dtype in ("float32", "bfloat16"):
 # `MINITRANSFER_MULTIHOST=1`, which calls `jax.distributed.initialize()`;
 # each host then feeds only its own rows of every global batch.
 # `scripts/tpu/` holds scripts that do all of this.
+
+# %% [markdown]
+# ## Try it
+#
+# 1. Call `jitted` with `x` of 300 rows, then 301. How many compilations?
+#    <details><summary>Answer</summary>Two: every distinct shape is a new
+#    program. Padding to a bucket (as the playground does) keeps the count small.</details>
+# 2. Run this lecture with `XLA_FLAGS=--xla_force_host_platform_device_count=4`
+#    instead of 8. Which strategy's printed shard shape changes, and how?
+# 3. Why does mixed precision keep a float32 *master copy* of the weights?
+#    <details><summary>Hint</summary>An Adam update of 1e-5 relative size is
+#    below bfloat16's precision (about 3 significant digits): added to a
+#    bfloat16 weight, it would round away.</details>

@@ -730,6 +730,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
     p.add_argument("--port", type=int, default=8000, help="default 8000")
     p.set_defaults(func=cmd_playground)
+
+    p = sub.add_parser(
+        "lectures",
+        help="run every lecture and write the lectures as a static HTML site (the book)",
+        description="Execute lectures/NN_*.py in order in a fresh Python kernel each and write one HTML "
+        "page per lecture (source highlighted, output and figures embedded) plus index.html with the "
+        "reading order, into --out. Opens offline. Needs the lectures extra: pip install -e '.[lectures]'.",
+    )
+    p.add_argument("--out", default="site", help="output folder (default site/)")
+    p.add_argument("--fast", action="store_true",
+                   help="tiny settings (MINITRANSFER_FAST=1): minutes instead of a quarter of an hour")
+    p.add_argument("--only", nargs="*", metavar="NN", help="build only these lectures, e.g. --only 02 07")
+    p.set_defaults(func=cmd_lectures)
     return parser
 
 
@@ -737,6 +750,13 @@ def cmd_playground(args) -> int:
     from minitransfer.playground import serve
 
     return serve(_model_or_default(args), args.classifier, host=args.host, port=args.port)
+
+
+def cmd_lectures(args) -> int:
+    from minitransfer.book import build_site
+
+    build_site(args.out, fast=args.fast or os.environ.get("MINITRANSFER_FAST") == "1", only=args.only)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -749,10 +769,11 @@ def main(argv: list[str] | None = None) -> int:
     from minitransfer.convert import CheckpointError
     from minitransfer.data import DataError
     from minitransfer.train import TrainingError
+    from minitransfer.book import BookError
 
     try:
         return args.func(args)
-    except (CheckpointError, DataError, TrainingError, ValueError, FileNotFoundError) as e:
+    except (CheckpointError, DataError, TrainingError, BookError, ValueError, FileNotFoundError) as e:
         print(f"minitransfer {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -974,7 +974,7 @@ def pretrain(
         tok_s = loop.steps_run * cfg.batch_size * cfg.block_size / max(1e-9, loop.last_call_seconds)
         fps = tok_s * train_flops_per_token(c.n_layer, c.n_embd, cfg.block_size, c.vocab_size, c.n_inner)
         u = mfu(fps, device_peak_tflops())
-        log(f"pretrain: {tok_s:,.0f} tokens/s, {fps / 1e12:.3f} model TFLOP/s"
+        log(f"next-word training: {tok_s:,.0f} tokens/s, {fps / 1e12:.3f} model TFLOP/s"
             + (f", MFU {100 * u:.1f}% of the device's bf16 peak" if u is not None else
                " (MFU: no spec-sheet peak known for this device)"))
     return PretrainResult(

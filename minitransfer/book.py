@@ -1,0 +1,131 @@
+"""The lectures as a book: execute every lecture and write a static HTML site.
+
+Each ``lectures/NN_*.py`` is a jupytext "percent" script. Building the book
+reads it as a notebook (jupytext), runs it top to bottom in a fresh Python
+kernel (nbclient), and renders the executed notebook to one HTML page
+(nbconvert: highlighted source, printed output, figures embedded as images,
+so the site opens offline). ``index.html`` lists the lectures in reading
+order with each one's first paragraph and build time.
+
+``MINITRANSFER_FAST=1`` (``--fast``) runs every lecture on tiny settings, as
+the tests do; without it the lectures use sizes worth reading.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import time
+from pathlib import Path
+
+from minitransfer.assets import REPO
+
+LECTURES = REPO / "lectures"
+
+
+class BookError(RuntimeError):
+    """A lecture failed to run; the message names it and shows the error."""
+
+
+def lecture_paths(directory: Path = LECTURES) -> list[Path]:
+    paths = sorted(directory.glob("[0-9][0-9]_*.py"))
+    if not paths:
+        raise BookError(f"{directory}: no lectures (NN_name.py) found")
+    return paths
+
+
+def _title_and_intro(nb) -> tuple[str, str]:
+    first = next((c for c in nb.cells if c.cell_type == "markdown"), None)
+    text = first.source if first else ""
+    title = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), "Lecture")
+    paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip() and not p.strip().startswith("#")]
+    return title, paras[0] if paras else ""
+
+
+def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> dict:
+    """Execute one lecture and write ``out/<name>.html``; return what the index needs."""
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from nbconvert import HTMLExporter
+
+    nb = jupytext.read(path)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    title, intro = _title_and_intro(nb)
+    work = out / "_work" / path.stem
+    work.mkdir(parents=True, exist_ok=True)
+    env_before = {k: os.environ.get(k) for k in ("MINITRANSFER_FAST", "MINITRANSFER_LECTURE_OUT", "MPLBACKEND")}
+    os.environ.update({"MINITRANSFER_FAST": "1" if fast else "0", "MINITRANSFER_LECTURE_OUT": str(work),
+                       "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
+    t0 = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(work)}}).execute()
+    except CellExecutionError as e:
+        raise BookError(f"{path.name} failed while building the book:\n{str(e)[-3000:]}") from None
+    finally:
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.perf_counter() - t0
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    if errors:
+        raise BookError(f"{path.name}: a cell raised {errors[0].get('ename')}: {errors[0].get('evalue')}")
+    figures = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if "image/png" in o.get("data", {}))
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    # the template loads require.js and MathJax from a CDN; no lecture needs them,
+    # and the book must open offline
+    body = re.sub(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', "", body)
+    nav = (f'<nav style="font:14px system-ui;padding:10px 20px;border-bottom:1px solid #ddd">'
+           f'<a href="index.html">minitransfer lectures</a> · {html.escape(title)}</nav>')
+    body = re.sub(r"(<body[^>]*>)", r"\1" + nav, body, count=1)
+    (out / f"{path.stem}.html").write_text(body)
+    nbformat.write(nb, out / "_work" / f"{path.stem}.ipynb")
+    return {"name": path.stem, "title": title, "intro": intro, "seconds": seconds, "figures": figures}
+
+
+def build_site(out: str | Path, *, fast: bool = False, only: list[str] | None = None, log=print) -> list[dict]:
+    """Build every lecture (or those whose name starts with one of ``only``) and the index."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pages = []
+    t0 = time.perf_counter()
+    for path in lecture_paths():
+        if only and not any(path.stem.startswith(o) for o in only):
+            continue
+        log(f"building {path.name} ({'fast' if fast else 'full'} mode) ...")
+        page = build_lecture(path, out, fast=fast)
+        log(f"  {page['figures']} figure(s), {page['seconds']:.0f} s -> {out / (path.stem + '.html')}")
+        pages.append(page)
+    write_index(out, pages, fast=fast, seconds=time.perf_counter() - t0)
+    log(f"wrote {out / 'index.html'} ({len(pages)} lectures, {time.perf_counter() - t0:.0f} s)")
+    return pages
+
+
+def write_index(out: Path, pages: list[dict], *, fast: bool, seconds: float) -> None:
+    items = "\n".join(
+        f'<li><a href="{p["name"]}.html">{html.escape(p["title"])}</a>'
+        f'<p>{html.escape(p["intro"])}</p></li>' for p in pages)
+    (out / "index.html").write_text(f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>minitransfer: the lectures</title>
+<style>
+body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 820px; margin: 32px auto; padding: 0 20px; color: #1d1d1f; }}
+li {{ margin: 14px 0; }} li p {{ margin: 2px 0; color: #555; font-size: 14px; }}
+a {{ font-weight: 600; }} .meta {{ color: #777; font-size: 13px; }}
+</style></head><body>
+<h1>minitransfer: transfer learning on a GPT-2 you can read</h1>
+<p>Annotated source that runs: each lecture shows the package's own code and ends with something to
+look at and things to try. Read them in order.</p>
+<ol>
+{items}
+</ol>
+<p class="meta">Built by <code>minitransfer lectures</code> in {seconds:.0f} s
+({"fast mode: tiny settings, the numbers mean little" if fast else "full settings"}).</p>
+</body></html>
+""")

@@ -1,0 +1,73 @@
+"""The lectures as a book: `minitransfer lectures --fast` builds every page,
+no cell errors, every page embeds a figure; in headless Chromium (where
+installed) the index and one lecture render, and screenshots are saved."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import pytest
+
+from minitransfer.book import lecture_paths
+from tests.conftest import REPO
+
+pytest.importorskip("nbclient", reason="the book needs the lectures extra (nbconvert, nbclient, ipykernel)")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    from minitransfer.cli import main
+
+    out = tmp_path_factory.mktemp("site")
+    assert main(["lectures", "--fast", "--out", str(out)]) == 0
+    return out
+
+
+def test_every_lecture_has_a_page_with_a_figure_and_no_errors(site):
+    index = (site / "index.html").read_text()
+    for path in lecture_paths():
+        page = site / f"{path.stem}.html"
+        assert page.exists(), page
+        assert f'href="{path.stem}.html"' in index
+        html = page.read_text()
+        assert "data:image/png;base64" in html, f"{path.stem}: no embedded figure"
+        assert "Traceback (most recent call last)" not in html and 'class="ansi-red-fg"' not in html
+        assert not re.search(r'<script[^>]*src="https?://', html), f"{path.stem}: loads a script from the network"
+        assert "Try it" in html or "Exercises" in html, f"{path.stem}: no exercises"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                    reason="needs headless Chromium: apt-get install chromium chromium-driver (.ci/run does)")
+def test_book_renders_in_headless_chromium(site, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+              "--window-size=1100,1300"):
+        opts.add_argument(a)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver.get((site / "index.html").as_uri())
+        links = driver.find_elements(By.CSS_SELECTOR, "ol li a")
+        assert len(links) == len(lecture_paths())
+        driver.save_screenshot(str(tmp_path / "book_index.png"))
+        links[1].click()  # lecture 2: the attention maps
+        imgs = driver.find_elements(By.CSS_SELECTOR, "img")
+        assert any(driver.execute_script("return arguments[0].naturalWidth", i) > 100 for i in imgs)
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight * 0.62)")
+        driver.save_screenshot(str(tmp_path / "book_lecture2.png"))
+        if os.environ.get("MINITRANSFER_SAVE_SCREENSHOTS") == "1":
+            for name in ("book_index.png", "book_lecture2.png"):
+                shutil.copy(tmp_path / name, REPO / "docs" / name)
+    finally:
+        driver.quit()

@@ -76,6 +76,10 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
               if o.get("output_type") == "error"]
     if errors:
         raise BookError(f"{path.name}: a cell raised {errors[0].get('ename')}: {errors[0].get('evalue')}")
+    for c in nb.cells:  # tqdm's "IProgress not found" notice is about notebook widgets, not the lecture
+        if c.cell_type == "code":
+            c.outputs = [o for o in c.get("outputs", []) if not (o.get("output_type") == "stream"
+                         and o.get("name") == "stderr" and "TqdmWarning" in o.get("text", ""))]
     figures = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if "image/png" in o.get("data", {}))
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)

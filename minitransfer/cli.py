@@ -823,9 +823,15 @@ def restart_with_huge_pages() -> None:
         return
 
 
+# Commands whose speed does not come from big training steps: no restart, so
+# they start sooner (the playground's first answer, --help, data counts).
+NO_RESTART = {"playground", "data", "next-word", "--help", "-h"}
+
+
 def entry() -> int:
     """The ``minitransfer`` console script: ``main()`` with huge pages on."""
-    restart_with_huge_pages()
+    if not (len(sys.argv) > 1 and sys.argv[1] in NO_RESTART):
+        restart_with_huge_pages()
     return main()
 
 

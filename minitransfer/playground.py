@@ -163,12 +163,19 @@ class Playground:
         yield {"done": True, "tokens": n, "seconds": secs, "tokens_per_second": n / secs if secs > 0 else None}
 
     def warm_up(self) -> None:
-        """Compile the common shapes before the first visitor arrives."""
+        """Compile what the page asks for first (candidates, classes) before the
+        first visitor arrives; generation compiles in the background meanwhile."""
         self.candidates("Hello")
         if self.classifier is not None:
             self.classify("Hello")
-        for _ in self.generate_events("Hello", 2, 0.8, None, 0.95, 0):
-            pass
+
+        def generation():
+            from minitransfer.generate import stream
+
+            for _ in stream(self.model, [self.eos], 2, temperature=0.8, top_p=0.95, eos_id=None):
+                pass
+
+        threading.Thread(target=generation, daemon=True).start()
 
 
 # ----------------------------------------------------------------------------

@@ -82,6 +82,25 @@ def _full_step(params, ids, key, *, graphdef, greedy, temperature, top_k, top_p)
     return _pick(logits, key, greedy, temperature, top_k, top_p)
 
 
+def _setup(model: GPT2, P: int, max_new_tokens: int, temperature: float, top_k, top_p, greedy: bool, seed: int):
+    """Check a generation request; (weights, static sampling settings, one PRNG key per new token)."""
+    if P == 0:
+        raise ValueError("the prompt is empty; give at least one token")
+    if max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    if P + max_new_tokens > model.config.n_positions:
+        raise ValueError(
+            f"prompt ({P} tokens) + --max-new-tokens ({max_new_tokens}) exceeds the model's "
+            f"n_positions={model.config.n_positions}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"--temperature must be > 0, got {temperature} (use greedy decoding instead)")
+    graphdef, params = nnx.split(model)
+    sampling = dict(graphdef=graphdef, greedy=greedy, temperature=float(temperature), top_k=top_k,
+                    top_p=None if top_p is None else float(top_p))
+    return params, sampling, jax.random.split(jax.random.key(seed), max_new_tokens)
+
+
 def generate(
     model: GPT2,
     prompt_ids: list[int] | np.ndarray,
@@ -100,23 +119,7 @@ def generate(
     ``use_cache=False`` recomputes the whole prefix per token: slower, same result
     (the tests check that), kept to show what the cache saves."""
     prompt = np.asarray(prompt_ids, dtype=np.int32).reshape(1, -1)  # (1, P)
-    P = prompt.shape[1]
-    if P == 0:
-        raise ValueError("the prompt is empty; give at least one token")
-    if max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
-    max_len = P + max_new_tokens
-    if max_len > model.config.n_positions:
-        raise ValueError(
-            f"prompt ({P} tokens) + --max-new-tokens ({max_new_tokens}) exceeds the model's "
-            f"n_positions={model.config.n_positions}"
-        )
-    if temperature <= 0:
-        raise ValueError(f"--temperature must be > 0, got {temperature} (use greedy decoding instead)")
-    graphdef, params = nnx.split(model)
-    sampling = dict(graphdef=graphdef, greedy=greedy, temperature=float(temperature), top_k=top_k,
-                    top_p=None if top_p is None else float(top_p))
-    keys = jax.random.split(jax.random.key(seed), max_new_tokens)
+    params, sampling, keys = _setup(model, prompt.shape[1], max_new_tokens, temperature, top_k, top_p, greedy, seed)
     out: list[int] = []
     if use_cache:
         tokens = np.asarray(_generate_cached(params, prompt, keys, max_new_tokens=max_new_tokens, **sampling))[0]
@@ -220,17 +223,7 @@ def stream(model: GPT2, prompt_ids: list[int], max_new_tokens: int, *, temperatu
     a page that shows tokens arriving). Each token is one compiled decode step
     with the key/value cache; the same seed gives the same tokens as ``generate``."""
     P = len(prompt_ids)
-    if P == 0:
-        raise ValueError("the prompt is empty; give at least one token")
-    if P + max_new_tokens > model.config.n_positions:
-        raise ValueError(f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
-                         f"n_positions={model.config.n_positions}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature} (use greedy decoding instead)")
-    graphdef, params = nnx.split(model)
-    sampling = dict(graphdef=graphdef, greedy=greedy, temperature=float(temperature), top_k=top_k,
-                    top_p=None if top_p is None else float(top_p))
-    keys = jax.random.split(jax.random.key(seed), max_new_tokens)
+    params, sampling, keys = _setup(model, P, max_new_tokens, temperature, top_k, top_p, greedy, seed)
     token, cache = _prefill(params, _pad(prompt_ids, model.config.n_positions), P - 1, keys[0], **sampling)
     for i in range(max_new_tokens):
         t = int(token[0])

@@ -71,6 +71,7 @@ class Playground:
             self.classifier_max_len = int(extra.get("max_len") or self.classifier.config.n_positions)
             self.classifier_mode = extra.get("mode", "?")
         self.lock = threading.Lock()
+        self.warm_thread: threading.Thread | None = None
 
     # -- what the page shows about itself ------------------------------------
 
@@ -175,7 +176,10 @@ class Playground:
             for _ in stream(self.model, [self.eos], 2, temperature=0.8, top_p=0.95, eos_id=None):
                 pass
 
-        threading.Thread(target=generation, daemon=True).start()
+        # not a daemon: exiting while XLA compiles in a daemon thread aborts the
+        # process; serve() waits for it (a second or two) before returning
+        self.warm_thread = threading.Thread(target=generation)
+        self.warm_thread.start()
 
 
 # ----------------------------------------------------------------------------
@@ -306,6 +310,7 @@ def serve(source: str, classifier: str | None = None, host: str = "127.0.0.1", p
     if host not in ("127.0.0.1", "localhost", "::1"):
         log(f"warning: listening on {host}: anyone who can reach this machine on port {port} can use the "
             f"playground (and your CPU); the default --host 127.0.0.1 keeps it to this machine")
+    pg = None
     try:  # Ctrl-C at any point (loading, compiling, serving) ends cleanly
         t0 = time.perf_counter()
         pg = Playground(source, classifier)
@@ -317,6 +322,9 @@ def serve(source: str, classifier: str | None = None, host: str = "127.0.0.1", p
         uvicorn.Server(config).run()
     except KeyboardInterrupt:
         pass
+    finally:
+        if pg is not None and pg.warm_thread is not None:
+            pg.warm_thread.join()
     log("playground: stopped")
     sys.stdout.flush()
     return 0

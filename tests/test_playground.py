@@ -189,7 +189,7 @@ def test_ctrl_c_exits_cleanly_and_exposure_warns(dirs):
     assert "warning: listening on 0.0.0.0" in out
     import httpx
 
-    for _ in range(100):  # Ctrl-C while it serves
+    for _ in range(100):  # Ctrl-C while it serves (generation may still be compiling in the background)
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/info").status_code == 200:
                 break

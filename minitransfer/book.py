@@ -113,9 +113,11 @@ def build_site(out: str | Path, *, fast: bool = False, only: list[str] | None = 
 
 
 def write_index(out: Path, pages: list[dict], *, fast: bool, seconds: float) -> None:
+    import mistune  # nbconvert's own markdown renderer
+
     items = "\n".join(
         f'<li><a href="{p["name"]}.html">{html.escape(p["title"])}</a>'
-        f'<p>{html.escape(p["intro"])}</p></li>' for p in pages)
+        f'{mistune.html(p["intro"])}</li>' for p in pages)
     (out / "index.html").write_text(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>minitransfer: the lectures</title>
 <style>

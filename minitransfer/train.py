@@ -1,7 +1,7 @@
-"""Fine-tuning a classifier three ways: ``scratch``, ``probe`` and ``full``.
+"""Fine-tuning a classifier, next-word pretraining, and the loop they share.
 
 The same architecture (a GPT-2 backbone + a ``ClassificationHead``) is trained
-in one of three modes:
+in one of the modes of ``modes.py``:
 
 * ``scratch``: backbone and head start from random weights (GPT-2's init);
 * ``probe``: the pretrained backbone is frozen and only the new head learns.
@@ -10,7 +10,9 @@ in one of three modes:
   fast, and gradients and optimizer state exist only for the head;
 * ``full``: every weight of the pretrained backbone and the new head learns,
   optionally with ULMFiT-style discriminative learning rates (lower layers
-  learn more slowly: ``--lr-decay-per-layer``).
+  learn more slowly: ``--lr-decay-per-layer``);
+* ``adapt``: as ``full``, from a backbone first adapted to the task's text
+  (``adapt.py``).
 
 ``train_step`` and ``eval_step`` are pure functions of (weights, optimizer
 state, batch, PRNG key), compiled once with ``jax.jit``. The batch order and

@@ -485,6 +485,10 @@ def cmd_compare(args) -> int:
         cc.budgets = parse_budgets(args.budgets)
     if args.modes:
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    from minitransfer.modes import get_mode
+
+    for m in cc.modes:  # before minutes of data loading
+        get_mode(m)
     cc.parallel, cc.dtype = args.parallel, args.dtype
     for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
         if getattr(args, name) is not None:

@@ -109,8 +109,10 @@ class Playground:
                 "dropped": dropped, "unconditional": uncond}
 
     def classify(self, text: str) -> dict:
-        from minitransfer.train import forward_tokens, make_eval_step
         from flax import nnx
+
+        from minitransfer.generate import bucket_length
+        from minitransfer.train import forward_tokens, make_eval_step
 
         if self.classifier is None:
             raise BadRequest("no classifier loaded: start the playground with --classifier DIR")
@@ -120,8 +122,6 @@ class Playground:
         L = self.classifier_max_len
         ignored = max(0, len(ids) - L)
         ids = ids[:L]  # as in training: the first max_len tokens
-        from minitransfer.generate import bucket_length
-
         T = bucket_length(len(ids), L)
         batch = {"input_ids": np.zeros((1, T), np.int32), "attention_mask": np.zeros((1, T), np.int32)}
         batch["input_ids"][0, : len(ids)] = ids

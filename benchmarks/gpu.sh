@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU figure of minitransfer in one run, one line per figure:
 #   train step at the 124M shape (batch 32 x 512, 8 x 1024, 8 x 128; bfloat16) vs transformers on the same GPU,
+#   with and without dropout on the attention weights (without it, the fused cuDNN attention runs),
+#   where the step's time goes (a jax.profiler trace summed by operation),
 #   greedy generation vs transformers, the default `minitransfer compare`, and `pretrain` throughput.
 # About 6 minutes on one H100 (so a 15-minute rental can run it twice).
 #
@@ -12,6 +14,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+# compiled programs are kept on disk, so that a step compiled by one part is not compiled again by the next
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-${TMPDIR:-/tmp}/minitransfer-jax-cache}"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=1
 SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
 OUT="${GPU_BENCH_OUT:-runs/gpu-bench}"
@@ -19,8 +24,8 @@ mkdir -p "$OUT"
 run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key lines here, prefixed
   local name=$1; shift
   local t0=$SECONDS
-  if "$@" > "$OUT/$name.log" 2>&1; then
-    grep -E "ratio|minitransfer:|transformers:|same tokens|next-word training:|wrote|min of training|machine:" "$OUT/$name.log" \
+  if timeout "${PART_TIMEOUT:-300}" "$@" > "$OUT/$name.log" 2>&1; then
+    grep -E "ratio|minitransfer:|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced" "$OUT/$name.log" \
       | sed "s/^/[$name] /"
     echo "[$name] ok in $((SECONDS - t0)) s"
   else
@@ -31,8 +36,10 @@ python -c "import jax; d = jax.devices()[0]; print('device:', d.platform, d.devi
 if [ $SMOKE = 1 ]; then
   T="--layers 2 --steps 1 --rounds 1 --dtype bfloat16"
   run step-32x512 python benchmarks/train_step.py --batch 2 --seq 64 $T
-  run step-8x1024 python benchmarks/train_step.py --batch 1 --seq 128 $T
-  run step-8x128 python benchmarks/train_step.py --batch 2 --seq 32 $T
+  run step-32x512-attn0 python benchmarks/train_step.py --batch 2 --seq 64 $T --attn-pdrop 0
+  run step-8x1024-attn0 python benchmarks/train_step.py --batch 1 --seq 128 $T --attn-pdrop 0
+  run step-8x128-attn0 python benchmarks/train_step.py --batch 2 --seq 32 $T --attn-pdrop 0
+  run profile python benchmarks/profile_train_step.py --batch 2 --seq 32 --dtype bfloat16 --attn-pdrop 0 --top 8
   run generate python benchmarks/generate.py --new-tokens 8 --layers 2
   rm -rf "$OUT/compare"
   run compare python -m minitransfer.cli compare --budgets 20 --seeds 2 --steps 3 --adapt-steps 3 \
@@ -42,9 +49,13 @@ if [ $SMOKE = 1 ]; then
     --tokenizer train:512 --steps 10 --eval-every 5 --batch-size 8 --block-size 64 --out "$OUT/pretrain" --no-progress
 else
   T="--steps 10 --rounds 3 --dtype bfloat16"
+  # Without dropout on the attention weights, 'auto' takes cuDNN's fused attention ...
+  run step-32x512-attn0 python benchmarks/train_step.py --batch 32 --seq 512 $T --attn-pdrop 0
+  run profile python benchmarks/profile_train_step.py --batch 32 --seq 512 --dtype bfloat16 --attn-pdrop 0 --top 12
+  run step-8x1024-attn0 python benchmarks/train_step.py --batch 8 --seq 1024 $T --attn-pdrop 0
+  run step-8x128-attn0 python benchmarks/train_step.py --batch 8 --seq 128 $T --attn-pdrop 0
+  # ... GPT-2's dropout everywhere keeps the explicit attention
   run step-32x512 python benchmarks/train_step.py --batch 32 --seq 512 $T
-  run step-8x1024 python benchmarks/train_step.py --batch 8 --seq 1024 $T
-  run step-8x128 python benchmarks/train_step.py --batch 8 --seq 128 $T
   run generate python benchmarks/generate.py --new-tokens 256
   rm -rf "$OUT/compare"
   run compare python -m minitransfer.cli compare --out "$OUT/compare" --no-progress

@@ -1,6 +1,10 @@
 """Where the time of one 124M fine-tuning step goes (the step of train_step.py).
 
-    python benchmarks/profile_train_step.py [--batch 8] [--seq 128] [--top 15]
+    python benchmarks/profile_train_step.py [--batch 8] [--seq 128] [--top 15] [--dtype bfloat16] [--attn-pdrop 0]
+
+On a GPU the times are the device's own, per XLA operation (the profiler's
+"XLA Ops" line); matmuls are cuBLAS/Triton gemms and cuDNN's fused attention
+is its own line.
 
 Traces one compiled step with ``jax.profiler`` (the trace lands in
 runs/profile_train_step/, viewable in Perfetto or TensorBoard), then sums the
@@ -44,6 +48,8 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--top", type=int, default=15, help="how many non-matmul operation kinds to list")
     ap.add_argument("--out", default="runs/profile_train_step")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap.add_argument("--attn-pdrop", type=float, default=0.1, help="dropout on the attention weights (see train_step.py)")
     args = ap.parse_args()
     setting = process_setup()
     import jax
@@ -58,15 +64,18 @@ def main():
     rng = np.random.default_rng(0)
     batch = {"input_ids": rng.integers(0, 50257, (B, T)).astype(np.int32),
              "attention_mask": np.ones((B, T), np.int32), "labels": rng.integers(0, 2, B).astype(np.int32)}
-    model = mt.GPT2(mt.GPT2Backbone(mt.GPT2Config(), rngs=nnx.Rngs(0)), ClassificationHead(768, ["neg", "pos"]))
+    cfg = mt.GPT2Config(attn_pdrop=args.attn_pdrop)
+    model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(768, ["neg", "pos"]))
+    path = model.backbone.h[0].attn.fused(jax.numpy.dtype(args.dtype), dropout_active=args.attn_pdrop > 0)
     graphdef, params = nnx.split(model)
     tx = make_optimizer(TrainConfig(mode="full", steps=1000, lr=1e-5), params, 1000, 12)
-    step = make_train_step(graphdef, classification_loss(forward_tokens), tx)
+    step = make_train_step(graphdef, classification_loss(forward_tokens), tx, dtype=args.dtype)
     opt_state, key = tx.init(params), jax.random.key(0)
     hlo = step.lower(params, opt_state, batch, key, np.float32(1e-5)).compile().as_text()
-    op_names = dict(re.findall(r"^\s*%([\w.\-]+) = .*?op_name=\"([^\"]*)\"", hlo, re.M))
+    op_names = dict(re.findall(r"^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name=\"([^\"]*)\"", hlo, re.M))
+    hlo_lines = dict(re.findall(r"^\s*(?:ROOT )?%([\w.\-]+) = (.*)$", hlo, re.M))
     walls = []
-    for _ in range(3):  # compile, then warm up
+    for _ in range(4):  # compile, then warm up
         t = time.perf_counter()
         params, opt_state, m = step(params, opt_state, batch, key, np.float32(1e-5))
         jax.block_until_ready(m)
@@ -80,27 +89,55 @@ def main():
     traced = time.perf_counter() - t
     jax.profiler.stop_trace()
     (trace_file,) = set(glob.glob(f"{args.out}/plugins/profile/*/*.trace.json.gz")) - before
-    events = [e for e in json.load(gzip.open(trace_file))["traceEvents"]
-              if e.get("ph") == "X" and e["name"] in op_names]
+    events = device_events(json.load(gzip.open(trace_file))["traceEvents"], op_names)
     by_phase, by_kind, n_kind = collections.Counter(), collections.Counter(), collections.Counter()
-    for e in events:
-        name = e["name"]
-        if name.startswith(("ynn_fusion", "dot", "xnn_fusion")):
-            by_phase["matmuls"] += e["dur"]
+    for name, dur in events:
+        kind_of_op = op_kind(name, hlo_lines.get(name, ""))
+        if kind_of_op in ("matmuls", "fused attention"):
+            by_phase[kind_of_op] += dur
             continue
-        op = re.sub(r"^jit\(train_step\)/", "", op_names[name])
-        by_phase[phase(op)] += e["dur"]
+        op = re.sub(r"^jit\(train_step\)/", "", op_names.get(name, name))
+        by_phase[phase(op)] += dur
         kind = f"{phase(op)}: {re.sub(r'[.][0-9]+$', '', name)} ({op[:60]})"
-        by_kind[kind] += e["dur"]
+        by_kind[kind] += dur
         n_kind[kind] += 1
     total = sum(by_phase.values())
-    print(f"{setting}; untraced step {min(walls[1:]):.3f} s, traced step {traced:.3f} s; "
-          f"operations sum to {total / 1e6:.3f} s over XLA's threads")
+    where = f"{jax.devices()[0].device_kind}" + (" (summed over XLA's threads)" if jax.default_backend() == "cpu" else "")
+    print(f"{setting}; batch {B} x {T}, {args.dtype}, attention {'fused (' + path + ')' if path else 'explicit'}; "
+          f"untraced step {1000 * min(walls[1:]):.1f} ms, traced step {1000 * traced:.1f} ms; "
+          f"operations sum to {total / 1e3:.1f} ms on {where}")
     for k, v in by_phase.most_common():
-        print(f"  {k:<22} {v / 1e6:7.3f} s  {100 * v / total:5.1f}%")
+        print(f"  {k:<22} {v / 1e3:8.1f} ms  {100 * v / total:5.1f}%")
     print(f"largest non-matmul operation kinds (trace: {trace_file}):")
     for k, v in by_kind.most_common(args.top):
         print(f"  {v / 1e3:8.1f} ms  x{n_kind[k]:<4} {k}")
+
+
+def device_events(trace_events: list[dict], op_names: dict) -> list[tuple[str, float]]:
+    """(XLA operation name, microseconds) of every operation the step ran.
+    On a GPU/TPU: the device's "XLA Ops" line (or its streams' kernels, named
+    by their ``hlo_op``); on the CPU: the XLA worker threads' events."""
+    procs = {e["pid"]: e["args"]["name"] for e in trace_events if e.get("ph") == "M" and e["name"] == "process_name"}
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in trace_events
+               if e.get("ph") == "M" and e["name"] == "thread_name"}
+    device = {p for p, n in procs.items() if "/device:GPU" in n or "/device:TPU" in n}
+    spans = [e for e in trace_events if e.get("ph") == "X"]
+    if device:
+        ops = [e for e in spans if e["pid"] in device and "XLA Ops" in threads.get((e["pid"], e["tid"]), "")]
+        if ops:
+            return [(e["name"], e["dur"]) for e in ops]
+        return [(e.get("args", {}).get("hlo_op", e["name"]), e["dur"]) for e in spans
+                if e["pid"] in device and "Stream" in threads.get((e["pid"], e["tid"]), "")]
+    return [(e["name"], e["dur"]) for e in spans if e["name"] in op_names]
+
+
+def op_kind(name: str, hlo_line: str) -> str:
+    if "fmha" in hlo_line or "fmha" in name or "flash" in name:
+        return "fused attention"
+    if (name.startswith(("ynn_fusion", "dot", "xnn_fusion", "gemm", "cublas"))
+            or any(k in hlo_line for k in ("__cublas", "__triton_gemm", " dot(", "convolution("))):
+        return "matmuls"
+    return "other"
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap.add_argument("--attn-pdrop", type=float, default=0.1,
+                    help="dropout on the attention weights, both sides (GPT-2's 0.1 by default). At 0, "
+                         "minitransfer's 'auto' attention takes the fused cuDNN kernel on a GPU in bfloat16")
     ap.add_argument("--peak-tflops", type=float,
                     help="the device's dense bf16 peak for MFU (default: from minitransfer.flops's table, GPUs/TPUs)")
     args = ap.parse_args()
@@ -72,8 +75,11 @@ def main():
           f"{flops / 1e9:.1f} GFLOP/step, {args.dtype}")
 
     # -- minitransfer --------------------------------------------------------
-    cfg = mt.GPT2Config(n_layer=L)
+    cfg = mt.GPT2Config(n_layer=L, attn_pdrop=args.attn_pdrop)
     model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(C, ["neg", "pos"]))
+    path = model.backbone.h[0].attn.fused(jax.numpy.dtype(args.dtype), dropout_active=args.attn_pdrop > 0)
+    print(f"minitransfer attention: {'fused (' + path + ')' if path else 'explicit'}; "
+          f"attention-weight dropout {args.attn_pdrop:g}, other dropout 0.1")
     graphdef, params = nnx.split(model)
     tc = TrainConfig(mode="full", steps=1000, lr=1e-5)
     tx = make_optimizer(tc, params, 1000, L)
@@ -94,7 +100,8 @@ def main():
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     torch.manual_seed(0)
-    hf = GPT2ForSequenceClassification(GPT2Config(n_layer=L, num_labels=2, pad_token_id=50256)).to(torch_device)
+    hf = GPT2ForSequenceClassification(GPT2Config(n_layer=L, num_labels=2, pad_token_id=50256,
+                                                                attn_pdrop=args.attn_pdrop)).to(torch_device)
     hf.train()
     # the fastest AdamW PyTorch has on a GPU: one fused kernel for all parameters
     opt = torch.optim.AdamW(hf.parameters(), lr=1e-5, **({"fused": True} if torch_device == "cuda" else {}))
@@ -117,6 +124,7 @@ def main():
         print(f"{name:>12}: {1000 * t:.1f} ms/step, {B * T / t:.0f} tokens/s, {flops / t / 1e9:.1f} GFLOP/s "
               f"= {100 * flops / t / peak:.0f}% of measured matmul peak"
               + (f", MFU {100 * flops / t / (spec_peak * 1e12):.1f}% of the spec bf16 peak" if spec_peak else ""))
+    print(f"transformers attention: {hf.config._attn_implementation}")
     print(f"train step ratio minitransfer/transformers speed-up: {t_hf / t_ours:.2f}x")
 
 

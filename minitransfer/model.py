@@ -161,6 +161,19 @@ def _split(key: jax.Array | None, n: int):
     return [None] * n if key is None else list(jax.random.split(key, n))
 
 
+# How attention is computed (see ``CausalSelfAttention.fused``):
+#   "explicit": the scores (B, H, T, T) written out, masked, softmaxed: the
+#               readable version the lectures walk through; the only one with
+#               dropout on the attention weights, and the one the key/value
+#               cache (generation) uses.
+#   "fused":    ``jax.nn.dot_product_attention``: one cuDNN flash-attention
+#               kernel on NVIDIA GPUs in bfloat16/float16, which never writes
+#               the (B, H, T, T) scores to memory; XLA's plain version elsewhere.
+#   "auto":     fused where it pays (a GPU, 16-bit compute, no attention-weight
+#               dropout in play), explicit everywhere else. The default.
+ATTENTION_KINDS = ("auto", "explicit", "fused")
+
+
 class CausalSelfAttention(nnx.Module):
     """Multi-head self-attention where position t only sees positions <= t."""
 
@@ -181,6 +194,23 @@ class CausalSelfAttention(nnx.Module):
         if config.scale_attn_by_inverse_layer_idx:
             scale /= float(layer_idx + 1)
         self.scale = scale
+        self.attention = "auto"  # one of ATTENTION_KINDS; see set_attention
+
+    def fused(self, dtype, dropout_active: bool) -> str | None:
+        """Which ``jax.nn.dot_product_attention`` implementation to use
+        ("cudnn" or "xla"), or None for the explicit computation."""
+        on_gpu = jax.default_backend() == "gpu"
+        half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+        if self.attention == "explicit":
+            return None
+        if self.attention == "auto" and not (on_gpu and half and not dropout_active):
+            return None
+        if dropout_active:
+            raise ValueError(
+                "attention='fused' has no dropout on the attention weights, but attn_pdrop="
+                f"{self.attn_pdrop} is active; set attn_pdrop=0 or use attention 'explicit' or 'auto'"
+            )
+        return "cudnn" if on_gpu and half else "xla"
 
     def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None, cache=None):
         """Self-attention over ``x`` (B, T, C).
@@ -199,6 +229,22 @@ class CausalSelfAttention(nnx.Module):
 
         qkv = self.c_attn(x)  # (B, T, 3C)
         q, k, v = jnp.split(qkv, 3, axis=-1)  # 3 x (B, T, C)
+        implementation = None if cache is not None else self.fused(
+            qkv.dtype, k_attn is not None and self.attn_pdrop > 0)
+        if implementation is not None:
+            # The same attention in one call. Its padding is given as each
+            # row's number of real tokens, which assumes right padding
+            # ([a, b, pad, pad]: what data.encode builds); padding queries
+            # come out as zeros instead of the explicit path's unused values.
+            lengths = None if attention_mask is None else attention_mask.sum(-1).astype(jnp.int32)  # (B,)
+            y = jax.nn.dot_product_attention(
+                q.reshape(B, T, H, D), k.reshape(B, T, H, D), v.reshape(B, T, H, D),  # 3 x (B, T, H, D)
+                scale=self.scale, is_causal=True, key_value_seq_lengths=lengths,
+                query_seq_lengths=None if lengths is None else jnp.full((B,), T, jnp.int32),
+                implementation=implementation,
+            )  # (B, T, H, D)
+            y = self.c_proj(y.reshape(B, T, C))  # (B, T, C)
+            return _dropout(y, self.resid_pdrop, k_resid)
         q = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
         k = k.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
         v = v.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
@@ -356,6 +402,17 @@ class GPT2Backbone(nnx.Module):
             ks.append(k)
             vs.append(v)
         return self.ln_f(x), {"k": tuple(ks), "v": tuple(vs)}
+
+
+def set_attention(module: nnx.Module, kind: str) -> nnx.Module:
+    """Choose how every attention layer in ``module`` computes: one of
+    ``ATTENTION_KINDS``. Returns ``module`` (changed in place)."""
+    if kind not in ATTENTION_KINDS:
+        raise ValueError(f"unknown attention {kind!r}; expected one of {list(ATTENTION_KINDS)}")
+    for _, m in nnx.iter_graph(module):
+        if isinstance(m, CausalSelfAttention):
+            m.attention = kind
+    return module
 
 
 def num_params(module: nnx.Module) -> int:

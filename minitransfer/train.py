@@ -525,20 +525,28 @@ def train_loop(
     base_key = jax.random.key(seed)
     bar = tqdm(total=total, initial=step, disable=not progress, desc=desc, unit="step", dynamic_ncols=True)
     t_loop, steps_run = time.perf_counter(), 0
+    # The losses stay on the device until the next evaluation: reading each
+    # one back at once would make the host wait for every step to finish
+    # before queueing the next, which leaves a GPU idle between small steps.
+    pending: list = []
+    loss = float("nan")
     while step < total:
         batch = place_batch(get_batch(step))
         params, opt_state, m = train_step(params, opt_state, batch, jax.random.fold_in(base_key, step), lrs[step])
-        loss = float(m["loss"])
-        if not math.isfinite(loss):
-            bar.close()
-            raise TrainingError(
-                f"the training loss became {loss} at step {step + 1} (peak lr {lr:g}); training stopped. "
-                f"Try a lower --lr."
-            )
+        pending.append(m["loss"])
         step += 1
         steps_run += 1
         bar.update(1)
         if step % eval_every == 0 or step == total:
+            losses = np.asarray(jax.device_get(pending), dtype=np.float64)  # (steps since the last check,)
+            bad = np.flatnonzero(~np.isfinite(losses))
+            if bad.size:
+                bar.close()
+                raise TrainingError(
+                    f"the training loss became {losses[bad[0]]} at step {step - len(losses) + bad[0] + 1} "
+                    f"(peak lr {lr:g}); training stopped. Try a lower --lr."
+                )
+            loss, pending = float(losses[-1]), []
             metrics = validate(params)
             rec = {"step": step, "train_loss": loss, "lr": float(lrs[step - 1]), **metrics}
             history.append(rec)

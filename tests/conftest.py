@@ -32,6 +32,13 @@ def needs_imdb(test):
 # keep tests off the network whatever the machine: hub look-ups fail fast
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# Same seed, same result is tested; on a GPU, XLA's scatter-add (the
+# embedding's gradient) sums with atomics in whatever order threads arrive
+# unless asked to be deterministic. Read when the backend starts, which is
+# after this file runs. On a CPU this changes nothing.
+if "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
+
 # The parity tests claim float32. On GPUs (TF32) and TPUs (bfloat16 passes)
 # JAX's default matmul precision is lower than that, so the tests ask for
 # true float32 everywhere; on a CPU this changes nothing.

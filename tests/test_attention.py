@@ -1,0 +1,70 @@
+"""The fused attention path computes the same attention as the explicit one.
+
+On the CPU "fused" runs XLA's ``dot_product_attention``; on an NVIDIA GPU in
+bfloat16 it runs cuDNN's flash-attention kernel (what "auto" picks there), so
+running this file on a GPU checks the kernel the fast path really uses.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import minitransfer as mt
+from minitransfer.model import set_attention
+from minitransfer.train import cast_for_compute
+
+CFG = mt.GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=211, n_positions=64,
+                    embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
+IDS = np.random.default_rng(0).integers(0, 211, (3, 40)).astype(np.int32)
+# right padding, as data.encode builds it: full row, 25 real tokens, 3 real tokens
+MASK = np.array([[1] * 40, [1] * 25 + [0] * 15, [1] * 3 + [0] * 37], np.int32)
+
+
+def hidden(kind: str, dtype: str):
+    model = set_attention(mt.GPT2.language_model(CFG, seed=1), kind)
+    from flax import nnx
+
+    graphdef, params = nnx.split(model.backbone)
+    net = nnx.merge(graphdef, cast_for_compute(params, dtype))
+    return np.asarray(net(jnp.asarray(IDS), jnp.asarray(MASK)).astype(jnp.float32))  # (B, T, C)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("bfloat16", 0.1)])
+def test_fused_attention_equals_explicit(dtype, tol):
+    explicit, fused = hidden("explicit", dtype), hidden("fused", dtype)
+    real = MASK.astype(bool)  # padding positions differ by design (unused)
+    diff = np.abs(explicit - fused)[real].max()
+    # bfloat16 keeps 8 bits of mantissa: hidden states of size ~1-5 round to ~0.02-0.03,
+    # and two differently ordered bfloat16 computations differ by a few such steps
+    assert diff < tol, f"{dtype}: fused differs from explicit by {diff}"
+
+
+def test_fused_attention_gradients_equal_explicit():
+    from flax import nnx
+
+    def grads(kind):
+        model = set_attention(mt.GPT2.language_model(CFG, seed=1), kind)
+        graphdef, params = nnx.split(model)
+
+        def loss(p):
+            logits = nnx.merge(graphdef, p)(jnp.asarray(IDS), jnp.asarray(MASK))  # (B, T, V)
+            return (logits.mean(-1) * MASK).sum()
+        return jax.tree.leaves(jax.grad(loss)(params))
+
+    for g_explicit, g_fused in zip(grads("explicit"), grads("fused")):
+        np.testing.assert_allclose(np.asarray(g_fused), np.asarray(g_explicit), rtol=1e-4, atol=1e-6)
+
+
+def test_auto_stays_explicit_on_cpu_and_fused_refuses_attention_dropout():
+    model = mt.GPT2.language_model(mt.GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=50, n_positions=16))
+    attn = model.backbone.h[0].attn
+    assert attn.attention == "auto"
+    if jax.default_backend() == "cpu":
+        assert attn.fused(jnp.bfloat16, dropout_active=False) is None
+    assert attn.fused(jnp.float32, dropout_active=True) is None  # auto: dropout keeps it explicit
+    set_attention(model, "fused")
+    with pytest.raises(ValueError, match="attn_pdrop"):
+        model(jnp.zeros((1, 4), jnp.int32), dropout_key=jax.random.key(0))
+    with pytest.raises(ValueError, match="unknown attention 'flash'"):
+        set_attention(model, "flash")

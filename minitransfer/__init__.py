@@ -1,6 +1,7 @@
 """minitransfer: transfer learning in NLP with a readable pure-JAX/Flax GPT-2."""
 
-from minitransfer.convert import CheckpointError, load_pretrained, load_tokenizer, save_pretrained
+from minitransfer.convert import CheckpointError, load_pretrained, save_pretrained
+from minitransfer.tokenizer import load_tokenizer
 from minitransfer.heads import ClassificationHead, NextWordHead
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config, named_config
 

@@ -59,7 +59,8 @@ def _add_device_args(p: argparse.ArgumentParser):
 
 
 def cmd_convert(args) -> int:
-    from minitransfer.convert import load_pretrained, load_tokenizer, save_pretrained
+    from minitransfer.convert import load_pretrained, save_pretrained
+    from minitransfer.tokenizer import load_tokenizer
     from minitransfer.model import num_params
 
     t0 = time.perf_counter()
@@ -90,7 +91,8 @@ def cmd_convert(args) -> int:
 
 
 def cmd_next_word(args) -> int:
-    from minitransfer.convert import load_pretrained, load_tokenizer
+    from minitransfer.convert import load_pretrained
+    from minitransfer.tokenizer import load_tokenizer
     from minitransfer.generate import next_word_candidates
 
     from minitransfer.heads import NextWordHead
@@ -165,7 +167,7 @@ def cmd_data(args) -> int:
 
 
 def _tokenizer_or_none(source):
-    from minitransfer.convert import load_tokenizer
+    from minitransfer.tokenizer import load_tokenizer
 
     try:
         return load_tokenizer(source)
@@ -192,21 +194,23 @@ def _model_or_default(args) -> str:
 
 
 def cmd_finetune(args) -> int:
-    from minitransfer.convert import load_config, load_pretrained, load_tokenizer, resolve_source
-    from minitransfer.data import load_dataset
+    from minitransfer.convert import load_config, load_pretrained, resolve_source
     from minitransfer.model import named_config
     from minitransfer.modes import get_mode
-    from minitransfer.train import TrainConfig, build_classifier, finetune
+    from minitransfer.tasks import get_task, metrics_text
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.train import TrainConfig, build_model, finetune
 
     cfg = TrainConfig(
-        mode=args.mode, steps=args.steps, epochs=args.epochs if args.epochs is not None else 3.0,
+        mode=args.mode, steps=args.steps, epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
         batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
         weight_decay=args.weight_decay, lr_decay_per_layer=args.lr_decay_per_layer,
         eval_every=args.eval_every, val_examples=None if args.val_examples == 0 else args.val_examples,
         max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling,
         parallel=args.parallel, dtype=args.dtype,
     )
-    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
+    task = get_task(args.task)
+    data = task.load(args.data, text_field=args.text_field, label_field=args.label_field)
     for n in data.notes:
         print(f"data: {n}")
     if args.mode == "scratch" and args.config:
@@ -231,29 +235,45 @@ def cmd_finetune(args) -> int:
                            parallel=args.parallel, dtype=args.dtype)
         base = adapt_language_model(base, tokenizer, data, acfg, Path(args.out) / "adapted",
                                     progress=not args.no_progress).model
-    model = build_classifier(args.mode, base, config, data.label_names, cfg, new_head=args.new_head)
+    model = build_model(args.mode, base, config, data, cfg, task.head, new_head=args.new_head)
     r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress)
+    best = model.head.best_metric
     print(
-        f"{args.mode}: best validation accuracy {r.best_val['accuracy']:.4f} at step {r.best_step}; "
-        f"test accuracy {r.test['accuracy']:.4f}, macro-F1 {r.test['macro_f1']:.4f}, loss "
-        f"{r.test['loss']:.4f} (n={r.test['n']}); {r.steps_per_second:.2f} steps/s; best model in "
-        f"{Path(args.out) / 'best'}"
+        f"{args.mode}: best validation {model.head.metric_names[best]} {r.best_val[best]:.4f} at step "
+        f"{r.best_step}; {metrics_text(r.test, model.head, 'test ')}; {r.steps_per_second:.2f} steps/s; "
+        f"best model in {Path(args.out) / 'best'}"
     )
+    return 0
+
+
+def cmd_answer(args) -> int:
+    from minitransfer.convert import load_pretrained
+    from minitransfer.heads import SpanHead
+    from minitransfer.qa import answer
+    from minitransfer.tokenizer import load_tokenizer
+
+    model = load_pretrained(args.model)
+    if not isinstance(model.head, SpanHead):
+        raise ValueError(f"{args.model} has a {model.head.kind} head, not a question-answering (span) head; "
+                         f"train one with: minitransfer finetune --task qa ...")
+    text, score = answer(model, load_tokenizer(args.model), args.question, args.context)
+    print(f"answer: {text}  (score {score:.2f})")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     import json as _json
 
-    from minitransfer.convert import load_pretrained, load_tokenizer, resolve_source
-    from minitransfer.data import load_dataset
+    from minitransfer.convert import load_pretrained, resolve_source
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.tasks import metrics_text, task_of
     from minitransfer.train import evaluate
 
     model = load_pretrained(args.model)
     tokenizer = load_tokenizer(args.model)
     info = _json.loads((resolve_source(args.model) / "config.json").read_text()).get("minitransfer", {})
     max_len = args.max_len or info.get("max_len") or model.config.n_positions
-    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
+    data = task_of(model.head).load(args.data, text_field=args.text_field, label_field=args.label_field)
     val_examples = None
     if args.split == "validation" and not args.all_validation and info.get("val_examples"):
         val_examples = info["val_examples"]
@@ -264,11 +284,8 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(_json.dumps({"split": args.split, **m}))
     else:
-        print(
-            f"{args.model} on {args.data} [{args.split}]: accuracy {m['accuracy']:.4f}, macro-F1 "
-            f"{m['macro_f1']:.4f}, loss {m['loss']:.4f}, n={m['n']}"
-            + (f" ({m['n_truncated']} truncated to {max_len} tokens)" if m["n_truncated"] else "")
-        )
+        print(f"{args.model} on {args.data} [{args.split}]: {metrics_text(m, model.head)}"
+              + (f" ({m['n_truncated']} truncated to {max_len} tokens)" if m["n_truncated"] else ""))
     return 0
 
 
@@ -284,7 +301,7 @@ def cmd_pretrain(args) -> int:
 
     import jax
 
-    from minitransfer.convert import load_tokenizer
+    from minitransfer.tokenizer import load_tokenizer
     from minitransfer.data import load_texts, pack_blocks, read_rows
     from minitransfer.model import GPT2, GPT2Config, NAMED_CONFIGS, num_params
     from minitransfer.tokenizer import train_tokenizer
@@ -441,7 +458,8 @@ def model_card(c: dict) -> str:
 
 
 def cmd_generate(args) -> int:
-    from minitransfer.convert import load_pretrained, load_tokenizer
+    from minitransfer.convert import load_pretrained
+    from minitransfer.tokenizer import load_tokenizer
     from minitransfer.generate import generate
 
     from minitransfer.heads import NextWordHead
@@ -470,7 +488,8 @@ def cmd_compare(args) -> int:
 
     from minitransfer.adapt import AdaptConfig
     from minitransfer.compare import CompareConfig, compare, parse_budgets
-    from minitransfer.convert import load_pretrained, load_tokenizer
+    from minitransfer.convert import load_pretrained
+    from minitransfer.tokenizer import load_tokenizer
     from minitransfer.data import load_dataset
 
     source = _model_or_default(args)
@@ -573,15 +592,22 @@ def build_parser() -> argparse.ArgumentParser:
     from minitransfer.model import NAMED_CONFIGS
     from minitransfer.modes import MODES, mode_help
 
+    from minitransfer.tasks import TASKS
+    from minitransfer.train import TrainConfig
+
+    D = TrainConfig()  # the defaults below are the library's own
     p = sub.add_parser(
         "finetune",
-        help="train a classifier: from scratch, as a probe on a frozen backbone, or fully fine-tuned",
-        description="Put a classification head on a GPT-2 backbone and train it. Modes: "
-        + mode_help() + ". scratch takes its architecture from --model's config or --config. Writes OUT/best (best validation accuracy), OUT/metrics.jsonl and OUT/result.json; "
+        help="train a task head (classifier, question answering): from scratch, as a probe, or fully fine-tuned",
+        description="Put a task head on a GPT-2 backbone and train it. Tasks: "
+        + "; ".join(f"{t.name}: {t.help}" for t in TASKS.values()) + ". Modes: "
+        + mode_help() + ". scratch takes its architecture from --model's config or --config. Writes OUT/best "
+        "(best validation accuracy, or F1 for qa), OUT/metrics.jsonl and OUT/result.json; "
         "re-running the same command resumes an interrupted run.",
     )
     _add_model_arg(p, required=False)
-    p.add_argument("--mode", choices=list(MODES), default="probe", help=mode_help() + " (default probe)")
+    p.add_argument("--task", choices=list(TASKS), default="classify", help="default classify")
+    p.add_argument("--mode", choices=list(MODES), default=D.mode, help=mode_help() + f" (default {D.mode})")
     p.add_argument("--adapt-steps", type=int, default=AdaptConfig.steps,
                    help="mode adapt: next-word steps on the task's training texts, written to OUT/adapted "
                    "(default %(default)s)")
@@ -590,40 +616,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", choices=sorted(NAMED_CONFIGS),
                    help="scratch mode: a named architecture instead of --model's config")
     p.add_argument("--tokenizer", help="tokenizer source, if not --model's")
-    p.add_argument("--labels", default=None,
-                   help="label budget: a stratified, seeded subset of N training examples (default: all)")
+    p.add_argument("--labels", default=D.labels,
+                   help="label budget: a seeded subset of N training examples, stratified by class for "
+                   "classify (default: all)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="optimizer steps")
-    g.add_argument("--epochs", type=float, help="epochs over the (budgeted) training set (default 3)")
-    p.add_argument("--batch-size", type=int, default=32, help="default 32")
+    g.add_argument("--epochs", type=float, help=f"epochs over the (budgeted) training set (default {D.epochs:g})")
+    p.add_argument("--batch-size", type=int, default=D.batch_size, help="default %(default)s")
     p.add_argument("--lr", type=float, help="peak learning rate (default: "
                    + ", ".join(f"{m.name} {m.lr:g}" for m in MODES.values()) + "; for small models, n_embd <= 256: "
                    + ", ".join(f"{m.name} {m.lr_small:g}" for m in MODES.values()) + ")")
-    p.add_argument("--schedule", choices=["linear", "cosine"], default="linear",
-                   help="decay after warmup (default linear)")
-    p.add_argument("--warmup", type=float, default=0.1, help="warmup fraction of the steps (default 0.1)")
-    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
-    p.add_argument("--lr-decay-per-layer", type=float, default=1.0,
-                   help="full mode: each lower layer's lr is multiplied by this (ULMFiT used 1/2.6; default 1)")
-    p.add_argument("--max-len", type=int, default=128, help="tokens per example (default 128)")
-    p.add_argument("--pooling", choices=["last", "mean"], default="last",
-                   help="how the head summarises a sequence (default: last real token)")
+    p.add_argument("--schedule", choices=["linear", "cosine"], default=D.schedule,
+                   help="decay after warmup (default %(default)s)")
+    p.add_argument("--warmup", type=float, default=D.warmup, help="warmup fraction of the steps (default %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=D.weight_decay, help="AdamW weight decay (default %(default)s)")
+    p.add_argument("--lr-decay-per-layer", type=float, default=D.lr_decay_per_layer,
+                   help="full mode: each lower layer's lr is multiplied by this (ULMFiT used 1/2.6; default %(default)s)")
+    p.add_argument("--max-len", type=int, default=D.max_len, help="tokens per example (default %(default)s)")
+    p.add_argument("--pooling", choices=["last", "mean"], default=D.pooling,
+                   help="how a classification head summarises a sequence (default: last real token)")
     p.add_argument("--eval-every", type=int, help="validate every N steps (default: 10 times per run)")
-    p.add_argument("--val-examples", type=int, default=1000,
-                   help="validate on a fixed stratified subset of this many examples (0: all; default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed for init, label budget, data order, dropout")
+    p.add_argument("--val-examples", type=int, default=D.val_examples,
+                   help="validate on a fixed subset of this many examples (0: all; default %(default)s)")
+    p.add_argument("--seed", type=int, default=D.seed, help="seed for init, label budget, data order, dropout")
     p.add_argument("--new-head", action="store_true",
-                   help="replace a fine-tuned checkpoint's classification head with a fresh one")
+                   help="replace a fine-tuned checkpoint's head with a fresh one")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_device_args(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(
         "evaluate",
-        help="accuracy, macro-F1 and loss of a fine-tuned classifier on a data split",
-        description="Evaluate a classifier saved by finetune (e.g. OUT/best) on SPEC's split.",
+        help="the metrics of a fine-tuned model on a data split (accuracy, or exact match and F1 for qa)",
+        description="Evaluate a model saved by finetune (e.g. OUT/best) on SPEC's split; its head says the task.",
     )
-    p.add_argument("--model", required=True, help="a fine-tuned classifier directory (e.g. RUN/best)")
+    p.add_argument("--model", required=True, help="a fine-tuned model directory (e.g. RUN/best)")
     _add_data_args(p)
     p.add_argument("--split", choices=["train", "validation", "test"], default="test", help="default test")
     p.add_argument("--max-len", type=int, help="default: the max_len the model was trained with")
@@ -631,6 +658,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --split validation: use the whole split, not the subset training validated on")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "answer",
+        help="answer a question from a context with a question-answering model (finetune --task qa)",
+        description="Print the stretch of --context that a span model (finetune --task qa) picks as the answer.",
+    )
+    p.add_argument("--model", required=True, help="a model fine-tuned with --task qa (e.g. RUN/best)")
+    p.add_argument("--question", required=True)
+    p.add_argument("--context", required=True, help="the text that holds the answer")
+    p.set_defaults(func=cmd_answer)
 
     p = sub.add_parser(
         "pretrain",
@@ -829,7 +866,7 @@ def restart_with_huge_pages() -> None:
 
 # Commands whose speed does not come from big training steps: no restart, so
 # they start sooner (the playground's first answer, --help, data counts).
-NO_RESTART = {"playground", "data", "next-word", "--help", "-h"}
+NO_RESTART = {"playground", "data", "next-word", "answer", "--help", "-h"}
 
 
 def entry() -> int:

@@ -26,7 +26,6 @@ import numpy as np
 from flax import nnx
 
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
-from minitransfer.tokenizer import load_tokenizer  # noqa: F401  (re-exported)
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -281,61 +280,41 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
     -> logits (B, T, V). A classifier saved by minitransfer comes back with its
     ``ClassificationHead`` and label names: ``model(input_ids)`` -> (B, K).
     """
-    from minitransfer.heads import NextWordHead
+    from minitransfer.heads import NextWordHead, head_class
 
     directory = resolve_source(source, allow_pickle=allow_pickle)
     config = load_config(directory)
     raw, desc = read_weights(directory, allow_pickle=allow_pickle)
-    head_tensors = {k: raw.pop(k) for k in [k for k in raw if k.startswith(HEAD_PREFIX)]}
+    head_tensors = {k[len(HEAD_PREFIX):]: raw.pop(k) for k in [k for k in raw if k.startswith(HEAD_PREFIX)]}
     tensors, _ = normalize_state_dict(raw, desc)
     backbone = backbone_from_tensors(config, tensors, desc)
-    head_info = read_head_info(directory)
-    if head_info is None:
+    info = read_head_info(directory)
+    if info is None:
         if head_tensors:
             raise CheckpointError(
-                f"{desc}: tensors {sorted(head_tensors)} belong to a task head, but config.json has "
-                f"no 'minitransfer' section describing it"
+                f"{desc}: tensors {sorted(HEAD_PREFIX + k for k in head_tensors)} belong to a task head, but "
+                f"config.json has no 'minitransfer' section describing it"
             )
         return GPT2(backbone, NextWordHead())
-    return GPT2(backbone, classification_head_from_tensors(head_info, config, head_tensors, desc))
+    try:
+        head = head_class(info["head"], f"{directory}/config.json").restore(info, config.n_embd, head_tensors, desc)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    if head_tensors:
+        raise CheckpointError(f"{desc}: unexpected head tensors {sorted(HEAD_PREFIX + k for k in head_tensors)}")
+    return GPT2(backbone, head)
 
 
 HEAD_PREFIX = "head."
 
 
 def read_head_info(directory: Path) -> dict | None:
-    """The task-head description minitransfer stores in config.json, if any."""
+    """The task-head description minitransfer stores in config.json, if any
+    (None for a plain next-word checkpoint)."""
     info = json.loads((directory / "config.json").read_text()).get("minitransfer")
     if not info or info.get("head") in (None, "next-word"):
         return None
-    if info.get("head") != "classification":
-        raise CheckpointError(f"{directory}/config.json: unknown head type {info.get('head')!r}")
     return info
-
-
-def classification_head_from_tensors(info: dict, config: GPT2Config, tensors: dict, source: str):
-    from minitransfer.heads import ClassificationHead
-
-    labels = info.get("labels")
-    if not labels:
-        raise CheckpointError(f"{source}: config.json's 'minitransfer' section has no 'labels'")
-    head = ClassificationHead(
-        config.n_embd, labels, pooling=info.get("pooling", "last"), dropout=info.get("dropout", 0.1)
-    )
-    for leaf, expected in (("kernel", (config.n_embd, len(labels))), ("bias", (len(labels),))):
-        name = f"{HEAD_PREFIX}score.{_LEAF_TO_HF[leaf]}"
-        if name not in tensors:
-            raise CheckpointError(f"{source}: missing tensor {name!r} (expected shape {expected})")
-        t = tensors.pop(name)
-        if tuple(t.shape) != expected:
-            raise CheckpointError(
-                f"{source}: tensor {name!r} has shape {tuple(t.shape)}, expected {expected} "
-                f"for {len(labels)} labels {labels}"
-            )
-        getattr(head.score, leaf).set_value(jnp.asarray(t))
-    if tensors:
-        raise CheckpointError(f"{source}: unexpected head tensors {sorted(tensors)}")
-    return head
 
 
 # ----------------------------------------------------------------------------
@@ -361,30 +340,21 @@ def save_pretrained(
     """
     from safetensors.numpy import save_file
 
-    from minitransfer.heads import ClassificationHead, NextWordHead
+    from minitransfer.heads import ClassificationHead, TaskHead
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config.to_hf_dict()
     tensors = backbone_tensors(model.backbone)
-    if isinstance(model.head, ClassificationHead):
-        h = model.head
-        config["minitransfer"] = {
-            "head": "classification",
-            "labels": list(h.labels),
-            "pooling": h.pooling,
-            "dropout": h.dropout,
-            **(extra or {}),
-        }
-        config["id2label"] = {str(i): n for i, n in enumerate(h.labels)}
-        config["label2id"] = {n: i for i, n in enumerate(h.labels)}
-        tensors[f"{HEAD_PREFIX}score.weight"] = np.asarray(h.score.kernel[...], dtype=np.float32)
-        tensors[f"{HEAD_PREFIX}score.bias"] = np.asarray(h.score.bias[...], dtype=np.float32)
-    elif isinstance(model.head, NextWordHead):
-        if extra:
-            config["minitransfer"] = {"head": "next-word", **extra}
-    else:
-        raise TypeError(f"cannot save a model whose head is {type(model.head).__name__}")
+    head = model.head
+    if not isinstance(head, TaskHead) or not head.kind:
+        raise TypeError(f"cannot save a model whose head is {type(head).__name__}: not a registered TaskHead")
+    if head.kind != "next-word" or extra:
+        config["minitransfer"] = {"head": head.kind, **head.describe(), **(extra or {})}
+    if isinstance(head, ClassificationHead):  # transformers' own names for the classes
+        config["id2label"] = {str(i): n for i, n in enumerate(head.labels)}
+        config["label2id"] = {n: i for i, n in enumerate(head.labels)}
+    tensors.update({HEAD_PREFIX + k: v for k, v in head.tensors().items()})
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     # "format": "pt" tells transformers these are PyTorch-layout tensors (they are:
     # Conv1D's (in, out) layout is Flax's).

@@ -536,6 +536,7 @@ class Encoded:
     labels: np.ndarray  # (N,) int32
     lengths: np.ndarray  # (N,) token count before truncation
     n_truncated: int
+    texts: list[str] | None = None  # the texts encoded (keys of the frozen-feature cache)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -566,7 +567,7 @@ def encode(split: Split, tokenizer, max_len: int) -> Encoded:
         x = x[:max_len]
         out[i, : len(x)] = x
         mask[i, : len(x)] = 1
-    return Encoded(out, mask, split.labels.astype(np.int32), lengths, int((lengths > max_len).sum()))
+    return Encoded(out, mask, split.labels.astype(np.int32), lengths, int((lengths > max_len).sum()), list(split.texts))
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

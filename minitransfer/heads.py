@@ -7,18 +7,117 @@ Every head has the same call signature::
 so a model is "a backbone plus one head" and heads swap freely. The
 ``backbone`` argument is there for heads that share weights with it (the
 next-word head reuses the token embedding); other heads ignore it.
+
+A head also owns its task (``TaskHead``): its loss, its metrics and which one
+picks the best checkpoint, how it is saved into a checkpoint and restored
+from one, and what a batch for it holds (``prepare`` turns a dataset into
+arrays). ``HEADS`` maps each head's ``kind`` (as written in a checkpoint's
+config.json) to its class; ``convert.py`` and ``train.py`` go through these
+and nothing else, so a new head is one class here plus its data adapter.
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 from flax import nnx
 
-from minitransfer.model import _dropout
+from minitransfer.dropout import dropout
 
 
-class NextWordHead(nnx.Module):
+class TaskHead(nnx.Module):
+    """What every task head tells the rest of minitransfer.
+
+    Subclasses set ``kind`` and ``best_metric`` and implement the methods
+    below; ``register_head`` makes checkpoints of the new kind loadable.
+    """
+
+    kind: str = ""  # its name in config.json's "minitransfer" section
+    best_metric: str | None = None  # validation metric (higher is better) that picks the best checkpoint
+    batch_fields: tuple[str, ...] = ()  # what a training batch holds besides input_ids and attention_mask
+    metric_names: dict[str, str] = {}  # metric key -> its name in sentences, in the order to print
+
+    def loss(self, outputs: jax.Array, batch: dict) -> jax.Array:
+        """Mean training loss of this head's outputs (float32) on ``batch``. Traced inside jit."""
+        raise NotImplementedError
+
+    def metrics(self, outputs: np.ndarray, examples: Any) -> dict:
+        """Metrics of outputs (N, ...) against the encoded examples ``prepare`` made."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """What config.json records about this head (besides its kind)."""
+        return {}
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Its weights by name; saved as ``head.<name>`` beside the backbone."""
+        return {}
+
+    @classmethod
+    def restore(cls, info: dict, n_embd: int, tensors: dict[str, np.ndarray], source: str) -> "TaskHead":
+        """The inverse of ``describe`` + ``tensors``: pop every tensor used."""
+        raise NotImplementedError
+
+    # -- data: what a batch for this head looks like ---------------------------
+    @classmethod
+    def for_data(cls, n_embd: int, data: Any, *, dropout: float = 0.1, seed: int = 0, **options) -> "TaskHead":
+        """A fresh head for ``data``."""
+        raise NotImplementedError
+
+    def check_data(self, data: Any) -> None:
+        """Raise ValueError if this head cannot train on ``data`` (e.g. other labels)."""
+
+    def prepare(self, data: Any, tokenizer, *, max_len: int, budget, seed: int, val_examples: int | None,
+                log: Callable[[str], None], splits=("train", "validation", "test"),
+                ) -> dict[str, tuple[dict[str, np.ndarray], Any]]:
+        """Each of ``splits`` -> (arrays for batches, encoded examples for
+        ``metrics``). ``budget`` limits the training examples (None: all);
+        ``val_examples`` picks a fixed validation subset."""
+        raise NotImplementedError
+
+
+HEADS: dict[str, type[TaskHead]] = {}
+
+
+def register_head(cls: type[TaskHead]) -> type[TaskHead]:
+    """Make checkpoints with ``"head": cls.kind`` loadable (a class decorator)."""
+    HEADS[cls.kind] = cls
+    return cls
+
+
+def head_class(kind: str, source: str = "config.json") -> type[TaskHead]:
+    if kind not in HEADS:
+        raise ValueError(f"{source}: unknown head type {kind!r}; expected one of {sorted(HEADS)}")
+    return HEADS[kind]
+
+
+def _take_tensor(tensors: dict, name: str, shape: tuple, source: str, why: str = "") -> np.ndarray:
+    if name not in tensors:
+        raise ValueError(f"{source}: missing tensor 'head.{name}' (expected shape {shape})")
+    t = tensors.pop(name)
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{source}: tensor 'head.{name}' has shape {tuple(t.shape)}, expected {shape}{why}")
+    return t
+
+
+def _set_linear(linear: nnx.Linear, tensors: dict, prefix: str, source: str, why: str = ""):
+    kernel = _take_tensor(tensors, f"{prefix}.weight", linear.kernel.shape, source, why)
+    bias = _take_tensor(tensors, f"{prefix}.bias", linear.bias.shape, source, why)
+    linear.kernel.set_value(jnp.asarray(kernel))
+    linear.bias.set_value(jnp.asarray(bias))
+
+
+def _linear_tensors(linear: nnx.Linear, prefix: str) -> dict[str, np.ndarray]:
+    return {f"{prefix}.weight": np.asarray(linear.kernel[...], np.float32),
+            f"{prefix}.bias": np.asarray(linear.bias[...], np.float32)}
+
+
+@register_head
+class NextWordHead(TaskHead):
     """Hidden states (B, T, C) -> next-word logits (B, T, V).
 
     GPT-2 *ties* this head to the token embedding ``wte``: the score of word v
@@ -27,8 +126,18 @@ class NextWordHead(nnx.Module):
     off loses nothing: every weight stays in the backbone.
     """
 
+    kind = "next-word"
+
     def __call__(self, hidden, attention_mask, backbone, dropout_key=None):
         return backbone.wte.attend(hidden)  # (B, T, C) @ (C, V) -> (B, T, V)
+
+    def loss(self, outputs, batch):
+        """Cross-entropy of token t+1 given tokens <= t: outputs (B, T, V), batch["targets"] (B, T)."""
+        return optax.softmax_cross_entropy_with_integer_labels(outputs, batch["targets"]).mean()
+
+    @classmethod
+    def restore(cls, info, n_embd, tensors, source):
+        return cls()
 
 
 def last_token_index(attention_mask: jax.Array) -> jax.Array:
@@ -62,7 +171,31 @@ def pool(hidden: jax.Array, attention_mask: jax.Array | None, how: str = "last")
     raise ValueError(f"unknown pooling {how!r}; expected 'last' or 'mean'")
 
 
-class ClassificationHead(nnx.Module):
+def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+    """accuracy, macro-F1 (over classes that occur in labels or predictions) and
+    mean cross-entropy loss, from logits (N, K) and labels (N,)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    logp = logits - logits.max(-1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+    loss = float(-logp[np.arange(len(labels)), labels].mean())
+    pred = logits.argmax(-1)
+    f1s = []
+    for c in range(num_classes):
+        tp = np.sum((pred == c) & (labels == c))
+        fp = np.sum((pred == c) & (labels != c))
+        fn = np.sum((pred != c) & (labels == c))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {
+        "accuracy": float((pred == labels).mean()),
+        "macro_f1": float(np.mean(f1s)),
+        "loss": loss,
+        "n": int(len(labels)),
+    }
+
+
+@register_head
+class ClassificationHead(TaskHead):
     """Hidden states (B, T, C) -> class logits (B, K): pool -> dropout -> linear.
 
     ``labels`` are the class names in logit order; they travel with the head
@@ -99,7 +232,144 @@ class ClassificationHead(nnx.Module):
     def classify(self, features, dropout_key=None):
         """Pooled features (B, C) -> logits (B, K). Split out so that a frozen
         backbone's features can be computed once and cached (linear probing)."""
-        return self.score(_dropout(features, self.dropout, dropout_key))  # (B, K)
+        return self.score(dropout(features, self.dropout, dropout_key))  # (B, K)
 
     def __call__(self, hidden, attention_mask, backbone, dropout_key=None):
         return self.classify(self.features(hidden, attention_mask), dropout_key)
+
+    # -- its task ----------------------------------------------------------
+    kind = "classification"
+    best_metric = "accuracy"
+    metric_names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "loss": "loss"}
+    batch_fields = ("labels",)
+
+    def loss(self, outputs, batch):
+        return optax.softmax_cross_entropy_with_integer_labels(outputs, batch["labels"]).mean()  # outputs (B, K)
+
+    def metrics(self, outputs, examples):
+        return classification_metrics(outputs, examples.labels, self.num_classes)
+
+    def describe(self):
+        return {"labels": list(self.labels), "pooling": self.pooling, "dropout": self.dropout}
+
+    def tensors(self):
+        return _linear_tensors(self.score, "score")
+
+    @classmethod
+    def restore(cls, info, n_embd, tensors, source):
+        labels = info.get("labels")
+        if not labels:
+            raise ValueError(f"{source}: config.json's 'minitransfer' section has no 'labels'")
+        head = cls(n_embd, labels, pooling=info.get("pooling", "last"), dropout=info.get("dropout", 0.1))
+        _set_linear(head.score, tensors, "score", source, f" for {len(labels)} labels {labels}")
+        return head
+
+    @classmethod
+    def for_data(cls, n_embd, data, *, dropout=0.1, seed=0, pooling="last", **options):
+        return cls(n_embd, data.label_names, pooling=pooling, dropout=dropout, seed=seed)
+
+    def check_data(self, data):
+        if list(self.labels) != list(data.label_names):
+            raise ValueError(
+                f"the classification head has {self.num_classes} labels {list(self.labels)}, but the data has "
+                f"{len(data.label_names)} labels {list(data.label_names)}. Pass --new-head to replace the "
+                f"head with a fresh one for these labels."
+            )
+
+    def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,
+                splits=("train", "validation", "test")):
+        from minitransfer.data import encode, label_budget
+
+        parts = {"train": label_budget(data.train, budget, seed, data.num_classes), "validation": data.validation,
+                 "test": data.test}
+        if "validation" in splits and val_examples is not None and len(data.validation) > val_examples:
+            parts["validation"] = label_budget(data.validation, val_examples, 0, data.num_classes)
+            log(f"validating on a fixed stratified subset of {val_examples} of {len(data.validation)} "
+                f"validation examples")
+        out = {}
+        for name in splits:
+            part = parts[name]
+            e = encode(part, tokenizer, max_len)
+            if e.n_truncated:
+                log(f"{name}: {e.n_truncated} of {len(e)} examples truncated to --max-len {max_len} tokens")
+            out[name] = ({"input_ids": e.input_ids, "attention_mask": e.attention_mask, "labels": e.labels}, e)
+        return out
+
+
+@register_head
+class SpanHead(TaskHead):
+    """Hidden states (B, T, C) -> start and end scores of an answer span (B, T, 2).
+
+    Extractive question answering: the input is the question followed by a
+    context, and the answer is a stretch of the context. One linear layer
+    scores every position as the answer's first token (``[..., 0]``) and as
+    its last (``[..., 1]``). Which positions may be chosen (context tokens,
+    not the question or padding) is the batch's ``context_mask``: the loss and
+    the decoding (``qa.best_spans``) mask the rest, so the head itself stays a
+    plain per-token projection like the next-word head.
+    """
+
+    kind = "span"
+    best_metric = "f1"
+    metric_names = {"exact_match": "exact match", "f1": "F1"}
+    batch_fields = ("context_mask", "start", "end")
+
+    def __init__(self, n_embd: int, *, dropout: float = 0.1, seed: int = 0):
+        self.dropout = dropout
+        self.qa_outputs = nnx.Linear(n_embd, 2, kernel_init=nnx.initializers.normal(0.02), rngs=nnx.Rngs(seed))
+
+    def __call__(self, hidden, attention_mask, backbone, dropout_key=None):
+        return self.qa_outputs(dropout(hidden, self.dropout, dropout_key))  # (B, T, 2)
+
+    def loss(self, outputs, batch):
+        """Cross-entropy of the true start and end positions, each over the context's positions."""
+        allowed = batch["context_mask"].astype(bool)[:, :, None]  # (B, T, 1)
+        scores = jnp.where(allowed, outputs, jnp.finfo(outputs.dtype).min)  # (B, T, 2)
+        start = optax.softmax_cross_entropy_with_integer_labels(scores[:, :, 0], batch["start"])  # (B,)
+        end = optax.softmax_cross_entropy_with_integer_labels(scores[:, :, 1], batch["end"])  # (B,)
+        return (start + end).mean() / 2
+
+    def metrics(self, outputs, examples):
+        from minitransfer.qa import best_spans, squad_scores
+
+        return squad_scores([text for text, _ in best_spans(outputs, examples)], examples.answers)
+
+    def describe(self):
+        return {"dropout": self.dropout}
+
+    def tensors(self):
+        return _linear_tensors(self.qa_outputs, "qa_outputs")
+
+    @classmethod
+    def restore(cls, info, n_embd, tensors, source):
+        head = cls(n_embd, dropout=info.get("dropout", 0.1))
+        _set_linear(head.qa_outputs, tensors, "qa_outputs", source)
+        return head
+
+    @classmethod
+    def for_data(cls, n_embd, data, *, dropout=0.1, seed=0, **options):
+        return cls(n_embd, dropout=dropout, seed=seed)
+
+    def check_data(self, data):
+        from minitransfer.qa import QADataset
+
+        if not isinstance(data, QADataset):
+            raise ValueError("the span head answers questions: it needs question-answering data (--task qa)")
+
+    def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,
+                splits=("train", "validation", "test")):
+        from minitransfer.qa import encode_qa
+
+        parts = {"train": data.train.subset(budget, seed, "--labels"), "validation": data.validation,
+                 "test": data.test}
+        if "validation" in splits and val_examples is not None and len(data.validation) > val_examples:
+            parts["validation"] = data.validation.subset(val_examples, 0, "--val-examples")
+            log(f"validating on a fixed subset of {val_examples} of {len(data.validation)} validation examples")
+        out = {}
+        for name in splits:
+            e = encode_qa(parts[name], tokenizer, max_len, drop_unanswerable=name == "train")
+            for note in e.notes:
+                log(f"{name}: {note}")
+            out[name] = ({"input_ids": e.input_ids, "attention_mask": e.attention_mask,
+                          "context_mask": e.context_mask, "start": e.start, "end": e.end}, e)
+        return out

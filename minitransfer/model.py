@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from minitransfer.dropout import dropout, split_key
+
 # ----------------------------------------------------------------------------
 # Configuration
 # ----------------------------------------------------------------------------
@@ -135,32 +137,6 @@ def named_config(name: str, **overrides) -> GPT2Config:
 # ----------------------------------------------------------------------------
 
 
-def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    """Inverted dropout. Dropout is on exactly when a PRNG key is passed.
-
-    Passing keys explicitly (instead of hiding an RNG inside the module) makes
-    every training step a pure function of (weights, batch, key): the same
-    seed gives the same run, and a resumed run can re-create the key of any
-    step with ``jax.random.fold_in(seed_key, step)``.
-    """
-    if key is None or rate == 0.0:
-        return x
-    # Each element is dropped when 16 random bits fall below rate * 2^16, so
-    # the rate is exact to 1/65536. The PRNG (threefry) makes 32 bits per
-    # call; one call serves two elements here, where jax.random.bernoulli
-    # spends a whole call on each: that halves the cost of dropout's random
-    # numbers, about 0.15 s of a 124M training step on a 2-core CPU.
-    threshold = round(rate * 2**16)
-    words = jax.random.bits(key, ((x.size + 1) // 2,), jnp.uint32)  # (ceil(N/2),)
-    bits = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[: x.size]  # (N,) 16-bit halves
-    keep = bits.reshape(x.shape) >= threshold  # same shape as x; True with probability 1 - rate
-    return jnp.where(keep, x * (2**16 / (2**16 - threshold)), 0.0)
-
-
-def _split(key: jax.Array | None, n: int):
-    return [None] * n if key is None else list(jax.random.split(key, n))
-
-
 # How attention is computed (see ``CausalSelfAttention.fused``):
 #   "explicit": the scores (B, H, T, T) written out, masked, softmaxed: the
 #               readable version the lectures walk through; the only one with
@@ -225,7 +201,7 @@ class CausalSelfAttention(nnx.Module):
         B, T, C = x.shape
         H = self.n_head
         D = C // H
-        k_attn, k_resid = _split(dropout_key, 2)
+        k_attn, k_resid = split_key(dropout_key, 2)
 
         qkv = self.c_attn(x)  # (B, T, 3C)
         q, k, v = jnp.split(qkv, 3, axis=-1)  # 3 x (B, T, C)
@@ -244,7 +220,7 @@ class CausalSelfAttention(nnx.Module):
                 implementation=implementation,
             )  # (B, T, H, D)
             y = self.c_proj(y.reshape(B, T, C))  # (B, T, C)
-            return _dropout(y, self.resid_pdrop, k_resid)
+            return dropout(y, self.resid_pdrop, k_resid)
         q = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
         k = k.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
         v = v.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
@@ -271,11 +247,11 @@ class CausalSelfAttention(nnx.Module):
         scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)  # (B, H, T, S)
 
         weights = jax.nn.softmax(scores, axis=-1)  # (B, H, T, S), rows sum to 1
-        weights = _dropout(weights, self.attn_pdrop, k_attn).astype(v.dtype)
+        weights = dropout(weights, self.attn_pdrop, k_attn).astype(v.dtype)
         y = jnp.einsum("bhts,bhsd->bhtd", weights, v)  # (B, H, T, D)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C): heads side by side
         y = self.c_proj(y)  # (B, T, C)
-        y = _dropout(y, self.resid_pdrop, k_resid)
+        y = dropout(y, self.resid_pdrop, k_resid)
         return y if cache is None else (y, (k, v))
 
 
@@ -294,7 +270,7 @@ class MLP(nnx.Module):
     def __call__(self, x: jax.Array, dropout_key=None) -> jax.Array:
         h = self.act(self.c_fc(x))  # (B, T, W), W = n_inner or 4C
         y = self.c_proj(h)  # (B, T, C)
-        return _dropout(y, self.resid_pdrop, dropout_key)
+        return dropout(y, self.resid_pdrop, dropout_key)
 
 
 class Block(nnx.Module):
@@ -315,7 +291,7 @@ class Block(nnx.Module):
         self.mlp = MLP(config, rngs=rngs)
 
     def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None, cache=None):
-        k_attn, k_mlp = _split(dropout_key, 2)
+        k_attn, k_mlp = split_key(dropout_key, 2)
         if cache is None:
             x = x + self.attn(self.ln_1(x), attention_mask, k_attn)  # (B, T, C)
             return x + self.mlp(self.ln_2(x), k_mlp)  # (B, T, C)
@@ -370,10 +346,10 @@ class GPT2Backbone(nnx.Module):
             pos = jnp.arange(T, dtype=jnp.int32)[None, :]  # (1, T)
         else:
             pos = position_ids_from_mask(attention_mask)  # (B, T)
-        keys = _split(dropout_key, self.config.n_layer + 1)
+        keys = split_key(dropout_key, self.config.n_layer + 1)
 
         x = self.wte(input_ids) + self.wpe(pos)  # (B, T, C): what + where
-        x = _dropout(x, self.config.embd_pdrop, keys[0])
+        x = dropout(x, self.config.embd_pdrop, keys[0])
         for block, key in zip(self.h, keys[1:]):
             x = block(x, attention_mask, key)  # (B, T, C)
         return self.ln_f(x)  # (B, T, C)
@@ -448,7 +424,7 @@ class GPT2(nnx.Module):
         *,
         dropout_key: jax.Array | None = None,
     ) -> jax.Array:
-        k_backbone, k_head = _split(dropout_key, 2)
+        k_backbone, k_head = split_key(dropout_key, 2)
         hidden = self.backbone(input_ids, attention_mask, dropout_key=k_backbone)  # (B, T, C)
         # NextWordHead: (B, T, V) next-word logits; ClassificationHead: (B, K) class logits
         return self.head(hidden, attention_mask, self.backbone, dropout_key=k_head)

@@ -49,7 +49,8 @@ class Playground:
     """The models behind the page: loaded once, their compiled functions reused."""
 
     def __init__(self, source: str, classifier: str | None = None):
-        from minitransfer.convert import load_pretrained, load_tokenizer
+        from minitransfer.convert import load_pretrained
+        from minitransfer.tokenizer import load_tokenizer
         from minitransfer.heads import ClassificationHead, NextWordHead
 
         self.source, self.classifier_source = str(source), classifier

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import time
+import types
 from pathlib import Path
 from typing import Callable
 
@@ -35,8 +36,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from minitransfer.data import Dataset, Encoded, batch_indices, encode, label_budget
-from minitransfer.heads import ClassificationHead
+from minitransfer.data import Dataset, Encoded, batch_indices
+from minitransfer.heads import ClassificationHead, TaskHead, classification_metrics  # noqa: F401 (re-exported)
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
 from minitransfer.modes import MODES, get_mode
 from minitransfer.parallel import Parallel
@@ -97,29 +98,6 @@ class TrainConfig:
 # ----------------------------------------------------------------------------
 # Metrics
 # ----------------------------------------------------------------------------
-
-
-def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
-    """accuracy, macro-F1 (over classes that occur in labels or predictions) and
-    mean cross-entropy loss, from logits (N, K) and labels (N,)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    logp = logits - logits.max(-1, keepdims=True)
-    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
-    loss = float(-logp[np.arange(len(labels)), labels].mean())
-    pred = logits.argmax(-1)
-    f1s = []
-    for c in range(num_classes):
-        tp = np.sum((pred == c) & (labels == c))
-        fp = np.sum((pred == c) & (labels != c))
-        fn = np.sum((pred != c) & (labels == c))
-        if tp + fp + fn:
-            f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {
-        "accuracy": float((pred == labels).mean()),
-        "macro_f1": float(np.mean(f1s)),
-        "loss": loss,
-        "n": int(len(labels)),
-    }
 
 
 # ----------------------------------------------------------------------------
@@ -334,8 +312,20 @@ def forward_features(net: ClassificationHead, batch, key):
     return net.classify(batch["features"], dropout_key=key)
 
 
-CLASSIFY_TOKENS = classification_loss(forward_tokens)  # backbone + head from token ids
-CLASSIFY_FEATURES = classification_loss(forward_features)  # head alone from cached features
+def head_loss_tokens(net: GPT2, batch, key):
+    """The model's own head's loss (``TaskHead.loss``), from token ids."""
+    outputs = forward_tokens(net, batch, key).astype(jnp.float32)  # float32 under mixed precision too
+    return net.head.loss(outputs, batch)
+
+
+def head_loss_features(net: ClassificationHead, batch, key):
+    """A frozen backbone's head alone, from cached pooled features."""
+    return net.loss(forward_features(net, batch, key).astype(jnp.float32), batch)
+
+
+# module-level, so that every run with the same model structure shares one compiled step
+CLASSIFY_TOKENS = head_loss_tokens  # backbone + head from token ids
+CLASSIFY_FEATURES = head_loss_features  # head alone from cached features
 
 
 LENGTH_BUCKET = 16  # evaluation batches are cut to a multiple of this many tokens
@@ -376,8 +366,12 @@ def predict(eval_step, params, arrays: dict[str, np.ndarray], batch_size: int) -
     """eval_step over all rows, in length-sorted batches; outputs in row order."""
     order = length_order(arrays)
     out = []
+    T = arrays["attention_mask"].shape[1] if "attention_mask" in arrays else None
     for batch, n_real in batched(arrays, batch_size, order):
-        out.append(np.asarray(eval_step(params, batch))[:n_real])
+        o = np.asarray(eval_step(params, batch))[:n_real]
+        if o.ndim >= 3 and T is not None and o.shape[1] < T:  # per-token outputs (B, cut, ...): back to (B, T, ...)
+            o = np.pad(o, [(0, 0), (0, T - o.shape[1])] + [(0, 0)] * (o.ndim - 2))
+        out.append(o)
     out = np.concatenate(out)
     if order is None:
         return out
@@ -604,29 +598,37 @@ class RunResult:
     history: list[dict]
 
 
-def build_classifier(
-    mode: str, base: GPT2 | None, config: GPT2Config, labels: list[str], cfg: TrainConfig, new_head: bool = False
-) -> GPT2:
+def build_model(mode: str, base: GPT2 | None, config: GPT2Config, data, cfg: TrainConfig,
+                head_cls: type[TaskHead] = ClassificationHead, new_head: bool = False) -> GPT2:
     """The model to train: a backbone (pretrained, or random for ``scratch``)
-    plus a classification head for ``labels``."""
+    plus a ``head_cls`` head for ``data``: the checkpoint's own head when it
+    is of that kind and fits the data (unless ``new_head``), a fresh one
+    otherwise."""
+    def fresh():
+        return head_cls.for_data(config.n_embd, data, dropout=cfg.head_dropout, seed=cfg.seed, pooling=cfg.pooling)
+
     if not get_mode(mode).pretrained:
-        backbone = GPT2Backbone(config, rngs=nnx.Rngs(cfg.seed))
-        return GPT2(backbone, ClassificationHead(config.n_embd, labels, pooling=cfg.pooling, dropout=cfg.head_dropout, seed=cfg.seed))
+        return GPT2(GPT2Backbone(config, rngs=nnx.Rngs(cfg.seed)), fresh())
     assert base is not None
     # Training writes its result back into the model it is given; a copy keeps
     # ``base`` pristine, so that the next run (compare runs many) starts from
     # the same pretrained weights.
     base = nnx.clone(base)
-    head = base.head
-    if isinstance(head, ClassificationHead) and not new_head:
-        if list(head.labels) != list(labels):
-            raise TrainingError(
-                f"the checkpoint's classification head has {head.num_classes} labels {list(head.labels)}, "
-                f"but the data has {len(labels)} labels {list(labels)}. Pass --new-head to replace the "
-                f"head with a fresh one for these labels."
-            )
+    if isinstance(base.head, head_cls) and not new_head:
+        try:
+            base.head.check_data(data)
+        except ValueError as e:
+            raise TrainingError(f"the checkpoint's head does not fit: {e}") from None
         return base
-    return GPT2(base.backbone, ClassificationHead(config.n_embd, labels, pooling=cfg.pooling, dropout=cfg.head_dropout, seed=cfg.seed))
+    return GPT2(base.backbone, fresh())
+
+
+def build_classifier(
+    mode: str, base: GPT2 | None, config: GPT2Config, labels: list[str], cfg: TrainConfig, new_head: bool = False
+) -> GPT2:
+    """``build_model`` with a classification head for ``labels``."""
+    return build_model(mode, base, config, types.SimpleNamespace(label_names=list(labels)), cfg,
+                       ClassificationHead, new_head)
 
 
 def finetune(
@@ -657,9 +659,13 @@ def finetune(
 
     t_start = time.perf_counter()
     out = Path(out) if out is not None else None
-    head: ClassificationHead = model.head
-    if list(head.labels) != list(data.label_names):
-        raise TrainingError(f"head labels {list(head.labels)} differ from the data's {data.label_names}")
+    head: TaskHead = model.head
+    if not isinstance(head, TaskHead) or head.best_metric is None:
+        raise TrainingError(f"fine-tuning needs a task head; this model's head is {type(head).__name__}")
+    try:
+        head.check_data(data)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
     if cfg.max_len > model.config.n_positions:
         raise TrainingError(
             f"--max-len {cfg.max_len} exceeds the model's n_positions={model.config.n_positions}; "
@@ -681,32 +687,29 @@ def finetune(
             return RunResult(out, done["best_step"], done["best_val"], done["test"], done["steps"],
                              done["steps_per_second"], done["wall_seconds"], _read_log(out))
 
-    # -- data: label budget, validation subset, tokenisation ----------------
-    train_split = label_budget(data.train, cfg.labels, cfg.seed, data.num_classes)
-    val_split = data.validation
-    if cfg.val_examples is not None and len(val_split) > cfg.val_examples:
-        val_split = label_budget(val_split, cfg.val_examples, 0, data.num_classes)
-        log(f"validating on a fixed stratified subset of {len(val_split)} of {len(data.validation)} validation examples")
-    enc = {name: encode(s, tokenizer, cfg.max_len) for name, s in
-           (("train", train_split), ("validation", val_split), ("test", data.test))}
-    for name, e in enc.items():
-        if e.n_truncated:
-            log(f"{name}: {e.n_truncated} of {len(e)} examples truncated to --max-len {cfg.max_len} tokens")
+    # -- data: the head says what its batches hold (budget, validation subset, encoding)
+    prepared = head.prepare(data, tokenizer, max_len=cfg.max_len, budget=cfg.labels, seed=cfg.seed,
+                            val_examples=cfg.val_examples, log=log)
+    enc = {name: examples for name, (_, examples) in prepared.items()}
 
     # -- what is trained, and on what ----------------------------------------
     if get_mode(cfg.mode).frozen_backbone:
+        if not isinstance(head, ClassificationHead):
+            raise TrainingError(
+                f"mode {cfg.mode!r} caches one pooled feature vector per text, which only the classification "
+                f"head reads; the {head.kind} head reads every position: use full, adapt or scratch"
+            )
         log(f"{cfg.mode}: computing frozen-backbone features once for {sum(len(e) for e in enc.values())} examples")
-        split_texts = {"train": train_split.texts, "validation": val_split.texts, "test": data.test.texts}
         arrays = {name: {"features": backbone_features(model, e, cfg.eval_batch_size, feature_cache,
-                                                       split_texts[name], cfg.dtype), "labels": e.labels}
+                                                       e.texts, cfg.dtype), "labels": e.labels}
                   for name, e in enc.items()}
         net, forward, loss = head, forward_features, CLASSIFY_FEATURES
     else:
-        arrays = {name: {"input_ids": e.input_ids, "attention_mask": e.attention_mask, "labels": e.labels}
-                  for name, e in enc.items()}
+        arrays = {name: a for name, (a, _) in prepared.items()}
         net, forward, loss = model, forward_tokens, CLASSIFY_TOKENS
     graphdef, params = nnx.split(net)
-    n_train = len(train_split)
+    n_train = len(enc["train"])
+    best = head.best_metric
     total = cfg.total_steps(n_train)
     eval_every = cfg.eval_every or max(1, total // 10)
     opt_state, parallel, train_step = setup_training(
@@ -714,25 +717,24 @@ def finetune(
     eval_step = make_eval_step(graphdef, forward, cfg.dtype)
 
     def validate(params):
-        logits = predict(eval_step, params, arrays["validation"], cfg.eval_batch_size)
-        val = classification_metrics(logits, enc["validation"].labels, data.num_classes)
+        val = head.metrics(predict(eval_step, params, arrays["validation"], cfg.eval_batch_size), enc["validation"])
         return {f"val_{k}": v for k, v in val.items()}
 
     def save_best(params, step, metrics):
         if out is not None:
             save_pretrained(_with_params(graphdef, params, model, cfg.mode), out / "best", tokenizer,
                             extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
-                                   "val_examples": len(val_split), "data": data.spec})
+                                   "val_examples": len(enc["validation"]), "data": data.spec})
 
     train_arrays = arrays["train"]
     loop = train_loop(
         params=params, opt_state=opt_state, train_step=train_step,
         get_batch=lambda step: {k: v[batch_indices(step, cfg.batch_size, n_train, cfg.seed)] for k, v in train_arrays.items()},
         total=total, eval_every=eval_every, validate=validate,
-        is_better=lambda new, old: new["val_accuracy"] > old["val_accuracy"], on_best=save_best,
+        is_better=lambda new, old: new[f"val_{best}"] > old[f"val_{best}"], on_best=save_best,
         seed=cfg.seed, lrs=lr_values(cfg, total), lr=cfg.lr,
         out=out, run_key=run_key, desc=cfg.mode, progress=progress, log=log,
-        stop_after_step=stop_after_step, postfix=lambda m: {"val_acc": f"{m['val_accuracy']:.3f}"},
+        stop_after_step=stop_after_step, postfix=lambda m: {f"val_{best}": f"{m[f'val_{best}']:.3f}"},
         parallel=parallel,
     )
     best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
@@ -740,8 +742,7 @@ def finetune(
         return RunResult(out, loop.best_step, best_val, {}, loop.step, 0.0, time.perf_counter() - t_start, loop.history)
 
     # -- test the best checkpoint ---------------------------------------------
-    test = classification_metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size),
-                                  enc["test"].labels, data.num_classes)
+    test = head.metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size), enc["test"])
     nnx.update(net, loop.best_params)  # the trained weights go back into the caller's model
     result = RunResult(out, loop.best_step, best_val, test, loop.step, loop.steps_per_second,
                        time.perf_counter() - t_start, loop.history)
@@ -784,7 +785,7 @@ def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer) -> str:
     d.pop("parallel", None)  # where it runs does not change what it computes
     d["data"] = data.spec
     d["n"] = [len(data.train), len(data.validation), len(data.test)]
-    d["labels_names"] = data.label_names
+    d["labels_names"] = getattr(data, "label_names", None)
     d["model"] = dataclasses.asdict(model.config)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -800,27 +801,27 @@ def _read_log(out: Path) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
-def evaluate(model: GPT2, data: Dataset, tokenizer, split: str = "test", max_len: int | None = None,
+def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | None = None,
              batch_size: int = 64, val_examples: int | None = None) -> dict:
-    """accuracy, macro-F1, loss and n of a classifier on one split.
+    """The head's metrics (accuracy, macro-F1, loss and n for a classifier;
+    exact match and F1 for a span head) on one split.
 
-    ``val_examples`` picks the same fixed stratified validation subset that
-    ``finetune`` validated on, so its logged accuracy can be reproduced."""
+    ``val_examples`` picks the same fixed validation subset that ``finetune``
+    validated on, so its logged metrics can be reproduced."""
     head = model.head
-    if not isinstance(head, ClassificationHead):
-        raise TrainingError("this model has no classification head; evaluate needs a fine-tuned classifier")
-    if list(head.labels) != list(data.label_names):
-        raise TrainingError(f"the model's labels {list(head.labels)} differ from the data's {data.label_names}")
-    max_len = max_len or model.config.n_positions
-    part = data.split(split)
-    if split == "validation" and val_examples is not None and val_examples < len(part):
-        part = label_budget(part, val_examples, 0, data.num_classes)
-    enc = encode(part, tokenizer, max_len)
+    if not isinstance(head, TaskHead) or head.best_metric is None:
+        raise TrainingError("this model has no task head; evaluate needs a fine-tuned model")
+    try:
+        head.check_data(data)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    data.split(split)  # an unknown split name fails here, with the names there are
+    arrays, examples = head.prepare(data, tokenizer, max_len=max_len or model.config.n_positions, budget=None,
+                                    seed=0, val_examples=val_examples, log=lambda m: None, splits=(split,))[split]
     graphdef, params = nnx.split(model)
     eval_step = make_eval_step(graphdef, forward_tokens)
-    arrays = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask, "labels": enc.labels}
-    metrics = classification_metrics(predict(eval_step, params, arrays, batch_size), enc.labels, data.num_classes)
-    metrics["n_truncated"] = enc.n_truncated
+    metrics = head.metrics(predict(eval_step, params, arrays, batch_size), examples)
+    metrics["n_truncated"] = examples.n_truncated
     return metrics
 
 
@@ -888,7 +889,8 @@ def text_perplexity(model: GPT2, tokenizer, texts: list[str], block_size: int = 
 def language_model_from(source, dropout: float = 0.0):
     """(model, tokenizer) of a pretrained checkpoint, ready for more next-word
     training: its weights and shape, with ``dropout`` in every dropout slot."""
-    from minitransfer.convert import load_pretrained, load_tokenizer
+    from minitransfer.convert import load_pretrained
+    from minitransfer.tokenizer import load_tokenizer
     from minitransfer.heads import NextWordHead
 
     loaded = load_pretrained(source)

@@ -22,6 +22,8 @@ def test_there_are_seven_to_nine_lectures():
 def test_lecture_runs(path, tmp_path):
     env = {**os.environ, "MINITRANSFER_FAST": "1", "MINITRANSFER_LECTURE_OUT": str(tmp_path), "MPLBACKEND": "Agg"}
     env.pop("XLA_FLAGS", None)
+    # the lecture imports this checkout's minitransfer, installed or not
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     t = time.perf_counter()
     r = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     took = time.perf_counter() - t

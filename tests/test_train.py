@@ -315,7 +315,7 @@ def test_cli_finetune_bfloat16(pretrained_dir, keyword_data, tmp_path, capsys):
 
 
 def test_dropout_rate_and_scale():
-    from minitransfer.model import _dropout
+    from minitransfer.dropout import dropout as _dropout
 
     x = jax.numpy.ones((300, 1001))
     for rate in (0.1, 0.5):

@@ -1,0 +1,333 @@
+"""Extractive question answering: the data adapter of the span head (``heads.SpanHead``).
+
+A question-answering example is a question, a context, and the answer as one
+or more stretches of the context (SQuAD gives several reference answers per
+validation question). The model reads
+
+    "Question: <question>\nContext:" <context tokens>
+
+left to right; the span head scores every context token as the answer's
+first and last token, and the answer comes back as the context's own
+characters between them: the tokenizer's offsets map tokens to characters.
+
+Question first, because GPT-2 is causal: a context token can only see what
+comes before it, so it must come after the question it is read for.
+
+Metrics are SQuAD's: exact match and token F1 after normalising case,
+punctuation, articles and whitespace, each the best over the reference
+answers (the definitions of the official SQuAD v1.1 evaluation script).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+import string
+
+import numpy as np
+
+from minitransfer.data import DataError, parse_spec
+
+PROMPT = "Question: {question}\nContext:"
+MAX_ANSWER_TOKENS = 30  # the longest span decoding considers, as in SQuAD baselines
+
+
+@dataclasses.dataclass
+class QASplit:
+    questions: list[str]
+    contexts: list[str]
+    answers: list[list[str]]  # reference answers, each a stretch of its context
+    starts: list[list[int]]  # character offset of each reference answer in its context
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def take(self, idx) -> "QASplit":
+        return QASplit(*([field[i] for i in idx] for field in
+                         (self.questions, self.contexts, self.answers, self.starts)))
+
+    def subset(self, n: int | None, seed: int, what: str) -> "QASplit":
+        """``n`` examples in a fixed seeded order (all with None)."""
+        if n is None:
+            return self
+        if isinstance(n, str) or n < 1:
+            raise DataError(f"{what} must be a positive number of examples, got {n!r}")
+        if n > len(self):
+            raise DataError(f"{what} {n} exceeds the {len(self)} examples available")
+        return self.take(np.random.default_rng(seed).permutation(len(self))[:n])
+
+
+@dataclasses.dataclass
+class QADataset:
+    train: QASplit
+    validation: QASplit
+    test: QASplit
+    spec: str
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def split(self, name: str) -> QASplit:
+        if name not in ("train", "validation", "test"):
+            raise DataError(f"unknown split {name!r}; expected 'train', 'validation' or 'test'")
+        return getattr(self, name)
+
+
+def _text(x) -> str:
+    return x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
+
+
+def qa_split_from_rows(rows: list[dict], source: str) -> QASplit:
+    """Rows with ``question``, ``context`` and ``answers`` (SQuAD's
+    ``{"text": [...], "answer_start": [...]}``, or a list of strings) or a
+    single ``answer`` string."""
+    out = QASplit([], [], [], [])
+    for i, row in enumerate(rows):
+        missing = [k for k in ("question", "context") if k not in row]
+        if missing or ("answers" not in row and "answer" not in row):
+            raise DataError(f"{source}: row {i} has no field {(missing or ['answers'])[0]!r}; "
+                            f"it has {sorted(row)} (expected question, context and answers or answer)")
+        context = _text(row["context"])
+        answers = row.get("answers", row.get("answer"))
+        if isinstance(answers, dict):
+            texts = [_text(t) for t in np.atleast_1d(answers["text"])]
+            starts = [int(s) for s in np.atleast_1d(answers.get("answer_start", [-1] * len(texts)))]
+        else:
+            texts = [_text(t) for t in (answers if isinstance(answers, (list, tuple)) else [answers])]
+            starts = [-1] * len(texts)
+        out.questions.append(_text(row["question"]))
+        out.contexts.append(context)
+        out.answers.append(texts)
+        out.starts.append(starts)
+    return out
+
+
+def load_qa_dataset(spec: str, *, split_seed: int = 0, val_fraction: float = 0.1,
+                    data_dir: str | None = None) -> QADataset:
+    """``tfds:squad`` (or another tfds dataset with SQuAD's features) or
+    ``jsonl:PATH`` (a directory with train/test .jsonl files). SQuAD's
+    validation split becomes the test split, and a seeded ``val_fraction`` of
+    the training questions the validation split."""
+    kind, rest = parse_spec(spec)
+    notes: list[str] = []
+    if kind == "tfds":
+        splits = _load_tfds_qa(rest, data_dir)
+    elif kind == "jsonl":
+        splits = _load_jsonl_qa(rest)
+    else:
+        raise DataError(f"question answering reads tfds:NAME (e.g. tfds:squad) or jsonl:PATH, not {spec!r}")
+    if "train" not in splits or "test" not in splits:
+        raise DataError(f"{spec}: needs a train and a test (or validation) split; found {sorted(splits)}")
+    train, test = splits["train"], splits["test"]
+    if "validation" in splits:
+        validation = splits["validation"]
+    else:
+        order = np.random.default_rng(split_seed).permutation(len(train))
+        n_val = max(1, int(round(val_fraction * len(train))))
+        validation, train = train.take(order[:n_val]), train.take(order[n_val:])
+        notes.append(f"validation: {n_val} of the training questions, split_seed={split_seed}")
+    return QADataset(train, validation, test, spec, notes)
+
+
+def _load_tfds_qa(name: str, data_dir: str | None) -> dict[str, QASplit]:
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise DataError("tfds: specs need tensorflow-datasets: pip install tensorflow-datasets") from None
+    from minitransfer.data import _network_available
+
+    out = {}
+    for split, ours in (("train", "train"), ("validation", "test")):
+        try:
+            src = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        except Exception:
+            if not _network_available():
+                raise DataError(f"tfds:{name} is not downloaded yet, and there is no network to download it; "
+                                f"use --data jsonl:PATH with question/context/answers rows") from None
+            src = tfds.data_source(name, split=split, data_dir=data_dir, download=True)
+        out[ours] = qa_split_from_rows([dict(ex) for ex in src], f"tfds:{name} {split}")
+    return out
+
+
+def _load_jsonl_qa(path: str) -> dict[str, QASplit]:
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_dir():
+        raise DataError(f"{p}: expected a directory with train.jsonl and test.jsonl (validation.jsonl optional)")
+    out = {}
+    for name in ("train", "validation", "test"):
+        f = p / f"{name}.jsonl"
+        if f.exists():
+            rows = []
+            for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise DataError(f"{f}: line {n} is not valid JSON ({e})") from None
+            out[name] = qa_split_from_rows(rows, str(f))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Encoding: question + context -> tokens, answer characters -> token positions
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EncodedQA:
+    input_ids: np.ndarray  # (N, T) int32: prompt tokens, then context tokens, right-padded
+    attention_mask: np.ndarray  # (N, T) int32
+    context_mask: np.ndarray  # (N, T) int32, 1 = a context token (where an answer may start or end)
+    start: np.ndarray  # (N,) int32 position of the answer's first token (0 where it was cut off)
+    end: np.ndarray  # (N,) int32 position of its last token
+    offsets: np.ndarray  # (N, T, 2) int32 character span of each context token in its context; -1 elsewhere
+    contexts: list[str]
+    answers: list[list[str]]
+    n_truncated: int  # contexts cut to fit max_len
+    notes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.contexts)
+
+
+def _answer_chars(context: str, text: str, start: int) -> tuple[int, int] | None:
+    """The answer's character span, trusting ``start`` only where the text is there."""
+    if 0 <= start and context[start:start + len(text)] == text:
+        return start, start + len(text)
+    found = context.find(text) if text else -1
+    return (found, found + len(text)) if found >= 0 else None
+
+
+def _trim(context: str, offsets) -> list[tuple[int, int]]:
+    """Token character spans without the leading space byte-level BPE folds into a word's token."""
+    out = []
+    for s, e in offsets:
+        while s < e and context[s].isspace():
+            s += 1
+        out.append((s, e))
+    return out
+
+
+def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool = False) -> EncodedQA:
+    """Tokenise every (question, context); find the first reference answer's
+    tokens. Contexts longer than what ``max_len`` leaves are cut (counted).
+    Where the answer is cut off or is not in its context: training drops the
+    example (``drop_unanswerable``, counted), evaluation keeps it (it then
+    cannot be answered, and counts against the scores)."""
+    if max_len < 8:
+        raise DataError(f"--max-len must be at least 8 for question answering, got {max_len}")
+    N = len(split)
+    ids = np.zeros((N, max_len), np.int32)
+    mask = np.zeros((N, max_len), np.int32)
+    ctx_mask = np.zeros((N, max_len), np.int32)
+    offsets = np.full((N, max_len, 2), -1, np.int32)
+    start = np.zeros(N, np.int32)
+    end = np.zeros(N, np.int32)
+    prompts = tokenizer([PROMPT.format(question=q) for q in split.questions], add_special_tokens=False)["input_ids"]
+    ctx = tokenizer(split.contexts, add_special_tokens=False, return_offsets_mapping=True)
+    keep, n_truncated, n_cut_answer, n_missing, n_long_question = [], 0, 0, 0, 0
+    for i in range(N):
+        p = prompts[i]
+        if len(p) > max_len // 2:  # keep room for the context: the question's end matters most
+            p, n_long_question = p[-(max_len // 2):], n_long_question + 1
+        room = max_len - len(p)
+        c_ids, c_off = ctx["input_ids"][i], _trim(split.contexts[i], ctx["offset_mapping"][i])
+        if len(c_ids) > room:
+            c_ids, c_off, n_truncated = c_ids[:room], c_off[:room], n_truncated + 1
+        row = p + c_ids
+        ids[i, :len(row)] = row
+        mask[i, :len(row)] = 1
+        ctx_mask[i, len(p):len(row)] = 1
+        if c_off:
+            offsets[i, len(p):len(row)] = np.asarray(c_off, np.int32)
+        span = _answer_chars(split.contexts[i], split.answers[i][0] if split.answers[i] else "",
+                             split.starts[i][0] if split.starts[i] else -1)
+        if span is None:
+            n_missing += 1
+            ok = False
+        else:
+            a, b = span
+            toks = [len(p) + k for k, (s, e) in enumerate(c_off) if e > a and s < b]  # tokens overlapping it
+            ok = bool(toks) and c_off[toks[-1] - len(p)][1] >= b  # the whole answer survived truncation
+            if ok:
+                start[i], end[i] = toks[0], toks[-1]
+            else:
+                n_cut_answer += 1
+        keep.append(ok or not drop_unanswerable)
+    notes = []
+    if n_truncated:
+        notes.append(f"{n_truncated} of {N} contexts cut to fit --max-len {max_len} tokens")
+    if n_long_question:
+        notes.append(f"{n_long_question} question(s) longer than half of --max-len kept their last tokens only")
+    what = "dropped" if drop_unanswerable else "kept (unanswerable: they count as misses)"
+    if n_missing:
+        notes.append(f"{n_missing} example(s) whose answer is not in its context {what}")
+    if n_cut_answer:
+        notes.append(f"{n_cut_answer} example(s) whose answer was cut off with the context {what}")
+    k = np.flatnonzero(keep)
+    if not len(k):
+        raise DataError(f"no example of {N} has its answer inside the first {max_len} tokens; "
+                        f"raise --max-len or check the answers")
+    return EncodedQA(ids[k], mask[k], ctx_mask[k], start[k], end[k], offsets[k],
+                     [split.contexts[j] for j in k], [split.answers[j] for j in k], n_truncated, notes)
+
+
+# ----------------------------------------------------------------------------
+# Decoding and SQuAD's metrics
+# ----------------------------------------------------------------------------
+
+
+def best_spans(outputs: np.ndarray, enc: EncodedQA, max_answer_tokens: int = MAX_ANSWER_TOKENS,
+               ) -> list[tuple[str, float]]:
+    """For each example: the context span with the highest start + end score
+    (start <= end < start + max_answer_tokens, both in the context), as the
+    context's own text, with that score."""
+    out = []
+    for i in range(len(enc)):
+        pos = np.flatnonzero(enc.context_mask[i])  # (P,) context positions
+        s, e = outputs[i, pos, 0].astype(np.float64), outputs[i, pos, 1].astype(np.float64)  # (P,), (P,)
+        total = s[:, None] + e[None, :]  # (P, P): start a, end b
+        gap = np.arange(len(pos))[None, :] - np.arange(len(pos))[:, None]  # b - a
+        total = np.where((gap >= 0) & (gap < max_answer_tokens), total, -np.inf)
+        a, b = np.unravel_index(np.argmax(total), total.shape)
+        lo, hi = enc.offsets[i, pos[a], 0], enc.offsets[i, pos[b], 1]
+        out.append((enc.contexts[i][lo:hi].strip(), float(total[a, b])))
+    return out
+
+
+def normalize_answer(s: str) -> str:
+    """Lower case, no punctuation, no articles (a, an, the), single spaces: SQuAD's normalisation."""
+    s = "".join(ch for ch in s.lower() if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def _f1(prediction: str, truth: str) -> float:
+    p, t = normalize_answer(prediction).split(), normalize_answer(truth).split()
+    common = sum((collections.Counter(p) & collections.Counter(t)).values())
+    if not p or not t:
+        return float(p == t)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(p), common / len(t)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(predictions: list[str], answers: list[list[str]]) -> dict:
+    """exact_match and f1 (fractions in [0, 1]), each the best over an example's reference answers."""
+    em = [max(float(normalize_answer(p) == normalize_answer(a)) for a in refs) if refs else 0.0
+          for p, refs in zip(predictions, answers)]
+    f1 = [max(_f1(p, a) for a in refs) if refs else 0.0 for p, refs in zip(predictions, answers)]
+    return {"exact_match": float(np.mean(em)), "f1": float(np.mean(f1)), "n": len(predictions)}
+
+
+def answer(model, tokenizer, question: str, context: str, max_len: int | None = None) -> tuple[str, float]:
+    """The answer a span model finds in ``context``, and its score."""
+    import jax.numpy as jnp
+
+    max_len = max_len or model.config.n_positions
+    enc = encode_qa(QASplit([question], [context], [[""]], [[-1]]), tokenizer, max_len)
+    outputs = np.asarray(model(jnp.asarray(enc.input_ids), jnp.asarray(enc.attention_mask)), np.float32)
+    return best_spans(outputs, enc)[0]

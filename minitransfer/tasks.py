@@ -1,0 +1,60 @@
+"""The tasks a backbone can be fine-tuned for: one table, like the modes.
+
+A task is a head class (``heads.py``: its loss, metrics, checkpoint format
+and batches) plus the loader of its data. ``minitransfer finetune --task``
+and ``evaluate`` read this table and nothing task-specific.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from minitransfer.heads import ClassificationHead, SpanHead, TaskHead
+
+
+def _load_classification(spec: str, text_field: str = "text", label_field: str = "label"):
+    from minitransfer.data import load_dataset
+
+    return load_dataset(spec, text_field=text_field, label_field=label_field)
+
+
+def _load_qa(spec: str, **_fields):
+    from minitransfer.qa import load_qa_dataset
+
+    return load_qa_dataset(spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
+    head: type[TaskHead]
+    load: Callable  # (spec, text_field=, label_field=) -> the dataset the head's ``prepare`` reads
+    help: str
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("classify", ClassificationHead, _load_classification,
+         "text classification (a label per text; --text-field/--label-field)"),
+    Task("qa", SpanHead, _load_qa,
+         "extractive question answering (question, context, answers: tfds:squad or jsonl:DIR)"),
+)}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; expected one of {list(TASKS)}")
+    return TASKS[name]
+
+
+def task_of(head: TaskHead) -> Task:
+    for t in TASKS.values():
+        if isinstance(head, t.head):
+            return t
+    raise ValueError(f"no task trains a {type(head).__name__}; expected one of {[t.head.__name__ for t in TASKS.values()]}")
+
+
+def metrics_text(metrics: dict, head: TaskHead, prefix: str = "") -> str:
+    """"accuracy 0.8123, macro-F1 0.8011, loss 0.4410 (n=400)": the head's metrics in words."""
+    parts = [f"{prefix}{label} {metrics[key]:.4f}" for key, label in head.metric_names.items() if key in metrics]
+    return ", ".join(parts) + (f" (n={metrics['n']})" if "n" in metrics else "")

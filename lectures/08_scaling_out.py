@@ -107,7 +107,9 @@ show(Parallel.place_batch)
 # FSDP): the same loss, and where one FSDP weight matrix lives.
 
 # %%
-from minitransfer.train import TrainConfig, classification_loss, forward_tokens, make_optimizer, make_train_step
+from minitransfer.optim import make_optimizer
+from minitransfer.steps import classification_loss, forward_tokens, make_train_step
+from minitransfer.train import TrainConfig
 
 rng = np.random.default_rng(0)
 batch = {"input_ids": rng.integers(0, 512, (16, 32)).astype(np.int32),
@@ -136,7 +138,7 @@ jax.debug.visualize_array_sharding(kernel)
 # in float32. Softmax and the loss stay float32, where rounding hurts most.
 
 # %%
-from minitransfer.train import cast_for_compute
+from minitransfer.steps import cast_for_compute
 
 show(cast_for_compute)
 for dtype in ("float32", "bfloat16"):

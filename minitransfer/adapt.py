@@ -23,14 +23,9 @@ from flax import nnx
 
 from minitransfer.data import Dataset, pack_blocks
 from minitransfer.model import GPT2
-from minitransfer.train import (
-    PretrainConfig,
-    TrainingError,
-    block_perplexity,
-    make_block_loss,
-    pretrain,
-    weights_fingerprint,
-)
+from minitransfer.loop import TrainingError
+from minitransfer.pretrain import PretrainConfig, block_perplexity, make_block_loss, pretrain
+from minitransfer.steps import weights_fingerprint
 
 
 @dataclasses.dataclass

@@ -264,14 +264,14 @@ def cmd_answer(args) -> int:
 def cmd_evaluate(args) -> int:
     import json as _json
 
-    from minitransfer.convert import load_pretrained, resolve_source
-    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.convert import load_pretrained, training_info
     from minitransfer.tasks import metrics_text, task_of
+    from minitransfer.tokenizer import load_tokenizer
     from minitransfer.train import evaluate
 
     model = load_pretrained(args.model)
     tokenizer = load_tokenizer(args.model)
-    info = _json.loads((resolve_source(args.model) / "config.json").read_text()).get("minitransfer", {})
+    info = training_info(args.model)
     max_len = args.max_len or info.get("max_len") or model.config.n_positions
     data = task_of(model.head).load(args.data, text_field=args.text_field, label_field=args.label_field)
     val_examples = None
@@ -295,17 +295,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    import dataclasses
-    import platform
     import shlex
-
-    import jax
 
     from minitransfer.tokenizer import load_tokenizer
     from minitransfer.data import load_texts, pack_blocks, read_rows
     from minitransfer.model import GPT2, GPT2Config, NAMED_CONFIGS, num_params
     from minitransfer.tokenizer import train_tokenizer
-    from minitransfer.train import PretrainConfig, pretrain, text_perplexity, weights_fingerprint
+    from minitransfer.pretrain import PretrainConfig, pretrain, pretrain_card, text_perplexity, write_model_card
+    from minitransfer.steps import weights_fingerprint
 
     command = "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command_line is None \
         else args.command_line
@@ -320,7 +317,7 @@ def cmd_pretrain(args) -> int:
              if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:")) else ""))
     init = None
     if args.init_from:
-        from minitransfer.train import language_model_from
+        from minitransfer.pretrain import language_model_from
 
         init, tokenizer = language_model_from(args.init_from, dropout=args.dropout)
         print(f"continuing from {args.init_from}: its weights, shape and {len(tokenizer)}-token tokenizer")
@@ -377,79 +374,12 @@ def cmd_pretrain(args) -> int:
         ppl = text_perplexity(model, tokenizer, [r_["text"] for r_ in rows], args.block_size)
         report = {"text": args.report_text, "n_texts": len(rows), "block_size": args.block_size, "perplexity": ppl}
         print(f"perplexity on the first {len(rows)} texts of {args.report_text}: {ppl:.2f}")
-    card = {
-        "data": args.data, "documents": len(texts), "tokens_seen": r.tokens_seen, "parameters": n_params,
-        "config": dataclasses.asdict(config), "pretrain": dataclasses.asdict(cfg), "best_step": r.best_step,
-        "val_loss": r.val_loss, "val_perplexity": r.val_perplexity, "wall_seconds": r.train_seconds,
-        "steps_per_second": r.steps / r.train_seconds if r.train_seconds else float("nan"), "report": report, "command": command,
-        "val_blocks": r.val_blocks, "tokens_per_second": r.tokens_per_second,
-        "model_tflops_per_second": r.model_tflops_per_second, "mfu": r.mfu,
-        **({"init_from": args.init_from, "init_card": _read_card(args.init_from)} if init is not None else {}),
-        "hardware": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
-                    f"jax {jax.__version__} on {jax.devices()[0].platform}".replace("  ", " "),
-    }
-    (out / "pretrain.json").write_text(json.dumps(card, indent=2) + "\n")
-    (out / "MODEL_CARD.md").write_text(model_card(card))
+    write_model_card(out, pretrain_card(
+        data=args.data, documents=len(texts), result=r, config=config, cfg=cfg, n_params=n_params, report=report,
+        command=command, init_from=args.init_from if init is not None else None))
     print(f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.train_seconds / 60:.1f} min: "
           f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}")
     return 0
-
-
-def _read_card(source) -> dict | None:
-    """The pretrain.json of a local checkpoint we continue from (None for hub ids)."""
-    p = Path(source) / "pretrain.json"
-    return json.loads(p.read_text()) if p.exists() else None
-
-
-def model_card(c: dict) -> str:
-    cfg = c["config"]
-    rep = c["report"]
-    lines = [
-        f"# {Path(c.get('name', 'model')).name if c.get('name') else 'A small GPT-2 pretrained with minitransfer'}",
-        "",
-        "A GPT-2-architecture language model trained from random initialisation with minitransfer's "
-        "next-word objective, saved in Hugging Face GPT-2 format (`transformers.GPT2LMHeadModel` and "
-        "`AutoTokenizer` load it; so does `minitransfer.load_pretrained`).",
-        "",
-        "| | |",
-        "| --- | --- |",
-        f"| data | `{c['data']}` ({c['documents']:,} documents) |",
-        f"| tokens seen | {c['tokens_seen']:,} |",
-        f"| parameters | {c['parameters']:,} |",
-        f"| shape | n_layer={cfg['n_layer']}, n_head={cfg['n_head']}, n_embd={cfg['n_embd']}, "
-        f"vocab_size={cfg['vocab_size']}, n_positions={cfg['n_positions']} |",
-        f"| steps | {c['pretrain']['steps']} x batch {c['pretrain']['batch_size']} x block "
-        f"{c['pretrain']['block_size']}, peak lr {c['pretrain']['lr']:g} ({c['pretrain']['schedule']}) |",
-        f"| validation perplexity | {c['val_perplexity']:.2f} (held-out {c['val_blocks']} blocks, "
-        f"best at step {c['best_step']}) |",
-    ]
-    if c.get("init_from"):
-        prev = c.get("init_card") or {}
-        lines.append(f"| started from | `{c['init_from']}`" + (
-            f" ({prev['tokens_seen']:,} tokens on `{prev['data']}` in {prev['wall_seconds'] / 60:.1f} min; "
-            f"validation perplexity {prev['val_perplexity']:.2f}); tokens seen in all: "
-            f"{prev['tokens_seen'] + c['tokens_seen']:,}" if prev else "") + " |")
-    if rep:
-        lines.append(f"| perplexity on a fixed slice | {rep['perplexity']:.2f} on the first {rep['n_texts']} texts of "
-                     f"`{rep['text']}` (blocks of {rep['block_size']}) |")
-    lines += [
-        f"| wall time | {c['wall_seconds'] / 60:.1f} min ({c['steps_per_second']:.2f} steps/s) |",
-        *([f"| throughput | {c['tokens_per_second']:,.0f} tokens/s, {c['model_tflops_per_second']:.3f} model "
-           f"TFLOP/s" + (f", MFU {100 * c['mfu']:.1f}% of the device's bf16 peak" if c.get("mfu") else
-                         " (no spec-sheet peak for this device, so no MFU)") + " |"]
-          if c.get("tokens_per_second") else []),
-        f"| hardware | {c['hardware']} |",
-        "",
-        "Reproduce with:",
-        "",
-        "```bash",
-        *([(c.get("init_card") or {}).get("command", f"# {c['init_from']}: see its own model card")]
-          if c.get("init_from") else []),
-        c["command"],
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------
@@ -809,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
         maybe_initialize_distributed()
     from minitransfer.convert import CheckpointError
     from minitransfer.data import DataError
-    from minitransfer.train import TrainingError
+    from minitransfer.loop import TrainingError
     from minitransfer.book import BookError
 
     try:

@@ -308,6 +308,13 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
 HEAD_PREFIX = "head."
 
 
+def training_info(source: str | os.PathLike) -> dict:
+    """The ``minitransfer`` section of a checkpoint's config.json: its head and
+    what fine-tuning recorded (max_len, mode, step, val_examples, data); {}
+    for a checkpoint minitransfer did not write."""
+    return json.loads((resolve_source(source) / "config.json").read_text()).get("minitransfer") or {}
+
+
 def read_head_info(directory: Path) -> dict | None:
     """The task-head description minitransfer stores in config.json, if any
     (None for a plain next-word checkpoint)."""

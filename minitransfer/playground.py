@@ -113,7 +113,7 @@ class Playground:
         from flax import nnx
 
         from minitransfer.generate import bucket_length
-        from minitransfer.train import forward_tokens, make_eval_step
+        from minitransfer.steps import forward_tokens, make_eval_step
 
         if self.classifier is None:
             raise BadRequest("no classifier loaded: start the playground with --classifier DIR")

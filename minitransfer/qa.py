@@ -331,3 +331,31 @@ def answer(model, tokenizer, question: str, context: str, max_len: int | None = 
     enc = encode_qa(QASplit([question], [context], [[""]], [[-1]]), tokenizer, max_len)
     outputs = np.asarray(model(jnp.asarray(enc.input_ids), jnp.asarray(enc.attention_mask)), np.float32)
     return best_spans(outputs, enc)[0]
+
+
+# ----------------------------------------------------------------------------
+# A toy task, to watch a span head learn in seconds (the tests and lecture 6)
+# ----------------------------------------------------------------------------
+
+_FILLER = ("we walked along the river and talked about the weather for a while then went home "
+           "after lunch because it started to rain quite hard over the hills").split()
+_CITIES = ["Paris", "New York", "Tokyo", "Buenos Aires", "Cairo", "Oslo", "Hong Kong", "Lima", "Sydney", "Rome"]
+
+
+def toy_city_questions(n: int, seed: int) -> QASplit:
+    """"Which city?" over a sentence of filler words with one city (one or
+    two words) somewhere in it. Learnable from the tokens alone, and far from
+    chance: a random span of the ~20 context tokens is right about 1 time in 200."""
+    rng = np.random.default_rng(seed)
+    out = QASplit([], [], [], [])
+    for _ in range(n):
+        words = list(rng.choice(_FILLER, size=int(rng.integers(8, 16))))
+        city = str(rng.choice(_CITIES))
+        k = int(rng.integers(0, len(words) + 1))
+        before = " ".join(words[:k])
+        out.questions.append("Which city?")
+        out.contexts.append(" ".join(x for x in (before, city, " ".join(words[k:])) if x))
+        out.answers.append([city])
+        out.starts.append([len(before) + 1 if before else 0])
+    return out
+

@@ -12,7 +12,7 @@ import pytest
 
 import minitransfer as mt
 from minitransfer.model import set_attention
-from minitransfer.train import cast_for_compute
+from minitransfer.steps import cast_for_compute
 
 CFG = mt.GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=211, n_positions=64,
                     embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)

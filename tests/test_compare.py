@@ -64,7 +64,7 @@ def test_budget_parsing():
 def test_compare_starts_every_run_from_the_same_pretrained_weights(setup, tmp_path, gpt2_tokenizer):
     from minitransfer.compare import CompareConfig, compare
     from minitransfer.data import load_dataset
-    from minitransfer.train import weights_fingerprint
+    from minitransfer.steps import weights_fingerprint
 
     base = mt.load_pretrained(setup / "pre")
     before = weights_fingerprint(base)

@@ -20,7 +20,9 @@ SCRIPT = textwrap.dedent(
     import minitransfer as mt
     from minitransfer.heads import ClassificationHead
     from minitransfer.parallel import Parallel
-    from minitransfer.train import TrainConfig, classification_loss, forward_tokens, make_optimizer, make_train_step
+    from minitransfer.optim import make_optimizer
+    from minitransfer.steps import classification_loss, forward_tokens, make_train_step
+    from minitransfer.train import TrainConfig
 
     cfg = mt.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=128, n_positions=16)
     model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(32, ["a", "b", "c"]))

@@ -12,32 +12,11 @@ from minitransfer.cli import main
 from minitransfer.data import DataError
 from minitransfer.heads import HEADS, SpanHead
 from minitransfer.qa import (QADataset, QASplit, answer, best_spans, encode_qa, load_qa_dataset,
-                             normalize_answer, squad_scores)
+                             normalize_answer, squad_scores, toy_city_questions)
 from minitransfer.train import TrainConfig, build_model, evaluate, finetune
 
 TINY = dict(n_layer=2, n_head=2, n_embd=64, n_positions=64, vocab_size=50257)
-FILLER = ("we walked along the river and talked about the weather for a while then went home "
-          "after lunch because it started to rain quite hard over the hills").split()
-CITIES = ["Paris", "New York", "Tokyo", "Buenos Aires", "Cairo", "Oslo", "Hong Kong", "Lima", "Sydney", "Rome"]
-
-
-def synthetic_split(n: int, seed: int) -> QASplit:
-    """"Which city?" and a sentence of filler words with one city (one or two
-    words) somewhere in it: learnable from the tokens alone, and chance is low
-    (about 1 in 30 positions, times the end's)."""
-    rng = np.random.default_rng(seed)
-    q, c, a, s = [], [], [], []
-    for _ in range(n):
-        words = list(rng.choice(FILLER, size=int(rng.integers(8, 16))))
-        city = str(rng.choice(CITIES))
-        k = int(rng.integers(0, len(words) + 1))
-        before = " ".join(words[:k])
-        context = " ".join(x for x in (before, city, " ".join(words[k:])) if x)
-        q.append("Which city?")
-        c.append(context)
-        a.append([city])
-        s.append([len(before) + 1 if before else 0])
-    return QASplit(q, c, a, s)
+synthetic_split = toy_city_questions  # "Which city?" over filler words: learnable, chance about 1 in 200
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +26,9 @@ def synthetic():
 
 def test_span_head_is_registered_and_saves_round_trip(tmp_path, gpt2_tokenizer):
     assert HEADS["span"] is SpanHead and {"next-word", "classification", "span"} <= set(HEADS)
-    model = mt.GPT2(mt.GPT2Backbone(mt.GPT2Config(**TINY), rngs=__import__("flax").nnx.Rngs(0)), SpanHead(64, seed=3))
+    from flax import nnx
+
+    model = mt.GPT2(mt.GPT2Backbone(mt.GPT2Config(**TINY), rngs=nnx.Rngs(0)), SpanHead(64, seed=3))
     mt.save_pretrained(model, tmp_path / "m", gpt2_tokenizer)
     info = json.loads((tmp_path / "m" / "config.json").read_text())["minitransfer"]
     assert info["head"] == "span"
@@ -97,7 +78,7 @@ def test_span_head_learns_the_synthetic_task_clearly_above_chance(synthetic, gpt
                       val_examples=None, head_dropout=0.0, seed=0)
     model = build_model("scratch", None, mt.GPT2Config(**TINY), synthetic, cfg, SpanHead)
     r = finetune(model, synthetic, gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
-    # chance: a random valid span of ~25 context tokens is right well under 5% of the time
+    # chance: a random valid span of the ~25 context tokens is right well under 1% of the time
     assert r.test["exact_match"] > 0.6, r.test
     assert r.test["f1"] >= r.test["exact_match"]
     # the saved best checkpoint answers as text, through the library and the CLI
@@ -112,7 +93,7 @@ def test_probe_mode_refuses_the_span_head(synthetic, gpt2_tokenizer):
     cfg = TrainConfig(mode="probe", steps=1, max_len=40)
     base = mt.GPT2.language_model(mt.GPT2Config(**TINY))
     model = build_model("probe", base, base.config, synthetic, cfg, SpanHead)
-    with pytest.raises(mt.train.TrainingError, match="reads every position"):
+    with pytest.raises(mt.loop.TrainingError, match="reads every position"):
         finetune(model, synthetic, gpt2_tokenizer, cfg, None, progress=False)
 
 

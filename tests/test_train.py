@@ -13,13 +13,9 @@ import minitransfer as mt
 from minitransfer.cli import main
 from minitransfer.data import load_dataset
 from minitransfer.heads import ClassificationHead, last_token_index, pool
-from minitransfer.train import (
-    TrainConfig,
-    TrainingError,
-    build_classifier,
-    finetune,
-    layer_lr_factors,
-)
+from minitransfer.loop import TrainingError
+from minitransfer.optim import layer_lr_factors
+from minitransfer.train import TrainConfig, build_classifier, finetune
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
 
@@ -234,7 +230,7 @@ def test_unknown_mode_and_config(capsys):
 def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weights(
     pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path
 ):
-    from minitransfer.train import weights_fingerprint
+    from minitransfer.steps import weights_fingerprint
 
     base = mt.load_pretrained(pretrained_dir)
     before = weights_fingerprint(base)
@@ -272,7 +268,8 @@ def test_bfloat16_mixed_precision_step_tracks_float32(pretrained_dir):
     """One full fine-tuning step in bfloat16 mixed precision vs float32 from the
     same weights: the loss agrees to bfloat16's ~3 significant digits, and the
     weights and Adam moments stay float32 (the master copy)."""
-    from minitransfer.train import classification_loss, forward_tokens, make_optimizer, make_train_step
+    from minitransfer.optim import make_optimizer
+    from minitransfer.steps import classification_loss, forward_tokens, make_train_step
 
     model = mt.GPT2(mt.load_pretrained(pretrained_dir).backbone, ClassificationHead(32, ["a", "b"]))
     graphdef, params = nnx.split(model)

@@ -18,15 +18,9 @@ from minitransfer.cli import main
 from minitransfer.compare import gain_text, paired_difference
 from minitransfer.data import load_dataset
 from minitransfer.heads import ClassificationHead
-from minitransfer.train import (
-    CLASSIFY_TOKENS,
-    TrainConfig,
-    forward_tokens,
-    make_eval_step,
-    make_optimizer,
-    make_train_step,
-    predict,
-)
+from minitransfer.optim import make_optimizer
+from minitransfer.steps import CLASSIFY_TOKENS, forward_tokens, make_eval_step, make_train_step, predict
+from minitransfer.train import TrainConfig
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
 

@@ -1,0 +1,209 @@
+"""The training loop that fine-tuning and pretraining share: steps, periodic
+validation, the best weights so far, and a crash-safe training state on disk
+so that re-running the same command resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the message says what to change."""
+
+
+# ----------------------------------------------------------------------------
+# Checkpointing: training state as safetensors + JSON
+# ----------------------------------------------------------------------------
+
+
+def _save_tree(tree, path: Path):
+    from safetensors.numpy import save_file
+
+    leaves = jax.tree.leaves(tree)
+    save_file({str(i): np.asarray(x) for i, x in enumerate(leaves)}, str(path))
+
+
+def _load_tree(like, path: Path):
+    from safetensors.numpy import load_file
+
+    flat = load_file(str(path))
+    leaves, treedef = jax.tree.flatten(like)
+    if len(flat) != len(leaves):
+        raise TrainingError(f"{path}: holds {len(flat)} arrays, the run expects {len(leaves)}; delete the --out directory to start over")
+    return jax.tree.unflatten(treedef, [jnp.asarray(flat[str(i)]) for i in range(len(leaves))])
+
+
+# ----------------------------------------------------------------------------
+# The training loop, shared by fine-tuning and pretraining
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LoopResult:
+    params: object
+    best_params: object
+    best_step: int
+    best_metrics: dict
+    history: list[dict]
+    step: int
+    steps_per_second: float
+    interrupted: bool
+    steps_run: int = 0  # steps taken by this call (0: the run had already finished)
+    train_seconds: float = 0.0  # wall time of the loop over all calls (resumes included)
+    last_call_seconds: float = 0.0  # wall time of this call's steps and evaluations
+
+
+def train_loop(
+    *,
+    params,
+    opt_state,
+    train_step: Callable,
+    get_batch: Callable[[int], dict],
+    total: int,
+    eval_every: int,
+    validate: Callable[[object], dict],
+    is_better: Callable[[dict, dict], bool],
+    on_best: Callable[[object, int, dict], None],
+    seed: int,
+    lrs: np.ndarray,
+    lr: float,
+    out: Path | None,
+    run_key: str,
+    desc: str,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    stop_after_step: int | None = None,
+    postfix: Callable[[dict], dict] = lambda m: {},
+    parallel=None,
+) -> LoopResult:
+    """Run ``train_step`` from the current step to ``total``.
+
+    Every ``eval_every`` steps (and at the end): ``validate(params)`` -> metrics,
+    logged to ``out/metrics.jsonl``; the best metrics so far (``is_better``)
+    trigger ``on_best`` (e.g. save a checkpoint); and the whole training state
+    goes to ``out/state`` so that re-running resumes here. Batch ``s`` is
+    ``get_batch(s)`` and its dropout key ``fold_in(key(seed), s)``: both
+    functions of the step alone, so a resumed run repeats an uninterrupted one
+    exactly.
+    """
+    from tqdm.auto import tqdm
+
+    step, history, seconds_before = 0, [], 0.0
+    best = {"step": -1, "metrics": None, "params": None}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        state_dir = out / "state"
+        if (state_dir / "state.json").exists():
+            st = json.loads((state_dir / "state.json").read_text())
+            if st.get("run_key") != run_key:
+                raise TrainingError(
+                    f"{out} holds a different run (other data, mode or settings); choose another --out "
+                    f"or delete it"
+                )
+            params = _load_tree(params, state_dir / "params.safetensors")
+            opt_state = _load_tree(opt_state, state_dir / "opt_state.safetensors")
+            step = st["step"]
+            seconds_before = st.get("train_seconds", 0.0)
+            history = _read_log(out)[: st["n_log"]]
+            best = {"step": st["best_step"], "metrics": st["best_metrics"], "params": None}
+            if (state_dir / "best_params.safetensors").exists():
+                best["params"] = _load_tree(params, state_dir / "best_params.safetensors")
+            log(f"{out}: resuming at step {step} of {total}")
+        _write_log(out, history)
+
+    if parallel is not None:
+        params, opt_state = parallel.place(params), parallel.place(opt_state)
+        if best["params"] is not None:
+            best["params"] = parallel.place(best["params"])
+    place_batch = parallel.place_batch if parallel is not None else (lambda b: b)
+    # train_step consumes (donates) its inputs: start from copies, so that the
+    # caller's model keeps its own weights whatever happens here.
+    params, opt_state = jax.tree.map(jnp.copy, (params, opt_state))
+    base_key = jax.random.key(seed)
+    bar = tqdm(total=total, initial=step, disable=not progress, desc=desc, unit="step", dynamic_ncols=True)
+    t_loop, steps_run = time.perf_counter(), 0
+    # The losses stay on the device until the next evaluation: reading each
+    # one back at once would make the host wait for every step to finish
+    # before queueing the next, which leaves a GPU idle between small steps.
+    pending: list = []
+    loss = float("nan")
+    while step < total:
+        batch = place_batch(get_batch(step))
+        params, opt_state, m = train_step(params, opt_state, batch, jax.random.fold_in(base_key, step), lrs[step])
+        pending.append(m["loss"])
+        step += 1
+        steps_run += 1
+        bar.update(1)
+        if step % eval_every == 0 or step == total:
+            losses = np.asarray(jax.device_get(pending), dtype=np.float64)  # (steps since the last check,)
+            bad = np.flatnonzero(~np.isfinite(losses))
+            if bad.size:
+                bar.close()
+                raise TrainingError(
+                    f"the training loss became {losses[bad[0]]} at step {step - len(losses) + bad[0] + 1} "
+                    f"(peak lr {lr:g}); training stopped. Try a lower --lr."
+                )
+            loss, pending = float(losses[-1]), []
+            metrics = validate(params)
+            rec = {"step": step, "train_loss": loss, "lr": float(lrs[step - 1]), **metrics}
+            history.append(rec)
+            if best["metrics"] is None or is_better(metrics, best["metrics"]):
+                best = {"step": step, "metrics": metrics, "params": jax.tree.map(jnp.copy, params)}
+                on_best(params, step, metrics)
+            bar.set_postfix(loss=f"{loss:.3f}", **postfix(metrics))
+            if out is not None:
+                _write_log(out, history)
+                _save_state(out, params, opt_state, best, step, history, run_key,
+                            seconds_before + time.perf_counter() - t_loop)
+            if stop_after_step is not None and stop_after_step <= step < total:
+                bar.close()
+                log(f"stopping at step {step} (interrupted on request)")
+                return LoopResult(params, best["params"], best["step"], best["metrics"], history, step, 0.0, True,
+                                  steps_run, seconds_before + time.perf_counter() - t_loop,
+                                  time.perf_counter() - t_loop)
+    bar.close()
+    elapsed = time.perf_counter() - t_loop
+    best_params = best["params"] if best["params"] is not None else params
+    return LoopResult(params, best_params, best["step"], best["metrics"] or {}, history, step,
+                      steps_run / elapsed if steps_run else float("nan"), False, steps_run, seconds_before + elapsed,
+                      elapsed)
+
+
+def _save_state(out: Path, params, opt_state, best, step, history, run_key, train_seconds: float = 0.0):
+    """Write the training state to ``out/state``, crash-safely: everything goes
+    to ``state.new`` first, which then replaces ``state``. A crash leaves
+    either the old complete state or none, never a mix of steps."""
+    import shutil
+
+    new, state_dir = out / "state.new", out / "state"
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir()
+    _save_tree(params, new / "params.safetensors")
+    _save_tree(opt_state, new / "opt_state.safetensors")
+    if best["params"] is not None:
+        _save_tree(best["params"], new / "best_params.safetensors")
+    (new / "state.json").write_text(json.dumps({"run_key": run_key, "step": step, "best_step": best["step"],
+                                                "best_metrics": best["metrics"], "n_log": len(history),
+                                                "train_seconds": train_seconds}))
+    shutil.rmtree(state_dir, ignore_errors=True)
+    new.rename(state_dir)
+
+
+def _write_log(out: Path, history: list[dict]):
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+
+
+def _read_log(out: Path) -> list[dict]:
+    p = out / "metrics.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]

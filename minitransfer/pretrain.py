@@ -1,0 +1,281 @@
+"""Next-word pretraining: the same loop as fine-tuning, another loss.
+
+A GPT-2 with its next-word head learns to predict token t+1 from tokens <= t
+on packed blocks of text (``data.pack_blocks``); the checkpoint with the
+lowest validation loss is kept, and throughput (tokens/s, model FLOP/s, MFU)
+is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from minitransfer.data import batch_indices
+from minitransfer.loop import TrainingError, train_loop
+from minitransfer.model import GPT2
+from minitransfer.optim import lr_values
+from minitransfer.steps import batched, cast_for_compute, check_dtype, setup_training
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    steps: int = 2000
+    batch_size: int = 32
+    block_size: int = 128
+    lr: float = 1e-3
+    schedule: str = "cosine"
+    warmup: float = 0.05
+    weight_decay: float = 0.1
+    clip_norm: float = 1.0
+    eval_every: int = 100
+    val_blocks: int = 128  # validation blocks scored at each evaluation
+    seed: int = 0
+    parallel: str = "none"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        check_dtype(self.dtype)
+
+
+def next_word_loss(net: GPT2, batch, key):
+    """Mean cross-entropy of predicting token t+1 from tokens <= t."""
+    tokens = batch["tokens"]  # (B, T+1)
+    logits = net(tokens[:, :-1], dropout_key=key).astype(jnp.float32)  # (B, T, V)
+    return net.head.loss(logits, {"targets": tokens[:, 1:]})  # NextWordHead.loss
+
+
+def make_block_loss(graphdef, dtype: str = "float32"):
+    @jax.jit
+    def block_loss(params, tokens):  # (B, T+1) -> (B,) mean next-word loss per block
+        logits = nnx.merge(graphdef, cast_for_compute(params, dtype))(tokens[:, :-1]).astype(jnp.float32)  # (B, T, V)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean(-1)
+
+    return block_loss
+
+
+def block_perplexity(block_loss, params, blocks: np.ndarray, batch_size: int = 32) -> tuple[float, float]:
+    """(mean next-word loss, perplexity = exp(loss)) over token blocks (N, T+1)."""
+    losses = []
+    for batch, n in batched({"tokens": blocks}, batch_size):
+        losses.append(np.asarray(block_loss(params, batch["tokens"]))[:n])
+    loss = float(np.concatenate(losses).mean())
+    return loss, math.exp(loss)
+
+
+def text_perplexity(model: GPT2, tokenizer, texts: list[str], block_size: int = 128) -> float:
+    """Perplexity of ``model`` on ``texts`` packed into blocks (all held out)."""
+    from minitransfer.data import pack_blocks
+
+    blocks = pack_blocks(texts, tokenizer, block_size, val_fraction=0.0).train
+    graphdef, params = nnx.split(model)
+    return block_perplexity(make_block_loss(graphdef), params, blocks)[1]
+
+
+def language_model_from(source, dropout: float = 0.0):
+    """(model, tokenizer) of a pretrained checkpoint, ready for more next-word
+    training: its weights and shape, with ``dropout`` in every dropout slot."""
+    from minitransfer.convert import load_pretrained
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.heads import NextWordHead
+
+    loaded = load_pretrained(source)
+    if not isinstance(loaded.head, NextWordHead):
+        raise TrainingError(f"{source}: holds a {type(loaded.head).__name__}; next-word training needs a language "
+                            f"model (a checkpoint with its next-word head)")
+    config = dataclasses.replace(loaded.config, embd_pdrop=dropout, attn_pdrop=dropout, resid_pdrop=dropout)
+    model = GPT2.language_model(config)
+    nnx.update(model, nnx.state(loaded, nnx.Param))
+    return model, load_tokenizer(source)
+
+
+@dataclasses.dataclass
+class PretrainResult:
+    out: Path | None
+    best_step: int
+    val_loss: float
+    val_perplexity: float
+    steps: int
+    tokens_seen: int
+    steps_per_second: float
+    wall_seconds: float
+    history: list[dict]
+    steps_run: int = 0
+    val_blocks: int = 0
+    train_seconds: float = 0.0
+    tokens_per_second: float | None = None  # this call's training throughput
+    model_tflops_per_second: float | None = None
+    mfu: float | None = None  # against the device's spec-sheet bf16 peak, where known
+
+
+def pretrain(
+    model: GPT2,
+    blocks,
+    tokenizer,
+    cfg: PretrainConfig,
+    out: str | Path | None = None,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    stop_after_step: int | None = None,
+    run_key_extra: dict | None = None,
+) -> PretrainResult:
+    """Next-word training of ``model`` (a GPT2 with its NextWordHead) on packed
+    token ``blocks`` (see ``data.pack_blocks``). With ``out``, the checkpoint
+    with the lowest validation loss is written there in Hugging Face format."""
+    from minitransfer.convert import save_pretrained
+
+    t_start = time.perf_counter()
+    out = Path(out) if out is not None else None
+    if cfg.block_size > model.config.n_positions:
+        raise TrainingError(f"--block-size {cfg.block_size} exceeds n_positions={model.config.n_positions}")
+    train_blocks = blocks.train
+    val_blocks = blocks.validation[: cfg.val_blocks]
+    if len(val_blocks) == 0:
+        raise TrainingError("no validation blocks: give more text or a larger validation fraction")
+    run_key = hashlib.sha256(json.dumps(
+        {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"}, "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
+         **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    graphdef, params = nnx.split(model)
+    opt_state, parallel, train_step = setup_training(
+        cfg, graphdef, params, next_word_loss, cfg.steps, model.config.n_layer)
+    block_loss = make_block_loss(graphdef, cfg.dtype)
+    n = len(train_blocks)
+
+    def validate(params):
+        loss, ppl = block_perplexity(block_loss, params, val_blocks)
+        return {"val_loss": loss, "val_perplexity": ppl}
+
+    def save_best(params, step, metrics):
+        if out is not None:
+            save_pretrained(nnx.merge(graphdef, params), out, tokenizer,
+                            extra={"pretrain_step": step, "val_perplexity": metrics["val_perplexity"]})
+
+    loop = train_loop(
+        params=params, opt_state=opt_state, train_step=train_step,
+        get_batch=lambda step: {"tokens": train_blocks[batch_indices(step, cfg.batch_size, n, cfg.seed)]},
+        total=cfg.steps, eval_every=cfg.eval_every, validate=validate,
+        is_better=lambda new, old: new["val_loss"] < old["val_loss"], on_best=save_best,
+        seed=cfg.seed, lrs=lr_values(cfg, cfg.steps), lr=cfg.lr,
+        out=out, run_key=run_key, desc="pretrain", progress=progress, log=log,
+        stop_after_step=stop_after_step, postfix=lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
+        parallel=parallel,
+    )
+    nnx.update(model, loop.best_params)
+    if loop.steps_run:
+        from minitransfer.flops import device_peak_tflops, mfu, train_flops_per_token
+
+        c = model.config
+        tok_s = loop.steps_run * cfg.batch_size * cfg.block_size / max(1e-9, loop.last_call_seconds)
+        fps = tok_s * train_flops_per_token(c.n_layer, c.n_embd, cfg.block_size, c.vocab_size, c.n_inner)
+        u = mfu(fps, device_peak_tflops())
+        log(f"next-word training: {tok_s:,.0f} tokens/s, {fps / 1e12:.3f} model TFLOP/s"
+            + (f", MFU {100 * u:.1f}% of the device's bf16 peak" if u is not None else
+               " (MFU: no spec-sheet peak known for this device)"))
+    return PretrainResult(
+        out, loop.best_step, loop.best_metrics.get("val_loss", float("nan")),
+        loop.best_metrics.get("val_perplexity", float("nan")), loop.step,
+        loop.step * cfg.batch_size * cfg.block_size, loop.steps_per_second,
+        time.perf_counter() - t_start, loop.history, loop.steps_run, len(val_blocks), loop.train_seconds,
+        *((tok_s, fps / 1e12, u) if loop.steps_run else ()),
+    )
+
+
+# ----------------------------------------------------------------------------
+# The model card of a pretraining run
+# ----------------------------------------------------------------------------
+
+
+def pretrain_card(*, data: str, documents: int, result: PretrainResult, config, cfg: PretrainConfig, n_params: int,
+                  report: dict, command: str, init_from: str | None = None) -> dict:
+    """What a pretraining run records about itself (OUT/pretrain.json), for the model card."""
+    import os
+    import platform
+
+    r = result
+    return {
+        "data": data, "documents": documents, "tokens_seen": r.tokens_seen, "parameters": n_params,
+        "config": dataclasses.asdict(config), "pretrain": dataclasses.asdict(cfg), "best_step": r.best_step,
+        "val_loss": r.val_loss, "val_perplexity": r.val_perplexity, "wall_seconds": r.train_seconds,
+        "steps_per_second": r.steps / r.train_seconds if r.train_seconds else float("nan"), "report": report,
+        "command": command, "val_blocks": r.val_blocks, "tokens_per_second": r.tokens_per_second,
+        "model_tflops_per_second": r.model_tflops_per_second, "mfu": r.mfu,
+        **({"init_from": init_from, "init_card": read_card(init_from)} if init_from else {}),
+        "hardware": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
+                    f"jax {jax.__version__} on {jax.devices()[0].platform}".replace("  ", " "),
+    }
+
+
+def write_model_card(out: Path, card: dict) -> None:
+    """OUT/pretrain.json (the record) and OUT/MODEL_CARD.md (the same, for people)."""
+    (out / "pretrain.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out / "MODEL_CARD.md").write_text(model_card(card))
+
+
+def read_card(source) -> dict | None:
+    """The pretrain.json of a local checkpoint we continue from (None for hub ids)."""
+    p = Path(source) / "pretrain.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def model_card(c: dict) -> str:
+    cfg = c["config"]
+    rep = c["report"]
+    lines = [
+        f"# {Path(c.get('name', 'model')).name if c.get('name') else 'A small GPT-2 pretrained with minitransfer'}",
+        "",
+        "A GPT-2-architecture language model trained from random initialisation with minitransfer's "
+        "next-word objective, saved in Hugging Face GPT-2 format (`transformers.GPT2LMHeadModel` and "
+        "`AutoTokenizer` load it; so does `minitransfer.load_pretrained`).",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| data | `{c['data']}` ({c['documents']:,} documents) |",
+        f"| tokens seen | {c['tokens_seen']:,} |",
+        f"| parameters | {c['parameters']:,} |",
+        f"| shape | n_layer={cfg['n_layer']}, n_head={cfg['n_head']}, n_embd={cfg['n_embd']}, "
+        f"vocab_size={cfg['vocab_size']}, n_positions={cfg['n_positions']} |",
+        f"| steps | {c['pretrain']['steps']} x batch {c['pretrain']['batch_size']} x block "
+        f"{c['pretrain']['block_size']}, peak lr {c['pretrain']['lr']:g} ({c['pretrain']['schedule']}) |",
+        f"| validation perplexity | {c['val_perplexity']:.2f} (held-out {c['val_blocks']} blocks, "
+        f"best at step {c['best_step']}) |",
+    ]
+    if c.get("init_from"):
+        prev = c.get("init_card") or {}
+        lines.append(f"| started from | `{c['init_from']}`" + (
+            f" ({prev['tokens_seen']:,} tokens on `{prev['data']}` in {prev['wall_seconds'] / 60:.1f} min; "
+            f"validation perplexity {prev['val_perplexity']:.2f}); tokens seen in all: "
+            f"{prev['tokens_seen'] + c['tokens_seen']:,}" if prev else "") + " |")
+    if rep:
+        lines.append(f"| perplexity on a fixed slice | {rep['perplexity']:.2f} on the first {rep['n_texts']} texts of "
+                     f"`{rep['text']}` (blocks of {rep['block_size']}) |")
+    lines += [
+        f"| wall time | {c['wall_seconds'] / 60:.1f} min ({c['steps_per_second']:.2f} steps/s) |",
+        *([f"| throughput | {c['tokens_per_second']:,.0f} tokens/s, {c['model_tflops_per_second']:.3f} model "
+           f"TFLOP/s" + (f", MFU {100 * c['mfu']:.1f}% of the device's bf16 peak" if c.get("mfu") else
+                         " (no spec-sheet peak for this device, so no MFU)") + " |"]
+          if c.get("tokens_per_second") else []),
+        f"| hardware | {c['hardware']} |",
+        "",
+        "Reproduce with:",
+        "",
+        "```bash",
+        *([(c.get("init_card") or {}).get("command", f"# {c['init_from']}: see its own model card")]
+          if c.get("init_from") else []),
+        c["command"],
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

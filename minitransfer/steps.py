@@ -1,0 +1,249 @@
+"""The jitted steps: one optimizer step and one evaluation step, each a pure
+function of (weights, optimizer state, batch, PRNG key), compiled once and
+kept for reuse; mixed precision; batched, length-sorted prediction; and the
+frozen backbone's cached features (linear probing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from minitransfer.data import Encoded
+from minitransfer.heads import ClassificationHead
+from minitransfer.model import GPT2
+from minitransfer.optim import layer_decay, make_optimizer
+from minitransfer.parallel import Parallel
+
+
+# ----------------------------------------------------------------------------
+# The jitted steps
+# ----------------------------------------------------------------------------
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def check_dtype(name: str) -> None:
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"unknown --dtype {name!r}; expected one of {sorted(COMPUTE_DTYPES)}")
+
+
+def cast_for_compute(params, dtype: str):
+    """The weights the forward pass computes with.
+
+    ``bfloat16`` is mixed precision: the weights, their gradients and the
+    optimizer state stay float32 (``params`` is the float32 master copy); only
+    the copy the forward pass uses is cast, so matmuls and activations run in
+    bfloat16, where GPUs and TPUs are several times faster. Gradients flow
+    back through the cast and arrive in float32. Softmax and the loss are
+    computed in float32 (see model.py and the loss functions); bfloat16 has
+    float32's exponent range, so no loss scaling is needed. ``float32``
+    returns ``params`` unchanged.
+    """
+    if dtype == "float32":
+        return params
+    target = COMPUTE_DTYPES[dtype]
+    return jax.tree.map(lambda p: p.astype(target) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
+
+
+def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation, out_shardings=None,
+                    dtype: str = "float32"):
+    """One optimizer step as a pure function, compiled once.
+
+    ``loss_fn(net, batch, dropout_key) -> scalar`` where ``net`` is the module
+    being trained (rebuilt from ``graphdef`` + ``params`` inside the trace).
+    ``params`` holds only what is trained, so gradients and optimizer state
+    exist only for it. ``out_shardings`` (params, opt_state) keeps sharded
+    weights sharded across steps (see parallel.py); the step itself does not
+    change. ``dtype`` is the compute precision (see ``cast_for_compute``).
+
+    ``params`` and ``opt_state`` are *donated*: the step writes the new
+    weights and optimizer state into the buffers of the old ones, which are
+    invalid afterwards (pass copies if you still need them). Without this,
+    every step allocates fresh memory for weights + both Adam moments (1.5 GB
+    at the 124M shape) and the operating system has to fault in and zero
+    every new page: about 0.5 s of a 4 s CPU step (benchmarks/train_step.py).
+    """
+
+    def loss_of_params(params, batch, key):
+        return loss_fn(nnx.merge(graphdef, cast_for_compute(params, dtype)), batch, key)
+
+    def train_step(params, opt_state, batch, key, lr):
+        loss, grads = jax.value_and_grad(loss_of_params)(params, batch, key)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)  # lr: this step's learning rate
+        params = optax.apply_updates(params, updates)
+        return params, opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+    if out_shardings is None:
+        return jax.jit(train_step, donate_argnums=(0, 1))
+    return jax.jit(train_step, donate_argnums=(0, 1), out_shardings=(*out_shardings, None))
+
+
+# Compiled steps, kept for reuse: a run with the same model structure, loss
+# and optimizer settings (compare runs dozens) skips tracing and compiling.
+_COMPILED: dict = {}
+
+
+def _cached(key, build: Callable):
+    if key not in _COMPILED:
+        _COMPILED[key] = build()
+    return _COMPILED[key]
+
+
+def setup_training(cfg, graphdef, params, loss_fn: Callable, total_steps: int, n_layer: int):
+    """Optimizer state, device placement and the compiled step for one run:
+    the part fine-tuning and pretraining share. ``loss_fn`` should be a
+    module-level function (such as ``CLASSIFY_TOKENS``), so that runs share
+    the compiled step."""
+    tx = make_optimizer(cfg, params, total_steps, n_layer)
+    opt_state = tx.init(params)
+    parallel = Parallel(cfg.parallel)
+    if parallel.mesh:
+        shardings = (parallel.param_sharding(params), parallel.param_sharding(opt_state))
+        return opt_state, parallel, make_train_step(graphdef, loss_fn, tx, shardings, cfg.dtype)
+    key = ("train", graphdef, loss_fn, cfg.dtype, cfg.clip_norm, cfg.weight_decay,
+           layer_decay(cfg), n_layer)
+    return opt_state, parallel, _cached(key, lambda: make_train_step(graphdef, loss_fn, tx, None, cfg.dtype))
+
+
+def make_eval_step(graphdef, forward: Callable, dtype: str = "float32"):
+    """``eval_step(params, batch) -> forward(net, batch, None)``: no dropout,
+    computed in ``dtype`` like training; float32 outputs. Compiled once per
+    (model structure, forward, dtype) and reused."""
+
+    def build():
+        @jax.jit
+        def eval_step(params, batch):
+            return forward(nnx.merge(graphdef, cast_for_compute(params, dtype)), batch, None).astype(jnp.float32)
+
+        return eval_step
+
+    return _cached(("eval", graphdef, forward, dtype), build)
+
+
+def classification_loss(forward: Callable) -> Callable:
+    def loss_fn(net, batch, key):
+        logits = forward(net, batch, key).astype(jnp.float32)  # (B, K); float32 under mixed precision too
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
+
+    return loss_fn
+
+
+def forward_tokens(net: GPT2, batch, key):
+    return net(batch["input_ids"], batch["attention_mask"], dropout_key=key)
+
+
+def forward_features(net: ClassificationHead, batch, key):
+    return net.classify(batch["features"], dropout_key=key)
+
+
+def head_loss_tokens(net: GPT2, batch, key):
+    """The model's own head's loss (``TaskHead.loss``), from token ids."""
+    outputs = forward_tokens(net, batch, key).astype(jnp.float32)  # float32 under mixed precision too
+    return net.head.loss(outputs, batch)
+
+
+def head_loss_features(net: ClassificationHead, batch, key):
+    """A frozen backbone's head alone, from cached pooled features."""
+    return net.loss(forward_features(net, batch, key).astype(jnp.float32), batch)
+
+
+# module-level, so that every run with the same model structure shares one compiled step
+CLASSIFY_TOKENS = head_loss_tokens  # backbone + head from token ids
+CLASSIFY_FEATURES = head_loss_features  # head alone from cached features
+
+
+LENGTH_BUCKET = 16  # evaluation batches are cut to a multiple of this many tokens
+
+
+def batched(arrays: dict[str, np.ndarray], batch_size: int, order: np.ndarray | None = None):
+    """Fixed-size batches over all rows (the last one padded by repeating its
+    first row, with ``n_real`` saying how many rows count), so eval compiles
+    once per shape. With ``order``, rows are taken in that order, and token
+    arrays (those beside an ``attention_mask``) are cut to the batch's longest
+    row rounded up to ``LENGTH_BUCKET``: right padding that no row needs costs
+    compute but cannot change a real token's output (attention is causal and
+    pooling is masked), so evaluating short texts together is faster and gives
+    the same results."""
+    n = len(next(iter(arrays.values())))
+    order = np.arange(n) if order is None else order
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        pad = batch_size - len(idx)
+        full = np.concatenate([idx, np.full(pad, idx[0])]) if pad else idx
+        batch = {k: v[full] for k, v in arrays.items()}
+        if "attention_mask" in batch:
+            T = batch["attention_mask"].shape[1]
+            used = int(batch["attention_mask"].sum(1).max())
+            cut = min(T, max(LENGTH_BUCKET, -(-used // LENGTH_BUCKET) * LENGTH_BUCKET))
+            batch = {k: (v[:, :cut] if v.ndim == 2 and v.shape[1] == T else v) for k, v in batch.items()}
+        yield batch, len(idx)
+
+
+def length_order(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Rows sorted by token count (stable), or None when there are no tokens."""
+    if "attention_mask" not in arrays:
+        return None
+    return np.argsort(arrays["attention_mask"].sum(1), kind="stable")
+
+
+def predict(eval_step, params, arrays: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    """eval_step over all rows, in length-sorted batches; outputs in row order."""
+    order = length_order(arrays)
+    out = []
+    T = arrays["attention_mask"].shape[1] if "attention_mask" in arrays else None
+    for batch, n_real in batched(arrays, batch_size, order):
+        o = np.asarray(eval_step(params, batch))[:n_real]
+        if o.ndim >= 3 and T is not None and o.shape[1] < T:  # per-token outputs (B, cut, ...): back to (B, T, ...)
+            o = np.pad(o, [(0, 0), (0, T - o.shape[1])] + [(0, 0)] * (o.ndim - 2))
+        out.append(o)
+    out = np.concatenate(out)
+    if order is None:
+        return out
+    unsorted = np.empty_like(out)
+    unsorted[order] = out
+    return unsorted
+
+
+def _pooled_features(net: GPT2, batch, key):
+    hidden = net.backbone(batch["input_ids"], batch["attention_mask"])  # (B, T, C)
+    return net.head.features(hidden, batch["attention_mask"])  # (B, C)
+
+
+def backbone_features(model: GPT2, enc: Encoded, batch_size: int, cache: dict | None = None,
+                      texts: list[str] | None = None, dtype: str = "float32") -> np.ndarray:
+    """Pooled hidden states (N, C) of the frozen backbone, computed once.
+
+    This is what makes probing fast: the expensive part of the network runs
+    once per example instead of once per example per epoch. With ``cache``
+    (a dict the caller keeps) and the examples' ``texts``, features already
+    computed for the same weights, pooling and length are reused: ``compare``
+    computes each test and validation text's features once, not once per run."""
+    graphdef, params = nnx.split(model)
+    features = make_eval_step(graphdef, _pooled_features, dtype)
+    arrays = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask}
+    if cache is None or texts is None:
+        return predict(features, params, arrays, batch_size)
+    key = (weights_fingerprint(model.backbone), model.head.pooling, enc.input_ids.shape[1], dtype)
+    store = cache.setdefault(key, {})
+    todo = np.asarray([i for i, t in enumerate(texts) if t not in store], dtype=np.int64)
+    if len(todo):
+        new = predict(features, params, {k: v[todo] for k, v in arrays.items()}, batch_size)
+        store.update({texts[i]: f for i, f in zip(todo, new)})
+    return np.stack([store[t] for t in texts])
+
+
+def weights_fingerprint(module) -> str:
+    """A short hash of a module's weights (sum and sum of squares per array):
+    cheap, and different for different starting points."""
+    stats = [(float(np.asarray(x, np.float64).sum()), float(np.square(np.asarray(x, np.float64)).sum()))
+             for x in jax.tree.leaves(nnx.state(module, nnx.Param))]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]

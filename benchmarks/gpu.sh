@@ -4,7 +4,9 @@
 #   with and without dropout on the attention weights (without it, the fused cuDNN attention runs),
 #   where the step's time goes (a jax.profiler trace summed by operation),
 #   greedy generation vs transformers, the default `minitransfer compare`, and `pretrain` throughput.
-# About 6 minutes on one H100 (so a 15-minute rental can run it twice).
+# On one H100 (2026-11-26) each train-step part took about 1 minute (mostly compiling and starting both
+# frameworks), the profile 16 s and generation 43 s; the first run stopped at its 380 s budget inside
+# `compare`, so compare and pretrain now run third and fourth. PART_TIMEOUT (default 300 s) caps each part.
 #
 #   bash benchmarks/gpu.sh           # on the GPU machine, from the repository root
 #   bash benchmarks/gpu.sh --smoke   # the same code on tiny shapes, on any machine (CPU: < 2 minutes)
@@ -39,7 +41,8 @@ if [ $SMOKE = 1 ]; then
   run step-32x512-attn0 python benchmarks/train_step.py --batch 2 --seq 64 $T --attn-pdrop 0
   run step-8x1024-attn0 python benchmarks/train_step.py --batch 1 --seq 128 $T --attn-pdrop 0
   run step-8x128-attn0 python benchmarks/train_step.py --batch 2 --seq 32 $T --attn-pdrop 0
-  run profile python benchmarks/profile_train_step.py --batch 2 --seq 32 --dtype bfloat16 --attn-pdrop 0 --top 8
+  run profile env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=" \
+    python benchmarks/profile_train_step.py --batch 2 --seq 32 --dtype bfloat16 --attn-pdrop 0 --top 8
   run generate python benchmarks/generate.py --new-tokens 8 --layers 2
   rm -rf "$OUT/compare"
   run compare python -m minitransfer.cli compare --budgets 20 --seeds 2 --steps 3 --adapt-steps 3 \
@@ -51,16 +54,18 @@ else
   T="--steps 10 --rounds 3 --dtype bfloat16"
   # Without dropout on the attention weights, 'auto' takes cuDNN's fused attention ...
   run step-32x512-attn0 python benchmarks/train_step.py --batch 32 --seq 512 $T --attn-pdrop 0
-  run profile python benchmarks/profile_train_step.py --batch 32 --seq 512 --dtype bfloat16 --attn-pdrop 0 --top 12
-  run step-8x1024-attn0 python benchmarks/train_step.py --batch 8 --seq 1024 $T --attn-pdrop 0
-  run step-8x128-attn0 python benchmarks/train_step.py --batch 8 --seq 128 $T --attn-pdrop 0
-  # ... GPT-2's dropout everywhere keeps the explicit attention
-  run step-32x512 python benchmarks/train_step.py --batch 32 --seq 512 $T
-  run generate python benchmarks/generate.py --new-tokens 256
+  # (command buffers off: otherwise the trace shows one opaque command_buffer op per step)
+  run profile env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=" \
+    python benchmarks/profile_train_step.py --batch 32 --seq 512 --dtype bfloat16 --attn-pdrop 0 --top 12
   rm -rf "$OUT/compare"
   run compare python -m minitransfer.cli compare --out "$OUT/compare" --no-progress
   rm -rf "$OUT/pretrain"
   run pretrain python -m minitransfer.cli pretrain --data tweets --n-layer 6 --n-head 8 --n-embd 256 \
     --tokenizer train:8192 --steps 300 --eval-every 100 --batch-size 128 --block-size 128 --dtype bfloat16 \
     --out "$OUT/pretrain" --no-progress
+  run step-8x1024-attn0 python benchmarks/train_step.py --batch 8 --seq 1024 $T --attn-pdrop 0
+  run step-8x128-attn0 python benchmarks/train_step.py --batch 8 --seq 128 $T --attn-pdrop 0
+  # ... GPT-2's dropout everywhere keeps the explicit attention
+  run step-32x512 python benchmarks/train_step.py --batch 32 --seq 512 $T
+  run generate python benchmarks/generate.py --new-tokens 256
 fi

@@ -599,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", required=True, help="the text that holds the answer")
     p.set_defaults(func=cmd_answer)
 
+    from minitransfer.pretrain import PretrainConfig
+
+    P = PretrainConfig()  # the defaults below are the library's own
     p = sub.add_parser(
         "pretrain",
         help="next-word pretraining of a GPT-2 from random weights on your text",
@@ -622,18 +625,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default="train:8192",
                    help="train:VOCAB_SIZE (learn a byte-level BPE on the text; default train:8192), or a "
                    "checkpoint/tokenizer directory or hub id (gpt2) to reuse its vocabulary")
-    p.add_argument("--steps", type=int, default=2000, help="default 2000")
-    p.add_argument("--block-size", type=int, default=128, help="tokens per training sequence (default 128)")
-    p.add_argument("--batch-size", type=int, default=32, help="default 32")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, cosine decay (default 1e-3)")
+    p.add_argument("--steps", type=int, default=P.steps, help="default %(default)s")
+    p.add_argument("--block-size", type=int, default=P.block_size, help="tokens per training sequence (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=P.batch_size, help="default %(default)s")
+    p.add_argument("--lr", type=float, default=P.lr, help=f"peak learning rate, {P.schedule} decay (default %(default)g)")
     p.add_argument("--dropout", type=float, default=0.0,
                    help="dropout while pretraining (default 0: one pass over the data rarely overfits)")
-    p.add_argument("--eval-every", type=int, default=100, help="default 100")
+    p.add_argument("--eval-every", type=int, default=P.eval_every, help="default %(default)s")
     p.add_argument("--val-fraction", type=float, default=0.02, help="texts held out for validation (default 0.02)")
     p.add_argument("--report-text", metavar="JSONL",
                    help="also report perplexity on the first --report-n texts of this jsonl(.gz) file")
     p.add_argument("--report-n", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=P.seed)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--command-line", help=argparse.SUPPRESS)
     _add_device_args(p)

@@ -1,6 +1,6 @@
 """Fine-tuning a task head (a classifier, a question answerer) on a GPT-2 backbone.
 
-The same architecture (a GPT-2 backbone + a ``ClassificationHead``) is trained
+The same architecture (a GPT-2 backbone + a task head) is trained
 in one of the modes of ``modes.py``:
 
 * ``scratch``: backbone and head start from random weights (GPT-2's init);
@@ -154,13 +154,13 @@ def finetune(
     stop_after_step: int | None = None,
     feature_cache: dict | None = None,
 ) -> RunResult:
-    """Train ``model`` (backbone + ClassificationHead) on ``data`` per ``cfg``.
+    """Train ``model`` (backbone + a task head: its loss, metrics and batches) on ``data`` per ``cfg``.
 
     ``feature_cache`` (probe mode): a dict kept by the caller across runs, so
     that frozen-backbone features of the same texts are computed once.
 
     With ``out``, writes ``out/best`` (the best checkpoint by validation
-    accuracy, loadable by ``load_pretrained``), ``out/metrics.jsonl``,
+    ``head.best_metric``, loadable by ``load_pretrained``), ``out/metrics.jsonl``,
     ``out/result.json`` and ``out/state`` (for resuming). Re-running with the
     same ``out`` resumes an interrupted run, or returns a finished one as is.
     ``stop_after_step`` simulates an interruption (tests).

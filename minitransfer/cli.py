@@ -100,7 +100,7 @@ def cmd_next_word(args) -> int:
     source = _model_or_default(args)
     model = load_pretrained(source, allow_pickle=args.allow_pickle)
     if not isinstance(model.head, NextWordHead):
-        raise ValueError(f"{source} is a fine-tuned classifier; next-word needs a language model checkpoint")
+        raise ValueError(f"{source} has a fine-tuned {model.head.kind} head; next-word needs a language model checkpoint")
     tokenizer = load_tokenizer(source)
     cands = next_word_candidates(model, tokenizer, args.prompt, args.top_k)
     if args.json:
@@ -247,7 +247,7 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_answer(args) -> int:
-    from minitransfer.convert import load_pretrained
+    from minitransfer.convert import load_pretrained, training_info
     from minitransfer.heads import SpanHead
     from minitransfer.qa import answer
     from minitransfer.tokenizer import load_tokenizer
@@ -256,7 +256,8 @@ def cmd_answer(args) -> int:
     if not isinstance(model.head, SpanHead):
         raise ValueError(f"{args.model} has a {model.head.kind} head, not a question-answering (span) head; "
                          f"train one with: minitransfer finetune --task qa ...")
-    text, score = answer(model, load_tokenizer(args.model), args.question, args.context)
+    max_len = training_info(args.model).get("max_len")  # the length it was fine-tuned at
+    text, score = answer(model, load_tokenizer(args.model), args.question, args.context, max_len)
     print(f"answer: {text}  (score {score:.2f})")
     return 0
 
@@ -396,7 +397,8 @@ def cmd_generate(args) -> int:
 
     model = load_pretrained(_model_or_default(args), allow_pickle=args.allow_pickle)
     if not isinstance(model.head, NextWordHead):
-        raise ValueError(f"{_model_or_default(args)} is a fine-tuned classifier; generate needs a language model")
+        raise ValueError(f"{_model_or_default(args)} has a fine-tuned {model.head.kind} head; generate needs a "
+                         f"language model")
     tokenizer = load_tokenizer(_model_or_default(args))
     ids = tokenizer.encode(args.prompt)
     for i in range(args.num_samples):

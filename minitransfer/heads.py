@@ -72,11 +72,12 @@ class TaskHead(nnx.Module):
         """Raise ValueError if this head cannot train on ``data`` (e.g. other labels)."""
 
     def prepare(self, data: Any, tokenizer, *, max_len: int, budget, seed: int, val_examples: int | None,
-                log: Callable[[str], None], splits=("train", "validation", "test"),
+                log: Callable[[str], None], splits=("train", "validation", "test"), training: bool = True,
                 ) -> dict[str, tuple[dict[str, np.ndarray], Any]]:
         """Each of ``splits`` -> (arrays for batches, encoded examples for
         ``metrics``). ``budget`` limits the training examples (None: all);
-        ``val_examples`` picks a fixed validation subset."""
+        ``val_examples`` picks a fixed validation subset. ``training``: the
+        train split feeds training steps (False: it is only evaluated)."""
         raise NotImplementedError
 
 
@@ -277,7 +278,7 @@ class ClassificationHead(TaskHead):
             )
 
     def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,
-                splits=("train", "validation", "test")):
+                splits=("train", "validation", "test"), training=True):
         from minitransfer.data import encode, label_budget
 
         parts = {"train": label_budget(data.train, budget, seed, data.num_classes), "validation": data.validation,
@@ -357,7 +358,7 @@ class SpanHead(TaskHead):
             raise ValueError("the span head answers questions: it needs question-answering data (--task qa)")
 
     def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,
-                splits=("train", "validation", "test")):
+                splits=("train", "validation", "test"), training=True):
         from minitransfer.qa import encode_qa
 
         parts = {"train": data.train.subset(budget, seed, "--labels"), "validation": data.validation,
@@ -367,7 +368,8 @@ class SpanHead(TaskHead):
             log(f"validating on a fixed subset of {val_examples} of {len(data.validation)} validation examples")
         out = {}
         for name in splits:
-            e = encode_qa(parts[name], tokenizer, max_len, drop_unanswerable=name == "train")
+            # training cannot learn from an answer it cannot see; evaluation counts it as a miss
+            e = encode_qa(parts[name], tokenizer, max_len, drop_unanswerable=training and name == "train")
             for note in e.notes:
                 log(f"{name}: {note}")
             out[name] = ({"input_ids": e.input_ids, "attention_mask": e.attention_mask,

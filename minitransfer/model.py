@@ -335,6 +335,10 @@ class GPT2Backbone(nnx.Module):
     ) -> jax.Array:
         """``input_ids`` int (B, T); ``attention_mask`` (B, T), 1 = real token, 0 = padding.
 
+        Where the fused attention runs (see ``ATTENTION_KINDS``), padding must
+        be on the right: it is passed as each row's number of real tokens.
+        Left-padded batches need ``set_attention(model, "explicit")``.
+
         Dropout is applied only when ``dropout_key`` is given (training).
         """
         B, T = input_ids.shape

@@ -56,7 +56,7 @@ class Playground:
         self.source, self.classifier_source = str(source), classifier
         self.model = load_pretrained(source)
         if not isinstance(self.model.head, NextWordHead):
-            raise ValueError(f"{source} is a fine-tuned classifier; --model needs a language model "
+            raise ValueError(f"{source} has a fine-tuned {self.model.head.kind} head; --model needs a language model "
                              f"(give the classifier with --classifier)")
         self.tokenizer = load_tokenizer(source)
         self.eos = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0

@@ -145,7 +145,10 @@ def pretrain(
     if len(val_blocks) == 0:
         raise TrainingError("no validation blocks: give more text or a larger validation fraction")
     run_key = hashlib.sha256(json.dumps(
-        {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"}, "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
+        # (mode and lr_decay_per_layer: fields PretrainConfig had until 2026-11-26, kept so that
+        # runs started before then still resume)
+        {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"}, "mode": "pretrain",
+         "lr_decay_per_layer": 1.0, "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
          **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     graphdef, params = nnx.split(model)

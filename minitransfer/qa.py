@@ -47,11 +47,21 @@ class QASplit:
         return QASplit(*([field[i] for i in idx] for field in
                          (self.questions, self.contexts, self.answers, self.starts)))
 
-    def subset(self, n: int | None, seed: int, what: str) -> "QASplit":
-        """``n`` examples in a fixed seeded order (all with None)."""
-        if n is None:
+    @property
+    def texts(self) -> list[str]:
+        """The task's own text, once each (SQuAD repeats a paragraph for each of
+        its questions): what ULMFiT's middle stage (``adapt``) trains on."""
+        return list(dict.fromkeys(self.contexts))
+
+    def subset(self, n: int | str | None, seed: int, what: str) -> "QASplit":
+        """``n`` examples (a number, or "all"/None for every one) in a fixed seeded order."""
+        if n is None or n == "all":
             return self
-        if isinstance(n, str) or n < 1:
+        try:
+            n = int(n)
+        except (TypeError, ValueError):
+            raise DataError(f"{what} must be a number of examples or 'all', got {n!r}") from None
+        if n < 1:
             raise DataError(f"{what} must be a positive number of examples, got {n!r}")
         if n > len(self):
             raise DataError(f"{what} {n} exceeds the {len(self)} examples available")
@@ -193,11 +203,20 @@ class EncodedQA:
 
 
 def _answer_chars(context: str, text: str, start: int) -> tuple[int, int] | None:
-    """The answer's character span, trusting ``start`` only where the text is there."""
+    """The answer's character span without surrounding whitespace, trusting
+    ``start`` only where the text is there."""
     if 0 <= start and context[start:start + len(text)] == text:
-        return start, start + len(text)
-    found = context.find(text) if text else -1
-    return (found, found + len(text)) if found >= 0 else None
+        a, b = start, start + len(text)
+    else:
+        found = context.find(text) if text.strip() else -1
+        if found < 0:
+            return None
+        a, b = found, found + len(text)
+    while a < b and context[a].isspace():
+        a += 1
+    while b > a and context[b - 1].isspace():
+        b -= 1
+    return (a, b) if a < b else None
 
 
 def _trim(context: str, offsets) -> list[tuple[int, int]]:
@@ -287,6 +306,9 @@ def best_spans(outputs: np.ndarray, enc: EncodedQA, max_answer_tokens: int = MAX
     out = []
     for i in range(len(enc)):
         pos = np.flatnonzero(enc.context_mask[i])  # (P,) context positions
+        if not len(pos):  # an empty context holds no answer
+            out.append(("", float("-inf")))
+            continue
         s, e = outputs[i, pos, 0].astype(np.float64), outputs[i, pos, 1].astype(np.float64)  # (P,), (P,)
         total = s[:, None] + e[None, :]  # (P, P): start a, end b
         gap = np.arange(len(pos))[None, :] - np.arange(len(pos))[:, None]  # b - a
@@ -307,9 +329,7 @@ def normalize_answer(s: str) -> str:
 def _f1(prediction: str, truth: str) -> float:
     p, t = normalize_answer(prediction).split(), normalize_answer(truth).split()
     common = sum((collections.Counter(p) & collections.Counter(t)).values())
-    if not p or not t:
-        return float(p == t)
-    if common == 0:
+    if common == 0:  # v1.1's script: also when both normalise to nothing
         return 0.0
     precision, recall = common / len(p), common / len(t)
     return 2 * precision * recall / (precision + recall)
@@ -327,7 +347,7 @@ def answer(model, tokenizer, question: str, context: str, max_len: int | None = 
     """The answer a span model finds in ``context``, and its score."""
     import jax.numpy as jnp
 
-    max_len = max_len or model.config.n_positions
+    max_len = min(max_len or model.config.n_positions, model.config.n_positions)
     enc = encode_qa(QASplit([question], [context], [[""]], [[-1]]), tokenizer, max_len)
     outputs = np.asarray(model(jnp.asarray(enc.input_ids), jnp.asarray(enc.attention_mask)), np.float32)
     return best_spans(outputs, enc)[0]

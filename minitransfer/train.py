@@ -307,7 +307,8 @@ def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | N
         raise TrainingError(str(e)) from None
     data.split(split)  # an unknown split name fails here, with the names there are
     arrays, examples = head.prepare(data, tokenizer, max_len=max_len or model.config.n_positions, budget=None,
-                                    seed=0, val_examples=val_examples, log=lambda m: None, splits=(split,))[split]
+                                    seed=0, val_examples=val_examples, log=lambda m: None, splits=(split,),
+                                    training=False)[split]
     graphdef, params = nnx.split(model)
     eval_step = make_eval_step(graphdef, forward_tokens)
     metrics = head.metrics(predict(eval_step, params, arrays, batch_size), examples)

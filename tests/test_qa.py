@@ -134,3 +134,23 @@ def test_bad_qa_rows_name_the_field(tmp_path):
     (d / "test.jsonl").write_text(json.dumps({"question": "q", "context": "a", "answers": ["a"]}) + "\n")
     with pytest.raises(DataError, match=r"train.jsonl: row 0 has no field 'context'"):
         load_qa_dataset(f"jsonl:{d}")
+
+
+def test_qa_edge_cases_found_in_review(gpt2_tokenizer):
+    # a label budget arrives from the command line as a string
+    split = toy_city_questions(20, 0)
+    assert len(split.subset("5", 0, "--labels")) == 5 and len(split.subset("all", 0, "--labels")) == 20
+    with pytest.raises(DataError, match="--labels must be a number of examples or 'all', got 'many'"):
+        split.subset("many", 0, "--labels")
+    # an answer given with a trailing space still maps to its tokens
+    ws = QASplit(["Who?"], ["The Denver Broncos won."], [["Denver Broncos "]], [[4]])
+    enc = encode_qa(ws, gpt2_tokenizer, 32, drop_unanswerable=True)
+    assert len(enc) == 1
+    assert enc.contexts[0][enc.offsets[0, enc.start[0], 0]:enc.offsets[0, enc.end[0], 1]] == "Denver Broncos"
+    # an empty context decodes to no answer instead of failing
+    empty = encode_qa(QASplit(["Who?"], [""], [["x"]], [[-1]]), gpt2_tokenizer, 32)
+    assert best_spans(np.zeros((1, 32, 2), np.float32), empty)[0][0] == ""
+    # SQuAD v1.1: answers that normalise to nothing share nothing
+    assert squad_scores(["the"], [["a"]])["f1"] == 0.0
+    # adapt trains on each context once
+    assert toy_city_questions(3, 0).texts == list(dict.fromkeys(toy_city_questions(3, 0).contexts))

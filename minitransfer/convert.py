@@ -347,7 +347,7 @@ def save_pretrained(
     """
     from safetensors.numpy import save_file
 
-    from minitransfer.heads import ClassificationHead, TaskHead
+    from minitransfer.heads import TaskHead
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -358,9 +358,7 @@ def save_pretrained(
         raise TypeError(f"cannot save a model whose head is {type(head).__name__}: not a registered TaskHead")
     if head.kind != "next-word" or extra:
         config["minitransfer"] = {"head": head.kind, **head.describe(), **(extra or {})}
-    if isinstance(head, ClassificationHead):  # transformers' own names for the classes
-        config["id2label"] = {str(i): n for i, n in enumerate(head.labels)}
-        config["label2id"] = {n: i for i, n in enumerate(head.labels)}
+    config.update(head.hf_config())
     tensors.update({HEAD_PREFIX + k: v for k, v in head.tensors().items()})
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     # "format": "pt" tells transformers these are PyTorch-layout tensors (they are:

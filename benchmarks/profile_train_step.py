@@ -46,6 +46,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--top", type=int, default=15, help="how many non-matmul operation kinds to list")
     ap.add_argument("--out", default="runs/profile_train_step")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
@@ -66,11 +67,11 @@ def main():
     rng = np.random.default_rng(0)
     batch = {"input_ids": rng.integers(0, 50257, (B, T)).astype(np.int32),
              "attention_mask": np.ones((B, T), np.int32), "labels": rng.integers(0, 2, B).astype(np.int32)}
-    cfg = mt.GPT2Config(attn_pdrop=args.attn_pdrop)
+    cfg = mt.GPT2Config(n_layer=args.layers, attn_pdrop=args.attn_pdrop)
     model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(768, ["neg", "pos"]))
     path = model.backbone.h[0].attn.fused(jax.numpy.dtype(args.dtype), dropout_active=args.attn_pdrop > 0)
     graphdef, params = nnx.split(model)
-    tx = make_optimizer(TrainConfig(mode="full", steps=1000, lr=1e-5), params, 1000, 12)
+    tx = make_optimizer(TrainConfig(mode="full", steps=1000, lr=1e-5), params, 1000, args.layers)
     step = make_train_step(graphdef, classification_loss(forward_tokens), tx, dtype=args.dtype)
     opt_state, key = tx.init(params), jax.random.key(0)
     hlo = step.lower(params, opt_state, batch, key, np.float32(1e-5)).compile().as_text()
@@ -93,10 +94,12 @@ def main():
     (trace_file,) = set(glob.glob(f"{args.out}/plugins/profile/*/*.trace.json.gz")) - before
     events = device_events(json.load(gzip.open(trace_file))["traceEvents"], op_names)
     by_phase, by_kind, n_kind = collections.Counter(), collections.Counter(), collections.Counter()
+    by_matmul = collections.Counter()
     for name, dur in events:
         kind_of_op = op_kind(name, hlo_lines.get(name, ""))
-        if kind_of_op in ("matmuls", "fused attention"):
+        if kind_of_op.startswith(("matmuls", "fused attention")):
             by_phase[kind_of_op] += dur
+            by_matmul[f"{kind_of_op}: {re.sub(r'[.][0-9]+$', '', name)}"] += dur
             continue
         op = re.sub(r"^jit\(train_step\)/", "", op_names.get(name, name))
         by_phase[phase(op)] += dur
@@ -113,6 +116,11 @@ def main():
     print(f"largest non-matmul operation kinds (trace: {trace_file}):")
     for k, v in by_kind.most_common(args.top):
         print(f"  {v / 1e3:8.1f} ms  x{n_kind[k]:<4} {k}")
+    # which library runs the matmuls (on a GPU: cuBLAS calls, or Triton gemm
+    # fusions that XLA generated, for instance with a cast fused in)
+    print("largest matmul operations:")
+    for k, v in by_matmul.most_common(args.top):
+        print(f"  {v / 1e3:8.1f} ms  {k}")
 
 
 def device_events(trace_events: list[dict], op_names: dict) -> list[tuple[str, float]]:
@@ -136,8 +144,11 @@ def device_events(trace_events: list[dict], op_names: dict) -> list[tuple[str, f
 def op_kind(name: str, hlo_line: str) -> str:
     if "fmha" in hlo_line or "fmha" in name or "flash" in name:
         return "fused attention"
-    if (name.startswith(("ynn_fusion", "dot", "xnn_fusion", "gemm", "cublas"))
-            or any(k in hlo_line for k in ("__cublas", "__triton_gemm", " dot(", "convolution("))):
+    if "__triton_gemm" in hlo_line or "triton_gemm" in name:
+        return "matmuls (Triton)"
+    if "__cublas" in hlo_line or name.startswith(("gemm", "cublas")):
+        return "matmuls (cuBLAS)"
+    if name.startswith(("ynn_fusion", "dot", "xnn_fusion")) or any(k in hlo_line for k in (" dot(", "convolution(")):
         return "matmuls"
     return "other"
 

@@ -41,6 +41,9 @@ def main():
     ap.add_argument("--attn-pdrop", type=float, default=0.1,
                     help="dropout on the attention weights, both sides (GPT-2's 0.1 by default). At 0, "
                          "minitransfer's 'auto' attention takes the fused cuDNN kernel on a GPU in bfloat16")
+    ap.add_argument("--pdrop", type=float, default=0.1,
+                    help="dropout on the embeddings and residual branches, both sides (GPT-2's 0.1 by default; "
+                         "0 with --attn-pdrop 0: no dropout at all, to see what dropout costs)")
     ap.add_argument("--peak-tflops", type=float,
                     help="the device's dense bf16 peak for MFU (default: from minitransfer.flops's table, GPUs/TPUs)")
     args = ap.parse_args()
@@ -77,11 +80,11 @@ def main():
           f"{flops / 1e9:.1f} GFLOP/step, {args.dtype}")
 
     # -- minitransfer --------------------------------------------------------
-    cfg = mt.GPT2Config(n_layer=L, attn_pdrop=args.attn_pdrop)
+    cfg = mt.GPT2Config(n_layer=L, attn_pdrop=args.attn_pdrop, embd_pdrop=args.pdrop, resid_pdrop=args.pdrop)
     model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(C, ["neg", "pos"]))
     path = model.backbone.h[0].attn.fused(jax.numpy.dtype(args.dtype), dropout_active=args.attn_pdrop > 0)
     print(f"minitransfer attention: {'fused (' + path + ')' if path else 'explicit'}; "
-          f"attention-weight dropout {args.attn_pdrop:g}, other dropout 0.1")
+          f"attention-weight dropout {args.attn_pdrop:g}, other dropout {args.pdrop:g}")
     graphdef, params = nnx.split(model)
     tc = TrainConfig(mode="full", steps=1000, lr=1e-5)
     tx = make_optimizer(tc, params, 1000, L)
@@ -103,7 +106,8 @@ def main():
 
     torch.manual_seed(0)
     hf = GPT2ForSequenceClassification(GPT2Config(n_layer=L, num_labels=2, pad_token_id=50256,
-                                                                attn_pdrop=args.attn_pdrop)).to(torch_device)
+                                                   attn_pdrop=args.attn_pdrop, embd_pdrop=args.pdrop,
+                                                   resid_pdrop=args.pdrop)).to(torch_device)
     hf.train()
     # the fastest AdamW PyTorch has on a GPU: one fused kernel for all parameters
     opt = torch.optim.AdamW(hf.parameters(), lr=1e-5, **({"fused": True} if torch_device == "cuda" else {}))

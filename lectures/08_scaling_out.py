@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lecture 8: scaling out: jit, pytrees, sharding, TPUs
+# # Lecture 8: scaling out: jit, pytrees, sharding, fused attention, TPUs
 #
 # Everything so far ran on one CPU. The same code runs on a GPU, a TPU, or
 # many of them, because of three JAX ideas.
@@ -151,6 +151,80 @@ for dtype in ("float32", "bfloat16"):
     print(f"{dtype:>8}: loss {float(m['loss']):.5f}; the updated weights are still {kernel.dtype}")
 
 # %% [markdown]
+# ## 5. Fused attention: the same attention in one kernel
+# Lecture 2's attention is written out step by step: scores `q @ k.T`, the
+# causal mask, softmax, dropout, `weights @ v`. Each step is a separate
+# tensor of shape (B, H, T, T) that goes out to memory and comes back. At the
+# 124M shape with batch 32 x 512 that is 32 x 12 x 512 x 512 float32 numbers,
+# 400 MB per tensor per layer, and the work on it is not matmuls: it is
+# memory traffic that grows with the *square* of the sequence length.
+#
+# A *fused* (flash) attention computes the same result in one GPU kernel: it
+# walks over keys in tiles that fit in on-chip memory, keeps a running
+# maximum and sum for the softmax, and never writes the T x T matrix at all.
+# JAX exposes it as `jax.nn.dot_product_attention`; with
+# `implementation="cudnn"` it runs NVIDIA's cuDNN kernel (bfloat16/float16
+# only), with `"xla"` the plain computation XLA compiles, on any device.
+#
+# minitransfer keeps the explicit attention (it is the one the lectures
+# read) and puts the fused call beside it. Which one runs is decided per
+# layer by `CausalSelfAttention.fused`:
+
+# %%
+from minitransfer.model import CausalSelfAttention, set_attention
+
+show(CausalSelfAttention.fused)
+show(CausalSelfAttention.__call__, start="implementation = None", stop="q = q.reshape(B, T, H, D).transpose")
+
+# %% [markdown]
+# Two things the fused call cannot do, and how the code handles them:
+#
+# * **No dropout on the attention weights.** cuDNN's kernel has none that
+#   JAX exposes, so `auto` (the default) takes the fused path only when
+#   `attn_pdrop` is 0 or the model is not training; `fused` refuses an active
+#   one with an error instead of silently skipping it.
+# * **Padding as lengths.** The fused call is told each row's number of real
+#   tokens (`key_value_seq_lengths`), so it assumes *right* padding
+#   (`[a, b, pad, pad]`), which is what minitransfer's data pipeline builds.
+#
+# **What you see:** on a CPU `fused` uses XLA's implementation, which is the
+# same arithmetic as the explicit path, so the hidden states of the real
+# (non-padding) tokens agree exactly or to float32 rounding; `auto` stays
+# explicit. On a GPU the cuDNN kernel sums in a different order, so its
+# results differ by rounding: `tests/test_attention.py` checks the hidden
+# states and gradients within stated tolerances, for float32 and bfloat16,
+# and on the GPU it ran the cuDNN kernel.
+
+# %%
+cfg_a = mt.GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=512, n_positions=32, attn_pdrop=0.0)
+bb = mt.GPT2Backbone(cfg_a, rngs=nnx.Rngs(0))
+ids = jnp.asarray(rng.integers(0, 512, (3, 16)), jnp.int32)
+mask = jnp.asarray([[1] * 16, [1] * 10 + [0] * 6, [1] * 4 + [0] * 12], jnp.int32)  # right padding
+hidden = {}
+for kind in ("explicit", "fused"):
+    set_attention(bb, kind)
+    hidden[kind] = bb(ids, mask)  # (B, T, C)
+real = mask.astype(bool)[:, :, None]  # (B, T, 1)
+diff = jnp.abs(hidden["explicit"] - hidden["fused"]) * real
+print(f"max |explicit - fused| over real tokens: {float(diff.max()):.2e}")
+set_attention(bb, "auto")
+print("in bfloat16 without attention dropout, 'auto' picks here:",
+      bb.h[0].attn.fused(jnp.bfloat16, dropout_active=False) or "explicit")
+B_, H_, T_ = 32, 12, 512
+print(f"explicit attention at the 124M shape, batch {B_} x {T_}: each (B, H, T, T) float32 tensor is "
+      f"{B_ * H_ * T_ * T_ * 4 / 1e6:.0f} MB per layer")
+
+# %% [markdown]
+# On one NVIDIA H100 (measured on 2026-11-26 with `benchmarks/gpu.sh`,
+# bfloat16, batch 32 x 512) the training step took 90.8 ms with the explicit
+# attention and GPT-2's dropout on the attention weights, and 82.7 ms with
+# that dropout off and cuDNN's kernel; transformers (PyTorch, its own fused
+# attention) took 81.4 and 80.3 ms on the same GPU. The fused kernel helps,
+# but it is not where most of the step goes: `benchmarks/profile_train_step.py`
+# shows the matmuls and the elementwise work around them. On a CPU the
+# explicit path is kept: there is no fused kernel to gain from.
+
+# %% [markdown]
 # ## TPUs
 # On a Cloud TPU VM the same commands run unchanged: `jax.devices()` lists
 # the TPU cores, and `--parallel data` or `fsdp` spreads training over them.
@@ -171,3 +245,11 @@ for dtype in ("float32", "bfloat16"):
 #    <details><summary>Hint</summary>An Adam update of 1e-5 relative size is
 #    below bfloat16's precision (about 3 significant digits): added to a
 #    bfloat16 weight, it would round away.</details>
+# 4. In section 5, pad the second row on the *left* instead
+#    (`[0] * 6 + [1] * 10`) and compare again. Which path is now wrong, and
+#    why?
+#    <details><summary>Answer</summary>The fused one: it is told only that
+#    the row has 10 real keys and takes them to be the first 10 positions,
+#    so it attends to padding and ignores real tokens. The explicit path
+#    reads the mask position by position and stays right; this is why the
+#    fused path assumes right padding.</details>

@@ -60,6 +60,7 @@ class LoopResult:
     steps_run: int = 0  # steps taken by this call (0: the run had already finished)
     train_seconds: float = 0.0  # wall time of the loop over all calls (resumes included)
     last_call_seconds: float = 0.0  # wall time of this call's steps and evaluations
+    state_seconds: float = 0.0  # of which writing the resumable state to disk
 
 
 def train_loop(
@@ -130,7 +131,7 @@ def train_loop(
     params, opt_state = jax.tree.map(jnp.copy, (params, opt_state))
     base_key = jax.random.key(seed)
     bar = tqdm(total=total, initial=step, disable=not progress, desc=desc, unit="step", dynamic_ncols=True)
-    t_loop, steps_run = time.perf_counter(), 0
+    t_loop, steps_run, state_seconds = time.perf_counter(), 0, 0.0
     # The losses stay on the device until the next evaluation: reading each
     # one back at once would make the host wait for every step to finish
     # before queueing the next, which leaves a GPU idle between small steps.
@@ -161,9 +162,11 @@ def train_loop(
                 on_best(params, step, metrics)
             bar.set_postfix(loss=f"{loss:.3f}", **postfix(metrics))
             if out is not None:
+                t_state = time.perf_counter()
                 _write_log(out, history)
                 _save_state(out, params, opt_state, best, step, history, run_key,
                             seconds_before + time.perf_counter() - t_loop)
+                state_seconds += time.perf_counter() - t_state
             if stop_after_step is not None and stop_after_step <= step < total:
                 bar.close()
                 log(f"stopping at step {step} (interrupted on request)")
@@ -175,7 +178,7 @@ def train_loop(
     best_params = best["params"] if best["params"] is not None else params
     return LoopResult(params, best_params, best["step"], best["metrics"] or {}, history, step,
                       steps_run / elapsed if steps_run else float("nan"), False, steps_run, seconds_before + elapsed,
-                      elapsed)
+                      elapsed, state_seconds)
 
 
 def _save_state(out: Path, params, opt_state, best, step, history, run_key, train_seconds: float = 0.0):

@@ -107,6 +107,10 @@ class RunResult:
     steps_per_second: float
     wall_seconds: float
     history: list[dict]
+    # where the wall time went: "prepare" (encoding; a frozen backbone's features), "train" (the
+    # optimizer steps, their compiling included), "validate", "test" and "other" (building the
+    # optimizer, saving checkpoints and state); empty for a run that had already finished
+    seconds: dict = dataclasses.field(default_factory=dict)
 
 
 def build_model(mode: str, base: GPT2 | None, config: GPT2Config, data, cfg: TrainConfig,
@@ -196,9 +200,11 @@ def finetune(
         if done.get("run_key") == run_key:
             log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
             return RunResult(out, done["best_step"], done["best_val"], done["test"], done["steps"],
-                             done["steps_per_second"], done["wall_seconds"], _read_log(out))
+                             done["steps_per_second"], done["wall_seconds"], _read_log(out), done.get("seconds", {}))
 
     # -- data: the head says what its batches hold (budget, validation subset, encoding)
+    seconds = {"prepare": 0.0, "train": 0.0, "validate": 0.0, "test": 0.0}
+    t_phase = time.perf_counter()
     prepared = head.prepare(data, tokenizer, max_len=cfg.max_len, budget=cfg.labels, seed=cfg.seed,
                             val_examples=cfg.val_examples, log=log)
     enc = {name: examples for name, (_, examples) in prepared.items()}
@@ -218,6 +224,7 @@ def finetune(
     else:
         arrays = {name: a for name, (a, _) in prepared.items()}
         net, forward, loss = model, forward_tokens, CLASSIFY_TOKENS
+    seconds["prepare"] = time.perf_counter() - t_phase
     graphdef, params = nnx.split(net)
     n_train = len(enc["train"])
     best = head.best_metric
@@ -228,16 +235,22 @@ def finetune(
     eval_step = make_eval_step(graphdef, forward, cfg.dtype)
 
     def validate(params):
+        t = time.perf_counter()
         val = head.metrics(predict(eval_step, params, arrays["validation"], cfg.eval_batch_size), enc["validation"])
+        seconds["validate"] += time.perf_counter() - t
         return {f"val_{k}": v for k, v in val.items()}
 
     def save_best(params, step, metrics):
+        nonlocal saving
+        t = time.perf_counter()
         if out is not None:
             save_pretrained(_with_params(graphdef, params, model, cfg.mode), out / "best", tokenizer,
                             extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
                                    "val_examples": len(enc["validation"]), "data": data.spec})
+        saving += time.perf_counter() - t
 
     train_arrays = arrays["train"]
+    saving = 0.0
     loop = train_loop(
         params=params, opt_state=opt_state, train_step=train_step,
         get_batch=lambda step: {k: v[batch_indices(step, cfg.batch_size, n_train, cfg.seed)] for k, v in train_arrays.items()},
@@ -252,16 +265,24 @@ def finetune(
     if loop.interrupted:
         return RunResult(out, loop.best_step, best_val, {}, loop.step, 0.0, time.perf_counter() - t_start, loop.history)
 
+    # the loop's time, less its validations and checkpoints: the steps (and their compiling)
+    seconds["train"] = max(0.0, loop.last_call_seconds - seconds["validate"] - saving - loop.state_seconds)
+
     # -- test the best checkpoint ---------------------------------------------
+    t_phase = time.perf_counter()
     test = head.metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size), enc["test"])
+    seconds["test"] = time.perf_counter() - t_phase
     nnx.update(net, loop.best_params)  # the trained weights go back into the caller's model
+    wall = time.perf_counter() - t_start
+    seconds["other"] = max(0.0, wall - sum(seconds.values()))
+    seconds = {k: round(v, 3) for k, v in seconds.items()}
     result = RunResult(out, loop.best_step, best_val, test, loop.step, loop.steps_per_second,
-                       time.perf_counter() - t_start, loop.history)
+                       wall, loop.history, seconds)
     if out is not None:
         (out / "result.json").write_text(json.dumps({
             "run_key": run_key, "mode": cfg.mode, "best_step": loop.best_step, "best_val": best_val,
             "test": test, "steps": loop.step, "steps_per_second": loop.steps_per_second,
-            "wall_seconds": result.wall_seconds, "n_train": n_train, "config": dataclasses.asdict(cfg),
+            "wall_seconds": result.wall_seconds, "seconds": seconds, "n_train": n_train, "config": dataclasses.asdict(cfg),
             "truncated": {name: e.n_truncated for name, e in enc.items()},
         }, indent=2) + "\n")
     return result

@@ -47,12 +47,22 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     # paired: at a budget and seed, every mode trained on the same examples
     n = {json.loads((out / "runs" / f"{m}-b20-s1" / "result.json").read_text())["n_train"] for m in ("scratch", "probe", "full")}
     assert n == {20}
+    # where the time went: every phase, adding up to each run's wall time, summed in the summary
+    for m in ("scratch", "probe", "full"):
+        res = json.loads((out / "runs" / f"{m}-b20-s1" / "result.json").read_text())
+        assert set(res["seconds"]) == {"prepare", "train", "validate", "test", "other"}
+        assert min(res["seconds"].values()) >= 0 and res["seconds"]["train"] > 0
+        assert sum(res["seconds"].values()) == pytest.approx(res["wall_seconds"], abs=0.02)
+    phases = summary["run_seconds_by_phase"]
+    assert sum(phases.values()) == pytest.approx(summary["run_seconds_total"], rel=0.01, abs=0.1)
+    assert "Of that: " in md and "optimizer steps" in md
 
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
     capsys.readouterr()
     assert main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
     assert list(csv.DictReader(open(out / "results.csv"))) == rows
+    assert json.loads((out / "summary.json").read_text())["run_seconds_by_phase"] == phases  # read back, not zeroed
 
 
 def test_budget_parsing():

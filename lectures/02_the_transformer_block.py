@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minitransfer.lecture import FAST, out_dir, show
+from minitransfer.lecture import out_dir, show
 from minitransfer.model import MLP, Block, CausalSelfAttention, GPT2Backbone, GPT2Config
 
 show(Block)

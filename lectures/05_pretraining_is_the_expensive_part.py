@@ -13,9 +13,8 @@
 # input is an assumption you can change.
 
 # %%
-import numpy as np
-
 from minitransfer.lecture import FAST, SHARED_DATA, out_dir, show
+
 
 def train_flops(n_params, n_tokens):
     return 6 * n_params * n_tokens

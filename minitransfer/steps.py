@@ -198,10 +198,14 @@ def length_order(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
 def predict(eval_step, params, arrays: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
     """eval_step over all rows, in length-sorted batches; outputs in row order."""
     order = length_order(arrays)
-    out = []
     T = arrays["attention_mask"].shape[1] if "attention_mask" in arrays else None
-    for batch, n_real in batched(arrays, batch_size, order):
-        o = np.asarray(eval_step(params, batch))[:n_real]
+    # Every batch is queued before any result is read back: the device works
+    # through the queue while the host cuts the next batches, instead of
+    # waiting for each result in turn.
+    pending = [(eval_step(params, batch), n_real) for batch, n_real in batched(arrays, batch_size, order)]
+    out = []
+    for o, n_real in pending:
+        o = np.asarray(o)[:n_real]
         if o.ndim >= 3 and T is not None and o.shape[1] < T:  # per-token outputs (B, cut, ...): back to (B, T, ...)
             o = np.pad(o, [(0, 0), (0, T - o.shape[1])] + [(0, 0)] * (o.ndim - 2))
         out.append(o)

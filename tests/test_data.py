@@ -141,6 +141,26 @@ def test_encode_truncates_and_counts(gpt2_tokenizer):
     assert enc.input_ids[1].tolist() == gpt2_tokenizer.encode(split.texts[1])[:8]
 
 
+def test_encode_reuses_the_same_texts_and_stays_exact(gpt2_tokenizer):
+    from minitransfer import data
+    from minitransfer.data import Split
+
+    texts = ["one text", "another, a little longer", "third"]
+    a = encode(Split(texts, np.array([0, 1, 0], np.int32)), gpt2_tokenizer, max_len=6)
+    b = encode(Split(list(texts), np.array([1, 1, 1], np.int32)), gpt2_tokenizer, max_len=6)
+    assert b.input_ids is a.input_ids  # reused, not tokenised again
+    assert b.labels.tolist() == [1, 1, 1]  # labels come from the split, never from the reuse
+    with pytest.raises(ValueError):  # shared arrays are read-only
+        b.input_ids[0, 0] = 7
+    c = encode(Split(texts, np.array([0, 1, 0], np.int32)), gpt2_tokenizer, max_len=4)
+    assert c.input_ids.shape == (3, 4) and c.input_ids.tolist() == [r[:4] for r in a.input_ids.tolist()]
+    d = encode(Split(texts[:2], np.array([0, 1], np.int32)), gpt2_tokenizer, max_len=6)
+    assert d.input_ids.tolist() == a.input_ids[:2].tolist()
+    for i in range(data.ENCODED_KEPT + 2):  # the memory stays bounded
+        encode(Split([f"text number {i}"], np.array([0], np.int32)), gpt2_tokenizer, max_len=6)
+    assert len(data._ENCODED[gpt2_tokenizer]) == data.ENCODED_KEPT
+
+
 def test_epoch_order_is_a_function_of_seed_and_epoch():
     assert (epoch_order(50, 0, 1) == epoch_order(50, 0, 1)).all()
     assert (epoch_order(50, 0, 1) != epoch_order(50, 0, 2)).any()

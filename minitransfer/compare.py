@@ -136,7 +136,7 @@ def compare(
         r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False,
                      log=lambda msg: None, feature_cache=feature_cache)
         res = json.loads((out / "runs" / name / "result.json").read_text())
-        for phase, secs in r.seconds.items():
+        for phase, secs in (r.seconds or {"unknown": r.wall_seconds}).items():  # unknown: an older result.json
             phases[phase] = phases.get(phase, 0.0) + secs
         for split, n in res.get("truncated", {}).items():
             truncated[split] = max(truncated.get(split, 0), n)
@@ -241,7 +241,8 @@ def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) ->
 
 PHASE_NAMES = {"train": "optimizer steps (compiling included)", "validate": "validation",
                "test": "test evaluation", "prepare": "encoding the data (and a frozen backbone's features)",
-               "other": "the rest (optimizer set-up, checkpoints, training state)"}
+               "other": "the rest (optimizer set-up, checkpoints, training state)",
+               "unknown": "runs finished before minitransfer kept this breakdown"}
 
 
 def phases_text(phases: dict) -> str:

@@ -553,7 +553,10 @@ def token_lengths(texts: list[str], tokenizer) -> np.ndarray:
 # ``compare`` encodes the same test and validation texts (and each budget's
 # training texts, once per mode) in every one of its dozens of runs: with a
 # small model that was a third of a run's time. So ``encode`` keeps its last
-# few results per tokenizer object (dropped with the tokenizer).
+# few results per tokenizer object (dropped with the tokenizer). The key holds
+# the tokenizer's size, so added tokens start afresh; other changes to a
+# tokenizer object after use (a new normalizer, say) are not detected: load a
+# new tokenizer instead.
 _ENCODED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 ENCODED_KEPT = 8
 
@@ -571,7 +574,7 @@ def encode(split: Split, tokenizer, max_len: int) -> Encoded:
         kept = _ENCODED.setdefault(tokenizer, OrderedDict())
     except TypeError:  # a tokenizer that cannot be weakly referenced or hashed: no reuse
         kept = OrderedDict()
-    key = (tuple(split.texts), max_len)
+    key = (tuple(split.texts), max_len, len(tokenizer))
     if key in kept:
         kept.move_to_end(key)
         out, mask, lengths = kept[key]

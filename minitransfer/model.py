@@ -210,8 +210,8 @@ class CausalSelfAttention(nnx.Module):
         if implementation is not None:
             # The same attention in one call. Its padding is given as each
             # row's number of real tokens, which assumes right padding
-            # ([a, b, pad, pad]: what data.encode builds); padding queries
-            # come out as zeros instead of the explicit path's unused values.
+            # ([a, b, pad, pad]: what data.encode builds). Outputs at padding
+            # positions are never used (pooling and losses mask them).
             lengths = None if attention_mask is None else attention_mask.sum(-1).astype(jnp.int32)  # (B,)
             y = jax.nn.dot_product_attention(
                 q.reshape(B, T, H, D), k.reshape(B, T, H, D), v.reshape(B, T, H, D),  # 3 x (B, T, H, D)

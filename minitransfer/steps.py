@@ -6,6 +6,7 @@ frozen backbone's cached features (linear probing).
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 from typing import Callable
@@ -195,20 +196,31 @@ def length_order(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
     return np.argsort(arrays["attention_mask"].sum(1), kind="stable")
 
 
+IN_FLIGHT = 8  # evaluation batches queued on the device before the host reads one back
+
+
 def predict(eval_step, params, arrays: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
     """eval_step over all rows, in length-sorted batches; outputs in row order."""
     order = length_order(arrays)
     T = arrays["attention_mask"].shape[1] if "attention_mask" in arrays else None
-    # Every batch is queued before any result is read back: the device works
-    # through the queue while the host cuts the next batches, instead of
-    # waiting for each result in turn.
-    pending = [(eval_step(params, batch), n_real) for batch, n_real in batched(arrays, batch_size, order)]
-    out = []
-    for o, n_real in pending:
+    # Up to IN_FLIGHT batches are queued before the oldest result is read
+    # back: the device works through the queue while the host cuts the next
+    # batches, instead of waiting for each result in turn.
+    out, pending = [], collections.deque()
+
+    def take_oldest():
+        o, n_real = pending.popleft()
         o = np.asarray(o)[:n_real]
         if o.ndim >= 3 and T is not None and o.shape[1] < T:  # per-token outputs (B, cut, ...): back to (B, T, ...)
             o = np.pad(o, [(0, 0), (0, T - o.shape[1])] + [(0, 0)] * (o.ndim - 2))
         out.append(o)
+
+    for batch, n_real in batched(arrays, batch_size, order):
+        pending.append((eval_step(params, batch), n_real))
+        if len(pending) > IN_FLIGHT:
+            take_oldest()
+    while pending:
+        take_oldest()
     out = np.concatenate(out)
     if order is None:
         return out

@@ -109,7 +109,9 @@ class RunResult:
     history: list[dict]
     # where the wall time went: "prepare" (encoding; a frozen backbone's features), "train" (the
     # optimizer steps, their compiling included), "validate", "test" and "other" (building the
-    # optimizer, saving checkpoints and state); empty for a run that had already finished
+    # optimizer, saving checkpoints and state), of this call only (a resumed run's earlier calls are
+    # not in it, as they are not in wall_seconds); a finished run reads them back from result.json;
+    # empty for an interrupted run
     seconds: dict = dataclasses.field(default_factory=dict)
 
 

@@ -156,6 +156,19 @@ def test_encode_reuses_the_same_texts_and_stays_exact(gpt2_tokenizer):
     assert c.input_ids.shape == (3, 4) and c.input_ids.tolist() == [r[:4] for r in a.input_ids.tolist()]
     d = encode(Split(texts[:2], np.array([0, 1], np.int32)), gpt2_tokenizer, max_len=6)
     assert d.input_ids.tolist() == a.input_ids[:2].tolist()
+    import copy
+
+    text = Split(["one <new-token> <other>"], np.array([0], np.int32))
+    grown = copy.deepcopy(gpt2_tokenizer)
+    grown.add_tokens(["<new-token>"])
+    e = encode(text, grown, max_len=12)
+    want = grown(text.texts[0], add_special_tokens=False)["input_ids"]
+    assert e.input_ids[0, :len(want)].tolist() == want and len(gpt2_tokenizer) in want
+    assert len(gpt2_tokenizer) not in encode(text, gpt2_tokenizer, max_len=12).input_ids[0].tolist()
+    grown.add_tokens(["<other>"])  # the same tokenizer object, grown again: not served from the old result
+    again = encode(text, grown, max_len=12)
+    want = grown(text.texts[0], add_special_tokens=False)["input_ids"]
+    assert again.input_ids[0, :len(want)].tolist() == want and len(gpt2_tokenizer) + 1 in want
     for i in range(data.ENCODED_KEPT + 2):  # the memory stays bounded
         encode(Split([f"text number {i}"], np.array([0], np.int32)), gpt2_tokenizer, max_len=6)
     assert len(data._ENCODED[gpt2_tokenizer]) == data.ENCODED_KEPT

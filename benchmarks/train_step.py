@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--pdrop", type=float, default=0.1,
                     help="dropout on the embeddings and residual branches, both sides (GPT-2's 0.1 by default; "
                          "0 with --attn-pdrop 0: no dropout at all, to see what dropout costs)")
+    ap.add_argument("--no-torch", action="store_true",
+                    help="time minitransfer alone (for experiments that change only its side; no ratio)")
     ap.add_argument("--peak-tflops", type=float,
                     help="the device's dense bf16 peak for MFU (default: from minitransfer.flops's table, GPUs/TPUs)")
     args = ap.parse_args()
@@ -101,7 +103,28 @@ def main():
 
     run_ours()  # compile
 
-    # -- transformers ---------------------------------------------------------
+    def report(name, t, peak):
+        print(f"{name:>12}: {1000 * t:.1f} ms/step, {B * T / t:.0f} tokens/s, {flops / t / 1e9:.1f} GFLOP/s "
+              f"= {100 * flops / t / peak:.0f}% of measured matmul peak"
+              + (f", MFU {100 * flops / t / (spec_peak * 1e12):.1f}% of the spec bf16 peak" if spec_peak else ""))
+
+    if args.no_torch:
+        t_ours = interleaved_best({"ours": run_ours}, args.steps, args.rounds)["ours"]
+        report("minitransfer", t_ours, peak_jax)
+        print(f"jax default PRNG: {jax.config.jax_default_prng_impl}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+        return
+    t_ours, t_hf, hf_attention = time_against_transformers(args, L, ids, labels, torch_device, run_ours)
+    report("minitransfer", t_ours, peak_jax)
+    report("transformers", t_hf, peak_torch)
+    print(f"transformers attention: {hf_attention}")
+    print(f"train step ratio minitransfer/transformers speed-up: {t_hf / t_ours:.2f}x")
+
+
+def time_against_transformers(args, L, ids, labels, torch_device, run_ours):
+    """The same step in transformers' PyTorch on the same device; both timed in alternating rounds."""
+    import numpy as np
+    import torch
+
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     torch.manual_seed(0)
@@ -125,13 +148,7 @@ def main():
     run_hf()
     best = interleaved_best({"ours": run_ours, "hf": run_hf}, args.steps, args.rounds)
     t_ours, t_hf = best["ours"], best["hf"]
-
-    for name, t, peak in (("minitransfer", t_ours, peak_jax), ("transformers", t_hf, peak_torch)):
-        print(f"{name:>12}: {1000 * t:.1f} ms/step, {B * T / t:.0f} tokens/s, {flops / t / 1e9:.1f} GFLOP/s "
-              f"= {100 * flops / t / peak:.0f}% of measured matmul peak"
-              + (f", MFU {100 * flops / t / (spec_peak * 1e12):.1f}% of the spec bf16 peak" if spec_peak else ""))
-    print(f"transformers attention: {hf.config._attn_implementation}")
-    print(f"train step ratio minitransfer/transformers speed-up: {t_hf / t_ours:.2f}x")
+    return t_ours, t_hf, hf.config._attn_implementation
 
 
 if __name__ == "__main__":

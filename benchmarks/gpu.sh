@@ -12,6 +12,7 @@
 #   bash benchmarks/gpu.sh --diagnose           # only the experiments on the matmul rate (below); not yet run on a GPU
 #   bash benchmarks/gpu.sh --smoke              # the figures' code on tiny shapes, on any machine (CPU: < 2 minutes)
 #   bash benchmarks/gpu.sh --smoke --diagnose   # the experiments' code on tiny shapes
+#   bash benchmarks/gpu.sh --only compare,pretrain   # only the parts so named (a short GPU rental; names below)
 #
 # --diagnose: on the H100 the step's matmuls ran at about 200 TFLOP/s inside the step, a third of what a
 # lone matmul reached. Its parts tell the suspects apart:
@@ -33,18 +34,24 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 XLA_PYTHO
 # compiled programs are kept on disk, so that a step compiled by one part is not compiled again by the next
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-${TMPDIR:-/tmp}/minitransfer-jax-cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=1
-SMOKE=0 DIAGNOSE=0
-for arg in "$@"; do
-  case $arg in
+SMOKE=0 DIAGNOSE=0 ONLY=""
+USAGE="usage: bash benchmarks/gpu.sh [--smoke] [--diagnose] [--only PART,PART...]"
+while [ $# -gt 0 ]; do
+  case $1 in
     --smoke) SMOKE=1 ;;
     --diagnose) DIAGNOSE=1 ;;
-    *) echo "usage: bash benchmarks/gpu.sh [--smoke] [--diagnose]"; exit 2 ;;
+    --only) [ $# -ge 2 ] || { echo "$USAGE"; echo "--only needs a comma-separated list of part names"; exit 2; }
+            ONLY=",$2,"; shift ;;
+    *) echo "$USAGE"; exit 2 ;;
   esac
+  shift
 done
 OUT="${GPU_BENCH_OUT:-runs/gpu-bench}"
 mkdir -p "$OUT"
 run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key lines here, prefixed
   local name=$1; shift
+  [ -n "$ONLY" ] && [[ "$ONLY" != *",$name,"* ]] && return 0
+  RAN="$RAN $name"
   local t0=$SECONDS
   if timeout "${PART_TIMEOUT:-300}" "$@" > "$OUT/$name.log" 2>&1; then
     grep -E "ratio|minitransfer:|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step|default PRNG" "$OUT/$name.log" \
@@ -54,6 +61,7 @@ run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key 
     echo "[$name] FAILED after $((SECONDS - t0)) s; last lines of $OUT/$name.log:"; tail -5 "$OUT/$name.log"
   fi
 }
+RAN=""
 python -c "import jax; d = jax.devices()[0]; print('device:', d.platform, d.device_kind, '| jax', jax.__version__)"
 NO_TRITON="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false"
 if [ $DIAGNOSE = 1 ]; then
@@ -64,12 +72,12 @@ if [ $DIAGNOSE = 1 ]; then
   fi
   # the baseline, in the same run: the step as it is (Triton gemms on, GPT-2's dropout outside attention)
   run step-32x512-attn0 python benchmarks/train_step.py $S $T --attn-pdrop 0
-  run gemms python benchmarks/gemm_shapes.py $S $R
-  run gemms-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/gemm_shapes.py $S $R --no-torch
   run step-32x512-attn0-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch
-  run step-32x512-no-dropout python benchmarks/train_step.py $S $T --attn-pdrop 0 --pdrop 0 --no-torch
   run step-32x512-attn0-rbg env JAX_DEFAULT_PRNG_IMPL=unsafe_rbg \
     python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch
+  run step-32x512-no-dropout python benchmarks/train_step.py $S $T --attn-pdrop 0 --pdrop 0 --no-torch
+  run gemms python benchmarks/gemm_shapes.py $S $R
+  run gemms-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/gemm_shapes.py $S $R --no-torch
   run profile-no-triton env XLA_FLAGS="$NO_TRITON --xla_gpu_enable_command_buffer=" \
     python benchmarks/profile_train_step.py $S --dtype bfloat16 --attn-pdrop 0 --top 12
 elif [ $SMOKE = 1 ]; then
@@ -105,4 +113,9 @@ else
   # ... GPT-2's dropout everywhere keeps the explicit attention
   run step-32x512 python benchmarks/train_step.py --batch 32 --seq 512 $T
   run generate python benchmarks/generate.py --new-tokens 256
+fi
+missing=""
+for name in $(echo "${ONLY:1:-1}" | tr , ' '); do [[ " $RAN " == *" $name "* ]] || missing="$missing $name"; done
+if [ -n "$missing" ]; then
+  echo "--only:$missing: no such part in this mode (part names are the [bracketed] prefixes above; see the script)"; exit 2
 fi

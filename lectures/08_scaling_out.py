@@ -5,12 +5,15 @@
 # many of them, because of three JAX ideas.
 #
 # *This lecture simulates 8 devices on the CPU.* XLA reads that setting when
-# JAX starts, so it must come before `import jax`:
+# JAX starts, so it must come before `import jax`. It also keeps JAX on the
+# CPU: on a machine with one GPU, JAX's default devices would be that one GPU,
+# and the 8 simulated CPU devices would sit unused.
 
 # %%
 import os
 
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+os.environ["JAX_PLATFORMS"] = "cpu"
 import time
 
 import jax
@@ -224,7 +227,11 @@ print(f"explicit attention at the 124M shape, batch {B_} x {T_}: each (B, H, T, 
 # that dropout off and cuDNN's kernel; transformers (PyTorch, its own fused
 # attention) took 81.4 and 80.3 ms on the same GPU. The fused kernel helps,
 # but it is not where most of the step goes: `benchmarks/profile_train_step.py`
-# shows the matmuls and the elementwise work around them. On a CPU the
+# shows the matmuls and the elementwise work around them. A day later, on the
+# same kind of GPU, the same step took 82.9 ms as it is and 76.3 ms with
+# XLA's Triton matmul kernels turned off
+# (`XLA_FLAGS=--xla_gpu_enable_triton_gemm=false`): which kernel runs each
+# matmul is a choice the compiler makes, and it matters. On a CPU the
 # explicit path is kept: there is no fused kernel to gain from.
 
 # %% [markdown]

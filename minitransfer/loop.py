@@ -61,6 +61,16 @@ class LoopResult:
     train_seconds: float = 0.0  # wall time of the loop over all calls (resumes included)
     last_call_seconds: float = 0.0  # wall time of this call's steps and evaluations
     state_seconds: float = 0.0  # of which writing the resumable state to disk
+    first_step_seconds: float = 0.0  # of which this call's first step, compiling included
+    eval_seconds: float = 0.0  # of which validation, best-model copies and writing state
+
+    @property
+    def steady_step_seconds(self) -> float:
+        """This call's time in training steps after the first: no compiling,
+        no validation, no writing (0 when it ran one step or none)."""
+        if self.steps_run < 2:
+            return 0.0
+        return max(0.0, self.last_call_seconds - self.first_step_seconds - self.eval_seconds)
 
 
 def train_loop(
@@ -131,7 +141,7 @@ def train_loop(
     params, opt_state = jax.tree.map(jnp.copy, (params, opt_state))
     base_key = jax.random.key(seed)
     bar = tqdm(total=total, initial=step, disable=not progress, desc=desc, unit="step", dynamic_ncols=True)
-    t_loop, steps_run, state_seconds = time.perf_counter(), 0, 0.0
+    t_loop, steps_run, state_seconds, first_step_seconds, eval_seconds = time.perf_counter(), 0, 0.0, 0.0, 0.0
     # The losses stay on the device until the next evaluation: reading each
     # one back at once would make the host wait for every step to finish
     # before queueing the next, which leaves a GPU idle between small steps.
@@ -141,11 +151,15 @@ def train_loop(
         batch = place_batch(get_batch(step))
         params, opt_state, m = train_step(params, opt_state, batch, jax.random.fold_in(base_key, step), lrs[step])
         pending.append(m["loss"])
+        if steps_run == 0:  # one wait, so that compiling is not counted as training speed
+            jax.block_until_ready(m["loss"])
+            first_step_seconds = time.perf_counter() - t_loop
         step += 1
         steps_run += 1
         bar.update(1)
         if step % eval_every == 0 or step == total:
             losses = np.asarray(jax.device_get(pending), dtype=np.float64)  # (steps since the last check,)
+            t_eval = time.perf_counter()  # the wait above was for the queued steps: training time
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:
                 bar.close()
@@ -167,18 +181,19 @@ def train_loop(
                 _save_state(out, params, opt_state, best, step, history, run_key,
                             seconds_before + time.perf_counter() - t_loop)
                 state_seconds += time.perf_counter() - t_state
+            eval_seconds += time.perf_counter() - t_eval
             if stop_after_step is not None and stop_after_step <= step < total:
                 bar.close()
                 log(f"stopping at step {step} (interrupted on request)")
                 return LoopResult(params, best["params"], best["step"], best["metrics"], history, step, 0.0, True,
                                   steps_run, seconds_before + time.perf_counter() - t_loop,
-                                  time.perf_counter() - t_loop)
+                                  time.perf_counter() - t_loop, state_seconds, first_step_seconds, eval_seconds)
     bar.close()
     elapsed = time.perf_counter() - t_loop
     best_params = best["params"] if best["params"] is not None else params
     return LoopResult(params, best_params, best["step"], best["metrics"] or {}, history, step,
                       steps_run / elapsed if steps_run else float("nan"), False, steps_run, seconds_before + elapsed,
-                      elapsed, state_seconds)
+                      elapsed, state_seconds, first_step_seconds, eval_seconds)
 
 
 def _save_state(out: Path, params, opt_state, best, step, history, run_key, train_seconds: float = 0.0):

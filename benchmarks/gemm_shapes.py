@@ -47,7 +47,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import accelerator, per_call, sync  # noqa: E402
 
 
-
 def step_gemms(M: int, C: int) -> list[tuple[str, tuple, tuple, str]]:
     """(name, shape of x, shape of the weight or dy, kind) of the 12 matmuls of
     one layer's forward and backward, with the operands as the step stores

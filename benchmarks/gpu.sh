@@ -52,8 +52,8 @@ OUT="${GPU_BENCH_OUT:-runs/gpu-bench}"
 mkdir -p "$OUT"
 run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key lines here, prefixed
   local name=$1; shift
-  [ -n "$ONLY" ] && [[ "$ONLY" != *",$name,"* ]] && return 0
-  RAN="$RAN $name"
+  if [ $PLAN = 1 ]; then ALL="$ALL $name"; return 0; fi
+  selected "$name" || return 0
   local t0=$SECONDS
   if timeout "${PART_TIMEOUT:-300}" "$@" > "$OUT/$name.log" 2>&1; then
     grep -E "ratio|minitransfer:|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step|default PRNG" "$OUT/$name.log" \
@@ -63,9 +63,10 @@ run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key 
     echo "[$name] FAILED after $((SECONDS - t0)) s; last lines of $OUT/$name.log:"; tail -5 "$OUT/$name.log"
   fi
 }
-RAN=""
-python -c "import jax; d = jax.devices()[0]; print('device:', d.platform, d.device_kind, '| jax', jax.__version__)"
+selected() { [ -z "$ONLY" ] || [[ "$ONLY" == *",$1,"* ]]; }
+fresh() { [ $PLAN = 0 ] && selected "$1" && rm -rf "${OUT:?}/$1"; return 0; }  # a part's earlier output goes
 NO_TRITON="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false"
+parts() {  # the parts of this mode, in order; with PLAN=1 only their names are collected (into ALL)
 if [ $DIAGNOSE = 1 ]; then
   if [ $SMOKE = 1 ]; then
     S="--batch 2 --seq 32 --layers 2" T="--steps 1 --rounds 1 --dtype bfloat16" R="--repeats 2"
@@ -87,10 +88,10 @@ elif [ $SMOKE = 1 ]; then
   run steps-attn0 python benchmarks/train_step.py --shapes 2x64,1x128,2x32 $T --attn-pdrop 0
   run profile env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=" \
     python benchmarks/profile_train_step.py --batch 2 --seq 32 --dtype bfloat16 --attn-pdrop 0 --top 8
-  rm -rf "$OUT/compare"
+  fresh compare
   run compare python -m minitransfer.cli compare --budgets 20 --seeds 2 --steps 3 --adapt-steps 3 --max-len 32 \
     --modes scratch,probe,adapt --out "$OUT/compare" --no-progress
-  rm -rf "$OUT/pretrain"
+  fresh pretrain
   run pretrain python -m minitransfer.cli pretrain --data tweets --n-layer 2 --n-head 2 --n-embd 64 \
     --tokenizer train:512 --steps 10 --eval-every 5 --batch-size 8 --block-size 64 --out "$OUT/pretrain" --no-progress
   run step-32x512 python benchmarks/train_step.py --batch 2 --seq 64 $T
@@ -103,9 +104,9 @@ else
   # (command buffers off: otherwise the trace shows one opaque command_buffer op per step)
   run profile env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=" \
     python benchmarks/profile_train_step.py --batch 32 --seq 512 --dtype bfloat16 --attn-pdrop 0 --top 12
-  rm -rf "$OUT/compare"
+  fresh compare
   run compare python -m minitransfer.cli compare --out "$OUT/compare" --no-progress
-  rm -rf "$OUT/pretrain"
+  fresh pretrain
   run pretrain python -m minitransfer.cli pretrain --data tweets --n-layer 6 --n-head 8 --n-embd 256 \
     --tokenizer train:8192 --steps 300 --eval-every 100 --batch-size 128 --block-size 128 --dtype bfloat16 \
     --out "$OUT/pretrain" --no-progress
@@ -113,8 +114,16 @@ else
   run step-32x512 python benchmarks/train_step.py --batch 32 --seq 512 $T
   run generate python benchmarks/generate.py --new-tokens 256
 fi
+}
+# every name given to --only is checked before anything runs: a typo should not cost a GPU rental's minutes
+PLAN=1 ALL=""
+parts
+if [ "$ONLY" = ",," ]; then echo "--only needs at least one part name; this mode's parts:$ALL"; exit 2; fi
 missing=""
-for name in $(echo "${ONLY:1:-1}" | tr , ' '); do [[ " $RAN " == *" $name "* ]] || missing="$missing $name"; done
+for name in $(echo "${ONLY:1:-1}" | tr , ' '); do [[ " $ALL " == *" $name "* ]] || missing="$missing $name"; done
 if [ -n "$missing" ]; then
-  echo "--only:$missing: no such part in this mode (part names are the [bracketed] prefixes above; see the script)"; exit 2
+  echo "--only:$missing: no such part in this mode; its parts:$ALL"; exit 2
 fi
+PLAN=0
+python -c "import jax; d = jax.devices()[0]; print('device:', d.platform, d.device_kind, '| jax', jax.__version__)"
+parts

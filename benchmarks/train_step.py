@@ -177,5 +177,6 @@ def transformers_side(args, L, torch_device):
     side.attention = hf.config._attn_implementation
     return side
 
+
 if __name__ == "__main__":
     main()

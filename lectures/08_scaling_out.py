@@ -195,8 +195,9 @@ show(CausalSelfAttention.__call__, start="implementation = None", stop="q = q.re
 # **What you see:** on a CPU `fused` uses XLA's implementation, which is the
 # same arithmetic as the explicit path, so the hidden states of the real
 # (non-padding) tokens agree exactly or to float32 rounding; `auto` stays
-# explicit. On a GPU the cuDNN kernel sums in a different order, so its
-# results differ by rounding: `tests/test_attention.py` checks hidden states
+# explicit. This lecture stays on the CPU; on a GPU the cuDNN kernel sums in
+# a different order, so its results differ by rounding, which
+# `tests/test_attention.py` checks there: hidden states
 # (float32 and bfloat16) and gradients (float32, and bfloat16, which on a GPU
 # is cuDNN's backward pass) against the explicit path within stated
 # tolerances.

@@ -114,10 +114,10 @@ class PretrainResult:
     steps_run: int = 0
     val_blocks: int = 0
     train_seconds: float = 0.0
-    tokens_per_second: float | None = None  # this call's training throughput, steps after the first
+    tokens_per_second: float | None = None  # this call's training throughput, steps after the first (if > 1)
     model_tflops_per_second: float | None = None
     mfu: float | None = None  # against the device's spec-sheet bf16 peak, where known
-    tokens_per_second_all_in: float | None = None  # the same, compiling, validation and checkpoints included
+    tokens_per_second_all_in: float | None = None  # with compiling, validation, checkpoints (None: one step)
 
 
 def pretrain(
@@ -189,14 +189,15 @@ def pretrain(
         steady = loop.steady_step_seconds
         tok_s = ((loop.steps_run - 1) * block_tokens / steady if steady > 0 else
                  loop.steps_run * block_tokens / max(1e-9, loop.last_call_seconds))
-        all_in = loop.steps_run * block_tokens / max(1e-9, loop.last_call_seconds)
+        # None when there is no separate steady rate (one step): tokens_per_second is then the all-in rate
+        all_in = loop.steps_run * block_tokens / max(1e-9, loop.last_call_seconds) if steady > 0 else None
         fps = tok_s * train_flops_per_token(c.n_layer, c.n_embd, cfg.block_size, c.vocab_size, c.n_inner)
         u = mfu(fps, device_peak_tflops())
         log(f"next-word training: {tok_s:,.0f} tokens/s, {fps / 1e12:.3f} model TFLOP/s"
             + (f", MFU {100 * u:.1f}% of the device's bf16 peak" if u is not None else
                " (MFU: no spec-sheet peak known for this device)")
             + (f", over the steps after the first (all in, with compiling, validation and checkpoints: "
-               f"{all_in:,.0f} tokens/s)" if steady > 0 else ""))
+               f"{all_in:,.0f} tokens/s)" if all_in else ""))
     return PretrainResult(
         out, loop.best_step, loop.best_metrics.get("val_loss", float("nan")),
         loop.best_metrics.get("val_perplexity", float("nan")), loop.step,
@@ -280,7 +281,7 @@ def model_card(c: dict) -> str:
         *([f"| throughput | {c['tokens_per_second']:,.0f} tokens/s, {c['model_tflops_per_second']:.3f} model "
            f"TFLOP/s" + (f", MFU {100 * c['mfu']:.1f}% of the device's bf16 peak" if c.get("mfu") else
                          " (no spec-sheet peak for this device, so no MFU)")
-           + (f"; the steps after the first (all in, with compiling, validation and checkpoints: "
+           + (f", over the steps after the first (all in, with compiling, validation and checkpoints: "
               f"{c['tokens_per_second_all_in']:,.0f} tokens/s)" if c.get("tokens_per_second_all_in") else "") + " |"]
           if c.get("tokens_per_second") else []),
         f"| hardware | {c['hardware']} |",

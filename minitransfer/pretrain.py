@@ -187,10 +187,10 @@ def pretrain(
         # validation and checkpoints are not training, and on a GPU they can
         # outweigh a short run's steps. Both rates are printed.
         steady = loop.steady_step_seconds
-        tok_s = ((loop.steps_run - 1) * block_tokens / steady if steady > 0 else
-                 loop.steps_run * block_tokens / max(1e-9, loop.last_call_seconds))
-        # None when there is no separate steady rate (one step): tokens_per_second is then the all-in rate
-        all_in = loop.steps_run * block_tokens / max(1e-9, loop.last_call_seconds) if steady > 0 else None
+        all_in = loop.steps_run * block_tokens / max(1e-9, loop.last_call_seconds)
+        tok_s = (loop.steps_run - 1) * block_tokens / steady if steady > 0 else all_in
+        # after one step there is no separate steady rate: tokens_per_second is then the all-in one
+        all_in = all_in if steady > 0 else None
         fps = tok_s * train_flops_per_token(c.n_layer, c.n_embd, cfg.block_size, c.vocab_size, c.n_inner)
         u = mfu(fps, device_peak_tflops())
         log(f"next-word training: {tok_s:,.0f} tokens/s, {fps / 1e12:.3f} model TFLOP/s"

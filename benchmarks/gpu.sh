@@ -15,7 +15,10 @@
 #   bash benchmarks/gpu.sh --only compare,pretrain   # only the parts so named (a short GPU rental; names below)
 #
 # --diagnose: on the H100 the step's matmuls ran at about 200 TFLOP/s inside the step, a third of what a
-# lone matmul reached. Its parts tell the suspects apart:
+# lone bfloat16 matmul reached. Found on 2026-11-27 (on the CPU): until then every "bfloat16" step multiplied
+# in float32 (TF32 on the GPU), because nnx.Embed pinned the embeddings' output to float32; each train-step
+# line now prints the step's matmuls by operand dtype. Figures before that date measured float32 matmuls.
+# Its parts tell the remaining suspects apart:
 #   gemms             the step's 12 x 12 gemms alone (gemm_shapes.py): 16-bit operands, float32 weights cast
 #                     inside the jit (mixed precision), the same cast kept apart from the gemm, and torch;
 #   gemms-no-triton   the same with XLA's Triton gemms off (cuBLAS only);
@@ -56,7 +59,7 @@ run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key 
   selected "$name" || return 0
   local t0=$SECONDS
   if timeout "${PART_TIMEOUT:-300}" "$@" > "$OUT/$name.log" 2>&1; then
-    grep -E "ratio|minitransfer:|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step|default PRNG" "$OUT/$name.log" \
+    grep -E "ratio|minitransfer:|matmuls by operand|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step|default PRNG" "$OUT/$name.log" \
       | sed "s/^/[$name] /"
     echo "[$name] ok in $((SECONDS - t0)) s"
   else

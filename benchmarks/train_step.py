@@ -65,7 +65,7 @@ def main():
     import minitransfer as mt
     from minitransfer.heads import ClassificationHead
     from minitransfer.optim import make_optimizer
-    from minitransfer.steps import classification_loss, forward_tokens, make_train_step
+    from minitransfer.steps import classification_loss, forward_tokens, make_train_step, matmul_dtypes
     from minitransfer.train import TrainConfig
 
     shapes = parse_shapes(ap, args.shapes) if args.shapes else [(args.batch, args.seq)]
@@ -110,6 +110,11 @@ def main():
             jax.block_until_ready(m["loss"])
             state[0], state[1] = p, o
 
+        if (B, T) == shapes[0]:  # the step's matmuls by operand dtype: mixed precision must really be mixed
+            found = matmul_dtypes(step, state[0], state[1], batch, key, np.float32(1e-5))
+            want = {"float32": "f32", "bfloat16": "bf16"}[args.dtype]
+            print(f"minitransfer matmuls by operand dtype: {dict(found)}"
+                  + ("" if set(found) == {want} else f"  WARNING: not all in {want}"))
         run_ours()  # compile
 
         def report(name, t, peak):

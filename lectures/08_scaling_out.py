@@ -141,17 +141,36 @@ jax.debug.visualize_array_sharding(kernel)
 # in float32. Softmax and the loss stay float32, where rounding hurts most.
 
 # %%
-from minitransfer.steps import cast_for_compute
+from minitransfer.steps import cast_for_compute, matmul_dtypes
 
 show(cast_for_compute)
 for dtype in ("float32", "bfloat16"):
     tc = TrainConfig(mode="full", steps=10, warmup=0.0, lr=1e-3, dtype=dtype)
     tx = make_optimizer(tc, params, 10, cfg.n_layer)
     p0 = jax.tree.map(jnp.array, params)
+    o0 = tx.init(p0)
     step = make_train_step(graphdef, classification_loss(forward_tokens), tx, dtype=dtype)
-    p1, o1, m = step(p0, tx.init(p0), batch, jax.random.key(0), tc.lr)
+    found = matmul_dtypes(step, p0, o0, batch, jax.random.key(0), tc.lr)  # reads the program; runs nothing
+    p1, o1, m = step(p0, o0, batch, jax.random.key(0), tc.lr)
     kernel = p1["backbone"]["h"][0]["mlp"]["c_fc"]["kernel"][...]
-    print(f"{dtype:>8}: loss {float(m['loss']):.5f}; the updated weights are still {kernel.dtype}")
+    print(f"{dtype:>8}: loss {float(m['loss']):.5f}; the updated weights are still {kernel.dtype}; "
+          f"the step's matmuls by operand dtype: {dict(found)}")
+
+# %% [markdown]
+# **What you see:** the two losses agree to about three digits, the weights
+# stay float32, and every matrix product of the bfloat16 step (forward and
+# backward) takes bfloat16 operands. That last line is worth checking in any
+# mixed-precision code, because nothing else tells you when it is wrong: JAX
+# promotes `bfloat16 @ float32` to float32 without a word, so a single
+# float32 activation early in the network turns every later matmul back into
+# float32, and the only symptom is speed. minitransfer had exactly that bug
+# until 2026-11-27: `nnx.Embed` fixes the dtype of its output to its weights'
+# dtype *when it is built* (float32), so the embeddings came out float32 and
+# "bfloat16" training only rounded the weights. On an H100 it ran no faster
+# than float32, which is how it showed. The fix is one line in
+# `GPT2Backbone.__init__`, and `matmul_dtypes` (which counts the
+# `dot_general` operations in the program `jit` hands to XLA) is now in the
+# tests.
 
 # %% [markdown]
 # ## 5. Fused attention: the same attention in one kernel
@@ -222,18 +241,16 @@ print(f"explicit attention at the 124M shape, batch {B_} x {T_}: each (B, H, T, 
       f"{B_ * H_ * T_ * T_ * 4 / 1e6:.0f} MB per layer")
 
 # %% [markdown]
-# On one NVIDIA H100 (measured on 2026-11-26 with `benchmarks/gpu.sh`,
-# bfloat16, batch 32 x 512) the training step took 90.8 ms with the explicit
-# attention and GPT-2's dropout on the attention weights, and 82.7 ms with
-# that dropout off and cuDNN's kernel; transformers (PyTorch, its own fused
-# attention) took 81.4 and 80.3 ms on the same GPU. The fused kernel helps,
-# but it is not where most of the step goes: `benchmarks/profile_train_step.py`
-# shows the matmuls and the elementwise work around them. A day later, on the
-# same kind of GPU, the same step took 82.9 ms as it is and 76.3 ms with
-# XLA's Triton matmul kernels turned off
-# (`XLA_FLAGS=--xla_gpu_enable_triton_gemm=false`): which kernel runs each
-# matmul is a choice the compiler makes, and it matters. On a CPU the
-# explicit path is kept: there is no fused kernel to gain from.
+# How much the fused kernel saves on a GPU is still to be measured: the H100
+# figures taken before 2026-11-27 (82.7 ms per step at batch 32 x 512 with
+# "cuDNN's kernel", 90.8 ms with the explicit attention and its dropout) ran
+# with the float32 activations of section 4's bug, so "auto" saw float32
+# and took the explicit path in both, and every matmul was float32 (TF32 on
+# the GPU). They did show that which kernel runs each matmul is a choice the
+# compiler makes, and it matters: the same step took 82.9 ms as it was and
+# 76.3 ms with XLA's Triton matmul kernels turned off
+# (`XLA_FLAGS=--xla_gpu_enable_triton_gemm=false`). On a CPU the explicit
+# path is kept: there is no fused kernel to gain from.
 
 # %% [markdown]
 # ## TPUs

@@ -240,7 +240,10 @@ class CausalSelfAttention(nnx.Module):
 
         # how much query t attends to key s: scaled dot products
         # float32 from here to the softmax even when computing in bfloat16:
-        # exponentials of low-precision scores are where mixed precision hurts
+        # exponentials of low-precision scores are where mixed precision hurts.
+        # The products come out of a bfloat16 matmul (as under PyTorch's
+        # autocast) and are cast after it, so that the backward pass's two
+        # matmuls through here stay bfloat16 too (steps.matmul_dtypes checks)
         scores = jnp.einsum("bhtd,bhsd->bhts", q, k).astype(jnp.float32) * self.scale  # (B, H, T, S)
         # The most negative finite float, not -inf: a padding query that may see
         # no key at all then gets a harmless uniform row instead of NaN.
@@ -323,6 +326,12 @@ class GPT2Backbone(nnx.Module):
         init = nnx.initializers.normal(config.initializer_range)
         self.wte = nnx.Embed(config.vocab_size, config.n_embd, embedding_init=init, rngs=rngs)
         self.wpe = nnx.Embed(config.n_positions, config.n_embd, embedding_init=init, rngs=rngs)
+        # nnx.Embed fixes its output dtype to float32 when it is built, and
+        # float32 activations would pull every later matmul up to float32 even
+        # when the weights are a bfloat16 copy (mixed precision, steps.py);
+        # None makes the lookups follow the weights they are given, as
+        # nnx.Linear and nnx.LayerNorm already do.
+        self.wte.dtype = self.wpe.dtype = None
         self.h = nnx.List([Block(config, i, rngs=rngs) for i in range(config.n_layer)])
         self.ln_f = nnx.LayerNorm(config.n_embd, epsilon=config.layer_norm_epsilon, rngs=rngs)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import re
 from typing import Callable
 
 import jax
@@ -52,6 +53,20 @@ def cast_for_compute(params, dtype: str):
         return params
     target = COMPUTE_DTYPES[dtype]
     return jax.tree.map(lambda p: p.astype(target) if jnp.issubdtype(p.dtype, jnp.floating) else p, params)
+
+
+def matmul_dtypes(jitted, *args) -> collections.Counter:
+    """How many matrix products ``jitted(*args)`` computes with operands of
+    each dtype (``{"bf16": 144}``; mixed operands read ``"bf16/f32"``), from
+    the program jit hands to XLA (StableHLO), before any backend rewrites it.
+
+    This is how to check that mixed precision is mixed: a single float32
+    activation upstream promotes every later bfloat16 matmul to float32
+    without an error, and only the speed shows it."""
+    found = collections.Counter()
+    for operands in re.findall(r"stablehlo\.dot_general.*: \((.*)\) -> ", jitted.lower(*args).as_text()):
+        found["/".join(sorted(set(re.findall(r"x([a-z]+[0-9]*)>", operands))))] += 1
+    return found
 
 
 def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation, out_shardings=None,

@@ -62,9 +62,9 @@ def test_fused_attention_gradients_in_bfloat16():
     """The backward pass of the path mixed-precision training takes (cuDNN's on
     a GPU): each weight's gradient within 5% of the explicit one (norm of the
     difference over norm of the gradient). bfloat16 itself moves these
-    gradients 0.5% away from float32 (measured on the CPU, explicit path), and
-    on the CPU the two paths agree to 3e-5; a wrong mask or scale moves them
-    by far more than 5%."""
+    gradients up to 0.9% away from float32 (measured on the CPU, explicit
+    path), and on the CPU the two paths agree to 0.4%; a wrong mask or scale
+    moves them by far more than 5%."""
     worst = 0.0
     for g_explicit, g_fused in zip(attention_grads("explicit", "bfloat16"), attention_grads("fused", "bfloat16")):
         g_explicit, g_fused = np.asarray(g_explicit, np.float64), np.asarray(g_fused, np.float64)

@@ -300,6 +300,33 @@ def test_bfloat16_mixed_precision_step_tracks_float32(pretrained_dir):
     assert cosine > 0.9
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_every_matmul_of_a_step_runs_in_the_compute_dtype(dtype):
+    """Mixed precision is real: in the program jit hands to XLA, every matrix
+    product of a training step (classification and next-word, forward and
+    backward) takes operands in the compute dtype. Until 2026-11-27 nnx.Embed
+    pinned the embeddings' output to float32, which pulled every later matmul
+    back to float32: "bfloat16" only rounded the weights."""
+    from minitransfer.heads import NextWordHead
+    from minitransfer.optim import make_optimizer
+    from minitransfer.steps import classification_loss, forward_tokens, head_loss_tokens, make_train_step, \
+        matmul_dtypes
+
+    cfg = mt.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=97, n_positions=32)
+    B, T = 2, 8
+    batch = {"input_ids": np.zeros((B, T), np.int32), "attention_mask": np.ones((B, T), np.int32),
+             "labels": np.zeros(B, np.int32), "targets": np.zeros((B, T), np.int32)}
+    want = {"float32": "f32", "bfloat16": "bf16"}[dtype]
+    for head, loss in ((ClassificationHead(32, ["a", "b"]), classification_loss(forward_tokens)),
+                       (NextWordHead(), head_loss_tokens)):
+        graphdef, params = nnx.split(mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), head))
+        tx = make_optimizer(TrainConfig(mode="full", steps=2, lr=1e-3, dtype=dtype), params, 2, 2)
+        step = make_train_step(graphdef, loss, tx, dtype=dtype)
+        found = matmul_dtypes(step, params, tx.init(params), batch, jax.random.key(0), np.float32(1e-3))
+        # per layer, forward: qkv, q k, weights v, proj, 2 MLP; the backward has twice as many
+        assert set(found) == {want} and found[want] >= 18 * cfg.n_layer, f"{type(head).__name__}: {found}"
+
+
 def test_cli_finetune_bfloat16(pretrained_dir, keyword_data, tmp_path, capsys):
     rc = main(["finetune", "--model", str(pretrained_dir), "--data", keyword_data.spec, "--mode", "full",
                "--steps", "2", "--batch-size", "8", "--max-len", "12", "--dtype", "bfloat16",

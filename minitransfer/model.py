@@ -318,6 +318,21 @@ def position_ids_from_mask(attention_mask: jax.Array) -> jax.Array:
     return jnp.maximum(jnp.cumsum(attention_mask, axis=-1) - 1, 0).astype(jnp.int32)
 
 
+def lookup(embed: nnx.Embed, ids: jax.Array) -> jax.Array:
+    """``embed(ids)``: the table's row for each id, in the table's dtype.
+
+    The rows are read from a float32 copy of the table. Going forward that
+    changes nothing; it matters for the gradient, which adds one row per
+    token into the table's gradient. Under mixed precision that sum would
+    run in bfloat16, and a common token appears hundreds of times in a
+    batch: in a next-word batch of 4,096 tokens, the row of a token seen 764
+    times strayed 2.0% from float32's gradient instead of 0.35%
+    (``tests/test_train.py`` has a harsher case; PyTorch's autocast keeps
+    embeddings in float32 for the same reason)."""
+    table = embed.embedding[...]  # (V, C)
+    return jnp.take(table.astype(jnp.float32), ids, axis=0).astype(table.dtype)  # (..., C)
+
+
 class GPT2Backbone(nnx.Module):
     """Token ids (B, T) -> hidden states (B, T, C)."""
 
@@ -326,11 +341,12 @@ class GPT2Backbone(nnx.Module):
         init = nnx.initializers.normal(config.initializer_range)
         self.wte = nnx.Embed(config.vocab_size, config.n_embd, embedding_init=init, rngs=rngs)
         self.wpe = nnx.Embed(config.n_positions, config.n_embd, embedding_init=init, rngs=rngs)
-        # nnx.Embed fixes its output dtype to float32 when it is built, and
-        # float32 activations would pull every later matmul up to float32 even
-        # when the weights are a bfloat16 copy (mixed precision, steps.py);
-        # None makes the lookups follow the weights they are given, as
-        # nnx.Linear and nnx.LayerNorm already do.
+        # nnx.Embed fixes its compute dtype to float32 when it is built, so
+        # its lookups and `attend` (the tied next-word head) would return
+        # float32 even from the bfloat16 copy of the weights that mixed
+        # precision makes (steps.py), and float32 activations pull every later
+        # matmul up to float32. None makes them follow the weights they are
+        # given, as nnx.Linear and nnx.LayerNorm already do.
         self.wte.dtype = self.wpe.dtype = None
         self.h = nnx.List([Block(config, i, rngs=rngs) for i in range(config.n_layer)])
         self.ln_f = nnx.LayerNorm(config.n_embd, epsilon=config.layer_norm_epsilon, rngs=rngs)
@@ -361,7 +377,7 @@ class GPT2Backbone(nnx.Module):
             pos = position_ids_from_mask(attention_mask)  # (B, T)
         keys = split_key(dropout_key, self.config.n_layer + 1)
 
-        x = self.wte(input_ids) + self.wpe(pos)  # (B, T, C): what + where
+        x = lookup(self.wte, input_ids) + lookup(self.wpe, pos)  # (B, T, C): what + where
         x = dropout(x, self.config.embd_pdrop, keys[0])
         for block, key in zip(self.h, keys[1:]):
             x = block(x, attention_mask, key)  # (B, T, C)
@@ -384,7 +400,7 @@ class GPT2Backbone(nnx.Module):
         length, start = 0); then each new token is one call with T = 1."""
         B, T = input_ids.shape
         pos = start + jnp.arange(T, dtype=jnp.int32)[None, :]  # (1, T)
-        x = self.wte(input_ids) + self.wpe(pos)  # (B, T, C)
+        x = lookup(self.wte, input_ids) + lookup(self.wpe, pos)  # (B, T, C)
         ks, vs = [], []
         for i, block in enumerate(self.h):
             x, (k, v) = block(x, None, None, (cache["k"][i], cache["v"][i], start))  # (B, T, C)

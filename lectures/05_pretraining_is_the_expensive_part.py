@@ -64,7 +64,8 @@ show(train_loop, start="    while step < total:", stop="        step += 1")
 import matplotlib.pyplot as plt
 
 import minitransfer as mt
-from minitransfer.data import load_texts, pack_blocks
+from minitransfer.data import load_texts
+from minitransfer.encoding import pack_blocks
 from minitransfer.tokenizer import train_tokenizer
 from minitransfer.pretrain import PretrainConfig, pretrain
 

@@ -76,7 +76,8 @@ print(f"probe on {cfg.labels} labels: test accuracy {r.test['accuracy']:.3f} "
 import matplotlib.pyplot as plt
 from flax import nnx
 
-from minitransfer.data import encode, label_budget
+from minitransfer.data import label_budget
+from minitransfer.encoding import encode
 from minitransfer.lecture import out_dir
 
 sample = label_budget(data.test, 300 if FAST else 1500, 0, data.num_classes, "sample")

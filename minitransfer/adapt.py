@@ -21,7 +21,8 @@ from typing import Callable
 
 from flax import nnx
 
-from minitransfer.data import Dataset, pack_blocks
+from minitransfer.data import Dataset
+from minitransfer.encoding import pack_blocks
 from minitransfer.model import GPT2
 from minitransfer.loop import TrainingError
 from minitransfer.pretrain import PretrainConfig, block_perplexity, make_block_loss, pretrain

@@ -24,6 +24,7 @@ import numpy as np
 
 from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.modes import get_mode
+from minitransfer.steps import compile_meter
 from minitransfer.train import TrainConfig, build_classifier, finetune
 
 RESULT_COLUMNS = [
@@ -114,43 +115,44 @@ def compare(
             raise ValueError(f"--budgets: {b} is larger than the training split ({len(data.train)} examples)")
     (out / "compare.json").write_text(json.dumps({"config": dataclasses.asdict(cc), "data": data.spec}, indent=2))
     rows, t0, truncated, phases = [], time.perf_counter(), {}, {}
-    starts = {"random": base_model, "pretrained": base_model}
-    adapted = None
-    if any(get_mode(m).start == "adapted" for m in cc.modes):
-        adapt_cfg = dataclasses.replace(cc.adapt, parallel=cc.parallel, dtype=cc.dtype)
-        adapted = adapt_language_model(base_model, tokenizer, data, adapt_cfg, out / "adapted", progress=progress,
-                                       log=log)
-        starts["adapted"] = adapted.model
-    feature_cache: dict = {}  # frozen-backbone features, shared by every probe run
-    bar = tqdm(total=len(grid), disable=not progress, desc="compare", unit="run", dynamic_ncols=True)
-    for i, (budget, mode, seed) in enumerate(grid):
-        name = run_name(mode, budget, seed)
-        steps = steps_for(cc, n_of[budget], mode)
-        cfg = TrainConfig(mode=mode, steps=steps, batch_size=cc.batch_size, max_len=cc.max_len,
-                          labels=None if budget == "all" else budget, seed=seed, lr=cc.lr.get(mode),
-                          val_examples=cc.val_examples, eval_every=max(1, steps // cc.evals_per_run),
-                          parallel=cc.parallel, dtype=cc.dtype, pooling=cc.pooling)
-        bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} labels, seed {seed}, {steps} steps")
-        model = build_classifier(mode, starts[get_mode(mode).start], scratch_config, data.label_names, cfg,
-                                 new_head=True)
-        r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False,
-                     log=lambda msg: None, feature_cache=feature_cache)
-        res = json.loads((out / "runs" / name / "result.json").read_text())
-        for phase, secs in (r.seconds or {"unknown": r.wall_seconds}).items():  # unknown: an older result.json
-            phases[phase] = phases.get(phase, 0.0) + secs
-        for split, n in res.get("truncated", {}).items():
-            truncated[split] = max(truncated.get(split, 0), n)
-        for h in r.history:
-            rows.append({"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed,
-                         "split": "validation", "step": h["step"], "accuracy": h["val_accuracy"],
-                         "macro_f1": h["val_macro_f1"], "loss": h["val_loss"], "train_loss": h["train_loss"],
-                         "wall_seconds": ""})
-        rows.append({"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed, "split": "test",
-                     "step": r.best_step, "accuracy": r.test["accuracy"], "macro_f1": r.test["macro_f1"],
-                     "loss": r.test["loss"], "train_loss": "", "wall_seconds": round(r.wall_seconds, 2)})
-        bar.update(1)
-        bar.set_postfix_str(f"{name} test acc {r.test['accuracy']:.3f}")
-    bar.close()
+    with compile_meter() as compiled:  # across the adaptation and every run
+        starts = {"random": base_model, "pretrained": base_model}
+        adapted = None
+        if any(get_mode(m).start == "adapted" for m in cc.modes):
+            adapt_cfg = dataclasses.replace(cc.adapt, parallel=cc.parallel, dtype=cc.dtype)
+            adapted = adapt_language_model(base_model, tokenizer, data, adapt_cfg, out / "adapted", progress=progress,
+                                           log=log)
+            starts["adapted"] = adapted.model
+        feature_cache: dict = {}  # frozen-backbone features, shared by every probe run
+        bar = tqdm(total=len(grid), disable=not progress, desc="compare", unit="run", dynamic_ncols=True)
+        for i, (budget, mode, seed) in enumerate(grid):
+            name = run_name(mode, budget, seed)
+            steps = steps_for(cc, n_of[budget], mode)
+            cfg = TrainConfig(mode=mode, steps=steps, batch_size=cc.batch_size, max_len=cc.max_len,
+                              labels=None if budget == "all" else budget, seed=seed, lr=cc.lr.get(mode),
+                              val_examples=cc.val_examples, eval_every=max(1, steps // cc.evals_per_run),
+                              parallel=cc.parallel, dtype=cc.dtype, pooling=cc.pooling)
+            bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} labels, seed {seed}, {steps} steps")
+            model = build_classifier(mode, starts[get_mode(mode).start], scratch_config, data.label_names, cfg,
+                                     new_head=True)
+            r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False,
+                         log=lambda msg: None, feature_cache=feature_cache)
+            res = json.loads((out / "runs" / name / "result.json").read_text())
+            for phase, secs in (r.seconds or {"unknown": r.wall_seconds}).items():  # unknown: an older result.json
+                phases[phase] = phases.get(phase, 0.0) + secs
+            for split, n in res.get("truncated", {}).items():
+                truncated[split] = max(truncated.get(split, 0), n)
+            for h in r.history:
+                rows.append({"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed,
+                             "split": "validation", "step": h["step"], "accuracy": h["val_accuracy"],
+                             "macro_f1": h["val_macro_f1"], "loss": h["val_loss"], "train_loss": h["train_loss"],
+                             "wall_seconds": ""})
+            rows.append({"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed, "split": "test",
+                         "step": r.best_step, "accuracy": r.test["accuracy"], "macro_f1": r.test["macro_f1"],
+                         "loss": r.test["loss"], "train_loss": "", "wall_seconds": round(r.wall_seconds, 2)})
+            bar.update(1)
+            bar.set_postfix_str(f"{name} test acc {r.test['accuracy']:.3f}")
+        bar.close()
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
         w.writeheader()
@@ -158,6 +160,7 @@ def compare(
     summary = summarise(rows, cc, data, time.perf_counter() - t0)
     summary["truncated_to_max_len"] = truncated
     summary["run_seconds_by_phase"] = {k: round(v, 2) for k, v in phases.items()}
+    summary["compile"] = {"programs": compiled["programs"], "seconds": round(compiled["seconds"], 2)}
     if adapted is not None:
         summary["adapt"] = {"steps": adapted.steps, "train_seconds": adapted.train_seconds,
                             "perplexity_before": adapted.perplexity_before,
@@ -295,6 +298,9 @@ def summary_markdown(s: dict) -> str:
     lines += ["", f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all."]
     if s.get("run_seconds_by_phase"):
         lines[-1] += " " + phases_text(s["run_seconds_by_phase"])
+    if s.get("compile"):
+        lines[-1] += (f" Compiling (tracing, lowering and XLA's compiler; inside the times above, adaptation "
+                      f"included) took {s['compile']['seconds']:.1f} s for {s['compile']['programs']} programs.")
     if "adapt" in s:
         a = s["adapt"]
         lines.append(

@@ -287,7 +287,8 @@ class ClassificationHead(TaskHead):
 
     def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,
                 splits=("train", "validation", "test"), training=True):
-        from minitransfer.data import encode, label_budget
+        from minitransfer.data import label_budget
+        from minitransfer.encoding import encode
 
         parts = {"train": label_budget(data.train, budget, seed, data.num_classes), "validation": data.validation,
                  "test": data.test}

@@ -210,7 +210,7 @@ class CausalSelfAttention(nnx.Module):
         if implementation is not None:
             # The same attention in one call. Its padding is given as each
             # row's number of real tokens, which assumes right padding
-            # ([a, b, pad, pad]: what data.encode builds). Outputs at padding
+            # ([a, b, pad, pad]: what encoding.encode builds). Outputs at padding
             # positions are never used (pooling and losses mask them).
             lengths = None if attention_mask is None else attention_mask.sum(-1).astype(jnp.int32)  # (B,)
             y = jax.nn.dot_product_attention(

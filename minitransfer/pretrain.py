@@ -1,7 +1,7 @@
 """Next-word pretraining: the same loop as fine-tuning, another loss.
 
 A GPT-2 with its next-word head learns to predict token t+1 from tokens <= t
-on packed blocks of text (``data.pack_blocks``); the checkpoint with the
+on packed blocks of text (``encoding.pack_blocks``); the checkpoint with the
 lowest validation loss is kept, and throughput (tokens/s, model FLOP/s, MFU)
 is reported.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from minitransfer.data import batch_indices
+from minitransfer.encoding import batch_indices
 from minitransfer.loop import TrainingError, train_loop
 from minitransfer.model import GPT2
 from minitransfer.optim import lr_values
@@ -76,7 +76,7 @@ def block_perplexity(block_loss, params, blocks: np.ndarray, batch_size: int = 3
 
 def text_perplexity(model: GPT2, tokenizer, texts: list[str], block_size: int = 128) -> float:
     """Perplexity of ``model`` on ``texts`` packed into blocks (all held out)."""
-    from minitransfer.data import pack_blocks
+    from minitransfer.encoding import pack_blocks
 
     blocks = pack_blocks(texts, tokenizer, block_size, val_fraction=0.0).train
     graphdef, params = nnx.split(model)
@@ -133,7 +133,7 @@ def pretrain(
     run_key_extra: dict | None = None,
 ) -> PretrainResult:
     """Next-word training of ``model`` (a GPT2 with its NextWordHead) on packed
-    token ``blocks`` (see ``data.pack_blocks``). With ``out``, the checkpoint
+    token ``blocks`` (see ``encoding.pack_blocks``). With ``out``, the checkpoint
     with the lowest validation loss is written there in Hugging Face format."""
     from minitransfer.convert import save_pretrained
 

@@ -7,6 +7,7 @@ frozen backbone's cached features (linear probing).
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import re
@@ -18,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from minitransfer.data import Encoded
+from minitransfer.encoding import Encoded
 from minitransfer.heads import ClassificationHead
 from minitransfer.model import GPT2
 from minitransfer.optim import layer_decay, make_optimizer
@@ -101,6 +102,34 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     if out_shardings is None:
         return jax.jit(train_step, donate_argnums=(0, 1))
     return jax.jit(train_step, donate_argnums=(0, 1), out_shardings=(*out_shardings, None))
+
+
+# jax.monitoring's events for the three stages of turning a Python function
+# into a program: tracing it to a jaxpr, lowering that to StableHLO, and
+# XLA's compiler (the last is sent once per program compiled)
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
+
+
+@contextlib.contextmanager
+def compile_meter():
+    """Count, inside the ``with`` block, the programs JAX compiles and the
+    seconds spent tracing, lowering and compiling them: yields a dict
+    ``{"programs": n, "seconds": s}`` that fills in as the block runs. On an
+    accelerator, where each step takes milliseconds, compiling can be most
+    of a short run's time; this says how much."""
+    found = {"programs": 0, "seconds": 0.0}
+
+    def listen(event, duration, **kwargs):
+        if event in COMPILE_EVENTS:
+            found["seconds"] += duration
+            found["programs"] += event == COMPILE_EVENTS[-1]
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield found
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
 
 
 # Compiled steps, kept for reuse: a run with the same model structure, loss

@@ -34,7 +34,8 @@ from typing import Callable
 
 from flax import nnx
 
-from minitransfer.data import Dataset, batch_indices
+from minitransfer.data import Dataset
+from minitransfer.encoding import batch_indices
 from minitransfer.heads import ClassificationHead, TaskHead
 from minitransfer.loop import TrainingError, _read_log, train_loop
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config

@@ -17,7 +17,7 @@ from minitransfer.steps import cast_for_compute
 CFG = mt.GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=211, n_positions=64,
                     embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
 IDS = np.random.default_rng(0).integers(0, 211, (3, 40)).astype(np.int32)
-# right padding, as data.encode builds it: full row, 25 real tokens, 3 real tokens
+# right padding, as encoding.encode builds it: full row, 25 real tokens, 3 real tokens
 MASK = np.array([[1] * 40, [1] * 25 + [0] * 15, [1] * 3 + [0] * 37], np.int32)
 
 

@@ -56,6 +56,8 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     phases = summary["run_seconds_by_phase"]
     assert sum(phases.values()) == pytest.approx(summary["run_seconds_total"], rel=0.01, abs=0.1)
     assert "Of that: " in md and "optimizer steps" in md
+    assert summary["compile"]["programs"] >= 1 and summary["compile"]["seconds"] > 0
+    assert f"{summary['compile']['programs']} programs" in md
 
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
     capsys.readouterr()

@@ -8,15 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from minitransfer.data import (
-    DataError,
-    encode,
-    epoch_order,
-    label_budget,
-    load_dataset,
-    load_texts,
-    pack_blocks,
-)
+from minitransfer import encoding
+from minitransfer.data import DataError, label_budget, load_dataset, load_texts
+from minitransfer.encoding import encode, epoch_order, pack_blocks
 from tests.conftest import IMDB, needs_imdb
 
 
@@ -142,7 +136,6 @@ def test_encode_truncates_and_counts(gpt2_tokenizer):
 
 
 def test_encode_reuses_the_same_texts_and_stays_exact(gpt2_tokenizer):
-    from minitransfer import data
     from minitransfer.data import Split
 
     texts = ["one text", "another, a little longer", "third"]
@@ -169,9 +162,9 @@ def test_encode_reuses_the_same_texts_and_stays_exact(gpt2_tokenizer):
     again = encode(text, grown, max_len=12)
     want = grown(text.texts[0], add_special_tokens=False)["input_ids"]
     assert again.input_ids[0, :len(want)].tolist() == want and len(gpt2_tokenizer) + 1 in want
-    for i in range(data.ENCODED_KEPT + 2):  # the memory stays bounded
+    for i in range(encoding.ENCODED_KEPT + 2):  # the memory stays bounded
         encode(Split([f"text number {i}"], np.array([0], np.int32)), gpt2_tokenizer, max_len=6)
-    assert len(data._ENCODED[gpt2_tokenizer]) == data.ENCODED_KEPT
+    assert len(encoding._ENCODED[gpt2_tokenizer]) == encoding.ENCODED_KEPT
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch():

@@ -1,0 +1,426 @@
+"""What each ``minitransfer`` subcommand does, one ``cmd_*`` function each.
+``cli.py`` builds the parser that routes to them (and explains every option
+in ``--help``); each function is a thin layer over the package's own
+functions and returns the process's exit status."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from minitransfer.assets import shipped_checkpoint
+
+
+# ----------------------------------------------------------------------------
+# convert
+# ----------------------------------------------------------------------------
+
+
+def cmd_convert(args) -> int:
+    from minitransfer.convert import load_pretrained, save_pretrained
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.model import num_params
+
+    t0 = time.perf_counter()
+    model = load_pretrained(args.source, allow_pickle=args.allow_pickle)
+    tokenizer = None
+    tok_source = args.tokenizer or args.source
+    try:
+        tokenizer = load_tokenizer(tok_source)
+    except Exception as e:  # a checkpoint without tokenizer still converts
+        if args.tokenizer:
+            raise
+        print(f"note: no tokenizer saved ({e})", file=sys.stderr)
+    out = save_pretrained(model, args.out, tokenizer=tokenizer)
+    c = model.config
+    print(
+        f"converted {args.source} -> {out}\n"
+        f"  GPT-2 n_layer={c.n_layer} n_head={c.n_head} n_embd={c.n_embd} "
+        f"vocab={c.vocab_size} positions={c.n_positions}, {num_params(model.backbone):,} parameters\n"
+        f"  files: {', '.join(sorted(p.name for p in out.iterdir()))}\n"
+        f"  took {time.perf_counter() - t0:.1f} s"
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# next-word
+# ----------------------------------------------------------------------------
+
+
+def cmd_next_word(args) -> int:
+    from minitransfer.convert import load_pretrained
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.generate import next_word_candidates
+
+    from minitransfer.heads import NextWordHead
+
+    source = _model_or_default(args)
+    model = load_pretrained(source, allow_pickle=args.allow_pickle)
+    if not isinstance(model.head, NextWordHead):
+        raise ValueError(f"{source} has a fine-tuned {model.head.kind} head; next-word needs a language model checkpoint")
+    tokenizer = load_tokenizer(source)
+    cands = next_word_candidates(model, tokenizer, args.prompt, args.top_k)
+    if args.json:
+        print(json.dumps({"prompt": args.prompt, "candidates": cands}, indent=2))
+        return 0
+    print(f"{args.prompt!r} ... what comes next? ({source})")
+    width = max(len(repr(c["token"])) for c in cands)
+    for c in cands:
+        bar = "█" * max(1, round(c["prob"] * 40)) if c["prob"] >= 0.0125 else "▏"
+        print(f"  {c['rank']:>2}. {repr(c['token']):<{width}}  {100 * c['prob']:6.2f}%  {bar}")
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------
+
+
+def _percentiles(x):
+    import numpy as np
+
+    q = np.percentile(x, [50, 90, 95, 99, 100]).round().astype(int)
+    return "median {} | p90 {} | p95 {} | p99 {} | max {}".format(*q)
+
+
+def cmd_data(args) -> int:
+    import numpy as np
+
+    from minitransfer.data import load_dataset
+    from minitransfer.encoding import token_lengths
+
+    d = load_dataset(args.spec, text_field=args.text_field, label_field=args.label_field)
+    print(f"{args.spec}: {d.num_classes} classes {d.label_names}")
+    for name in ("train", "validation", "test"):
+        s = d.split(name)
+        counts = np.bincount(s.labels, minlength=d.num_classes)
+        per = ", ".join(f"{n}: {c} ({100 * c / max(len(s), 1):.0f}%)" for n, c in zip(d.label_names, counts))
+        print(f"  {name:<10} {len(s):>7} examples   {per}")
+    for n in d.notes:
+        print(f"  note: {n}")
+    tokenizer = _tokenizer_or_none(args.tokenizer)
+    if tokenizer is None:
+        return 0
+    print(f"token lengths ({args.tokenizer} tokenizer):")
+    for name in ("train", "validation", "test"):
+        lengths = token_lengths(d.split(name).texts, tokenizer)
+        over = int((lengths > args.max_len).sum())
+        print(
+            f"  {name:<10} {_percentiles(lengths)}   --max-len {args.max_len} would truncate "
+            f"{over} ({100 * over / len(lengths):.1f}%)"
+        )
+    return 0
+
+
+def _tokenizer_or_none(source):
+    from minitransfer.tokenizer import load_tokenizer
+
+    try:
+        return load_tokenizer(source)
+    except Exception as e:
+        print(f"(no token statistics: cannot load tokenizer {source!r}: {e})")
+        return None
+
+
+# ----------------------------------------------------------------------------
+# finetune / evaluate
+# ----------------------------------------------------------------------------
+
+
+def _model_or_default(args) -> str:
+    if args.model:
+        return args.model
+    p = shipped_checkpoint()
+    if p is None:
+        raise ValueError(
+            "--model is required (a checkpoint directory, or a hub id such as gpt2 when online): "
+            "no shipped checkpoint found in checkpoints/"
+        )
+    return str(p)
+
+
+def cmd_finetune(args) -> int:
+    from minitransfer.convert import load_config, load_pretrained, resolve_source
+    from minitransfer.model import named_config
+    from minitransfer.modes import get_mode
+    from minitransfer.tasks import get_task, metrics_text
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.train import TrainConfig, build_model, finetune
+
+    cfg = TrainConfig(
+        mode=args.mode, steps=args.steps, epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
+        batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
+        weight_decay=args.weight_decay, lr_decay_per_layer=args.lr_decay_per_layer,
+        eval_every=args.eval_every, val_examples=None if args.val_examples == 0 else args.val_examples,
+        max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling,
+        parallel=args.parallel, dtype=args.dtype,
+    )
+    task = get_task(args.task)
+    data = task.load(args.data, text_field=args.text_field, label_field=args.label_field)
+    for n in data.notes:
+        print(f"data: {n}")
+    if args.mode == "scratch" and args.config:
+        if not (args.tokenizer or args.model or shipped_checkpoint()):
+            raise ValueError("--config needs a tokenizer: pass --tokenizer or --model")
+        tokenizer = load_tokenizer(args.tokenizer or _model_or_default(args))
+        n_pos = max(args.max_len, 64)
+        config = named_config(args.config, vocab_size=len(tokenizer), n_positions=n_pos)
+        base = None
+    else:
+        source = _model_or_default(args)
+        tokenizer = load_tokenizer(args.tokenizer or source)
+        if args.mode == "scratch":
+            config, base = load_config(resolve_source(source)), None
+        else:
+            base = load_pretrained(source, allow_pickle=args.allow_pickle)
+            config = base.config
+    if get_mode(args.mode).start == "adapted":
+        from minitransfer.adapt import AdaptConfig, adapt_language_model
+
+        acfg = AdaptConfig(steps=args.adapt_steps, eval_every=max(1, min(50, args.adapt_steps)), seed=args.seed,
+                           parallel=args.parallel, dtype=args.dtype)
+        base = adapt_language_model(base, tokenizer, data, acfg, Path(args.out) / "adapted",
+                                    progress=not args.no_progress).model
+    model = build_model(args.mode, base, config, data, cfg, task.head, new_head=args.new_head)
+    r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress)
+    best = model.head.best_metric
+    print(
+        f"{args.mode}: best validation {model.head.metric_names[best]} {r.best_val[best]:.4f} at step "
+        f"{r.best_step}; {metrics_text(r.test, model.head, 'test ')}; {r.steps_per_second:.2f} steps/s; "
+        f"best model in {Path(args.out) / 'best'}"
+    )
+    return 0
+
+
+def cmd_answer(args) -> int:
+    from minitransfer.convert import load_pretrained, training_info
+    from minitransfer.heads import SpanHead
+    from minitransfer.qa import answer
+    from minitransfer.tokenizer import load_tokenizer
+
+    model = load_pretrained(args.model)
+    if not isinstance(model.head, SpanHead):
+        raise ValueError(f"{args.model} has a {model.head.kind} head, not a question-answering (span) head; "
+                         f"train one with: minitransfer finetune --task qa ...")
+    max_len = training_info(args.model).get("max_len")  # the length it was fine-tuned at
+    text, score = answer(model, load_tokenizer(args.model), args.question, args.context, max_len)
+    print(f"answer: {text}  (score {score:.2f})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json as _json
+
+    from minitransfer.convert import load_pretrained, training_info
+    from minitransfer.tasks import metrics_text, task_of
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.train import evaluate
+
+    model = load_pretrained(args.model)
+    tokenizer = load_tokenizer(args.model)
+    info = training_info(args.model)
+    max_len = args.max_len or info.get("max_len") or model.config.n_positions
+    data = task_of(model.head).load(args.data, text_field=args.text_field, label_field=args.label_field)
+    val_examples = None
+    if args.split == "validation" and not args.all_validation and info.get("val_examples"):
+        val_examples = info["val_examples"]
+        if val_examples < len(data.validation):
+            print(f"(validation: the fixed subset of {val_examples} examples the model was validated on "
+                  f"during training; --all-validation for all {len(data.validation)})", file=sys.stderr)
+    m = evaluate(model, data, tokenizer, split=args.split, max_len=max_len, val_examples=val_examples)
+    if args.json:
+        print(_json.dumps({"split": args.split, **m}))
+    else:
+        print(f"{args.model} on {args.data} [{args.split}]: {metrics_text(m, model.head)}"
+              + (f" ({m['n_truncated']} truncated to {max_len} tokens)" if m["n_truncated"] else ""))
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# pretrain
+# ----------------------------------------------------------------------------
+
+
+def cmd_pretrain(args) -> int:
+    import shlex
+
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.data import load_texts, read_rows
+    from minitransfer.encoding import pack_blocks
+    from minitransfer.model import GPT2, GPT2Config, NAMED_CONFIGS, num_params
+    from minitransfer.tokenizer import train_tokenizer
+    from minitransfer.pretrain import PretrainConfig, pretrain, pretrain_card, text_perplexity, write_model_card
+    from minitransfer.steps import weights_fingerprint
+
+    command = "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command_line is None \
+        else args.command_line
+    out = Path(args.out)
+    if args.init_from and (args.tokenizer != "train:8192" or args.config or any(
+            getattr(args, k) is not None for k in ("n_layer", "n_head", "n_embd", "n_positions"))):
+        raise ValueError("--init-from takes the shape and tokenizer of its checkpoint; drop --tokenizer, "
+                         "--config, --n-layer, --n-head, --n-embd and --n-positions")
+    texts = load_texts(args.data, text_field=args.text_field)
+    print(f"pretraining text: {len(texts)} documents from {args.data}"
+          + (" (the training split's texts only: no validation or test text is read)"
+             if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:")) else ""))
+    init = None
+    if args.init_from:
+        from minitransfer.pretrain import language_model_from
+
+        init, tokenizer = language_model_from(args.init_from, dropout=args.dropout)
+        print(f"continuing from {args.init_from}: its weights, shape and {len(tokenizer)}-token tokenizer")
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(str(out))
+    elif args.tokenizer.startswith("train:"):
+        if (out / "tokenizer.json").exists():
+            tokenizer = load_tokenizer(out)  # resuming: the vocabulary must not change
+            print(f"tokenizer: reusing {out}/tokenizer.json ({len(tokenizer)} tokens)")
+        else:
+            vocab = int(args.tokenizer.split(":", 1)[1])
+            print(f"tokenizer: training a {vocab}-token byte-level BPE on the pretraining text")
+            tokenizer = train_tokenizer(texts, vocab)
+            out.mkdir(parents=True, exist_ok=True)
+            tokenizer.save_pretrained(str(out))
+    else:
+        tokenizer = load_tokenizer(args.tokenizer)
+    if init is not None:
+        shape = {k: getattr(init.config, k) for k in ("n_layer", "n_head", "n_embd", "n_positions")}
+    else:
+        shape = dict(NAMED_CONFIGS[args.config]) if args.config else {}
+    for k in ("n_layer", "n_head", "n_embd"):
+        if getattr(args, k) is not None:
+            shape[k] = getattr(args, k)
+    missing = [k for k in ("n_layer", "n_head", "n_embd") if k not in shape]
+    if missing:
+        raise ValueError(f"give --config NAME or all of --n-layer --n-head --n-embd (missing {missing})")
+    if init is None:
+        shape["n_positions"] = max(args.block_size, shape.get("n_positions", 0)) if args.n_positions is None \
+            else args.n_positions
+    config = GPT2Config(**shape, vocab_size=len(tokenizer), embd_pdrop=args.dropout, attn_pdrop=args.dropout,
+                        resid_pdrop=args.dropout, bos_token_id=tokenizer.eos_token_id,
+                        eos_token_id=tokenizer.eos_token_id)
+    cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
+                         eval_every=args.eval_every, seed=args.seed, parallel=args.parallel,
+                         dtype=args.dtype)
+    blocks = pack_blocks(texts, tokenizer, args.block_size, val_fraction=args.val_fraction, seed=args.seed)
+    print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
+          f"validation blocks of {args.block_size + 1} ({blocks.n_dropped_tokens:,} tail tokens dropped); "
+          f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs")
+    model = GPT2.language_model(config, seed=args.seed) if init is None else init
+    n_params = num_params(model)
+    print(f"model: n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
+          f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters")
+    r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress,
+                 run_key_extra={"data": args.data, "tokenizer": args.tokenizer,
+                                **({"init_from": weights_fingerprint(init)} if init is not None else {})})
+    if r.steps_run == 0 and (out / "pretrain.json").exists():
+        print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
+        return 0
+    report = {}
+    if args.report_text:
+        rows = read_rows(Path(args.report_text), "jsonl", [])[: args.report_n]
+        ppl = text_perplexity(model, tokenizer, [r_["text"] for r_ in rows], args.block_size)
+        report = {"text": args.report_text, "n_texts": len(rows), "block_size": args.block_size, "perplexity": ppl}
+        print(f"perplexity on the first {len(rows)} texts of {args.report_text}: {ppl:.2f}")
+    write_model_card(out, pretrain_card(
+        data=args.data, documents=len(texts), result=r, config=config, cfg=cfg, n_params=n_params, report=report,
+        command=command, init_from=args.init_from if init is not None else None))
+    print(f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.train_seconds / 60:.1f} min: "
+          f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# generate
+# ----------------------------------------------------------------------------
+
+
+def cmd_generate(args) -> int:
+    from minitransfer.convert import load_pretrained
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.generate import generate
+
+    from minitransfer.heads import NextWordHead
+
+    model = load_pretrained(_model_or_default(args), allow_pickle=args.allow_pickle)
+    if not isinstance(model.head, NextWordHead):
+        raise ValueError(f"{_model_or_default(args)} has a fine-tuned {model.head.kind} head; generate needs a "
+                         f"language model")
+    tokenizer = load_tokenizer(_model_or_default(args))
+    ids = tokenizer.encode(args.prompt)
+    for i in range(args.num_samples):
+        new = generate(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                       top_p=args.top_p, seed=args.seed + i, greedy=args.greedy, eos_id=tokenizer.eos_token_id)
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} (seed {args.seed + i})")
+        print(args.prompt + tokenizer.decode(new))
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# compare
+# ----------------------------------------------------------------------------
+
+
+def cmd_compare(args) -> int:
+    import dataclasses
+
+    from minitransfer.adapt import AdaptConfig
+    from minitransfer.compare import CompareConfig, compare, parse_budgets
+    from minitransfer.convert import load_pretrained
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.data import load_dataset
+
+    source = _model_or_default(args)
+    if args.quick:
+        cc = CompareConfig(budgets=[100, 300], seeds=2, steps=20, val_examples=200, evals_per_run=4,
+                           adapt=AdaptConfig(steps=30, eval_every=15))
+    else:
+        cc = CompareConfig()
+    if args.adapt_steps is not None:
+        cc.adapt = dataclasses.replace(cc.adapt, steps=args.adapt_steps, eval_every=max(1, min(cc.adapt.eval_every, args.adapt_steps)))
+    if args.budgets:
+        cc.budgets = parse_budgets(args.budgets)
+    if args.modes:
+        cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    from minitransfer.modes import get_mode
+
+    for m in cc.modes:  # before minutes of data loading
+        get_mode(m)
+    cc.parallel, cc.dtype = args.parallel, args.dtype
+    for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
+        if getattr(args, name) is not None:
+            setattr(cc, name, getattr(args, name))
+    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
+    for n in data.notes:
+        print(f"data: {n}")
+    tokenizer = load_tokenizer(source)
+    base = load_pretrained(source, allow_pickle=args.allow_pickle)
+    if cc.max_len > base.config.n_positions:
+        raise ValueError(f"--max-len {cc.max_len} exceeds the model's n_positions={base.config.n_positions}")
+    n_runs = len(cc.budgets) * len(cc.modes) * cc.seeds
+    print(f"compare: {source} on {args.data}: budgets {cc.budgets} x modes {cc.modes} x {cc.seeds} seed(s) "
+          f"= {n_runs} runs -> {args.out}")
+    s = compare(base, base.config, data, tokenizer, cc, args.out, progress=not args.no_progress)
+    print()
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"wrote {args.out}/results.csv, summary.json, summary.md, curves.png, budget.png "
+          f"({s['wall_seconds'] / 60:.1f} min)")
+    return 0
+
+
+def cmd_playground(args) -> int:
+    from minitransfer.playground import serve
+
+    return serve(_model_or_default(args), args.classifier, host=args.host, port=args.port)
+
+
+def cmd_lectures(args) -> int:
+    from minitransfer.book import build_site
+
+    build_site(args.out, fast=args.fast or os.environ.get("MINITRANSFER_FAST") == "1", only=args.only)
+    return 0

@@ -23,6 +23,7 @@
 #                     inside the jit (mixed precision), the same cast kept apart from the gemm, and torch;
 #   gemms-no-triton   the same with XLA's Triton gemms off (cuBLAS only);
 #   step-32x512-attn0 the step as it is, the same-run baseline for:
+#   step-...-f32      the same step in float32 (TF32 matmuls on a GPU): what mixed precision buys;
 #   step-...-no-triton, step-...-no-dropout, profile-no-triton: the whole step with Triton gemms off, with no
 #                     dropout at all, and which library ran each of its matmuls (compare with the profile of a
 #                     plain `gpu.sh` run);
@@ -78,6 +79,8 @@ if [ $DIAGNOSE = 1 ]; then
   fi
   # the baseline, in the same run: the step as it is (Triton gemms on, GPT-2's dropout outside attention)
   run step-32x512-attn0 python benchmarks/train_step.py $S $T --attn-pdrop 0
+  # float32 matmuls (TF32 on a GPU) against the bfloat16 baseline: what mixed precision buys, now that it is real
+  run step-32x512-attn0-f32 python benchmarks/train_step.py $S ${T/bfloat16/float32} --attn-pdrop 0 --no-torch
   run step-32x512-attn0-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch
   run step-32x512-attn0-rbg env JAX_DEFAULT_PRNG_IMPL=unsafe_rbg \
     python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch

@@ -167,7 +167,8 @@ for dtype in ("float32", "bfloat16"):
 # until 2026-11-27: `nnx.Embed` fixes the dtype of its output to its weights'
 # dtype *when it is built* (float32), so the embeddings came out float32 and
 # "bfloat16" training only rounded the weights. On an H100 it ran no faster
-# than float32, which is how it showed. The fix is one line in
+# than float32 (measured when the GPU issue was filed), which is how it
+# showed. The fix is one line in
 # `GPT2Backbone.__init__`, and `matmul_dtypes` (which counts the
 # `dot_general` operations in the program `jit` hands to XLA) is now in the
 # tests.

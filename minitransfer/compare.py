@@ -299,8 +299,9 @@ def summary_markdown(s: dict) -> str:
     if s.get("run_seconds_by_phase"):
         lines[-1] += " " + phases_text(s["run_seconds_by_phase"])
     if s.get("compile"):
-        lines[-1] += (f" Compiling (tracing, lowering and XLA's compiler; inside the times above, adaptation "
-                      f"included) took {s['compile']['seconds']:.1f} s for {s['compile']['programs']} programs.")
+        lines[-1] += (f" Compiling (tracing, lowering and XLA's compiler), across the adaptation and the runs "
+                      f"and counted inside their times, took {s['compile']['seconds']:.1f} s for "
+                      f"{s['compile']['programs']} programs.")
     if "adapt" in s:
         a = s["adapt"]
         lines.append(

@@ -57,16 +57,20 @@ def cast_for_compute(params, dtype: str):
 
 
 def matmul_dtypes(jitted, *args) -> collections.Counter:
-    """How many matrix products ``jitted(*args)`` computes with operands of
-    each dtype (``{"bf16": 144}``; mixed operands read ``"bf16/f32"``), from
-    the program jit hands to XLA (StableHLO), before any backend rewrites it.
+    """The matrix products (``dot_general``) in the program ``jit`` hands to
+    XLA for ``jitted(*args)`` (StableHLO, before any backend rewrites it),
+    counted by operand dtype: ``{"bf16": 144}``; mixed operands read
+    ``"bf16/f32"``. Each is counted where it is written, so a loop body or a
+    function called twice counts once; fused kernels that are calls of their
+    own (cuDNN's attention on a GPU) are not matmuls here.
 
     This is how to check that mixed precision is mixed: a single float32
     activation upstream promotes every later bfloat16 matmul to float32
     without an error, and only the speed shows it."""
     found = collections.Counter()
     for operands in re.findall(r"stablehlo\.dot_general.*: \((.*)\) -> ", jitted.lower(*args).as_text()):
-        found["/".join(sorted(set(re.findall(r"x([a-z]+[0-9]*)>", operands))))] += 1
+        kinds = {t.split("x")[-1] for t in re.findall(r"tensor<([^<>]*)>", operands)}  # "2x8x32xbf16" -> "bf16"
+        found["/".join(sorted(kinds))] += 1
     return found
 
 
@@ -187,7 +191,10 @@ def forward_tokens(net: GPT2, batch, key):
 
 
 def forward_features(net: ClassificationHead, batch, key):
-    return net.classify(batch["features"], dropout_key=key)
+    # the cached features are float32; in the head's compute dtype, as the
+    # backbone would have handed them over (bfloat16 under mixed precision)
+    features = batch["features"].astype(net.score.kernel[...].dtype)  # (B, C)
+    return net.classify(features, dropout_key=key)
 
 
 def head_loss_tokens(net: GPT2, batch, key):

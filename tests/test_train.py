@@ -309,22 +309,27 @@ def test_every_matmul_of_a_step_runs_in_the_compute_dtype(dtype):
     back to float32: "bfloat16" only rounded the weights."""
     from minitransfer.heads import NextWordHead
     from minitransfer.optim import make_optimizer
-    from minitransfer.steps import classification_loss, forward_tokens, head_loss_tokens, make_train_step, \
-        matmul_dtypes
+    from minitransfer.steps import CLASSIFY_FEATURES, classification_loss, forward_tokens, head_loss_tokens, \
+        make_train_step, matmul_dtypes
 
     cfg = mt.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=97, n_positions=32)
     B, T = 2, 8
     batch = {"input_ids": np.zeros((B, T), np.int32), "attention_mask": np.ones((B, T), np.int32),
-             "labels": np.zeros(B, np.int32), "targets": np.zeros((B, T), np.int32)}
+             "labels": np.zeros(B, np.int32), "targets": np.zeros((B, T), np.int32),
+             "features": np.zeros((B, 32), np.float32)}  # a frozen backbone's cached features (probe)
     want = {"float32": "f32", "bfloat16": "bf16"}[dtype]
-    for head, loss in ((ClassificationHead(32, ["a", "b"]), classification_loss(forward_tokens)),
-                       (NextWordHead(), head_loss_tokens)):
-        graphdef, params = nnx.split(mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), head))
+    backbone = lambda: mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0))  # noqa: E731
+    # per layer, forward: qkv, q k, weights v, proj, 2 MLP; the backward has twice as many
+    for what, net, loss, at_least in (
+            ("classification", mt.GPT2(backbone(), ClassificationHead(32, ["a", "b"])),
+             classification_loss(forward_tokens), 18 * cfg.n_layer),
+            ("next word", mt.GPT2(backbone(), NextWordHead()), head_loss_tokens, 18 * cfg.n_layer),
+            ("probe head on cached features", ClassificationHead(32, ["a", "b"]), CLASSIFY_FEATURES, 2)):
+        graphdef, params = nnx.split(net)
         tx = make_optimizer(TrainConfig(mode="full", steps=2, lr=1e-3, dtype=dtype), params, 2, 2)
         step = make_train_step(graphdef, loss, tx, dtype=dtype)
         found = matmul_dtypes(step, params, tx.init(params), batch, jax.random.key(0), np.float32(1e-3))
-        # per layer, forward: qkv, q k, weights v, proj, 2 MLP; the backward has twice as many
-        assert set(found) == {want} and found[want] >= 18 * cfg.n_layer, f"{type(head).__name__}: {found}"
+        assert set(found) == {want} and found[want] >= at_least, f"{what}: {found}"
 
 
 def test_bfloat16_embedding_gradient_sums_in_float32():

@@ -303,8 +303,9 @@ def test_bfloat16_mixed_precision_step_tracks_float32(pretrained_dir):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_every_matmul_of_a_step_runs_in_the_compute_dtype(dtype):
     """Mixed precision is real: in the program jit hands to XLA, every matrix
-    product of a training step (classification and next-word, forward and
-    backward) takes operands in the compute dtype. Until 2026-11-27 nnx.Embed
+    product of a training step (classification, next-word, and the probe's
+    head on cached features; forward and backward) takes operands in the
+    compute dtype. Until 2026-11-27 nnx.Embed
     pinned the embeddings' output to float32, which pulled every later matmul
     back to float32: "bfloat16" only rounded the weights."""
     from minitransfer.heads import NextWordHead
@@ -338,7 +339,7 @@ def test_bfloat16_embedding_gradient_sums_in_float32():
     bfloat16 at each addition. Here token 7 appears 1,363 times: its row of
     the gradient is 3.3% from float32's; it was 76% before model.lookup read
     a float32 copy of the table."""
-    from minitransfer.steps import cast_for_compute
+    from minitransfer.steps import cast_for_compute, classification_loss, forward_tokens
 
     cfg = mt.GPT2Config(n_layer=1, n_head=2, n_embd=64, vocab_size=512, n_positions=256,
                         embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
@@ -347,7 +348,6 @@ def test_bfloat16_embedding_gradient_sums_in_float32():
     ids = np.full((8, 256), 7, np.int32)
     ids[:, ::3] = rng.integers(0, 512, ids[:, ::3].shape)  # token 7 fills two thirds of the batch
     batch = {"input_ids": ids, "attention_mask": np.ones_like(ids), "labels": rng.integers(0, 2, 8).astype(np.int32)}
-    from minitransfer.steps import classification_loss, forward_tokens
 
     def row7(dtype):
         loss = lambda p: classification_loss(forward_tokens)(nnx.merge(graphdef, cast_for_compute(p, dtype)),  # noqa

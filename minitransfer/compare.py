@@ -9,7 +9,8 @@ Writes into ``out``: ``results.csv`` (one row per run and evaluation point),
 ``summary.json``, ``summary.md``, ``curves.png`` (validation accuracy vs step)
 and ``budget.png`` (test accuracy vs number of labels, the ULMFiT picture).
 Each run lives in ``out/runs/MODE-bBUDGET-sSEED``; re-running skips the
-finished ones.
+finished ones and redoes an interrupted one from its start (a run takes
+seconds to minutes, less than saving its training state ten times would).
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def compare(
             model = build_classifier(mode, starts[get_mode(mode).start], scratch_config, data.label_names, cfg,
                                      new_head=True)
             r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False,
-                         log=lambda msg: None, feature_cache=feature_cache)
+                         log=lambda msg: None, feature_cache=feature_cache, keep_state=False)
             res = json.loads((out / "runs" / name / "result.json").read_text())
             for phase, secs in (r.seconds or {"unknown": r.wall_seconds}).items():  # unknown: an older result.json
                 phases[phase] = phases.get(phase, 0.0) + secs

@@ -95,6 +95,7 @@ def train_loop(
     stop_after_step: int | None = None,
     postfix: Callable[[dict], dict] = lambda m: {},
     parallel=None,
+    resumable: bool = True,
 ) -> LoopResult:
     """Run ``train_step`` from the current step to ``total``.
 
@@ -104,7 +105,9 @@ def train_loop(
     goes to ``out/state`` so that re-running resumes here. Batch ``s`` is
     ``get_batch(s)`` and its dropout key ``fold_in(key(seed), s)``: both
     functions of the step alone, so a resumed run repeats an uninterrupted one
-    exactly.
+    exactly. ``resumable=False`` skips writing ``out/state`` (the metrics log
+    is still written): for runs so short that redoing one costs less than
+    saving its weights and optimizer state at every evaluation.
     """
     from tqdm.auto import tqdm
 
@@ -149,7 +152,8 @@ def train_loop(
     loss = float("nan")
     while step < total:
         batch = place_batch(get_batch(step))
-        params, opt_state, m = train_step(params, opt_state, batch, jax.random.fold_in(base_key, step), lrs[step])
+        # dropout key: fold_in(base_key, step), computed inside the step
+        params, opt_state, m = train_step(params, opt_state, batch, base_key, lrs[step], step)
         pending.append(m["loss"])
         if steps_run == 0:  # one wait, so that compiling is not counted as training speed
             jax.block_until_ready(m["loss"])
@@ -178,8 +182,9 @@ def train_loop(
             if out is not None:
                 t_state = time.perf_counter()
                 _write_log(out, history)
-                _save_state(out, params, opt_state, best, step, history, run_key,
-                            seconds_before + time.perf_counter() - t_loop)
+                if resumable:
+                    _save_state(out, params, opt_state, best, step, history, run_key,
+                                seconds_before + time.perf_counter() - t_loop)
                 state_seconds += time.perf_counter() - t_state
             eval_seconds += time.perf_counter() - t_eval
             if stop_after_step is not None and stop_after_step <= step < total:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 import types
 from pathlib import Path
@@ -160,6 +161,7 @@ def finetune(
     log: Callable[[str], None] = print,
     stop_after_step: int | None = None,
     feature_cache: dict | None = None,
+    keep_state: bool = True,
 ) -> RunResult:
     """Train ``model`` (backbone + a task head: its loss, metrics and batches) on ``data`` per ``cfg``.
 
@@ -168,9 +170,16 @@ def finetune(
 
     With ``out``, writes ``out/best`` (the best checkpoint by validation
     ``head.best_metric``, loadable by ``load_pretrained``), ``out/metrics.jsonl``,
-    ``out/result.json`` and ``out/state`` (for resuming). Re-running with the
-    same ``out`` resumes an interrupted run, or returns a finished one as is.
-    ``stop_after_step`` simulates an interruption (tests).
+    ``out/result.json`` and ``out/state`` (for resuming; removed once the
+    run has finished). Re-running with the same ``out`` resumes an interrupted
+    run, or returns a finished one as is. ``stop_after_step`` simulates an
+    interruption (tests).
+
+    ``keep_state=False`` writes neither the resumable state at each evaluation
+    nor ``out/best`` at each improvement, only ``out/best`` once at the end:
+    an interrupted run then starts over. ``compare`` runs dozens of short
+    runs this way, where saving weights and optimizer state ten times a run
+    would cost more than redoing a run.
     """
 
     from minitransfer.convert import save_pretrained
@@ -200,10 +209,12 @@ def finetune(
     run_key = _run_key(cfg, data, model, tokenizer)
     if out is not None and (out / "result.json").exists():
         done = json.loads((out / "result.json").read_text())
-        if done.get("run_key") == run_key:
-            log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
-            return RunResult(out, done["best_step"], done["best_val"], done["test"], done["steps"],
-                             done["steps_per_second"], done["wall_seconds"], _read_log(out), done.get("seconds", {}))
+        if done.get("run_key") != run_key:
+            raise TrainingError(f"{out} holds a different run (other data, mode or settings), finished; choose "
+                                f"another --out or delete it")
+        log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
+        return RunResult(out, done["best_step"], done["best_val"], done["test"], done["steps"],
+                         done["steps_per_second"], done["wall_seconds"], _read_log(out), done.get("seconds", {}))
 
     # -- data: the head says what its batches hold (budget, validation subset, encoding)
     seconds = {"prepare": 0.0, "train": 0.0, "validate": 0.0, "test": 0.0}
@@ -243,13 +254,16 @@ def finetune(
         seconds["validate"] += time.perf_counter() - t
         return {f"val_{k}": v for k, v in val.items()}
 
+    def write_best(params, step):
+        save_pretrained(_with_params(graphdef, params, model, cfg.mode), out / "best", tokenizer,
+                        extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
+                               "val_examples": len(enc["validation"]), "data": data.spec})
+
     def save_best(params, step, metrics):
         nonlocal saving
         t = time.perf_counter()
-        if out is not None:
-            save_pretrained(_with_params(graphdef, params, model, cfg.mode), out / "best", tokenizer,
-                            extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
-                                   "val_examples": len(enc["validation"]), "data": data.spec})
+        if out is not None and keep_state:
+            write_best(params, step)
         saving += time.perf_counter() - t
 
     train_arrays = arrays["train"]
@@ -262,7 +276,7 @@ def finetune(
         seed=cfg.seed, lrs=lr_values(cfg, total), lr=cfg.lr,
         out=out, run_key=run_key, desc=cfg.mode, progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {f"val_{best}": f"{m[f'val_{best}']:.3f}"},
-        parallel=parallel,
+        parallel=parallel, resumable=keep_state,
     )
     best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
     if loop.interrupted:
@@ -276,6 +290,8 @@ def finetune(
     test = head.metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size), enc["test"])
     seconds["test"] = time.perf_counter() - t_phase
     nnx.update(net, loop.best_params)  # the trained weights go back into the caller's model
+    if out is not None and not keep_state:  # best/ was not written along the way
+        write_best(loop.best_params, loop.best_step)
     wall = time.perf_counter() - t_start
     seconds["other"] = max(0.0, wall - sum(seconds.values()))
     seconds = {k: round(v, 3) for k, v in seconds.items()}
@@ -288,6 +304,9 @@ def finetune(
             "wall_seconds": result.wall_seconds, "seconds": seconds, "n_train": n_train, "config": dataclasses.asdict(cfg),
             "truncated": {name: e.n_truncated for name, e in enc.items()},
         }, indent=2) + "\n")
+        # result.json marks the run finished; the state for resuming it (weights, optimizer
+        # state and the best weights: four copies of the model) is no longer needed
+        shutil.rmtree(out / "state", ignore_errors=True)
     return result
 
 

@@ -59,6 +59,12 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     assert summary["compile"]["programs"] >= 1 and summary["compile"]["seconds"] > 0
     assert f"{summary['compile']['programs']} programs" in md
 
+    # each run keeps its best checkpoint (written once, at its end) and no resumable state
+    for run in (out / "runs").iterdir():
+        assert not (run / "state").exists() and not (run / "state.new").exists(), run
+        saved = json.loads((run / "best" / "config.json").read_text())["minitransfer"]
+        assert saved["step"] == json.loads((run / "result.json").read_text())["best_step"], run
+
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
     capsys.readouterr()
     assert main(args) == 0

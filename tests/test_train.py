@@ -133,6 +133,13 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(pretrained_dir, keywo
     wa = mt.load_pretrained(tmp_path / "a" / "best")
     wb = mt.load_pretrained(tmp_path / "b" / "best")
     jax.tree.map(np.testing.assert_array_equal, nnx.state(wa), nnx.state(wb))
+    # a finished run's resumable state is gone; the same run without it along the way (as compare
+    # runs) ends the same, with the same best checkpoint
+    assert not (tmp_path / "a" / "state").exists() and not (tmp_path / "b" / "state").exists()
+    d = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
+                 tmp_path / "d", progress=False, keep_state=False)
+    assert d.test == a.test and d.best_step == a.best_step and not (tmp_path / "d" / "state").exists()
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(wa), nnx.state(mt.load_pretrained(tmp_path / "d" / "best")))
     # a third run with the same directory is recognised as finished
     c = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
                  tmp_path / "b", progress=False)

@@ -143,8 +143,9 @@ print((out / "summary.md").read_text())
 # %% [markdown]
 # ## Exercises
 #
-# 1. Run `minitransfer compare --modes scratch,adapt --adapt-steps 30`, then
-#    with the default 600. Predict first: how does the gain at 100 labels change?
+# 1. Run `minitransfer compare --modes scratch,adapt --adapt-steps 30 --out
+#    runs/adapt30`, then with the default 600 (and another `--out`: a
+#    directory holds one experiment's runs). Predict first: how does the gain at 100 labels change?
 #    <details><summary>Hint</summary>30 steps already cut the tweet perplexity
 #    by several times (the summary prints it); most of the gain comes early.</details>
 # 2. Run `minitransfer compare --seeds 2` and compare its intervals with the

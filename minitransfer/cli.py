@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mode adapt: next-word steps on the task's training texts, written to OUT/adapted "
                    "(default %(default)s)")
     _add_data_args(p)
-    p.add_argument("--out", required=True, help="run directory (checkpoint, logs, resumable state)")
+    p.add_argument("--out", required=True, help="run directory (best checkpoint, logs; the resumable state while it runs)")
     p.add_argument("--config", choices=sorted(NAMED_CONFIGS),
                    help="scratch mode: a named architecture instead of --model's config")
     p.add_argument("--tokenizer", help="tokenizer source, if not --model's")

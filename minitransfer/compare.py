@@ -10,7 +10,8 @@ Writes into ``out``: ``results.csv`` (one row per run and evaluation point),
 and ``budget.png`` (test accuracy vs number of labels, the ULMFiT picture).
 Each run lives in ``out/runs/MODE-bBUDGET-sSEED``; re-running skips the
 finished ones and redoes an interrupted one from its start (a run takes
-seconds to minutes, less than saving its training state ten times would).
+seconds to minutes, less than saving its training state at each of its
+evaluations would).
 """
 
 from __future__ import annotations
@@ -245,7 +246,7 @@ def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) ->
 
 PHASE_NAMES = {"train": "optimizer steps (compiling included)", "validate": "validation",
                "test": "test evaluation", "prepare": "encoding the data (and a frozen backbone's features)",
-               "other": "the rest (optimizer set-up, checkpoints, training state)",
+               "other": "the rest (optimizer set-up, checkpoints, logs)",
                "unknown": "runs finished before minitransfer kept this breakdown"}
 
 

@@ -177,9 +177,9 @@ def finetune(
 
     ``keep_state=False`` writes neither the resumable state at each evaluation
     nor ``out/best`` at each improvement, only ``out/best`` once at the end:
-    an interrupted run then starts over. ``compare`` runs dozens of short
-    runs this way, where saving weights and optimizer state ten times a run
-    would cost more than redoing a run.
+    an interrupted run then leaves no ``best`` and starts over when re-run.
+    ``compare`` runs dozens of short runs this way, where saving weights and
+    optimizer state at every evaluation would cost more than redoing a run.
     """
 
     from minitransfer.convert import save_pretrained
@@ -210,7 +210,7 @@ def finetune(
     if out is not None and (out / "result.json").exists():
         done = json.loads((out / "result.json").read_text())
         if done.get("run_key") != run_key:
-            raise TrainingError(f"{out} holds a different run (other data, mode or settings), finished; choose "
+            raise TrainingError(f"{out} holds a finished run with other data, mode or settings; choose "
                                 f"another --out or delete it")
         log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
         return RunResult(out, done["best_step"], done["best_val"], done["test"], done["steps"],
@@ -307,6 +307,7 @@ def finetune(
         # result.json marks the run finished; the state for resuming it (weights, optimizer
         # state and the best weights: four copies of the model) is no longer needed
         shutil.rmtree(out / "state", ignore_errors=True)
+        shutil.rmtree(out / "state.new", ignore_errors=True)  # left by a crash while saving, if any
     return result
 
 

@@ -133,13 +133,22 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(pretrained_dir, keywo
     wa = mt.load_pretrained(tmp_path / "a" / "best")
     wb = mt.load_pretrained(tmp_path / "b" / "best")
     jax.tree.map(np.testing.assert_array_equal, nnx.state(wa), nnx.state(wb))
-    # a finished run's resumable state is gone; the same run without it along the way (as compare
-    # runs) ends the same, with the same best checkpoint
-    assert not (tmp_path / "a" / "state").exists() and not (tmp_path / "b" / "state").exists()
-    d = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
-                 tmp_path / "d", progress=False, keep_state=False)
-    assert d.test == a.test and d.best_step == a.best_step and not (tmp_path / "d" / "state").exists()
-    jax.tree.map(np.testing.assert_array_equal, nnx.state(wa), nnx.state(mt.load_pretrained(tmp_path / "d" / "best")))
+    assert not (tmp_path / "a" / "state").exists() and not (tmp_path / "b" / "state").exists()  # finished: gone
+    # The same run as compare runs it (keep_state=False): nothing saved along the way, so an interrupted
+    # run leaves neither state nor best/, and re-running starts over; it ends as the others did, its
+    # best/ written at the end from the best weights (not the last: the best step comes earlier here)
+    assert a.best_step < cfg.steps
+    d_dir = tmp_path / "d"
+    finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, d_dir,
+             progress=False, stop_after_step=6, keep_state=False)
+    assert not (d_dir / "state").exists() and not (d_dir / "best").exists()
+    said = []
+    d = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, d_dir,
+                 progress=False, keep_state=False, log=said.append)
+    assert not any("resuming" in m for m in said), said
+    assert d.test == a.test and d.best_step == a.best_step and d.history == a.history
+    jax.tree.map(np.testing.assert_array_equal, nnx.state(wa), nnx.state(mt.load_pretrained(d_dir / "best")))
+    assert json.loads((d_dir / "best" / "config.json").read_text())["minitransfer"]["step"] == a.best_step
     # a third run with the same directory is recognised as finished
     c = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
                  tmp_path / "b", progress=False)
@@ -247,8 +256,15 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     assert weights_fingerprint(base) == before  # the next run starts from the same weights
     other = mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=99)
     model = build_classifier("full", other, other.config, keyword_data.label_names, cfg)
-    with pytest.raises(TrainingError, match="holds a different run"):
+    with pytest.raises(TrainingError, match="holds a finished run with other data"):
         finetune(model, keyword_data, gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
+    # an interrupted run's directory is refused to a different run too (by its resumable state)
+    cfg = _cfg(mode="full", steps=6, eval_every=3)
+    finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
+             gpt2_tokenizer, cfg, tmp_path / "cut", progress=False, stop_after_step=3)
+    with pytest.raises(TrainingError, match="holds a different run"):
+        finetune(build_classifier("full", other, other.config, keyword_data.label_names, cfg), keyword_data,
+                 gpt2_tokenizer, cfg, tmp_path / "cut", progress=False)
 
 
 def test_tokenizer_larger_than_vocab_is_refused(keyword_data, gpt2_tokenizer):
@@ -269,6 +285,32 @@ def test_bad_numbers_are_refused():
 def test_bad_dtype_is_refused():
     with pytest.raises(ValueError, match="unknown --dtype 'float16'"):
         TrainConfig(dtype="float16")
+
+
+def test_train_step_derives_the_step_dropout_key_inside(pretrained_dir):
+    """``step(..., key, lr, s)`` is ``step(..., fold_in(key, s), lr)`` exactly
+    (the loop passes the run's key and the step number), and the key matters:
+    step 6's dropout differs from step 5's."""
+    from minitransfer.optim import make_optimizer
+    from minitransfer.steps import classification_loss, forward_tokens, make_train_step
+
+    model = mt.GPT2(mt.load_pretrained(pretrained_dir).backbone, ClassificationHead(32, ["a", "b"], dropout=0.5))
+    graphdef, params = nnx.split(model)
+    rng = np.random.default_rng(0)
+    batch = {"input_ids": rng.integers(0, 50257, (4, 16)).astype(np.int32),
+             "attention_mask": np.ones((4, 16), np.int32), "labels": rng.integers(0, 2, 4).astype(np.int32)}
+    cfg = TrainConfig(mode="full", lr=1e-3, steps=10)
+    tx = make_optimizer(cfg, params, 10, 2)
+    step = make_train_step(graphdef, classification_loss(forward_tokens), tx)
+    key, lr = jax.random.key(7), np.float32(1e-3)
+
+    def run(*args):  # the step donates its weights and optimizer state: give it fresh copies
+        p = jax.tree.map(jax.numpy.array, params)
+        return step(p, tx.init(p), batch, *args)
+
+    outside, inside, other = run(jax.random.fold_in(key, 5), lr), run(key, lr, 5), run(key, lr, 6)
+    jax.tree.map(np.testing.assert_array_equal, outside, inside)
+    assert float(other[2]["loss"]) != float(inside[2]["loss"])
 
 
 def test_bfloat16_mixed_precision_step_tracks_float32(pretrained_dir):

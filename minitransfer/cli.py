@@ -343,6 +343,18 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DataError, TrainingError, BookError, ValueError, FileNotFoundError) as e:
         print(f"minitransfer {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: a line that says what survives, not a traceback
+        print(f"\nminitransfer {args.command}: interrupted" + RESUMES.get(args.command, ""), file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
+
+
+# what re-running a command after Ctrl-C does, for those that keep state on disk
+RESUMES = {
+    "finetune": "; re-run the same command to resume from its last evaluation",
+    "pretrain": "; re-run the same command to resume from its last evaluation",
+    "compare": "; re-run the same command to go on: finished runs are kept (and the adaptation from its last "
+               "evaluation); the interrupted run starts over",
+}
 
 
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"

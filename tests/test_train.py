@@ -186,6 +186,21 @@ def test_one_real_step_on_tfds_mock_data(pretrained_dir, gpt2_tokenizer):
     assert r.steps == 1 and np.isfinite(r.test["loss"])
 
 
+def test_ctrl_c_says_how_to_resume_instead_of_a_traceback(pretrained_dir, keyword_data, tmp_path, capsys,
+                                                          monkeypatch):
+    import minitransfer.train
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(minitransfer.train, "train_loop", interrupted)
+    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "full", "--data", keyword_data.spec,
+                 "--steps", "4", "--max-len", "12", "--no-progress", "--out", str(tmp_path / "f")]) == 130
+    err = capsys.readouterr().err
+    assert "minitransfer finetune: interrupted; re-run the same command to resume" in err
+    assert "Traceback" not in err
+
+
 def test_cli_finetune_all_modes_and_skip(pretrained_dir, keyword_data, tmp_path, capsys):
     spec = keyword_data.spec
     common = ["--data", spec, "--steps", "4", "--batch-size", "8", "--max-len", "12", "--no-progress"]

@@ -28,7 +28,9 @@
 #                     dropout at all, and which library ran each of its matmuls (compare with the profile of a
 #                     plain `gpu.sh` run);
 #   step-...-rbg      dropout's random bits from XLA's RngBitGenerator (JAX_DEFAULT_PRNG_IMPL=unsafe_rbg)
-#                     instead of threefry: what the dropout mask's PRNG costs (threefry is pure ALU work).
+#                     instead of threefry: what the dropout mask's PRNG costs (threefry is pure ALU work);
+#   compare-warm      the default `compare` again, after a plain run's `compare` on the same machine: its
+#                     programs now come from the compilation cache, as they do for a user's second run.
 # First run (H100, 2026-11-27): the baseline 82.9 ms, Triton gemms off 76.3 ms, rbg 83.0 ms, no dropout 78.7 ms;
 # the gemms then synced after every call, which measured JAX's dispatch too; they now queue calls (rerun them).
 #
@@ -37,9 +39,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
-# compiled programs are kept on disk, so that a step compiled by one part is not compiled again by the next
+# compiled programs are kept on disk, so that a step compiled by one part is not compiled again by the next;
+# every program, as the minitransfer command keeps them (cli.enable_compilation_cache)
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-${TMPDIR:-/tmp}/minitransfer-jax-cache}"
-export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=1
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 SMOKE=0 DIAGNOSE=0 ONLY=""
 USAGE="usage: bash benchmarks/gpu.sh [--smoke] [--diagnose] [--only PART,PART...]"
 while [ $# -gt 0 ]; do
@@ -74,8 +77,9 @@ parts() {  # the parts of this mode, in order; with PLAN=1 only their names are 
 if [ $DIAGNOSE = 1 ]; then
   if [ $SMOKE = 1 ]; then
     S="--batch 2 --seq 32 --layers 2" T="--steps 1 --rounds 1 --dtype bfloat16" R="--repeats 2"
+    C="--budgets 20 --seeds 2 --steps 3 --adapt-steps 3 --max-len 32 --modes scratch,probe,adapt"
   else
-    S="--batch 32 --seq 512" T="--steps 10 --rounds 3 --dtype bfloat16" R="--repeats 20"
+    S="--batch 32 --seq 512" T="--steps 10 --rounds 3 --dtype bfloat16" R="--repeats 20" C=""
   fi
   # the baseline, in the same run: the step as it is (Triton gemms on, GPT-2's dropout outside attention)
   run step-32x512-attn0 python benchmarks/train_step.py $S $T --attn-pdrop 0
@@ -89,6 +93,8 @@ if [ $DIAGNOSE = 1 ]; then
   run gemms-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/gemm_shapes.py $S $R --no-torch
   run profile-no-triton env XLA_FLAGS="$NO_TRITON --xla_gpu_enable_command_buffer=" \
     python benchmarks/profile_train_step.py $S --dtype bfloat16 --attn-pdrop 0 --top 12
+  fresh compare-warm
+  run compare-warm python -m minitransfer.cli compare $C --out "$OUT/compare-warm" --no-progress
 elif [ $SMOKE = 1 ]; then
   T="--layers 2 --steps 1 --rounds 1 --dtype bfloat16"
   run steps-attn0 python benchmarks/train_step.py --shapes 2x64,1x128,2x32 $T --attn-pdrop 0

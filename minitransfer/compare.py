@@ -162,7 +162,8 @@ def compare(
     summary = summarise(rows, cc, data, time.perf_counter() - t0)
     summary["truncated_to_max_len"] = truncated
     summary["run_seconds_by_phase"] = {k: round(v, 2) for k, v in phases.items()}
-    summary["compile"] = {"programs": compiled["programs"], "seconds": round(compiled["seconds"], 2)}
+    summary["compile"] = {"programs": compiled["programs"], "seconds": round(compiled["seconds"], 2),
+                          "from_disk_cache": compiled["from_disk_cache"]}
     if adapted is not None:
         summary["adapt"] = {"steps": adapted.steps, "train_seconds": adapted.train_seconds,
                             "perplexity_before": adapted.perplexity_before,
@@ -303,7 +304,9 @@ def summary_markdown(s: dict) -> str:
     if s.get("compile"):
         lines[-1] += (f" Compiling (tracing, lowering and XLA's compiler), across the adaptation and the runs "
                       f"and counted inside their times, took {s['compile']['seconds']:.1f} s for "
-                      f"{s['compile']['programs']} programs.")
+                      f"{s['compile']['programs']} programs")
+        hits = s["compile"].get("from_disk_cache", 0)
+        lines[-1] += f", {hits} of them read from JAX's compilation cache." if hits else "."
     if "adapt" in s:
         a = s["adapt"]
         lines.append(

@@ -125,25 +125,36 @@ COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/j
                   "/jax/core/compile/backend_compile_duration")
 
 
+CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # a program read from the disk cache, not compiled
+
+
 @contextlib.contextmanager
 def compile_meter():
     """Count, inside the ``with`` block, the programs JAX compiles and the
     seconds spent tracing, lowering and compiling them: yields a dict
-    ``{"programs": n, "seconds": s}`` that fills in as the block runs. On an
-    accelerator, where each step takes milliseconds, compiling can be most
-    of a short run's time; this says how much."""
-    found = {"programs": 0, "seconds": 0.0}
+    ``{"programs": n, "seconds": s, "from_disk_cache": k}`` that fills in as
+    the block runs; ``k`` of the ``n`` programs were read from JAX's
+    persistent compilation cache instead of compiled (see
+    ``cli.enable_compilation_cache``). On an accelerator, where each step
+    takes milliseconds, compiling can be most of a short run's time; this
+    says how much."""
+    found = {"programs": 0, "seconds": 0.0, "from_disk_cache": 0}
 
     def listen(event, duration, **kwargs):
         if event in COMPILE_EVENTS:
             found["seconds"] += duration
             found["programs"] += event == COMPILE_EVENTS[-1]
 
+    def count_hit(event, **kwargs):
+        found["from_disk_cache"] += event == CACHE_HIT_EVENT
+
     jax.monitoring.register_event_duration_secs_listener(listen)
+    jax.monitoring.register_event_listener(count_hit)
     try:
         yield found
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
+        jax.monitoring.unregister_event_listener(count_hit)
 
 
 # Compiled steps, kept for reuse: a run with the same model structure, loss

@@ -92,3 +92,47 @@ def test_huge_pages_restart_env(monkeypatch):
     env = huge_pages_env()
     if sys.platform == "linux" and platform.libc_ver()[0] == "glibc" and env is not None:
         assert env["GLIBC_TUNABLES"] == f"glibc.malloc.check=0:{HUGE_PAGES_TUNABLE}"  # others kept
+
+
+def test_compilation_cache_directory_follows_the_environment(monkeypatch, tmp_path):
+    from minitransfer.cli import compilation_cache_dir
+
+    monkeypatch.delenv("MINITRANSFER_COMPILATION_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compilation_cache_dir() == tmp_path / "xdg" / "minitransfer" / "jax"
+    monkeypatch.setenv("MINITRANSFER_COMPILATION_CACHE", str(tmp_path / "mine"))
+    assert compilation_cache_dir() == tmp_path / "mine"
+    for off in ("0", "off"):
+        monkeypatch.setenv("MINITRANSFER_COMPILATION_CACHE", off)
+        assert compilation_cache_dir() is None
+
+
+def test_the_command_reads_compiled_programs_back_from_its_cache(tmp_path):
+    """What ``minitransfer`` (the console script) turns on: a second process
+    compiling the same program reads it from the disk cache, the meter counts
+    that, and the result is the same. Separate processes, because JAX reads
+    its cache settings once per process."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, jax, jax.numpy as jnp\n"
+        "from minitransfer.cli import enable_compilation_cache\n"
+        "from minitransfer.steps import compile_meter\n"
+        "where = enable_compilation_cache()\n"
+        "with compile_meter() as found:\n"
+        "    y = jax.jit(lambda x: jnp.tanh(x @ x.T).sum())(jnp.arange(12.0).reshape(3, 4))\n"
+        "print(json.dumps({'dir': str(where), 'y': float(y), **found}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env["MINITRANSFER_COMPILATION_CACHE"] = str(tmp_path / "cache")
+    runs = [json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                      check=True).stdout.splitlines()[-1]) for _ in range(2)]
+    assert runs[0]["dir"] == str(tmp_path / "cache") and any((tmp_path / "cache").iterdir())
+    assert runs[0]["from_disk_cache"] == 0 and runs[1]["from_disk_cache"] == runs[1]["programs"] >= 1
+    assert runs[0]["y"] == runs[1]["y"]
+    env["MINITRANSFER_COMPILATION_CACHE"] = "0"
+    off = json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                    check=True).stdout.splitlines()[-1])
+    assert off["dir"] == "None" and off["from_disk_cache"] == 0

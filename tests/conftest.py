@@ -32,6 +32,16 @@ def needs_imdb(test):
 # keep tests off the network whatever the machine: hub look-ups fail fast
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# Tests that start the console script (the playground's server) would keep its compiled programs in the
+# user's ~/.cache (cli.enable_compilation_cache): in a folder of the test run's own instead.
+if "MINITRANSFER_COMPILATION_CACHE" not in os.environ:
+    import atexit
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="minitransfer-test-jax-cache-")
+    os.environ["MINITRANSFER_COMPILATION_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+
 # Same seed, same result is tested; on a GPU, XLA's scatter-add (the
 # embedding's gradient) sums with atomics in whatever order threads arrive
 # unless asked to be deterministic. Read when the backend starts, which is

@@ -408,16 +408,37 @@ def restart_with_huge_pages() -> None:
 COMPILATION_CACHE_ENV = "MINITRANSFER_COMPILATION_CACHE"
 
 
+def host_processor() -> str:
+    """A short name for this machine's processor: its architecture and a hash
+    of the instruction-set features the kernel lists (``x86_64-3f9a...``)."""
+    import hashlib
+    import platform
+
+    features = ""
+    try:
+        features = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    return f"{platform.machine() or 'cpu'}-{hashlib.sha256(features.encode()).hexdigest()[:10]}"
+
+
 def compilation_cache_dir() -> Path | None:
     """Where the ``minitransfer`` command keeps compiled programs: the
     directory ``$MINITRANSFER_COMPILATION_CACHE`` names, ``0`` for none, by
-    default ``$XDG_CACHE_HOME/minitransfer/jax`` (``~/.cache/...``)."""
+    default ``$XDG_CACHE_HOME/minitransfer/jax/<processor>`` (``~/.cache/...``).
+
+    The default has a folder per processor (``host_processor``) because a
+    home directory can be shared by machines with different processors (a
+    cluster's login and compute nodes), and a program compiled for one CPU's
+    instruction set is not for another's."""
     chosen = os.environ.get(COMPILATION_CACHE_ENV, "")
     if chosen.lower() in ("0", "off", "false", "no"):
         return None
     if chosen:
         return Path(chosen).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minitransfer" / "jax"
+    home_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return home_cache / "minitransfer" / "jax" / host_processor()
 
 
 def enable_compilation_cache() -> Path | None:

@@ -95,11 +95,12 @@ def test_huge_pages_restart_env(monkeypatch):
 
 
 def test_compilation_cache_directory_follows_the_environment(monkeypatch, tmp_path):
-    from minitransfer.cli import compilation_cache_dir
+    from minitransfer.cli import compilation_cache_dir, host_processor
 
     monkeypatch.delenv("MINITRANSFER_COMPILATION_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert compilation_cache_dir() == tmp_path / "xdg" / "minitransfer" / "jax"
+    assert compilation_cache_dir() == tmp_path / "xdg" / "minitransfer" / "jax" / host_processor()
+    assert host_processor() == host_processor() and "-" in host_processor()
     monkeypatch.setenv("MINITRANSFER_COMPILATION_CACHE", str(tmp_path / "mine"))
     assert compilation_cache_dir() == tmp_path / "mine"
     for off in ("0", "off"):

@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Transfer learning in NLP with a readable pure-JAX/Flax GPT-2: load pretrained "
         "GPT-2 weights, swap the next-word head for a task head, fine-tune, and compare with "
         "training from scratch.",
-        epilog="Compiled programs are kept in JAX's compilation cache, ~/.cache/minitransfer/jax (under "
-        "$XDG_CACHE_HOME where set), so that a later command with the same shapes does not compile them "
+        epilog="Compiled programs are kept in JAX's compilation cache, ~/.cache/minitransfer/jax/<processor> "
+        "(under $XDG_CACHE_HOME where set), so that a later command with the same shapes does not compile them "
         "again; MINITRANSFER_COMPILATION_CACHE=DIR keeps them elsewhere, =0 not at all.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -457,7 +457,8 @@ def enable_compilation_cache() -> Path | None:
     default keeps only those that took a second or more, which on a CPU is
     almost none of ours; a 1-layer ``compare`` compiled 7.0 s cold and 1.2 s
     from this cache, against 2.0 s when only those over 0.05 s were kept)
-    and caps it at 2 GiB, the least recently used going first. Settings made with JAX's own ``JAX_COMPILATION_CACHE_DIR`` and
+    and caps it at 2 GiB, the least recently used going first. Settings
+    made with JAX's own ``JAX_COMPILATION_CACHE_DIR`` and
     ``JAX_PERSISTENT_CACHE_*`` variables win."""
     directory = compilation_cache_dir()
     if directory is None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):

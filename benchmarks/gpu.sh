@@ -31,6 +31,9 @@
 #                     instead of threefry: what the dropout mask's PRNG costs (threefry is pure ALU work);
 #   compare-warm      the default `compare` again, after a plain run's `compare` on the same machine: its
 #                     programs now come from the compilation cache, as they do for a user's second run.
+#   compare-cold-autotune0  the default `compare` compiled afresh with XLA's autotuning off
+#                     (--xla_gpu_autotune_level=0): on the H100 the first `scratch` run took 23.6 s and the first
+#                     `probe` run 10.4 s, mostly compiling; this says how much of that is autotuning.
 # First run (H100, 2026-11-27): the baseline 82.9 ms, Triton gemms off 76.3 ms, rbg 83.0 ms, no dropout 78.7 ms;
 # the gemms then synced after every call, which measured JAX's dispatch too; they now queue calls (rerun them).
 #
@@ -71,7 +74,7 @@ run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key 
   fi
 }
 selected() { [ -z "$ONLY" ] || [[ "$ONLY" == *",$1,"* ]]; }
-fresh() { [ $PLAN = 0 ] && selected "$1" && rm -rf "${OUT:?}/$1"; return 0; }  # a part's earlier output goes
+fresh() { [ $PLAN = 0 ] && selected "${2:-$1}" && rm -rf "${OUT:?}/$1"; return 0; }  # a part's earlier output goes
 NO_TRITON="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false"
 parts() {  # the parts of this mode, in order; with PLAN=1 only their names are collected (into ALL)
 if [ $DIAGNOSE = 1 ]; then
@@ -95,6 +98,13 @@ if [ $DIAGNOSE = 1 ]; then
     python benchmarks/profile_train_step.py $S --dtype bfloat16 --attn-pdrop 0 --top 12
   fresh compare-warm
   run compare-warm python -m minitransfer.cli compare $C --out "$OUT/compare-warm" --no-progress
+  # the same compare compiled afresh (its own empty cache) with XLA's autotuning off: how much of the
+  # first runs' compiling is autotuning; compare its "Compiling ... took" with the plain run's `compare`
+  fresh compare-cold-autotune0
+  fresh compare-cold-autotune0-cache compare-cold-autotune0
+  run compare-cold-autotune0 env JAX_COMPILATION_CACHE_DIR="$OUT/compare-cold-autotune0-cache" \
+    XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_autotune_level=0" \
+    python -m minitransfer.cli compare $C --out "$OUT/compare-cold-autotune0" --no-progress
 elif [ $SMOKE = 1 ]; then
   T="--layers 2 --steps 1 --rounds 1 --dtype bfloat16"
   run steps-attn0 python benchmarks/train_step.py --shapes 2x64,1x128,2x32 $T --attn-pdrop 0

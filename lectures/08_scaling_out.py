@@ -195,9 +195,10 @@ for dtype in ("float32", "bfloat16"):
 # layer by `CausalSelfAttention.fused`:
 
 # %%
-from minitransfer.model import CausalSelfAttention, set_attention
+from minitransfer.model import CausalSelfAttention, cudnn_attention_fits, set_attention
 
 show(CausalSelfAttention.fused)
+show(cudnn_attention_fits)
 show(CausalSelfAttention.__call__, start="implementation = None", stop="q = q.reshape(B, T, H, D).transpose")
 
 # %% [markdown]
@@ -208,6 +209,11 @@ show(CausalSelfAttention.__call__, start="implementation = None", stop="q = q.re
 #   in 16-bit compute, and when `attn_pdrop` is 0 or the model is not
 #   training; `fused` refuses an active attention dropout with an error
 #   instead of silently skipping it.
+# * **Not every GPU, not every head size.** cuDNN's kernel needs an NVIDIA
+#   GPU of the Ampere generation or later and heads whose size is a multiple
+#   of 8, at most 128 (GPT-2's are 64). Asked for anything else, JAX raises
+#   an error rather than fall back, so `auto` asks `cudnn_attention_fits`
+#   first, and a forced `fused` falls back to XLA's version itself.
 # * **Padding as lengths.** The fused call is told each row's number of real
 #   tokens (`key_value_seq_lengths`), so it assumes *right* padding
 #   (`[a, b, pad, pad]`), which is what minitransfer's data pipeline builds.

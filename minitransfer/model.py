@@ -150,6 +150,29 @@ def named_config(name: str, **overrides) -> GPT2Config:
 ATTENTION_KINDS = ("auto", "explicit", "fused")
 
 
+def _gpu_compute_capability() -> tuple[int, int] | None:
+    """The first device's CUDA compute capability, e.g. (9, 0) for an H100;
+    None off NVIDIA GPUs (a CPU, a TPU, a ROCm GPU)."""
+    if jax.default_backend() != "gpu":
+        return None
+    try:
+        major, minor = str(jax.devices()[0].compute_capability).split(".")[:2]
+        return int(major), int(minor)
+    except (AttributeError, ValueError):  # ROCm reports e.g. "gfx90a"
+        return None
+
+
+def cudnn_attention_fits(head_dim: int) -> bool:
+    """Can cuDNN's flash attention run here? It needs an NVIDIA GPU of the
+    Ampere generation or later (compute capability 8.0+) and a head size that
+    is a multiple of 8, at most 128 (256 on Hopper, but 128 holds on every
+    such GPU). JAX raises an error instead of falling back, so "auto" asks
+    first: GPT-2's heads (64) fit; a model with 12-wide heads, or a T4,
+    keeps the explicit attention."""
+    cc = _gpu_compute_capability()
+    return cc is not None and cc >= (8, 0) and head_dim % 8 == 0 and head_dim <= 128
+
+
 class CausalSelfAttention(nnx.Module):
     """Multi-head self-attention where position t only sees positions <= t."""
 
@@ -164,6 +187,7 @@ class CausalSelfAttention(nnx.Module):
         self.c_attn = nnx.Linear(C, 3 * C, kernel_init=init, rngs=rngs)
         self.c_proj = nnx.Linear(C, C, kernel_init=proj_init, rngs=rngs)
         self.n_head = config.n_head
+        self.head_dim = C // config.n_head
         self.attn_pdrop = config.attn_pdrop
         self.resid_pdrop = config.resid_pdrop
         scale = 1.0 / math.sqrt(C // config.n_head) if config.scale_attn_weights else 1.0
@@ -175,18 +199,18 @@ class CausalSelfAttention(nnx.Module):
     def fused(self, dtype, dropout_active: bool) -> str | None:
         """Which ``jax.nn.dot_product_attention`` implementation to use
         ("cudnn" or "xla"), or None for the explicit computation."""
-        on_gpu = jax.default_backend() == "gpu"
         half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+        cudnn = half and cudnn_attention_fits(self.head_dim)  # cuDNN takes 16-bit inputs only
         if self.attention == "explicit":
             return None
-        if self.attention == "auto" and not (on_gpu and half and not dropout_active):
+        if self.attention == "auto" and not (cudnn and not dropout_active):
             return None
         if dropout_active:
             raise ValueError(
                 "attention='fused' has no dropout on the attention weights, but attn_pdrop="
                 f"{self.attn_pdrop} is active; set attn_pdrop=0 or use attention 'explicit' or 'auto'"
             )
-        return "cudnn" if on_gpu and half else "xla"
+        return "cudnn" if cudnn else "xla"
 
     def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None, cache=None):
         """Self-attention over ``x`` (B, T, C).

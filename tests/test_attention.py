@@ -86,3 +86,42 @@ def test_auto_stays_explicit_on_cpu_and_fused_refuses_attention_dropout():
         model(jnp.zeros((1, 4), jnp.int32), dropout_key=jax.random.key(0))
     with pytest.raises(ValueError, match="unknown attention 'flash'"):
         set_attention(model, "flash")
+
+
+@pytest.mark.parametrize("capability,n_embd,n_head,dtype,auto,fused", [
+    ((9, 0), 256, 4, jnp.bfloat16, "cudnn", "cudnn"),  # GPT-2's 64-wide heads on an H100
+    ((8, 0), 64, 8, jnp.float16, "cudnn", "cudnn"),  # 8-wide heads on an A100
+    ((9, 0), 48, 4, jnp.bfloat16, None, "xla"),  # 12-wide heads: not a multiple of 8
+    ((9, 0), 256, 1, jnp.bfloat16, None, "xla"),  # 256-wide heads: over 128
+    ((7, 5), 256, 4, jnp.bfloat16, None, "xla"),  # a T4: before Ampere
+    (None, 256, 4, jnp.bfloat16, None, "xla"),  # a CPU, TPU or ROCm GPU
+    ((9, 0), 256, 4, jnp.float32, None, "xla"),  # cuDNN's kernel takes 16-bit inputs only
+])
+def test_auto_takes_cudnn_only_where_it_can_run(monkeypatch, capability, n_embd, n_head, dtype, auto, fused):
+    """JAX raises, instead of falling back, when cuDNN's flash attention cannot
+    take a shape or a GPU: "auto" must choose it only where it runs, and a
+    forced "fused" must fall back to XLA's version there (simulated devices:
+    nothing runs on them)."""
+    from minitransfer import model as model_mod
+
+    monkeypatch.setattr(model_mod, "_gpu_compute_capability", lambda: capability)
+    cfg = mt.GPT2Config(n_layer=1, n_head=n_head, n_embd=n_embd, vocab_size=50, n_positions=16)
+    model = mt.GPT2.language_model(cfg)
+    attn = model.backbone.h[0].attn
+    assert attn.fused(dtype, dropout_active=False) == auto
+    set_attention(model, "fused")
+    assert attn.fused(dtype, dropout_active=False) == fused
+
+
+@pytest.mark.parametrize("backend,device,expected", [
+    ("gpu", type("Cuda", (), {"compute_capability": "8.6"})(), (8, 6)),
+    ("gpu", type("Rocm", (), {"compute_capability": "gfx90a"})(), None),
+    ("gpu", object(), None),  # no compute capability reported
+    ("tpu", type("Tpu", (), {"compute_capability": "9.0"})(), None),
+])
+def test_gpu_compute_capability_reads_cuda_devices_only(monkeypatch, backend, device, expected):
+    from minitransfer import model as model_mod
+
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(jax, "devices", lambda *a: [device])
+    assert model_mod._gpu_compute_capability() == expected

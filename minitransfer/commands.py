@@ -220,7 +220,13 @@ def cmd_evaluate(args) -> int:
     from minitransfer.tokenizer import load_tokenizer
     from minitransfer.train import evaluate
 
+    from minitransfer.heads import NextWordHead
+
     model = load_pretrained(args.model)
+    if isinstance(model.head, NextWordHead):  # before the data loads
+        raise ValueError(f"{args.model} is a language model (a next-word head): evaluate scores a model "
+                         f"fine-tuned by `minitransfer finetune` on labelled data; for this one, try "
+                         f"`minitransfer next-word` or `minitransfer generate`")
     tokenizer = load_tokenizer(args.model)
     info = training_info(args.model)
     max_len = args.max_len or info.get("max_len") or model.config.n_positions
@@ -395,6 +401,9 @@ def cmd_compare(args) -> int:
     for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
         if getattr(args, name) is not None:
             setattr(cc, name, getattr(args, name))
+    for name in ("seeds", "steps", "max_len", "batch_size"):  # before minutes of data loading and adaptation
+        if getattr(cc, name) is not None and getattr(cc, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cc, name)}")
     data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
     for n in data.notes:
         print(f"data: {n}")

@@ -200,8 +200,34 @@ def read_rows(path: Path, kind: str, notes: list[str]) -> list[dict]:
             rows.append(row)
         return rows
     if kind in ("csv", "tsv"):
-        reader = csv.DictReader(io.StringIO(text), delimiter="," if kind == "csv" else "\t")
-        rows = list(reader)
+        delimiter = "," if kind == "csv" else "\t"
+        shown = "a comma" if kind == "csv" else "a tab"
+        # strict: a stray or unterminated quote is an error, not rows silently merged
+        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, strict=True)
+        rows = []
+        fields = reader.fieldnames or []  # reads the header
+        while True:
+            start = reader.line_num + 1  # the line where the next row begins
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                raise DataError(f"{path}, the row from line {start}: not valid {kind.upper()} ({e}); a field that "
+                                f"holds {shown}, a quote or a line break must be in double quotes, its own quotes "
+                                f"doubled") from None
+            # DictReader files surplus values under the key None and fills missing ones with None:
+            # either way the row does not line up with the header (with an unquoted comma, its
+            # "label" would be a piece of its text), so it is not read as data
+            if None in row:
+                raise DataError(f"{path}, line {start}: {len(fields) + len(row[None])} fields, the header has "
+                                f"{len(fields)} ({', '.join(fields)}); a field that holds {shown} must be in "
+                                f"double quotes")
+            if None in row.values():
+                n = sum(v is not None for v in row.values())
+                raise DataError(f"{path}, line {start}: {n} field(s), the header has {len(fields)} "
+                                f"({', '.join(fields)}); every row needs a value for each column")
+            rows.append(row)
         if not rows:
             raise DataError(f"{path}: a header row but no data rows")
         return rows

@@ -95,6 +95,10 @@ def _setup(model: GPT2, P: int, max_new_tokens: int, temperature: float, top_k, 
         )
     if temperature <= 0:
         raise ValueError(f"--temperature must be > 0, got {temperature} (use greedy decoding instead)")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {top_p} (1 keeps every token)")
     graphdef, params = nnx.split(model)
     sampling = dict(graphdef=graphdef, greedy=greedy, temperature=float(temperature), top_k=top_k,
                     top_p=None if top_p is None else float(top_p))
@@ -190,6 +194,8 @@ def next_word_candidates(model: GPT2, tokenizer, prompt: str, top_k: int = 5) ->
 
 
 def top_candidates(probs: np.ndarray, tokenizer, top_k: int) -> list[dict]:
+    if top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {top_k}")
     top = np.argsort(-probs, kind="stable")[:top_k]
     return [{"rank": r + 1, "id": int(i), "token": tokenizer.decode([int(i)]), "prob": float(probs[i])}
             for r, i in enumerate(top)]

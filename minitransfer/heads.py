@@ -281,8 +281,7 @@ class ClassificationHead(TaskHead):
         if list(self.labels) != list(data.label_names):
             raise ValueError(
                 f"the classification head has {self.num_classes} labels {list(self.labels)}, but the data has "
-                f"{len(data.label_names)} labels {list(data.label_names)}. Pass --new-head to replace the "
-                f"head with a fresh one for these labels."
+                f"{len(data.label_names)} labels {list(data.label_names)}"
             )
 
     def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,

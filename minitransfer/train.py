@@ -137,7 +137,8 @@ def build_model(mode: str, base: GPT2 | None, config: GPT2Config, data, cfg: Tra
         try:
             base.head.check_data(data)
         except ValueError as e:
-            raise TrainingError(f"the checkpoint's head does not fit: {e}") from None
+            raise TrainingError(f"the checkpoint's head does not fit: {e}. Pass --new-head to replace the head "
+                                f"with a fresh one for this data.") from None
         return base
     return GPT2(base.backbone, fresh())
 
@@ -348,7 +349,7 @@ def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | N
     try:
         head.check_data(data)
     except ValueError as e:
-        raise TrainingError(str(e)) from None
+        raise TrainingError(f"{e}; evaluate needs data labelled as the model's training data was") from None
     data.split(split)  # an unknown split name fails here, with the names there are
     arrays, examples = head.prepare(data, tokenizer, max_len=max_len or model.config.n_positions, budget=None,
                                     seed=0, val_examples=val_examples, log=lambda m: None, splits=(split,),

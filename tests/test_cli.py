@@ -54,6 +54,24 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert "error:" in err and "no such checkpoint directory" in err
 
 
+def test_sampling_and_run_counts_out_of_range_are_one_clear_line(tmp_path, gpt2_tokenizer, capsys):
+    _, d = _gpt2_vocab_checkpoint(tmp_path, gpt2_tokenizer)
+    for argv, message in (
+        (["next-word", "--model", str(d), "--prompt", "hi", "--top-k", "0"], "--top-k must be at least 1, got 0"),
+        (["generate", "--model", str(d), "--prompt", "hi", "--top-k", "0"], "--top-k must be at least 1, got 0"),
+        (["generate", "--model", str(d), "--prompt", "hi", "--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5"),
+        (["generate", "--model", str(d), "--prompt", "hi", "--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
+        # before any data loads or any adaptation runs (this spec would fail to load)
+        (["compare", "--seeds", "0", "--data", f"jsonl:{tmp_path / 'missing.jsonl'}", "--out", str(tmp_path / "c")],
+         "--seeds must be at least 1, got 0"),
+        (["compare", "--steps", "0", "--data", f"jsonl:{tmp_path / 'missing.jsonl'}", "--out", str(tmp_path / "c")],
+         "--steps must be at least 1, got 0"),
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+
+
 def test_data_command_reports_counts_and_truncation(tmp_path, capsys):
     import json as _json
 

@@ -218,6 +218,31 @@ def test_missing_label_field(tmp_path):
         load_dataset(f"csv:{p}")
 
 
+@pytest.mark.parametrize("kind,body,message", [
+    # an unquoted comma: the row's "label" would be a piece of its text
+    ("csv", 'text,label\n"fine, quoted",pos\nreview 7, with an unquoted comma,pos\n',
+     r"d.csv, line 3: 3 fields, the header has 2 \(text, label\); a field that holds a comma must be in double quotes"),
+    ("tsv", "text\tlabel\nok\tpos\na\tstray tab\tneg\n", r"d.tsv, line 3: 3 fields, the header has 2"),
+    ("csv", "text,label\nok,pos\nonly text\n", r"d.csv, line 3: 1 field\(s\), the header has 2 .*every row needs a value"),
+    # an unterminated quote would swallow every later row into one text
+    ("csv", 'text,label\nok,pos\n"unterminated,pos\nsecond,neg\nthird,pos\n',
+     r"d.csv, the row from line 3: not valid CSV \(unexpected end of data\)"),
+])
+def test_csv_rows_that_do_not_line_up_with_the_header_are_errors(tmp_path, kind, body, message):
+    p = tmp_path / f"d.{kind}"
+    p.write_text(body)
+    with pytest.raises(DataError, match=message):
+        load_dataset(f"{kind}:{p}")
+
+
+def test_csv_quoted_commas_quotes_and_line_breaks_are_read(tmp_path):
+    from minitransfer.data import read_rows
+
+    p = tmp_path / "d.csv"
+    p.write_text('text,label\n"a, b",pos\n"say ""hi""",neg\n"two\nlines",pos\n')
+    assert [r["text"] for r in read_rows(p, "csv", [])] == ["a, b", 'say "hi"', "two\nlines"]
+
+
 def test_empty_file(tmp_path):
     p = tmp_path / "d.jsonl"
     p.write_text("")

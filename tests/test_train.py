@@ -234,6 +234,19 @@ def test_head_label_mismatch_suggests_new_head(pretrained_dir, keyword_data, tmp
     assert main(["finetune", "--model", str(tmp_path / "clf"), "--new-head", "--out", str(tmp_path / "o2"), *common]) == 0
 
 
+def test_evaluate_says_what_it_needs_without_finetune_only_hints(pretrained_dir, keyword_data, tmp_path, capsys):
+    clf = mt.GPT2(mt.load_pretrained(pretrained_dir).backbone, ClassificationHead(32, ["x", "y", "z"]))
+    mt.save_pretrained(clf, tmp_path / "clf", tokenizer=mt.load_tokenizer(pretrained_dir))
+    assert main(["evaluate", "--model", str(tmp_path / "clf"), "--data", keyword_data.spec]) == 2
+    err = capsys.readouterr().err
+    assert "3 labels ['x', 'y', 'z']" in err and "evaluate needs data labelled as" in err
+    assert "--new-head" not in err  # a finetune option: evaluate has none
+    # a language model: said before the data loads (this spec would fail to load)
+    assert main(["evaluate", "--model", str(pretrained_dir), "--data", f"jsonl:{tmp_path / 'missing.jsonl'}"]) == 2
+    err = capsys.readouterr().err
+    assert "is a language model (a next-word head)" in err and "missing.jsonl" not in err
+
+
 def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_tokenizer):
     cfg = _cfg(mode="full", lr=1e30, steps=20, warmup=0.0, clip_norm=1e30)
     with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+.*lower --lr"):

@@ -245,13 +245,26 @@ def read_card(source) -> dict | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def lineage(c: dict) -> list[dict]:
+    """The cards of every stage that led to this checkpoint, the first stage
+    first (``init_card`` links each to the one it continued from)."""
+    stages = []
+    while c:
+        stages.insert(0, c)
+        c = c.get("init_card")
+    return stages
+
+
 def model_card(c: dict) -> str:
     cfg = c["config"]
     rep = c["report"]
+    stages = lineage(c)
+    origin = ("trained from random initialisation" if not c.get("init_from") else
+              f"whose next-word training continued from `{c['init_from']}`")
     lines = [
         f"# {Path(c.get('name', 'model')).name if c.get('name') else 'A small GPT-2 pretrained with minitransfer'}",
         "",
-        "A GPT-2-architecture language model trained from random initialisation with minitransfer's "
+        f"A GPT-2-architecture language model {origin}, with minitransfer's "
         "next-word objective, saved in Hugging Face GPT-2 format (`transformers.GPT2LMHeadModel` and "
         "`AutoTokenizer` load it; so does `minitransfer.load_pretrained`).",
         "",
@@ -269,10 +282,14 @@ def model_card(c: dict) -> str:
     ]
     if c.get("init_from"):
         prev = c.get("init_card") or {}
+        earlier = stages[:-1]  # every stage before this one (none known for a hub checkpoint)
         lines.append(f"| started from | `{c['init_from']}`" + (
             f" ({prev['tokens_seen']:,} tokens on `{prev['data']}` in {prev['wall_seconds'] / 60:.1f} min; "
-            f"validation perplexity {prev['val_perplexity']:.2f}); tokens seen in all: "
-            f"{prev['tokens_seen'] + c['tokens_seen']:,}" if prev else "") + " |")
+            f"validation perplexity {prev['val_perplexity']:.2f})" if prev else "") + (
+            f"; tokens seen in all {len(stages)} stages: {sum(st['tokens_seen'] for st in stages):,}"
+            + ("" if earlier[0].get("init_from") is None else
+               f" (and whatever `{earlier[0]['init_from']}` had seen)")
+            if earlier else " (a checkpoint without a minitransfer model card: its training is not counted)") + " |")
     if rep:
         lines.append(f"| perplexity on a fixed slice | {rep['perplexity']:.2f} on the first {rep['n_texts']} texts of "
                      f"`{rep['text']}` (blocks of {rep['block_size']}) |")
@@ -289,9 +306,8 @@ def model_card(c: dict) -> str:
         "Reproduce with:",
         "",
         "```bash",
-        *([(c.get("init_card") or {}).get("command", f"# {c['init_from']}: see its own model card")]
-          if c.get("init_from") else []),
-        c["command"],
+        *([f"# {stages[0]['init_from']}: see its own model card"] if stages[0].get("init_from") else []),
+        *[st.get("command", "# (command not recorded)") for st in stages],
         "```",
         "",
     ]

@@ -59,3 +59,25 @@ def test_next_word_after_this_movie_was(capsys):
     print(words)
     # a model of movie reviews should expect an evaluative word here
     assert {"a", "the", "so", "very", "not", "great", "good", "bad", "terrible", "awful", "really"} & set(words)
+
+
+def test_model_card_is_written_from_its_record_and_counts_every_stage(card):
+    """MODEL_CARD.md begins with pretrain.json in words; a model continued from the shipped
+    one (two stages of its own) counts all three stages' tokens and lists all
+    three commands, the first stage's first."""
+    import json
+
+    from minitransfer.pretrain import model_card
+
+    record = json.loads((CKPT / "pretrain.json").read_text())
+    assert card.startswith(model_card(record))  # then notes written by hand
+    assert "continued from `runs/minigpt2-imdb-stage1`" in card and "random initialisation" not in card
+    assert "tokens seen in all 2 stages: 30,720,000" in card
+    child = dict(record, init_from=str(CKPT), init_card=record, tokens_seen=81_920,
+                 command="minitransfer pretrain --init-from checkpoints/minigpt2-imdb --data tweets --out runs/lm")
+    text = model_card(child)
+    assert "tokens seen in all 3 stages: 30,801,920" in text
+    commands = [line for line in text.splitlines() if line.startswith("minitransfer pretrain")]
+    assert commands == [record["init_card"]["command"], record["command"], child["command"]]
+    fresh = dict(record, init_from=None, init_card=None)
+    assert "trained from random initialisation" in model_card(fresh) and "started from" not in model_card(fresh)

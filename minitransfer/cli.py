@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "paired difference, reported with its 95% confidence interval over seeds. Mode adapt's "
         "next-word stage runs once and is reused by every budget and seed. Writes results.csv, "
         "summary.json, summary.md, curves.png and budget.png into --out; re-running skips finished runs. "
-        "The defaults run offline on a laptop CPU in about 10 minutes.",
+        "The defaults run offline on a laptop CPU in about 9 minutes (2 cores).",
     )
     _add_model_arg(p, required=False)
     _add_data_args(p)

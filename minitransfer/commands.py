@@ -94,7 +94,7 @@ def cmd_data(args) -> int:
     from minitransfer.encoding import token_lengths
 
     d = load_dataset(args.spec, text_field=args.text_field, label_field=args.label_field)
-    print(f"{args.spec}: {d.num_classes} classes {d.label_names}")
+    print(f"{args.spec}: {d.num_classes} class{'es' if d.num_classes != 1 else ''} {d.label_names}")
     for name in ("train", "validation", "test"):
         s = d.split(name)
         counts = np.bincount(s.labels, minlength=d.num_classes)
@@ -222,6 +222,9 @@ def cmd_evaluate(args) -> int:
 
     from minitransfer.heads import NextWordHead
 
+    if args.all_validation and args.split != "validation":
+        raise ValueError(f"--all-validation chooses which validation examples to score; it needs "
+                         f"--split validation (this is --split {args.split})")
     model = load_pretrained(args.model)
     if isinstance(model.head, NextWordHead):  # before the data loads
         raise ValueError(f"{args.model} is a language model (a next-word head): evaluate scores a model "

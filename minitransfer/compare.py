@@ -279,12 +279,13 @@ def summary_markdown(s: dict) -> str:
     rule = "| --- | " + " | ".join("---" for _ in budgets) + " |"
     lines = [
         f"Test accuracy (%) on `{s['data']}` ({s['test_n']} test examples; majority class "
-        f"{100 * s['majority_baseline']:.1f}%), mean ± standard deviation over {s['seeds']} seed(s).",
+        f"{100 * s['majority_baseline']:.1f}%), " + (f"mean ± standard deviation over {s['seeds']} seeds."
+                                                     if s["seeds"] > 1 else "one seed, so no spread to show."),
         "", head, rule,
     ]
+    spread = (lambda cell: f" ± {100 * cell['accuracy_std']:.1f}") if s["seeds"] > 1 else (lambda cell: "")
     for mode in s["modes"]:
-        cells = [f"{100 * s['table'][mode][b]['accuracy_mean']:.1f} ± {100 * s['table'][mode][b]['accuracy_std']:.1f}"
-                 for b in budgets]
+        cells = [f"{100 * s['table'][mode][b]['accuracy_mean']:.1f}{spread(s['table'][mode][b])}" for b in budgets]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     others = [m for m in s["modes"] if m != "scratch"]
     if "scratch" in s["modes"] and others:

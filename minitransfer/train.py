@@ -211,8 +211,12 @@ def finetune(
     if out is not None and (out / "result.json").exists():
         done = json.loads((out / "result.json").read_text())
         if done.get("run_key") != run_key:
-            raise TrainingError(f"{out} holds a finished run with other data, mode or settings; choose "
-                                f"another --out or delete it")
+            now = json.loads(json.dumps(dataclasses.asdict(cfg)))  # as result.json stores it
+            there = done.get("config", {})
+            differ = [f"{k}: {there.get(k)!r} there, {v!r} now" for k, v in now.items() if there.get(k) != v]
+            raise TrainingError(f"{out} holds a finished run with other " + (
+                f"settings ({'; '.join(differ)})" if differ else "data or starting weights")
+                + "; choose another --out or delete it")
         log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
         return RunResult(out, done["best_step"], done["best_val"], done["test"], done["steps"],
                          done["steps_per_second"], done["wall_seconds"], _read_log(out), done.get("seconds", {}))

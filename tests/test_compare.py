@@ -102,3 +102,18 @@ def test_compare_starts_every_run_from_the_same_pretrained_weights(setup, tmp_pa
                        evals_per_run=1)
     compare(base, base.config, data, gpt2_tokenizer, cc, tmp_path / "c", progress=False)
     assert weights_fingerprint(base) == before
+
+
+def test_committed_summary_is_its_record_in_words_and_one_seed_shows_no_spread():
+    """docs/compare/summary.md is summary_markdown(summary.json); with one seed
+    there is no standard deviation, so none is printed (it once read "± 0.0")."""
+    import json
+
+    from minitransfer.compare import summary_markdown
+    from tests.conftest import REPO
+
+    record = json.loads((REPO / "docs" / "compare" / "summary.json").read_text())
+    assert summary_markdown(record) == (REPO / "docs" / "compare" / "summary.md").read_text()
+    assert "52.6 ± 1.5" in summary_markdown(record)
+    one = summary_markdown(dict(record, seeds=1)).split("\n\nGain over scratch")[0]
+    assert "one seed, so no spread to show" in one and "±" not in one and "| 52.6 |" in one

@@ -245,6 +245,9 @@ def test_evaluate_says_what_it_needs_without_finetune_only_hints(pretrained_dir,
     assert main(["evaluate", "--model", str(pretrained_dir), "--data", f"jsonl:{tmp_path / 'missing.jsonl'}"]) == 2
     err = capsys.readouterr().err
     assert "is a language model (a next-word head)" in err and "missing.jsonl" not in err
+    assert main(["evaluate", "--model", str(tmp_path / "clf"), "--data", keyword_data.spec, "--all-validation"]) == 2
+    assert "--all-validation chooses which validation examples to score; it needs --split validation" in \
+        capsys.readouterr().err
 
 
 def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_tokenizer):
@@ -284,8 +287,13 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     assert weights_fingerprint(base) == before  # the next run starts from the same weights
     other = mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=99)
     model = build_classifier("full", other, other.config, keyword_data.label_names, cfg)
-    with pytest.raises(TrainingError, match="holds a finished run with other data"):
+    with pytest.raises(TrainingError, match="holds a finished run with other data or starting weights"):
         finetune(model, keyword_data, gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
+    # other settings: the message names each one that differs
+    cfg4 = _cfg(mode="full", steps=4, eval_every=3)
+    with pytest.raises(TrainingError, match=r"holds a finished run with other settings \(steps: 3 there, 4 now\)"):
+        finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg4), keyword_data,
+                 gpt2_tokenizer, cfg4, tmp_path / "run", progress=False)
     # an interrupted run's directory is refused to a different run too (by its resumable state)
     cfg = _cfg(mode="full", steps=6, eval_every=3)
     finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,

@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "again; MINITRANSFER_COMPILATION_CACHE=DIR keeps them elsewhere, =0 not at all.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices  # name -> the command's own parser (main() reports with it)
 
     p = sub.add_parser(
         "convert",
@@ -319,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every lecture and write the lectures as a static HTML site (the book)",
         description="Execute lectures/NN_*.py in order in a fresh Python kernel each and write one HTML "
         "page per lecture (source highlighted, output and figures embedded) plus index.html with the "
-        "reading order, into --out. Opens offline. Needs the lectures extra: pip install -e '.[lectures]'.",
+        "reading order, into --out (--out/_work/ keeps each executed notebook, NN_*.ipynb, and the files its "
+        "lecture wrote). Opens offline. Needs the lectures extra: pip install -e '.[lectures]'.",
     )
     p.add_argument("--out", default="site", help="output folder (default site/)")
     p.add_argument("--fast", action="store_true",
@@ -331,7 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, so that its usage (its options) is what is shown
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)} (see minitransfer "
+                                     f"{args.command} --help)")
     if getattr(args, "parallel", "none") != "none":
         from minitransfer.parallel import maybe_initialize_distributed
 

@@ -72,6 +72,17 @@ def test_sampling_and_run_counts_out_of_range_are_one_clear_line(tmp_path, gpt2_
         assert message in err and "Traceback" not in err, (argv, err)
 
 
+def test_an_unknown_option_is_reported_with_its_commands_usage(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        main(["compare", "--labels", "100"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: minitransfer compare" in err and "--budgets" in err  # compare's options, not the top level's
+    assert "unrecognized arguments: --labels 100 (see minitransfer compare --help)" in err
+
+
 def test_data_command_reports_counts_and_truncation(tmp_path, capsys):
     import json as _json
 

@@ -165,9 +165,9 @@ def _read_text(path: Path, notes: list[str]) -> str:
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # -sig: a leading byte-order mark is not part of the first field's name
     except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
+        text = raw.decode("utf-8-sig", errors="replace")
         bad = text.count("\ufffd") - raw.count("\ufffd".encode())
         notes.append(f"{path.name}: {bad} invalid UTF-8 byte sequence(s) replaced by U+FFFD")
         return text
@@ -200,40 +200,53 @@ def read_rows(path: Path, kind: str, notes: list[str]) -> list[dict]:
             rows.append(row)
         return rows
     if kind in ("csv", "tsv"):
-        delimiter = "," if kind == "csv" else "\t"
-        shown = "a comma" if kind == "csv" else "a tab"
-        # strict: a stray or unterminated quote is an error, not rows silently merged
-        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, strict=True)
-        rows = []
+        return _read_delimited(text, path, kind)
+    if kind == "txt":
+        return [{"text": p.strip()} for p in re.split(r"\n\s*\n", text) if p.strip()]
+    raise DataError(f"unknown file kind {kind!r}; expected one of {KINDS}")
+
+
+def _read_delimited(text: str, path: Path, kind: str) -> list[dict]:
+    """Rows of a CSV or TSV file with a header, as dicts.
+
+    CSV is read strictly: a stray or unterminated quote is an error naming
+    the line, not rows silently run together. TSV files rarely quote, and
+    their texts often hold quote marks, so TSV quoting is read leniently, as
+    before. Either way a row with more non-empty values than the header has
+    columns is an error: with an unquoted comma, its "label" would be a piece
+    of its text. (A trailing delimiter, an empty extra value, is allowed; a
+    short row keeps None for what it lacks, which the caller reports.)"""
+    delimiter, shown = (",", "a comma") if kind == "csv" else ("\t", "a tab")
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, strict=kind == "csv")
+    lines = text.splitlines()
+
+    def row_start(after: int) -> int:  # the first non-blank line after line `after` (DictReader skips blank ones)
+        n = after + 1
+        while n <= len(lines) and not lines[n - 1].strip():
+            n += 1
+        return n
+
+    rows, start = [], 1
+    try:
         fields = reader.fieldnames or []  # reads the header
         while True:
-            start = reader.line_num + 1  # the line where the next row begins
+            start = row_start(reader.line_num)
             try:
                 row = next(reader)
             except StopIteration:
                 break
-            except csv.Error as e:
-                raise DataError(f"{path}, the row from line {start}: not valid {kind.upper()} ({e}); a field that "
-                                f"holds {shown}, a quote or a line break must be in double quotes, its own quotes "
-                                f"doubled") from None
-            # DictReader files surplus values under the key None and fills missing ones with None:
-            # either way the row does not line up with the header (with an unquoted comma, its
-            # "label" would be a piece of its text), so it is not read as data
-            if None in row:
-                raise DataError(f"{path}, line {start}: {len(fields) + len(row[None])} fields, the header has "
-                                f"{len(fields)} ({', '.join(fields)}); a field that holds {shown} must be in "
-                                f"double quotes")
-            if None in row.values():
-                n = sum(v is not None for v in row.values())
-                raise DataError(f"{path}, line {start}: {n} field(s), the header has {len(fields)} "
-                                f"({', '.join(fields)}); every row needs a value for each column")
+            extra = [v for v in row.pop(None, []) if v.strip()]
+            if extra:
+                raise DataError(f"{path}, line {start}: {len(fields) + len(extra)} values, the header has "
+                                f"{len(fields)} columns ({', '.join(fields)}); a field that holds {shown} must "
+                                f"be in double quotes")
             rows.append(row)
-        if not rows:
-            raise DataError(f"{path}: a header row but no data rows")
-        return rows
-    if kind == "txt":
-        return [{"text": p.strip()} for p in re.split(r"\n\s*\n", text) if p.strip()]
-    raise DataError(f"unknown file kind {kind!r}; expected one of {KINDS}")
+    except csv.Error as e:
+        raise DataError(f"{path}, the row from line {start}: not valid {kind.upper()} ({e}); a field that holds "
+                        f"{shown}, a quote or a line break must be in double quotes, its own quotes doubled") from None
+    if not rows:
+        raise DataError(f"{path}: a header row but no data rows")
+    return rows
 
 
 def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_labels=True):

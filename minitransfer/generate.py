@@ -95,8 +95,9 @@ def _setup(model: GPT2, P: int, max_new_tokens: int, temperature: float, top_k, 
         )
     if temperature <= 0:
         raise ValueError(f"--temperature must be > 0, got {temperature} (use greedy decoding instead)")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"--top-k must be at least 1, got {top_k}")
+    if top_k is not None and not 1 <= top_k <= model.config.vocab_size:
+        raise ValueError(f"--top-k must be between 1 and the vocabulary's {model.config.vocab_size} tokens, "
+                         f"got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"--top-p must be in (0, 1], got {top_p} (1 keeps every token)")
     graphdef, params = nnx.split(model)

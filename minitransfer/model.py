@@ -145,8 +145,10 @@ def named_config(name: str, **overrides) -> GPT2Config:
 #   "fused":    ``jax.nn.dot_product_attention``: one cuDNN flash-attention
 #               kernel on NVIDIA GPUs in bfloat16/float16, which never writes
 #               the (B, H, T, T) scores to memory; XLA's plain version elsewhere.
-#   "auto":     fused where it pays (a GPU, 16-bit compute, no attention-weight
-#               dropout in play), explicit everywhere else. The default.
+#   "auto":     fused where it pays and cuDNN can run it (an NVIDIA GPU of the
+#               Ampere generation or later, 16-bit compute, heads a multiple of
+#               8 wide up to 128, no attention-weight dropout in play), explicit
+#               everywhere else. The default.
 ATTENTION_KINDS = ("auto", "explicit", "fused")
 
 
@@ -155,10 +157,14 @@ def _gpu_compute_capability() -> tuple[int, int] | None:
     None off NVIDIA GPUs (a CPU, a TPU, a ROCm GPU)."""
     if jax.default_backend() != "gpu":
         return None
+    device = jax.devices()[0]
+    # JAX's own cuDNN checks tell CUDA from ROCm by the platform version ("cuda 12080")
+    if "cuda" not in str(getattr(getattr(device, "client", None), "platform_version", "")).lower():
+        return None
     try:
-        major, minor = str(jax.devices()[0].compute_capability).split(".")[:2]
+        major, minor = str(device.compute_capability).split(".")[:2]
         return int(major), int(minor)
-    except (AttributeError, ValueError):  # ROCm reports e.g. "gfx90a"
+    except (AttributeError, ValueError):
         return None
 
 

@@ -213,9 +213,10 @@ def finetune(
         if done.get("run_key") != run_key:
             now = json.loads(json.dumps(dataclasses.asdict(cfg)))  # as result.json stores it
             there = done.get("config", {})
-            differ = [f"{k}: {there.get(k)!r} there, {v!r} now" for k, v in now.items() if there.get(k) != v]
+            differ = [f"{k}: {there.get(k)!r} there, {v!r} now" for k, v in now.items()
+                      if k not in RUN_KEY_IGNORES and there.get(k) != v]
             raise TrainingError(f"{out} holds a finished run with other " + (
-                f"settings ({'; '.join(differ)})" if differ else "data or starting weights")
+                f"settings ({'; '.join(differ)})" if differ else "data, tokenizer, model shape or starting weights")
                 + "; choose another --out or delete it")
         log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
         return RunResult(out, done["best_step"], done["best_val"], done["test"], done["steps"],
@@ -324,6 +325,11 @@ def _with_params(graphdef, params, model: GPT2, mode: str) -> GPT2:
     return trained
 
 
+# settings that do not change what a run computes: how big its evaluation batches
+# are, and where it runs
+RUN_KEY_IGNORES = ("eval_batch_size", "parallel")
+
+
 def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer) -> str:
     """What makes a run the same run: settings, data, tokenizer and starting weights."""
     import hashlib
@@ -331,8 +337,8 @@ def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer) -> str:
     d = dataclasses.asdict(cfg)
     d["weights"] = weights_fingerprint(model)
     d["tokenizer"] = [len(tokenizer), tokenizer.encode("minitransfer: the same tokenizer?")]
-    d.pop("eval_batch_size", None)
-    d.pop("parallel", None)  # where it runs does not change what it computes
+    for k in RUN_KEY_IGNORES:
+        d.pop(k, None)
     d["data"] = data.spec
     d["n"] = [len(data.train), len(data.validation), len(data.test)]
     d["labels_names"] = getattr(data, "label_names", None)

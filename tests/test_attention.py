@@ -113,11 +113,17 @@ def test_auto_takes_cudnn_only_where_it_can_run(monkeypatch, capability, n_embd,
     assert attn.fused(dtype, dropout_active=False) == fused
 
 
+def _device(platform_version: str, **attributes):
+    client = type("Client", (), {"platform_version": platform_version})()
+    return type("Device", (), {"client": client, **attributes})()
+
+
 @pytest.mark.parametrize("backend,device,expected", [
-    ("gpu", type("Cuda", (), {"compute_capability": "8.6"})(), (8, 6)),
-    ("gpu", type("Rocm", (), {"compute_capability": "gfx90a"})(), None),
-    ("gpu", object(), None),  # no compute capability reported
-    ("tpu", type("Tpu", (), {"compute_capability": "9.0"})(), None),
+    ("gpu", _device("cuda 12080", compute_capability="8.6"), (8, 6)),
+    ("gpu", _device("rocm 60342", compute_capability="9.0"), None),  # ROCm: not cuDNN, whatever it reports
+    ("gpu", _device("cuda 12080"), None),  # no compute capability reported
+    ("gpu", _device("cuda 12080", compute_capability="sm_90a"), None),  # one it cannot read
+    ("tpu", _device("PJRT C API", compute_capability="9.0"), None),
 ])
 def test_gpu_compute_capability_reads_cuda_devices_only(monkeypatch, backend, device, expected):
     from minitransfer import model as model_mod

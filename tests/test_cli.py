@@ -58,7 +58,9 @@ def test_sampling_and_run_counts_out_of_range_are_one_clear_line(tmp_path, gpt2_
     _, d = _gpt2_vocab_checkpoint(tmp_path, gpt2_tokenizer)
     for argv, message in (
         (["next-word", "--model", str(d), "--prompt", "hi", "--top-k", "0"], "--top-k must be at least 1, got 0"),
-        (["generate", "--model", str(d), "--prompt", "hi", "--top-k", "0"], "--top-k must be at least 1, got 0"),
+        (["generate", "--model", str(d), "--prompt", "hi", "--top-k", "0"], "--top-k must be between 1 and the "
+         "vocabulary's 50257 tokens, got 0"),
+        (["generate", "--model", str(d), "--prompt", "hi", "--top-k", "60000"], "got 60000"),
         (["generate", "--model", str(d), "--prompt", "hi", "--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5"),
         (["generate", "--model", str(d), "--prompt", "hi", "--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
         # before any data loads or any adaptation runs (this spec would fail to load)

@@ -221,9 +221,12 @@ def test_missing_label_field(tmp_path):
 @pytest.mark.parametrize("kind,body,message", [
     # an unquoted comma: the row's "label" would be a piece of its text
     ("csv", 'text,label\n"fine, quoted",pos\nreview 7, with an unquoted comma,pos\n',
-     r"d.csv, line 3: 3 fields, the header has 2 \(text, label\); a field that holds a comma must be in double quotes"),
-    ("tsv", "text\tlabel\nok\tpos\na\tstray tab\tneg\n", r"d.tsv, line 3: 3 fields, the header has 2"),
-    ("csv", "text,label\nok,pos\nonly text\n", r"d.csv, line 3: 1 field\(s\), the header has 2 .*every row needs a value"),
+     r"d.csv, line 3: 3 values, the header has 2 columns \(text, label\); a field that holds a comma must be in "
+     r"double quotes"),
+    ("tsv", "text\tlabel\nok\tpos\na\tstray tab\tneg\n", r"d.tsv, line 3: 3 values, the header has 2 columns"),
+    ("csv", "text,label\nok,pos\nonly text\n", r"d.csv: row 2 has an empty 'label'"),  # a short row
+    ("csv", "text,label\nok,pos\n\n\nreview 9, unquoted,neg\n", r"d.csv, line 5: 3 values"),  # after blank lines
+    ("csv", '"text,label\nhello,pos\n', r"d.csv, the row from line 1: not valid CSV"),  # a broken header
     # an unterminated quote would swallow every later row into one text
     ("csv", 'text,label\nok,pos\n"unterminated,pos\nsecond,neg\nthird,pos\n',
      r"d.csv, the row from line 3: not valid CSV \(unexpected end of data\)"),
@@ -241,6 +244,13 @@ def test_csv_quoted_commas_quotes_and_line_breaks_are_read(tmp_path):
     p = tmp_path / "d.csv"
     p.write_text('text,label\n"a, b",pos\n"say ""hi""",neg\n"two\nlines",pos\n')
     assert [r["text"] for r in read_rows(p, "csv", [])] == ["a, b", 'say "hi"', "two\nlines"]
+    # a trailing delimiter (an empty extra value) and a byte-order mark are fine
+    p.write_bytes("\ufefftext,label\nbad film,neg,\n".encode("utf-8"))
+    assert read_rows(p, "csv", []) == [{"text": "bad film", "label": "neg"}]
+    # TSV texts often hold quote marks, unquoted: read leniently, as before
+    t = tmp_path / "d.tsv"
+    t.write_text('text\tlabel\nhe said "wow" twice\tpos\n"Great" movie\tpos\n')
+    assert [r["text"] for r in read_rows(t, "tsv", [])] == ['he said "wow" twice', "Great movie"]
 
 
 def test_empty_file(tmp_path):

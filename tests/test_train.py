@@ -287,7 +287,7 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     assert weights_fingerprint(base) == before  # the next run starts from the same weights
     other = mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=99)
     model = build_classifier("full", other, other.config, keyword_data.label_names, cfg)
-    with pytest.raises(TrainingError, match="holds a finished run with other data or starting weights"):
+    with pytest.raises(TrainingError, match="holds a finished run with other data, tokenizer, model shape or starting weights"):
         finetune(model, keyword_data, gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
     # other settings: the message names each one that differs
     cfg4 = _cfg(mode="full", steps=4, eval_every=3)

@@ -407,13 +407,14 @@ def cmd_compare(args) -> int:
     for name in ("seeds", "steps", "max_len", "batch_size"):  # before minutes of data loading and adaptation
         if getattr(cc, name) is not None and getattr(cc, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cc, name)}")
-    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
-    for n in data.notes:
-        print(f"data: {n}")
+    # the model first: a wrong --model is said at once, not after the data has loaded
     tokenizer = load_tokenizer(source)
     base = load_pretrained(source, allow_pickle=args.allow_pickle)
     if cc.max_len > base.config.n_positions:
         raise ValueError(f"--max-len {cc.max_len} exceeds the model's n_positions={base.config.n_positions}")
+    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
+    for n in data.notes:
+        print(f"data: {n}")
     n_runs = len(cc.budgets) * len(cc.modes) * cc.seeds
     print(f"compare: {source} on {args.data}: budgets {cc.budgets} x modes {cc.modes} x {cc.seeds} seed(s) "
           f"= {n_runs} runs -> {args.out}")

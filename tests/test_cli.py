@@ -68,6 +68,9 @@ def test_sampling_and_run_counts_out_of_range_are_one_clear_line(tmp_path, gpt2_
          "--seeds must be at least 1, got 0"),
         (["compare", "--steps", "0", "--data", f"jsonl:{tmp_path / 'missing.jsonl'}", "--out", str(tmp_path / "c")],
          "--steps must be at least 1, got 0"),
+        # a wrong --model before the data (this spec would fail to load too)
+        (["compare", "--model", str(tmp_path / "no-model"), "--data", f"jsonl:{tmp_path / 'missing.jsonl'}",
+          "--out", str(tmp_path / "c")], "no such checkpoint directory"),
     ):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

@@ -211,9 +211,10 @@ show(CausalSelfAttention.__call__, start="implementation = None", stop="q = q.re
 #   instead of silently skipping it.
 # * **Not every GPU, not every head size.** cuDNN's kernel needs an NVIDIA
 #   GPU of the Ampere generation or later and heads whose size is a multiple
-#   of 8, at most 128 (GPT-2's are 64). Asked for anything else, JAX raises
-#   an error rather than fall back, so `auto` asks `cudnn_attention_fits`
-#   first, and a forced `fused` falls back to XLA's version itself.
+#   of 8, at most 128 (GPT-2's are 64). Nothing falls back by itself (JAX
+#   raises for such a head size; cuDNN has no such kernel before Ampere),
+#   so `auto` asks `cudnn_attention_fits` first, and a forced `fused` falls
+#   back to XLA's version itself.
 # * **Padding as lengths.** The fused call is told each row's number of real
 #   tokens (`key_value_seq_lengths`), so it assumes *right* padding
 #   (`[a, b, pad, pad]`), which is what minitransfer's data pipeline builds.

@@ -172,9 +172,10 @@ def cudnn_attention_fits(head_dim: int) -> bool:
     """Can cuDNN's flash attention run here? It needs an NVIDIA GPU of the
     Ampere generation or later (compute capability 8.0+) and a head size that
     is a multiple of 8, at most 128 (256 on Hopper, but 128 holds on every
-    such GPU). JAX raises an error instead of falling back, so "auto" asks
-    first: GPT-2's heads (64) fit; a model with 12-wide heads, or a T4,
-    keeps the explicit attention."""
+    such GPU). Neither falls back: JAX raises for such a head size, and
+    cuDNN has no such kernel before Ampere, so "auto" asks first: GPT-2's
+    heads (64) fit; a model with 12-wide heads, or a T4, keeps the explicit
+    attention."""
     cc = _gpu_compute_capability()
     return cc is not None and cc >= (8, 0) and head_dim % 8 == 0 and head_dim <= 128
 

@@ -35,7 +35,9 @@ show(Block)
 # the channels.
 
 # %%
-show(CausalSelfAttention.__call__, start="B, T, C = x.shape", stop="if cache is None:")
+show(CausalSelfAttention.__call__, start="B, T, C = x.shape", stop="implementation = None")
+# (between these two: a fused attention kernel for GPUs, lecture 8's subject)
+show(CausalSelfAttention.__call__, start="q = q.reshape(B, T, H, D).transpose", stop="# how much query t attends")
 show(CausalSelfAttention.__call__, start="# how much query t attends", stop="y = self.c_proj")
 
 # %% [markdown]
@@ -157,7 +159,9 @@ plt.show()
 # 2. In `CausalSelfAttention`, the scores are multiplied by `self.scale`
 #    (1/sqrt(D)). Predict what happens to a random model's attention rows
 #    if you drop the scale, then try it.
-#    <details><summary>Answer</summary>The scores grow with sqrt(D), the
-#    softmax saturates, and rows become near one-hot on arbitrary tokens.</details>
+#    <details><summary>Answer</summary>The scores' spread grows with
+#    sqrt(D), so the softmax sharpens. In this lecture's small random model
+#    the rows barely change; on `GPT2Config()`'s 768-wide shape they become
+#    near one-hot on arbitrary tokens.</details>
 # 3. Find a head in the pretrained model that always looks at the previous
 #    token (a bright line just below the diagonal). Which block is it in?

@@ -23,8 +23,8 @@ show(NextWordHead)
 
 # %% [markdown]
 # We use the small GPT-2 that minitransfer pretrained on movie reviews
-# (`checkpoints/minigpt2-imdb`, lecture 5), or OpenAI's `gpt2` if you have
-# network. **What you see:** the model's top candidates after a prompt, with
+# (`checkpoints/minigpt2-imdb`, lecture 5); where that folder is absent (a
+# wheel install), OpenAI's `gpt2` from the hub, which needs network once. **What you see:** the model's top candidates after a prompt, with
 # its probability for each: softmax turns logits into probabilities that sum
 # to 1.
 

@@ -108,5 +108,10 @@ plt.show()
 #    does the curve's shape say about where extra compute goes?
 # 3. `minitransfer pretrain --init-from checkpoints/minigpt2-imdb --data tweets
 #    --steps 300 --out runs/lm-tweets` continues pretraining on tweets (ULMFiT's
-#    middle stage, lecture 7). Compare the `val_perplexity` it starts and ends
-#    with.
+#    middle stage, lecture 7). Its `metrics.jsonl` and model card give the
+#    validation perplexity on held-out tweets at the end. What was it before
+#    the first step? (Not the 87.8 the card quotes for the starting
+#    checkpoint: that is on IMDB reviews.)
+#    <details><summary>Hint</summary>`minitransfer compare --modes adapt`
+#    prints the tweet perplexity before and after its own adaptation: 577
+#    before, 42 after 600 steps (lecture 7).</details>

@@ -143,9 +143,11 @@ print("answer:", answer(qa_model, tok, "Which city?", "after lunch we talked abo
 # %% [markdown]
 # ## Try it
 #
-# 1. Change `pooling` to `"last"` in the probe above (`TrainConfig(pooling=...)`
-#    and the head). Predict first: better or worse for tweets? Why might the
-#    mean of all positions carry more than the last one for a small model?
+# 1. The probe above pools the last position (`TrainConfig`'s default,
+#    `pooling="last"`, which `build_classifier` passes to the head). Give it
+#    `TrainConfig(..., pooling="mean")` instead. Predict first: better or worse
+#    for tweets? Why might the mean of all positions carry more than the last
+#    one for a small model?
 #    <details><summary>Hint</summary>compare's default is mean pooling because
 #    it measured better; the last position of a 4-layer model has seen the
 #    whole text but through few layers.</details>

@@ -12,7 +12,8 @@
 # %%
 import os
 
-os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):  # a count you set wins
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 os.environ["JAX_PLATFORMS"] = "cpu"
 import time
 
@@ -128,7 +129,8 @@ for strategy in ("none", "data", "fsdp"):
     p1, o1, m = step(p0, o0, par.place_batch(batch), jax.random.key(0), tc.lr)  # last: this step's learning rate
     print(f"{strategy:>5}: loss {float(m['loss']):.6f} on {par.n_devices} device(s)")
 kernel = p1["backbone"]["h"][0]["mlp"]["c_fc"]["kernel"][...]
-print("FSDP c_fc kernel", kernel.shape, "->", kernel.addressable_shards[0].data.shape, "on each of 8 devices")
+print("FSDP c_fc kernel", kernel.shape, "->", kernel.addressable_shards[0].data.shape,
+      f"on each of {len(kernel.addressable_shards)} devices")
 jax.debug.visualize_array_sharding(kernel)
 
 # %% [markdown]
@@ -202,7 +204,7 @@ show(cudnn_attention_fits)
 show(CausalSelfAttention.__call__, start="implementation = None", stop="q = q.reshape(B, T, H, D).transpose")
 
 # %% [markdown]
-# Two things the fused call cannot do, and how the code handles them:
+# Three things the fused call cannot do, and how the code handles them:
 #
 # * **No dropout on the attention weights.** cuDNN's kernel has none that
 #   JAX exposes, so `auto` (the default) takes the fused path only on a GPU,

@@ -282,14 +282,16 @@ def model_card(c: dict) -> str:
     ]
     if c.get("init_from"):
         prev = c.get("init_card") or {}
-        earlier = stages[:-1]  # every stage before this one (none known for a hub checkpoint)
-        lines.append(f"| started from | `{c['init_from']}`" + (
-            f" ({prev['tokens_seen']:,} tokens on `{prev['data']}` in {prev['wall_seconds'] / 60:.1f} min; "
-            f"validation perplexity {prev['val_perplexity']:.2f})" if prev else "") + (
-            f"; tokens seen in all {len(stages)} stages: {sum(st['tokens_seen'] for st in stages):,}"
-            + ("" if earlier[0].get("init_from") is None else
-               f" (and whatever `{earlier[0]['init_from']}` had seen)")
-            if earlier else " (a checkpoint without a minitransfer model card: its training is not counted)") + " |")
+        row = f"| started from | `{c['init_from']}`"
+        if not prev:  # a hub checkpoint, say: what it was trained on is not ours to count
+            row += " (a checkpoint without a minitransfer model card: its training is not counted)"
+        else:
+            row += (f" ({prev['tokens_seen']:,} tokens on `{prev['data']}` in {prev['wall_seconds'] / 60:.1f} min; "
+                    f"validation perplexity {prev['val_perplexity']:.2f}); tokens seen in all {len(stages)} stages: "
+                    f"{sum(st['tokens_seen'] for st in stages):,}")
+            if stages[0].get("init_from"):  # the first stage we know of continued a card-less checkpoint
+                row += f" (and whatever `{stages[0]['init_from']}` had seen)"
+        lines.append(row + " |")
     if rep:
         lines.append(f"| perplexity on a fixed slice | {rep['perplexity']:.2f} on the first {rep['n_texts']} texts of "
                      f"`{rep['text']}` (blocks of {rep['block_size']}) |")

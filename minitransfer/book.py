@@ -43,12 +43,26 @@ def _title_and_intro(nb) -> tuple[str, str]:
     return title, paras[0] if paras else ""
 
 
+def _kernel_died(path: Path, nb, running: int | None) -> str:
+    """What to say when the lecture's Python process ended under it: which
+    cell was running (``running``, its index among all cells), and how to see
+    why (the notebook client only learns that the process is gone)."""
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    where = ""
+    if running in code:
+        first = next((ln for ln in nb.cells[running].source.splitlines() if ln.strip()), "")
+        where = f" while running code cell {code.index(running) + 1} of {len(code)} ({first.strip()[:80]!r})"
+    return (f"{path.name}: the lecture's Python process died{where}: a crash in native code (JAX, a "
+            f"GPU library) or the machine running out of memory. The notebook cannot say which; run "
+            f"the lecture as a script to see it: MINITRANSFER_FAST=1 python -X faulthandler {path}")
+
+
 def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> dict:
     """Execute one lecture and write ``out/<name>.html``; return what the index needs."""
     import jupytext
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
     from nbconvert import HTMLExporter
 
     nb = jupytext.read(path)
@@ -63,12 +77,16 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
     os.environ.update({"MINITRANSFER_FAST": "1" if fast else "0", "MINITRANSFER_LECTURE_OUT": str(work),
                        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
                        "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))})
+    started = []  # nbclient's on_cell_start calls: which cell is running if the kernel dies
     t0 = time.perf_counter()
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       on_cell_start=lambda cell, cell_index: started.append(cell_index),
                        resources={"metadata": {"path": str(work)}}).execute()
     except CellExecutionError as e:
         raise BookError(f"{path.name} failed while building the book:\n{str(e)[-3000:]}") from None
+    except DeadKernelError:
+        raise BookError(_kernel_died(path, nb, started[-1] if started else None)) from None
     finally:
         for k, v in env_before.items():
             if v is None:

@@ -71,3 +71,19 @@ def test_book_renders_in_headless_chromium(site, tmp_path):
                 shutil.copy(tmp_path / name, REPO / "docs" / name)
     finally:
         driver.quit()
+
+
+def test_a_lecture_whose_process_dies_names_the_cell_and_how_to_see_why(tmp_path):
+    """A crash in native code (seen on a GPU) ends the kernel's process: the
+    notebook client only says "Kernel died". The book's error must name the
+    lecture, the cell that was running and the command that shows the crash."""
+    from minitransfer.book import BookError, build_lecture
+
+    lecture = tmp_path / "09_dies.py"
+    lecture.write_text("# %% [markdown]\n# # Lecture 9: dies\n\n# %%\nx = 1\n\n"
+                       "# %%\nimport os\nos._exit(1)\n\n# %%\nprint('never')\n")
+    with pytest.raises(BookError) as e:
+        build_lecture(lecture, tmp_path / "site", fast=True, timeout=120)
+    message = str(e.value)
+    assert "09_dies.py: the lecture's Python process died while running code cell 2 of 3 ('import os')" in message
+    assert f"MINITRANSFER_FAST=1 python -X faulthandler {lecture}" in message

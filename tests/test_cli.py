@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import numpy as np
 
@@ -140,6 +142,28 @@ def test_compilation_cache_directory_follows_the_environment(monkeypatch, tmp_pa
     for off in ("0", "off"):
         monkeypatch.setenv("MINITRANSFER_COMPILATION_CACHE", off)
         assert compilation_cache_dir() is None
+
+
+def test_the_command_asks_for_deterministic_gpu_operations_unless_told(monkeypatch):
+    """The console script adds XLA's determinism flag before JAX starts (a
+    GPU otherwise sums the embedding's gradient in a different order every
+    run); a choice already in XLA_FLAGS, on or off, is kept as it is."""
+    from minitransfer import cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "restart_with_huge_pages", lambda: None)
+    monkeypatch.setattr(cli, "enable_compilation_cache", lambda: seen.setdefault("at_cache", os.environ["XLA_FLAGS"]))
+    monkeypatch.setattr(cli, "main", lambda: seen.setdefault("at_main", os.environ["XLA_FLAGS"]) and 0)
+    monkeypatch.setattr(sys, "argv", ["minitransfer", "compare"])
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    assert cli.entry() == 0
+    # before the compilation cache (whose keys include the flags) and the command
+    assert seen["at_cache"] == seen["at_main"] == "--xla_force_host_platform_device_count=2 " + cli.GPU_DETERMINISM_FLAG
+    monkeypatch.delenv("XLA_FLAGS")
+    assert cli.make_gpu_deterministic() and os.environ["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=true"
+    for chosen in ("--xla_gpu_deterministic_ops=false", "--xla_gpu_deterministic_ops=true --xla_dump_to=/tmp/x"):
+        monkeypatch.setenv("XLA_FLAGS", chosen)
+        assert not cli.make_gpu_deterministic() and os.environ["XLA_FLAGS"] == chosen
 
 
 def test_the_command_reads_compiled_programs_back_from_its_cache(tmp_path):

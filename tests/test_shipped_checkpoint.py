@@ -81,3 +81,26 @@ def test_model_card_is_written_from_its_record_and_counts_every_stage(card):
     assert commands == [record["init_card"]["command"], record["command"], child["command"]]
     fresh = dict(record, init_from=None, init_card=None)
     assert "trained from random initialisation" in model_card(fresh) and "started from" not in model_card(fresh)
+
+
+def test_its_tokenizer_loads_as_autotokenizer_would_and_without_pytorch():
+    """load_tokenizer takes GPT2TokenizerFast directly for a GPT-2 tokenizer:
+    what AutoTokenizer gives, without AutoTokenizer's imports (PyTorch among
+    them, a second or more at the start of every command). In a fresh process,
+    since this one has torch loaded by other tests."""
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    ckpt = REPO / "checkpoints" / "minigpt2-imdb"
+    ours, theirs = mt.load_tokenizer(ckpt), AutoTokenizer.from_pretrained(str(ckpt))
+    assert type(ours) is type(theirs) and len(ours) == len(theirs)
+    assert ours.special_tokens_map == theirs.special_tokens_map and ours.pad_token == theirs.pad_token
+    for text in ("This movie was great!", " héllo wörld <|endoftext|> x", "\n\n  tabs\tand  spaces 123"):
+        assert ours(text)["input_ids"] == theirs(text)["input_ids"], text
+    script = ("import sys; import minitransfer as mt; "
+              f"mt.load_tokenizer({str(ckpt)!r}); mt.load_pretrained({str(ckpt)!r}); print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "False", "loading the shipped checkpoint imported PyTorch"

@@ -7,7 +7,7 @@
 # On one H100 (2026-11-26) each train-step part took about 1 minute (mostly compiling and starting both
 # frameworks), the profile 16 s and generation 43 s; on 2026-11-27 `compare` took 127 s and `pretrain` 43 s;
 # later that day steps-attn0 took 115 s, the profile 31 s, gemms 29 s, compare-warm 55 s and a cold `compare`
-# over 90 s.
+# about 110 s (by its files' times: a cut of the whole script left it running, which --foreground now stops).
 # The three fused-attention shapes now share one process. PART_TIMEOUT (default 300 s) caps each part.
 #
 #   bash benchmarks/gpu.sh                      # on the GPU machine, from the repository root
@@ -73,7 +73,9 @@ run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key 
   if [ $PLAN = 1 ]; then ALL="$ALL $name"; return 0; fi
   selected "$name" || return 0
   local t0=$SECONDS
-  if timeout "${PART_TIMEOUT:-300}" "$@" > "$OUT/$name.log" 2>&1; then
+  # --foreground: the part stays in this script's process group, so that a timeout around the whole
+  # script stops it too (a plain timeout makes its own group, which outlived such a cut on 2026-11-27)
+  if timeout --foreground "${PART_TIMEOUT:-300}" "$@" > "$OUT/$name.log" 2>&1; then
     grep -E "ratio|minitransfer:|matmuls by operand|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step|default PRNG" "$OUT/$name.log" \
       | sed "s/^/[$name] /"
     echo "[$name] ok in $((SECONDS - t0)) s"

@@ -43,7 +43,7 @@ def _title_and_intro(nb) -> tuple[str, str]:
     return title, paras[0] if paras else ""
 
 
-def _kernel_died(path: Path, nb, running: int | None) -> str:
+def _kernel_died(path: Path, nb, running: int | None, fast: bool) -> str:
     """What to say when the lecture's Python process ended under it: which
     cell was running (``running``, its index among all cells), and how to see
     why (the notebook client only learns that the process is gone)."""
@@ -51,10 +51,11 @@ def _kernel_died(path: Path, nb, running: int | None) -> str:
     where = ""
     if running in code:
         first = next((ln for ln in nb.cells[running].source.splitlines() if ln.strip()), "")
-        where = f" while running code cell {code.index(running) + 1} of {len(code)} ({first.strip()[:80]!r})"
+        where = f" while code cell {code.index(running) + 1} of {len(code)} was running ({first.strip()[:80]!r})"
     return (f"{path.name}: the lecture's Python process died{where}: a crash in native code (JAX, a "
-            f"GPU library) or the machine running out of memory. The notebook cannot say which; run "
-            f"the lecture as a script to see it: MINITRANSFER_FAST=1 python -X faulthandler {path}")
+            f"GPU library; JAX runs work asynchronously, so possibly an earlier cell's) or the machine "
+            f"running out of memory. The notebook cannot say which; run the lecture as a script to see "
+            f"it: MINITRANSFER_FAST={int(fast)} python -X faulthandler {path}")
 
 
 def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> dict:
@@ -86,7 +87,7 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
     except CellExecutionError as e:
         raise BookError(f"{path.name} failed while building the book:\n{str(e)[-3000:]}") from None
     except DeadKernelError:
-        raise BookError(_kernel_died(path, nb, started[-1] if started else None)) from None
+        raise BookError(_kernel_died(path, nb, started[-1] if started else None, fast)) from None
     finally:
         for k, v in env_before.items():
             if v is None:

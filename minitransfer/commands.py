@@ -443,9 +443,10 @@ def process_age() -> float | None:
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22: start time in ticks
+        age = uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in ticks
     except (OSError, ValueError, IndexError, KeyError):
         return None
+    return age if age > 0 else None  # a container's virtualised uptime can make it nonsense
 
 
 def cmd_playground(args) -> int:

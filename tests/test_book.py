@@ -85,5 +85,5 @@ def test_a_lecture_whose_process_dies_names_the_cell_and_how_to_see_why(tmp_path
     with pytest.raises(BookError) as e:
         build_lecture(lecture, tmp_path / "site", fast=True, timeout=120)
     message = str(e.value)
-    assert "09_dies.py: the lecture's Python process died while running code cell 2 of 3 ('import os')" in message
+    assert "09_dies.py: the lecture's Python process died while code cell 2 of 3 was running ('import os')" in message
     assert f"MINITRANSFER_FAST=1 python -X faulthandler {lecture}" in message

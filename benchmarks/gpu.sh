@@ -31,6 +31,8 @@
 #                     plain `gpu.sh` run);
 #   step-...-rbg      dropout's random bits from XLA's RngBitGenerator (JAX_DEFAULT_PRNG_IMPL=unsafe_rbg)
 #                     instead of threefry: what the dropout mask's PRNG costs (threefry is pure ALU work);
+#   step-...-cublaslt the step with XLA's cuBLASLt gemms (--xla_gpu_enable_cublaslt=true), whose epilogues can
+#                     take the bias add and GELU that are separate passes over memory now;
 #   step-...-deterministic  the step with XLA's deterministic GPU operations, as the `minitransfer`
 #                     command runs it (sorted scatter-adds instead of atomics);
 #   compare-nondeterministic  the default `compare` with those operations off (atomics, as before 2026-11-27);
@@ -102,6 +104,10 @@ if [ $DIAGNOSE = 1 ]; then
   run step-32x512-attn0-rbg env JAX_DEFAULT_PRNG_IMPL=unsafe_rbg \
     python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch
   run step-32x512-no-dropout python benchmarks/train_step.py $S $T --attn-pdrop 0 --pdrop 0 --no-torch
+  # cuBLASLt gemms, which can take a bias add and GELU into the gemm's epilogue: after the bfloat16 fix 13.2 ms of
+  # the 31.6 ms step were elementwise work and reductions, some of it bias adds, GELU and bias gradients
+  run step-32x512-attn0-cublaslt env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_cublaslt=true" \
+    python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch
   # what the `minitransfer` command's deterministic GPU operations (cli.make_gpu_deterministic) cost the step
   run step-32x512-attn0-deterministic env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_deterministic_ops=true" \
     python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch

@@ -57,13 +57,23 @@ def load_tokenizer(source: str | os.PathLike):
 
 
 def _tokenizer_class(directory: Path) -> str | None:
-    """The ``tokenizer_class`` a checkpoint's tokenizer_config.json names, if it can be read."""
+    """The ``tokenizer_class`` a checkpoint's tokenizer_config.json names
+    (None without that file, or without the field)."""
     import json
 
-    try:
-        return json.loads((directory / "tokenizer_config.json").read_text()).get("tokenizer_class")
-    except (OSError, ValueError, AttributeError):
+    from minitransfer.convert import CheckpointError
+
+    path = directory / "tokenizer_config.json"
+    if not path.exists():
         return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable JSON file ({e}); a tokenizer's settings are expected "
+                              f"there, as transformers' save_pretrained writes them") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of tokenizer settings, found {type(config).__name__}")
+    return config.get("tokenizer_class")
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int = 2):

@@ -104,3 +104,16 @@ def test_its_tokenizer_loads_as_autotokenizer_would_and_without_pytorch():
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "False", "loading the shipped checkpoint imported PyTorch"
+
+
+def test_a_broken_tokenizer_config_is_named(tmp_path):
+    import shutil
+
+    from minitransfer.convert import CheckpointError
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(REPO / "checkpoints" / "minigpt2-imdb", ckpt)
+    for text, says in (("{not json", "not a readable JSON file"), ('["x"]', "expected a JSON object")):
+        (ckpt / "tokenizer_config.json").write_text(text)
+        with pytest.raises(CheckpointError, match=re.escape(str(ckpt / "tokenizer_config.json")) + ".*" + says):
+            mt.load_tokenizer(ckpt)

@@ -53,7 +53,7 @@ def cmd_convert(args) -> int:
 
 def cmd_next_word(args) -> int:
     from minitransfer.convert import load_pretrained
-    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.generate import next_word_candidates
 
     from minitransfer.heads import NextWordHead
@@ -63,6 +63,7 @@ def cmd_next_word(args) -> int:
     if not isinstance(model.head, NextWordHead):
         raise ValueError(f"{source} has a fine-tuned {model.head.kind} head; next-word needs a language model checkpoint")
     tokenizer = load_tokenizer(source)
+    check_tokenizer_fits(tokenizer, model.config, source)
     cands = next_word_candidates(model, tokenizer, args.prompt, args.top_k)
     if args.json:
         print(json.dumps({"prompt": args.prompt, "candidates": cands}, indent=2))
@@ -200,14 +201,16 @@ def cmd_answer(args) -> int:
     from minitransfer.convert import load_pretrained, training_info
     from minitransfer.heads import SpanHead
     from minitransfer.qa import answer
-    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     model = load_pretrained(args.model)
     if not isinstance(model.head, SpanHead):
         raise ValueError(f"{args.model} has a {model.head.kind} head, not a question-answering (span) head; "
                          f"train one with: minitransfer finetune --task qa ...")
     max_len = training_info(args.model).get("max_len")  # the length it was fine-tuned at
-    text, score = answer(model, load_tokenizer(args.model), args.question, args.context, max_len)
+    tokenizer = load_tokenizer(args.model)
+    check_tokenizer_fits(tokenizer, model.config, args.model)
+    text, score = answer(model, tokenizer, args.question, args.context, max_len)
     print(f"answer: {text}  (score {score:.2f})")
     return 0
 
@@ -217,7 +220,7 @@ def cmd_evaluate(args) -> int:
 
     from minitransfer.convert import load_pretrained, training_info
     from minitransfer.tasks import metrics_text, task_of
-    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.train import evaluate
 
     from minitransfer.heads import NextWordHead
@@ -231,6 +234,7 @@ def cmd_evaluate(args) -> int:
                          f"fine-tuned by `minitransfer finetune` on labelled data; for this one, try "
                          f"`minitransfer next-word` or `minitransfer generate`")
     tokenizer = load_tokenizer(args.model)
+    check_tokenizer_fits(tokenizer, model.config, args.model)
     info = training_info(args.model)
     max_len = args.max_len or info.get("max_len") or model.config.n_positions
     data = task_of(model.head).load(args.data, text_field=args.text_field, label_field=args.label_field)
@@ -350,7 +354,7 @@ def cmd_pretrain(args) -> int:
 
 def cmd_generate(args) -> int:
     from minitransfer.convert import load_pretrained
-    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.generate import generate
 
     from minitransfer.heads import NextWordHead
@@ -360,6 +364,7 @@ def cmd_generate(args) -> int:
         raise ValueError(f"{_model_or_default(args)} has a fine-tuned {model.head.kind} head; generate needs a "
                          f"language model")
     tokenizer = load_tokenizer(_model_or_default(args))
+    check_tokenizer_fits(tokenizer, model.config, _model_or_default(args))
     ids = tokenizer.encode(args.prompt)
     for i in range(args.num_samples):
         new = generate(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
@@ -381,7 +386,7 @@ def cmd_compare(args) -> int:
     from minitransfer.adapt import AdaptConfig
     from minitransfer.compare import CompareConfig, compare, parse_budgets
     from minitransfer.convert import load_pretrained
-    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.data import load_dataset
 
     source = _model_or_default(args)
@@ -412,6 +417,7 @@ def cmd_compare(args) -> int:
     started = process_age()  # Python and the imports so far
     tokenizer = load_tokenizer(source)
     base = load_pretrained(source, allow_pickle=args.allow_pickle)
+    check_tokenizer_fits(tokenizer, base.config, source)
     if cc.max_len > base.config.n_positions:
         raise ValueError(f"--max-len {cc.max_len} exceeds the model's n_positions={base.config.n_positions}")
     t_data = time.perf_counter()

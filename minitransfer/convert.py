@@ -348,8 +348,11 @@ def save_pretrained(
     from safetensors.numpy import save_file
 
     from minitransfer.heads import TaskHead
+    from minitransfer.tokenizer import check_tokenizer_fits
 
     directory = Path(directory)
+    if tokenizer is not None:  # before anything is written
+        check_tokenizer_fits(tokenizer, model.config, f"saving to {directory}")
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config.to_hf_dict()
     tensors = backbone_tensors(model.backbone)

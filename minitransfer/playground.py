@@ -50,7 +50,7 @@ class Playground:
 
     def __init__(self, source: str, classifier: str | None = None):
         from minitransfer.convert import load_pretrained
-        from minitransfer.tokenizer import load_tokenizer
+        from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
         from minitransfer.heads import ClassificationHead, NextWordHead
 
         self.source, self.classifier_source = str(source), classifier
@@ -59,6 +59,7 @@ class Playground:
             raise ValueError(f"{source} has a fine-tuned {self.model.head.kind} head; --model needs a language model "
                              f"(give the classifier with --classifier)")
         self.tokenizer = load_tokenizer(source)
+        check_tokenizer_fits(self.tokenizer, self.model.config, str(source))
         self.eos = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
         self.classifier = self.classifier_tokenizer = None
         if classifier is not None:
@@ -67,6 +68,7 @@ class Playground:
                 raise ValueError(f"{classifier} has no classification head; --classifier needs a model "
                                  f"written by `minitransfer finetune` (its OUT/best)")
             self.classifier_tokenizer = load_tokenizer(classifier)
+            check_tokenizer_fits(self.classifier_tokenizer, self.classifier.config, str(classifier))
             meta = Path(classifier) / "config.json"
             extra = json.loads(meta.read_text()).get("minitransfer", {}) if meta.exists() else {}
             self.classifier_max_len = int(extra.get("max_len") or self.classifier.config.n_positions)

@@ -56,6 +56,20 @@ def load_tokenizer(source: str | os.PathLike):
     return AutoTokenizer.from_pretrained(str(directory))
 
 
+def check_tokenizer_fits(tokenizer, config, where: str) -> None:
+    """Refuse a tokenizer with more tokens than the model has embedding rows:
+    ids past the table's end come out of JAX's gather as NaN, silently (the
+    model would predict NaN-probability tokens). ``where`` names the checkpoint
+    or command for the message."""
+    from minitransfer.convert import CheckpointError
+
+    if len(tokenizer) > config.vocab_size:
+        raise CheckpointError(
+            f"{where}: the tokenizer has {len(tokenizer):,} tokens but the model's vocab_size is "
+            f"{config.vocab_size:,}: ids from {config.vocab_size:,} up would fall outside the embedding table "
+            f"(the model's output would be NaN). Use the tokenizer the model was trained with.")
+
+
 def _tokenizer_class(directory: Path) -> str | None:
     """The ``tokenizer_class`` a checkpoint's tokenizer_config.json names
     (None without that file, or without the field)."""

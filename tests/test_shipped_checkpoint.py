@@ -117,3 +117,30 @@ def test_a_broken_tokenizer_config_is_named(tmp_path):
         (ckpt / "tokenizer_config.json").write_text(text)
         with pytest.raises(CheckpointError, match=re.escape(str(ckpt / "tokenizer_config.json")) + ".*" + says):
             mt.load_tokenizer(ckpt)
+
+
+def test_a_tokenizer_larger_than_the_vocabulary_is_refused(tmp_path, capsys):
+    """GPT-2's 50,257-token tokenizer beside the shipped 8,192-row model: ids
+    past the table's end would make the model output NaN, silently. Saving
+    such a pair, and every command that reads one, must say so instead."""
+    import shutil
+
+    from minitransfer.cli import main
+    from minitransfer.convert import CheckpointError
+
+    ckpt = REPO / "checkpoints" / "minigpt2-imdb"
+    big = mt.load_tokenizer("gpt2")
+    with pytest.raises(CheckpointError, match="50,257 tokens but the model's vocab_size is 8,192"):
+        mt.save_pretrained(mt.load_pretrained(ckpt), tmp_path / "saved", tokenizer=big)
+    assert not (tmp_path / "saved").exists()
+    mixed = tmp_path / "mixed"
+    shutil.copytree(ckpt, mixed)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (mixed / f).unlink()
+    big.save_pretrained(mixed)
+    for cmd in (["next-word", "--prompt", "Hello world"], ["generate", "--prompt", "Hello", "--max-new-tokens", "2"],
+                ["convert", str(mixed), "--out", str(tmp_path / "again")]):
+        args = cmd if cmd[0] == "convert" else [*cmd, "--model", str(mixed)]
+        assert main(args) == 2, cmd
+        err = capsys.readouterr().err
+        assert "50,257 tokens but the model's vocab_size is 8,192" in err and "NaN" in err, (cmd, err)

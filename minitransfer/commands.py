@@ -276,6 +276,16 @@ def cmd_pretrain(args) -> int:
             getattr(args, k) is not None for k in ("n_layer", "n_head", "n_embd", "n_positions"))):
         raise ValueError("--init-from takes the shape and tokenizer of its checkpoint; drop --tokenizer, "
                          "--config, --n-layer, --n-head, --n-embd and --n-positions")
+    # settings that can be checked now, not after minutes of tokenizer training or pretraining
+    if not 0 < args.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be between 0 and 1 (a share of the texts), got {args.val_fraction}")
+    if not 0 <= args.dropout < 1:
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.report_text and not Path(args.report_text).is_file():
+        raise ValueError(f"--report-text {args.report_text}: no such file (a JSONL file with a 'text' field)")
+    if args.n_embd is not None and args.n_head is not None and args.n_embd % args.n_head:
+        raise ValueError(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head} (each head gets "
+                         f"n_embd / n_head dimensions)")
     texts = load_texts(args.data, text_field=args.text_field)
     print(f"pretraining text: {len(texts)} documents from {args.data}"
           + (" (the training split's texts only: no validation or test text is read)"
@@ -289,15 +299,33 @@ def cmd_pretrain(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(str(out))
     elif args.tokenizer.startswith("train:"):
-        if (out / "tokenizer.json").exists():
-            tokenizer = load_tokenizer(out)  # resuming: the vocabulary must not change
-            print(f"tokenizer: reusing {out}/tokenizer.json ({len(tokenizer)} tokens)")
-        else:
+        try:
             vocab = int(args.tokenizer.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"--tokenizer {args.tokenizer}: train:N needs a whole number of tokens, "
+                             f"e.g. train:8192") from None
+        # what the tokenizer in OUT was trained for: a rerun reuses it only for the same text and size
+        # (a run that failed later, or another run's folder, must not lend its vocabulary silently)
+        trained_for = {"tokenizer": args.tokenizer, "data": args.data, "text_field": args.text_field}
+        record = out / "tokenizer_trained_for.json"
+        if (out / "tokenizer.json").exists():
+            before = json.loads(record.read_text()) if record.exists() else None
+            if before != trained_for:
+                known = isinstance(before, dict) and {"tokenizer", "data"} <= set(before)
+                raise ValueError(
+                    f"{out}/tokenizer.json was "
+                    + (f"trained for another run ({before['tokenizer']} on {before['data']})" if known else
+                       f"not trained by this command (no {record.name} beside it)")
+                    + f", not for --tokenizer {args.tokenizer} on {args.data}; choose another --out or delete it")
+            tokenizer = load_tokenizer(out)  # resuming: the vocabulary must not change
+            print(f"tokenizer: reusing {out}/tokenizer.json ({len(tokenizer)} tokens), trained for this run's "
+                  f"text and size")
+        else:
             print(f"tokenizer: training a {vocab}-token byte-level BPE on the pretraining text")
             tokenizer = train_tokenizer(texts, vocab)
             out.mkdir(parents=True, exist_ok=True)
             tokenizer.save_pretrained(str(out))
+            record.write_text(json.dumps(trained_for, indent=2) + "\n")
     else:
         tokenizer = load_tokenizer(args.tokenizer)
     if init is not None:

@@ -10,6 +10,7 @@ import pytest
 
 import minitransfer as mt
 from minitransfer.cli import main
+from tests.conftest import REPO
 from minitransfer.generate import filter_logits, generate
 
 
@@ -104,3 +105,36 @@ def test_pretrain_lowers_val_loss_and_transformers_loads_it(tmp_path, capsys):
     assert main(["generate", "--model", str(out), "--prompt", "This movie was", "--max-new-tokens", "5",
                  "--greedy"]) == 0
     assert capsys.readouterr().out.startswith("This movie was")
+
+
+def test_pretrain_checks_settings_first_and_reuses_only_its_own_tokenizer(tmp_path, capsys):
+    """Settings that can be wrong are refused before the tokenizer trains; a
+    tokenizer.json left in --out by another run (or a failed one with other
+    settings) is not reused silently; a rerun of the same run reuses its own."""
+    import shutil
+
+    base = ["pretrain", "--data", "tweets", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
+            "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--block-size", "16", "--no-progress"]
+    for extra, says in ((["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
+                        (["--dropout", "2"], "--dropout must be in [0, 1)"),
+                        (["--n-head", "3"], "--n-embd 16 must be a multiple of --n-head 3"),
+                        (["--report-text", str(tmp_path / "none.jsonl")], "no such file"),
+                        (["--tokenizer", "train:abc"], "train:N needs a whole number")):
+        assert main([*base, "--out", str(tmp_path / "bad"), *extra]) == 2, extra
+        assert says in capsys.readouterr().err, extra
+    assert not (tmp_path / "bad").exists()  # refused before anything was trained or written
+
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(REPO / "checkpoints" / "minigpt2-imdb" / f, stale / f)
+    assert main([*base, "--out", str(stale), "--tokenizer", "train:300"]) == 2
+    assert "tokenizer.json was not trained by this command" in capsys.readouterr().err
+
+    own = tmp_path / "own"
+    assert main([*base, "--out", str(own), "--tokenizer", "train:300"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--out", str(own), "--tokenizer", "train:300"]) == 0  # the same run again: its own
+    assert "tokenizer: reusing" in capsys.readouterr().out
+    assert main([*base, "--out", str(own), "--tokenizer", "train:400"]) == 2
+    assert "trained for another run (train:300 on tweets), not for --tokenizer train:400" in capsys.readouterr().err

@@ -25,6 +25,9 @@ def cmd_convert(args) -> int:
     from minitransfer.model import num_params
 
     t0 = time.perf_counter()
+    if Path(args.source).exists() and Path(args.out).resolve() == Path(args.source).resolve():
+        raise ValueError(f"--out {args.out} is the checkpoint being converted; writing there would replace its "
+                         f"files (and drop what minitransfer does not carry over); choose another folder")
     model = load_pretrained(args.source, allow_pickle=args.allow_pickle)
     tokenizer = None
     tok_source = args.tokenizer or args.source
@@ -94,6 +97,8 @@ def cmd_data(args) -> int:
     from minitransfer.data import load_dataset
     from minitransfer.encoding import token_lengths
 
+    if args.max_len < 1:  # before the data loads
+        raise ValueError(f"--max-len must be at least 1, got {args.max_len}")
     d = load_dataset(args.spec, text_field=args.text_field, label_field=args.label_field)
     print(f"{args.spec}: {d.num_classes} class{'es' if d.num_classes != 1 else ''} {d.label_names}")
     for name in ("train", "validation", "test"):
@@ -210,7 +215,10 @@ def cmd_answer(args) -> int:
     max_len = training_info(args.model).get("max_len")  # the length it was fine-tuned at
     tokenizer = load_tokenizer(args.model)
     check_tokenizer_fits(tokenizer, model.config, args.model)
-    text, score = answer(model, tokenizer, args.question, args.context, max_len)
+    notes: list[str] = []
+    text, score = answer(model, tokenizer, args.question, args.context, max_len, notes=notes)
+    for n in notes:
+        print(f"note: {n} (the answer can only come from what was kept)")
     print(f"answer: {text}  (score {score:.2f})")
     return 0
 
@@ -286,6 +294,9 @@ def cmd_pretrain(args) -> int:
     if args.n_embd is not None and args.n_head is not None and args.n_embd % args.n_head:
         raise ValueError(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head} (each head gets "
                          f"n_embd / n_head dimensions)")
+    cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
+                         eval_every=args.eval_every, seed=args.seed, parallel=args.parallel,
+                         dtype=args.dtype)
     texts = load_texts(args.data, text_field=args.text_field)
     print(f"pretraining text: {len(texts)} documents from {args.data}"
           + (" (the training split's texts only: no validation or test text is read)"
@@ -344,9 +355,6 @@ def cmd_pretrain(args) -> int:
     config = GPT2Config(**shape, vocab_size=len(tokenizer), embd_pdrop=args.dropout, attn_pdrop=args.dropout,
                         resid_pdrop=args.dropout, bos_token_id=tokenizer.eos_token_id,
                         eos_token_id=tokenizer.eos_token_id)
-    cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
-                         eval_every=args.eval_every, seed=args.seed, parallel=args.parallel,
-                         dtype=args.dtype)
     blocks = pack_blocks(texts, tokenizer, args.block_size, val_fraction=args.val_fraction, seed=args.seed)
     print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
           f"validation blocks of {args.block_size + 1} ({blocks.n_dropped_tokens:,} tail tokens dropped); "
@@ -387,6 +395,8 @@ def cmd_generate(args) -> int:
 
     from minitransfer.heads import NextWordHead
 
+    if args.num_samples < 1:  # before the model loads
+        raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
     model = load_pretrained(_model_or_default(args), allow_pickle=args.allow_pickle)
     if not isinstance(model.head, NextWordHead):
         raise ValueError(f"{_model_or_default(args)} has a fine-tuned {model.head.kind} head; generate needs a "
@@ -429,6 +439,8 @@ def cmd_compare(args) -> int:
         cc.budgets = parse_budgets(args.budgets)
     if args.modes:
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.modes is not None and not args.modes.replace(",", "").strip():
+        raise ValueError("--modes is empty; name one or more of the modes, e.g. --modes scratch,full")
     from minitransfer.modes import get_mode
 
     for m in cc.modes:  # before minutes of data loading
@@ -486,11 +498,21 @@ def process_age() -> float | None:
 def cmd_playground(args) -> int:
     from minitransfer.playground import serve
 
+    if not 0 < args.port < 65536:  # before the models load
+        raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
     return serve(_model_or_default(args), args.classifier, host=args.host, port=args.port)
 
 
 def cmd_lectures(args) -> int:
     from minitransfer.book import build_site
 
+    from minitransfer.book import lecture_paths
+
+    if args.only:
+        stems = [p.stem for p in lecture_paths()]
+        unknown = [o for o in args.only if not any(s.startswith(o) for s in stems)]
+        if unknown:
+            raise ValueError(f"--only {' '.join(unknown)}: no lecture's name starts with that; the lectures are "
+                             f"{', '.join(stems)} (e.g. --only 01 04)")
     build_site(args.out, fast=args.fast or os.environ.get("MINITRANSFER_FAST") == "1", only=args.only)
     return 0

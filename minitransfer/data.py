@@ -229,6 +229,10 @@ def _read_delimited(text: str, path: Path, kind: str) -> list[dict]:
     rows, start = [], 1
     try:
         fields = reader.fieldnames or []  # reads the header
+        repeated = sorted({f for f in fields if fields.count(f) > 1})
+        if repeated:  # DictReader would keep the last column of each name and drop the others, silently
+            raise DataError(f"{path}, line 1: the header names {', '.join(repr(f) for f in repeated)} more than "
+                            f"once ({', '.join(fields)}); each column needs its own name")
         while True:
             start = row_start(reader.line_num)
             try:
@@ -265,13 +269,19 @@ def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_label
             f = text_field if text_field not in row else label_field
             raise DataError(f"{path}: row {i + 1} has no field {f!r} (fields: {sorted(row)})")
         t = row[text_field]
-        if t is None or not str(t).strip():
+        if t is not None and not isinstance(t, str):  # a number or a list as "text" is a wrong field, not text
+            raise DataError(f"{path}: row {i + 1}'s {text_field!r} is {str(t)[:40]!r} ({type(t).__name__}), "
+                            f"not text; choose the text field with --text-field")
+        if t is None or not t.strip():
             empty += 1
             continue
         if need_labels:
             lab = row[label_field]
             if lab is None or (isinstance(lab, str) and not lab.strip()):
                 raise DataError(f"{path}: row {i + 1} has an empty {label_field!r}")
+            if not isinstance(lab, (str, int, float)) or isinstance(lab, float) and not lab.is_integer():
+                raise DataError(f"{path}: row {i + 1}'s {label_field!r} is {lab!r}; a label is a name (a string) "
+                                f"or a whole number")
             labels.append(lab)
         texts.append(str(t))
     if empty:

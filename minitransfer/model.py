@@ -85,6 +85,8 @@ class GPT2Config:
     # -- Hugging Face config.json <-> GPT2Config ------------------------------
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "GPT2Config":
+        if not isinstance(d, dict):
+            raise ValueError(f"{source}: expected a JSON object of model settings, found {type(d).__name__}")
         model_type = d.get("model_type")
         if model_type != "gpt2":
             raise ValueError(
@@ -95,6 +97,15 @@ class GPT2Config:
         missing = [k for k in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head") if k not in d]
         if missing:
             raise ValueError(f"{source}: missing required GPT-2 fields {missing}")
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner"):
+            v = d.get(name)
+            if name in d and not (v is None and name == "n_inner") and (
+                    not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"{source}: {name} must be a positive whole number, got {v!r}")
+        for name in ("layer_norm_epsilon", "embd_pdrop", "attn_pdrop", "resid_pdrop", "initializer_range"):
+            v = d.get(name, 0.0)
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise ValueError(f"{source}: {name} must be a number, got {v!r}")
         return cls(**{k: v for k, v in d.items() if k in fields})
 
     @classmethod

@@ -25,7 +25,7 @@ from flax import nnx
 from minitransfer.encoding import batch_indices
 from minitransfer.loop import TrainingError, train_loop
 from minitransfer.model import GPT2
-from minitransfer.optim import lr_values
+from minitransfer.optim import check_optimizer_settings, lr_values
 from minitransfer.steps import batched, cast_for_compute, check_dtype, setup_training
 
 
@@ -47,6 +47,7 @@ class PretrainConfig:
 
     def __post_init__(self):
         check_dtype(self.dtype)
+        check_optimizer_settings(self)
 
 
 def next_word_loss(net: GPT2, batch, key):

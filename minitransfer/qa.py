@@ -343,12 +343,20 @@ def squad_scores(predictions: list[str], answers: list[list[str]]) -> dict:
     return {"exact_match": float(np.mean(em)), "f1": float(np.mean(f1)), "n": len(predictions)}
 
 
-def answer(model, tokenizer, question: str, context: str, max_len: int | None = None) -> tuple[str, float]:
-    """The answer a span model finds in ``context``, and its score."""
+def answer(model, tokenizer, question: str, context: str, max_len: int | None = None,
+           notes: list[str] | None = None) -> tuple[str, float]:
+    """The answer a span model finds in ``context``, and its score. What the
+    encoding had to cut (a context longer than ``max_len`` leaves room for)
+    is appended to ``notes``: the answer can only come from what is left."""
     import jax.numpy as jnp
 
+    if not question.strip() or not context.strip():
+        raise ValueError(f"an empty {'question' if not question.strip() else 'context'}: a span model answers "
+                         f"a question from a context, so both need text")
     max_len = min(max_len or model.config.n_positions, model.config.n_positions)
     enc = encode_qa(QASplit([question], [context], [[""]], [[-1]]), tokenizer, max_len)
+    if notes is not None:
+        notes.extend(n for n in enc.notes if "contexts cut to fit" in n or "longer than half" in n)
     outputs = np.asarray(model(jnp.asarray(enc.input_ids), jnp.asarray(enc.attention_mask)), np.float32)
     return best_spans(outputs, enc)[0]
 

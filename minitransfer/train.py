@@ -41,7 +41,7 @@ from minitransfer.heads import ClassificationHead, TaskHead
 from minitransfer.loop import TrainingError, _read_log, train_loop
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
 from minitransfer.modes import get_mode
-from minitransfer.optim import lr_values
+from minitransfer.optim import check_optimizer_settings, lr_values
 from minitransfer.steps import (CLASSIFY_FEATURES, CLASSIFY_TOKENS, backbone_features, check_dtype, forward_features,
                                 forward_tokens, make_eval_step, predict, setup_training, weights_fingerprint)
 
@@ -88,6 +88,11 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
         if self.epochs <= 0:
             raise ValueError(f"--epochs must be positive, got {self.epochs}")
+        check_optimizer_settings(self)
+        if not 0 < self.lr_decay_per_layer <= 1:
+            raise ValueError(f"--lr-decay-per-layer must be in (0, 1], got {self.lr_decay_per_layer:g}")
+        if not 0 <= self.head_dropout < 1:
+            raise ValueError(f"the head's dropout must be in [0, 1), got {self.head_dropout:g}")
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:

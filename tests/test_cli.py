@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from minitransfer.cli import main
-from tests.conftest import hf_logits, make_hf_gpt2
+from tests.conftest import REPO, hf_logits, make_hf_gpt2
 
 
 def _gpt2_vocab_checkpoint(tmp_path, gpt2_tokenizer):
@@ -195,3 +195,31 @@ def test_the_command_reads_compiled_programs_back_from_its_cache(tmp_path):
     off = json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                                     check=True).stdout.splitlines()[-1])
     assert off["dir"] == "None" and off["from_disk_cache"] == 0
+
+
+def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys):
+    """Found by a new-user run: each of these ran (or trained to nonsense)
+    without a word. Each must be one clear line naming the option."""
+    out = str(tmp_path / "o")
+    cases = [
+        (["data", "tweets", "--max-len", "0"], "--max-len must be at least 1"),
+        (["convert", str(REPO / "checkpoints" / "minigpt2-imdb"), "--out", str(REPO / "checkpoints" / "minigpt2-imdb")],
+         "is the checkpoint being converted"),
+        (["generate", "--prompt", "hi", "--num-samples", "0"], "--num-samples must be at least 1"),
+        (["playground", "--port", "99999"], "--port must be between 1 and 65535"),
+        (["compare", "--modes", ",", "--out", out], "--modes is empty"),
+        (["lectures", "--only", "1", "--out", out], "--only 1: no lecture's name starts with that"),
+        (["finetune", "--mode", "full", "--lr", "-1", "--out", out], "--lr must be positive"),
+        (["finetune", "--mode", "full", "--warmup", "2", "--out", out], "--warmup is a fraction of the steps"),
+        (["finetune", "--mode", "full", "--weight-decay", "-0.1", "--out", out], "--weight-decay must be at least 0"),
+        (["finetune", "--mode", "full", "--lr-decay-per-layer", "0", "--out", out], "--lr-decay-per-layer must be in"),
+        (["pretrain", "--data", "tweets", "--n-layer", "1", "--n-head", "1", "--n-embd", "8", "--steps", "0",
+          "--out", out], "--steps must be at least 1"),
+        (["pretrain", "--data", "tweets", "--n-layer", "1", "--n-head", "1", "--n-embd", "8", "--lr", "0",
+          "--out", out], "--lr must be positive"),
+    ]
+    for args, says in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "o").exists()

@@ -4,6 +4,7 @@ checkpoints, every hub file variant, the round trip back, and bad input."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -288,3 +289,27 @@ def test_hub_id_without_network(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match=r"'distilgpt2'.*hub.*unreachable.*local checkpoint directory"):
         mt.load_pretrained("distilgpt2")
+
+
+@pytest.mark.parametrize("change,says", [
+    (lambda d: [1, 2], "expected a JSON object of model settings, found list"),
+    (lambda d: {**d, "n_layer": "four"}, "n_layer must be a positive whole number, got 'four'"),
+    (lambda d: {**d, "n_head": True}, "n_head must be a positive whole number, got True"),
+    (lambda d: {**d, "n_embd": 0}, "n_embd must be a positive whole number, got 0"),
+    (lambda d: {**d, "resid_pdrop": "0.1"}, "resid_pdrop must be a number, got '0.1'"),
+    (lambda d: {**d, "minitransfer": {"max_len": "long"}}, "minitransfer.max_len must be a positive whole number"),
+    (lambda d: {**d, "minitransfer": ["x"]}, "'minitransfer' section must be a JSON object"),
+])
+def test_config_json_of_the_wrong_types_is_one_clear_error(tmp_path, change, says):
+    import shutil
+
+    from minitransfer.convert import training_info
+    from tests.conftest import REPO
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(REPO / "checkpoints" / "minigpt2-imdb", ckpt)
+    d = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps(change(d)))
+    with pytest.raises(ValueError, match=re.escape(str(ckpt / "config.json")) + ": .*" + re.escape(says)):
+        mt.load_pretrained(ckpt)
+        training_info(ckpt)

@@ -230,6 +230,8 @@ def test_missing_label_field(tmp_path):
     # an unterminated quote would swallow every later row into one text
     ("csv", 'text,label\nok,pos\n"unterminated,pos\nsecond,neg\nthird,pos\n',
      r"d.csv, the row from line 3: not valid CSV \(unexpected end of data\)"),
+    # a repeated column name: only its last column would be read, silently
+    ("csv", "text,label,text\nhello,pos,other\n", r"d.csv, line 1: the header names 'text' more than once"),
 ])
 def test_csv_rows_that_do_not_line_up_with_the_header_are_errors(tmp_path, kind, body, message):
     p = tmp_path / f"d.{kind}"
@@ -306,3 +308,19 @@ def test_tfds_without_network(tmp_path, monkeypatch):
     monkeypatch.setattr("minitransfer.data._network_available", lambda *a, **k: False)
     with pytest.raises(DataError, match=r"tfds:imdb_reviews is not downloaded yet.*no network.*jsonl:PATH"):
         load_dataset("tfds:imdb_reviews", tfds_data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("row,message", [
+    ({"text": "fine", "label": ["a"]}, r"row 1's 'label' is \['a'\]; a label is a name \(a string\) or a whole number"),
+    ({"text": "fine", "label": 1.5}, r"row 1's 'label' is 1.5; a label is a name"),
+    ({"text": 5, "label": "pos"}, r"row 1's 'text' is '5' \(int\), not text; choose the text field with --text-field"),
+])
+def test_jsonl_values_of_the_wrong_kind_are_errors_not_strings(tmp_path, row, message):
+    """Found by a new-user run: a list or 1.5 became the class "['a']" or
+    '1.5', a number became text, silently. Whole numbers and names stay labels."""
+    p = tmp_path / "d.jsonl"
+    p.write_text((json.dumps(row) + "\n") * 20)
+    with pytest.raises(DataError, match=message):
+        load_dataset(f"jsonl:{p}")
+    p.write_text("".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n" for i in range(40)))
+    assert load_dataset(f"jsonl:{p}").label_names == ["0", "1"]

@@ -124,7 +124,15 @@ def test_cli_finetune_qa_and_answer(tmp_path, gpt2_tokenizer, capsys):
     assert "test exact match" in out and "test F1" in out
     assert main(["answer", "--model", str(tmp_path / "run" / "best"), "--question", "Which city?",
                  "--context", "we walked to Rome and back"]) == 0
-    assert "answer:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "answer:" in out and "note:" not in out
+    # a context longer than the model was trained to read is cut, and said so; an empty one is refused
+    assert main(["answer", "--model", str(tmp_path / "run" / "best"), "--question", "Which city?",
+                 "--context", "we walked along the river " * 20 + "to Rome"]) == 0
+    assert "note: 1 of 1 contexts cut to fit --max-len 40 tokens" in capsys.readouterr().out
+    assert main(["answer", "--model", str(tmp_path / "run" / "best"), "--question", "Which city?",
+                 "--context", " "]) == 2
+    assert "an empty context" in capsys.readouterr().err
 
 
 def test_bad_qa_rows_name_the_field(tmp_path):

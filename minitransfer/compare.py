@@ -78,6 +78,9 @@ def parse_budgets(text: str) -> list:
             out.append(int(part))
         else:
             raise ValueError(f"--budgets: {part!r} is neither a positive number nor 'all'")
+    repeated = sorted({str(b) for b in out if out.count(b) > 1})
+    if repeated:  # each budget is a column of the tables and a point of the curves
+        raise ValueError(f"--budgets: {', '.join(repeated)} given more than once")
     return out
 
 

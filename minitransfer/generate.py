@@ -94,7 +94,7 @@ def _setup(model: GPT2, P: int, max_new_tokens: int, temperature: float, top_k, 
             f"n_positions={model.config.n_positions}"
         )
     if temperature <= 0:
-        raise ValueError(f"--temperature must be > 0, got {temperature} (use greedy decoding instead)")
+        raise ValueError(f"--temperature must be > 0, got {temperature} (for the likeliest token every time, use --greedy)")
     if top_k is not None and not 1 <= top_k <= model.config.vocab_size:
         raise ValueError(f"--top-k must be between 1 and the vocabulary's {model.config.vocab_size} tokens, "
                          f"got {top_k}")

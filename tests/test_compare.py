@@ -98,6 +98,8 @@ def test_budget_parsing():
     assert parse_budgets("100, 300,all") == [100, 300, "all"]
     with pytest.raises(ValueError, match="'ten' is neither"):
         parse_budgets("100,ten")
+    with pytest.raises(ValueError, match="--budgets: 100, all given more than once"):
+        parse_budgets("100,300,100,all,all")
 
 
 def test_compare_starts_every_run_from_the_same_pretrained_weights(setup, tmp_path, gpt2_tokenizer):

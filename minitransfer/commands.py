@@ -320,7 +320,10 @@ def cmd_pretrain(args) -> int:
         trained_for = {"tokenizer": args.tokenizer, "data": args.data, "text_field": args.text_field}
         record = out / "tokenizer_trained_for.json"
         if (out / "tokenizer.json").exists():
-            before = json.loads(record.read_text()) if record.exists() else None
+            try:
+                before = json.loads(record.read_text()) if record.exists() else None
+            except (OSError, ValueError):  # unreadable: then it cannot say this run trained it
+                before = None
             if before != trained_for:
                 known = isinstance(before, dict) and {"tokenizer", "data"} <= set(before)
                 raise ValueError(

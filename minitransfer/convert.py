@@ -313,9 +313,7 @@ def training_info(source: str | os.PathLike) -> dict:
     what fine-tuning recorded (max_len, mode, step, val_examples, data); {}
     for a checkpoint minitransfer did not write."""
     path = resolve_source(source) / "config.json"
-    info = json.loads(path.read_text()).get("minitransfer") or {}
-    if not isinstance(info, dict):
-        raise CheckpointError(f"{path}: its 'minitransfer' section must be a JSON object, found {type(info).__name__}")
+    info = _minitransfer_section(path) or {}
     for name in ("max_len", "val_examples"):  # read as lengths and counts by the commands
         v = info.get(name)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
@@ -323,13 +321,18 @@ def training_info(source: str | os.PathLike) -> dict:
     return info
 
 
+def _minitransfer_section(path: Path) -> dict | None:
+    """config.json's ``minitransfer`` section (None where there is none)."""
+    info = json.loads(path.read_text()).get("minitransfer")
+    if info is not None and not isinstance(info, dict):
+        raise CheckpointError(f"{path}: its 'minitransfer' section must be a JSON object, found {type(info).__name__}")
+    return info
+
+
 def read_head_info(directory: Path) -> dict | None:
     """The task-head description minitransfer stores in config.json, if any
     (None for a plain next-word checkpoint)."""
-    info = json.loads((directory / "config.json").read_text()).get("minitransfer")
-    if info is not None and not isinstance(info, dict):
-        raise CheckpointError(f"{directory / 'config.json'}: its 'minitransfer' section must be a JSON object, "
-                              f"found {type(info).__name__}")
+    info = _minitransfer_section(directory / "config.json")
     if not info or info.get("head") in (None, "next-word"):
         return None
     return info

@@ -82,7 +82,7 @@ class TrainConfig:
         get_mode(self.mode)
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}; expected 'linear' or 'cosine'")
-        for name in ("batch_size", "steps", "eval_every", "max_len", "val_examples"):
+        for name in ("max_len", "val_examples"):  # steps, batch_size, eval_every: check_optimizer_settings
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")

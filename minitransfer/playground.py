@@ -190,7 +190,9 @@ class Playground:
 # ----------------------------------------------------------------------------
 
 
-async def _json_body(request) -> dict:
+async def _json_body(request, fields: tuple[str, ...]) -> dict:
+    """The request's JSON object, whose keys must be among ``fields``: a
+    misspelt setting (``temprature``) is an error, not silently the default."""
     raw = await request.body()
     try:
         text = raw.decode("utf-8")
@@ -202,6 +204,10 @@ async def _json_body(request) -> dict:
         raise BadRequest(f"the request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object, such as {\"text\": \"...\"}")
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}; this endpoint reads "
+                         f"{', '.join(map(repr, fields))}")
     if not isinstance(body.get("text", ""), str):
         raise BadRequest("field 'text' must be a string")
     return body
@@ -244,7 +250,7 @@ def create_app(pg: Playground):
 
     async def candidates(request):
         try:
-            body = await _json_body(request)
+            body = await _json_body(request, ("text", "top_k"))
             k = _number(body, "top_k", int, 10, 1, MAX_TOP_K)
             return JSONResponse(await run_in_threadpool(pg.candidates, body.get("text", ""), k))
         except BadRequest as e:
@@ -252,14 +258,14 @@ def create_app(pg: Playground):
 
     async def classify(request):
         try:
-            body = await _json_body(request)
+            body = await _json_body(request, ("text",))
             return JSONResponse(await run_in_threadpool(pg.classify, body.get("text", "")))
         except BadRequest as e:
             return error(e, 404 if pg.classifier is None else 400)
 
     async def generate(request):
         try:
-            body = await _json_body(request)
+            body = await _json_body(request, ("text", "max_new_tokens", "temperature", "top_k", "top_p", "seed"))
             settings = dict(
                 max_new_tokens=_number(body, "max_new_tokens", int, min(40, pg.model.config.n_positions - 1), 1,
                                        min(MAX_NEW_TOKENS, pg.model.config.n_positions - 1)),

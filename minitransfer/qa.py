@@ -202,21 +202,24 @@ class EncodedQA:
         return len(self.contexts)
 
 
-def _answer_chars(context: str, text: str, start: int) -> tuple[int, int] | None:
+def _answer_chars(context: str, text: str, start: int) -> tuple[int, int, bool] | None:
     """The answer's character span without surrounding whitespace, trusting
-    ``start`` only where the text is there."""
+    ``start`` only where the text is there, and whether ``start`` was given
+    but wrong (the span is then the text's first occurrence: counted by the
+    caller, since a repair the user is not told about hides a data bug)."""
+    moved = False
     if 0 <= start and context[start:start + len(text)] == text:
         a, b = start, start + len(text)
     else:
         found = context.find(text) if text.strip() else -1
         if found < 0:
             return None
-        a, b = found, found + len(text)
+        a, b, moved = found, found + len(text), start >= 0
     while a < b and context[a].isspace():
         a += 1
     while b > a and context[b - 1].isspace():
         b -= 1
-    return (a, b) if a < b else None
+    return (a, b, moved) if a < b else None
 
 
 def _trim(context: str, offsets) -> list[tuple[int, int]]:
@@ -246,7 +249,7 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
     end = np.zeros(N, np.int32)
     prompts = tokenizer([PROMPT.format(question=q) for q in split.questions], add_special_tokens=False)["input_ids"]
     ctx = tokenizer(split.contexts, add_special_tokens=False, return_offsets_mapping=True)
-    keep, n_truncated, n_cut_answer, n_missing, n_long_question = [], 0, 0, 0, 0
+    keep, n_truncated, n_cut_answer, n_missing, n_long_question, n_moved = [], 0, 0, 0, 0, 0
     for i in range(N):
         p = prompts[i]
         if len(p) > max_len // 2:  # keep room for the context: the question's end matters most
@@ -267,7 +270,8 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
             n_missing += 1
             ok = False
         else:
-            a, b = span
+            a, b, moved = span
+            n_moved += moved
             toks = [len(p) + k for k, (s, e) in enumerate(c_off) if e > a and s < b]  # tokens overlapping it
             ok = bool(toks) and c_off[toks[-1] - len(p)][1] >= b  # the whole answer survived truncation
             if ok:
@@ -285,6 +289,9 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
         notes.append(f"{n_missing} example(s) whose answer is not in its context {what}")
     if n_cut_answer:
         notes.append(f"{n_cut_answer} example(s) whose answer was cut off with the context {what}")
+    if n_moved:
+        notes.append(f"{n_moved} example(s) whose answer_start did not point at the answer's text: the text's "
+                     f"first occurrence in the context was used instead")
     k = np.flatnonzero(keep)
     if not len(k):
         raise DataError(f"no example of {N} has its answer inside the first {max_len} tokens; "

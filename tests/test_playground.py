@@ -81,6 +81,7 @@ def test_empty_and_too_long_text(client):
     (b'{"text": 5}', "'text' must be a string"),
     (b'{"text": "a", "top_k": "many"}', "'top_k' must be a number"),
     (b'{"text": "a", "top_k": 0}', "'top_k' must be between 1 and 50"),
+    (b'{"text": "a", "topk": 3}', "unknown field(s) 'topk'; this endpoint reads 'text', 'top_k'"),
 ])
 def test_bad_requests_are_400_with_a_message(client, body, message):
     r = client.post("/api/candidates", content=body)
@@ -90,6 +91,8 @@ def test_bad_requests_are_400_with_a_message(client, body, message):
 def test_generate_bad_settings(client):
     r = client.post("/api/generate", json={"text": "a", "temperature": 0})
     assert r.status_code == 400 and "'temperature' must be between" in r.json()["error"]
+    r = client.post("/api/generate", json={"text": "a", "temprature": 0.5})
+    assert r.status_code == 400 and "unknown field(s) 'temprature'" in r.json()["error"]
 
 
 def test_classification_panel(client, dirs):

@@ -56,6 +56,16 @@ def test_encoding_maps_answers_to_tokens_and_back(gpt2_tokenizer):
     assert len(encode_qa(split, gpt2_tokenizer, 32, drop_unanswerable=True)) == 2
 
 
+def test_a_wrong_answer_start_is_repaired_and_counted(gpt2_tokenizer):
+    # answer_start 0 does not point at "Tallinn": the text's first occurrence is used, and the repair is said
+    split = QASplit(["Where?", "Where?"], ["In the old town of Tallinn.", "Tallinn is old."],
+                    [["Tallinn"], ["Tallinn"]], [[0], [0]])
+    enc = encode_qa(split, gpt2_tokenizer, 32)
+    lo, hi = enc.offsets[0, enc.start[0], 0], enc.offsets[0, enc.end[0], 1]
+    assert enc.contexts[0][lo:hi] == "Tallinn"
+    assert any(n.startswith("1 example(s) whose answer_start did not point") for n in enc.notes), enc.notes
+
+
 def test_truncation_is_counted_and_cut_answers_dropped_for_training(gpt2_tokenizer):
     long = " ".join(["word"] * 60) + " Zanzibar"
     split = QASplit(["Where?", "Where?"], [long, "Zanzibar is far."], [["Zanzibar"], ["Zanzibar"]], [[-1], [0]])

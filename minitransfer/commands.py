@@ -166,6 +166,8 @@ def cmd_finetune(args) -> int:
         parallel=args.parallel, dtype=args.dtype,
     )
     task = get_task(args.task)
+    for n in ignored_finetune_options(args, cfg):
+        print(f"note: {n}")
     data = task.load(args.data, text_field=args.text_field, label_field=args.label_field)
     for n in data.notes:
         print(f"data: {n}")
@@ -200,6 +202,33 @@ def cmd_finetune(args) -> int:
         f"best model in {Path(args.out) / 'best'}"
     )
     return 0
+
+
+def ignored_finetune_options(args, cfg) -> list[str]:
+    """Options given on the command line that this task and mode do not read:
+    one line each, so that a setting the user believes in is not silently
+    without effect."""
+    from minitransfer.adapt import AdaptConfig
+    from minitransfer.modes import get_mode
+    from minitransfer.optim import layer_decay
+
+    mode, notes = get_mode(args.mode), []
+    if args.config and args.mode != "scratch":
+        notes.append(f"--config {args.config} has no effect in mode {args.mode}: only scratch builds a new "
+                     f"architecture; {args.mode} keeps --model's")
+    if args.adapt_steps != AdaptConfig.steps and mode.start != "adapted":
+        notes.append(f"--adapt-steps {args.adapt_steps} has no effect in mode {args.mode}: only adapt runs "
+                     f"next-word steps first")
+    if cfg.lr_decay_per_layer != 1.0 and layer_decay(cfg) == 1.0:
+        why = "its backbone is frozen" if mode.frozen_backbone else "its backbone starts from random weights"
+        notes.append(f"--lr-decay-per-layer {cfg.lr_decay_per_layer:g} has no effect in mode {args.mode} "
+                     f"({why}): it scales the learning rate of a pretrained backbone's layers as they train")
+    if args.task != "classify":
+        for opt, given, default in (("--pooling", args.pooling, "last"), ("--text-field", args.text_field, "text"),
+                                    ("--label-field", args.label_field, "label")):
+            if given != default:
+                notes.append(f"{opt} {given} has no effect with --task {args.task}: only classification reads it")
+    return notes
 
 
 def cmd_answer(args) -> int:

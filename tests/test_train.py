@@ -217,6 +217,28 @@ def test_cli_finetune_all_modes_and_skip(pretrained_dir, keyword_data, tmp_path,
     assert "already finished" in capsys.readouterr().out
 
 
+def test_finetune_names_the_options_its_task_and_mode_do_not_read():
+    from minitransfer.cli import build_parser
+    from minitransfer.commands import ignored_finetune_options
+
+    def notes(*argv):
+        args = build_parser().parse_args(["finetune", "--out", "x", *argv])
+        cfg = TrainConfig(mode=args.mode, lr_decay_per_layer=args.lr_decay_per_layer)
+        return ignored_finetune_options(args, cfg)
+
+    assert notes("--mode", "full", "--lr-decay-per-layer", "0.5") == []
+    assert notes("--mode", "scratch", "--config", "tiny") == []
+    got = notes("--mode", "probe", "--lr-decay-per-layer", "0.5", "--config", "tiny", "--adapt-steps", "7")
+    assert len(got) == 3, got
+    assert got[0].startswith("--config tiny has no effect in mode probe")
+    assert got[1].startswith("--adapt-steps 7 has no effect in mode probe")
+    assert "--lr-decay-per-layer 0.5 has no effect in mode probe (its backbone is frozen)" in got[2]
+    assert "starts from random weights" in notes("--mode", "scratch", "--lr-decay-per-layer", "0.5")[0]
+    got = notes("--task", "qa", "--mode", "full", "--pooling", "mean", "--text-field", "body")
+    assert got == ["--pooling mean has no effect with --task qa: only classification reads it",
+                   "--text-field body has no effect with --task qa: only classification reads it"]
+
+
 # ----------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------

@@ -89,21 +89,39 @@ def _text(x) -> str:
 def qa_split_from_rows(rows: list[dict], source: str) -> QASplit:
     """Rows with ``question``, ``context`` and ``answers`` (SQuAD's
     ``{"text": [...], "answer_start": [...]}``, or a list of strings) or a
-    single ``answer`` string."""
+    single ``answer`` string. Rows are numbered from 1, as in data.py."""
     out = QASplit([], [], [], [])
-    for i, row in enumerate(rows):
+    for i, row in enumerate(rows, 1):
         missing = [k for k in ("question", "context") if k not in row]
         if missing or ("answers" not in row and "answer" not in row):
             raise DataError(f"{source}: row {i} has no field {(missing or ['answers'])[0]!r}; "
                             f"it has {sorted(row)} (expected question, context and answers or answer)")
+        for k in ("question", "context"):
+            if not isinstance(row[k], (str, bytes)):
+                raise DataError(f"{source}: row {i}'s {k!r} is {type(row[k]).__name__} {str(row[k])[:40]!r}; "
+                                f"expected a string")
         context = _text(row["context"])
         answers = row.get("answers", row.get("answer"))
         if isinstance(answers, dict):
-            texts = [_text(t) for t in np.atleast_1d(answers["text"])]
-            starts = [int(s) for s in np.atleast_1d(answers.get("answer_start", [-1] * len(texts)))]
+            if "text" not in answers:
+                raise DataError(f"{source}: row {i}'s answers has no 'text' (it has {sorted(answers)}); expected "
+                                f"SQuAD's {{\"text\": [...], \"answer_start\": [...]}}")
+            texts = list(np.atleast_1d(answers["text"]))
+            try:
+                starts = [int(s) for s in np.atleast_1d(answers.get("answer_start", [-1] * len(texts)))]
+            except (TypeError, ValueError):
+                raise DataError(f"{source}: row {i}'s answer_start is {answers['answer_start']!r}; expected "
+                                f"whole numbers (character offsets into the context)") from None
+            if len(starts) != len(texts):
+                raise DataError(f"{source}: row {i} has {len(texts)} answer text(s) but {len(starts)} answer_start "
+                                f"value(s); expected one start per text")
         else:
-            texts = [_text(t) for t in (answers if isinstance(answers, (list, tuple)) else [answers])]
+            texts = list(answers) if isinstance(answers, (list, tuple)) else [answers]
             starts = [-1] * len(texts)
+        bad = [t for t in texts if not isinstance(t, (str, bytes))]  # numpy's str_ and bytes_ are subclasses
+        if bad:
+            raise DataError(f"{source}: row {i}'s answer {bad[0]!r} is {type(bad[0]).__name__}; expected strings")
+        texts = [_text(t) for t in texts]
         out.questions.append(_text(row["question"]))
         out.contexts.append(context)
         out.answers.append(texts)
@@ -122,7 +140,7 @@ def load_qa_dataset(spec: str, *, split_seed: int = 0, val_fraction: float = 0.1
     if kind == "tfds":
         splits = _load_tfds_qa(rest, data_dir)
     elif kind == "jsonl":
-        splits = _load_jsonl_qa(rest)
+        splits = _load_jsonl_qa(rest, notes)
     else:
         raise DataError(f"question answering reads tfds:NAME (e.g. tfds:squad) or jsonl:PATH, not {spec!r}")
     if "train" not in splits or "test" not in splits:
@@ -158,9 +176,10 @@ def _load_tfds_qa(name: str, data_dir: str | None) -> dict[str, QASplit]:
     return out
 
 
-def _load_jsonl_qa(path: str) -> dict[str, QASplit]:
-    import json
+def _load_jsonl_qa(path: str, notes: list[str]) -> dict[str, QASplit]:
     from pathlib import Path
+
+    from minitransfer.data import read_rows
 
     p = Path(path)
     if not p.is_dir():
@@ -168,15 +187,8 @@ def _load_jsonl_qa(path: str) -> dict[str, QASplit]:
     out = {}
     for name in ("train", "validation", "test"):
         f = p / f"{name}.jsonl"
-        if f.exists():
-            rows = []
-            for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise DataError(f"{f}: line {n} is not valid JSON ({e})") from None
-            out[name] = qa_split_from_rows(rows, str(f))
+        if f.exists():  # read as data.py reads any jsonl: invalid UTF-8 counted, lines split on "\n" only
+            out[name] = qa_split_from_rows(read_rows(f, "jsonl", notes), str(f))
     return out
 
 

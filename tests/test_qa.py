@@ -150,8 +150,33 @@ def test_bad_qa_rows_name_the_field(tmp_path):
     d.mkdir()
     (d / "train.jsonl").write_text(json.dumps({"question": "q", "answers": ["a"]}) + "\n")
     (d / "test.jsonl").write_text(json.dumps({"question": "q", "context": "a", "answers": ["a"]}) + "\n")
-    with pytest.raises(DataError, match=r"train.jsonl: row 0 has no field 'context'"):
+    with pytest.raises(DataError, match=r"train.jsonl: row 1 has no field 'context'"):
         load_qa_dataset(f"jsonl:{d}")
+    good = {"question": "q", "context": "a b", "answers": {"text": ["b"], "answer_start": [2]}}
+    for change, message in [
+        ({"context": 5}, r"row 2's 'context' is int '5'; expected a string"),
+        ({"answers": {"answer_start": [2]}}, r"row 2's answers has no 'text'"),
+        ({"answers": {"text": ["b"], "answer_start": ["two"]}}, r"row 2's answer_start is \['two'\]; expected whole"),
+        ({"answers": {"text": ["b", "a"], "answer_start": [2]}}, r"row 2 has 2 answer text\(s\) but 1 answer_start"),
+        ({"answers": [3]}, r"row 2's answer 3 is int; expected strings"),
+    ]:
+        (d / "train.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({**good, **change}) + "\n")
+        with pytest.raises(DataError, match=message):
+            load_qa_dataset(f"jsonl:{d}")
+    (d / "train.jsonl").write_text("[1, 2]\n")
+    with pytest.raises(DataError, match=r"train.jsonl, line 1: expected a JSON object, got list"):
+        load_qa_dataset(f"jsonl:{d}")
+
+
+def test_qa_jsonl_keeps_a_context_with_a_unicode_line_separator(tmp_path):
+    # str.splitlines() would cut this line in two at U+2028, inside the JSON string
+    d = tmp_path / "ok"
+    d.mkdir()
+    row = {"question": "Where?", "context": "First line\u2028then Paris.", "answers": ["Paris"]}
+    for name in ("train", "test"):
+        (d / f"{name}.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    data = load_qa_dataset(f"jsonl:{d}")
+    assert data.test.contexts == ["First line\u2028then Paris."]
 
 
 def test_qa_edge_cases_found_in_review(gpt2_tokenizer):

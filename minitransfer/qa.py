@@ -112,9 +112,6 @@ def qa_split_from_rows(rows: list[dict], source: str) -> QASplit:
             except (TypeError, ValueError):
                 raise DataError(f"{source}: row {i}'s answer_start is {answers['answer_start']!r}; expected "
                                 f"whole numbers (character offsets into the context)") from None
-            if len(starts) != len(texts):
-                raise DataError(f"{source}: row {i} has {len(texts)} answer text(s) but {len(starts)} answer_start "
-                                f"value(s); expected one start per text")
         else:
             texts = list(answers) if isinstance(answers, (list, tuple)) else [answers]
             starts = [-1] * len(texts)

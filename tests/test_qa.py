@@ -157,7 +157,6 @@ def test_bad_qa_rows_name_the_field(tmp_path):
         ({"context": 5}, r"row 2's 'context' is int '5'; expected a string"),
         ({"answers": {"answer_start": [2]}}, r"row 2's answers has no 'text'"),
         ({"answers": {"text": ["b"], "answer_start": ["two"]}}, r"row 2's answer_start is \['two'\]; expected whole"),
-        ({"answers": {"text": ["b", "a"], "answer_start": [2]}}, r"row 2 has 2 answer text\(s\) but 1 answer_start"),
         ({"answers": [3]}, r"row 2's answer 3 is int; expected strings"),
     ]:
         (d / "train.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({**good, **change}) + "\n")

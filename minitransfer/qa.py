@@ -158,7 +158,7 @@ def _load_tfds_qa(name: str, data_dir: str | None) -> dict[str, QASplit]:
         import tensorflow_datasets as tfds
     except ImportError:
         raise DataError("tfds: specs need tensorflow-datasets: pip install tensorflow-datasets") from None
-    from minitransfer.data import _network_available
+    from minitransfer.sources import _network_available
 
     out = {}
     for split, ours in (("train", "train"), ("validation", "test")):

@@ -305,7 +305,7 @@ def test_tfds_unknown_name():
 def test_tfds_without_network(tmp_path, monkeypatch):
     # This machine has no network, so the real check fails; make that
     # explicit so the test means the same on a machine that has one.
-    monkeypatch.setattr("minitransfer.data._network_available", lambda *a, **k: False)
+    monkeypatch.setattr("minitransfer.sources._network_available", lambda *a, **k: False)
     with pytest.raises(DataError, match=r"tfds:imdb_reviews is not downloaded yet.*no network.*jsonl:PATH"):
         load_dataset("tfds:imdb_reviews", tfds_data_dir=str(tmp_path))
 

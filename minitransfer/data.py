@@ -239,6 +239,12 @@ def _read_delimited(text: str, path: Path, kind: str) -> list[dict]:
                 row = next(reader)
             except StopIteration:
                 break
+            if any(v is None for v in row.values()) and any("\n" in v for v in row.values() if v):
+                # a short row whose field spans lines: a quote opened and never closed swallowed what followed
+                raise DataError(f"{path}, line {start}: a double quote opens a field that runs on to line "
+                                f"{reader.line_num}, and the row ends short of values ({len(fields)} columns: "
+                                f"{', '.join(fields)}); close the quote, or double a quote mark that is part of "
+                                f"the text")
             extra = [v for v in row.pop(None, []) if v.strip()]
             if extra:
                 raise DataError(f"{path}, line {start}: {len(fields) + len(extra)} values, the header has "

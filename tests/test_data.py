@@ -230,6 +230,9 @@ def test_missing_label_field(tmp_path):
     # an unterminated quote would swallow every later row into one text
     ("csv", 'text,label\nok,pos\n"unterminated,pos\nsecond,neg\nthird,pos\n',
      r"d.csv, the row from line 3: not valid CSV \(unexpected end of data\)"),
+    # TSV reads quotes leniently, so there the same swallowing shows as a short row whose text spans lines
+    ("tsv", 'text\tlabel\nok\tpos\n"unterminated\tpos\nsecond\tneg\nthird\tpos\n',
+     r"d.tsv, line 3: a double quote opens a field that runs on to line 5, and the row ends short of values"),
     # a repeated column name: only its last column would be read, silently
     ("csv", "text,label,text\nhello,pos,other\n", r"d.csv, line 1: the header names 'text' more than once"),
 ])

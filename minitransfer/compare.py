@@ -231,21 +231,50 @@ def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) ->
                 "accuracy_ci95": list(ci) if ci else None, "accuracy_per_seed": acc.tolist(),
                 "macro_f1_mean": float(f1.mean()), "seconds_mean": float(secs.mean()), "seeds": int(len(acc)),
             }
-    if "scratch" in table:
-        for mode in table:
-            if mode == "scratch":
-                continue
-            for b, cell in table[mode].items():
-                bb = next(x for x in cc.budgets if str(x) == b)
-                d = paired_difference(per_seed(mode, bb), per_seed("scratch", bb))
-                cell["gain_over_scratch"] = d["mean"]
-                cell["gain_ci95"] = [d["low"], d["high"]] if d["low"] is not None else None
-                cell["gain_significant"] = d["significant"]
+    gains = paired_gains(table, list(cc.modes), [str(b) for b in cc.budgets])
+    for g in gains:  # the cells keep their gain over scratch, as summaries before `gains` existed did
+        if g["over"] == "scratch":
+            for b, d in g["budgets"].items():
+                table[g["mode"]][b].update(gain_over_scratch=d["mean"], gain_ci95=d["ci95"],
+                                           gain_significant=d["significant"])
     return {"data": data.spec, "labels": data.label_names, "test_n": len(data.test),
             "majority_baseline": float(np.bincount(data.test.labels).max() / len(data.test)),
             "budgets": [str(b) for b in cc.budgets], "modes": list(cc.modes), "seeds": cc.seeds,
             "wall_seconds": wall_seconds,
-            "run_seconds_total": float(sum(float(r["wall_seconds"]) for r in test)), "table": table}
+            "run_seconds_total": float(sum(float(r["wall_seconds"]) for r in test)), "table": table,
+            "gains": gains}
+
+
+def gain_pairs(modes: list[str]) -> list[tuple[str, str]]:
+    """The paired differences a summary reports, as (mode, reference): every
+    mode against scratch (without scratch, against the first mode named), and
+    a mode that adds a stage to another (``Mode.adds_to``: adapt to full)
+    against that one too, which measures the added stage on its own."""
+    ref = "scratch" if "scratch" in modes else modes[0]
+    pairs = [(m, ref) for m in modes if m != ref]
+    for m in modes:
+        base = get_mode(m).adds_to
+        if base in modes and base != ref and (base, m) not in pairs:  # (base, m): the same pair, mirrored
+            pairs.append((m, base))
+    return pairs
+
+
+def paired_gains(table: dict, modes: list[str], budgets: list[str]) -> list[dict]:
+    """``gain_pairs``' differences from the table's per-seed accuracies
+    (seeds in the same order in every cell, so the pairs line up)."""
+    out = []
+    for mode, over in gain_pairs(modes):
+        cells = {}
+        for b in budgets:
+            a, r = table[mode][b], table[over][b]
+            if a["seeds"] != r["seeds"]:
+                raise ValueError(f"{mode} has {a['seeds']} seeds at {b} labels but {over} has {r['seeds']}; "
+                                 f"a paired difference needs the same seeds")
+            d = paired_difference(a["accuracy_per_seed"], r["accuracy_per_seed"])
+            cells[b] = {"mean": d["mean"], "ci95": [d["low"], d["high"]] if d["low"] is not None else None,
+                        "significant": d["significant"], "seeds": d["n"]}
+        out.append({"mode": mode, "over": over, "budgets": cells})
+    return out
 
 
 PHASE_NAMES = {"train": "optimizer steps (compiling included)", "validate": "validation",
@@ -267,13 +296,16 @@ def _pts(x) -> str:
 
 
 def gain_text(c: dict) -> str:
-    """'+5.2 [+2.1, +8.3]*' (* when the 95% interval excludes zero)."""
-    if "gain_over_scratch" not in c:
+    """'+5.2 [+2.1, +8.3]*' (* when the 95% interval excludes zero), from a
+    gain (``mean``, ``ci95``, ``significant``) or a table cell's gain over scratch."""
+    if "gain_over_scratch" in c:
+        c = {"mean": c["gain_over_scratch"], "ci95": c.get("gain_ci95"), "significant": c.get("gain_significant")}
+    if "mean" not in c:
         return ""
-    if c.get("gain_ci95") is None:
-        return _pts(c["gain_over_scratch"])
-    lo, hi = c["gain_ci95"]
-    return f"{_pts(c['gain_over_scratch'])} [{_pts(lo)}, {_pts(hi)}]" + ("*" if c["gain_significant"] else "")
+    if c.get("ci95") is None:
+        return _pts(c["mean"])
+    lo, hi = c["ci95"]
+    return f"{_pts(c['mean'])} [{_pts(lo)}, {_pts(hi)}]" + ("*" if c["significant"] else "")
 
 
 def summary_markdown(s: dict) -> str:
@@ -290,18 +322,23 @@ def summary_markdown(s: dict) -> str:
     for mode in s["modes"]:
         cells = [f"{100 * s['table'][mode][b]['accuracy_mean']:.1f}{spread(s['table'][mode][b])}" for b in budgets]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
-    others = [m for m in s["modes"] if m != "scratch"]
-    if "scratch" in s["modes"] and others:
-        lines += [
-            "",
-            "Gain over scratch in accuracy points: the mean of the per-seed differences (at a given budget and "
-            "seed both runs see the same labelled examples) with its 95% confidence interval (Student's t "
-            "over seeds" + (")" if s["seeds"] > 1 else "; one seed gives no interval)")
-            + ". `*`: the interval excludes zero, so the difference is a claim; without `*` it is not.",
-            "", head, rule,
-        ]
-        for mode in others:
-            lines.append(f"| {mode} | " + " | ".join(gain_text(s["table"][mode][b]) for b in budgets) + " |")
+    gains = s.get("gains")
+    if gains is None:  # a summary written before `gains` existed
+        gains = paired_gains(s["table"], s["modes"], budgets)
+    for k, over in enumerate(dict.fromkeys(g["over"] for g in gains)):
+        rows = [g for g in gains if g["over"] == over]
+        if k == 0:
+            intro = (f"Gain over {over} in accuracy points: the mean of the per-seed differences (at a given budget "
+                     f"and seed both runs see the same labelled examples) with its 95% confidence interval "
+                     f"(Student's t over seeds" + (")" if s["seeds"] > 1 else "; one seed gives no interval)")
+                     + ". `*`: the interval excludes zero, so the difference is a claim; without `*` it is not.")
+        else:
+            what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
+            intro = (f"Gain over {over}, paired the same way: the stage that " + " and ".join(g["mode"] for g in rows)
+                     + f" adds to {over}, measured on its own ({what}).")
+        lines += ["", intro, "", head, rule]
+        for g in rows:
+            lines.append(f"| {g['mode']} | " + " | ".join(gain_text(g["budgets"][b]) for b in budgets) + " |")
     lines += ["", f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all."]
     if s.get("run_seconds_by_phase"):
         lines[-1] += " " + phases_text(s["run_seconds_by_phase"])
@@ -355,15 +392,19 @@ def plot_curves(rows: list[dict], cc: CompareConfig, path: Path, spec: str):
 
 def plot_budget(summary: dict, path: Path, spec: str):
     """Left: test accuracy vs labels (band: 95% interval of the mean over
-    seeds). Right: the paired gain over scratch with its 95% interval as error
-    bars; a bar that crosses zero is no evidence of a difference."""
+    seeds). Right: the paired gains (``gain_pairs``: over scratch, and a
+    stage's own, dashed) with their 95% intervals as error bars; a bar that
+    crosses zero is no evidence of a difference."""
     import matplotlib
     import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with_gains = "scratch" in summary["modes"] and len(summary["modes"]) > 1
+    gains = summary.get("gains")
+    if gains is None:  # a summary written before `gains` existed
+        gains = paired_gains(summary["table"], summary["modes"], summary["budgets"])
+    with_gains = bool(gains)
     fig, axes = plt.subplots(1, 2 if with_gains else 1, figsize=(12.5 if with_gains else 7, 4.6), squeeze=False)
     ax = axes[0, 0]
     for mode in summary["modes"]:
@@ -382,20 +423,24 @@ def plot_budget(summary: dict, path: Path, spec: str):
     ax.set_title(f"Test accuracy vs labels on {short_spec(spec)}\n(band: 95% interval over {summary['seeds']} seeds)")
     if with_gains:
         g = axes[0, 1]
-        others = [m for m in summary["modes"] if m != "scratch"]
-        for k, mode in enumerate(others):
-            cells = [summary["table"][mode][b] for b in summary["budgets"]]
-            x = np.array([c["n_train"] for c in cells], dtype=float) * (1 + 0.06 * (k - (len(others) - 1) / 2))
-            m = np.array([100 * c["gain_over_scratch"] for c in cells])
-            if all(c.get("gain_ci95") for c in cells):
-                err = np.array([[100 * (c["gain_over_scratch"] - c["gain_ci95"][0]) for c in cells],
-                                [100 * (c["gain_ci95"][1] - c["gain_over_scratch"]) for c in cells]])
-                g.errorbar(x, m, yerr=err, marker="o", capsize=4, label=mode, color=COLORS.get(mode))
+        ref = gains[0]["over"]  # the main reference (scratch); a stage's own gain (adapt over full) dashed
+        for k, gain in enumerate(gains):
+            cells = [gain["budgets"][b] for b in summary["budgets"]]
+            n = [summary["table"][gain["mode"]][b]["n_train"] for b in summary["budgets"]]
+            x = np.array(n, dtype=float) * (1 + 0.06 * (k - (len(gains) - 1) / 2))  # side by side, bars apart
+            m = np.array([100 * c["mean"] for c in cells])
+            style = dict(marker="o", color=COLORS.get(gain["mode"]), ls="-" if gain["over"] == ref else "--",
+                         label=gain["mode"] if gain["over"] == ref else f"{gain['mode']} over {gain['over']}")
+            if all(c.get("ci95") for c in cells):
+                err = np.array([[100 * (c["mean"] - c["ci95"][0]) for c in cells],
+                                [100 * (c["ci95"][1] - c["mean"]) for c in cells]])
+                g.errorbar(x, m, yerr=err, capsize=4, **style)
             else:
-                g.plot(x, m, marker="o", label=mode, color=COLORS.get(mode))
+                g.plot(x, m, **style)
         g.axhline(0, color="black", lw=0.8)
-        g.set_ylabel("gain over scratch (accuracy points)")
-        g.set_title("Paired gain over scratch\n(error bars: 95% interval; crossing 0 = no evidence)")
+        g.set_ylabel("paired gain (accuracy points)")
+        g.set_title(f"Paired gain over {ref}" + (", and of a stage on its own (dashed)" if len({x["over"] for x in gains}) > 1
+                                                  else "") + "\n(error bars: 95% interval; crossing 0 = no evidence)")
     for a in axes[0]:
         a.set_xscale("log")
         a.set_xticks([summary["table"][summary["modes"][0]][b]["n_train"] for b in summary["budgets"]])

@@ -25,6 +25,9 @@ class Mode:
     lr: float  # default peak learning rate
     lr_small: float  # default for small models (n_embd <= 256, such as the shipped checkpoint), which need larger steps
     help: str
+    # the mode this one adds a stage to: compare reports the paired gain over it
+    # as well as over scratch, so that the added stage's own worth is measured
+    adds_to: str | None = None
 
     @property
     def pretrained(self) -> bool:
@@ -40,7 +43,7 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("probe", "pretrained", "head", 3e-3, 1e-2, "pretrained backbone frozen, only a new head trains"),
     Mode("full", "pretrained", "all", 1e-4, 5e-4, "every pretrained weight and a new head train"),
     Mode("adapt", "adapted", "all", 1e-4, 5e-4,
-         "ULMFiT: next-word training on the task's training texts first, then as full"),
+         "ULMFiT: next-word training on the task's training texts first, then as full", adds_to="full"),
 )}
 
 

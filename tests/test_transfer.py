@@ -92,6 +92,36 @@ def test_paired_difference_interval():
     assert gain_text(cell) == "+15.0 [+2.6, +27.4]*"
 
 
+def test_the_summary_pairs_each_mode_with_scratch_and_adapt_with_full_too(tmp_path):
+    from minitransfer.compare import gain_pairs, paired_gains, plot_budget, summary_markdown
+
+    assert gain_pairs(["scratch", "probe", "full", "adapt"]) == [
+        ("probe", "scratch"), ("full", "scratch"), ("adapt", "scratch"), ("adapt", "full")]
+    assert gain_pairs(["full", "adapt"]) == [("adapt", "full")]  # no scratch: the first mode named is the reference
+    assert gain_pairs(["adapt", "full"]) == [("full", "adapt")]  # not the same pair twice, mirrored
+    assert gain_pairs(["scratch"]) == []
+    acc = {"scratch": [0.50, 0.52, 0.51], "full": [0.53, 0.53, 0.55], "adapt": [0.56, 0.57, 0.58]}
+    table = {m: {"100": {"accuracy_per_seed": a, "accuracy_mean": float(np.mean(a)), "accuracy_std": 0.01,
+                         "seeds": 3, "n_train": 100}} for m, a in acc.items()}
+    gains = paired_gains(table, ["scratch", "full", "adapt"], ["100"])
+    over_full = gains[-1]
+    assert (over_full["mode"], over_full["over"]) == ("adapt", "full")
+    d = paired_difference(np.array(acc["adapt"]), np.array(acc["full"]))  # differences 0.03, 0.04, 0.03
+    assert over_full["budgets"]["100"] == {"mean": d["mean"], "ci95": [d["low"], d["high"]],
+                                           "significant": d["significant"], "seeds": 3}
+    s = {"data": "toy", "test_n": 10, "majority_baseline": 0.5, "budgets": ["100"], "seeds": 3,
+         "modes": ["scratch", "full", "adapt"], "table": table, "gains": gains, "run_seconds_total": 1.0}
+    md = summary_markdown(s)
+    assert "Gain over scratch in accuracy points" in md
+    assert "Gain over full, paired the same way: the stage that adapt adds to full" in md
+    assert md.count("| adapt |") == 3  # accuracy, gain over scratch, gain over full
+    plot_budget(s, tmp_path / "budget.png", "toy")
+    assert (tmp_path / "budget.png").stat().st_size > 0
+    table["full"]["100"]["seeds"] = 2
+    with pytest.raises(ValueError, match="a paired difference needs the same seeds"):
+        paired_gains(table, ["scratch", "full", "adapt"], ["100"])
+
+
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory, gpt2_tokenizer):
     d = tmp_path_factory.mktemp("lm")

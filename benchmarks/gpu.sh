@@ -132,7 +132,7 @@ if [ $DIAGNOSE = 1 ]; then
     python -m minitransfer.cli compare $C --out "$OUT/compare-cold-autotune0" --no-progress
 elif [ $SMOKE = 1 ]; then
   T="--layers 2 --steps 1 --rounds 1 --dtype bfloat16"
-  run steps-attn0 python benchmarks/train_step.py --shapes 2x64,1x128,2x32 $T --attn-pdrop 0
+  run steps-attn0 python benchmarks/train_step.py --shapes 2x64,1x32 $T --attn-pdrop 0
   run profile env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=" \
     python benchmarks/profile_train_step.py --batch 2 --seq 32 --dtype bfloat16 --attn-pdrop 0 --top 8
   fresh compare

@@ -118,6 +118,10 @@ def compare(
     for b, n in n_of.items():
         if n > len(data.train):
             raise ValueError(f"--budgets: {b} is larger than the training split ({len(data.train)} examples)")
+    small = [str(b) for b, n in n_of.items() if n < cc.batch_size]
+    if small:  # finetune fits the batch to the budget; its runs here log nothing, so say it once
+        log(f"note: {' and '.join(small)} labels are fewer than --batch-size {cc.batch_size}: at "
+            f"{'that budget' if len(small) == 1 else 'those budgets'} each step takes every labelled example")
     (out / "compare.json").write_text(json.dumps({"config": dataclasses.asdict(cc), "data": data.spec}, indent=2))
     rows, t0, truncated, phases = [], time.perf_counter(), {}, {}
     with compile_meter() as compiled:  # across the adaptation and every run

@@ -98,6 +98,17 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def fit_batch_size(batch_size: int, n: int, what: str, log) -> int:
+    """The batch size a run can use on ``n`` examples: at most ``n``. A
+    larger batch would only repeat examples within a step (and a huge one,
+    ``--batch-size 1000000000``, would exhaust memory before the first step),
+    so it becomes ``n``, said in one line."""
+    if batch_size <= n:
+        return batch_size
+    log(f"note: --batch-size {batch_size} is more than the {n:,} {what}: each step takes all {n:,} (batch {n:,})")
+    return n
+
+
 def batch_indices(step: int, batch_size: int, n: int, seed: int) -> np.ndarray:
     """The example indices of training batch ``step``.
 

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from minitransfer.encoding import batch_indices
+from minitransfer.encoding import batch_indices, fit_batch_size
 from minitransfer.loop import TrainingError, train_loop
 from minitransfer.model import GPT2
 from minitransfer.optim import check_optimizer_settings, lr_values
@@ -146,6 +146,8 @@ def pretrain(
     val_blocks = blocks.validation[: cfg.val_blocks]
     if len(val_blocks) == 0:
         raise TrainingError("no validation blocks: give more text or a larger validation fraction")
+    cfg = dataclasses.replace(cfg, batch_size=fit_batch_size(cfg.batch_size, len(train_blocks),
+                                                             f"training blocks of {cfg.block_size} tokens", log))
     run_key = hashlib.sha256(json.dumps(
         # (mode and lr_decay_per_layer: fields PretrainConfig had until 2026-11-26, kept so that
         # runs started before then still resume)

@@ -36,7 +36,7 @@ from typing import Callable
 from flax import nnx
 
 from minitransfer.data import Dataset
-from minitransfer.encoding import batch_indices
+from minitransfer.encoding import fit_batch_size, batch_indices
 from minitransfer.heads import ClassificationHead, TaskHead
 from minitransfer.loop import TrainingError, _read_log, train_loop
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
@@ -252,6 +252,7 @@ def finetune(
     seconds["prepare"] = time.perf_counter() - t_phase
     graphdef, params = nnx.split(net)
     n_train = len(enc["train"])
+    cfg = dataclasses.replace(cfg, batch_size=fit_batch_size(cfg.batch_size, n_train, "training examples", log))
     best = head.best_metric
     total = cfg.total_steps(n_train)
     eval_every = cfg.eval_every or max(1, total // 10)

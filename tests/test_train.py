@@ -217,6 +217,28 @@ def test_cli_finetune_all_modes_and_skip(pretrained_dir, keyword_data, tmp_path,
     assert "already finished" in capsys.readouterr().out
 
 
+def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretrained_dir, keyword_data, tmp_path):
+    # --batch-size 1000000000 once exhausted 22 GB before the first step; now each step takes every example
+    from minitransfer.encoding import pack_blocks
+    from minitransfer.pretrain import PretrainConfig, pretrain
+
+    tok = mt.load_tokenizer(pretrained_dir)
+    said = []
+    cfg = TrainConfig(mode="full", steps=2, batch_size=10**9, max_len=12, labels=20, eval_every=2, val_examples=8)
+    r = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, tok, cfg, tmp_path / "f",
+                 progress=False, log=said.append)
+    assert "note: --batch-size 1000000000 is more than the 20 training examples: each step takes all 20 (batch 20)" in said
+    assert json.loads((tmp_path / "f" / "result.json").read_text())["config"]["batch_size"] == 20 and r.steps == 2
+    blocks = pack_blocks(keyword_data.train.texts, tok, block_size=16, val_fraction=0.1, seed=0)
+    said.clear()
+    lm = mt.GPT2.language_model(mt.load_pretrained(pretrained_dir).config, seed=0)
+    pretrain(lm, blocks, tok, PretrainConfig(steps=1, batch_size=10**9, block_size=16, eval_every=1), progress=False,
+             log=said.append)
+    n = len(blocks.train)
+    assert f"note: --batch-size 1000000000 is more than the {n:,} training blocks of 16 tokens: each step takes all " \
+           f"{n:,} (batch {n:,})" in said
+
+
 def test_finetune_names_the_options_its_task_and_mode_do_not_read():
     from minitransfer.cli import build_parser
     from minitransfer.commands import ignored_finetune_options

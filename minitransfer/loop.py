@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -96,6 +97,7 @@ def train_loop(
     postfix: Callable[[dict], dict] = lambda m: {},
     parallel=None,
     resumable: bool = True,
+    settings: dict | None = None,
 ) -> LoopResult:
     """Run ``train_step`` from the current step to ``total``.
 
@@ -107,7 +109,9 @@ def train_loop(
     functions of the step alone, so a resumed run repeats an uninterrupted one
     exactly. ``resumable=False`` skips writing ``out/state`` (the metrics log
     is still written): for runs so short that redoing one costs less than
-    saving its weights and optimizer state at every evaluation.
+    saving its weights and optimizer state at every evaluation. ``settings``
+    (JSON-able) are kept with the state, so that a re-run with other settings
+    is told which ones differ.
     """
     from tqdm.auto import tqdm
 
@@ -119,9 +123,13 @@ def train_loop(
         if (state_dir / "state.json").exists():
             st = json.loads((state_dir / "state.json").read_text())
             if st.get("run_key") != run_key:
+                there = st.get("settings") or {}
+                differ = [f"{k}: {there[k]!r} there, {v!r} now" for k, v in (settings or {}).items()
+                          if k in there and there[k] != v]
                 raise TrainingError(
-                    f"{out} holds a different run (other data, mode or settings); choose another --out "
-                    f"or delete it"
+                    f"{out} holds an unfinished run with other " + (
+                        f"settings ({'; '.join(differ)})" if differ else "data, mode, settings or starting weights")
+                    + "; choose another --out or delete it"
                 )
             params = _load_tree(params, state_dir / "params.safetensors")
             opt_state = _load_tree(opt_state, state_dir / "opt_state.safetensors")
@@ -167,9 +175,15 @@ def train_loop(
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:
                 bar.close()
+                removed = ""
+                if out is not None and (out / "state").exists():  # resuming would diverge the same way
+                    import shutil
+
+                    shutil.rmtree(out / "state")
+                    removed = f" Its resumable state in {out / 'state'} was removed, so the same --out takes a new --lr."
                 raise TrainingError(
                     f"the training loss became {losses[bad[0]]} at step {step - len(losses) + bad[0] + 1} "
-                    f"(peak lr {lr:g}); training stopped. Try a lower --lr."
+                    f"(peak lr {lr:g}); training stopped. Try a lower --lr." + removed
                 )
             loss, pending = float(losses[-1]), []
             metrics = validate(params)
@@ -184,7 +198,7 @@ def train_loop(
                 _write_log(out, history)
                 if resumable:
                     _save_state(out, params, opt_state, best, step, history, run_key,
-                                seconds_before + time.perf_counter() - t_loop)
+                                seconds_before + time.perf_counter() - t_loop, settings)
                 state_seconds += time.perf_counter() - t_state
             eval_seconds += time.perf_counter() - t_eval
             if stop_after_step is not None and stop_after_step <= step < total:
@@ -201,7 +215,8 @@ def train_loop(
                       elapsed, state_seconds, first_step_seconds, eval_seconds)
 
 
-def _save_state(out: Path, params, opt_state, best, step, history, run_key, train_seconds: float = 0.0):
+def _save_state(out: Path, params, opt_state, best, step, history, run_key, train_seconds: float = 0.0,
+                settings: dict | None = None):
     """Write the training state to ``out/state``, crash-safely: everything goes
     to ``state.new`` first, which then replaces ``state``. A crash leaves
     either the old complete state or none, never a mix of steps."""
@@ -216,13 +231,24 @@ def _save_state(out: Path, params, opt_state, best, step, history, run_key, trai
         _save_tree(best["params"], new / "best_params.safetensors")
     (new / "state.json").write_text(json.dumps({"run_key": run_key, "step": step, "best_step": best["step"],
                                                 "best_metrics": best["metrics"], "n_log": len(history),
-                                                "train_seconds": train_seconds}))
+                                                "train_seconds": train_seconds, "settings": settings},
+                                               default=_json_default))
     shutil.rmtree(state_dir, ignore_errors=True)
     new.rename(state_dir)
 
 
+def _json_default(x):
+    return str(x)  # a Path in the settings
+
+
+def finite_or_none(record: dict) -> dict:
+    """NaN and infinities as None: JSON has no NaN (Python writes a bare NaN,
+    which other readers refuse); a diverged model's validation loss is one."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+
+
 def _write_log(out: Path, history: list[dict]):
-    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    (out / "metrics.jsonl").write_text("".join(json.dumps(finite_or_none(r)) + "\n" for r in history))
 
 
 def _read_log(out: Path) -> list[dict]:

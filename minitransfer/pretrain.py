@@ -178,7 +178,7 @@ def pretrain(
         seed=cfg.seed, lrs=lr_values(cfg, cfg.steps), lr=cfg.lr,
         out=out, run_key=run_key, desc="pretrain", progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
-        parallel=parallel,
+        parallel=parallel, settings=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
     )
     nnx.update(model, loop.best_params)
     if loop.steps_run:

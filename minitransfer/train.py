@@ -288,7 +288,7 @@ def finetune(
         seed=cfg.seed, lrs=lr_values(cfg, total), lr=cfg.lr,
         out=out, run_key=run_key, desc=cfg.mode, progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {f"val_{best}": f"{m[f'val_{best}']:.3f}"},
-        parallel=parallel, resumable=keep_state,
+        parallel=parallel, resumable=keep_state, settings=json.loads(json.dumps(dataclasses.asdict(cfg))),
     )
     best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
     if loop.interrupted:

@@ -294,11 +294,25 @@ def test_evaluate_says_what_it_needs_without_finetune_only_hints(pretrained_dir,
         capsys.readouterr().err
 
 
-def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_tokenizer):
+def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):
     cfg = _cfg(mode="full", lr=1e30, steps=20, warmup=0.0, clip_norm=1e30)
     with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+.*lower --lr"):
         finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None,
                  progress=False)
+    # with --out: the state it would resume from (and diverge again) goes, so a lower lr can use the same --out
+    cfg = _cfg(mode="full", lr=1e4, steps=20, eval_every=1, warmup=0.0, clip_norm=1e30)
+    with pytest.raises(TrainingError, match=r"lower --lr\. Its resumable state in .* was removed"):
+        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
+                 tmp_path / "o", progress=False)
+    assert not (tmp_path / "o" / "state").exists()
+    from minitransfer.loop import _write_log  # a diverged model's validation loss is NaN: written as null
+
+    _write_log(tmp_path, [{"step": 1, "val_loss": float("nan"), "train_loss": float("inf"), "val_accuracy": 0.5}])
+    assert (tmp_path / "metrics.jsonl").read_text() == \
+        '{"step": 1, "val_loss": null, "train_loss": null, "val_accuracy": 0.5}\n'
+    lower = _cfg(mode="full", lr=1e-3, steps=2, eval_every=1)
+    finetune(_model("full", pretrained_dir, keyword_data, lower), keyword_data, gpt2_tokenizer, lower,
+             tmp_path / "o", progress=False)
 
 
 def test_max_len_beyond_positions(pretrained_dir, keyword_data, gpt2_tokenizer):
@@ -342,9 +356,13 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     cfg = _cfg(mode="full", steps=6, eval_every=3)
     finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
              gpt2_tokenizer, cfg, tmp_path / "cut", progress=False, stop_after_step=3)
-    with pytest.raises(TrainingError, match="holds a different run"):
+    with pytest.raises(TrainingError, match="holds an unfinished run with other data, mode, settings or starting"):
         finetune(build_classifier("full", other, other.config, keyword_data.label_names, cfg), keyword_data,
                  gpt2_tokenizer, cfg, tmp_path / "cut", progress=False)
+    cfg7 = _cfg(mode="full", steps=7, eval_every=3)  # and names the settings that differ, as a finished run's does
+    with pytest.raises(TrainingError, match=r"holds an unfinished run with other settings \(steps: 6 there, 7 now\)"):
+        finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg7), keyword_data,
+                 gpt2_tokenizer, cfg7, tmp_path / "cut", progress=False)
 
 
 def test_tokenizer_larger_than_vocab_is_refused(keyword_data, gpt2_tokenizer):

@@ -349,9 +349,15 @@ def main(argv: list[str] | None = None) -> int:
     from minitransfer.loop import TrainingError
     from minitransfer.book import BookError
 
+    out = getattr(args, "out", None)
+    if out and Path(out).exists() and not Path(out).is_dir():  # before minutes of work, not after
+        print(f"minitransfer {args.command}: error: --out {out} is a file; --out names a directory to write "
+              f"into (it is created if missing)", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
-    except (CheckpointError, DataError, TrainingError, BookError, ValueError, FileNotFoundError) as e:
+    except (CheckpointError, DataError, TrainingError, BookError, ValueError, OSError) as e:
+        # OSError: FileNotFoundError, PermissionError, a full disk...: its message names the path
         print(f"minitransfer {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: a line that says what survives, not a traceback

@@ -273,6 +273,9 @@ def cmd_evaluate(args) -> int:
     tokenizer = load_tokenizer(args.model)
     check_tokenizer_fits(tokenizer, model.config, args.model)
     info = training_info(args.model)
+    if args.max_len is not None and not 1 <= args.max_len <= model.config.n_positions:
+        raise ValueError(f"--max-len {args.max_len} is outside 1..{model.config.n_positions} (the model's "
+                         f"n_positions)")
     max_len = args.max_len or info.get("max_len") or model.config.n_positions
     data = task_of(model.head).load(args.data, text_field=args.text_field, label_field=args.label_field)
     val_examples = None

@@ -115,9 +115,15 @@ def compare(
         get_mode(m)
     grid = [(b, m, s) for b in cc.budgets for s in range(cc.seeds) for m in cc.modes]
     n_of = {b: len(data.train) if b == "all" else int(b) for b in cc.budgets}
-    for b, n in n_of.items():
+    repeated = sorted({m for m in cc.modes if cc.modes.count(m) > 1})
+    if repeated:  # every run of the mode twice, and two rows of the same name in each table
+        raise ValueError(f"--modes names {', '.join(repeated)} more than once ({','.join(cc.modes)})")
+    for b, n in n_of.items():  # before the adaptation's minutes, not after them
         if n > len(data.train):
             raise ValueError(f"--budgets: {b} is larger than the training split ({len(data.train)} examples)")
+        if n < data.num_classes:
+            raise ValueError(f"--budgets: {b} is fewer labels than classes ({data.num_classes}); a stratified "
+                             f"budget needs at least one example per class")
     small = [str(b) for b, n in n_of.items() if n < cc.batch_size]
     if small:  # finetune fits the batch to the budget; its runs here log nothing, so say it once
         log(f"note: {' and '.join(small)} labels are fewer than --batch-size {cc.batch_size}: at "

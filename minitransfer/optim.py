@@ -26,12 +26,13 @@ def check_optimizer_settings(cfg) -> None:
     """The optimizer settings a training config carries, each in its range
     (named as the command-line options): a negative learning rate or a
     warmup past the run's end would train, quietly, to nonsense."""
-    if cfg.lr is not None and not cfg.lr > 0:
-        raise ValueError(f"--lr must be positive, got {cfg.lr:g}")
+    # (written so that NaN fails each test: every comparison with NaN is false)
+    if cfg.lr is not None and not 0 < cfg.lr < float("inf"):
+        raise ValueError(f"--lr must be a positive, finite number, got {cfg.lr:g}")
     if not 0 <= cfg.warmup < 1:
         raise ValueError(f"--warmup is a fraction of the steps, in [0, 1); got {cfg.warmup:g}")
-    if cfg.weight_decay < 0:
-        raise ValueError(f"--weight-decay must be at least 0, got {cfg.weight_decay:g}")
+    if not 0 <= cfg.weight_decay < float("inf"):
+        raise ValueError(f"--weight-decay must be at least 0 and finite, got {cfg.weight_decay:g}")
     for name in ("steps", "batch_size", "eval_every", "block_size"):
         v = getattr(cfg, name, None)
         if v is not None and v < 1:

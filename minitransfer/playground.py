@@ -208,7 +208,9 @@ async def _json_body(request, fields: tuple[str, ...]) -> dict:
     if unknown:
         raise BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}; this endpoint reads "
                          f"{', '.join(map(repr, fields))}")
-    if not isinstance(body.get("text", ""), str):
+    if "text" not in body:
+        raise BadRequest("field 'text' is missing: the request body is {\"text\": \"...\"} and any settings")
+    if not isinstance(body["text"], str):
         raise BadRequest("field 'text' must be a string")
     return body
 
@@ -217,9 +219,14 @@ def _number(body: dict, name: str, kind, default, lo, hi):
     v = body.get(name, default)
     if v is None and default is None:
         return None
+    # JSON numbers only: "3" or true are not quietly read as 3 or 1, nor 2.5 as 2 where a count is asked
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise BadRequest(f"field {name!r} must be a number, got {body.get(name)!r}")
+    if kind is int and not float(v).is_integer():  # (NaN and infinities are not whole either)
+        raise BadRequest(f"field {name!r} must be a whole number, got {v!r}")
     try:
         v = kind(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"field {name!r} must be a number, got {body.get(name)!r}") from None
     if not lo <= v <= hi:
         raise BadRequest(f"field {name!r} must be between {lo} and {hi}, got {v}")

@@ -86,8 +86,12 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
-        if self.epochs <= 0:
-            raise ValueError(f"--epochs must be positive, got {self.epochs}")
+        if not 0 < self.epochs < float("inf"):
+            raise ValueError(f"--epochs must be a positive, finite number, got {self.epochs}")
+        if self.labels is not None and self.labels != "all" and not (
+                isinstance(self.labels, int) and self.labels >= 1
+                or isinstance(self.labels, str) and self.labels.isdigit() and int(self.labels) >= 1):
+            raise ValueError(f"--labels must be a number of examples (at least 1) or 'all', got {self.labels!r}")
         check_optimizer_settings(self)
         if not 0 < self.lr_decay_per_layer <= 1:
             raise ValueError(f"--lr-decay-per-layer must be in (0, 1], got {self.lr_decay_per_layer:g}")

@@ -209,17 +209,34 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
         (["playground", "--port", "99999"], "--port must be between 1 and 65535"),
         (["compare", "--modes", ",", "--out", out], "--modes is empty"),
         (["lectures", "--only", "1", "--out", out], "--only 1: no lecture's name starts with that"),
-        (["finetune", "--mode", "full", "--lr", "-1", "--out", out], "--lr must be positive"),
+        (["finetune", "--mode", "full", "--lr", "-1", "--out", out], "--lr must be a positive, finite number"),
+        (["finetune", "--mode", "full", "--lr", "inf", "--out", out], "--lr must be a positive, finite number, got inf"),
+        (["finetune", "--mode", "full", "--weight-decay", "nan", "--out", out], "--weight-decay must be at least 0"),
+        (["finetune", "--mode", "full", "--epochs", "inf", "--out", out], "--epochs must be a positive, finite"),
+        (["finetune", "--mode", "full", "--labels", "abc", "--out", out],
+         "--labels must be a number of examples (at least 1) or 'all', got 'abc'"),
+        (["finetune", "--mode", "full", "--labels", "1.5", "--out", out], "--labels must be a number of examples"),
         (["finetune", "--mode", "full", "--warmup", "2", "--out", out], "--warmup is a fraction of the steps"),
         (["finetune", "--mode", "full", "--weight-decay", "-0.1", "--out", out], "--weight-decay must be at least 0"),
         (["finetune", "--mode", "full", "--lr-decay-per-layer", "0", "--out", out], "--lr-decay-per-layer must be in"),
         (["pretrain", "--data", "tweets", "--n-layer", "1", "--n-head", "1", "--n-embd", "8", "--steps", "0",
           "--out", out], "--steps must be at least 1"),
         (["pretrain", "--data", "tweets", "--n-layer", "1", "--n-head", "1", "--n-embd", "8", "--lr", "0",
-          "--out", out], "--lr must be positive"),
+          "--out", out], "--lr must be a positive, finite number"),
     ]
     for args, says in cases:
         assert main(args) == 2, args
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "o").exists()
+    # --out naming a file: said before any work, not as a traceback after it
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    for command in (["finetune", "--mode", "probe"], ["compare"], ["pretrain", "--data", "tweets"], ["lectures"]):
+        assert main([*command, "--out", str(a_file)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {a_file} is a file; --out names a directory" in err and "Traceback" not in err, err
+    # an OSError on the way (here: a directory where --out's parent should be a folder) is one line too
+    assert main(["lectures", "--only", "01", "--fast", "--out", str(a_file / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "minitransfer lectures: error: " in err and "notes.txt" in err and "Traceback" not in err, err

@@ -94,6 +94,21 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     assert json.loads((out / "summary.json").read_text())["run_seconds_by_phase"] == phases  # read back, not zeroed
 
 
+def test_budgets_and_modes_are_checked_before_the_adaptation_runs(setup, tmp_path, capsys, monkeypatch):
+    import minitransfer.compare
+
+    def no_adaptation(*a, **k):
+        raise AssertionError("the settings should have been refused before the adaptation")
+
+    monkeypatch.setattr(minitransfer.compare, "adapt_language_model", no_adaptation)
+    common = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}", "--seeds", "1",
+              "--max-len", "12", "--out", str(tmp_path / "c"), "--no-progress"]
+    assert main([*common, "--budgets", "1", "--modes", "scratch,adapt"]) == 2
+    assert "--budgets: 1 is fewer labels than classes (2)" in capsys.readouterr().err
+    assert main([*common, "--budgets", "10", "--modes", "probe,adapt,probe"]) == 2
+    assert "--modes names probe more than once (probe,adapt,probe)" in capsys.readouterr().err
+
+
 def test_budget_parsing():
     assert parse_budgets("100, 300,all") == [100, 300, "all"]
     with pytest.raises(ValueError, match="'ten' is neither"):

@@ -82,6 +82,12 @@ def test_empty_and_too_long_text(client):
     (b'{"text": "a", "top_k": "many"}', "'top_k' must be a number"),
     (b'{"text": "a", "top_k": 0}', "'top_k' must be between 1 and 50"),
     (b'{"text": "a", "topk": 3}', "unknown field(s) 'topk'; this endpoint reads 'text', 'top_k'"),
+    (b'{"txt": "a"}', "unknown field(s) 'txt'"),
+    (b'{}', "field 'text' is missing"),
+    (b'{"text": "a", "top_k": "3"}', "'top_k' must be a number, got '3'"),
+    (b'{"text": "a", "top_k": true}', "'top_k' must be a number, got True"),
+    (b'{"text": "a", "top_k": 2.5}', "'top_k' must be a whole number, got 2.5"),
+    (b'{"text": "a", "top_k": NaN}', "'top_k' must be a whole number, got nan"),
 ])
 def test_bad_requests_are_400_with_a_message(client, body, message):
     r = client.post("/api/candidates", content=body)

@@ -292,6 +292,10 @@ def test_evaluate_says_what_it_needs_without_finetune_only_hints(pretrained_dir,
     assert main(["evaluate", "--model", str(tmp_path / "clf"), "--data", keyword_data.spec, "--all-validation"]) == 2
     assert "--all-validation chooses which validation examples to score; it needs --split validation" in \
         capsys.readouterr().err
+    # a --max-len the model cannot take: named, before the data loads
+    assert main(["evaluate", "--model", str(tmp_path / "clf"), "--data", f"jsonl:{tmp_path / 'missing.jsonl'}",
+                 "--max-len", "1000"]) == 2
+    assert "--max-len 1000 is outside 1..32 (the model's n_positions)" in capsys.readouterr().err
 
 
 def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):

@@ -381,6 +381,9 @@ def save_pretrained(
     # "format": "pt" tells transformers these are PyTorch-layout tensors (they are:
     # Conv1D's (in, out) layout is Flax's).
     save_file(tensors, str(directory / SAFETENSORS), metadata={"format": "pt"})
+    # safetensors writes its file readable by its owner alone (0600); a checkpoint is meant to be shared
+    # like the config.json beside it, so it takes that file's permissions (what the umask gave)
+    os.chmod(directory / SAFETENSORS, (directory / "config.json").stat().st_mode & 0o777)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(directory))
     return directory

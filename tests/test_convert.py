@@ -187,6 +187,8 @@ def test_round_trip_to_transformers(tmp_path, gpt2_tokenizer):
     cfg = mt.GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=50257, n_positions=128)
     model = mt.GPT2.language_model(cfg, seed=3)
     mt.save_pretrained(model, tmp_path, tokenizer=gpt2_tokenizer)
+    # the weights are as readable as the config beside them (safetensors alone writes 0600)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == (tmp_path / "config.json").stat().st_mode & 0o777
     hf = GPT2LMHeadModel.from_pretrained(tmp_path).eval()
     ids = np.asarray([gpt2_tokenizer.encode("Hello world, this is a round trip.")], np.int32)
     assert np.abs(np.asarray(model(ids)) - hf_logits(hf, ids)).max() <= TOL

@@ -433,6 +433,7 @@ def load_dataset(
                 f"{spec}: the {name} split is empty ({len(splits['train'])}/{len(splits['validation'])}/"
                 f"{len(splits['test'])} train/validation/test examples); give more data"
             )
+    notes.extend(overlap_notes(splits))
     train_classes = set(np.unique(splits["train"].labels).tolist())
     for s in ("validation", "test"):
         unseen = sorted(set(np.unique(splits[s].labels).tolist()) - train_classes)
@@ -442,6 +443,28 @@ def load_dataset(
                 f"a classifier cannot learn them"
             )
     return Dataset(spec, list(label_names), splits["train"], splits["validation"], splits["test"], notes)
+
+
+def overlap_notes(splits: dict[str, Split]) -> list[str]:
+    """Texts that repeat, counted (and kept: which copy is right is the
+    user's call): within train, a text given two labels; and across splits, a
+    validation or test text that is also in train word for word, which lets
+    memorising pass for understanding (the tweets corpus merges its repeats
+    before splitting, so it has none)."""
+    notes, seen = [], {}
+    for t, lab in zip(splits["train"].texts, splits["train"].labels.tolist()):
+        seen.setdefault(t, set()).add(lab)
+    repeats = len(splits["train"]) - len(seen)
+    if repeats:
+        conflicting = sum(len(labs) > 1 for labs in seen.values())
+        notes.append(f"train: {repeats} text(s) repeat an earlier training text word for word (kept)"
+                     + (f"; {conflicting} of the repeated texts carry more than one label" if conflicting else ""))
+    for name in ("validation", "test"):
+        n = sum(t in seen for t in splits[name].texts)
+        if n:
+            notes.append(f"{name}: {n} of {len(splits[name])} text(s) also appear in train word for word (kept; "
+                         f"they can be scored right by memory alone)")
+    return notes
 
 
 # ----------------------------------------------------------------------------

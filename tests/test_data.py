@@ -272,6 +272,26 @@ def test_rows_with_empty_text_are_dropped_and_counted(tmp_path):
     assert any("3 row(s) with empty 'text' dropped" in n for n in d.notes)
 
 
+def test_texts_repeated_within_train_or_across_splits_are_counted(tmp_path):
+    rows = _rows(90)
+    train = rows[:40] + [{"text": "same old text", "label": "pos"}, {"text": "same old text", "label": "neg"},
+                         {"text": "said twice", "label": "pos"}, {"text": "said twice", "label": "pos"}]
+    _write_jsonl(tmp_path / "train.jsonl", train)
+    _write_jsonl(tmp_path / "validation.jsonl", rows[40:60])
+    _write_jsonl(tmp_path / "test.jsonl", rows[60:90] + [{"text": "said twice", "label": "pos"}, rows[0]])
+    d = load_dataset(f"jsonl:{tmp_path}")
+    assert len(d.train) == 44 and len(d.test) == 32  # counted, not dropped
+    notes = " | ".join(d.notes)
+    assert "train: 2 text(s) repeat an earlier training text word for word (kept); 1 of the repeated texts carry " \
+           "more than one label" in notes, notes
+    assert "test: 2 of 32 text(s) also appear in train word for word" in notes and "validation:" not in notes
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    _write_jsonl(clean / "train.jsonl", rows[:60])
+    _write_jsonl(clean / "test.jsonl", rows[60:])
+    assert not [n for n in load_dataset(f"jsonl:{clean}").notes if "word for word" in n]
+
+
 def test_label_in_test_never_in_train(tmp_path):
     _write_jsonl(tmp_path / "train.jsonl", _rows(30, labels=("a", "b")))
     _write_jsonl(tmp_path / "test.jsonl", _rows(30, labels=("a", "b", "zebra")))

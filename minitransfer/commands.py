@@ -326,6 +326,18 @@ def cmd_pretrain(args) -> int:
     if args.n_embd is not None and args.n_head is not None and args.n_embd % args.n_head:
         raise ValueError(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head} (each head gets "
                          f"n_embd / n_head dimensions)")
+    if not args.init_from:  # the model's shape: known before a tokenizer is trained for it
+        named = dict(NAMED_CONFIGS[args.config]) if args.config else {}
+        missing = [k for k in ("n_layer", "n_head", "n_embd") if k not in named and getattr(args, k) is None]
+        if missing:
+            raise ValueError(f"give --config NAME or all of --n-layer --n-head --n-embd (missing "
+                             f"{', '.join('--' + k.replace('_', '-') for k in missing)})")
+        for k in ("n_layer", "n_head", "n_embd", "n_positions"):
+            if getattr(args, k) is not None and getattr(args, k) < 1:
+                raise ValueError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(args, k)}")
+        if args.n_positions is not None and args.block_size > args.n_positions:
+            raise ValueError(f"--block-size {args.block_size} exceeds --n-positions {args.n_positions}: a block "
+                             f"must fit the positions the model has")
     cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
                          eval_every=args.eval_every, seed=args.seed, parallel=args.parallel,
                          dtype=args.dtype)
@@ -381,9 +393,6 @@ def cmd_pretrain(args) -> int:
     for k in ("n_layer", "n_head", "n_embd"):
         if getattr(args, k) is not None:
             shape[k] = getattr(args, k)
-    missing = [k for k in ("n_layer", "n_head", "n_embd") if k not in shape]
-    if missing:
-        raise ValueError(f"give --config NAME or all of --n-layer --n-head --n-embd (missing {missing})")
     if init is None:
         shape["n_positions"] = max(args.block_size, shape.get("n_positions", 0)) if args.n_positions is None \
             else args.n_positions

@@ -223,6 +223,13 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
           "--out", out], "--steps must be at least 1"),
         (["pretrain", "--data", "tweets", "--n-layer", "1", "--n-head", "1", "--n-embd", "8", "--lr", "0",
           "--out", out], "--lr must be a positive, finite number"),
+        # the shape is checked before a tokenizer is trained for it (which left tokenizer.json in OUT)
+        (["pretrain", "--data", "tweets", "--n-layer", "2", "--out", out],
+         "give --config NAME or all of --n-layer --n-head --n-embd (missing --n-head, --n-embd)"),
+        (["pretrain", "--data", "tweets", "--config", "tiny", "--n-positions", "0", "--out", out],
+         "--n-positions must be at least 1, got 0"),
+        (["pretrain", "--data", "tweets", "--config", "tiny", "--n-positions", "64", "--out", out],
+         "--block-size 128 exceeds --n-positions 64"),
     ]
     for args, says in cases:
         assert main(args) == 2, args

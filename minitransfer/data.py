@@ -179,13 +179,26 @@ def _kind_of(path: Path) -> str | None:
     return ext if ext in KINDS else None
 
 
-def read_rows(path: Path, kind: str, notes: list[str]) -> list[dict]:
+class Rows(list):
+    """A file's rows (dicts), with the line each starts on (``lines``), so
+    that a bad row is named by its line, as an editor shows it."""
+
+    def __init__(self, rows=(), lines=None):
+        super().__init__(rows)
+        self.lines = list(lines) if lines is not None else None
+
+    def where(self, i: int) -> str:
+        """'line 7' (or, where lines are unknown, 'row 3'), for row ``i`` (0-based)."""
+        return f"line {self.lines[i]}" if self.lines is not None else f"row {i + 1}"
+
+
+def read_rows(path: Path, kind: str, notes: list[str]) -> Rows:
     """Rows of a jsonl/csv/tsv file as dicts (txt: paragraphs as {'text': ...})."""
     text = _read_text(path, notes)
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     if kind == "jsonl":
-        rows = []
+        rows, lines = [], []
         # split on "\n" only: str.splitlines() would also break inside strings at
         # U+2028, U+0085 and friends, which real text (IMDB) contains
         for i, line in enumerate(text.split("\n"), 1):
@@ -198,15 +211,16 @@ def read_rows(path: Path, kind: str, notes: list[str]) -> list[dict]:
             if not isinstance(row, dict):
                 raise DataError(f"{path}, line {i}: expected a JSON object, got {type(row).__name__}")
             rows.append(row)
-        return rows
+            lines.append(i)
+        return Rows(rows, lines)
     if kind in ("csv", "tsv"):
         return _read_delimited(text, path, kind)
     if kind == "txt":
-        return [{"text": p.strip()} for p in re.split(r"\n\s*\n", text) if p.strip()]
+        return Rows({"text": p.strip()} for p in re.split(r"\n\s*\n", text) if p.strip())
     raise DataError(f"unknown file kind {kind!r}; expected one of {KINDS}")
 
 
-def _read_delimited(text: str, path: Path, kind: str) -> list[dict]:
+def _read_delimited(text: str, path: Path, kind: str) -> Rows:
     """Rows of a CSV or TSV file with a header, as dicts.
 
     CSV is read strictly: a stray or unterminated quote is an error naming
@@ -226,7 +240,7 @@ def _read_delimited(text: str, path: Path, kind: str) -> list[dict]:
             n += 1
         return n
 
-    rows, start = [], 1
+    rows, row_lines, start = [], [], 1
     try:
         fields = reader.fieldnames or []  # reads the header
         repeated = sorted({f for f in fields if fields.count(f) > 1})
@@ -251,12 +265,13 @@ def _read_delimited(text: str, path: Path, kind: str) -> list[dict]:
                                 f"{len(fields)} columns ({', '.join(fields)}); a field that holds {shown} must "
                                 f"be in double quotes")
             rows.append(row)
+            row_lines.append(start)
     except csv.Error as e:
         raise DataError(f"{path}, the row from line {start}: not valid {kind.upper()} ({e}); a field that holds "
                         f"{shown}, a quote or a line break must be in double quotes, its own quotes doubled") from None
     if not rows:
         raise DataError(f"{path}: a header row but no data rows")
-    return rows
+    return Rows(rows, row_lines)
 
 
 def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_labels=True):
@@ -265,18 +280,21 @@ def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_label
     first = rows[0]
     missing = [f for f in ([text_field, label_field] if need_labels else [text_field]) if f not in first]
     if missing:
+        qa = {"question", "context"} <= set(first)
         raise DataError(
             f"{path}: no field {missing[0]!r}; the rows have fields {sorted(first)}. "
-            f"Choose with --text-field/--label-field."
+            + ("They look like question answering data (question, context): `minitransfer finetune --task qa` "
+               "reads them." if qa else "Choose with --text-field/--label-field.")
         )
     texts, labels, empty = [], [], 0
+    where = rows.where if isinstance(rows, Rows) else (lambda i: f"row {i + 1}")
     for i, row in enumerate(rows):
         if text_field not in row or (need_labels and label_field not in row):
             f = text_field if text_field not in row else label_field
-            raise DataError(f"{path}: row {i + 1} has no field {f!r} (fields: {sorted(row)})")
+            raise DataError(f"{path}, {where(i)}: no field {f!r} (fields: {sorted(row)})")
         t = row[text_field]
         if t is not None and not isinstance(t, str):  # a number or a list as "text" is a wrong field, not text
-            raise DataError(f"{path}: row {i + 1}'s {text_field!r} is {str(t)[:40]!r} ({type(t).__name__}), "
+            raise DataError(f"{path}, {where(i)}: the {text_field!r} is {str(t)[:40]!r} ({type(t).__name__}), "
                             f"not text; choose the text field with --text-field")
         if t is None or not t.strip():
             empty += 1
@@ -284,9 +302,10 @@ def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_label
         if need_labels:
             lab = row[label_field]
             if lab is None or (isinstance(lab, str) and not lab.strip()):
-                raise DataError(f"{path}: row {i + 1} has an empty {label_field!r}")
+                raise DataError(f"{path}, {where(i)}: the {label_field!r} is empty" + (
+                    " (the row has fewer values than the header has columns)" if lab is None else ""))
             if not isinstance(lab, (str, int, float)) or isinstance(lab, float) and not lab.is_integer():
-                raise DataError(f"{path}: row {i + 1}'s {label_field!r} is {lab!r}; a label is a name (a string) "
+                raise DataError(f"{path}, {where(i)}: the {label_field!r} is {lab!r}; a label is a name (a string) "
                                 f"or a whole number")
             labels.append(lab)
         texts.append(str(t))

@@ -89,35 +89,39 @@ def _text(x) -> str:
 def qa_split_from_rows(rows: list[dict], source: str) -> QASplit:
     """Rows with ``question``, ``context`` and ``answers`` (SQuAD's
     ``{"text": [...], "answer_start": [...]}``, or a list of strings) or a
-    single ``answer`` string. Rows are numbered from 1, as in data.py."""
+    single ``answer`` string. A bad row is named by its line where the rows
+    know their lines (``data.Rows``), else by its number from 1."""
+    from minitransfer.data import Rows
+
     out = QASplit([], [], [], [])
-    for i, row in enumerate(rows, 1):
+    for n, row in enumerate(rows):
+        i = rows.where(n) if isinstance(rows, Rows) else f"row {n + 1}"
         missing = [k for k in ("question", "context") if k not in row]
         if missing or ("answers" not in row and "answer" not in row):
-            raise DataError(f"{source}: row {i} has no field {(missing or ['answers'])[0]!r}; "
+            raise DataError(f"{source}, {i}: no field {(missing or ['answers'])[0]!r}; "
                             f"it has {sorted(row)} (expected question, context and answers or answer)")
         for k in ("question", "context"):
             if not isinstance(row[k], (str, bytes)):
-                raise DataError(f"{source}: row {i}'s {k!r} is {type(row[k]).__name__} {str(row[k])[:40]!r}; "
+                raise DataError(f"{source}, {i}: the {k!r} is {type(row[k]).__name__} {str(row[k])[:40]!r}; "
                                 f"expected a string")
         context = _text(row["context"])
         answers = row.get("answers", row.get("answer"))
         if isinstance(answers, dict):
             if "text" not in answers:
-                raise DataError(f"{source}: row {i}'s answers has no 'text' (it has {sorted(answers)}); expected "
+                raise DataError(f"{source}, {i}: the answers have no 'text' (it has {sorted(answers)}); expected "
                                 f"SQuAD's {{\"text\": [...], \"answer_start\": [...]}}")
             texts = list(np.atleast_1d(answers["text"]))
             try:
                 starts = [int(s) for s in np.atleast_1d(answers.get("answer_start", [-1] * len(texts)))]
             except (TypeError, ValueError):
-                raise DataError(f"{source}: row {i}'s answer_start is {answers['answer_start']!r}; expected "
+                raise DataError(f"{source}, {i}: the answer_start is {answers['answer_start']!r}; expected "
                                 f"whole numbers (character offsets into the context)") from None
         else:
             texts = list(answers) if isinstance(answers, (list, tuple)) else [answers]
             starts = [-1] * len(texts)
         bad = [t for t in texts if not isinstance(t, (str, bytes))]  # numpy's str_ and bytes_ are subclasses
         if bad:
-            raise DataError(f"{source}: row {i}'s answer {bad[0]!r} is {type(bad[0]).__name__}; expected strings")
+            raise DataError(f"{source}, {i}: the answer {bad[0]!r} is {type(bad[0]).__name__}; expected strings")
         texts = [_text(t) for t in texts]
         out.questions.append(_text(row["question"]))
         out.contexts.append(context)

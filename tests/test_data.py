@@ -224,7 +224,8 @@ def test_missing_label_field(tmp_path):
      r"d.csv, line 3: 3 values, the header has 2 columns \(text, label\); a field that holds a comma must be in "
      r"double quotes"),
     ("tsv", "text\tlabel\nok\tpos\na\tstray tab\tneg\n", r"d.tsv, line 3: 3 values, the header has 2 columns"),
-    ("csv", "text,label\nok,pos\nonly text\n", r"d.csv: row 2 has an empty 'label'"),  # a short row
+    ("csv", "text,label\nok,pos\nonly text\n", r"d.csv, line 3: the 'label' is empty \(the row has fewer values "
+     r"than the header has columns\)"),  # a short row
     ("csv", "text,label\nok,pos\n\n\nreview 9, unquoted,neg\n", r"d.csv, line 5: 3 values"),  # after blank lines
     ("csv", '"text,label\nhello,pos\n', r"d.csv, the row from line 1: not valid CSV"),  # a broken header
     # an unterminated quote would swallow every later row into one text
@@ -292,6 +293,13 @@ def test_texts_repeated_within_train_or_across_splits_are_counted(tmp_path):
     assert not [n for n in load_dataset(f"jsonl:{clean}").notes if "word for word" in n]
 
 
+def test_question_answering_rows_given_as_classification_data_point_to_task_qa(tmp_path):
+    _write_jsonl(tmp_path / "train.jsonl", [{"question": "q", "context": "a b", "answers": ["b"]}] * 3)
+    _write_jsonl(tmp_path / "test.jsonl", [{"question": "q", "context": "a b", "answers": ["b"]}])
+    with pytest.raises(DataError, match=r"look like question answering data .*finetune --task qa"):
+        load_dataset(f"jsonl:{tmp_path}")
+
+
 def test_label_in_test_never_in_train(tmp_path):
     _write_jsonl(tmp_path / "train.jsonl", _rows(30, labels=("a", "b")))
     _write_jsonl(tmp_path / "test.jsonl", _rows(30, labels=("a", "b", "zebra")))
@@ -334,9 +342,9 @@ def test_tfds_without_network(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("row,message", [
-    ({"text": "fine", "label": ["a"]}, r"row 1's 'label' is \['a'\]; a label is a name \(a string\) or a whole number"),
-    ({"text": "fine", "label": 1.5}, r"row 1's 'label' is 1.5; a label is a name"),
-    ({"text": 5, "label": "pos"}, r"row 1's 'text' is '5' \(int\), not text; choose the text field with --text-field"),
+    ({"text": "fine", "label": ["a"]}, r"line 1: the 'label' is \['a'\]; a label is a name \(a string\) or a whole number"),
+    ({"text": "fine", "label": 1.5}, r"line 1: the 'label' is 1.5; a label is a name"),
+    ({"text": 5, "label": "pos"}, r"line 1: the 'text' is '5' \(int\), not text; choose the text field with --text-field"),
 ])
 def test_jsonl_values_of_the_wrong_kind_are_errors_not_strings(tmp_path, row, message):
     """Found by a new-user run: a list or 1.5 became the class "['a']" or

@@ -150,14 +150,14 @@ def test_bad_qa_rows_name_the_field(tmp_path):
     d.mkdir()
     (d / "train.jsonl").write_text(json.dumps({"question": "q", "answers": ["a"]}) + "\n")
     (d / "test.jsonl").write_text(json.dumps({"question": "q", "context": "a", "answers": ["a"]}) + "\n")
-    with pytest.raises(DataError, match=r"train.jsonl: row 1 has no field 'context'"):
+    with pytest.raises(DataError, match=r"train.jsonl, line 1: no field 'context'"):
         load_qa_dataset(f"jsonl:{d}")
     good = {"question": "q", "context": "a b", "answers": {"text": ["b"], "answer_start": [2]}}
     for change, message in [
-        ({"context": 5}, r"row 2's 'context' is int '5'; expected a string"),
-        ({"answers": {"answer_start": [2]}}, r"row 2's answers has no 'text'"),
-        ({"answers": {"text": ["b"], "answer_start": ["two"]}}, r"row 2's answer_start is \['two'\]; expected whole"),
-        ({"answers": [3]}, r"row 2's answer 3 is int; expected strings"),
+        ({"context": 5}, r"train.jsonl, line 2: the 'context' is int '5'; expected a string"),
+        ({"answers": {"answer_start": [2]}}, r"line 2: the answers have no 'text'"),
+        ({"answers": {"text": ["b"], "answer_start": ["two"]}}, r"line 2: the answer_start is \['two'\]; expected whole"),
+        ({"answers": [3]}, r"line 2: the answer 3 is int; expected strings"),
     ]:
         (d / "train.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({**good, **change}) + "\n")
         with pytest.raises(DataError, match=message):

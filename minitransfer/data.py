@@ -304,7 +304,8 @@ def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_label
             if lab is None or (isinstance(lab, str) and not lab.strip()):
                 raise DataError(f"{path}, {where(i)}: the {label_field!r} is empty" + (
                     " (the row has fewer values than the header has columns)" if lab is None else ""))
-            if not isinstance(lab, (str, int, float)) or isinstance(lab, float) and not lab.is_integer():
+            if not isinstance(lab, (str, int, float)) or isinstance(lab, bool) or (
+                    isinstance(lab, float) and not lab.is_integer()):
                 raise DataError(f"{path}, {where(i)}: the {label_field!r} is {lab!r}; a label is a name (a string) "
                                 f"or a whole number")
             labels.append(lab)
@@ -423,6 +424,11 @@ def load_dataset(
 
     all_raw = [lab for _, labels in raw.values() for lab in labels]
     label_names = tfds_names or _label_vocabulary(all_raw)
+    numbers = [n for n in label_names if re.fullmatch(r"-?\d+", n)]
+    if numbers and len(numbers) < len(label_names):  # e.g. 0/1 labels and one "positive": a typo, or two schemes
+        names = [n for n in label_names if n not in numbers]
+        notes.append(f"labels mix whole numbers ({', '.join(numbers[:5])}) and names ({', '.join(names[:5])}); "
+                     f"all are kept as classes, in alphabetical order")
     index = {n: i for i, n in enumerate(label_names)}
 
     def to_split(texts, labels) -> Split:

@@ -300,6 +300,14 @@ def test_question_answering_rows_given_as_classification_data_point_to_task_qa(t
         load_dataset(f"jsonl:{tmp_path}")
 
 
+def test_labels_that_mix_numbers_and_names_are_noted(tmp_path):
+    rows = [{"text": f"text {i}", "label": i % 2} for i in range(40)] + [{"text": "odd one", "label": "positive"}]
+    d = load_dataset(f"jsonl:{_write_jsonl(tmp_path / 'd.jsonl', rows)}")
+    assert d.label_names == ["0", "1", "positive"]
+    assert "labels mix whole numbers (0, 1) and names (positive)" in " ".join(d.notes)
+    assert not [n for n in load_dataset(f"jsonl:{_write_jsonl(tmp_path / 'e.jsonl', rows[:40])}").notes if "mix" in n]
+
+
 def test_label_in_test_never_in_train(tmp_path):
     _write_jsonl(tmp_path / "train.jsonl", _rows(30, labels=("a", "b")))
     _write_jsonl(tmp_path / "test.jsonl", _rows(30, labels=("a", "b", "zebra")))
@@ -344,6 +352,7 @@ def test_tfds_without_network(tmp_path, monkeypatch):
 @pytest.mark.parametrize("row,message", [
     ({"text": "fine", "label": ["a"]}, r"line 1: the 'label' is \['a'\]; a label is a name \(a string\) or a whole number"),
     ({"text": "fine", "label": 1.5}, r"line 1: the 'label' is 1.5; a label is a name"),
+    ({"text": "fine", "label": True}, r"line 1: the 'label' is True; a label is a name"),
     ({"text": 5, "label": "pos"}, r"line 1: the 'text' is '5' \(int\), not text; choose the text field with --text-field"),
 ])
 def test_jsonl_values_of_the_wrong_kind_are_errors_not_strings(tmp_path, row, message):

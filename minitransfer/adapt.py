@@ -101,7 +101,10 @@ def adapt_language_model(
     t0 = time.perf_counter()
     r = pretrain(model, blocks, tokenizer, pcfg, out, progress=progress, log=log,
                  run_key_extra={"adapt_data": data.spec, "n_texts": len(texts),
-                                "base": weights_fingerprint(base)})
+                                "base": weights_fingerprint(base)},
+                 option_names={"batch_size": "the adaptation's batch size (AdaptConfig.batch_size)",
+                               "lr": "learning rate for the adaptation (AdaptConfig.lr; no command-line option "
+                                     "sets it)"})
     log(f"adapt: held-out perplexity {before:.1f} -> {r.val_perplexity:.1f} "
         f"({r.train_seconds:.0f} s of training; {time.perf_counter() - t0:.0f} s this call)")
     return AdaptResult(model, Path(out) if out is not None else None, r.steps, r.train_seconds, before,

@@ -323,9 +323,6 @@ def cmd_pretrain(args) -> int:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.report_text and not Path(args.report_text).is_file():
         raise ValueError(f"--report-text {args.report_text}: no such file (a JSONL file with a 'text' field)")
-    if args.n_embd is not None and args.n_head is not None and args.n_embd % args.n_head:
-        raise ValueError(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head} (each head gets "
-                         f"n_embd / n_head dimensions)")
     if not args.init_from:  # the model's shape: known before a tokenizer is trained for it
         named = dict(NAMED_CONFIGS[args.config]) if args.config else {}
         missing = [k for k in ("n_layer", "n_head", "n_embd") if k not in named and getattr(args, k) is None]
@@ -335,6 +332,10 @@ def cmd_pretrain(args) -> int:
         for k in ("n_layer", "n_head", "n_embd", "n_positions"):
             if getattr(args, k) is not None and getattr(args, k) < 1:
                 raise ValueError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(args, k)}")
+        n_embd, n_head = args.n_embd or named.get("n_embd"), args.n_head or named.get("n_head")
+        if n_embd % n_head:  # (--config's values where the options do not override them)
+            raise ValueError(f"n_embd {n_embd} must be a multiple of n_head {n_head} (each head gets n_embd / "
+                             f"n_head dimensions); set --n-embd or --n-head")
         if args.n_positions is not None and args.block_size > args.n_positions:
             raise ValueError(f"--block-size {args.block_size} exceeds --n-positions {args.n_positions}: a block "
                              f"must fit the positions the model has")

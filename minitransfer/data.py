@@ -183,9 +183,10 @@ class Rows(list):
     """A file's rows (dicts), with the line each starts on (``lines``), so
     that a bad row is named by its line, as an editor shows it."""
 
-    def __init__(self, rows=(), lines=None):
+    def __init__(self, rows=(), lines=None, delimited: bool = False):
         super().__init__(rows)
         self.lines = list(lines) if lines is not None else None
+        self.delimited = delimited  # csv/tsv: a value missing from a short row reads as None
 
     def where(self, i: int) -> str:
         """'line 7' (or, where lines are unknown, 'row 3'), for row ``i`` (0-based)."""
@@ -232,11 +233,12 @@ def _read_delimited(text: str, path: Path, kind: str) -> Rows:
     short row keeps None for what it lacks, which the caller reports.)"""
     delimiter, shown = (",", "a comma") if kind == "csv" else ("\t", "a tab")
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, strict=kind == "csv")
-    lines = text.splitlines()
+    # split as the csv reader counts lines, on "\n" alone (str.splitlines() also breaks at form feeds, U+2028...)
+    lines = text.split("\n")
 
-    def row_start(after: int) -> int:  # the first non-blank line after line `after` (DictReader skips blank ones)
+    def row_start(after: int) -> int:  # the first non-empty line after line `after` (DictReader skips empty ones)
         n = after + 1
-        while n <= len(lines) and not lines[n - 1].strip():
+        while n <= len(lines) and lines[n - 1] in ("", "\r"):
             n += 1
         return n
 
@@ -255,9 +257,9 @@ def _read_delimited(text: str, path: Path, kind: str) -> Rows:
                 break
             if any(v is None for v in row.values()) and any("\n" in v for v in row.values() if v):
                 # a short row whose field spans lines: a quote opened and never closed swallowed what followed
-                raise DataError(f"{path}, line {start}: a double quote opens a field that runs on to line "
-                                f"{reader.line_num}, and the row ends short of values ({len(fields)} columns: "
-                                f"{', '.join(fields)}); close the quote, or double a quote mark that is part of "
+                raise DataError(f"{path}, line {start}: a quoted field runs from here to line {reader.line_num}, "
+                                f"and the row ends short of values ({len(fields)} columns: {', '.join(fields)}); "
+                                f"if a quote is never closed, close it, or double a quote mark that is part of "
                                 f"the text")
             extra = [v for v in row.pop(None, []) if v.strip()]
             if extra:
@@ -271,7 +273,7 @@ def _read_delimited(text: str, path: Path, kind: str) -> Rows:
                         f"{shown}, a quote or a line break must be in double quotes, its own quotes doubled") from None
     if not rows:
         raise DataError(f"{path}: a header row but no data rows")
-    return Rows(rows, row_lines)
+    return Rows(rows, row_lines, delimited=True)
 
 
 def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_labels=True):
@@ -302,8 +304,10 @@ def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_label
         if need_labels:
             lab = row[label_field]
             if lab is None or (isinstance(lab, str) and not lab.strip()):
-                raise DataError(f"{path}, {where(i)}: the {label_field!r} is empty" + (
-                    " (the row has fewer values than the header has columns)" if lab is None else ""))
+                short = lab is None and getattr(rows, "delimited", False)
+                raise DataError(f"{path}, {where(i)}: the {label_field!r} is " + (
+                    "empty (the row has fewer values than the header has columns)" if short else
+                    "null" if lab is None else "empty"))
             if not isinstance(lab, (str, int, float)) or isinstance(lab, bool) or (
                     isinstance(lab, float) and not lab.is_integer()):
                 raise DataError(f"{path}, {where(i)}: the {label_field!r} is {lab!r}; a label is a name (a string) "
@@ -425,7 +429,7 @@ def load_dataset(
     all_raw = [lab for _, labels in raw.values() for lab in labels]
     label_names = tfds_names or _label_vocabulary(all_raw)
     numbers = [n for n in label_names if re.fullmatch(r"-?\d+", n)]
-    if numbers and len(numbers) < len(label_names):  # e.g. 0/1 labels and one "positive": a typo, or two schemes
+    if not tfds_names and numbers and len(numbers) < len(label_names):  # e.g. 0/1 labels and one "positive": a typo, or two schemes
         names = [n for n in label_names if n not in numbers]
         notes.append(f"labels mix whole numbers ({', '.join(numbers[:5])}) and names ({', '.join(names[:5])}); "
                      f"all are kept as classes, in alphabetical order")

@@ -98,14 +98,16 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def fit_batch_size(batch_size: int, n: int, what: str, log) -> int:
+def fit_batch_size(batch_size: int, n: int, what: str, log, option: str = "--batch-size") -> int:
     """The batch size a run can use on ``n`` examples: at most ``n``. A
     larger batch would only repeat examples within a step (and a huge one,
     ``--batch-size 1000000000``, would exhaust memory before the first step),
-    so it becomes ``n``, said in one line."""
+    so it becomes ``n``, said in one line naming ``option``. Callers keep the
+    fitted size in the key of a run's resumable state (a state written with
+    another batch size is not resumed)."""
     if batch_size <= n:
         return batch_size
-    log(f"note: --batch-size {batch_size} is more than the {n:,} {what}: each step takes all {n:,} (batch {n:,})")
+    log(f"note: {option} {batch_size} is more than the {n:,} {what}: each step takes all {n:,} (batch {n:,})")
     return n
 
 

@@ -74,6 +74,10 @@ class LoopResult:
         return max(0.0, self.last_call_seconds - self.first_step_seconds - self.eval_seconds)
 
 
+# what else can make a run's key differ, where no setting does (shared by finished and unfinished runs)
+OTHER_RUN = "data, tokenizer, model shape or starting weights"
+
+
 def train_loop(
     *,
     params,
@@ -98,6 +102,7 @@ def train_loop(
     parallel=None,
     resumable: bool = True,
     settings: dict | None = None,
+    lr_option: str = "--lr",
 ) -> LoopResult:
     """Run ``train_step`` from the current step to ``total``.
 
@@ -111,7 +116,8 @@ def train_loop(
     is still written): for runs so short that redoing one costs less than
     saving its weights and optimizer state at every evaluation. ``settings``
     (JSON-able) are kept with the state, so that a re-run with other settings
-    is told which ones differ.
+    is told which ones differ. ``lr_option``: what a divergence tells the
+    user to lower.
     """
     from tqdm.auto import tqdm
 
@@ -128,7 +134,7 @@ def train_loop(
                           if k in there and there[k] != v]
                 raise TrainingError(
                     f"{out} holds an unfinished run with other " + (
-                        f"settings ({'; '.join(differ)})" if differ else "data, mode, settings or starting weights")
+                        f"settings ({'; '.join(differ)})" if differ else OTHER_RUN)
                     + "; choose another --out or delete it"
                 )
             params = _load_tree(params, state_dir / "params.safetensors")
@@ -180,10 +186,11 @@ def train_loop(
                     import shutil
 
                     shutil.rmtree(out / "state")
-                    removed = f" Its resumable state in {out / 'state'} was removed, so the same --out takes a new --lr."
+                    removed = (f" Its resumable state in {out / 'state'} was removed (resuming would diverge the "
+                               f"same way), so the same --out can be run again with a lower one.")
                 raise TrainingError(
                     f"the training loss became {losses[bad[0]]} at step {step - len(losses) + bad[0] + 1} "
-                    f"(peak lr {lr:g}); training stopped. Try a lower --lr." + removed
+                    f"(peak lr {lr:g}); training stopped. Try a lower {lr_option}." + removed
                 )
             loss, pending = float(losses[-1]), []
             metrics = validate(params)

@@ -132,10 +132,15 @@ def pretrain(
     log: Callable[[str], None] = print,
     stop_after_step: int | None = None,
     run_key_extra: dict | None = None,
+    option_names: dict | None = None,
 ) -> PretrainResult:
     """Next-word training of ``model`` (a GPT2 with its NextWordHead) on packed
     token ``blocks`` (see ``encoding.pack_blocks``). With ``out``, the checkpoint
-    with the lowest validation loss is written there in Hugging Face format."""
+    with the lowest validation loss is written there in Hugging Face format.
+    ``option_names``: how messages name the batch size and learning rate
+    (``{"batch_size": ..., "lr": ...}``; default ``--batch-size``, ``--lr``),
+    for callers whose settings are not those options (the adaptation)."""
+    option_names = option_names or {}
     from minitransfer.convert import save_pretrained
 
     t_start = time.perf_counter()
@@ -146,14 +151,16 @@ def pretrain(
     val_blocks = blocks.validation[: cfg.val_blocks]
     if len(val_blocks) == 0:
         raise TrainingError("no validation blocks: give more text or a larger validation fraction")
-    cfg = dataclasses.replace(cfg, batch_size=fit_batch_size(cfg.batch_size, len(train_blocks),
-                                                             f"training blocks of {cfg.block_size} tokens", log))
     run_key = hashlib.sha256(json.dumps(
         # (mode and lr_decay_per_layer: fields PretrainConfig had until 2026-11-26, kept so that
         # runs started before then still resume)
         {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"}, "mode": "pretrain",
          "lr_decay_per_layer": 1.0, "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
          **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    batch_size = fit_batch_size(cfg.batch_size, len(train_blocks), f"training blocks of {cfg.block_size} tokens",
+                                log, option=option_names.get("batch_size", "--batch-size"))
+    if batch_size != cfg.batch_size:  # a state saved with the batch as asked is not resumed with another
+        cfg, run_key = dataclasses.replace(cfg, batch_size=batch_size), f"{run_key}-batch{batch_size}"
 
     graphdef, params = nnx.split(model)
     opt_state, parallel, train_step = setup_training(
@@ -178,7 +185,9 @@ def pretrain(
         seed=cfg.seed, lrs=lr_values(cfg, cfg.steps), lr=cfg.lr,
         out=out, run_key=run_key, desc="pretrain", progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
-        parallel=parallel, settings=json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+        parallel=parallel, lr_option=option_names.get("lr", "--lr"),
+        settings={k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg), default=str)).items()
+                  if k != "parallel"},
     )
     nnx.update(model, loop.best_params)
     if loop.steps_run:

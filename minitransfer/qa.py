@@ -111,11 +111,12 @@ def qa_split_from_rows(rows: list[dict], source: str) -> QASplit:
                 raise DataError(f"{source}, {i}: the answers have no 'text' (it has {sorted(answers)}); expected "
                                 f"SQuAD's {{\"text\": [...], \"answer_start\": [...]}}")
             texts = list(np.atleast_1d(answers["text"]))
-            try:
-                starts = [int(s) for s in np.atleast_1d(answers.get("answer_start", [-1] * len(texts)))]
-            except (TypeError, ValueError):
+            starts = list(np.atleast_1d(answers.get("answer_start", [-1] * len(texts))))
+            if not all(isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_))
+                       or isinstance(s, (float, np.floating)) and float(s).is_integer() for s in starts):
                 raise DataError(f"{source}, {i}: the answer_start is {answers['answer_start']!r}; expected "
-                                f"whole numbers (character offsets into the context)") from None
+                                f"whole numbers (character offsets into the context)")
+            starts = [int(s) for s in starts]
         else:
             texts = list(answers) if isinstance(answers, (list, tuple)) else [answers]
             starts = [-1] * len(texts)
@@ -218,16 +219,18 @@ class EncodedQA:
 def _answer_chars(context: str, text: str, start: int) -> tuple[int, int, bool] | None:
     """The answer's character span without surrounding whitespace, trusting
     ``start`` only where the text is there, and whether ``start`` was given
-    but wrong (the span is then the text's first occurrence: counted by the
-    caller, since a repair the user is not told about hides a data bug)."""
+    but wrong (the span is then the text's occurrence nearest to it, or its
+    first where no start was given: counted by the caller, since a repair the
+    user is not told about hides a data bug)."""
     moved = False
     if 0 <= start and context[start:start + len(text)] == text:
         a, b = start, start + len(text)
     else:
-        found = context.find(text) if text.strip() else -1
-        if found < 0:
+        found = [m.start() for m in re.finditer(re.escape(text), context)] if text.strip() else []
+        if not found:
             return None
-        a, b, moved = found, found + len(text), start >= 0
+        at = min(found, key=lambda k: abs(k - start)) if start >= 0 else found[0]
+        a, b, moved = at, at + len(text), start >= 0
     while a < b and context[a].isspace():
         a += 1
     while b > a and context[b - 1].isspace():

@@ -38,7 +38,7 @@ from flax import nnx
 from minitransfer.data import Dataset
 from minitransfer.encoding import fit_batch_size, batch_indices
 from minitransfer.heads import ClassificationHead, TaskHead
-from minitransfer.loop import TrainingError, _read_log, train_loop
+from minitransfer.loop import OTHER_RUN, TrainingError, _read_log, train_loop
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
 from minitransfer.modes import get_mode
 from minitransfer.optim import check_optimizer_settings, lr_values
@@ -90,7 +90,7 @@ class TrainConfig:
             raise ValueError(f"--epochs must be a positive, finite number, got {self.epochs}")
         if self.labels is not None and self.labels != "all" and not (
                 isinstance(self.labels, int) and self.labels >= 1
-                or isinstance(self.labels, str) and self.labels.isdigit() and int(self.labels) >= 1):
+                or isinstance(self.labels, str) and self.labels.isdecimal() and int(self.labels) >= 1):
             raise ValueError(f"--labels must be a number of examples (at least 1) or 'all', got {self.labels!r}")
         check_optimizer_settings(self)
         if not 0 < self.lr_decay_per_layer <= 1:
@@ -225,7 +225,7 @@ def finetune(
             differ = [f"{k}: {there.get(k)!r} there, {v!r} now" for k, v in now.items()
                       if k not in RUN_KEY_IGNORES and there.get(k) != v]
             raise TrainingError(f"{out} holds a finished run with other " + (
-                f"settings ({'; '.join(differ)})" if differ else "data, tokenizer, model shape or starting weights")
+                f"settings ({'; '.join(differ)})" if differ else OTHER_RUN)
                 + "; choose another --out or delete it")
         log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
         return RunResult(out, done["best_step"], done["best_val"], done["test"], done["steps"],
@@ -256,7 +256,11 @@ def finetune(
     seconds["prepare"] = time.perf_counter() - t_phase
     graphdef, params = nnx.split(net)
     n_train = len(enc["train"])
-    cfg = dataclasses.replace(cfg, batch_size=fit_batch_size(cfg.batch_size, n_train, "training examples", log))
+    batch_size = fit_batch_size(cfg.batch_size, n_train, "training examples", log)
+    # the run as it trains: its steps, batches and state key use the fitted batch; result.json keeps the
+    # settings as asked (so that the same command finds its finished run) and the batch used beside them
+    asked, cfg = cfg, dataclasses.replace(cfg, batch_size=batch_size)
+    state_key = run_key if batch_size == asked.batch_size else f"{run_key}-batch{batch_size}"
     best = head.best_metric
     total = cfg.total_steps(n_train)
     eval_every = cfg.eval_every or max(1, total // 10)
@@ -290,9 +294,10 @@ def finetune(
         total=total, eval_every=eval_every, validate=validate,
         is_better=lambda new, old: new[f"val_{best}"] > old[f"val_{best}"], on_best=save_best,
         seed=cfg.seed, lrs=lr_values(cfg, total), lr=cfg.lr,
-        out=out, run_key=run_key, desc=cfg.mode, progress=progress, log=log,
+        out=out, run_key=state_key, desc=cfg.mode, progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {f"val_{best}": f"{m[f'val_{best}']:.3f}"},
-        parallel=parallel, resumable=keep_state, settings=json.loads(json.dumps(dataclasses.asdict(cfg))),
+        parallel=parallel, resumable=keep_state,
+        settings={k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k not in RUN_KEY_IGNORES},
     )
     best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
     if loop.interrupted:
@@ -317,7 +322,8 @@ def finetune(
         (out / "result.json").write_text(json.dumps({
             "run_key": run_key, "mode": cfg.mode, "best_step": loop.best_step, "best_val": best_val,
             "test": test, "steps": loop.step, "steps_per_second": loop.steps_per_second,
-            "wall_seconds": result.wall_seconds, "seconds": seconds, "n_train": n_train, "config": dataclasses.asdict(cfg),
+            "wall_seconds": result.wall_seconds, "seconds": seconds, "n_train": n_train,
+            "config": dataclasses.asdict(asked), "batch_size_used": batch_size,
             "truncated": {name: e.n_truncated for name, e in enc.items()},
         }, indent=2) + "\n")
         # result.json marks the run finished; the state for resuming it (weights, optimizer

@@ -226,6 +226,8 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
         # the shape is checked before a tokenizer is trained for it (which left tokenizer.json in OUT)
         (["pretrain", "--data", "tweets", "--n-layer", "2", "--out", out],
          "give --config NAME or all of --n-layer --n-head --n-embd (missing --n-head, --n-embd)"),
+        (["pretrain", "--data", "tweets", "--config", "tiny", "--n-head", "3", "--out", out],
+         "n_embd 64 must be a multiple of n_head 3"),  # --config's n_embd with the option's n_head
         (["pretrain", "--data", "tweets", "--config", "tiny", "--n-positions", "0", "--out", out],
          "--n-positions must be at least 1, got 0"),
         (["pretrain", "--data", "tweets", "--config", "tiny", "--n-positions", "64", "--out", out],

@@ -233,7 +233,9 @@ def test_missing_label_field(tmp_path):
      r"d.csv, the row from line 3: not valid CSV \(unexpected end of data\)"),
     # TSV reads quotes leniently, so there the same swallowing shows as a short row whose text spans lines
     ("tsv", 'text\tlabel\nok\tpos\n"unterminated\tpos\nsecond\tneg\nthird\tpos\n',
-     r"d.tsv, line 3: a double quote opens a field that runs on to line 5, and the row ends short of values"),
+     r"d.tsv, line 3: a quoted field runs from here to line 5, and the row ends short of values"),
+    # line numbers count "\n" as the csv reader does: a form feed inside a text is not a line break
+    ("csv", 'text,label\n"a\x0c\x0cb",pos\nreview 9, unquoted,neg\n', r"d.csv, line 3: 3 values"),
     # a repeated column name: only its last column would be read, silently
     ("csv", "text,label,text\nhello,pos,other\n", r"d.csv, line 1: the header names 'text' more than once"),
 ])
@@ -353,6 +355,7 @@ def test_tfds_without_network(tmp_path, monkeypatch):
     ({"text": "fine", "label": ["a"]}, r"line 1: the 'label' is \['a'\]; a label is a name \(a string\) or a whole number"),
     ({"text": "fine", "label": 1.5}, r"line 1: the 'label' is 1.5; a label is a name"),
     ({"text": "fine", "label": True}, r"line 1: the 'label' is True; a label is a name"),
+    ({"text": "fine", "label": None}, r"line 1: the 'label' is null$"),
     ({"text": 5, "label": "pos"}, r"line 1: the 'text' is '5' \(int\), not text; choose the text field with --text-field"),
 ])
 def test_jsonl_values_of_the_wrong_kind_are_errors_not_strings(tmp_path, row, message):

@@ -117,7 +117,7 @@ def test_pretrain_checks_settings_first_and_reuses_only_its_own_tokenizer(tmp_pa
             "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--block-size", "16", "--no-progress"]
     for extra, says in ((["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
                         (["--dropout", "2"], "--dropout must be in [0, 1)"),
-                        (["--n-head", "3"], "--n-embd 16 must be a multiple of --n-head 3"),
+                        (["--n-head", "3"], "n_embd 16 must be a multiple of n_head 3"),
                         (["--report-text", str(tmp_path / "none.jsonl")], "no such file"),
                         (["--tokenizer", "train:abc"], "train:N needs a whole number")):
         assert main([*base, "--out", str(tmp_path / "bad"), *extra]) == 2, extra

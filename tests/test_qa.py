@@ -64,6 +64,10 @@ def test_a_wrong_answer_start_is_repaired_and_counted(gpt2_tokenizer):
     lo, hi = enc.offsets[0, enc.start[0], 0], enc.offsets[0, enc.end[0], 1]
     assert enc.contexts[0][lo:hi] == "Tallinn"
     assert any(n.startswith("1 example(s) whose answer_start did not point") for n in enc.notes), enc.notes
+    # a start that is a little off, where the answer occurs twice: the occurrence nearest to it
+    twice = QASplit(["When?"], ["In 1990 it began; in 1990 it ended."], [["1990"]], [[22]])
+    enc = encode_qa(twice, gpt2_tokenizer, 32)
+    assert enc.offsets[0, enc.start[0], 0] == 21  # the second "1990", not the first at 3
 
 
 def test_truncation_is_counted_and_cut_answers_dropped_for_training(gpt2_tokenizer):
@@ -158,6 +162,9 @@ def test_bad_qa_rows_name_the_field(tmp_path):
         ({"answers": {"answer_start": [2]}}, r"line 2: the answers have no 'text'"),
         ({"answers": {"text": ["b"], "answer_start": ["two"]}}, r"line 2: the answer_start is \['two'\]; expected whole"),
         ({"answers": [3]}, r"line 2: the answer 3 is int; expected strings"),
+        ({"answers": {"text": ["b"], "answer_start": [2.7]}}, r"line 2: the answer_start is \[2.7\]; expected whole"),
+        ({"answers": {"text": ["b"], "answer_start": [True]}}, r"line 2: the answer_start is \[True\]; expected"),
+        ({"answers": {"text": ["b"], "answer_start": ["2"]}}, r"line 2: the answer_start is \['2'\]; expected"),
     ]:
         (d / "train.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({**good, **change}) + "\n")
         with pytest.raises(DataError, match=message):

@@ -228,7 +228,8 @@ def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretraine
     r = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, tok, cfg, tmp_path / "f",
                  progress=False, log=said.append)
     assert "note: --batch-size 1000000000 is more than the 20 training examples: each step takes all 20 (batch 20)" in said
-    assert json.loads((tmp_path / "f" / "result.json").read_text())["config"]["batch_size"] == 20 and r.steps == 2
+    result = json.loads((tmp_path / "f" / "result.json").read_text())
+    assert result["batch_size_used"] == 20 and result["config"]["batch_size"] == 10**9 and r.steps == 2
     blocks = pack_blocks(keyword_data.train.texts, tok, block_size=16, val_fraction=0.1, seed=0)
     said.clear()
     lm = mt.GPT2.language_model(mt.load_pretrained(pretrained_dir).config, seed=0)
@@ -237,6 +238,10 @@ def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretraine
     n = len(blocks.train)
     assert f"note: --batch-size 1000000000 is more than the {n:,} training blocks of 16 tokens: each step takes all " \
            f"{n:,} (batch {n:,})" in said
+    said.clear()  # the adaptation calls pretrain with settings that are not command-line options: named as such
+    pretrain(lm, blocks, tok, PretrainConfig(steps=1, batch_size=10**9, block_size=16, eval_every=1), progress=False,
+             log=said.append, option_names={"batch_size": "the adaptation's batch size"})
+    assert any(m.startswith("note: the adaptation's batch size 1000000000 is more than") for m in said), said
 
 
 def test_finetune_names_the_options_its_task_and_mode_do_not_read():
@@ -360,7 +365,7 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     cfg = _cfg(mode="full", steps=6, eval_every=3)
     finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
              gpt2_tokenizer, cfg, tmp_path / "cut", progress=False, stop_after_step=3)
-    with pytest.raises(TrainingError, match="holds an unfinished run with other data, mode, settings or starting"):
+    with pytest.raises(TrainingError, match="holds an unfinished run with other data, tokenizer, model shape or starting weights"):
         finetune(build_classifier("full", other, other.config, keyword_data.label_names, cfg), keyword_data,
                  gpt2_tokenizer, cfg, tmp_path / "cut", progress=False)
     cfg7 = _cfg(mode="full", steps=7, eval_every=3)  # and names the settings that differ, as a finished run's does

@@ -384,7 +384,7 @@ def test_tokenizer_larger_than_vocab_is_refused(keyword_data, gpt2_tokenizer):
 
 def test_bad_numbers_are_refused():
     for kw, msg in ((dict(steps=0), "--steps must be at least 1"), (dict(eval_every=0), "--eval-every"),
-                    (dict(epochs=0), "--epochs must be positive")):
+                    (dict(epochs=0), "--epochs must be a positive, finite number")):
         with pytest.raises(ValueError, match=msg):
             TrainConfig(**kw)
 

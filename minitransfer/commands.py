@@ -490,7 +490,7 @@ def cmd_compare(args) -> int:
 
     for m in cc.modes:  # before minutes of data loading
         get_mode(m)
-    cc.parallel, cc.dtype = args.parallel, args.dtype
+    cc.parallel, cc.dtype, cc.keep_checkpoints = args.parallel, args.dtype, args.keep_checkpoints
     for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
         if getattr(args, name) is not None:
             setattr(cc, name, getattr(args, name))

@@ -172,6 +172,7 @@ def finetune(
     stop_after_step: int | None = None,
     feature_cache: dict | None = None,
     keep_state: bool = True,
+    keep_best: bool = True,
 ) -> RunResult:
     """Train ``model`` (backbone + a task head: its loss, metrics and batches) on ``data`` per ``cfg``.
 
@@ -190,6 +191,9 @@ def finetune(
     an interrupted run then leaves no ``best`` and starts over when re-run.
     ``compare`` runs dozens of short runs this way, where saving weights and
     optimizer state at every evaluation would cost more than redoing a run.
+    ``keep_best=False`` (with ``keep_state=False``) writes no ``out/best`` at
+    all: the run's metrics and result only (``compare``'s default, where 48
+    checkpoints of a 124M model would take 24 GB).
     """
 
     from minitransfer.convert import save_pretrained
@@ -311,7 +315,7 @@ def finetune(
     test = head.metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size), enc["test"])
     seconds["test"] = time.perf_counter() - t_phase
     nnx.update(net, loop.best_params)  # the trained weights go back into the caller's model
-    if out is not None and not keep_state:  # best/ was not written along the way
+    if out is not None and not keep_state and keep_best:  # best/ was not written along the way
         write_best(loop.best_params, loop.best_step)
     wall = time.perf_counter() - t_start
     seconds["other"] = max(0.0, wall - sum(seconds.values()))

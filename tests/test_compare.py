@@ -79,12 +79,9 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     assert summary["compile"]["programs"] >= 1 and summary["compile"]["seconds"] > 0
     assert f"{summary['compile']['programs']} programs" in md
 
-    # each run keeps its best checkpoint, written once, at its end
+    # by default no run keeps a checkpoint (the summary needs only the metrics)
     runs = sorted((out / "runs").iterdir())
-    assert len(runs) == 12 and sorted(saves) == [run / "best" for run in runs]
-    for run in runs:
-        saved = json.loads((run / "best" / "config.json").read_text())["minitransfer"]
-        assert saved["step"] == json.loads((run / "result.json").read_text())["best_step"], run
+    assert len(runs) == 12 and saves == [] and not list((out / "runs").glob("*/best"))
 
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
     capsys.readouterr()
@@ -92,6 +89,16 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
     assert list(csv.DictReader(open(out / "results.csv"))) == rows
     assert json.loads((out / "summary.json").read_text())["run_seconds_by_phase"] == phases  # read back, not zeroed
+
+    # --keep-checkpoints: each run keeps its best checkpoint, written once, at its end
+    kept = tmp_path / "kept"
+    assert main([*[str(kept) if a == str(out) else a for a in args], "--budgets", "20", "--seeds", "1",
+                 "--modes", "scratch,full", "--keep-checkpoints"]) == 0
+    runs = sorted((kept / "runs").iterdir())
+    assert len(runs) == 2 and sorted(saves) == [run / "best" for run in runs]
+    for run in runs:
+        saved = json.loads((run / "best" / "config.json").read_text())["minitransfer"]
+        assert saved["step"] == json.loads((run / "result.json").read_text())["best_step"], run
 
 
 def test_budgets_and_modes_are_checked_before_the_adaptation_runs(setup, tmp_path, capsys, monkeypatch):

@@ -142,16 +142,30 @@ def compare(
             adapted = adapt_language_model(base_model, tokenizer, data, adapt_cfg, out / "adapted", progress=progress,
                                            log=log)
             starts["adapted"] = adapted.model
-        feature_cache: dict = {}  # frozen-backbone features, shared by every probe run
+        def run_config(budget, mode, seed) -> TrainConfig:
+            steps = steps_for(cc, n_of[budget], mode)
+            return TrainConfig(mode=mode, steps=steps, batch_size=cc.batch_size, max_len=cc.max_len,
+                               labels=None if budget == "all" else budget, seed=seed, lr=cc.lr.get(mode),
+                               val_examples=cc.val_examples, eval_every=max(1, steps // cc.evals_per_run),
+                               parallel=cc.parallel, dtype=cc.dtype, pooling=cc.pooling)
+
+        # frozen-backbone features, shared by every probe run: all of them computed first, in one fixed order
+        feature_cache: dict = {}
+        frozen_left = any(get_mode(m).frozen_backbone and not (out / "runs" / run_name(m, b, s) / "result.json").exists()
+                          for b, m, s in grid)  # (all of them, even if some runs finished: the same bits)
+        warm = warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, feature_cache) \
+            if frozen_left else {"texts": 0, "seconds": 0.0, "modes": []}
+        if warm["texts"]:
+            log(f"frozen-backbone features: {warm['texts']:,} texts, computed once for every "
+                f"{'/'.join(warm['modes'])} run ({warm['seconds']:.1f} s)")
         bar = tqdm(total=len(grid), disable=not progress, desc="compare", unit="run", dynamic_ncols=True)
         for i, (budget, mode, seed) in enumerate(grid):
             name = run_name(mode, budget, seed)
-            steps = steps_for(cc, n_of[budget], mode)
-            cfg = TrainConfig(mode=mode, steps=steps, batch_size=cc.batch_size, max_len=cc.max_len,
-                              labels=None if budget == "all" else budget, seed=seed, lr=cc.lr.get(mode),
-                              val_examples=cc.val_examples, eval_every=max(1, steps // cc.evals_per_run),
-                              parallel=cc.parallel, dtype=cc.dtype, pooling=cc.pooling)
-            bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} labels, seed {seed}, {steps} steps")
+            cfg = run_config(budget, mode, seed)
+            done = " (finished earlier: its result is read back)" if (out / "runs" / name / "result.json").exists() \
+                else ""
+            bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} labels, seed {seed}, {cfg.steps} "
+                      f"steps{done}")
             model = build_classifier(mode, starts[get_mode(mode).start], scratch_config, data.label_names, cfg,
                                      new_head=True)
             r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False,
@@ -179,6 +193,7 @@ def compare(
         w.writerows(rows)
     summary = summarise(rows, cc, data, time.perf_counter() - t0)
     summary["truncated_to_max_len"] = truncated
+    summary["frozen_features"] = warm
     summary["run_seconds_by_phase"] = {k: round(v, 2) for k, v in phases.items()}
     summary["compile"] = {"programs": compiled["programs"], "seconds": round(compiled["seconds"], 2),
                           "from_disk_cache": compiled["from_disk_cache"]}
@@ -195,6 +210,31 @@ def compare(
     plot_curves(rows, cc, out / "curves.png", data.spec)
     plot_budget(summary, out / "budget.png", data.spec)
     return summary
+
+
+def warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, cache: dict) -> dict:
+    """Every text a frozen-backbone run of ``grid`` will read (its budget's
+    training examples, the validation subset, the test split), its features
+    computed at once in a fixed order (``steps.warm_feature_cache``), so that
+    each run reads the same bits whether or not the runs before it ran in
+    this call (a resumed compare repeats an uninterrupted one exactly)."""
+    from minitransfer.steps import warm_feature_cache
+
+    t0, n, modes = time.perf_counter(), 0, []
+    for mode in dict.fromkeys(m for _, m, _ in grid if get_mode(m).frozen_backbone):
+        runs = [(b, s) for b, m, s in grid if m == mode]
+        cfg = run_config(runs[0][0], mode, runs[0][1])
+        model = build_classifier(mode, starts[get_mode(mode).start], scratch_config, data.label_names, cfg,
+                                 new_head=True)
+        encs = []
+        for budget, seed in runs:
+            c = run_config(budget, mode, seed)
+            prepared = model.head.prepare(data, tokenizer, max_len=c.max_len, budget=c.labels, seed=seed,
+                                          val_examples=c.val_examples, log=lambda msg: None)
+            encs += [e for _, e in prepared.values()]
+        n += warm_feature_cache(model, encs, cfg.eval_batch_size, cache, cfg.dtype)
+        modes.append(mode)
+    return {"texts": n, "seconds": round(time.perf_counter() - t0, 2), "modes": modes}
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict:
@@ -363,6 +403,10 @@ def summary_markdown(s: dict) -> str:
                       f"{s['compile']['programs']} programs")
         hits = s["compile"].get("from_disk_cache", 0)
         lines[-1] += f", {hits} of them read from JAX's compilation cache." if hits else "."
+    if s.get("frozen_features", {}).get("texts"):
+        w = s["frozen_features"]
+        lines.append(f"Frozen-backbone features ({', '.join(w['modes'])}): {w['texts']:,} texts, computed once, before "
+                     f"the runs, in {w['seconds']:.1f} s (not inside the runs' times).")
     if "adapt" in s:
         a = s["adapt"]
         lines.append(

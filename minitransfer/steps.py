@@ -320,13 +320,39 @@ def backbone_features(model: GPT2, enc: Encoded, batch_size: int, cache: dict | 
     arrays = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask}
     if cache is None or texts is None:
         return predict(features, params, arrays, batch_size)
-    key = (weights_fingerprint(model.backbone), model.head.pooling, enc.input_ids.shape[1], dtype)
-    store = cache.setdefault(key, {})
+    store = cache.setdefault(_feature_key(model, enc.input_ids.shape[1], dtype), {})
     todo = np.asarray([i for i, t in enumerate(texts) if t not in store], dtype=np.int64)
     if len(todo):
         new = predict(features, params, {k: v[todo] for k, v in arrays.items()}, batch_size)
         store.update({texts[i]: f for i, f in zip(todo, new)})
     return np.stack([store[t] for t in texts])
+
+
+def _feature_key(model: GPT2, length: int, dtype: str) -> tuple:
+    return weights_fingerprint(model.backbone), model.head.pooling, length, dtype
+
+
+def warm_feature_cache(model: GPT2, encs: list, batch_size: int, cache: dict, dtype: str = "float32") -> int:
+    """Compute, in one fixed order (the texts sorted), the features of every
+    text in ``encs`` (``Encoded`` with ``texts``, all of one length) that the
+    cache lacks; returns how many. Runs that then read the cache get the same
+    bits whichever ran before them: features computed as runs happen to need
+    them come out of batches whose make-up (and so padded length) depends on
+    what earlier runs left, which moves their last bits, so a resumed
+    ``compare`` would not repeat an uninterrupted one exactly."""
+    rows = {}
+    for e in encs:
+        for i, t in enumerate(e.texts):
+            rows.setdefault(t, (e, i))
+    if not rows:
+        return 0
+    texts = sorted(rows)
+    union = Encoded(np.stack([rows[t][0].input_ids[rows[t][1]] for t in texts]),
+                    np.stack([rows[t][0].attention_mask[rows[t][1]] for t in texts]),
+                    np.zeros(len(texts), np.int32), np.zeros(len(texts), np.int32), 0, texts)
+    before = len(cache.get(_feature_key(model, union.input_ids.shape[1], dtype), {}))
+    backbone_features(model, union, batch_size, cache, texts, dtype)
+    return len(cache[_feature_key(model, union.input_ids.shape[1], dtype)]) - before
 
 
 def weights_fingerprint(module) -> str:

@@ -89,6 +89,8 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
     assert list(csv.DictReader(open(out / "results.csv"))) == rows
     assert json.loads((out / "summary.json").read_text())["run_seconds_by_phase"] == phases  # read back, not zeroed
+    assert "[5/12] probe-b20-s1: probe on 20 labels, seed 1, 4 steps (finished earlier: its result is read back)" \
+        in capsys.readouterr().out
 
     # --keep-checkpoints: each run keeps its best checkpoint, written once, at its end
     kept = tmp_path / "kept"
@@ -99,6 +101,29 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     for run in runs:
         saved = json.loads((run / "best" / "config.json").read_text())["minitransfer"]
         assert saved["step"] == json.loads((run / "result.json").read_text())["best_step"], run
+
+
+def test_a_probe_run_redone_alone_repeats_itself_bit_for_bit(setup, tmp_path):
+    """As after an interruption: the frozen-backbone features a probe run reads
+    come from one fixed computation, not from batches whose make-up (and so
+    padded length) depends on which runs came before it in this call."""
+    import shutil
+
+    rng = np.random.default_rng(1)
+    words = ["good", "fine", "great", "bad", "poor", "awful", "the", "film", "was", "quite", "and", "so"]
+    rows = [{"text": " ".join(rng.choice(words, size=int(rng.integers(2, 28)))) + f" {i}",
+             "label": "pos" if i % 2 else "neg"} for i in range(600)]  # lengths spread over two length buckets
+    (tmp_path / "varied.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "cmp"
+    args = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{tmp_path / 'varied.jsonl'}",
+            "--budgets", "50,300", "--seeds", "1", "--steps", "3", "--max-len", "32", "--modes", "probe",
+            "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    first = (out / "results.csv").read_text()
+    shutil.rmtree(out / "runs" / "probe-b300-s0")
+    assert main(args) == 0
+    drop_time = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731  (wall_seconds last)
+    assert drop_time((out / "results.csv").read_text()) == drop_time(first)
 
 
 def test_budgets_and_modes_are_checked_before_the_adaptation_runs(setup, tmp_path, capsys, monkeypatch):

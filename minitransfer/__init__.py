@@ -1,20 +1,35 @@
-"""minitransfer: transfer learning in NLP with a readable pure-JAX/Flax GPT-2."""
+"""minitransfer: transfer learning in NLP with a readable pure-JAX/Flax GPT-2.
 
-from minitransfer.convert import CheckpointError, load_pretrained, save_pretrained
-from minitransfer.tokenizer import load_tokenizer
-from minitransfer.heads import ClassificationHead, NextWordHead
-from minitransfer.model import GPT2, GPT2Backbone, GPT2Config, named_config
+The names below load on first use (PEP 562), so that ``import
+minitransfer.cli`` (what the ``minitransfer`` command runs first) does not
+import JAX: the command can then take Ctrl-C as one line from its first
+moment, and ``--help`` answers sooner."""
 
-__all__ = [
-    "CheckpointError",
-    "ClassificationHead",
-    "GPT2",
-    "GPT2Backbone",
-    "GPT2Config",
-    "NextWordHead",
-    "load_pretrained",
-    "load_tokenizer",
-    "named_config",
-    "save_pretrained",
-]
+import importlib
+
+_WHERE = {
+    "CheckpointError": "minitransfer.convert",
+    "load_pretrained": "minitransfer.convert",
+    "save_pretrained": "minitransfer.convert",
+    "load_tokenizer": "minitransfer.tokenizer",
+    "ClassificationHead": "minitransfer.heads",
+    "NextWordHead": "minitransfer.heads",
+    "GPT2": "minitransfer.model",
+    "GPT2Backbone": "minitransfer.model",
+    "GPT2Config": "minitransfer.model",
+    "named_config": "minitransfer.model",
+}
+__all__ = sorted(_WHERE)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # once: later look-ups are plain attribute reads
+        return value
+    raise AttributeError(f"module 'minitransfer' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

@@ -364,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minitransfer {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: a line that says what survives, not a traceback
+        from minitransfer import interrupt
+
+        interrupt.clear()  # acted on
         print(f"\nminitransfer {args.command}: interrupted" + RESUMES.get(args.command, ""), file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
 
@@ -528,11 +531,18 @@ def entry() -> int:
     compilation cache and deterministic GPU operations on (``main()`` alone,
     as the tests call it, has none of them; the tests' conftest asks for
     deterministic operations itself)."""
-    if not (len(sys.argv) > 1 and sys.argv[1] in NO_RESTART):
-        restart_with_huge_pages()
-    make_gpu_deterministic()
-    enable_compilation_cache()
-    return main()
+    from minitransfer import interrupt
+
+    interrupt.install()  # first: a Ctrl-C from here on stops the command (see interrupt.py)
+    try:
+        if not (len(sys.argv) > 1 and sys.argv[1] in NO_RESTART):
+            restart_with_huge_pages()
+        make_gpu_deterministic()
+        enable_compilation_cache()
+        return main()
+    except KeyboardInterrupt:  # before a command's own handling starts (its imports): one line, not a traceback
+        print("\nminitransfer: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

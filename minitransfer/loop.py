@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from minitransfer import interrupt
+
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the message says what to change."""
@@ -164,56 +166,60 @@ def train_loop(
     # before queueing the next, which leaves a GPU idle between small steps.
     pending: list = []
     loss = float("nan")
-    while step < total:
-        batch = place_batch(get_batch(step))
-        # dropout key: fold_in(base_key, step), computed inside the step
-        params, opt_state, m = train_step(params, opt_state, batch, base_key, lrs[step], step)
-        pending.append(m["loss"])
-        if steps_run == 0:  # one wait, so that compiling is not counted as training speed
-            jax.block_until_ready(m["loss"])
-            first_step_seconds = time.perf_counter() - t_loop
-        step += 1
-        steps_run += 1
-        bar.update(1)
-        if step % eval_every == 0 or step == total:
-            losses = np.asarray(jax.device_get(pending), dtype=np.float64)  # (steps since the last check,)
-            t_eval = time.perf_counter()  # the wait above was for the queued steps: training time
-            bad = np.flatnonzero(~np.isfinite(losses))
-            if bad.size:
+    with interrupt.checkpoints():
+        while step < total:
+            if interrupt.requested():  # a Ctrl-C that landed where Python ignores exceptions (interrupt.py)
                 bar.close()
-                removed = ""
-                if out is not None and (out / "state").exists():  # resuming would diverge the same way
-                    import shutil
+                raise KeyboardInterrupt
+            batch = place_batch(get_batch(step))
+            # dropout key: fold_in(base_key, step), computed inside the step
+            params, opt_state, m = train_step(params, opt_state, batch, base_key, lrs[step], step)
+            pending.append(m["loss"])
+            if steps_run == 0:  # one wait, so that compiling is not counted as training speed
+                jax.block_until_ready(m["loss"])
+                first_step_seconds = time.perf_counter() - t_loop
+            step += 1
+            steps_run += 1
+            bar.update(1)
+            if step % eval_every == 0 or step == total:
+                losses = np.asarray(jax.device_get(pending), dtype=np.float64)  # (steps since the last check,)
+                t_eval = time.perf_counter()  # the wait above was for the queued steps: training time
+                bad = np.flatnonzero(~np.isfinite(losses))
+                if bad.size:
+                    bar.close()
+                    removed = ""
+                    if out is not None and (out / "state").exists():  # resuming would diverge the same way
+                        import shutil
 
-                    shutil.rmtree(out / "state")
-                    removed = (f" Its resumable state in {out / 'state'} was removed (resuming would diverge the "
-                               f"same way), so the same --out can be run again with a lower one.")
-                raise TrainingError(
-                    f"the training loss became {losses[bad[0]]} at step {step - len(losses) + bad[0] + 1} "
-                    f"(peak lr {lr:g}); training stopped. Try a lower {lr_option}." + removed
-                )
-            loss, pending = float(losses[-1]), []
-            metrics = validate(params)
-            rec = {"step": step, "train_loss": loss, "lr": float(lrs[step - 1]), **metrics}
-            history.append(rec)
-            if best["metrics"] is None or is_better(metrics, best["metrics"]):
-                best = {"step": step, "metrics": metrics, "params": jax.tree.map(jnp.copy, params)}
-                on_best(params, step, metrics)
-            bar.set_postfix(loss=f"{loss:.3f}", **postfix(metrics))
-            if out is not None:
-                t_state = time.perf_counter()
-                _write_log(out, history)
-                if resumable:
-                    _save_state(out, params, opt_state, best, step, history, run_key,
-                                seconds_before + time.perf_counter() - t_loop, settings)
-                state_seconds += time.perf_counter() - t_state
-            eval_seconds += time.perf_counter() - t_eval
-            if stop_after_step is not None and stop_after_step <= step < total:
-                bar.close()
-                log(f"stopping at step {step} (interrupted on request)")
-                return LoopResult(params, best["params"], best["step"], best["metrics"], history, step, 0.0, True,
-                                  steps_run, seconds_before + time.perf_counter() - t_loop,
-                                  time.perf_counter() - t_loop, state_seconds, first_step_seconds, eval_seconds)
+                        shutil.rmtree(out / "state")
+                        removed = (f" Its resumable state in {out / 'state'} was removed (resuming would diverge the "
+                                   f"same way), so the same --out can be run again with a lower one.")
+                    raise TrainingError(
+                        f"the training loss became {losses[bad[0]]} at step {step - len(losses) + bad[0] + 1} "
+                        f"(peak lr {lr:g}); training stopped. Try a lower {lr_option}." + removed
+                    )
+                loss, pending = float(losses[-1]), []
+                metrics = validate(params)
+                rec = {"step": step, "train_loss": loss, "lr": float(lrs[step - 1]), **metrics}
+                history.append(rec)
+                if best["metrics"] is None or is_better(metrics, best["metrics"]):
+                    best = {"step": step, "metrics": metrics, "params": jax.tree.map(jnp.copy, params)}
+                    on_best(params, step, metrics)
+                bar.set_postfix(loss=f"{loss:.3f}", **postfix(metrics))
+                if out is not None:
+                    t_state = time.perf_counter()
+                    _write_log(out, history)
+                    if resumable:
+                        _save_state(out, params, opt_state, best, step, history, run_key,
+                                    seconds_before + time.perf_counter() - t_loop, settings)
+                    state_seconds += time.perf_counter() - t_state
+                eval_seconds += time.perf_counter() - t_eval
+                if stop_after_step is not None and stop_after_step <= step < total:
+                    bar.close()
+                    log(f"stopping at step {step} (interrupted on request)")
+                    return LoopResult(params, best["params"], best["step"], best["metrics"], history, step, 0.0, True,
+                                      steps_run, seconds_before + time.perf_counter() - t_loop,
+                                      time.perf_counter() - t_loop, state_seconds, first_step_seconds, eval_seconds)
     bar.close()
     elapsed = time.perf_counter() - t_loop
     best_params = best["params"] if best["params"] is not None else params

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 import numpy as np
@@ -249,3 +250,35 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
     assert main(["lectures", "--only", "01", "--fast", "--out", str(a_file / "sub")]) == 2
     err = capsys.readouterr().err
     assert "minitransfer lectures: error: " in err and "notes.txt" in err and "Traceback" not in err, err
+
+
+def test_the_command_takes_ctrl_c_from_its_first_moment():
+    """``import minitransfer.cli`` (what the console script runs first) no
+    longer imports JAX, so entry() installs its Ctrl-C handler before the
+    seconds of imports; a Ctrl-C that Python could only report as "Exception
+    ignored" (it landed in a callback) is kept off the screen once the flag
+    has it; other unraisable errors are printed as before."""
+    import subprocess
+    import types
+
+    from minitransfer import interrupt
+
+    r = subprocess.run([sys.executable, "-c", "import sys, minitransfer.cli; print('jax' in sys.modules)"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stdout + r.stderr
+    saved = (sys.unraisablehook, signal.getsignal(signal.SIGINT), interrupt._quiet_unraisable.__defaults__)
+    seen = []
+    try:
+        interrupt._quiet_unraisable.__defaults__ = (lambda u: seen.append(type(u.exc_value).__name__),)
+        assert interrupt.install()
+        fake = lambda e: types.SimpleNamespace(exc_value=e, exc_type=type(e), exc_traceback=None,  # noqa: E731
+                                                err_msg=None, object=None)
+        interrupt._flag[0] = True
+        sys.unraisablehook(fake(KeyboardInterrupt()))
+        sys.unraisablehook(fake(ValueError("a real one")))
+        assert seen == ["ValueError"]
+    finally:
+        interrupt.clear()
+        interrupt._quiet_unraisable.__defaults__ = saved[2]
+        sys.unraisablehook = saved[0]
+        signal.signal(signal.SIGINT, saved[1])

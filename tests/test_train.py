@@ -303,6 +303,37 @@ def test_evaluate_says_what_it_needs_without_finetune_only_hints(pretrained_dir,
     assert "--max-len 1000 is outside 1..32 (the model's n_positions)" in capsys.readouterr().err
 
 
+def test_a_ctrl_c_that_python_swallows_still_stops_training(pretrained_dir, keyword_data, gpt2_tokenizer,
+                                                          monkeypatch):
+    # Ctrl-C raised inside a callback whose exceptions Python ignores (JAX's garbage-collection hook) was
+    # dropped, and training ran to its end; the loop now also checks a flag the signal sets
+    import os
+    import signal
+
+    import minitransfer.train as train_mod
+
+    real, seen = train_mod.batch_indices, []
+
+    def interrupting(step, *args, **kwargs):
+        seen.append(step)
+        if step == 2:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # the handler runs at the next bytecode boundary: here
+                    pass
+            except KeyboardInterrupt:
+                pass  # dropped, as an "Exception ignored in" callback drops it
+        return real(step, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "batch_indices", interrupting)
+    cfg = _cfg(mode="full", steps=10, eval_every=10)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None,
+                 progress=False)
+    assert max(seen) == 2  # stopped before step 3's batch
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
 def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):
     cfg = _cfg(mode="full", lr=1e30, steps=20, warmup=0.0, clip_norm=1e30)
     with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+.*lower --lr"):

@@ -321,8 +321,17 @@ def cmd_pretrain(args) -> int:
         raise ValueError(f"--val-fraction must be between 0 and 1 (a share of the texts), got {args.val_fraction}")
     if not 0 <= args.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.report_text and not Path(args.report_text).is_file():
-        raise ValueError(f"--report-text {args.report_text}: no such file (a JSONL file with a 'text' field)")
+    report_texts = None
+    if args.report_text:  # read now: a bad row is said before the minutes of training, not after them
+        from minitransfer.data import _texts_and_raw_labels
+
+        if not Path(args.report_text).is_file():
+            raise ValueError(f"--report-text {args.report_text}: no such file (a JSONL file with a 'text' field)")
+        if args.report_n < 1:
+            raise ValueError(f"--report-n must be at least 1, got {args.report_n}")
+        rows = read_rows(Path(args.report_text), "jsonl", [])
+        report_texts, _ = _texts_and_raw_labels(type(rows)(rows[: args.report_n], rows.lines[: args.report_n]),
+                                                Path(args.report_text), "text", None, [], need_labels=False)
     if not args.init_from:  # the model's shape: known before a tokenizer is trained for it
         named = dict(NAMED_CONFIGS[args.config]) if args.config else {}
         missing = [k for k in ("n_layer", "n_head", "n_embd") if k not in named and getattr(args, k) is None]
@@ -401,6 +410,15 @@ def cmd_pretrain(args) -> int:
                         resid_pdrop=args.dropout, bos_token_id=tokenizer.eos_token_id,
                         eos_token_id=tokenizer.eos_token_id)
     blocks = pack_blocks(texts, tokenizer, args.block_size, val_fraction=args.val_fraction, seed=args.seed)
+    if report_texts is not None:  # packed as text_perplexity will pack them after training
+        from minitransfer.data import DataError
+
+        try:
+            pack_blocks(report_texts, tokenizer, args.block_size, val_fraction=0.0)
+        except DataError:
+            raise ValueError(f"--report-text {args.report_text}: its first {len(report_texts)} text(s) hold fewer "
+                             f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
+                             f"on") from None
     print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
           f"validation blocks of {args.block_size + 1} ({blocks.n_dropped_tokens:,} tail tokens dropped); "
           f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs")
@@ -415,11 +433,11 @@ def cmd_pretrain(args) -> int:
         print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
         return 0
     report = {}
-    if args.report_text:
-        rows = read_rows(Path(args.report_text), "jsonl", [])[: args.report_n]
-        ppl = text_perplexity(model, tokenizer, [r_["text"] for r_ in rows], args.block_size)
-        report = {"text": args.report_text, "n_texts": len(rows), "block_size": args.block_size, "perplexity": ppl}
-        print(f"perplexity on the first {len(rows)} texts of {args.report_text}: {ppl:.2f}")
+    if report_texts is not None:
+        ppl = text_perplexity(model, tokenizer, report_texts, args.block_size)
+        report = {"text": args.report_text, "n_texts": len(report_texts), "block_size": args.block_size,
+                  "perplexity": ppl}
+        print(f"perplexity on the first {len(report_texts)} texts of {args.report_text}: {ppl:.2f}")
     write_model_card(out, pretrain_card(
         data=args.data, documents=len(texts), result=r, config=config, cfg=cfg, n_params=n_params, report=report,
         command=command, init_from=args.init_from if init is not None else None))

@@ -115,10 +115,13 @@ def test_pretrain_checks_settings_first_and_reuses_only_its_own_tokenizer(tmp_pa
 
     base = ["pretrain", "--data", "tweets", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
             "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--block-size", "16", "--no-progress"]
+    (tmp_path / "rep.jsonl").write_text('{"text": "great movie"}\n{"txt": "x"}\n')  # a bad second row
     for extra, says in ((["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
                         (["--dropout", "2"], "--dropout must be in [0, 1)"),
                         (["--n-head", "3"], "n_embd 16 must be a multiple of n_head 3"),
                         (["--report-text", str(tmp_path / "none.jsonl")], "no such file"),
+                        (["--report-text", str(tmp_path / "rep.jsonl")], "rep.jsonl, line 2: no field 'text'"),
+                        (["--report-text", str(tmp_path / "rep.jsonl"), "--report-n", "0"], "--report-n must be at"),
                         (["--tokenizer", "train:abc"], "train:N needs a whole number")):
         assert main([*base, "--out", str(tmp_path / "bad"), *extra]) == 2, extra
         assert says in capsys.readouterr().err, extra

@@ -104,7 +104,9 @@ def adapt_language_model(
                                 "base": weights_fingerprint(base)},
                  option_names={"batch_size": "the adaptation's batch size (AdaptConfig.batch_size)",
                                "lr": "learning rate for the adaptation (AdaptConfig.lr; no command-line option "
-                                     "sets it)"})
+                                     "sets it)",
+                               # a run of another length: said as the option that sets it; eval_every follows it
+                               "settings": {"steps": "--adapt-steps", "eval_every": None}})
     log(f"adapt: held-out perplexity {before:.1f} -> {r.val_perplexity:.1f} "
         f"({r.train_seconds:.0f} s of training; {time.perf_counter() - t0:.0f} s this call)")
     return AdaptResult(model, Path(out) if out is not None else None, r.steps, r.train_seconds, before,

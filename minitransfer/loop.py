@@ -105,6 +105,7 @@ def train_loop(
     resumable: bool = True,
     settings: dict | None = None,
     lr_option: str = "--lr",
+    setting_names: dict | None = None,
 ) -> LoopResult:
     """Run ``train_step`` from the current step to ``total``.
 
@@ -118,8 +119,9 @@ def train_loop(
     is still written): for runs so short that redoing one costs less than
     saving its weights and optimizer state at every evaluation. ``settings``
     (JSON-able) are kept with the state, so that a re-run with other settings
-    is told which ones differ. ``lr_option``: what a divergence tells the
-    user to lower.
+    is told which ones differ, each by ``setting_names[k]`` where given (None:
+    not named, a setting derived from another). ``lr_option``: what a
+    divergence tells the user to lower.
     """
     from tqdm.auto import tqdm
 
@@ -132,10 +134,11 @@ def train_loop(
             st = json.loads((state_dir / "state.json").read_text())
             if st.get("run_key") != run_key:
                 there = st.get("settings") or {}
-                differ = [f"{k}: {there[k]!r} there, {v!r} now" for k, v in (settings or {}).items()
-                          if k in there and there[k] != v]
+                names = setting_names or {}
+                differ = [f"{names.get(k, k)}: {there[k]!r} there, {v!r} now" for k, v in (settings or {}).items()
+                          if k in there and there[k] != v and names.get(k, k) is not None]
                 raise TrainingError(
-                    f"{out} holds an unfinished run with other " + (
+                    f"{out} holds a run with other " + (
                         f"settings ({'; '.join(differ)})" if differ else OTHER_RUN)
                     + "; choose another --out or delete it"
                 )
@@ -147,7 +150,8 @@ def train_loop(
             best = {"step": st["best_step"], "metrics": st["best_metrics"], "params": None}
             if (state_dir / "best_params.safetensors").exists():
                 best["params"] = _load_tree(params, state_dir / "best_params.safetensors")
-            log(f"{out}: resuming at step {step} of {total}")
+            if step < total:  # (a finished run whose state is kept: its caller says so)
+                log(f"{out}: resuming at step {step} of {total}")
         _write_log(out, history)
 
     if parallel is not None:

@@ -138,8 +138,9 @@ def pretrain(
     token ``blocks`` (see ``encoding.pack_blocks``). With ``out``, the checkpoint
     with the lowest validation loss is written there in Hugging Face format.
     ``option_names``: how messages name the batch size and learning rate
-    (``{"batch_size": ..., "lr": ...}``; default ``--batch-size``, ``--lr``),
-    for callers whose settings are not those options (the adaptation)."""
+    (``{"batch_size": ..., "lr": ...}``; default ``--batch-size``, ``--lr``)
+    and, under ``"settings"``, the config's fields (see ``train_loop``), for
+    callers whose settings are not those options (the adaptation)."""
     option_names = option_names or {}
     from minitransfer.convert import save_pretrained
 
@@ -185,7 +186,7 @@ def pretrain(
         seed=cfg.seed, lrs=lr_values(cfg, cfg.steps), lr=cfg.lr,
         out=out, run_key=run_key, desc="pretrain", progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
-        parallel=parallel, lr_option=option_names.get("lr", "--lr"),
+        parallel=parallel, lr_option=option_names.get("lr", "--lr"), setting_names=option_names.get("settings"),
         settings={k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg), default=str)).items()
                   if k != "parallel"},
     )

@@ -396,11 +396,11 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     cfg = _cfg(mode="full", steps=6, eval_every=3)
     finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
              gpt2_tokenizer, cfg, tmp_path / "cut", progress=False, stop_after_step=3)
-    with pytest.raises(TrainingError, match="holds an unfinished run with other data, tokenizer, model shape or starting weights"):
+    with pytest.raises(TrainingError, match="holds a run with other data, tokenizer, model shape or starting weights"):
         finetune(build_classifier("full", other, other.config, keyword_data.label_names, cfg), keyword_data,
                  gpt2_tokenizer, cfg, tmp_path / "cut", progress=False)
     cfg7 = _cfg(mode="full", steps=7, eval_every=3)  # and names the settings that differ, as a finished run's does
-    with pytest.raises(TrainingError, match=r"holds an unfinished run with other settings \(steps: 6 there, 7 now\)"):
+    with pytest.raises(TrainingError, match=r"holds a run with other settings \(steps: 6 there, 7 now\)"):
         finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg7), keyword_data,
                  gpt2_tokenizer, cfg7, tmp_path / "cut", progress=False)
 

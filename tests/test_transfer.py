@@ -169,3 +169,8 @@ def test_compare_with_adapt_runs_the_adaptation_once(lm_dir, tmp_path, capsys):
     stamp = (out / "adapted" / "model.safetensors").stat().st_mtime_ns
     assert main(args) == 0  # the adapted model is reused, not recomputed
     assert (out / "adapted" / "model.safetensors").stat().st_mtime_ns == stamp
+    # another adaptation length: refused, named by the option that sets it (eval_every follows it: not named)
+    capsys.readouterr()
+    assert main([*args, "--adapt-steps", "6"]) == 2  # (the last --adapt-steps counts)
+    err = capsys.readouterr().err
+    assert "adapted holds a run with other settings (--adapt-steps: 4 there, 6 now)" in err, err

@@ -192,7 +192,7 @@ def compare(
         w.writeheader()
         w.writerows(rows)
     summary = summarise(rows, cc, data, time.perf_counter() - t0)
-    summary["truncated_to_max_len"] = truncated
+    summary["truncated_to_max_len"], summary["max_len"] = truncated, cc.max_len
     summary["frozen_features"] = warm
     summary["run_seconds_by_phase"] = {k: round(v, 2) for k, v in phases.items()}
     summary["compile"] = {"programs": compiled["programs"], "seconds": round(compiled["seconds"], 2),
@@ -203,8 +203,7 @@ def compare(
                             "perplexity_after": adapted.perplexity_after, "texts": adapted.n_texts,
                             "tokens": adapted.n_tokens, "config": dataclasses.asdict(cc.adapt)}
     if any(truncated.values()):
-        log(f"note: examples longer than --max-len {cc.max_len} tokens were truncated (most in one run, per "
-            f"split): {truncated}")
+        log(f"note: {truncation_text(summary)}")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(summary_markdown(summary))
     plot_curves(rows, cc, out / "curves.png", data.spec)
@@ -338,6 +337,16 @@ PHASE_NAMES = {"train": "optimizer steps (compiling included)", "validate": "val
                "unknown": "runs finished before minitransfer kept this breakdown"}
 
 
+def truncation_text(s: dict) -> str:
+    """'Texts longer than --max-len 64 tokens were cut to it (the most in any
+    one run): train 69, validation 36, test 269 of 3719.'"""
+    t = s.get("truncated_to_max_len") or {}
+    limit = f"--max-len {s['max_len']}" if s.get("max_len") else "--max-len"
+    parts = [f"{split} {t[split]:,}" + (f" of {s['test_n']:,}" if split == "test" and s.get("test_n") else "")
+             for split in ("train", "validation", "test") if t.get(split)]
+    return f"Texts longer than {limit} tokens were cut to it (the most in any one run): {', '.join(parts)}."
+
+
 def phases_text(phases: dict) -> str:
     """'Of that: optimizer steps 61% (4.2 min), ...', largest first."""
     total = sum(phases.values()) or 1.0
@@ -394,7 +403,10 @@ def summary_markdown(s: dict) -> str:
         lines += ["", intro, "", head, rule]
         for g in rows:
             lines.append(f"| {g['mode']} | " + " | ".join(gain_text(g["budgets"][b]) for b in budgets) + " |")
-    lines += ["", f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all."]
+    lines += [""]
+    if any((s.get("truncated_to_max_len") or {}).values()):  # what the accuracies were measured on
+        lines += [truncation_text(s), ""]
+    lines += [f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all."]
     if s.get("run_seconds_by_phase"):
         lines[-1] += " " + phases_text(s["run_seconds_by_phase"])
     if s.get("compile"):

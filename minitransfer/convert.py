@@ -385,5 +385,13 @@ def save_pretrained(
     # like the config.json beside it, so it takes that file's permissions (what the umask gave)
     os.chmod(directory / SAFETENSORS, (directory / "config.json").stat().st_mode & 0o777)
     if tokenizer is not None:
-        tokenizer.save_pretrained(str(directory))
+        # the model's context length as the tokenizer's limit, so that transformers' truncation=True cuts to
+        # what the model can read (the default, 1e9 or 1e30, lets an over-long input reach the model's
+        # position table, an IndexError); the caller's tokenizer is left as it was
+        before = tokenizer.model_max_length
+        tokenizer.model_max_length = model.config.n_positions
+        try:
+            tokenizer.save_pretrained(str(directory))
+        finally:
+            tokenizer.model_max_length = before
     return directory

@@ -192,7 +192,11 @@ def test_round_trip_to_transformers(tmp_path, gpt2_tokenizer):
     hf = GPT2LMHeadModel.from_pretrained(tmp_path).eval()
     ids = np.asarray([gpt2_tokenizer.encode("Hello world, this is a round trip.")], np.int32)
     assert np.abs(np.asarray(model(ids)) - hf_logits(hf, ids)).max() <= TOL
-    assert AutoTokenizer.from_pretrained(tmp_path).encode("Hello world") == [15496, 995]
+    saved_tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert saved_tok.encode("Hello world") == [15496, 995]
+    # its limit is the model's context, so transformers' truncation cuts to what the model can read
+    assert saved_tok.model_max_length == 128 and gpt2_tokenizer.model_max_length != 128  # the caller's is untouched
+    assert len(saved_tok("great movie " * 200, truncation=True)["input_ids"]) == 128
     # and back again into minitransfer, bit for bit
     again = mt.load_pretrained(tmp_path)
     np.testing.assert_array_equal(np.asarray(again(ids)), np.asarray(model(ids)))

@@ -14,6 +14,22 @@ EOT = "<|endoftext|>"  # GPT-2's one special token: end of text, also used as BO
 
 
 def load_tokenizer(source: str | os.PathLike):
+    """The tokenizer of ``source`` (see ``_load_tokenizer``), without a
+    length limit of its own (see ``_unlimited``)."""
+    return _unlimited(_load_tokenizer(source))
+
+
+def _unlimited(tokenizer):
+    """minitransfer cuts texts itself (to --max-len or a block, counted and
+    said), so the tokenizer's own length limit (the model's context, as
+    ``save_pretrained`` writes it for transformers' truncation) would only
+    print transformers' "longer than the specified maximum sequence length"
+    warning for texts about to be cut anyway."""
+    tokenizer.model_max_length = int(1e30)
+    return tokenizer
+
+
+def _load_tokenizer(source: str | os.PathLike):
     """The tokenizer saved with a checkpoint (a ``transformers`` fast tokenizer).
 
     Also accepts a directory holding OpenAI's original ``encoder.json`` +

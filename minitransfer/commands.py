@@ -420,7 +420,9 @@ def cmd_pretrain(args) -> int:
                              f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
                              f"on") from None
     print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
-          f"validation blocks of {args.block_size + 1} ({blocks.n_dropped_tokens:,} tail tokens dropped); "
+          f"validation blocks of {args.block_size + 1}"
+          + (f" (the first {cfg.val_blocks:,} are scored at each evaluation)" if len(blocks.validation) > cfg.val_blocks
+             else "") + f"; {blocks.n_dropped_tokens:,} tail tokens dropped; "
           f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs")
     model = GPT2.language_model(config, seed=args.seed) if init is None else init
     n_params = num_params(model)

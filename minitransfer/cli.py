@@ -214,8 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     P = PretrainConfig()  # the defaults below are the library's own
     p = sub.add_parser(
         "pretrain",
-        help="next-word pretraining of a GPT-2 from random weights on your text",
-        description="Train a GPT-2-architecture model from scratch on the next-word objective and write "
+        help="next-word pretraining of a GPT-2 on your text, from random weights or a checkpoint (--init-from)",
+        description="Train a GPT-2-architecture model on the next-word objective, from random weights (a shape "
+        "from --config or --n-layer/--n-head/--n-embd) or from a checkpoint (--init-from: ULMFiT's middle "
+        "stage by hand), and write "
         "a Hugging Face-format checkpoint (config.json, model.safetensors, tokenizer, MODEL_CARD.md) "
         "that every other command and transformers load. Re-running the same command resumes.",
     )
@@ -245,8 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.02, help="texts held out for validation (default 0.02)")
     p.add_argument("--report-text", metavar="JSONL",
                    help="also report perplexity on the first --report-n texts of this jsonl(.gz) file")
-    p.add_argument("--report-n", type=int, default=200)
-    p.add_argument("--seed", type=int, default=P.seed)
+    p.add_argument("--report-n", type=int, default=200, help="how many texts of --report-text (default 200)")
+    p.add_argument("--seed", type=int, default=P.seed,
+                   help="seed for the initial weights, the validation texts, the order of blocks and dropout (default "
+                   "%(default)s)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--command-line", help=argparse.SUPPRESS)
     _add_device_args(p)
@@ -262,11 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True)
     p.add_argument("--max-new-tokens", type=int, default=40, help="default 40")
     p.add_argument("--temperature", type=float, default=0.8, help="default 0.8")
-    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (default: no limit)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
     p.add_argument("--greedy", action="store_true", help="always take the likeliest token")
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-samples", type=int, default=1, help="continuations to draw (default 1)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the first sample; sample i uses seed + i (default 0)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
@@ -298,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each run's best model in OUT/runs/NAME/best (default: metrics only; the default grid's "
                    "48 checkpoints take 370 MB of the shipped model, 24 GB of GPT-2 124M)")
-    p.add_argument("--quick", action="store_true", help="a smoke run of at most about 2 minutes (budgets 100,300, 2 seeds, 20 steps): it "
+    p.add_argument("--quick", action="store_true", help="a smoke run of at most about 2 minutes (budgets 100,300, 2 seeds, 20 steps per run, 30 "
+                   "adaptation steps, 200 validation examples): it "
                    "checks the pipeline, not transfer; with 2 seeds a 95%% interval is 12.7 standard errors wide "
                    "on each side, so expect no difference to be a claim")
     p.add_argument("--no-progress", action="store_true")

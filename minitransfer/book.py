@@ -40,7 +40,10 @@ def _title_and_intro(nb) -> tuple[str, str]:
     text = first.source if first else ""
     title = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), "Lecture")
     paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip() and not p.strip().startswith("#")]
-    return title, paras[0] if paras else ""
+    intro = paras[0] if paras else ""
+    if intro.endswith(":") and ". " in intro:  # it leads into a list the index does not show: its sentences before
+        intro = intro[:intro.rindex(". ") + 1]
+    return title, intro
 
 
 def _kernel_died(path: Path, nb, running: int | None, fast: bool) -> str:
@@ -112,6 +115,7 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
     nav = (f'<nav style="font:14px system-ui;padding:10px 20px;border-bottom:1px solid #ddd">'
            f'<a href="index.html">minitransfer lectures</a> · {html.escape(title)}</nav>')
     body = re.sub(r"(<body[^>]*>)", r"\1" + nav, body, count=1)
+    body = re.sub(r"<title>.*?</title>", lambda m: f"<title>{html.escape(title)}</title>", body, count=1)  # not "Notebook"
     (out / f"{path.stem}.html").write_text(body)
     nbformat.write(nb, out / "_work" / f"{path.stem}.ipynb")
     return {"name": path.stem, "title": title, "intro": intro, "seconds": seconds, "figures": figures}

@@ -36,6 +36,8 @@ def test_every_lecture_has_a_page_with_a_figure_and_no_errors(site):
         assert "Traceback (most recent call last)" not in html and 'class="ansi-red-fg"' not in html
         assert not re.search(r'<script[^>]*src="https?://', html), f"{path.stem}: loads a script from the network"
         assert "Try it" in html or "Exercises" in html, f"{path.stem}: no exercises"
+        title = re.search(r"<title>(.*?)</title>", html)[1]
+        assert title.startswith("Lecture "), f"{path.stem}: page title {title!r}"  # its own, not "Notebook"
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -157,7 +157,13 @@ def test_the_command_asks_for_deterministic_gpu_operations_unless_told(monkeypat
     monkeypatch.setattr(cli, "main", lambda: seen.setdefault("at_main", os.environ["XLA_FLAGS"]) and 0)
     monkeypatch.setattr(sys, "argv", ["minitransfer", "compare"])
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    assert cli.entry() == 0
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # entry() installs its own: put back after
+    signal.signal(signal.SIGINT, signal.getsignal(signal.SIGINT))
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        assert cli.entry() == 0
+    finally:
+        signal.signal(signal.SIGINT, before)
     # before the compilation cache (whose keys include the flags) and the command
     assert seen["at_cache"] == seen["at_main"] == "--xla_force_host_platform_device_count=2 " + cli.GPU_DETERMINISM_FLAG
     monkeypatch.delenv("XLA_FLAGS")

@@ -158,7 +158,6 @@ def test_the_command_asks_for_deterministic_gpu_operations_unless_told(monkeypat
     monkeypatch.setattr(sys, "argv", ["minitransfer", "compare"])
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
     monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # entry() installs its own: put back after
-    signal.signal(signal.SIGINT, signal.getsignal(signal.SIGINT))
     before = signal.getsignal(signal.SIGINT)
     try:
         assert cli.entry() == 0

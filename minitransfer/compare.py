@@ -92,6 +92,11 @@ def run_name(mode: str, budget, seed: int) -> str:
     return f"{mode}-b{budget}-s{seed}"
 
 
+def run_finished(out: Path, name: str) -> bool:
+    """Has run ``name`` finished (finetune writes result.json last)?"""
+    return (out / "runs" / name / "result.json").exists()
+
+
 def steps_for(cc: CompareConfig, n_train: int, mode: str = "full") -> int:
     if cc.steps is not None:
         return cc.steps
@@ -151,7 +156,7 @@ def compare(
 
         # frozen-backbone features, shared by every probe run: all of them computed first, in one fixed order
         feature_cache: dict = {}
-        frozen_left = any(get_mode(m).frozen_backbone and not (out / "runs" / run_name(m, b, s) / "result.json").exists()
+        frozen_left = any(get_mode(m).frozen_backbone and not run_finished(out, run_name(m, b, s))
                           for b, m, s in grid)  # (all of them, even if some runs finished: the same bits)
         warm = warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, feature_cache) \
             if frozen_left else {"texts": 0, "seconds": 0.0, "modes": []}
@@ -162,8 +167,7 @@ def compare(
         for i, (budget, mode, seed) in enumerate(grid):
             name = run_name(mode, budget, seed)
             cfg = run_config(budget, mode, seed)
-            done = " (finished earlier: its result is read back)" if (out / "runs" / name / "result.json").exists() \
-                else ""
+            done = " (finished earlier: its result is read back)" if run_finished(out, name) else ""
             bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} labels, seed {seed}, {cfg.steps} "
                       f"steps{done}")
             model = build_classifier(mode, starts[get_mode(mode).start], scratch_config, data.label_names, cfg,

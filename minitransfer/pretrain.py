@@ -141,9 +141,9 @@ def pretrain(
     (``{"batch_size": ..., "lr": ...}``; default ``--batch-size``, ``--lr``)
     and, under ``"settings"``, the config's fields (see ``train_loop``), for
     callers whose settings are not those options (the adaptation)."""
-    option_names = option_names or {}
     from minitransfer.convert import save_pretrained
 
+    option_names = option_names or {}
     t_start = time.perf_counter()
     out = Path(out) if out is not None else None
     if cfg.block_size > model.config.n_positions:

@@ -36,7 +36,7 @@ from typing import Callable
 from flax import nnx
 
 from minitransfer.data import Dataset
-from minitransfer.encoding import fit_batch_size, batch_indices
+from minitransfer.encoding import batch_indices, fit_batch_size
 from minitransfer.heads import ClassificationHead, TaskHead
 from minitransfer.loop import OTHER_RUN, TrainingError, _read_log, train_loop
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config

@@ -30,13 +30,13 @@ def cmd_convert(args) -> int:
                          f"files (and drop what minitransfer does not carry over); choose another folder")
     model = load_pretrained(args.source, allow_pickle=args.allow_pickle)
     tokenizer = None
-    tok_source = args.tokenizer or args.source
-    try:
-        tokenizer = load_tokenizer(tok_source)
-    except Exception as e:  # a checkpoint without tokenizer still converts
-        if args.tokenizer:
-            raise
-        print(f"note: no tokenizer saved ({e})", file=sys.stderr)
+    if args.tokenizer:
+        tokenizer = load_tokenizer(args.tokenizer, option="--tokenizer")
+    else:
+        try:
+            tokenizer = load_tokenizer(args.source)
+        except Exception as e:  # a checkpoint without tokenizer still converts
+            print(f"note: no tokenizer saved ({e})", file=sys.stderr)
     out = save_pretrained(model, args.out, tokenizer=tokenizer)
     c = model.config
     print(
@@ -126,9 +126,9 @@ def _tokenizer_or_none(source):
     from minitransfer.tokenizer import load_tokenizer
 
     try:
-        return load_tokenizer(source)
+        return load_tokenizer(source, option="--tokenizer")
     except Exception as e:
-        print(f"(no token statistics: cannot load tokenizer {source!r}: {e})")
+        print(f"(no token statistics: {e})")
         return None
 
 
@@ -168,19 +168,20 @@ def cmd_finetune(args) -> int:
     task = get_task(args.task)
     for n in ignored_finetune_options(args, cfg):
         print(f"note: {n}")
+    if args.mode == "scratch" and args.config and not (args.tokenizer or args.model or shipped_checkpoint()):
+        raise ValueError("--config needs a tokenizer: pass --tokenizer or --model")
+    # the tokenizer before the data, which can take a while to load: a wrong path is said at once
+    tokenizer = (load_tokenizer(args.tokenizer, option="--tokenizer") if args.tokenizer
+                 else load_tokenizer(_model_or_default(args)))
     data = task.load(args.data, text_field=args.text_field, label_field=args.label_field)
     for n in data.notes:
         print(f"data: {n}")
     if args.mode == "scratch" and args.config:
-        if not (args.tokenizer or args.model or shipped_checkpoint()):
-            raise ValueError("--config needs a tokenizer: pass --tokenizer or --model")
-        tokenizer = load_tokenizer(args.tokenizer or _model_or_default(args))
         n_pos = max(args.max_len, 64)
         config = named_config(args.config, vocab_size=len(tokenizer), n_positions=n_pos)
         base = None
     else:
         source = _model_or_default(args)
-        tokenizer = load_tokenizer(args.tokenizer or source)
         if args.mode == "scratch":
             config, base = load_config(resolve_source(source)), None
         else:
@@ -395,7 +396,7 @@ def cmd_pretrain(args) -> int:
             tokenizer.save_pretrained(str(out))
             record.write_text(json.dumps(trained_for, indent=2) + "\n")
     else:
-        tokenizer = load_tokenizer(args.tokenizer)
+        tokenizer = load_tokenizer(args.tokenizer, option="--tokenizer")
     if init is not None:
         shape = {k: getattr(init.config, k) for k in ("n_layer", "n_head", "n_embd", "n_positions")}
     else:

@@ -338,6 +338,7 @@ def paired_gains(table: dict, modes: list[str], budgets: list[str]) -> list[dict
 PHASE_NAMES = {"train": "optimizer steps (compiling included)", "validate": "validation",
                "test": "test evaluation", "prepare": "encoding the data (and a frozen backbone's features)",
                "other": "the rest (optimizer set-up, checkpoints, logs)",
+               "earlier_calls": "the training of interrupted runs' earlier calls",
                "unknown": "runs finished before minitransfer kept this breakdown"}
 
 

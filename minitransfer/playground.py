@@ -120,7 +120,8 @@ class Playground:
         if self.classifier is None:
             raise BadRequest("no classifier loaded: start the playground with --classifier DIR")
         ids = self.classifier_tokenizer.encode(text) if text else []
-        if not ids:
+        unconditional = not ids  # the classifier's answer before any text: its prior, from the end-of-text token
+        if unconditional:
             ids = [self.classifier_tokenizer.eos_token_id or 0]
         L = self.classifier_max_len
         ignored = max(0, len(ids) - L)
@@ -135,7 +136,7 @@ class Playground:
         p = np.exp(logits - logits.max())
         p /= p.sum()
         return {"labels": list(self.classifier.head.labels), "probs": [float(x) for x in p],
-                "n_tokens": len(ids), "ignored": ignored}
+                "n_tokens": len(ids), "ignored": ignored, "unconditional": unconditional}
 
     def generate_events(self, text: str, max_new_tokens: int, temperature: float, top_k: int | None,
                         top_p: float | None, seed: int):

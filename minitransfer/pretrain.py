@@ -119,6 +119,7 @@ class PretrainResult:
     model_tflops_per_second: float | None = None
     mfu: float | None = None  # against the device's spec-sheet bf16 peak, where known
     tokens_per_second_all_in: float | None = None  # with compiling, validation, checkpoints (None: one step)
+    batch_size_used: int | None = None  # the batch trained with: the one asked, or the data's size if that is smaller
 
 
 def pretrain(
@@ -216,7 +217,7 @@ def pretrain(
         loop.best_metrics.get("val_perplexity", float("nan")), loop.step,
         loop.step * cfg.batch_size * cfg.block_size, loop.steps_per_second,
         time.perf_counter() - t_start, loop.history, loop.steps_run, len(val_blocks), loop.train_seconds,
-        *((tok_s, fps / 1e12, u, all_in) if loop.steps_run else ()),
+        *((tok_s, fps / 1e12, u, all_in) if loop.steps_run else (None, None, None, None)), cfg.batch_size,
     )
 
 
@@ -234,7 +235,11 @@ def pretrain_card(*, data: str, documents: int, result: PretrainResult, config, 
     r = result
     return {
         "data": data, "documents": documents, "tokens_seen": r.tokens_seen, "parameters": n_params,
-        "config": dataclasses.asdict(config), "pretrain": dataclasses.asdict(cfg), "best_step": r.best_step,
+        "config": dataclasses.asdict(config), "best_step": r.best_step,
+        # the settings as trained: a batch larger than the data was fitted to it (the one asked is kept beside)
+        "pretrain": {**dataclasses.asdict(cfg), "batch_size": r.batch_size_used or cfg.batch_size,
+                     **({"batch_size_asked": cfg.batch_size}
+                        if r.batch_size_used and r.batch_size_used != cfg.batch_size else {})},
         "val_loss": r.val_loss, "val_perplexity": r.val_perplexity, "wall_seconds": r.train_seconds,
         "steps_per_second": r.steps / r.train_seconds if r.train_seconds else float("nan"), "report": report,
         "command": command, "val_blocks": r.val_blocks, "tokens_per_second": r.tokens_per_second,
@@ -288,7 +293,9 @@ def model_card(c: dict) -> str:
         f"| parameters | {c['parameters']:,} |",
         f"| shape | n_layer={cfg['n_layer']}, n_head={cfg['n_head']}, n_embd={cfg['n_embd']}, "
         f"vocab_size={cfg['vocab_size']}, n_positions={cfg['n_positions']} |",
-        f"| steps | {c['pretrain']['steps']} x batch {c['pretrain']['batch_size']} x block "
+        f"| steps | {c['pretrain']['steps']} x batch {c['pretrain']['batch_size']}"
+        + (f" (asked {c['pretrain']['batch_size_asked']}: more than the data's blocks)"
+           if "batch_size_asked" in c["pretrain"] else "") + " x block "
         f"{c['pretrain']['block_size']}, peak lr {c['pretrain']['lr']:g} ({c['pretrain']['schedule']}) |",
         f"| validation perplexity | {c['val_perplexity']:.2f} (held-out {c['val_blocks']} blocks, "
         f"best at step {c['best_step']}) |",

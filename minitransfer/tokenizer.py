@@ -13,10 +13,19 @@ from pathlib import Path
 EOT = "<|endoftext|>"  # GPT-2's one special token: end of text, also used as BOS and padding
 
 
-def load_tokenizer(source: str | os.PathLike):
+def load_tokenizer(source: str | os.PathLike, option: str | None = None):
     """The tokenizer of ``source`` (see ``_load_tokenizer``), without a
-    length limit of its own (see ``_unlimited``)."""
-    return _unlimited(_load_tokenizer(source))
+    length limit of its own (see ``_unlimited``). ``option``: the
+    command-line option that named ``source`` (``--tokenizer``), for errors."""
+    if option is None:
+        return _unlimited(_load_tokenizer(source))
+    from minitransfer.convert import CheckpointError
+
+    try:
+        return _unlimited(_load_tokenizer(source))
+    except (CheckpointError, OSError, ValueError) as e:
+        said = str(e).removeprefix(f"{source}: ")  # the path is named once, after the option
+        raise CheckpointError(f"{option} {source}: {said}") from None
 
 
 def _unlimited(tokenizer):

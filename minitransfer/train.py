@@ -120,9 +120,9 @@ class RunResult:
     history: list[dict]
     # where the wall time went: "prepare" (encoding; a frozen backbone's features), "train" (the
     # optimizer steps, their compiling included), "validate", "test" and "other" (building the
-    # optimizer, saving checkpoints and state), of this call only (a resumed run's earlier calls are
-    # not in it, as they are not in wall_seconds); a finished run reads them back from result.json;
-    # empty for an interrupted run
+    # optimizer, saving checkpoints and state) of this call, and for a resumed run "earlier_calls"
+    # (the training loops of the calls it resumed), so that they add up to wall_seconds; a finished
+    # run reads them back from result.json; empty for an interrupted run
     seconds: dict = dataclasses.field(default_factory=dict)
 
 
@@ -317,8 +317,13 @@ def finetune(
     nnx.update(net, loop.best_params)  # the trained weights go back into the caller's model
     if out is not None and not keep_state and keep_best:  # best/ was not written along the way
         write_best(loop.best_params, loop.best_step)
-    wall = time.perf_counter() - t_start
-    seconds["other"] = max(0.0, wall - sum(seconds.values()))
+    # a resumed run's wall time counts the training loops of the calls before this one (their state
+    # kept them); what those calls spent outside their loops (loading, encoding) is not known
+    earlier = max(0.0, loop.train_seconds - loop.last_call_seconds)
+    wall = time.perf_counter() - t_start + earlier
+    seconds["other"] = max(0.0, wall - earlier - sum(seconds.values()))
+    if earlier:
+        seconds["earlier_calls"] = earlier
     seconds = {k: round(v, 3) for k, v in seconds.items()}
     result = RunResult(out, loop.best_step, best_val, test, loop.step, loop.steps_per_second,
                        wall, loop.history, seconds)
@@ -328,6 +333,8 @@ def finetune(
             "test": test, "steps": loop.step, "steps_per_second": loop.steps_per_second,
             "wall_seconds": result.wall_seconds, "seconds": seconds, "n_train": n_train,
             "config": dataclasses.asdict(asked), "batch_size_used": batch_size,
+            # what the run did, whichever of epochs and steps it was given (config keeps both, as asked)
+            "epochs_trained": round(loop.step * batch_size / n_train, 3),
             "truncated": {name: e.n_truncated for name, e in enc.items()},
         }, indent=2) + "\n")
         # result.json marks the run finished; the state for resuming it (weights, optimizer

@@ -106,6 +106,21 @@ def test_data_command_reports_counts_and_truncation(tmp_path, capsys):
     assert "1 row(s) with empty 'text' dropped" in out
     assert "train" in out and "median" in out
     assert "would truncate 21 (50.0%)" in out
+    # a tokenizer that is not there: the data's counts still print, and the message names the option
+    assert main(["data", f"jsonl:{p}", "--tokenizer", str(tmp_path / "nope")]) == 0
+    assert f"(no token statistics: --tokenizer {tmp_path / 'nope'}: no such checkpoint directory)" \
+        in capsys.readouterr().out
+
+
+def test_a_tokenizer_option_that_cannot_load_is_named_before_the_data_loads(tmp_path, capsys):
+    from tests.conftest import REPO
+
+    (tmp_path / "empty").mkdir()
+    for command in (["finetune", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "o")],
+                    ["convert", str(REPO / "checkpoints" / "minigpt2-imdb"), "--out", str(tmp_path / "c")]):
+        assert main([*command, "--tokenizer", str(tmp_path / "empty")]) == 2
+        err = capsys.readouterr().err
+        assert f"error: --tokenizer {tmp_path / 'empty'}: no tokenizer files" in err, err
 
 
 def test_data_command_bad_spec(capsys):

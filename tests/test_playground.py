@@ -71,7 +71,9 @@ def test_empty_and_too_long_text(client):
     r = client.post("/api/candidates", json={"text": long}).json()
     assert r["dropped"] == 50 - 32 and r["n_tokens"] == 32
     c = client.post("/api/classify", json={"text": long}).json()
-    assert c["ignored"] == 50 - 16 and c["n_tokens"] == 16
+    assert c["ignored"] == 50 - 16 and c["n_tokens"] == 16 and not c["unconditional"]
+    c = client.post("/api/classify", json={"text": ""}).json()  # said, as the candidates say it
+    assert c["unconditional"] and c["n_tokens"] == 1 and abs(sum(c["probs"]) - 1) < 1e-5
 
 
 @pytest.mark.parametrize("body,message", [

@@ -129,6 +129,11 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(pretrained_dir, keywo
     b = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
                  tmp_path / "b", progress=False)
     assert a.test == b.test and a.best_step == b.best_step and a.best_val == b.best_val
+    # the resumed run's wall time counts the first call's training too, as a phase of its own
+    res_b = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert 0 < res_b["seconds"]["earlier_calls"] <= partial.wall_seconds
+    assert sum(res_b["seconds"].values()) == pytest.approx(res_b["wall_seconds"], abs=0.02)
+    assert "earlier_calls" not in json.loads((tmp_path / "a" / "result.json").read_text())["seconds"]
     assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
     wa = mt.load_pretrained(tmp_path / "a" / "best")
     wb = mt.load_pretrained(tmp_path / "b" / "best")
@@ -220,7 +225,7 @@ def test_cli_finetune_all_modes_and_skip(pretrained_dir, keyword_data, tmp_path,
 def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretrained_dir, keyword_data, tmp_path):
     # --batch-size 1000000000 once exhausted 22 GB before the first step; now each step takes every example
     from minitransfer.encoding import pack_blocks
-    from minitransfer.pretrain import PretrainConfig, pretrain
+    from minitransfer.pretrain import PretrainConfig, model_card, pretrain, pretrain_card
 
     tok = mt.load_tokenizer(pretrained_dir)
     said = []
@@ -230,14 +235,21 @@ def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretraine
     assert "note: --batch-size 1000000000 is more than the 20 training examples: each step takes all 20 (batch 20)" in said
     result = json.loads((tmp_path / "f" / "result.json").read_text())
     assert result["batch_size_used"] == 20 and result["config"]["batch_size"] == 10**9 and r.steps == 2
+    assert result["epochs_trained"] == 2.0  # 2 steps of all 20 examples, whatever config's epochs says
     blocks = pack_blocks(keyword_data.train.texts, tok, block_size=16, val_fraction=0.1, seed=0)
     said.clear()
     lm = mt.GPT2.language_model(mt.load_pretrained(pretrained_dir).config, seed=0)
-    pretrain(lm, blocks, tok, PretrainConfig(steps=1, batch_size=10**9, block_size=16, eval_every=1), progress=False,
-             log=said.append)
+    pcfg = PretrainConfig(steps=1, batch_size=10**9, block_size=16, eval_every=1)
+    pr = pretrain(lm, blocks, tok, pcfg, progress=False, log=said.append)
     n = len(blocks.train)
     assert f"note: --batch-size 1000000000 is more than the {n:,} training blocks of 16 tokens: each step takes all " \
            f"{n:,} (batch {n:,})" in said
+    # the model card records the batch trained with, and the one asked beside it
+    card = pretrain_card(data="keywords", documents=20, result=pr, config=lm.config, cfg=pcfg, n_params=1,
+                         report={}, command="minitransfer pretrain ...")
+    assert pr.batch_size_used == n and card["pretrain"]["batch_size"] == n
+    assert card["pretrain"]["batch_size_asked"] == 10**9
+    assert f"x batch {n} (asked 1000000000: more than the data's blocks) x block 16" in model_card(card)
     said.clear()  # the adaptation calls pretrain with settings that are not command-line options: named as such
     pretrain(lm, blocks, tok, PretrainConfig(steps=1, batch_size=10**9, block_size=16, eval_every=1), progress=False,
              log=said.append, option_names={"batch_size": "the adaptation's batch size"})

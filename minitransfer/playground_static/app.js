@@ -61,6 +61,7 @@ async function refresh() {
     statusLine.classList.toggle("warn", cand.dropped > 0);
     if (cls) {
       classes.replaceChildren(...cls.labels.map((lab, i) => row(visible(lab), cls.probs[i])));
+      if (cls.unconditional) statusLine.textContent += " · classifier: no text, so its answer for the end-of-text token alone";
       if (cls.ignored) statusLine.textContent += " · classifier: " + cls.ignored + " token(s) beyond its max_len ignored";
     }
   } catch (e) {

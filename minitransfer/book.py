@@ -61,8 +61,23 @@ def _kernel_died(path: Path, nb, running: int | None, fast: bool) -> str:
             f"it: MINITRANSFER_FAST={int(fast)} python -X faulthandler {path}")
 
 
+def _kernel_config(sockets: str | None):
+    """nbclient's configuration: where the OS has Unix sockets, the kernel
+    talks to us over them, in the private folder ``sockets``. Over TCP (the
+    default) every kernel prints a warning that its loopback traffic is
+    unencrypted. (Configured, not a kernel manager of our own: nbclient
+    notices a dead kernel only in the manager it makes itself.)"""
+    from traitlets.config import Config
+
+    if sockets is None:
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+
+
 def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> dict:
     """Execute one lecture and write ``out/<name>.html``; return what the index needs."""
+    import tempfile
+
     import jupytext
     import nbformat
     from nbclient import NotebookClient
@@ -82,9 +97,10 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
                        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
                        "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))})
     started = []  # nbclient's on_cell_start calls: which cell is running if the kernel dies
+    sockets = tempfile.TemporaryDirectory(prefix="minitransfer-kernel-") if os.name == "posix" else None
     t0 = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", config=_kernel_config(sockets and sockets.name),
                        on_cell_start=lambda cell, cell_index: started.append(cell_index),
                        resources={"metadata": {"path": str(work)}}).execute()
     except CellExecutionError as e:
@@ -92,6 +108,8 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
     except DeadKernelError:
         raise BookError(_kernel_died(path, nb, started[-1] if started else None, fast)) from None
     finally:
+        if sockets is not None:
+            sockets.cleanup()
         for k, v in env_before.items():
             if v is None:
                 os.environ.pop(k, None)

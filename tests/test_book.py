@@ -89,3 +89,22 @@ def test_a_lecture_whose_process_dies_names_the_cell_and_how_to_see_why(tmp_path
     message = str(e.value)
     assert "09_dies.py: the lecture's Python process died while code cell 2 of 3 was running ('import os')" in message
     assert f"MINITRANSFER_FAST=1 python -X faulthandler {lecture}" in message
+
+
+def test_a_lecture_builds_without_the_kernels_transport_warning(tmp_path, capfd):
+    """Over TCP every kernel warned that its traffic is unencrypted, once per
+    lecture; the book talks to its kernels over Unix sockets where there are
+    such, in a private folder that goes with the kernel."""
+    import glob
+    import tempfile
+
+    from minitransfer.book import build_lecture
+
+    lecture = tmp_path / "09_tiny.py"
+    lecture.write_text("# %% [markdown]\n# # Lecture 9: tiny\n\n# %%\nprint('hello from the kernel')\n")
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "minitransfer-kernel-*")))
+    build_lecture(lecture, tmp_path / "site", fast=True, timeout=120)
+    assert "hello from the kernel" in (tmp_path / "site" / "09_tiny.html").read_text()
+    err = capfd.readouterr().err
+    assert "without encryption" not in err and "WARNING" not in err, err
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "minitransfer-kernel-*"))) <= before

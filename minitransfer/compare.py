@@ -28,7 +28,7 @@ import numpy as np
 from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.modes import get_mode
 from minitransfer.steps import compile_meter
-from minitransfer.train import TrainConfig, build_classifier, finetune
+from minitransfer.train import TrainConfig, build_classifier, data_fingerprint, finetune
 
 RESULT_COLUMNS = [
     "mode", "budget", "n_train", "seed", "split", "step",
@@ -97,6 +97,34 @@ def run_finished(out: Path, name: str) -> bool:
     return (out / "runs" / name / "result.json").exists()
 
 
+# what a compare's runs do not depend on: which of them there are, and how they run or are kept
+GRID_ONLY = ("budgets", "modes", "seeds", "curve_budget", "parallel", "keep_checkpoints")
+
+
+def check_same_compare(out: Path, record: dict) -> None:
+    """Refuse, before any run, an --out whose earlier compare trained with
+    other settings or data: its finished runs would be read back as if they
+    were this compare's (or, each in turn, refused by finetune). The grid
+    itself may grow or shrink: more budgets, modes or seeds add runs."""
+    p = out / "compare.json"
+    if not p.exists():
+        return
+    try:
+        before = json.loads(p.read_text())
+        there = before["config"]
+    except (ValueError, KeyError, TypeError):
+        return  # not one we wrote; each run's own check still holds
+    differ = [f"{k}: {there.get(k)!r} there, {v!r} now" for k, v in record["config"].items()
+              if k not in GRID_ONLY and there.get(k) != v]
+    if before.get("data") != record["data"]:
+        differ.append(f"data: {before.get('data')!r} there, {record['data']!r} now")
+    elif before.get("rows") not in (None, record["rows"]):
+        differ.append(f"the data's rows (a hash of every text and label): {before['rows']} there, {record['rows']} now")
+    if differ:
+        raise ValueError(f"{out} holds a compare with other settings ({'; '.join(differ)}); its finished runs "
+                         f"are not this compare's: choose another --out or delete it")
+
+
 def steps_for(cc: CompareConfig, n_train: int, mode: str = "full") -> int:
     if cc.steps is not None:
         return cc.steps
@@ -137,7 +165,10 @@ def compare(
     if small:  # finetune fits the batch to the budget; its runs here log nothing, so say it once
         log(f"note: {' and '.join(small)} labels are fewer than --batch-size {cc.batch_size}: at "
             f"{'that budget' if len(small) == 1 else 'those budgets'} each step takes every labelled example")
-    (out / "compare.json").write_text(json.dumps({"config": dataclasses.asdict(cc), "data": data.spec}, indent=2))
+    record = {"config": json.loads(json.dumps(dataclasses.asdict(cc))), "data": data.spec,
+              "rows": data_fingerprint(data)}
+    check_same_compare(out, record)
+    (out / "compare.json").write_text(json.dumps(record, indent=2))
     rows, t0, truncated, phases = [], time.perf_counter(), {}, {}
     with compile_meter() as compiled:  # across the adaptation and every run
         starts = {"random": base_model, "pretrained": base_model}

@@ -158,6 +158,8 @@ def pretrain(
         # runs started before then still resume)
         {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"}, "mode": "pretrain",
          "lr_decay_per_layer": 1.0, "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
+         # the tokens themselves: the same file, edited, is other text
+         "blocks": hashlib.sha256(np.ascontiguousarray(train_blocks).tobytes()).hexdigest()[:16],
          **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
     batch_size = fit_batch_size(cfg.batch_size, len(train_blocks), f"training blocks of {cfg.block_size} tokens",
                                 log, option=option_names.get("batch_size", "--batch-size"))

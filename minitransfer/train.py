@@ -33,6 +33,7 @@ import types
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from flax import nnx
 
 from minitransfer.data import Dataset
@@ -221,6 +222,7 @@ def finetune(
             f"tokenizer saved with the model."
         )
     run_key = _run_key(cfg, data, model, tokenizer)
+    rows = data_fingerprint(data)
     if out is not None and (out / "result.json").exists():
         done = json.loads((out / "result.json").read_text())
         if done.get("run_key") != run_key:
@@ -228,6 +230,8 @@ def finetune(
             there = done.get("config", {})
             differ = [f"{k}: {there.get(k)!r} there, {v!r} now" for k, v in now.items()
                       if k not in RUN_KEY_IGNORES and there.get(k) != v]
+            if done.get("data_rows") not in (None, rows):
+                differ.append(f"{DATA_ROWS}: {done['data_rows']} there, {rows} now")
             raise TrainingError(f"{out} holds a finished run with other " + (
                 f"settings ({'; '.join(differ)})" if differ else OTHER_RUN)
                 + "; choose another --out or delete it")
@@ -301,7 +305,8 @@ def finetune(
         out=out, run_key=state_key, desc=cfg.mode, progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {f"val_{best}": f"{m[f'val_{best}']:.3f}"},
         parallel=parallel, resumable=keep_state,
-        settings={k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items() if k not in RUN_KEY_IGNORES},
+        settings={**{k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items()
+                     if k not in RUN_KEY_IGNORES}, DATA_ROWS: rows},
     )
     best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
     if loop.interrupted:
@@ -329,7 +334,7 @@ def finetune(
                        wall, loop.history, seconds)
     if out is not None:
         (out / "result.json").write_text(json.dumps({
-            "run_key": run_key, "mode": cfg.mode, "best_step": loop.best_step, "best_val": best_val,
+            "run_key": run_key, "data_rows": rows, "mode": cfg.mode, "best_step": loop.best_step, "best_val": best_val,
             "test": test, "steps": loop.step, "steps_per_second": loop.steps_per_second,
             "wall_seconds": result.wall_seconds, "seconds": seconds, "n_train": n_train,
             "config": dataclasses.asdict(asked), "batch_size_used": batch_size,
@@ -352,9 +357,32 @@ def _with_params(graphdef, params, model: GPT2, mode: str) -> GPT2:
     return trained
 
 
+# how messages name the data's fingerprint (data_fingerprint) among a run's settings
+DATA_ROWS = "the data's rows (a hash of every text and label)"
+
 # settings that do not change what a run computes: how big its evaluation batches
 # are, and where it runs
 RUN_KEY_IGNORES = ("eval_batch_size", "parallel")
+
+
+def data_fingerprint(data) -> str:
+    """A hash of every row of every split (texts, labels, answers: all of a
+    split's fields), so that a run re-run on an edited file is not taken for
+    the same run. The spec and sizes alone would miss a changed label."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("train", "validation", "test"):
+        split = data.split(name)
+        for field in dataclasses.fields(split):
+            value = getattr(split, field.name)
+            h.update(field.name.encode())
+            if isinstance(value, np.ndarray):
+                h.update(str(value.dtype).encode() + np.ascontiguousarray(value).tobytes())
+            else:
+                h.update(json.dumps(value, default=str).encode())
+    h.update(json.dumps(getattr(data, "label_names", None)).encode())
+    return h.hexdigest()[:16]
 
 
 def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer) -> str:
@@ -367,6 +395,7 @@ def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer) -> str:
     for k in RUN_KEY_IGNORES:
         d.pop(k, None)
     d["data"] = data.spec
+    d["rows"] = data_fingerprint(data)
     d["n"] = [len(data.train), len(data.validation), len(data.test)]
     d["labels_names"] = getattr(data, "label_names", None)
     d["model"] = dataclasses.asdict(model.config)

@@ -91,6 +91,12 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     assert json.loads((out / "summary.json").read_text())["run_seconds_by_phase"] == phases  # read back, not zeroed
     assert "[5/12] probe-b20-s1: probe on 20 labels, seed 1, 4 steps (finished earlier: its result is read back)" \
         in capsys.readouterr().out
+    # other settings in the same --out: refused before any run, each difference named (a bigger grid is not
+    # another setting: its new runs run, its old ones are read back)
+    assert main([*args, "--steps", "5", "--max-len", "10"]) == 2
+    assert (f"{out} holds a compare with other settings (steps: 4 there, 5 now; max_len: 12 there, 10 now); its "
+            f"finished runs are not this compare's") in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
 
     # --keep-checkpoints: each run keeps its best checkpoint, written once, at its end
     kept = tmp_path / "kept"

@@ -416,6 +416,17 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     with pytest.raises(TrainingError, match=r"holds a run with other settings \(steps: 6 there, 7 now\)"):
         finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg7), keyword_data,
                  gpt2_tokenizer, cfg7, tmp_path / "cut", progress=False)
+    # the same file edited (one label flipped: same spec, same sizes, same labels) is other data,
+    # finished or not: said as the data's rows
+    import copy
+
+    edited = copy.deepcopy(keyword_data)
+    edited.train.labels[0] = 1 - edited.train.labels[0]
+    for run, c in (("run", _cfg(mode="full", steps=3, eval_every=3)), ("cut", cfg)):
+        with pytest.raises(TrainingError, match=r"holds a (finished )?run with other settings \(the data's rows "
+                                                r"\(a hash of every text and label\): '?[0-9a-f]{16}'? there, "):
+            finetune(build_classifier("full", base, base.config, keyword_data.label_names, c), edited,
+                     gpt2_tokenizer, c, tmp_path / run, progress=False)
 
 
 def test_tokenizer_larger_than_vocab_is_refused(keyword_data, gpt2_tokenizer):

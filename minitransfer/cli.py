@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-len", type=int, help="tokens per example (default 64)")
     p.add_argument("--batch-size", type=int, help="default 32")
     p.add_argument("--pooling", choices=["last", "mean"], help="how every head summarises a text (default mean)")
-    p.add_argument("--out", default="runs/compare", help="output directory (default runs/compare)")
+    p.add_argument("--out", help="output directory (default runs/compare; with --quick, runs/compare-quick, so that "
+                                 "a smoke run and the full one keep their own results)")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each run's best model in OUT/runs/NAME/best (default: metrics only; the default grid's "
                    "48 checkpoints take 370 MB of the shipped model, 24 GB of GPT-2 124M)")

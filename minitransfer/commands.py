@@ -279,13 +279,16 @@ def cmd_evaluate(args) -> int:
                          f"n_positions)")
     max_len = args.max_len or info.get("max_len") or model.config.n_positions
     data = task_of(model.head).load(args.data, text_field=args.text_field, label_field=args.label_field)
+    for n in data.notes:  # rows dropped, merged or repaired: said here as finetune says them (stderr: --json)
+        print(f"data: {n}", file=sys.stderr)
     val_examples = None
     if args.split == "validation" and not args.all_validation and info.get("val_examples"):
         val_examples = info["val_examples"]
         if val_examples < len(data.validation):
             print(f"(validation: the fixed subset of {val_examples} examples the model was validated on "
                   f"during training; --all-validation for all {len(data.validation)})", file=sys.stderr)
-    m = evaluate(model, data, tokenizer, split=args.split, max_len=max_len, val_examples=val_examples)
+    m = evaluate(model, data, tokenizer, split=args.split, max_len=max_len, val_examples=val_examples,
+                 log=lambda message: print(f"data: {message}", file=sys.stderr))
     if args.json:
         print(_json.dumps({"split": args.split, **m}))
     else:
@@ -494,6 +497,8 @@ def cmd_compare(args) -> int:
     from minitransfer.data import load_dataset
 
     source = _model_or_default(args)
+    if args.out is None:
+        args.out = "runs/compare-quick" if args.quick else "runs/compare"
     if args.quick:
         cc = CompareConfig(budgets=[100, 300], seeds=2, steps=20, val_examples=200, evals_per_run=4,
                            adapt=AdaptConfig(steps=30, eval_every=15))
@@ -501,7 +506,9 @@ def cmd_compare(args) -> int:
         cc = CompareConfig()
     if args.adapt_steps is not None:
         cc.adapt = dataclasses.replace(cc.adapt, steps=args.adapt_steps, eval_every=max(1, min(cc.adapt.eval_every, args.adapt_steps)))
-    if args.budgets:
+    if args.budgets is not None:
+        if not args.budgets.replace(",", "").strip():
+            raise ValueError("--budgets is empty; give label counts, e.g. --budgets 100,300,1000 (or all)")
         cc.budgets = parse_budgets(args.budgets)
     if args.modes:
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]

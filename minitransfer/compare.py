@@ -147,7 +147,6 @@ def compare(
     from tqdm.auto import tqdm
 
     out = Path(out)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
     for m in cc.modes:
         get_mode(m)
     grid = [(b, m, s) for b in cc.budgets for s in range(cc.seeds) for m in cc.modes]
@@ -168,6 +167,7 @@ def compare(
     record = {"config": json.loads(json.dumps(dataclasses.asdict(cc))), "data": data.spec,
               "rows": data_fingerprint(data)}
     check_same_compare(out, record)
+    (out / "runs").mkdir(parents=True, exist_ok=True)  # once the settings are known to be good: not before
     (out / "compare.json").write_text(json.dumps(record, indent=2))
     rows, t0, truncated, phases = [], time.perf_counter(), {}, {}
     with compile_meter() as compiled:  # across the adaptation and every run

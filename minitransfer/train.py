@@ -403,12 +403,14 @@ def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer) -> str:
 
 
 def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | None = None,
-             batch_size: int = 64, val_examples: int | None = None) -> dict:
+             batch_size: int = 64, val_examples: int | None = None,
+             log: Callable[[str], None] = lambda message: None) -> dict:
     """The head's metrics (accuracy, macro-F1, loss and n for a classifier;
     exact match and F1 for a span head) on one split.
 
     ``val_examples`` picks the same fixed validation subset that ``finetune``
-    validated on, so its logged metrics can be reproduced."""
+    validated on, so its logged metrics can be reproduced. ``log`` hears what
+    the head's encoding noticed (QA answers not in their context, say)."""
     head = model.head
     if not isinstance(head, TaskHead) or head.best_metric is None:
         raise TrainingError("this model has no task head; evaluate needs a fine-tuned model")
@@ -418,7 +420,7 @@ def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | N
         raise TrainingError(f"{e}; evaluate needs data labelled as the model's training data was") from None
     data.split(split)  # an unknown split name fails here, with the names there are
     arrays, examples = head.prepare(data, tokenizer, max_len=max_len or model.config.n_positions, budget=None,
-                                    seed=0, val_examples=val_examples, log=lambda m: None, splits=(split,),
+                                    seed=0, val_examples=val_examples, log=log, splits=(split,),
                                     training=False)[split]
     graphdef, params = nnx.split(model)
     eval_step = make_eval_step(graphdef, forward_tokens)

@@ -145,6 +145,22 @@ def test_budgets_and_modes_are_checked_before_the_adaptation_runs(setup, tmp_pat
     assert "--budgets: 1 is fewer labels than classes (2)" in capsys.readouterr().err
     assert main([*common, "--budgets", "10", "--modes", "probe,adapt,probe"]) == 2
     assert "--modes names probe more than once (probe,adapt,probe)" in capsys.readouterr().err
+    assert main([*common, "--budgets", ""]) == 2
+    assert "--budgets is empty" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # refused settings leave no folder behind
+
+
+
+def test_the_quick_smoke_run_has_its_own_default_folder(setup, monkeypatch, tmp_path):
+    import minitransfer.compare
+
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    monkeypatch.setattr(minitransfer.compare, "compare", lambda *a, **k: seen.append(a[5]) or 1 / 0)
+    for quick, folder in ((["--quick"], "runs/compare-quick"), ([], "runs/compare")):
+        with pytest.raises(ZeroDivisionError):
+            main(["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}", "--max-len", "12", *quick])
+        assert seen.pop() == folder
 
 
 def test_budget_parsing():

@@ -179,6 +179,14 @@ def test_save_load_identical_predictions_and_evaluate_reproduces_val(
     assert abs(got["loss"] - r.best_val["loss"]) < 1e-6
     assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data", spec, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == r.test["accuracy"]
+    # what the data's loading dropped or repaired is said, as finetune says it (on stderr, beside --json)
+    from pathlib import Path
+
+    edited = tmp_path / "kw-edited.jsonl"
+    edited.write_text(Path(spec.split(":", 1)[1]).read_text() + json.dumps({"text": "", "label": "pos"}) + "\n")
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data", f"jsonl:{edited}", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "data: kw-edited.jsonl: 1 row(s) with empty 'text' dropped" in err and json.loads(out)["n"] > 0
 
 
 def test_one_real_step_on_tfds_mock_data(pretrained_dir, gpt2_tokenizer):

@@ -359,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     from minitransfer.loop import TrainingError
     from minitransfer.book import BookError
 
+    bad = check_arguments(args)
+    if bad:
+        print(f"minitransfer {args.command}: error: {bad}", file=sys.stderr)
+        return 2
     out = getattr(args, "out", None)
     if out and Path(out).exists() and not Path(out).is_dir():  # before minutes of work, not after
         print(f"minitransfer {args.command}: error: --out {out} is a file; --out names a directory to write "
@@ -376,6 +380,28 @@ def main(argv: list[str] | None = None) -> int:
         interrupt.clear()  # acted on
         print(f"\nminitransfer {args.command}: interrupted" + RESUMES.get(args.command, ""), file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
+
+
+SEED_MAX = 2**31 - 1  # a seed becomes a JAX key (32 bits; larger ones collide) and numpy's generator
+
+
+def check_arguments(args) -> str | None:
+    """What every command's arguments must be, whatever the command: text
+    that is valid UTF-8 (bytes that are not come from the shell as lone
+    surrogates, which the tokenizer cannot take), and seeds in range. The
+    first problem found, as a message naming the option; None if none."""
+    for name, value in vars(args).items():
+        shown = f"--{name.replace('_', '-')}"
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                byte = value[e.start].encode("utf-8", "surrogateescape")
+                return (f"{shown} is not valid UTF-8 (byte 0x{byte.hex()} at character {e.start}); the shell passed "
+                        f"it in another encoding: use UTF-8 text")
+        if name in ("seed", "split_seed") and isinstance(value, int) and not 0 <= value <= SEED_MAX:
+            return f"{shown} must be a whole number from 0 to {SEED_MAX:,}, got {value}"
+    return None
 
 
 # what re-running a command after Ctrl-C does, for those that keep state on disk

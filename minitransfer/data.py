@@ -164,6 +164,9 @@ def _read_text(path: Path, notes: list[str]) -> str:
         raise DataError(f"{path}: no such file") from None
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(raw) >= 4 and b"\x00\x00" in (raw[0:4:2], raw[1:4:2])):
+        raise DataError(f"{path}: looks like UTF-16 text (a UTF-16 byte-order mark, or a NUL byte after every "
+                        f"character); minitransfer reads UTF-8: save the file as UTF-8")
     try:
         return raw.decode("utf-8-sig")  # -sig: a leading byte-order mark is not part of the first field's name
     except UnicodeDecodeError:
@@ -232,6 +235,9 @@ def _read_delimited(text: str, path: Path, kind: str) -> Rows:
     of its text. (A trailing delimiter, an empty extra value, is allowed; a
     short row keeps None for what it lacks, which the caller reports.)"""
     delimiter, shown = (",", "a comma") if kind == "csv" else ("\t", "a tab")
+    # the csv module refuses a field over 128 KiB by default; a long review is not malformed (the JSONL reader
+    # takes it), and --max-len cuts it later, counted
+    csv.field_size_limit(2**31 - 1)
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, strict=kind == "csv")
     # split as the csv reader counts lines, on "\n" alone (str.splitlines() also breaks at form feeds, U+2028...)
     lines = text.split("\n")
@@ -365,6 +371,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
     p = Path(spec)
     if p.exists() and p.is_file() and _kind_of(p):
         return _kind_of(p), spec
+    if _kind_of(p) and not p.exists():  # a file name the spec would take, were it there
+        raise DataError(f"{spec}: no such file (a data spec may be a path to a .{_kind_of(p)} file, or "
+                        f"'{_kind_of(p)}:PATH')")
     raise DataError(
         f"data spec {spec!r} not understood; expected 'tweets', 'tfds:NAME[/CONFIG]', "
         f"'jsonl:PATH', 'csv:PATH', 'tsv:PATH' or 'txt:PATH'"
@@ -372,10 +381,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 def _find_split_file(directory: Path, stem: str, kind: str) -> Path | None:
-    for name in (f"{stem}.{kind}", f"{stem}.{kind}.gz"):
-        if (directory / name).exists():
-            return directory / name
-    return None
+    found = [directory / name for name in (f"{stem}.{kind}", f"{stem}.{kind}.gz") if (directory / name).exists()]
+    if len(found) > 1:  # which one is meant? Reading either would silently ignore the other
+        raise DataError(f"{directory}: holds both {found[0].name} and {found[1].name}; keep one of them")
+    return found[0] if found else None
 
 
 def load_dataset(
@@ -394,6 +403,8 @@ def load_dataset(
     kind, rest = parse_spec(spec)
     if kind == "txt":
         raise DataError(f"{spec}: plain text has no labels; it can be used for pretraining only")
+    if text_field == label_field:  # the model would learn the label from the label
+        raise DataError(f"--text-field and --label-field are both {text_field!r}; they must name different fields")
     notes: list[str] = []
     raw: dict[str, tuple[list, list]] = {}
     tfds_names: list[str] = []

@@ -213,6 +213,11 @@ async def _json_body(request, fields: tuple[str, ...]) -> dict:
         raise BadRequest("field 'text' is missing: the request body is {\"text\": \"...\"} and any settings")
     if not isinstance(body["text"], str):
         raise BadRequest("field 'text' must be a string")
+    try:  # JSON's \ud800 escapes decode to lone surrogates: not text the tokenizer can take
+        body["text"].encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadRequest(f"field 'text' holds a lone UTF-16 surrogate (\\u{ord(body['text'][e.start]):04x} at "
+                         f"character {e.start}), which is not a character") from None
     return body
 
 
@@ -222,7 +227,7 @@ def _number(body: dict, name: str, kind, default, lo, hi):
         return None
     # JSON numbers only: "3" or true are not quietly read as 3 or 1, nor 2.5 as 2 where a count is asked
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise BadRequest(f"field {name!r} must be a number, got {body.get(name)!r}")
+        raise BadRequest(f"field {name!r} must be a number, got {json.dumps(body.get(name))}")
     if kind is int and not float(v).is_integer():  # (NaN and infinities are not whole either)
         raise BadRequest(f"field {name!r} must be a whole number, got {v!r}")
     try:

@@ -253,6 +253,13 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
          "--n-positions must be at least 1, got 0"),
         (["pretrain", "--data", "tweets", "--config", "tiny", "--n-positions", "64", "--out", out],
          "--block-size 128 exceeds --n-positions 64"),
+        # seeds become 32-bit JAX keys (a 20-digit one was a traceback; -1 an error naming no option)
+        (["finetune", "--mode", "full", "--seed", "99999999999999999999", "--out", out],
+         "--seed must be a whole number from 0 to 2,147,483,647, got 99999999999999999999"),
+        (["generate", "--prompt", "hi", "--seed", "-1"], "--seed must be a whole number from 0 to 2,147,483,647"),
+        # bytes that are not UTF-8 reach Python as lone surrogates, which the tokenizer refused with a traceback
+        (["next-word", "--prompt", b"caf\xe9 is".decode("utf-8", "surrogateescape")],
+         "--prompt is not valid UTF-8 (byte 0xe9 at character 3)"),
     ]
     for args, says in cases:
         assert main(args) == 2, args

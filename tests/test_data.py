@@ -367,3 +367,37 @@ def test_jsonl_values_of_the_wrong_kind_are_errors_not_strings(tmp_path, row, me
         load_dataset(f"jsonl:{p}")
     p.write_text("".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n" for i in range(40)))
     assert load_dataset(f"jsonl:{p}").label_names == ["0", "1"]
+
+
+def test_files_that_would_be_misread_are_refused_with_the_cause(tmp_path):
+    rows = [{"text": f"text {i}", "label": "pos" if i % 2 else "neg"} for i in range(20)]
+    # a path given without its kind: that it is not there, not that the spec is not understood
+    with pytest.raises(DataError, match=r"nothere.csv: no such file \(a data spec may be a path to a .csv file"):
+        load_dataset(str(tmp_path / "nothere.csv"))
+    # UTF-16 (Excel's "Unicode text"): the encoding, not CSV quoting
+    u16 = tmp_path / "u16.csv"
+    u16.write_text("text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows), encoding="utf-16")
+    with pytest.raises(DataError, match="looks like UTF-16 text .* save the file as UTF-8"):
+        load_dataset(f"csv:{u16}")
+    # a directory with train.csv and train.csv.gz: which is meant is not guessed
+    d = tmp_path / "both"
+    d.mkdir()
+    for name in ("train.csv", "test.csv"):
+        (d / name).write_text("text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows))
+    import gzip
+
+    (d / "train.csv.gz").write_bytes(gzip.compress((d / "train.csv").read_bytes()))
+    with pytest.raises(DataError, match=r"both: holds both train.csv and train.csv.gz; keep one of them"):
+        load_dataset(f"csv:{d}")
+    # one field as both text and label: the label would be learned from itself
+    with pytest.raises(DataError, match="--text-field and --label-field are both 'label'"):
+        load_dataset(f"csv:{d / 'test.csv'}", text_field="label")
+
+
+def test_a_field_longer_than_the_csv_modules_default_limit_is_read(tmp_path):
+    p = tmp_path / "long.csv"
+    long = "word " * 40_000  # 200,000 characters: over the csv module's 131,072
+    p.write_text("text,label\n" + "".join(f"{long if i == 0 else f'short {i}'},{'pos' if i % 2 else 'neg'}\n"
+                                          for i in range(20)))
+    d = load_dataset(f"csv:{p}")
+    assert max(len(t) for s in (d.train, d.validation, d.test) for t in s.texts) == len(long)

@@ -110,6 +110,8 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
+    if not path.is_file():  # (a folder of that name read as "No such device (os error 19)")
+        raise CheckpointError(f"{path}: not a file; expected the checkpoint's weights in safetensors format")
     try:
         return load_file(str(path))
     except SafetensorError as e:
@@ -174,7 +176,22 @@ def read_weights(directory: Path, *, allow_pickle: bool = False) -> tuple[dict[s
             f"{directory}: no weights found. Expected {SAFETENSORS}, {SAFETENSORS_INDEX} (+ shards) "
             f"or {PICKLE}; the directory holds {present}."
         )
-    return {k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()}, desc
+    # floating-point tensors as float32; any other kind (the causal-mask buffers old checkpoints carry,
+    # or a weight saved as integers by mistake) as it is, for check_weight to refuse where it is used
+    return {k: np.asarray(v, dtype=np.float32) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
+            for k, v in tensors.items()}, desc
+
+
+def check_weight(name: str, t: np.ndarray, source: str) -> None:
+    """A weight must be floating point and finite: an integer tensor would be
+    silently cast, and one NaN makes every prediction NaN (ranked, generated
+    and trained on as if nothing were wrong)."""
+    if t.dtype.kind != "f":
+        raise CheckpointError(f"{source}: tensor {name!r} holds {t.dtype} values; a GPT-2 weight is floating point")
+    bad = int(t.size - np.count_nonzero(np.isfinite(t)))
+    if bad:
+        raise CheckpointError(f"{source}: tensor {name!r} holds {bad:,} NaN or infinite value(s) of {t.size:,}; "
+                              f"the checkpoint is damaged (or was saved after training diverged)")
 
 
 # ----------------------------------------------------------------------------
@@ -187,6 +204,8 @@ def resolve_source(source: str | os.PathLike, allow_pickle: bool = False) -> Pat
     ``openai-community/gpt2-medium``) downloaded into the Hugging Face cache."""
     path = Path(os.path.expanduser(str(source)))
     if path.is_dir():
+        if not (path / "config.json").exists() and (path / "best" / "config.json").exists():
+            raise CheckpointError(f"{path} is a training run's folder; its model is {path / 'best'}")
         return path
     if path.exists():
         raise CheckpointError(f"{path} is a file; expected a checkpoint directory (config.json + weights) or a hub id")
@@ -232,7 +251,8 @@ def load_config(directory: Path) -> GPT2Config:
     try:
         return GPT2Config.from_json_file(cfg)
     except ValueError as e:
-        raise CheckpointError(str(e)) from None
+        said = str(e)
+        raise CheckpointError(said if said.startswith(str(cfg)) else f"{cfg}: {said}") from None
 
 
 def backbone_from_tensors(config: GPT2Config, tensors: dict[str, np.ndarray], source: str) -> GPT2Backbone:
@@ -262,6 +282,7 @@ def backbone_from_tensors(config: GPT2Config, tensors: dict[str, np.ndarray], so
                 f"{tuple(var.get_value().shape)} from config.json (n_embd={config.n_embd}, "
                 f"vocab_size={config.vocab_size}, n_positions={config.n_positions})"
             )
+        check_weight(name, t, source)
         used.add(name)
         filled.append((path, var.replace(jnp.asarray(t))))
     extra = sorted(set(tensors) - used)
@@ -296,6 +317,8 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
                 f"config.json has no 'minitransfer' section describing it"
             )
         return GPT2(backbone, NextWordHead())
+    for name, t in head_tensors.items():
+        check_weight(HEAD_PREFIX + name, t, desc)
     try:
         head = head_class(info["head"], f"{directory}/config.json").restore(info, config.n_embd, head_tensors, desc)
     except ValueError as e:

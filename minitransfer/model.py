@@ -106,7 +106,16 @@ class GPT2Config:
             v = d.get(name, 0.0)
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 raise ValueError(f"{source}: {name} must be a number, got {v!r}")
-        return cls(**{k: v for k, v in d.items() if k in fields})
+            # a dropout rate of 1 or more drops everything; a LayerNorm epsilon of 0 or less divides by zero (or
+            # takes the root of a negative number): either trains or predicts NaN without another word
+            if name.endswith("pdrop") and not 0 <= v < 1:
+                raise ValueError(f"{source}: {name} is a dropout rate, from 0 up to (not including) 1; got {v!r}")
+            if name == "layer_norm_epsilon" and not 0 < v < float("inf"):
+                raise ValueError(f"{source}: layer_norm_epsilon must be a small positive number, got {v!r}")
+        try:
+            return cls(**{k: v for k, v in d.items() if k in fields})
+        except ValueError as e:  # __post_init__'s checks, named by the file they come from
+            raise ValueError(f"{source}: {e}") from None
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "GPT2Config":

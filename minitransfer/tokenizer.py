@@ -71,14 +71,22 @@ def _load_tokenizer(source: str | os.PathLike):
             f"Save the checkpoint with a tokenizer, e.g. `minitransfer convert SOURCE --out DIR "
             f"--tokenizer TOKENIZER_DIR`."
         )
-    if _tokenizer_class(directory) in ("GPT2Tokenizer", "GPT2TokenizerFast"):
-        # the same class AutoTokenizer picks for these, without importing what AutoTokenizer imports
-        # (transformers' model configurations, and with them PyTorch: about 1 s on a CPU, more where
-        # torch loads CUDA libraries, at the start of every command)
-        return GPT2TokenizerFast.from_pretrained(str(directory))
-    from transformers import AutoTokenizer
+    try:
+        if _tokenizer_class(directory) in ("GPT2Tokenizer", "GPT2TokenizerFast"):
+            # the same class AutoTokenizer picks for these, without importing what AutoTokenizer imports
+            # (transformers' model configurations, and with them PyTorch: about 1 s on a CPU, more where
+            # torch loads CUDA libraries, at the start of every command)
+            return GPT2TokenizerFast.from_pretrained(str(directory))
+        from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(directory))
+        return AutoTokenizer.from_pretrained(str(directory))
+    except (CheckpointError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # a damaged file: the parser's message alone named no file
+        files = [f for f in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
+                 if (directory / f).exists()]
+        raise CheckpointError(f"{directory}: cannot load its tokenizer ({', '.join(files)}): "
+                              f"{type(e).__name__}: {e}") from None
 
 
 def check_tokenizer_fits(tokenizer, config, where: str) -> None:

@@ -244,6 +244,33 @@ def test_wrong_shape(tiny_checkpoint, tmp_path):
         mt.load_pretrained(out)
 
 
+@pytest.mark.parametrize("damage,says", [
+    (lambda t: t["transformer.h.0.attn.c_attn.weight"].__setitem__((0, 0), np.nan),
+     r"tensor 'h\.0\.attn\.c_attn\.weight' holds 1 NaN or infinite value\(s\) of 3,072; the checkpoint is damaged"),
+    (lambda t: t.__setitem__("transformer.ln_f.bias", t["transformer.ln_f.bias"].astype(np.int32)),
+     r"tensor 'ln_f\.bias' holds int32 values; a GPT-2 weight is floating point"),
+])
+def test_weights_that_are_not_finite_floats_are_refused_by_name(tiny_checkpoint, tmp_path, damage, says):
+    # a NaN weight once ranked next words by "nan%" and generated end-of-text; an integer one was cast
+    _, d = tiny_checkpoint
+    with pytest.raises(CheckpointError, match=says):
+        mt.load_pretrained(_copy_ckpt(d, tmp_path, damage))
+
+
+def test_folders_where_files_are_expected_and_run_folders_are_named(tiny_checkpoint, tmp_path):
+    _, d = tiny_checkpoint
+    out = _copy_ckpt(d, tmp_path)
+    (out / "model.safetensors").unlink()
+    (out / "model.safetensors").mkdir()
+    with pytest.raises(CheckpointError, match=r"model.safetensors: not a file; expected the checkpoint's weights"):
+        mt.load_pretrained(out)
+    run = tmp_path / "run"  # a finetune --out: the model is in its best/
+    (run / "best").mkdir(parents=True)
+    (run / "best" / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match=r"run is a training run's folder; its model is .*run/best"):
+        mt.load_pretrained(run)
+
+
 def test_unexpected_tensor(tiny_checkpoint, tmp_path):
     _, d = tiny_checkpoint
 
@@ -305,6 +332,10 @@ def test_hub_id_without_network(monkeypatch):
     (lambda d: {**d, "resid_pdrop": "0.1"}, "resid_pdrop must be a number, got '0.1'"),
     (lambda d: {**d, "minitransfer": {"max_len": "long"}}, "minitransfer.max_len must be a positive whole number"),
     (lambda d: {**d, "minitransfer": ["x"]}, "'minitransfer' section must be a JSON object"),
+    # values of the right type that would train or predict NaN without a word
+    (lambda d: {**d, "attn_pdrop": 5.0}, "attn_pdrop is a dropout rate, from 0 up to (not including) 1; got 5.0"),
+    (lambda d: {**d, "layer_norm_epsilon": -1}, "layer_norm_epsilon must be a small positive number, got -1"),
+    (lambda d: {**d, "n_head": 3}, "n_embd=128 must be divisible by n_head=3"),  # with the file named too
 ])
 def test_config_json_of_the_wrong_types_is_one_clear_error(tmp_path, change, says):
     import shutil
@@ -319,3 +350,14 @@ def test_config_json_of_the_wrong_types_is_one_clear_error(tmp_path, change, say
     with pytest.raises(ValueError, match=re.escape(str(ckpt / "config.json")) + ": .*" + re.escape(says)):
         mt.load_pretrained(ckpt)
         training_info(ckpt)
+
+
+def test_a_damaged_tokenizer_file_is_named(tmp_path):
+    from minitransfer.tokenizer import load_tokenizer
+    from tests.conftest import REPO
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(REPO / "checkpoints" / "minigpt2-imdb", ckpt)
+    (ckpt / "tokenizer.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=re.escape(f"{ckpt}: cannot load its tokenizer (tokenizer.json")):
+        load_tokenizer(ckpt)

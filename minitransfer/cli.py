@@ -59,8 +59,11 @@ def _add_data_args(p: argparse.ArgumentParser, default: str | None = "tweets"):
         "--data" if default is not None else "spec",
         **({"default": default} if default is not None else {}),
         metavar="SPEC",
-        help="tweets (offline default) | tfds:NAME[/CONFIG] | jsonl:PATH | csv:PATH | tsv:PATH; "
-        "PATH is one file (split 80/10/10) or a directory with train.* and test.*",
+        help=("tweets (the default: a labelled tweet corpus that ships with a dependency; evaluate's default: "
+              "the data the model was fine-tuned on) | " if default else
+              "tweets (a labelled tweet corpus that ships with a dependency) | ")
+        + "tfds:NAME[/CONFIG] | jsonl:PATH | csv:PATH | tsv:PATH; PATH is one file (split 80/10/10) or a "
+        "directory with train.* and test.* (a path ending in .jsonl, .csv or .tsv needs no prefix)",
     )
     p.add_argument("--text-field", default="text", help="field holding the text (default: text)")
     p.add_argument("--label-field", default="label", help="field holding the label (default: label)")
@@ -138,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     D = TrainConfig()  # the defaults below are the library's own
     p = sub.add_parser(
         "finetune",
-        help="train a task head (classifier, question answering): from scratch, as a probe, or fully fine-tuned",
+        help="train a task head (classifier, question answering): from scratch, as a probe, fully fine-tuned, "
+        "or after next-word adaptation to the task's text (adapt)",
         description="Put a task head on a GPT-2 backbone and train it. Tasks: "
         + "; ".join(f"{t.name}: {t.help}" for t in TASKS.values()) + ". Modes: "
         + mode_help() + ". scratch takes its architecture from --model's config or --config. Writes OUT/best "
@@ -178,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, help="validate every N steps (default: 10 times per run)")
     p.add_argument("--val-examples", type=int, default=D.val_examples,
                    help="validate on a fixed subset of this many examples (0: all; default %(default)s)")
-    p.add_argument("--seed", type=int, default=D.seed, help="seed for init, label budget, data order, dropout")
+    p.add_argument("--seed", type=int, default=D.seed,
+                   help="seed for init, label budget, data order, dropout (default %(default)s)")
     p.add_argument("--new-head", action="store_true",
                    help="replace a fine-tuned checkpoint's head with a fresh one")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -192,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="a fine-tuned model directory (e.g. RUN/best)")
     _add_data_args(p)
+    p.set_defaults(data=None)  # the data the model was fine-tuned on, as its config.json records it
     p.add_argument("--split", choices=["train", "validation", "test"], default="test", help="default test")
     p.add_argument("--max-len", type=int, help="default: the max_len the model was trained with")
     p.add_argument("--all-validation", action="store_true",
@@ -251,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=P.seed,
                    help="seed for the initial weights, the validation texts, the order of blocks and dropout (default "
                    "%(default)s)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (a line per evaluation instead)")
     p.add_argument("--command-line", help=argparse.SUPPRESS)
     _add_device_args(p)
     p.set_defaults(func=cmd_pretrain)
@@ -263,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         "distribution (reshaped by --temperature, --top-k, --top-p), or the likeliest with --greedy.",
     )
     _add_model_arg(p, required=False)
-    p.add_argument("--prompt", required=True)
+    p.add_argument("--prompt", required=True, help="text to continue (empty: start from the end-of-text token)")
     p.add_argument("--max-new-tokens", type=int, default=40, help="default 40")
     p.add_argument("--temperature", type=float, default=0.8, help="default 0.8")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (default: no limit)")
@@ -308,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "adaptation steps, 200 validation examples): it "
                    "checks the pipeline, not transfer; with 2 seeds a 95%% interval is 12.7 standard errors wide "
                    "on each side, so expect no difference to be a claim")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (a line per evaluation instead)")
     _add_device_args(p)
     p.set_defaults(func=cmd_compare)
 

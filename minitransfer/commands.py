@@ -67,6 +67,9 @@ def cmd_next_word(args) -> int:
         raise ValueError(f"{source} has a fine-tuned {model.head.kind} head; next-word needs a language model checkpoint")
     tokenizer = load_tokenizer(source)
     check_tokenizer_fits(tokenizer, model.config, source)
+    if args.top_k > model.config.vocab_size:  # (generate refuses such a --top-k: there it would sample nonsense)
+        print(f"note: --top-k {args.top_k} is more than the model's {model.config.vocab_size:,} tokens: all are "
+              f"listed", file=sys.stderr)
     cands = next_word_candidates(model, tokenizer, args.prompt, args.top_k)
     if args.json:
         print(json.dumps({"prompt": args.prompt, "candidates": cands}, indent=2))
@@ -195,6 +198,11 @@ def cmd_finetune(args) -> int:
         base = adapt_language_model(base, tokenizer, data, acfg, Path(args.out) / "adapted",
                                     progress=not args.no_progress).model
     model = build_model(args.mode, base, config, data, cfg, task.head, new_head=args.new_head)
+    kept = getattr(model.head, "pooling", args.pooling)  # a checkpoint's own classifier keeps its pooling
+    own_head = base is not None and not args.new_head and type(base.head) is type(model.head)
+    if own_head and args.pooling != TrainConfig.pooling and kept != args.pooling:
+        print(f"note: --pooling {args.pooling} has no effect: the model's own classification head (pooling "
+              f"{kept}) goes on training; --new-head puts on a fresh one that pools as asked")
     r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress)
     best = model.head.best_metric
     print(
@@ -278,6 +286,11 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"--max-len {args.max_len} is outside 1..{model.config.n_positions} (the model's "
                          f"n_positions)")
     max_len = args.max_len or info.get("max_len") or model.config.n_positions
+    if args.data is None:  # what it was fine-tuned on, where recorded (a file may have moved since: then said)
+        recorded = info.get("data") if isinstance(info.get("data"), str) else None
+        args.data = recorded or "tweets"
+        print(f"(--data: {args.data}, " + ("the data the model was fine-tuned on)" if recorded else
+                                          "the default: the model does not record its data)"), file=sys.stderr)
     data = task_of(model.head).load(args.data, text_field=args.text_field, label_field=args.label_field)
     for n in data.notes:  # rows dropped, merged or repaired: said here as finetune says them (stderr: --json)
         print(f"data: {n}", file=sys.stderr)

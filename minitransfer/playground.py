@@ -65,8 +65,9 @@ class Playground:
         if classifier is not None:
             self.classifier = load_pretrained(classifier)
             if not isinstance(self.classifier.head, ClassificationHead):
-                raise ValueError(f"{classifier} has no classification head; --classifier needs a model "
-                                 f"written by `minitransfer finetune` (its OUT/best)")
+                raise ValueError(f"{classifier} has a {self.classifier.head.kind} head, not a classification head; "
+                                 f"--classifier needs the OUT/best of `minitransfer finetune --task classify` "
+                                 f"(the default task)")
             self.classifier_tokenizer = load_tokenizer(classifier)
             check_tokenizer_fits(self.classifier_tokenizer, self.classifier.config, str(classifier))
             meta = Path(classifier) / "config.json"

@@ -83,10 +83,10 @@ class TrainConfig:
         get_mode(self.mode)
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}; expected 'linear' or 'cosine'")
-        for name in ("max_len", "val_examples"):  # steps, batch_size, eval_every: check_optimizer_settings
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+        if self.max_len is not None and self.max_len < 1:  # steps, batch_size, eval_every: check_optimizer_settings
+            raise ValueError(f"--max-len must be at least 1, got {self.max_len}")
+        if self.val_examples is not None and self.val_examples < 1:  # (None: the command line's 0, all of them)
+            raise ValueError(f"--val-examples must be 0 (the whole validation split) or more, got {self.val_examples}")
         if not 0 < self.epochs < float("inf"):
             raise ValueError(f"--epochs must be a positive, finite number, got {self.epochs}")
         if self.labels is not None and self.labels != "all" and not (

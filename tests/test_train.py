@@ -218,7 +218,19 @@ def test_cli_finetune_all_modes_and_skip(pretrained_dir, keyword_data, tmp_path,
     spec = keyword_data.spec
     common = ["--data", spec, "--steps", "4", "--batch-size", "8", "--max-len", "12", "--no-progress"]
     assert main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--out", str(tmp_path / "p"), *common]) == 0
-    assert "test accuracy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "test accuracy" in out
+    # --no-progress: no bar, so a line per evaluation
+    assert "probe step 4/4: train loss " in out and ", val_accuracy " in out
+    # continuing from a classifier keeps its head, and so its pooling: an asked-for other pooling is said to do nothing
+    assert main(["finetune", "--model", str(tmp_path / "p" / "best"), "--mode", "full", "--pooling", "mean",
+                 "--out", str(tmp_path / "p2"), *common]) == 0
+    assert ("note: --pooling mean has no effect: the model's own classification head (pooling last) goes on "
+            "training") in capsys.readouterr().out
+    # evaluate without --data: the data the model was fine-tuned on, as its config.json records it
+    assert main(["evaluate", "--model", str(tmp_path / "p" / "best"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert f"(--data: {spec}, the data the model was fine-tuned on)" in err and json.loads(out)["n"] > 0
     assert main(["finetune", "--model", str(pretrained_dir), "--mode", "scratch", "--config", "tiny",
                  "--out", str(tmp_path / "s"), *common]) == 0
     assert mt.load_pretrained(tmp_path / "s" / "best").config.n_embd == 64  # 'tiny', not --model's 32

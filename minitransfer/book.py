@@ -74,6 +74,45 @@ def _kernel_config(sockets: str | None):
     return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
 
 
+def _execute_interruptibly(client) -> None:
+    """``client.execute()`` in a worker thread, so that Ctrl-C and SIGTERM
+    keep their usual meaning for this process.
+
+    In the main thread nbclient replaces both signals' handlers with its own,
+    which only shuts the kernel down: the build then failed with a page of
+    ZMQ, dead-kernel and assertion tracebacks (Ctrl-C), or went on to the next
+    lecture (SIGTERM). Outside the main thread it installs none. On Ctrl-C the
+    kernel is killed, the worker ends with it, and the KeyboardInterrupt goes
+    on to the command's one "interrupted" line."""
+    import threading
+
+    failed: list[BaseException] = []
+
+    def work():
+        try:
+            client.execute()
+        except BaseException as e:  # handed to the main thread, which raises it there
+            failed.append(e)
+
+    worker = threading.Thread(target=work, name="lecture-kernel", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        process = getattr(getattr(client.km, "provisioner", None), "process", None)
+        if process is not None:
+            process.kill()
+        worker.join(10)
+        raise
+    finally:  # nbclient's clean-up at exit, for a kernel that is gone by then (it printed a traceback)
+        import atexit
+
+        atexit.unregister(client._cleanup_kernel)
+    if failed:
+        raise failed[0]
+
+
 def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> dict:
     """Execute one lecture and write ``out/<name>.html``; return what the index needs."""
     import tempfile
@@ -100,9 +139,11 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
     sockets = tempfile.TemporaryDirectory(prefix="minitransfer-kernel-") if os.name == "posix" else None
     t0 = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", config=_kernel_config(sockets and sockets.name),
-                       on_cell_start=lambda cell, cell_index: started.append(cell_index),
-                       resources={"metadata": {"path": str(work)}}).execute()
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                config=_kernel_config(sockets and sockets.name),
+                                on_cell_start=lambda cell, cell_index: started.append(cell_index),
+                                resources={"metadata": {"path": str(work)}})
+        _execute_interruptibly(client)
     except CellExecutionError as e:
         raise BookError(f"{path.name} failed while building the book:\n{str(e)[-3000:]}") from None
     except DeadKernelError:

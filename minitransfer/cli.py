@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="site", help="output folder (default site/)")
     p.add_argument("--fast", action="store_true",
                    help="tiny settings (MINITRANSFER_FAST=1): minutes instead of a quarter of an hour")
-    p.add_argument("--only", nargs="*", metavar="NN", help="build only these lectures, e.g. --only 02 07")
+    p.add_argument("--only", nargs="+", metavar="NN", help="build only these lectures, e.g. --only 02 07")
     p.set_defaults(func=cmd_lectures)
     return parser
 
@@ -374,6 +374,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minitransfer {args.command}: error: --out {out} is a file; --out names a directory to write "
               f"into (it is created if missing)", file=sys.stderr)
         return 2
+    if out:  # the folder to be created: under a directory this process may write in
+        above = next((q for q in Path(out).absolute().parents if q.exists()), None)
+        why = ("is a file" if above is not None and not above.is_dir() else
+               "is not writable" if above is not None and not os.access(above, os.W_OK | os.X_OK) else None)
+        if not Path(out).exists() and why:
+            print(f"minitransfer {args.command}: error: --out {out}: {above} {why}, so the folder cannot be "
+                  f"created", file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except (CheckpointError, DataError, TrainingError, BookError, ValueError, OSError) as e:
@@ -412,10 +420,10 @@ def check_arguments(args) -> str | None:
 
 # what re-running a command after Ctrl-C does, for those that keep state on disk
 RESUMES = {
-    "finetune": "; re-run the same command to resume from its last evaluation",
-    "pretrain": "; re-run the same command to resume from its last evaluation",
-    "compare": "; re-run the same command to go on: finished runs are kept (and the adaptation from its last "
-               "evaluation); the interrupted run starts over",
+    "finetune": "; re-run the same command to resume (from its last evaluation, if it reached one)",
+    "pretrain": "; re-run the same command to resume (from its last evaluation, if it reached one)",
+    "compare": "; re-run the same command to go on: finished runs are kept (with mode adapt, so is the "
+               "adaptation, from its last evaluation); the interrupted run starts over",
 }
 
 

@@ -5,7 +5,8 @@ happens to be. Where that is a callback whose exceptions are ignored (JAX's
 garbage-collection hook, a ``__del__``), Python prints "Exception ignored"
 and carries on: a new-user run saw a 5 s pretrain run to its end in 3 of 11
 tries at stopping it. So the handler installed here also sets a flag, which
-the training loop checks before every step (``loop.train_loop``).
+the training loop checks before every step (``loop.train_loop``), and
+evaluation and feature passes before every batch (``check``).
 
 No imports beyond the standard library: the command installs this first.
 """
@@ -53,6 +54,13 @@ def requested() -> bool:
 
 def clear() -> None:
     _flag[0] = False
+
+
+def check() -> None:
+    """Raise the KeyboardInterrupt of a Ctrl-C that was swallowed; for long
+    loops outside training (evaluation, frozen-backbone features)."""
+    if _flag[0]:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

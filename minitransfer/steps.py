@@ -246,9 +246,12 @@ def batched(arrays: dict[str, np.ndarray], batch_size: int, order: np.ndarray | 
     compute but cannot change a real token's output (attention is causal and
     pooling is masked), so evaluating short texts together is faster and gives
     the same results."""
+    from minitransfer import interrupt
+
     n = len(next(iter(arrays.values())))
     order = np.arange(n) if order is None else order
     for start in range(0, n, batch_size):
+        interrupt.check()  # evaluation and feature passes can be long: a swallowed Ctrl-C is acted on here too
         idx = order[start:start + batch_size]
         pad = batch_size - len(idx)
         full = np.concatenate([idx, np.full(pad, idx[0])]) if pad else idx

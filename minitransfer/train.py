@@ -221,6 +221,12 @@ def finetune(
             f"{model.config.vocab_size}: token ids would fall outside the embedding table. Use the "
             f"tokenizer saved with the model."
         )
+    if out is not None and out.is_dir():  # a run writes (and at its end removes) files here: only into a run's folder
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+        if foreign:
+            raise TrainingError(f"--out {out} holds files that are not a training run's ({', '.join(foreign[:5])}"
+                                f"{' ...' if len(foreign) > 5 else ''}); a run would write among them: choose an "
+                                f"empty or new folder")
     run_key = _run_key(cfg, data, model, tokenizer)
     rows = data_fingerprint(data)
     if out is not None and (out / "result.json").exists():
@@ -356,6 +362,9 @@ def _with_params(graphdef, params, model: GPT2, mode: str) -> GPT2:
         return GPT2(model.backbone, trained)
     return trained
 
+
+# what a run's folder holds (finetune's own files; mode adapt's next-word stage)
+RUN_FILES = {"best", "state", "state.new", "metrics.jsonl", "result.json", "adapted"}
 
 # how messages name the data's fingerprint (data_fingerprint) among a run's settings
 DATA_ROWS = "the data's rows (a hash of every text and label)"

@@ -108,3 +108,30 @@ def test_a_lecture_builds_without_the_kernels_transport_warning(tmp_path, capfd)
     err = capfd.readouterr().err
     assert "without encryption" not in err and "WARNING" not in err, err
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "minitransfer-kernel-*"))) <= before
+
+
+def test_ctrl_c_stops_a_lecture_build_with_one_line(tmp_path):
+    """nbclient, run in the main thread, took Ctrl-C and SIGTERM for its own:
+    the build printed ZMQ, dead-kernel and assertion tracebacks (Ctrl-C) or
+    went on to the next lecture (SIGTERM)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "cell-started"
+    lecture = tmp_path / "09_slow.py"
+    lecture.write_text("# %% [markdown]\n# # Lecture 9: slow\n\n# %%\nimport pathlib, time\n"
+                       f"pathlib.Path({str(marker)!r}).write_text('x')\ntime.sleep(120)\n")
+    script = ("import sys\nfrom pathlib import Path\nfrom minitransfer.book import build_lecture\n"
+              f"try:\n    build_lecture(Path({str(lecture)!r}), Path({str(tmp_path / 'site')!r}), fast=True)\n"
+              "except KeyboardInterrupt:\n    print('interrupted', file=sys.stderr)\n    sys.exit(130)\n")
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    assert marker.exists(), p.communicate()
+    os.killpg(p.pid, signal.SIGINT)  # the whole group, kernel included, as a terminal's Ctrl-C
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err.strip() == "interrupted", err

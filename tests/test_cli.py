@@ -266,6 +266,11 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "o").exists()
+    # --out under a file: said before any work (was "[Errno 20] Not a directory" after loading the data)
+    (tmp_path / "f").write_text("x")
+    assert main(["finetune", "--out", str(tmp_path / "f" / "run")]) == 2
+    assert f"--out {tmp_path / 'f' / 'run'}: {tmp_path / 'f'} is a file, so the folder cannot be created" \
+        in capsys.readouterr().err
     # --out naming a file: said before any work, not as a traceback after it
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x")

@@ -436,6 +436,13 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     with pytest.raises(TrainingError, match=r"holds a run with other settings \(steps: 6 there, 7 now\)"):
         finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg7), keyword_data,
                  gpt2_tokenizer, cfg7, tmp_path / "cut", progress=False)
+    # a folder with other files in it is not a run's: a run would overwrite its metrics.jsonl, delete its state/
+    (tmp_path / "mine" / "state").mkdir(parents=True)
+    (tmp_path / "mine" / "state" / "important.txt").write_text("x")
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(TrainingError, match=r"--out .*mine holds files that are not a training run's \(notes.txt\)"):
+        finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
+                 gpt2_tokenizer, cfg, tmp_path / "mine", progress=False)
     # the same file edited (one label flipped: same spec, same sizes, same labels) is other data,
     # finished or not: said as the data's rows
     import copy

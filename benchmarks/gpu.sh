@@ -70,6 +70,9 @@ while [ $# -gt 0 ]; do
 done
 OUT="${GPU_BENCH_OUT:-runs/gpu-bench}"
 mkdir -p "$OUT"
+PROFILE_DIR=profile-trace  # the profiler's trace, beside the logs (not in profile_train_step.py's own default)
+# the parts keep their GPU names in --smoke (so that --only names the same parts); their shapes are tiny
+[ $SMOKE = 1 ] && echo "smoke: every part at tiny shapes on $(python -c 'import jax; print(jax.devices()[0].platform)' 2>/dev/null || echo '?'); the names are the GPU parts' (step-32x512 runs 2 x 64 here)"
 run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key lines here, prefixed
   local name=$1; shift
   if [ $PLAN = 1 ]; then ALL="$ALL $name"; return 0; fi
@@ -114,7 +117,7 @@ if [ $DIAGNOSE = 1 ]; then
   run gemms python benchmarks/gemm_shapes.py $S $R
   run gemms-no-triton env XLA_FLAGS="$NO_TRITON" python benchmarks/gemm_shapes.py $S $R --no-torch
   run profile-no-triton env XLA_FLAGS="$NO_TRITON --xla_gpu_enable_command_buffer=" \
-    python benchmarks/profile_train_step.py $S --dtype bfloat16 --attn-pdrop 0 --top 12
+    python benchmarks/profile_train_step.py --out "$OUT/$PROFILE_DIR" $S --dtype bfloat16 --attn-pdrop 0 --top 12
   fresh compare-warm
   run compare-warm python -m minitransfer.cli compare $C --out "$OUT/compare-warm" --no-progress
   # the default compare with XLA's atomics back on (the command asks for deterministic operations unless
@@ -134,7 +137,7 @@ elif [ $SMOKE = 1 ]; then
   T="--layers 2 --steps 1 --rounds 1 --dtype bfloat16"
   run steps-attn0 python benchmarks/train_step.py --shapes 2x64,1x32 $T --attn-pdrop 0
   run profile env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=" \
-    python benchmarks/profile_train_step.py --batch 2 --seq 32 --dtype bfloat16 --attn-pdrop 0 --top 8
+    python benchmarks/profile_train_step.py --out "$OUT/$PROFILE_DIR" --batch 2 --seq 32 --dtype bfloat16 --attn-pdrop 0 --top 8
   fresh compare
   run compare python -m minitransfer.cli compare --budgets 20 --seeds 2 --steps 3 --adapt-steps 3 --max-len 32 \
     --modes scratch,probe,adapt --out "$OUT/compare" --no-progress
@@ -150,7 +153,7 @@ else
   run steps-attn0 python benchmarks/train_step.py --shapes 32x512,8x1024,8x128 $T --attn-pdrop 0
   # (command buffers off: otherwise the trace shows one opaque command_buffer op per step)
   run profile env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=" \
-    python benchmarks/profile_train_step.py --batch 32 --seq 512 --dtype bfloat16 --attn-pdrop 0 --top 12
+    python benchmarks/profile_train_step.py --out "$OUT/$PROFILE_DIR" --batch 32 --seq 512 --dtype bfloat16 --attn-pdrop 0 --top 12
   fresh compare
   run compare python -m minitransfer.cli compare --out "$OUT/compare" --no-progress
   fresh pretrain

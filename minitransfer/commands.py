@@ -372,7 +372,7 @@ def cmd_pretrain(args) -> int:
     print(f"pretraining text: {len(texts)} documents from {args.data}"
           + (" (the training split's texts only: no validation or test text is read)"
              if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:")) else ""))
-    init = None
+    init = new_tokenizer = None
     if args.init_from:
         from minitransfer.pretrain import language_model_from
 
@@ -408,9 +408,10 @@ def cmd_pretrain(args) -> int:
         else:
             print(f"tokenizer: training a {vocab}-token byte-level BPE on the pretraining text")
             tokenizer = train_tokenizer(texts, vocab)
-            out.mkdir(parents=True, exist_ok=True)
-            tokenizer.save_pretrained(str(out))
-            record.write_text(json.dumps(trained_for, indent=2) + "\n")
+            if len(tokenizer) < vocab:  # BPE merges only pairs the text repeats: a small text runs out of them
+                print(f"note: the text yields {len(tokenizer):,} tokens, fewer than the {vocab:,} asked: it repeats "
+                      f"too few character pairs for more merges (the model's vocabulary is {len(tokenizer):,})")
+            new_tokenizer = tokenizer  # saved in OUT once the text is known to fill a block (not before)
     else:
         tokenizer = load_tokenizer(args.tokenizer, option="--tokenizer")
     if init is not None:
@@ -436,6 +437,10 @@ def cmd_pretrain(args) -> int:
             raise ValueError(f"--report-text {args.report_text}: its first {len(report_texts)} text(s) hold fewer "
                              f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
                              f"on") from None
+    if new_tokenizer is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        new_tokenizer.save_pretrained(str(out))
+        (out / "tokenizer_trained_for.json").write_text(json.dumps(trained_for, indent=2) + "\n")
     print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
           f"validation blocks of {args.block_size + 1}"
           + (f" (the first {cfg.val_blocks:,} are scored at each evaluation)" if len(blocks.validation) > cfg.val_blocks

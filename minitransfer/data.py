@@ -467,11 +467,17 @@ def load_dataset(
         if "test" not in splits:
             raise DataError(f"{spec}: no test split")
 
+    n_rows = sum(len(s) for s in splits.values())
     for name in SPLITS:
         if len(splits[name]) == 0:
+            # a label per row (or nearly): the stratified split has nothing to put aside, and the label field
+            # probably holds text (swapped --text-field and --label-field?)
+            hint = (f"; its {len(label_names):,} labels for {n_rows:,} rows look like text: is --label-field "
+                    f"{label_field!r} the right field?" if len(label_names) > max(20, n_rows // 2) else
+                    "; give more data")
             raise DataError(
                 f"{spec}: the {name} split is empty ({len(splits['train'])}/{len(splits['validation'])}/"
-                f"{len(splits['test'])} train/validation/test examples); give more data"
+                f"{len(splits['test'])} train/validation/test examples){hint}"
             )
     notes.extend(overlap_notes(splits))
     train_classes = set(np.unique(splits["train"].labels).tolist())

@@ -163,5 +163,7 @@ def pack_blocks(texts: list[str], tokenizer, block_size: int, val_fraction: floa
     train, n_tok_train = pack(train_idx)
     val, n_tok_val = pack(val_idx)
     if len(train) == 0:
-        raise DataError(f"not enough text for one training block of {block_size + 1} tokens")
+        raise DataError(f"not enough text for one training block of {block_size + 1} tokens: the training texts "
+                        f"hold {n_tok_train:,} tokens (end-of-text markers included); give more text or a smaller "
+                        f"block size (--block-size)")
     return Blocks(train, val, len(texts), n_tok_train + n_tok_val, dropped)

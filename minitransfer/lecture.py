@@ -19,10 +19,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MINITRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+_told = []
+
+
 def out_dir() -> Path:
-    """Where lectures write their figures (MINITRANSFER_LECTURE_OUT, default lecture_out/)."""
-    p = Path(os.environ.get("MINITRANSFER_LECTURE_OUT", "lecture_out"))
+    """Where lectures write their figures (MINITRANSFER_LECTURE_OUT, default
+    lecture_out/ in the current folder, said once when a lecture first uses it)."""
+    chosen = os.environ.get("MINITRANSFER_LECTURE_OUT")
+    p = Path(chosen or "lecture_out")
     p.mkdir(parents=True, exist_ok=True)
+    if not chosen and not _told:  # (the book and the tests choose a folder of their own: nothing to say)
+        _told.append(p)
+        print(f"(this lecture's figures and files go to {p.resolve()}/; MINITRANSFER_LECTURE_OUT chooses another "
+              f"folder)")
     return p
 
 

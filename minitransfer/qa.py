@@ -117,6 +117,9 @@ def qa_split_from_rows(rows: list[dict], source: str) -> QASplit:
                 raise DataError(f"{source}, {i}: the answer_start is {answers['answer_start']!r}; expected "
                                 f"whole numbers (character offsets into the context)")
             starts = [int(s) for s in starts]
+            if len(starts) != len(texts):  # which start goes with which answer? (was read as not in the context)
+                raise DataError(f"{source}, {i}: {len(texts)} answer text(s) but {len(starts)} answer_start(s); "
+                                f"SQuAD's answers pair them one to one")
         else:
             texts = list(answers) if isinstance(answers, (list, tuple)) else [answers]
             starts = [-1] * len(texts)

@@ -401,3 +401,10 @@ def test_a_field_longer_than_the_csv_modules_default_limit_is_read(tmp_path):
                                           for i in range(20)))
     d = load_dataset(f"csv:{p}")
     assert max(len(t) for s in (d.train, d.validation, d.test) for t in s.texts) == len(long)
+
+
+def test_a_label_field_that_holds_text_is_suspected(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("text,label\n" + "".join(f"review number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(120)))
+    with pytest.raises(DataError, match=r"its 120 labels for 120 rows look like text: is --label-field 'text' the "):
+        load_dataset(f"csv:{p}", text_field="label", label_field="text")

@@ -141,3 +141,13 @@ def test_pretrain_checks_settings_first_and_reuses_only_its_own_tokenizer(tmp_pa
     assert "tokenizer: reusing" in capsys.readouterr().out
     assert main([*base, "--out", str(own), "--tokenizer", "train:400"]) == 2
     assert "trained for another run (train:300 on tweets), not for --tokenizer train:400" in capsys.readouterr().err
+
+    # too little text for one block: the count and the way out are said, and no tokenizer is left behind to block
+    # the next try (a smaller vocabulary than asked is said too)
+    (tmp_path / "t.txt").write_text("a few words of text\nand a few more\n")
+    small = [*base[:2], f"txt:{tmp_path / 't.txt'}", *base[3:]]
+    assert main([*small, "--out", str(tmp_path / "small"), "--tokenizer", "train:300", "--block-size", "64"]) == 2
+    out, err = capsys.readouterr()
+    assert "fewer than the 300 asked" in out
+    assert "not enough text for one training block of 65 tokens: the training texts hold " in err
+    assert "a smaller block size (--block-size)" in err and not (tmp_path / "small" / "tokenizer.json").exists()

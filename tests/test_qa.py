@@ -165,6 +165,7 @@ def test_bad_qa_rows_name_the_field(tmp_path):
         ({"answers": {"text": ["b"], "answer_start": [2.7]}}, r"line 2: the answer_start is \[2.7\]; expected whole"),
         ({"answers": {"text": ["b"], "answer_start": [True]}}, r"line 2: the answer_start is \[True\]; expected"),
         ({"answers": {"text": ["b"], "answer_start": ["2"]}}, r"line 2: the answer_start is \['2'\]; expected"),
+        ({"answers": {"text": ["b", "c"], "answer_start": [2]}}, r"line 2: 2 answer text\(s\) but 1 answer_start\(s\)"),
     ]:
         (d / "train.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({**good, **change}) + "\n")
         with pytest.raises(DataError, match=message):

@@ -337,8 +337,8 @@ def _label_vocabulary(raw_labels: list) -> list[str]:
             return int(x)
         if isinstance(x, float) and x.is_integer():
             return int(x)
-        if isinstance(x, str) and re.fullmatch(r"-?\d+", x.strip()):
-            return int(x)
+        if isinstance(x, str) and WHOLE_NUMBER.fullmatch(x.strip()):
+            return int(x.strip().split(".")[0])
         return None
 
     values = {str(as_int(x)) if as_int(x) is not None else str(x).strip() for x in raw_labels}
@@ -347,11 +347,23 @@ def _label_vocabulary(raw_labels: list) -> list[str]:
     return sorted(values)
 
 
+# a label written as a whole number, however spelt: 1, 01, +1, 1.0 (a CSV cell of a column that a spreadsheet
+# wrote as floats) are all the class 1, as a JSON 1 or 1.0 is
+WHOLE_NUMBER = re.compile(r"[-+]?\d+(\.0*)?")
+
+
 def _canonical(x) -> str:
     if isinstance(x, float) and x.is_integer():
         x = int(x)
     s = str(x).strip()
-    return str(int(s)) if re.fullmatch(r"-?\d+", s) else s
+    return str(int(s.split(".")[0])) if WHOLE_NUMBER.fullmatch(s) else s
+
+
+def respelt_labels(raw_labels: list) -> dict[str, str]:
+    """Labels written as text whose whole-number reading differs from their
+    spelling ({"01": "1", "1.0": "1"}), for a note: merged, but said."""
+    return {s: _canonical(s) for s in {x.strip() for x in raw_labels if isinstance(x, str)}
+            if _canonical(s) != s}
 
 
 # ----------------------------------------------------------------------------
@@ -444,6 +456,11 @@ def load_dataset(
         names = [n for n in label_names if n not in numbers]
         notes.append(f"labels mix whole numbers ({', '.join(numbers[:5])}) and names ({', '.join(names[:5])}); "
                      f"all are kept as classes, in alphabetical order")
+    respelt = respelt_labels(all_raw) if not tfds_names else {}
+    if respelt:
+        shown = ", ".join(f"{k!r} as {v}" for k, v in sorted(respelt.items())[:5])
+        notes.append(f"labels written as whole numbers in another spelling are read as those numbers: {shown}"
+                     + (f" and {len(respelt) - 5} more" if len(respelt) > 5 else ""))
     index = {n: i for i, n in enumerate(label_names)}
 
     def to_split(texts, labels) -> Split:

@@ -408,3 +408,13 @@ def test_a_label_field_that_holds_text_is_suspected(tmp_path):
     p.write_text("text,label\n" + "".join(f"review number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(120)))
     with pytest.raises(DataError, match=r"its 120 labels for 120 rows look like text: is --label-field 'text' the "):
         load_dataset(f"csv:{p}", text_field="label", label_field="text")
+
+
+def test_whole_number_labels_are_one_class_however_spelt_and_said(tmp_path):
+    # a CSV's "1.0" was a class of its own beside "1" (a JSON 1.0 was not), and "01" merged without a word
+    p = tmp_path / "d.csv"
+    spellings = ["0", "1", "01", "1.0", "0.0"]
+    p.write_text("text,label\n" + "".join(f"text {i},{spellings[i % 5]}\n" for i in range(100)))
+    d = load_dataset(f"csv:{p}")
+    assert d.label_names == ["0", "1"]
+    assert any("read as those numbers: '0.0' as 0, '01' as 1, '1.0' as 1" in n for n in d.notes), d.notes

@@ -42,7 +42,9 @@ def cmd_convert(args) -> int:
     print(
         f"converted {args.source} -> {out}\n"
         f"  GPT-2 n_layer={c.n_layer} n_head={c.n_head} n_embd={c.n_embd} "
-        f"vocab={c.vocab_size} positions={c.n_positions}, {num_params(model.backbone):,} parameters\n"
+        f"vocab={c.vocab_size} positions={c.n_positions}, {num_params(model.backbone):,} parameters"
+        + (f" (and its {model.head.kind} head's {num_params(model.head):,})" if num_params(model.head) else "")
+        + "\n"
         f"  files: {', '.join(sorted(p.name for p in out.iterdir()))}\n"
         f"  took {time.perf_counter() - t0:.1f} s"
     )

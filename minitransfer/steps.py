@@ -274,8 +274,12 @@ def length_order(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
 IN_FLIGHT = 8  # evaluation batches queued on the device before the host reads one back
 
 
-def predict(eval_step, params, arrays: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
-    """eval_step over all rows, in length-sorted batches; outputs in row order."""
+def predict(eval_step, params, arrays: dict[str, np.ndarray], batch_size: int, progress: str | None = None
+            ) -> np.ndarray:
+    """eval_step over all rows, in length-sorted batches; outputs in row order.
+    ``progress``: a progress bar of that name (for passes long enough to wait on)."""
+    from tqdm.auto import tqdm
+
     order = length_order(arrays)
     T = arrays["attention_mask"].shape[1] if "attention_mask" in arrays else None
     # Up to IN_FLIGHT batches are queued before the oldest result is read
@@ -290,12 +294,17 @@ def predict(eval_step, params, arrays: dict[str, np.ndarray], batch_size: int) -
             o = np.pad(o, [(0, 0), (0, T - o.shape[1])] + [(0, 0)] * (o.ndim - 2))
         out.append(o)
 
-    for batch, n_real in batched(arrays, batch_size, order):
-        pending.append((eval_step(params, batch), n_real))
-        if len(pending) > IN_FLIGHT:
+    n = len(next(iter(arrays.values())))
+    with tqdm(total=n, desc=progress, unit="example", disable=progress is None, leave=False,
+              dynamic_ncols=True) as bar:
+        for batch, n_real in batched(arrays, batch_size, order):
+            pending.append((eval_step(params, batch), n_real))
+            if len(pending) > IN_FLIGHT:
+                take_oldest()
+                bar.update(len(out[-1]))
+        while pending:
             take_oldest()
-    while pending:
-        take_oldest()
+            bar.update(len(out[-1]))
     out = np.concatenate(out)
     if order is None:
         return out
@@ -310,7 +319,8 @@ def _pooled_features(net: GPT2, batch, key):
 
 
 def backbone_features(model: GPT2, enc: Encoded, batch_size: int, cache: dict | None = None,
-                      texts: list[str] | None = None, dtype: str = "float32") -> np.ndarray:
+                      texts: list[str] | None = None, dtype: str = "float32", progress: str | None = None
+                      ) -> np.ndarray:
     """Pooled hidden states (N, C) of the frozen backbone, computed once.
 
     This is what makes probing fast: the expensive part of the network runs
@@ -322,11 +332,11 @@ def backbone_features(model: GPT2, enc: Encoded, batch_size: int, cache: dict | 
     features = make_eval_step(graphdef, _pooled_features, dtype)
     arrays = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask}
     if cache is None or texts is None:
-        return predict(features, params, arrays, batch_size)
+        return predict(features, params, arrays, batch_size, progress)
     store = cache.setdefault(_feature_key(model, enc.input_ids.shape[1], dtype), {})
     todo = np.asarray([i for i, t in enumerate(texts) if t not in store], dtype=np.int64)
     if len(todo):
-        new = predict(features, params, {k: v[todo] for k, v in arrays.items()}, batch_size)
+        new = predict(features, params, {k: v[todo] for k, v in arrays.items()}, batch_size, progress)
         store.update({texts[i]: f for i, f in zip(todo, new)})
     return np.stack([store[t] for t in texts])
 

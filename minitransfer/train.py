@@ -260,8 +260,9 @@ def finetune(
                 f"head reads; the {head.kind} head reads every position: use full, adapt or scratch"
             )
         log(f"{cfg.mode}: computing frozen-backbone features once for {sum(len(e) for e in enc.values())} examples")
-        arrays = {name: {"features": backbone_features(model, e, cfg.eval_batch_size, feature_cache,
-                                                       e.texts, cfg.dtype), "labels": e.labels}
+        arrays = {name: {"features": backbone_features(model, e, cfg.eval_batch_size, feature_cache, e.texts,
+                                                       cfg.dtype, progress=f"{name} features" if progress else None),
+                         "labels": e.labels}
                   for name, e in enc.items()}
         net, forward, loss = head, forward_features, CLASSIFY_FEATURES
     else:
@@ -323,7 +324,8 @@ def finetune(
 
     # -- test the best checkpoint ---------------------------------------------
     t_phase = time.perf_counter()
-    test = head.metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size), enc["test"])
+    test = head.metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size,
+                                "test" if progress else None), enc["test"])
     seconds["test"] = time.perf_counter() - t_phase
     nnx.update(net, loop.best_params)  # the trained weights go back into the caller's model
     if out is not None and not keep_state and keep_best:  # best/ was not written along the way

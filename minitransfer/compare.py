@@ -99,6 +99,10 @@ def run_finished(out: Path, name: str) -> bool:
 
 # what a compare's runs do not depend on: which of them there are, and how they run or are kept
 GRID_ONLY = ("budgets", "modes", "seeds", "curve_budget", "parallel", "keep_checkpoints")
+# how a differing setting is named: by its option where one sets it; None: not named (it follows another)
+COMPARE_SETTING_NAMES = {"steps": "--steps", "max_len": "--max-len", "batch_size": "--batch-size",
+                         "pooling": "--pooling", "dtype": "--dtype", "adapt.steps": "--adapt-steps",
+                         "adapt.eval_every": None, "adapt.parallel": None, "adapt.dtype": None}
 
 
 def check_same_compare(out: Path, record: dict) -> None:
@@ -114,8 +118,13 @@ def check_same_compare(out: Path, record: dict) -> None:
         there = before["config"]
     except (ValueError, KeyError, TypeError):
         return  # not one we wrote; each run's own check still holds
-    differ = [f"{k}: {there.get(k)!r} there, {v!r} now" for k, v in record["config"].items()
-              if k not in GRID_ONLY and there.get(k) != v]
+    def flat(config: dict) -> dict:  # the adaptation's settings as adapt.steps, ...
+        return {f"{k}.{kk}" if isinstance(v, dict) else k: vv for k, v in config.items() if k not in GRID_ONLY
+                for kk, vv in (v.items() if isinstance(v, dict) else [(None, v)])}
+
+    now, was = flat(record["config"]), flat(there)
+    differ = [f"{COMPARE_SETTING_NAMES.get(k, k)}: {was.get(k)!r} there, {v!r} now" for k, v in now.items()
+              if was.get(k) != v and COMPARE_SETTING_NAMES.get(k, k) is not None]
     if before.get("data") != record["data"]:
         differ.append(f"data: {before.get('data')!r} there, {record['data']!r} now")
     elif before.get("rows") not in (None, record["rows"]):

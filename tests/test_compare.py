@@ -94,7 +94,7 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     # other settings in the same --out: refused before any run, each difference named (a bigger grid is not
     # another setting: its new runs run, its old ones are read back)
     assert main([*args, "--steps", "5", "--max-len", "10"]) == 2
-    assert (f"{out} holds a compare with other settings (steps: 4 there, 5 now; max_len: 12 there, 10 now); its "
+    assert (f"{out} holds a compare with other settings (--steps: 4 there, 5 now; --max-len: 12 there, 10 now); its "
             f"finished runs are not this compare's") in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
 

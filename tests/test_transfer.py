@@ -173,4 +173,8 @@ def test_compare_with_adapt_runs_the_adaptation_once(lm_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--adapt-steps", "6"]) == 2  # (the last --adapt-steps counts)
     err = capsys.readouterr().err
+    assert f"{out} holds a compare with other settings (--adapt-steps: 4 there, 6 now)" in err, err
+    (out / "compare.json").unlink()  # without compare's own record, the adaptation's state says the same
+    assert main([*args, "--adapt-steps", "6"]) == 2
+    err = capsys.readouterr().err
     assert "adapted holds a run with other settings (--adapt-steps: 4 there, 6 now)" in err, err

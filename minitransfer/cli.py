@@ -1,6 +1,6 @@
 """The ``minitransfer`` command line: the parser (``minitransfer COMMAND
 --help`` explains each option), the entry point, and its restart with huge
-pages. What each subcommand does is in ``commands.py``."""
+pages. What each subcommand does is in ``commands.py`` and ``training_commands.py``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 from minitransfer.assets import shipped_checkpoint
-from minitransfer.commands import (cmd_answer, cmd_compare, cmd_convert, cmd_data, cmd_evaluate, cmd_finetune,
-                                   cmd_generate, cmd_lectures, cmd_next_word, cmd_playground, cmd_pretrain)
+from minitransfer.commands import (cmd_answer, cmd_convert, cmd_data, cmd_evaluate, cmd_generate, cmd_lectures,
+                                   cmd_next_word, cmd_playground)
+from minitransfer.training_commands import cmd_compare, cmd_finetune, cmd_pretrain
 
 
 def _default_tokenizer() -> str:

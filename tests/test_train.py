@@ -278,7 +278,7 @@ def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretraine
 
 def test_finetune_names_the_options_its_task_and_mode_do_not_read():
     from minitransfer.cli import build_parser
-    from minitransfer.commands import ignored_finetune_options
+    from minitransfer.training_commands import ignored_finetune_options
 
     def notes(*argv):
         args = build_parser().parse_args(["finetune", "--out", "x", *argv])

@@ -1,0 +1,354 @@
+"""The commands that train: ``finetune`` (a task head on a backbone),
+``pretrain`` (next-word training, and its model card) and ``compare`` (the
+grid of modes x budgets x seeds). ``commands.py`` holds the others (convert,
+inspect, evaluate, generate, serve); ``cli.py`` routes to both."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from minitransfer.assets import shipped_checkpoint
+from minitransfer.commands import model_or_default
+
+
+# ----------------------------------------------------------------------------
+# finetune
+# ----------------------------------------------------------------------------
+
+
+def cmd_finetune(args) -> int:
+    from minitransfer.convert import load_config, load_pretrained, resolve_source
+    from minitransfer.model import named_config
+    from minitransfer.modes import get_mode
+    from minitransfer.tasks import get_task, metrics_text
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.train import TrainConfig, build_model, finetune
+
+    cfg = TrainConfig(
+        mode=args.mode, steps=args.steps, epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
+        batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
+        weight_decay=args.weight_decay, lr_decay_per_layer=args.lr_decay_per_layer,
+        eval_every=args.eval_every, val_examples=None if args.val_examples == 0 else args.val_examples,
+        max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling,
+        parallel=args.parallel, dtype=args.dtype,
+    )
+    task = get_task(args.task)
+    for n in ignored_finetune_options(args, cfg):
+        print(f"note: {n}")
+    if args.mode == "scratch" and args.config and not (args.tokenizer or args.model or shipped_checkpoint()):
+        raise ValueError("--config needs a tokenizer: pass --tokenizer or --model")
+    # the tokenizer before the data, which can take a while to load: a wrong path is said at once
+    tokenizer = (load_tokenizer(args.tokenizer, option="--tokenizer") if args.tokenizer
+                 else load_tokenizer(model_or_default(args)))
+    data = task.load(args.data, text_field=args.text_field, label_field=args.label_field)
+    for n in data.notes:
+        print(f"data: {n}")
+    if args.mode == "scratch" and args.config:
+        n_pos = max(args.max_len, 64)
+        config = named_config(args.config, vocab_size=len(tokenizer), n_positions=n_pos)
+        base = None
+    else:
+        source = model_or_default(args)
+        if args.mode == "scratch":
+            config, base = load_config(resolve_source(source)), None
+        else:
+            base = load_pretrained(source, allow_pickle=args.allow_pickle)
+            config = base.config
+    if get_mode(args.mode).start == "adapted":
+        from minitransfer.adapt import AdaptConfig, adapt_language_model
+
+        acfg = AdaptConfig(steps=args.adapt_steps, eval_every=max(1, min(50, args.adapt_steps)), seed=args.seed,
+                           parallel=args.parallel, dtype=args.dtype)
+        base = adapt_language_model(base, tokenizer, data, acfg, Path(args.out) / "adapted",
+                                    progress=not args.no_progress).model
+    model = build_model(args.mode, base, config, data, cfg, task.head, new_head=args.new_head)
+    kept = getattr(model.head, "pooling", args.pooling)  # a checkpoint's own classifier keeps its pooling
+    own_head = base is not None and not args.new_head and type(base.head) is type(model.head)
+    if own_head and args.pooling != TrainConfig.pooling and kept != args.pooling:
+        print(f"note: --pooling {args.pooling} has no effect: the model's own classification head (pooling "
+              f"{kept}) goes on training; --new-head puts on a fresh one that pools as asked")
+    r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress)
+    best = model.head.best_metric
+    print(
+        f"{args.mode}: best validation {model.head.metric_names[best]} {r.best_val[best]:.4f} at step "
+        f"{r.best_step}; {metrics_text(r.test, model.head, 'test ')}; {r.steps_per_second:.2f} steps/s; "
+        f"best model in {Path(args.out) / 'best'}"
+    )
+    return 0
+
+
+def ignored_finetune_options(args, cfg) -> list[str]:
+    """Options given on the command line that this task and mode do not read:
+    one line each, so that a setting the user believes in is not silently
+    without effect."""
+    from minitransfer.adapt import AdaptConfig
+    from minitransfer.modes import get_mode
+    from minitransfer.optim import layer_decay
+
+    mode, notes = get_mode(args.mode), []
+    if args.config and args.mode != "scratch":
+        notes.append(f"--config {args.config} has no effect in mode {args.mode}: only scratch builds a new "
+                     f"architecture; {args.mode} keeps --model's")
+    if args.adapt_steps != AdaptConfig.steps and mode.start != "adapted":
+        notes.append(f"--adapt-steps {args.adapt_steps} has no effect in mode {args.mode}: only adapt runs "
+                     f"next-word steps first")
+    if cfg.lr_decay_per_layer != 1.0 and layer_decay(cfg) == 1.0:
+        why = "its backbone is frozen" if mode.frozen_backbone else "its backbone starts from random weights"
+        notes.append(f"--lr-decay-per-layer {cfg.lr_decay_per_layer:g} has no effect in mode {args.mode} "
+                     f"({why}): it scales the learning rate of a pretrained backbone's layers as they train")
+    if args.task != "classify":
+        for opt, given, default in (("--pooling", args.pooling, "last"), ("--text-field", args.text_field, "text"),
+                                    ("--label-field", args.label_field, "label")):
+            if given != default:
+                notes.append(f"{opt} {given} has no effect with --task {args.task}: only classification reads it")
+    return notes
+
+
+# ----------------------------------------------------------------------------
+# pretrain
+# ----------------------------------------------------------------------------
+
+
+def cmd_pretrain(args) -> int:
+    import shlex
+
+    from minitransfer.tokenizer import load_tokenizer
+    from minitransfer.data import load_texts, read_rows
+    from minitransfer.encoding import pack_blocks
+    from minitransfer.model import GPT2, GPT2Config, NAMED_CONFIGS, num_params
+    from minitransfer.tokenizer import train_tokenizer
+    from minitransfer.pretrain import PretrainConfig, pretrain, pretrain_card, text_perplexity, write_model_card
+    from minitransfer.steps import weights_fingerprint
+
+    command = "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command_line is None \
+        else args.command_line
+    out = Path(args.out)
+    if args.init_from and (args.tokenizer != "train:8192" or args.config or any(
+            getattr(args, k) is not None for k in ("n_layer", "n_head", "n_embd", "n_positions"))):
+        raise ValueError("--init-from takes the shape and tokenizer of its checkpoint; drop --tokenizer, "
+                         "--config, --n-layer, --n-head, --n-embd and --n-positions")
+    # settings that can be checked now, not after minutes of tokenizer training or pretraining
+    if not 0 < args.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be between 0 and 1 (a share of the texts), got {args.val_fraction}")
+    if not 0 <= args.dropout < 1:
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
+    report_texts = None
+    if args.report_text:  # read now: a bad row is said before the minutes of training, not after them
+        from minitransfer.data import _texts_and_raw_labels
+
+        if not Path(args.report_text).is_file():
+            raise ValueError(f"--report-text {args.report_text}: no such file (a JSONL file with a 'text' field)")
+        if args.report_n < 1:
+            raise ValueError(f"--report-n must be at least 1, got {args.report_n}")
+        rows = read_rows(Path(args.report_text), "jsonl", [])
+        report_texts, _ = _texts_and_raw_labels(type(rows)(rows[: args.report_n], rows.lines[: args.report_n]),
+                                                Path(args.report_text), "text", None, [], need_labels=False)
+    if not args.init_from:  # the model's shape: known before a tokenizer is trained for it
+        named = dict(NAMED_CONFIGS[args.config]) if args.config else {}
+        missing = [k for k in ("n_layer", "n_head", "n_embd") if k not in named and getattr(args, k) is None]
+        if missing:
+            raise ValueError(f"give --config NAME or all of --n-layer --n-head --n-embd (missing "
+                             f"{', '.join('--' + k.replace('_', '-') for k in missing)})")
+        for k in ("n_layer", "n_head", "n_embd", "n_positions"):
+            if getattr(args, k) is not None and getattr(args, k) < 1:
+                raise ValueError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(args, k)}")
+        n_embd, n_head = args.n_embd or named.get("n_embd"), args.n_head or named.get("n_head")
+        if n_embd % n_head:  # (--config's values where the options do not override them)
+            raise ValueError(f"n_embd {n_embd} must be a multiple of n_head {n_head} (each head gets n_embd / "
+                             f"n_head dimensions); set --n-embd or --n-head")
+        if args.n_positions is not None and args.block_size > args.n_positions:
+            raise ValueError(f"--block-size {args.block_size} exceeds --n-positions {args.n_positions}: a block "
+                             f"must fit the positions the model has")
+    cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
+                         eval_every=args.eval_every, seed=args.seed, parallel=args.parallel,
+                         dtype=args.dtype)
+    texts = load_texts(args.data, text_field=args.text_field)
+    print(f"pretraining text: {len(texts)} documents from {args.data}"
+          + (" (the training split's texts only: no validation or test text is read)"
+             if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:")) else ""))
+    init = new_tokenizer = None
+    if args.init_from:
+        from minitransfer.pretrain import language_model_from
+
+        init, tokenizer = language_model_from(args.init_from, dropout=args.dropout)
+        print(f"continuing from {args.init_from}: its weights, shape and {len(tokenizer)}-token tokenizer")
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(str(out))
+    elif args.tokenizer.startswith("train:"):
+        try:
+            vocab = int(args.tokenizer.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"--tokenizer {args.tokenizer}: train:N needs a whole number of tokens, "
+                             f"e.g. train:8192") from None
+        # what the tokenizer in OUT was trained for: a rerun reuses it only for the same text and size
+        # (a run that failed later, or another run's folder, must not lend its vocabulary silently)
+        trained_for = {"tokenizer": args.tokenizer, "data": args.data, "text_field": args.text_field}
+        record = out / "tokenizer_trained_for.json"
+        if (out / "tokenizer.json").exists():
+            try:
+                before = json.loads(record.read_text()) if record.exists() else None
+            except (OSError, ValueError):  # unreadable: then it cannot say this run trained it
+                before = None
+            if before != trained_for:
+                known = isinstance(before, dict) and {"tokenizer", "data"} <= set(before)
+                raise ValueError(
+                    f"{out}/tokenizer.json was "
+                    + (f"trained for another run ({before['tokenizer']} on {before['data']})" if known else
+                       f"not trained by this command (no {record.name} beside it)")
+                    + f", not for --tokenizer {args.tokenizer} on {args.data}; choose another --out or delete it")
+            tokenizer = load_tokenizer(out)  # resuming: the vocabulary must not change
+            print(f"tokenizer: reusing {out}/tokenizer.json ({len(tokenizer)} tokens), trained for this run's "
+                  f"text and size")
+        else:
+            print(f"tokenizer: training a {vocab}-token byte-level BPE on the pretraining text")
+            tokenizer = train_tokenizer(texts, vocab)
+            if len(tokenizer) < vocab:  # BPE merges only pairs the text repeats: a small text runs out of them
+                print(f"note: the text yields {len(tokenizer):,} tokens, fewer than the {vocab:,} asked: it repeats "
+                      f"too few character pairs for more merges (the model's vocabulary is {len(tokenizer):,})")
+            new_tokenizer = tokenizer  # saved in OUT once the text is known to fill a block (not before)
+    else:
+        tokenizer = load_tokenizer(args.tokenizer, option="--tokenizer")
+    if init is not None:
+        shape = {k: getattr(init.config, k) for k in ("n_layer", "n_head", "n_embd", "n_positions")}
+    else:
+        shape = dict(NAMED_CONFIGS[args.config]) if args.config else {}
+    for k in ("n_layer", "n_head", "n_embd"):
+        if getattr(args, k) is not None:
+            shape[k] = getattr(args, k)
+    if init is None:
+        shape["n_positions"] = max(args.block_size, shape.get("n_positions", 0)) if args.n_positions is None \
+            else args.n_positions
+    config = GPT2Config(**shape, vocab_size=len(tokenizer), embd_pdrop=args.dropout, attn_pdrop=args.dropout,
+                        resid_pdrop=args.dropout, bos_token_id=tokenizer.eos_token_id,
+                        eos_token_id=tokenizer.eos_token_id)
+    blocks = pack_blocks(texts, tokenizer, args.block_size, val_fraction=args.val_fraction, seed=args.seed)
+    if report_texts is not None:  # packed as text_perplexity will pack them after training
+        from minitransfer.data import DataError
+
+        try:
+            pack_blocks(report_texts, tokenizer, args.block_size, val_fraction=0.0)
+        except DataError:
+            raise ValueError(f"--report-text {args.report_text}: its first {len(report_texts)} text(s) hold fewer "
+                             f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
+                             f"on") from None
+    if new_tokenizer is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        new_tokenizer.save_pretrained(str(out))
+        (out / "tokenizer_trained_for.json").write_text(json.dumps(trained_for, indent=2) + "\n")
+    print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
+          f"validation blocks of {args.block_size + 1}"
+          + (f" (the first {cfg.val_blocks:,} are scored at each evaluation)" if len(blocks.validation) > cfg.val_blocks
+             else "") + f"; {blocks.n_dropped_tokens:,} tail tokens dropped; "
+          f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs")
+    model = GPT2.language_model(config, seed=args.seed) if init is None else init
+    n_params = num_params(model)
+    print(f"model: n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
+          f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters")
+    r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress,
+                 run_key_extra={"data": args.data, "tokenizer": args.tokenizer,
+                                **({"init_from": weights_fingerprint(init)} if init is not None else {})})
+    if r.steps_run == 0 and (out / "pretrain.json").exists():
+        print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
+        return 0
+    report = {}
+    if report_texts is not None:
+        ppl = text_perplexity(model, tokenizer, report_texts, args.block_size)
+        report = {"text": args.report_text, "n_texts": len(report_texts), "block_size": args.block_size,
+                  "perplexity": ppl}
+        print(f"perplexity on the first {len(report_texts)} texts of {args.report_text}: {ppl:.2f}")
+    write_model_card(out, pretrain_card(
+        data=args.data, documents=len(texts), result=r, config=config, cfg=cfg, n_params=n_params, report=report,
+        command=command, init_from=args.init_from if init is not None else None))
+    print(f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.train_seconds / 60:.1f} min: "
+          f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# compare
+# ----------------------------------------------------------------------------
+
+
+def cmd_compare(args) -> int:
+    import dataclasses
+
+    from minitransfer.adapt import AdaptConfig
+    from minitransfer.compare import CompareConfig, compare, parse_budgets
+    from minitransfer.convert import load_pretrained
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
+    from minitransfer.data import load_dataset
+
+    source = model_or_default(args)
+    if args.out is None:
+        args.out = "runs/compare-quick" if args.quick else "runs/compare"
+    if args.quick:
+        cc = CompareConfig(budgets=[100, 300], seeds=2, steps=20, val_examples=200, evals_per_run=4,
+                           adapt=AdaptConfig(steps=30, eval_every=15))
+    else:
+        cc = CompareConfig()
+    if args.adapt_steps is not None:
+        cc.adapt = dataclasses.replace(cc.adapt, steps=args.adapt_steps, eval_every=max(1, min(cc.adapt.eval_every, args.adapt_steps)))
+    if args.budgets is not None:
+        if not args.budgets.replace(",", "").strip():
+            raise ValueError("--budgets is empty; give label counts, e.g. --budgets 100,300,1000 (or all)")
+        cc.budgets = parse_budgets(args.budgets)
+    if args.modes:
+        cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.modes is not None and not args.modes.replace(",", "").strip():
+        raise ValueError("--modes is empty; name one or more of the modes, e.g. --modes scratch,full")
+    from minitransfer.modes import get_mode
+
+    for m in cc.modes:  # before minutes of data loading
+        get_mode(m)
+    cc.parallel, cc.dtype, cc.keep_checkpoints = args.parallel, args.dtype, args.keep_checkpoints
+    for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
+        if getattr(args, name) is not None:
+            setattr(cc, name, getattr(args, name))
+    for name in ("seeds", "steps", "max_len", "batch_size"):  # before minutes of data loading and adaptation
+        if getattr(cc, name) is not None and getattr(cc, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cc, name)}")
+    # the model first: a wrong --model is said at once, not after the data has loaded
+    t_model = time.perf_counter()
+    started = process_age()  # Python and the imports so far
+    tokenizer = load_tokenizer(source)
+    base = load_pretrained(source, allow_pickle=args.allow_pickle)
+    check_tokenizer_fits(tokenizer, base.config, source)
+    if cc.max_len > base.config.n_positions:
+        raise ValueError(f"--max-len {cc.max_len} exceeds the model's n_positions={base.config.n_positions}")
+    t_data = time.perf_counter()
+    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
+    for n in data.notes:
+        print(f"data: {n}")
+    n_runs = len(cc.budgets) * len(cc.modes) * cc.seeds
+    print(f"compare: {source} on {args.data}: budgets {cc.budgets} x modes {cc.modes} x {cc.seeds} seed(s) "
+          f"= {n_runs} runs -> {args.out}")
+    t_compare = time.perf_counter()
+    s = compare(base, base.config, data, tokenizer, cc, args.out, progress=not args.no_progress)
+    t_end = time.perf_counter()
+    print()
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"wrote {args.out}/results.csv, summary.json, summary.md, curves.png, budget.png "
+          f"({s['wall_seconds'] / 60:.1f} min)")
+    # where the command's time outside the runs goes: on a GPU it is a large part of a short compare
+    start = f"starting Python and its imports {started:.1f} s, " if started is not None else ""
+    whole = f"; {started + t_end - t_model:.0f} s for the whole command" if started is not None else ""
+    print(f"Outside the runs: {start}loading the model (JAX starts its device here) {t_data - t_model:.1f} s, the data "
+          f"{t_compare - t_data:.1f} s, writing the results and figures {t_end - t_compare - s['wall_seconds']:.1f} s"
+          f"{whole}.")
+    return 0
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux: from /proc), or None where
+    that cannot be read."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        age = uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in ticks
+    except (OSError, ValueError, IndexError, KeyError):
+        return None
+    return age if age > 0 else None  # a container's virtualised uptime can make it nonsense

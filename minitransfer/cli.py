@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         "distribution (reshaped by --temperature, --top-k, --top-p), or the likeliest with --greedy.",
     )
     _add_model_arg(p, required=False)
-    p.add_argument("--prompt", required=True, help="text to continue (empty: start from the end-of-text token)")
+    p.add_argument("--prompt", required=True, help="text to continue (at least one token)")
     p.add_argument("--max-new-tokens", type=int, default=40, help="default 40")
     p.add_argument("--temperature", type=float, default=0.8, help="default 0.8")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (default: no limit)")

@@ -101,8 +101,13 @@ def _execute_interruptibly(client) -> None:
             worker.join(0.2)
     except KeyboardInterrupt:
         process = getattr(getattr(client.km, "provisioner", None), "process", None)
-        if process is not None:
-            process.kill()
+        if process is not None:  # the kernel runs in a session of its own: its whole group goes
+            import signal
+
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (OSError, AttributeError):  # (no process groups on Windows)
+                process.kill()
         worker.join(10)
         raise
     finally:  # nbclient's clean-up at exit, for a kernel that is gone by then (it printed a traceback)

@@ -366,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     from minitransfer.loop import TrainingError
     from minitransfer.book import BookError
 
+    if args.command == "compare" and args.out is None:  # (before the checks of --out below)
+        args.out = "runs/compare-quick" if args.quick else "runs/compare"
     bad = check_arguments(args)
     if bad:
         print(f"minitransfer {args.command}: error: {bad}", file=sys.stderr)
@@ -406,17 +408,25 @@ def check_arguments(args) -> str | None:
     surrogates, which the tokenizer cannot take), and seeds in range. The
     first problem found, as a message naming the option; None if none."""
     for name, value in vars(args).items():
-        shown = f"--{name.replace('_', '-')}"
-        if isinstance(value, str):
+        shown = POSITIONAL_NAMES.get(name, f"--{name.replace('_', '-')}")
+        for text in (value if isinstance(value, list) else [value]):  # (--only takes several)
+            if not isinstance(text, str):
+                continue
             try:
-                value.encode("utf-8")
+                text.encode("utf-8")
             except UnicodeEncodeError as e:
-                byte = value[e.start].encode("utf-8", "surrogateescape")
-                return (f"{shown} is not valid UTF-8 (byte 0x{byte.hex()} at character {e.start}); the shell passed "
-                        f"it in another encoding: use UTF-8 text")
-        if name in ("seed", "split_seed") and isinstance(value, int) and not 0 <= value <= SEED_MAX:
+                c = text[e.start]
+                what = (f"byte 0x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF  # an undecodable byte
+                        else f"a lone surrogate \\u{ord(c):04x}")
+                return (f"{shown} is not valid UTF-8 ({what} at character {e.start}); the shell passed it in "
+                        f"another encoding: use UTF-8 text")
+        if name == "seed" and isinstance(value, int) and not 0 <= value <= SEED_MAX:
             return f"{shown} must be a whole number from 0 to {SEED_MAX:,}, got {value}"
     return None
+
+
+# positional arguments, named in messages as --help shows them
+POSITIONAL_NAMES = {"source": "source", "spec": "SPEC"}
 
 
 # what re-running a command after Ctrl-C does, for those that keep state on disk

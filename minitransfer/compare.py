@@ -118,17 +118,25 @@ def check_same_compare(out: Path, record: dict) -> None:
         there = before["config"]
     except (ValueError, KeyError, TypeError):
         return  # not one we wrote; each run's own check still holds
-    def flat(config: dict) -> dict:  # the adaptation's settings as adapt.steps, ...
-        return {f"{k}.{kk}" if isinstance(v, dict) else k: vv for k, v in config.items() if k not in GRID_ONLY
-                for kk, vv in (v.items() if isinstance(v, dict) else [(None, v)])}
-
-    now, was = flat(record["config"]), flat(there)
-    differ = [f"{COMPARE_SETTING_NAMES.get(k, k)}: {was.get(k)!r} there, {v!r} now" for k, v in now.items()
-              if was.get(k) != v and COMPARE_SETTING_NAMES.get(k, k) is not None]
+    if not isinstance(before, dict) or not isinstance(there, dict):
+        return
+    differ = []
+    for k, v in record["config"].items():
+        if k in GRID_ONLY or k not in there:  # (a setting the older record predates)
+            continue
+        old = there[k]
+        if isinstance(v, dict) and isinstance(old, dict):
+            # per-mode lr overrides: added or removed alike; the adaptation's settings: those both records have
+            keys = sorted(set(v) | set(old)) if k == "lr" else [kk for kk in v if kk in old]
+            pairs = [(f"{k}.{kk}", old.get(kk), v.get(kk)) for kk in keys]
+        else:
+            pairs = [(k, old, v)]
+        differ += [f"{COMPARE_SETTING_NAMES.get(name, name)}: {a!r} there, {b!r} now" for name, a, b in pairs
+                   if a != b and COMPARE_SETTING_NAMES.get(name, name) is not None]
     if before.get("data") != record["data"]:
         differ.append(f"data: {before.get('data')!r} there, {record['data']!r} now")
     elif before.get("rows") not in (None, record["rows"]):
-        differ.append(f"the data's rows (a hash of every text and label): {before['rows']} there, {record['rows']} now")
+        differ.append(f"the data's rows (a hash of every text and label): {before['rows']!r} there, {record['rows']!r} now")
     if differ:
         raise ValueError(f"{out} holds a compare with other settings ({'; '.join(differ)}); its finished runs "
                          f"are not this compare's: choose another --out or delete it")

@@ -165,8 +165,8 @@ def _read_text(path: Path, notes: list[str]) -> str:
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(raw) >= 4 and b"\x00\x00" in (raw[0:4:2], raw[1:4:2])):
-        raise DataError(f"{path}: looks like UTF-16 text (a UTF-16 byte-order mark, or a NUL byte after every "
-                        f"character); minitransfer reads UTF-8: save the file as UTF-8")
+        raise DataError(f"{path}: looks like UTF-16 text (a UTF-16 byte-order mark, or NUL bytes among its first "
+                        f"characters; or another binary encoding); minitransfer reads UTF-8: save the file as UTF-8")
     try:
         return raw.decode("utf-8-sig")  # -sig: a leading byte-order mark is not part of the first field's name
     except UnicodeDecodeError:
@@ -327,43 +327,44 @@ def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_label
     return texts, labels
 
 
-def _label_vocabulary(raw_labels: list) -> list[str]:
+def _label_vocabulary(raw_labels: list, decimals: bool = False) -> list[str]:
     """Label names in a fixed order: numerically if every label is an integer
-    (0, 1, 2 ...), else alphabetically."""
-    def as_int(x):
-        if isinstance(x, bool):
-            return None
-        if isinstance(x, (int, np.integer)):
-            return int(x)
-        if isinstance(x, float) and x.is_integer():
-            return int(x)
-        if isinstance(x, str) and WHOLE_NUMBER.fullmatch(x.strip()):
-            return int(x.strip().split(".")[0])
-        return None
-
-    values = {str(as_int(x)) if as_int(x) is not None else str(x).strip() for x in raw_labels}
-    if all(as_int(x) is not None for x in raw_labels):
-        return [str(v) for v in sorted(int(v) for v in values)]
-    return sorted(values)
+    (0, 1, 2 ...), else alphabetically (``canonical_label`` says how a label
+    is read)."""
+    names = {canonical_label(x, decimals) for x in raw_labels}
+    if all(INTEGER.fullmatch(n) for n in names):
+        return [str(v) for v in sorted(int(n) for n in names)]
+    return sorted(names)
 
 
+INTEGER = re.compile(r"-?\d+")
 # a label written as a whole number, however spelt: 1, 01, +1, 1.0 (a CSV cell of a column that a spreadsheet
-# wrote as floats) are all the class 1, as a JSON 1 or 1.0 is
+# wrote as floats) are all the class 1, as a JSON 1 or 1.0 is; beside labels with real decimals (ratings
+# 1.0, 1.5, 2.0), "1.0" keeps its spelling
 WHOLE_NUMBER = re.compile(r"[-+]?\d+(\.0*)?")
+DECIMAL = re.compile(r"[-+]?\d*\.\d*[1-9]\d*")
 
 
-def _canonical(x) -> str:
-    if isinstance(x, float) and x.is_integer():
+def has_decimals(raw_labels: list) -> bool:
+    return any(isinstance(x, str) and DECIMAL.fullmatch(x.strip()) for x in raw_labels)
+
+
+def canonical_label(x, decimals: bool = False) -> str:
+    """How a raw label names its class: whole numbers as such (``WHOLE_NUMBER``;
+    with ``decimals``, only those written without a decimal point), anything
+    else as its stripped text."""
+    if isinstance(x, (float, np.floating)) and float(x).is_integer():
         x = int(x)
     s = str(x).strip()
-    return str(int(s.split(".")[0])) if WHOLE_NUMBER.fullmatch(s) else s
+    whole = INTEGER.fullmatch(s.lstrip("+")) if decimals else WHOLE_NUMBER.fullmatch(s)
+    return str(int(s.split(".")[0])) if whole else s
 
 
-def respelt_labels(raw_labels: list) -> dict[str, str]:
+def respelt_labels(raw_labels: list, decimals: bool = False) -> dict[str, str]:
     """Labels written as text whose whole-number reading differs from their
     spelling ({"01": "1", "1.0": "1"}), for a note: merged, but said."""
-    return {s: _canonical(s) for s in {x.strip() for x in raw_labels if isinstance(x, str)}
-            if _canonical(s) != s}
+    return {s: canonical_label(s, decimals) for s in {x.strip() for x in raw_labels if isinstance(x, str)}
+            if canonical_label(s, decimals) != s}
 
 
 # ----------------------------------------------------------------------------
@@ -450,13 +451,14 @@ def load_dataset(
             raise DataError(f"{path}: no such file or directory")
 
     all_raw = [lab for _, labels in raw.values() for lab in labels]
-    label_names = tfds_names or _label_vocabulary(all_raw)
+    decimals = has_decimals(all_raw)
+    label_names = tfds_names or _label_vocabulary(all_raw, decimals)
     numbers = [n for n in label_names if re.fullmatch(r"-?\d+", n)]
     if not tfds_names and numbers and len(numbers) < len(label_names):  # e.g. 0/1 labels and one "positive": a typo, or two schemes
         names = [n for n in label_names if n not in numbers]
         notes.append(f"labels mix whole numbers ({', '.join(numbers[:5])}) and names ({', '.join(names[:5])}); "
                      f"all are kept as classes, in alphabetical order")
-    respelt = respelt_labels(all_raw) if not tfds_names else {}
+    respelt = respelt_labels(all_raw, decimals) if not tfds_names else {}
     if respelt:
         shown = ", ".join(f"{k!r} as {v}" for k, v in sorted(respelt.items())[:5])
         notes.append(f"labels written as whole numbers in another spelling are read as those numbers: {shown}"
@@ -464,7 +466,7 @@ def load_dataset(
     index = {n: i for i, n in enumerate(label_names)}
 
     def to_split(texts, labels) -> Split:
-        return Split(list(texts), np.asarray([index[_canonical(x)] for x in labels], dtype=np.int32))
+        return Split(list(texts), np.asarray([index[canonical_label(x, decimals)] for x in labels], dtype=np.int32))
 
     if "all" in raw:
         full = to_split(*raw["all"])

@@ -278,7 +278,11 @@ class ClassificationHead(TaskHead):
         return cls(n_embd, data.label_names, pooling=pooling, dropout=dropout, seed=seed)
 
     def check_data(self, data):
-        if list(self.labels) != list(data.label_names):
+        from minitransfer.data import canonical_label
+
+        # (a model trained before whole-number labels were read as numbers has "1.0" where the data now says "1":
+        # the same classes in the same order, so it still fits)
+        if [canonical_label(x) for x in self.labels] != list(data.label_names):
             raise ValueError(
                 f"the classification head has {self.num_classes} labels {list(self.labels)}, but the data has "
                 f"{len(data.label_names)} labels {list(data.label_names)}"

@@ -60,6 +60,7 @@ def check() -> None:
     """Raise the KeyboardInterrupt of a Ctrl-C that was swallowed; for long
     loops outside training (evaluation, frozen-backbone features)."""
     if _flag[0]:
+        clear()  # acted on: a later call (in a notebook, the next cell's) must not stop again
         raise KeyboardInterrupt
 
 

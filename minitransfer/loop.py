@@ -104,6 +104,7 @@ def train_loop(
     parallel=None,
     resumable: bool = True,
     settings: dict | None = None,
+    also_accept: tuple = (),
     lr_option: str = "--lr",
     setting_names: dict | None = None,
 ) -> LoopResult:
@@ -121,7 +122,8 @@ def train_loop(
     (JSON-able) are kept with the state, so that a re-run with other settings
     is told which ones differ, each by ``setting_names[k]`` where given (None:
     not named, a setting derived from another). ``lr_option``: what a
-    divergence tells the user to lower.
+    divergence tells the user to lower. ``also_accept``: other keys that
+    name the same run (as an older minitransfer keyed it).
     """
     from tqdm.auto import tqdm
 
@@ -132,7 +134,7 @@ def train_loop(
         state_dir = out / "state"
         if (state_dir / "state.json").exists():
             st = json.loads((state_dir / "state.json").read_text())
-            if st.get("run_key") != run_key:
+            if st.get("run_key") != run_key and st.get("run_key") not in also_accept:
                 there = st.get("settings") or {}
                 names = setting_names or {}
                 differ = [f"{names.get(k, k)}: {there[k]!r} there, {v!r} now" for k, v in (settings or {}).items()

@@ -103,7 +103,9 @@ class GPT2Config:
                     not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ValueError(f"{source}: {name} must be a positive whole number, got {v!r}")
         for name in ("layer_norm_epsilon", "embd_pdrop", "attn_pdrop", "resid_pdrop", "initializer_range"):
-            v = d.get(name, 0.0)
+            if name not in d:  # absent: GPT2Config's default (transformers' too)
+                continue
+            v = d[name]
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 raise ValueError(f"{source}: {name} must be a number, got {v!r}")
             # a dropout rate of 1 or more drops everything; a LayerNorm epsilon of 0 or less divides by zero (or

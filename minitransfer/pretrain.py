@@ -122,6 +122,10 @@ class PretrainResult:
     batch_size_used: int | None = None  # the batch trained with: the one asked, or the data's size if that is smaller
 
 
+# how messages name the hash of the training text's tokens among a run's settings
+TEXT_TOKENS = "the training text (a hash of its tokens)"
+
+
 def pretrain(
     model: GPT2,
     blocks,
@@ -153,18 +157,25 @@ def pretrain(
     val_blocks = blocks.validation[: cfg.val_blocks]
     if len(val_blocks) == 0:
         raise TrainingError("no validation blocks: give more text or a larger validation fraction")
-    run_key = hashlib.sha256(json.dumps(
-        # (mode and lr_decay_per_layer: fields PretrainConfig had until 2026-11-26, kept so that
-        # runs started before then still resume)
-        {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"}, "mode": "pretrain",
-         "lr_decay_per_layer": 1.0, "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
-         # the tokens themselves: the same file, edited, is other text
-         "blocks": hashlib.sha256(np.ascontiguousarray(train_blocks).tobytes()).hexdigest()[:16],
-         **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    blocks_hash = hashlib.sha256(np.ascontiguousarray(train_blocks).tobytes()).hexdigest()[:16]
+
+    def key(with_blocks: bool) -> str:
+        return hashlib.sha256(json.dumps(
+            # (mode and lr_decay_per_layer: fields PretrainConfig had until 2026-11-26, kept so that
+            # runs started before then still resume)
+            {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"}, "mode": "pretrain",
+             "lr_decay_per_layer": 1.0, "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
+             # the tokens themselves: the same file, edited, is other text
+             **({"blocks": blocks_hash} if with_blocks else {}),
+             **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    # a run's state saved before 2026-11-27 was keyed without the tokens' hash: still this run's
+    run_key, legacy_key = key(True), key(False)
     batch_size = fit_batch_size(cfg.batch_size, len(train_blocks), f"training blocks of {cfg.block_size} tokens",
                                 log, option=option_names.get("batch_size", "--batch-size"))
     if batch_size != cfg.batch_size:  # a state saved with the batch as asked is not resumed with another
         cfg, run_key = dataclasses.replace(cfg, batch_size=batch_size), f"{run_key}-batch{batch_size}"
+        legacy_key = f"{legacy_key}-batch{batch_size}"
 
     graphdef, params = nnx.split(model)
     opt_state, parallel, train_step = setup_training(
@@ -190,8 +201,9 @@ def pretrain(
         out=out, run_key=run_key, desc="pretrain", progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
         parallel=parallel, lr_option=option_names.get("lr", "--lr"), setting_names=option_names.get("settings"),
-        settings={k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg), default=str)).items()
-                  if k != "parallel"},
+        settings={**{k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg), default=str)).items()
+                     if k != "parallel"}, TEXT_TOKENS: blocks_hash},
+        also_accept=(legacy_key,),
     )
     nnx.update(model, loop.best_params)
     if loop.steps_run:

@@ -86,7 +86,8 @@ class TrainConfig:
         if self.max_len is not None and self.max_len < 1:  # steps, batch_size, eval_every: check_optimizer_settings
             raise ValueError(f"--max-len must be at least 1, got {self.max_len}")
         if self.val_examples is not None and self.val_examples < 1:  # (None: the command line's 0, all of them)
-            raise ValueError(f"--val-examples must be 0 (the whole validation split) or more, got {self.val_examples}")
+            raise ValueError(f"--val-examples must be at least 1 (or 0 on the command line, None here: the whole "
+                             f"validation split), got {self.val_examples}")
         if not 0 < self.epochs < float("inf"):
             raise ValueError(f"--epochs must be a positive, finite number, got {self.epochs}")
         if self.labels is not None and self.labels != "all" and not (
@@ -221,23 +222,21 @@ def finetune(
             f"{model.config.vocab_size}: token ids would fall outside the embedding table. Use the "
             f"tokenizer saved with the model."
         )
-    if out is not None and out.is_dir():  # a run writes (and at its end removes) files here: only into a run's folder
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
-        if foreign:
-            raise TrainingError(f"--out {out} holds files that are not a training run's ({', '.join(foreign[:5])}"
-                                f"{' ...' if len(foreign) > 5 else ''}); a run would write among them: choose an "
-                                f"empty or new folder")
-    run_key = _run_key(cfg, data, model, tokenizer)
+    if out is not None:
+        check_run_folder(out)
     rows = data_fingerprint(data)
+    # a run made before 2026-11-27 was keyed without its data's rows (legacy_key): still this run (its spec,
+    # sizes, labels, settings and weights match; its rows were not recorded, so cannot be checked)
+    run_key, legacy_key = _run_keys(cfg, data, model, tokenizer, rows)
     if out is not None and (out / "result.json").exists():
         done = json.loads((out / "result.json").read_text())
-        if done.get("run_key") != run_key:
+        if done.get("run_key") != run_key and not (done.get("run_key") == legacy_key and "data_rows" not in done):
             now = json.loads(json.dumps(dataclasses.asdict(cfg)))  # as result.json stores it
             there = done.get("config", {})
             differ = [f"{k}: {there.get(k)!r} there, {v!r} now" for k, v in now.items()
                       if k not in RUN_KEY_IGNORES and there.get(k) != v]
             if done.get("data_rows") not in (None, rows):
-                differ.append(f"{DATA_ROWS}: {done['data_rows']} there, {rows} now")
+                differ.append(f"{DATA_ROWS}: {done['data_rows']!r} there, {rows!r} now")
             raise TrainingError(f"{out} holds a finished run with other " + (
                 f"settings ({'; '.join(differ)})" if differ else OTHER_RUN)
                 + "; choose another --out or delete it")
@@ -275,7 +274,8 @@ def finetune(
     # the run as it trains: its steps, batches and state key use the fitted batch; result.json keeps the
     # settings as asked (so that the same command finds its finished run) and the batch used beside them
     asked, cfg = cfg, dataclasses.replace(cfg, batch_size=batch_size)
-    state_key = run_key if batch_size == asked.batch_size else f"{run_key}-batch{batch_size}"
+    suffix = "" if batch_size == asked.batch_size else f"-batch{batch_size}"
+    state_key = run_key + suffix
     best = head.best_metric
     total = cfg.total_steps(n_train)
     eval_every = cfg.eval_every or max(1, total // 10)
@@ -311,7 +311,7 @@ def finetune(
         seed=cfg.seed, lrs=lr_values(cfg, total), lr=cfg.lr,
         out=out, run_key=state_key, desc=cfg.mode, progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {f"val_{best}": f"{m[f'val_{best}']:.3f}"},
-        parallel=parallel, resumable=keep_state,
+        parallel=parallel, resumable=keep_state, also_accept=(legacy_key + suffix,),
         settings={**{k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items()
                      if k not in RUN_KEY_IGNORES}, DATA_ROWS: rows},
     )
@@ -357,6 +357,19 @@ def finetune(
     return result
 
 
+def check_run_folder(out: str | Path) -> None:
+    """A run writes (and at its end removes) files in ``out``: refuse a
+    folder that holds anything else (hidden files aside), before any work."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.startswith("."))
+    if foreign:
+        raise TrainingError(f"--out {out} holds files that are not a training run's ({', '.join(foreign[:5])}"
+                            f"{' ...' if len(foreign) > 5 else ''}); a run would write among them: choose an "
+                            f"empty or new folder")
+
+
 def _with_params(graphdef, params, model: GPT2, mode: str) -> GPT2:
     """The full model carrying the current trained weights (for saving)."""
     trained = nnx.merge(graphdef, params)
@@ -396,8 +409,10 @@ def data_fingerprint(data) -> str:
     return h.hexdigest()[:16]
 
 
-def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer) -> str:
-    """What makes a run the same run: settings, data, tokenizer and starting weights."""
+def _run_keys(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer, rows: str) -> tuple[str, str]:
+    """What makes a run the same run: settings, data (its ``rows`` too),
+    tokenizer and starting weights; and the same key as minitransfer made it
+    before it hashed the rows (runs made then are still found)."""
     import hashlib
 
     d = dataclasses.asdict(cfg)
@@ -406,11 +421,11 @@ def _run_key(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer) -> str:
     for k in RUN_KEY_IGNORES:
         d.pop(k, None)
     d["data"] = data.spec
-    d["rows"] = data_fingerprint(data)
     d["n"] = [len(data.train), len(data.validation), len(data.test)]
     d["labels_names"] = getattr(data, "label_names", None)
     d["model"] = dataclasses.asdict(model.config)
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = lambda d: hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]  # noqa: E731
+    return key({**d, "rows": rows}), key(d)
 
 
 def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | None = None,

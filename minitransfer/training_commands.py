@@ -1,7 +1,8 @@
 """The commands that train: ``finetune`` (a task head on a backbone),
 ``pretrain`` (next-word training, and its model card) and ``compare`` (the
-grid of modes x budgets x seeds). ``commands.py`` holds the others (convert,
-inspect, evaluate, generate, serve); ``cli.py`` routes to both."""
+grid of modes x budgets x seeds). ``commands.py`` holds the others
+(convert, next-word, data, evaluate, answer, generate, playground,
+lectures); ``cli.py`` routes to both."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def cmd_finetune(args) -> int:
     from minitransfer.modes import get_mode
     from minitransfer.tasks import get_task, metrics_text
     from minitransfer.tokenizer import load_tokenizer
-    from minitransfer.train import TrainConfig, build_model, finetune
+    from minitransfer.train import TrainConfig, build_model, check_run_folder, finetune
 
     cfg = TrainConfig(
         mode=args.mode, steps=args.steps, epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
@@ -36,6 +37,7 @@ def cmd_finetune(args) -> int:
         max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling,
         parallel=args.parallel, dtype=args.dtype,
     )
+    check_run_folder(args.out)  # before the data, and before mode adapt writes OUT/adapted
     task = get_task(args.task)
     for n in ignored_finetune_options(args, cfg):
         print(f"note: {n}")

@@ -121,8 +121,8 @@ def test_ctrl_c_stops_a_lecture_build_with_one_line(tmp_path):
 
     marker = tmp_path / "cell-started"
     lecture = tmp_path / "09_slow.py"
-    lecture.write_text("# %% [markdown]\n# # Lecture 9: slow\n\n# %%\nimport pathlib, time\n"
-                       f"pathlib.Path({str(marker)!r}).write_text('x')\ntime.sleep(120)\n")
+    lecture.write_text("# %% [markdown]\n# # Lecture 9: slow\n\n# %%\nimport os, pathlib, time\n"
+                       f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\ntime.sleep(120)\n")
     script = ("import sys\nfrom pathlib import Path\nfrom minitransfer.book import build_lecture\n"
               f"try:\n    build_lecture(Path({str(lecture)!r}), Path({str(tmp_path / 'site')!r}), fast=True)\n"
               "except KeyboardInterrupt:\n    print('interrupted', file=sys.stderr)\n    sys.exit(130)\n")
@@ -132,6 +132,15 @@ def test_ctrl_c_stops_a_lecture_build_with_one_line(tmp_path):
     while not marker.exists() and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.2)
     assert marker.exists(), p.communicate()
-    os.killpg(p.pid, signal.SIGINT)  # the whole group, kernel included, as a terminal's Ctrl-C
+    kernel = int(marker.read_text())
+    os.killpg(p.pid, signal.SIGINT)  # the build's process group, as a terminal's Ctrl-C (the kernel has its own)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130 and err.strip() == "interrupted", err
+    for _ in range(50):  # the kernel is gone too (killed, not left to notice its parent's exit)
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the lecture's kernel (pid {kernel}) outlived the build")

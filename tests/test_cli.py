@@ -260,6 +260,8 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
         # bytes that are not UTF-8 reach Python as lone surrogates, which the tokenizer refused with a traceback
         (["next-word", "--prompt", b"caf\xe9 is".decode("utf-8", "surrogateescape")],
          "--prompt is not valid UTF-8 (byte 0xe9 at character 3)"),
+        (["next-word", "--prompt", "a\ud800"], "--prompt is not valid UTF-8 (a lone surrogate \\ud800 at character 1)"),
+        (["convert", "caf\udce9", "--out", out], "source is not valid UTF-8 (byte 0xe9 at character 3)"),
     ]
     for args, says in cases:
         assert main(args) == 2, args
@@ -271,6 +273,23 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
     assert main(["finetune", "--out", str(tmp_path / "f" / "run")]) == 2
     assert f"--out {tmp_path / 'f' / 'run'}: {tmp_path / 'f'} is a file, so the folder cannot be created" \
         in capsys.readouterr().err
+    # a folder of other files: refused before the data loads (and before mode adapt writes OUT/adapted in it)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    assert main(["finetune", "--mode", "adapt", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "mine")]) == 2
+    assert "holds files that are not a training run's (notes.txt)" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    # compare's default --out (runs/compare-quick with --quick) is checked the same way
+    import os as _os
+
+    cwd = _os.getcwd()
+    (tmp_path / "runs").write_text("x")
+    try:
+        _os.chdir(tmp_path)
+        assert main(["compare", "--quick"]) == 2
+    finally:
+        _os.chdir(cwd)
+    assert "--out runs/compare-quick: " in capsys.readouterr().err
     # --out naming a file: said before any work, not as a traceback after it
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x")

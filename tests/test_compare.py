@@ -97,6 +97,14 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     assert (f"{out} holds a compare with other settings (--steps: 4 there, 5 now; --max-len: 12 there, 10 now); its "
             f"finished runs are not this compare's") in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
+    from minitransfer.compare import check_same_compare
+
+    record = json.loads((out / "compare.json").read_text())
+    changed = {**record, "config": {**record["config"], "lr": {"full": 1e-4}}}  # an override added (or removed)
+    with pytest.raises(ValueError, match=r"lr.full: None there, 0.0001 now"):
+        check_same_compare(out, changed)
+    newer = {**record, "config": {**record["config"], "a_setting_added_later": 1}}  # the record predates it: fine
+    check_same_compare(out, newer)
 
     # --keep-checkpoints: each run keeps its best checkpoint, written once, at its end
     kept = tmp_path / "kept"

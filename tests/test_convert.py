@@ -324,6 +324,11 @@ def test_hub_id_without_network(monkeypatch):
         mt.load_pretrained("distilgpt2")
 
 
+def test_config_json_without_the_optional_numbers_takes_the_defaults():
+    d = {"model_type": "gpt2", "vocab_size": 10, "n_positions": 8, "n_embd": 8, "n_layer": 1, "n_head": 2}
+    assert mt.GPT2Config.from_hf_dict(d).layer_norm_epsilon == 1e-5  # (was refused as "got 0.0")
+
+
 @pytest.mark.parametrize("change,says", [
     (lambda d: [1, 2], "expected a JSON object of model settings, found list"),
     (lambda d: {**d, "n_layer": "four"}, "n_layer must be a positive whole number, got 'four'"),

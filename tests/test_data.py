@@ -418,3 +418,18 @@ def test_whole_number_labels_are_one_class_however_spelt_and_said(tmp_path):
     d = load_dataset(f"csv:{p}")
     assert d.label_names == ["0", "1"]
     assert any("read as those numbers: '0.0' as 0, '01' as 1, '1.0' as 1" in n for n in d.notes), d.notes
+    # beside real decimals (ratings), "1.0" is a rating as written, not the whole number 1
+    p.write_text("text,label\n" + "".join(f"text {i},{['1.0', '1.5', '2.0'][i % 3]}\n" for i in range(90)))
+    d = load_dataset(f"csv:{p}")
+    assert d.label_names == ["1.0", "1.5", "2.0"] and not any("mix" in n or "spelling" in n for n in d.notes)
+
+
+def test_a_classifier_whose_labels_an_older_minitransfer_spelt_as_written_still_fits(tmp_path):
+    from minitransfer.heads import ClassificationHead
+
+    p = tmp_path / "d.csv"
+    p.write_text("text,label\n" + "".join(f"text {i},{['0.0', '1.0'][i % 2]}\n" for i in range(40)))
+    data = load_dataset(f"csv:{p}")
+    ClassificationHead(8, ["0.0", "1.0"]).check_data(data)  # read as 0 and 1 now: the same classes, same order
+    with pytest.raises(ValueError, match="labels"):
+        ClassificationHead(8, ["1.0", "0.0"]).check_data(data)

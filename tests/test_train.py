@@ -436,6 +436,21 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     with pytest.raises(TrainingError, match=r"holds a run with other settings \(steps: 6 there, 7 now\)"):
         finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg7), keyword_data,
                  gpt2_tokenizer, cfg7, tmp_path / "cut", progress=False)
+    # a run finished before run keys held the data's rows (an older minitransfer) is still this run
+    import shutil
+
+    from minitransfer.train import _run_keys
+
+    shutil.copytree(tmp_path / "run", tmp_path / "old")
+    c3 = _cfg(mode="full", steps=3, eval_every=3)
+    res = json.loads((tmp_path / "old" / "result.json").read_text())
+    model3 = build_classifier("full", base, base.config, keyword_data.label_names, c3)
+    res["run_key"] = _run_keys(c3, keyword_data, model3, gpt2_tokenizer, "unused")[1]
+    del res["data_rows"]
+    (tmp_path / "old" / "result.json").write_text(json.dumps(res))
+    said = []
+    finetune(model3, keyword_data, gpt2_tokenizer, c3, tmp_path / "old", progress=False, log=said.append)
+    assert any("this run already finished" in m for m in said), said
     # a folder with other files in it is not a run's: a run would overwrite its metrics.jsonl, delete its state/
     (tmp_path / "mine" / "state").mkdir(parents=True)
     (tmp_path / "mine" / "state" / "important.txt").write_text("x")
@@ -621,3 +636,16 @@ def test_dropout_rate_and_scale():
         assert np.array_equal(y, np.asarray(_dropout(x, rate, jax.random.key(0))))  # same key, same mask
     assert not np.array_equal(np.asarray(_dropout(x, 0.1, jax.random.key(1))), y)
     assert _dropout(x, 0.1, None) is x
+
+
+def test_a_swallowed_ctrl_c_stops_the_next_batch_once():
+    """interrupt.check acts on a Ctrl-C that Python swallowed, then forgets it:
+    in a notebook, the next cell's evaluation must not stop again."""
+    from minitransfer import interrupt
+    from minitransfer.steps import batched
+
+    arrays = {"x": np.zeros((4, 2))}
+    interrupt._flag[0] = True
+    with pytest.raises(KeyboardInterrupt):
+        list(batched(arrays, 2))
+    assert not interrupt.requested() and len(list(batched(arrays, 2))) == 2

@@ -213,8 +213,8 @@ def train_loop(
                     on_best(params, step, metrics)
                 bar.set_postfix(loss=f"{loss:.3f}", **postfix(metrics))
                 if not progress:  # no bar: a line per evaluation, so that a long run is not silent
-                    log(f"{desc} step {step}/{total}: train loss {loss:.4f}, "
-                        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                    log(f"{desc} step {step}/{total}: train loss {loss:.4f}, " + ", ".join(
+                        f"{k} {int(v)}" if k.endswith("_n") else f"{k} {v:.4f}" for k, v in metrics.items()))
                 if out is not None:
                     t_state = time.perf_counter()
                     _write_log(out, history)

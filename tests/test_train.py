@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import jax
 import numpy as np
@@ -221,7 +222,7 @@ def test_cli_finetune_all_modes_and_skip(pretrained_dir, keyword_data, tmp_path,
     out = capsys.readouterr().out
     assert "test accuracy" in out
     # --no-progress: no bar, so a line per evaluation
-    assert "probe step 4/4: train loss " in out and ", val_accuracy " in out
+    assert "probe step 4/4: train loss " in out and ", val_accuracy " in out and re.search(r"val_n \d+(,|\n)", out)
     # continuing from a classifier keeps its head, and so its pooling: an asked-for other pooling is said to do nothing
     assert main(["finetune", "--model", str(tmp_path / "p" / "best"), "--mode", "full", "--pooling", "mean",
                  "--out", str(tmp_path / "p2"), *common]) == 0

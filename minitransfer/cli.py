@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     from minitransfer.loop import TrainingError
     from minitransfer.book import BookError
 
-    if args.command == "compare" and args.out is None:  # (before the checks of --out below)
+    if args.command == "compare" and args.out is None:  # its default, here: before the checks of --out below
         args.out = "runs/compare-quick" if args.quick else "runs/compare"
     bad = check_arguments(args)
     if bad:

@@ -28,7 +28,7 @@ import numpy as np
 from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.modes import get_mode
 from minitransfer.steps import compile_meter
-from minitransfer.train import TrainConfig, build_classifier, data_fingerprint, finetune
+from minitransfer.train import DATA_ROWS, TrainConfig, build_classifier, data_fingerprint, finetune
 
 RESULT_COLUMNS = [
     "mode", "budget", "n_train", "seed", "split", "step",
@@ -136,7 +136,7 @@ def check_same_compare(out: Path, record: dict) -> None:
     if before.get("data") != record["data"]:
         differ.append(f"data: {before.get('data')!r} there, {record['data']!r} now")
     elif before.get("rows") not in (None, record["rows"]):
-        differ.append(f"the data's rows (a hash of every text and label): {before['rows']!r} there, {record['rows']!r} now")
+        differ.append(f"{DATA_ROWS}: {before['rows']!r} there, {record['rows']!r} now")
     if differ:
         raise ValueError(f"{out} holds a compare with other settings ({'; '.join(differ)}); its finished runs "
                          f"are not this compare's: choose another --out or delete it")

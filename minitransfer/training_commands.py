@@ -285,8 +285,6 @@ def cmd_compare(args) -> int:
     from minitransfer.data import load_dataset
 
     source = model_or_default(args)
-    if args.out is None:
-        args.out = "runs/compare-quick" if args.quick else "runs/compare"
     if args.quick:
         cc = CompareConfig(budgets=[100, 300], seeds=2, steps=20, val_examples=200, evals_per_run=4,
                            adapt=AdaptConfig(steps=30, eval_every=15))

@@ -198,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="a fine-tuned model directory (e.g. RUN/best)")
     _add_data_args(p)
-    p.set_defaults(data=None)  # the data the model was fine-tuned on, as its config.json records it
+    p.set_defaults(data=None, text_field=None, label_field=None)  # as the model's config.json records them
+    for a in p._actions:
+        if a.dest in ("text_field", "label_field"):
+            a.help = a.help.replace("(default: ", "(default: the field the model was fine-tuned on, else ")
     p.add_argument("--split", choices=["train", "validation", "test"], default="test", help="default test")
     p.add_argument("--max-len", type=int, help="default: the max_len the model was trained with")
     p.add_argument("--all-validation", action="store_true",
@@ -299,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default " + ",".join(map(str, CompareConfig().budgets)) + "; --quick: 100,300)")
     p.add_argument("--modes", help="comma-separated, from " + ",".join(MODES) + " (default: all)")
     p.add_argument("--seeds", type=int, help="seeds per budget and mode (default %d; --quick: 2)" % CompareConfig.seeds)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="the seeds are FIRST_SEED, FIRST_SEED+1, ... (default 0); other seeds replicate a compare "
+                        "with fresh labelled subsets, initialisations and dropout")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="how a single data file is split into train/validation/test (default 0); another value "
+                        "draws another test set, e.g. to check a result on examples no earlier choice looked at")
     p.add_argument("--adapt-steps", type=int,
                    help="mode adapt: next-word steps on the task's training texts (default %d)" % AdaptConfig.steps)
     p.add_argument("--steps", type=int, help="steps per run (default: 3 epochs, between %d and %d; frozen-backbone modes at least %d)"
@@ -420,7 +429,7 @@ def check_arguments(args) -> str | None:
                         else f"a lone surrogate \\u{ord(c):04x}")
                 return (f"{shown} is not valid UTF-8 ({what} at character {e.start}); the shell passed it in "
                         f"another encoding: use UTF-8 text")
-        if name == "seed" and isinstance(value, int) and not 0 <= value <= SEED_MAX:
+        if name in ("seed", "first_seed", "split_seed") and isinstance(value, int) and not 0 <= value <= SEED_MAX:
             return f"{shown} must be a whole number from 0 to {SEED_MAX:,}, got {value}"
     return None
 

@@ -201,10 +201,10 @@ def cmd_evaluate(args) -> int:
                          f"n_positions)")
     max_len = args.max_len or info.get("max_len") or model.config.n_positions
     if args.data is None:  # what it was fine-tuned on, where recorded (a file may have moved since: then said)
-        recorded = info.get("data") if isinstance(info.get("data"), str) else None
-        args.data = recorded or "tweets"
-        print(f"(--data: {args.data}, " + ("the data the model was fine-tuned on)" if recorded else
-                                          "the default: the model does not record its data)"), file=sys.stderr)
+        args.data, said = recorded_data(info, args)
+        print(f"(--data: {args.data}, {said})", file=sys.stderr)
+    args.text_field = args.text_field or "text"
+    args.label_field = args.label_field or "label"
     data = task_of(model.head).load(args.data, text_field=args.text_field, label_field=args.label_field)
     for n in data.notes:  # rows dropped, merged or repaired: said here as finetune says them (stderr: --json)
         print(f"data: {n}", file=sys.stderr)
@@ -222,6 +222,32 @@ def cmd_evaluate(args) -> int:
         print(f"{args.model} on {args.data} [{args.split}]: {metrics_text(m, model.head)}"
               + (f" ({m['n_truncated']} truncated to {max_len} tokens)" if m["n_truncated"] else ""))
     return 0
+
+
+def recorded_data(info: dict, args) -> tuple[str, str]:
+    """evaluate's default data: the spec the model was fine-tuned on, as its
+    config.json records it (by its absolute path, where recorded and still
+    there), and its fields unless given; and how to say so."""
+    recorded = info.get("data") if isinstance(info.get("data"), str) else None
+    if recorded is None:
+        return "tweets", "the default: the model does not record its data"
+    spec, said = recorded, "the data the model was fine-tuned on"
+    path = info.get("data_path")  # a relative spec may name another file from here: the absolute one first
+    if isinstance(path, str) and recorded != path:
+        from minitransfer.data import DataError, parse_spec
+
+        try:
+            there = Path(parse_spec(path)[1]).exists()
+        except DataError:
+            there = False
+        if there:  # else moved since: the spec as given, from here (if not found there, the loader says so)
+            spec, said = path, f"the data the model was fine-tuned on, given as {recorded}"
+    for option in ("text_field", "label_field"):
+        if getattr(args, option) is None and isinstance(info.get(option), str):
+            setattr(args, option, info[option])
+            if info[option] != option.split("_")[0]:
+                said += f"; --{option.replace('_', '-')} {info[option]}, as recorded"
+    return spec, said
 
 
 # ----------------------------------------------------------------------------

@@ -43,6 +43,8 @@ class CompareConfig:
     # 4 seeds: the most that keep the default run within 10 minutes on 2 CPU
     # cores; a paired interval over 4 seeds uses t(0.975, 3) = 3.18.
     seeds: int = 4
+    first_seed: int = 0  # the seeds are first_seed .. first_seed + seeds - 1
+    split_seed: int = 0  # how a single data file is split (data.load_dataset); recorded with the data
     steps: int | None = None  # per run; None: epochs, capped by max_steps
     epochs: float = 3.0
     max_steps: int = 120
@@ -98,10 +100,11 @@ def run_finished(out: Path, name: str) -> bool:
 
 
 # what a compare's runs do not depend on: which of them there are, and how they run or are kept
-GRID_ONLY = ("budgets", "modes", "seeds", "curve_budget", "parallel", "keep_checkpoints")
+GRID_ONLY = ("budgets", "modes", "seeds", "first_seed", "curve_budget", "parallel", "keep_checkpoints")
 # how a differing setting is named: by its option where one sets it; None: not named (it follows another)
 COMPARE_SETTING_NAMES = {"steps": "--steps", "max_len": "--max-len", "batch_size": "--batch-size",
                          "pooling": "--pooling", "dtype": "--dtype", "adapt.steps": "--adapt-steps",
+                         "split_seed": "--split-seed",
                          "adapt.eval_every": None, "adapt.parallel": None, "adapt.dtype": None}
 
 
@@ -142,6 +145,17 @@ def check_same_compare(out: Path, record: dict) -> None:
                          f"are not this compare's: choose another --out or delete it")
 
 
+def seed_ids(cc: CompareConfig) -> list[int]:
+    return list(range(cc.first_seed, cc.first_seed + cc.seeds))
+
+
+def seeds_text(cc) -> str:
+    """'seeds 0-3' (or 'seed 0'): which seeds a compare ran."""
+    first, n = cc.get("first_seed", 0) if isinstance(cc, dict) else cc.first_seed, \
+        cc["seeds"] if isinstance(cc, dict) else cc.seeds
+    return f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}"
+
+
 def steps_for(cc: CompareConfig, n_train: int, mode: str = "full") -> int:
     if cc.steps is not None:
         return cc.steps
@@ -166,7 +180,7 @@ def compare(
     out = Path(out)
     for m in cc.modes:
         get_mode(m)
-    grid = [(b, m, s) for b in cc.budgets for s in range(cc.seeds) for m in cc.modes]
+    grid = [(b, m, s) for b in cc.budgets for s in seed_ids(cc) for m in cc.modes]
     n_of = {b: len(data.train) if b == "all" else int(b) for b in cc.budgets}
     repeated = sorted({m for m in cc.modes if cc.modes.count(m) > 1})
     if repeated:  # every run of the mode twice, and two rows of the same name in each table
@@ -290,40 +304,68 @@ def warm_frozen_features(grid, run_config, starts, scratch_config, data, tokeniz
 
 def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict:
     """Mean of the per-seed differences a - b with its Student-t confidence
-    interval (scipy's paired t-test). ``significant``: the interval excludes 0.
-    With one seed there is no interval (None)."""
+    interval and p-value (scipy's paired t-test). ``significant``: the
+    interval excludes 0. No interval (None) with one seed, or where the
+    differences do not vary: a t-interval is then the point itself, which
+    says nothing about the next seed (two seeds each 100 test examples ahead
+    would read as certain)."""
     from scipy import stats
 
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    out = {"mean": float(d.mean()), "low": None, "high": None, "significant": False, "n": int(len(d))}
-    if len(d) >= 2:
-        if np.all(d == d[0]):  # no spread: the interval is the point itself
-            lo = hi = float(d[0])
-        else:
-            ci = stats.ttest_rel(a, b).confidence_interval(confidence)
-            lo, hi = float(ci.low), float(ci.high)
-        out.update(low=lo, high=hi, significant=bool(lo > 0 or hi < 0))
+    out = {"mean": float(d.mean()), "low": None, "high": None, "p": None, "significant": False, "n": int(len(d))}
+    if len(d) >= 2 and np.all(np.isfinite(d)) and np.ptp(d) > SPREAD_TOLERANCE:
+        t = stats.ttest_rel(a, b)
+        ci = t.confidence_interval(confidence)
+        lo, hi = float(ci.low), float(ci.high)
+        out.update(low=lo, high=hi, p=float(t.pvalue), significant=bool(lo > 0 or hi < 0))
     return out
 
 
+# differences (of accuracies) closer than this are equal: float rounding, not spread
+SPREAD_TOLERANCE = 1e-9
+
+
 def mean_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
-    """Student-t confidence interval of a mean over seeds (None for one seed)."""
+    """Student-t confidence interval of a mean over seeds (None for one seed,
+    or values that do not vary: see ``paired_difference``)."""
     from scipy import stats
 
-    if len(x) < 2:
+    x = np.asarray(x, np.float64)
+    if len(x) < 2 or not np.all(np.isfinite(x)) or np.ptp(x) <= SPREAD_TOLERANCE:
         return None
-    if np.all(x == x[0]):
-        return float(x[0]), float(x[0])
     lo, hi = stats.t.interval(confidence, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
     return float(lo), float(hi)
+
+
+def false_discovery(gains: list[dict], rate: float = 0.05) -> dict:
+    """The table's intervals are each 95% on their own: among a dozen, one
+    may exclude zero by chance. This marks which claims also hold with the
+    false discovery rate across all of them held at ``rate``
+    (Benjamini-Hochberg on the paired t-tests' p-values, scipy's
+    ``false_discovery_control``); each cell gets its adjusted p-value
+    ``q``. Returns what the summary says of it."""
+    from scipy import stats
+
+    cells = [c for g in gains for c in g["budgets"].values() if c.get("p") is not None]
+    if not cells:
+        return {"tests": 0, "rate": rate, "kept": []}
+    for c, q in zip(cells, stats.false_discovery_control([c["p"] for c in cells])):
+        c["q"] = float(q)
+        c["fdr_claim"] = bool(c["significant"] and q <= rate)
+    kept = [f"{g['mode']} over {g['over']} at {b}" for g in gains for b, c in g["budgets"].items()
+            if c.get("fdr_claim")]
+    return {"tests": len(cells), "rate": rate, "kept": kept}
 
 
 def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) -> dict:
     test = [r for r in rows if r["split"] == "test"]
 
-    def per_seed(mode, b, key="accuracy"):
+    def per_seed(mode, b, key="accuracy"):  # in the order of the seeds (seeds_of)
         found = {r["seed"]: r[key] for r in test if r["mode"] == mode and r["budget"] == b}
         return np.array([found[s] for s in sorted(found)], dtype=np.float64)
+
+    def seeds_of(mode, b):
+        return sorted({r["seed"] for r in test if r["mode"] == mode and r["budget"] == b})
 
     table = {}
     for mode in cc.modes:
@@ -336,8 +378,10 @@ def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) ->
                 "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                 "accuracy_ci95": list(ci) if ci else None, "accuracy_per_seed": acc.tolist(),
                 "macro_f1_mean": float(f1.mean()), "seconds_mean": float(secs.mean()), "seeds": int(len(acc)),
+                "seed_ids": seeds_of(mode, b),
             }
     gains = paired_gains(table, list(cc.modes), [str(b) for b in cc.budgets])
+    fdr = false_discovery(gains)
     for g in gains:  # the cells keep their gain over scratch, as summaries before `gains` existed did
         if g["over"] == "scratch":
             for b, d in g["budgets"].items():
@@ -346,6 +390,7 @@ def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) ->
     return {"data": data.spec, "labels": data.label_names, "test_n": len(data.test),
             "majority_baseline": float(np.bincount(data.test.labels).max() / len(data.test)),
             "budgets": [str(b) for b in cc.budgets], "modes": list(cc.modes), "seeds": cc.seeds,
+            "first_seed": cc.first_seed, "split_seed": cc.split_seed, "false_discovery": fdr,
             "wall_seconds": wall_seconds,
             "run_seconds_total": float(sum(float(r["wall_seconds"]) for r in test)), "table": table,
             "gains": gains}
@@ -367,18 +412,18 @@ def gain_pairs(modes: list[str]) -> list[tuple[str, str]]:
 
 def paired_gains(table: dict, modes: list[str], budgets: list[str]) -> list[dict]:
     """``gain_pairs``' differences from the table's per-seed accuracies
-    (seeds in the same order in every cell, so the pairs line up)."""
+    (in seed order in every cell, and the same seeds: so the pairs line up)."""
     out = []
     for mode, over in gain_pairs(modes):
         cells = {}
         for b in budgets:
             a, r = table[mode][b], table[over][b]
-            if a["seeds"] != r["seeds"]:
-                raise ValueError(f"{mode} has {a['seeds']} seeds at {b} labels but {over} has {r['seeds']}; "
-                                 f"a paired difference needs the same seeds")
+            if a["seeds"] != r["seeds"] or a.get("seed_ids") != r.get("seed_ids"):
+                raise ValueError(f"{mode} has seeds {a.get('seed_ids', a['seeds'])} at {b} labels but {over} has "
+                                 f"{r.get('seed_ids', r['seeds'])}; a paired difference needs the same seeds")
             d = paired_difference(a["accuracy_per_seed"], r["accuracy_per_seed"])
             cells[b] = {"mean": d["mean"], "ci95": [d["low"], d["high"]] if d["low"] is not None else None,
-                        "significant": d["significant"], "seeds": d["n"]}
+                        "p": d["p"], "significant": d["significant"], "seeds": d["n"]}
         out.append({"mode": mode, "over": over, "budgets": cells})
     return out
 
@@ -419,10 +464,26 @@ def gain_text(c: dict) -> str:
         c = {"mean": c["gain_over_scratch"], "ci95": c.get("gain_ci95"), "significant": c.get("gain_significant")}
     if "mean" not in c:
         return ""
-    if c.get("ci95") is None:
-        return _pts(c["mean"])
+    if c.get("ci95") is None:  # one seed; or seeds whose differences do not vary (paired_difference)
+        return _pts(c["mean"]) + (" (no spread: no interval)" if c.get("seeds", 1) > 1 else "")
     lo, hi = c["ci95"]
     return f"{_pts(c['mean'])} [{_pts(lo)}, {_pts(hi)}]" + ("*" if c["significant"] else "")
+
+
+def fdr_text(fdr: dict, n_star: int) -> str:
+    """What ``false_discovery`` found, in a sentence for the summary."""
+    kept = fdr["kept"]
+    if not n_star:
+        verdict = "there is no `*` claim to test."
+    elif len(kept) == n_star:
+        verdict = f"all {n_star} `*` claims still hold."
+    elif kept:
+        verdict = f"{len(kept)} of the {n_star} `*` claims still hold: {', '.join(kept)}."
+    else:
+        verdict = f"none of the {n_star} `*` claims holds."
+    return (f"Each interval is 95% on its own, and among {fdr['tests']} some may exclude zero by chance. Holding the "
+            f"false discovery rate (the expected share of wrong claims among those made) at {100 * fdr['rate']:.0f}% "
+            f"across all {fdr['tests']} (Benjamini-Hochberg on the paired t-tests' p-values), {verdict}")
 
 
 def summary_markdown(s: dict) -> str:
@@ -431,8 +492,10 @@ def summary_markdown(s: dict) -> str:
     rule = "| --- | " + " | ".join("---" for _ in budgets) + " |"
     lines = [
         f"Test accuracy (%) on `{s['data']}` ({s['test_n']} test examples; majority class "
-        f"{100 * s['majority_baseline']:.1f}%), " + (f"mean ± standard deviation over {s['seeds']} seeds."
-                                                     if s["seeds"] > 1 else "one seed, so no spread to show."),
+        f"{100 * s['majority_baseline']:.1f}%), " + (f"mean ± standard deviation over {s['seeds']} seeds"
+                                                     if s["seeds"] > 1 else "one seed, so no spread to show")
+        + (f" ({seeds_text(s)})" if s.get("first_seed") else "")
+        + (f"; the data split with --split-seed {s['split_seed']}" if s.get("split_seed") else "") + ".",
         "", head, rule,
     ]
     spread = (lambda cell: f" ± {100 * cell['accuracy_std']:.1f}") if s["seeds"] > 1 else (lambda cell: "")
@@ -456,6 +519,9 @@ def summary_markdown(s: dict) -> str:
         lines += ["", intro, "", head, rule]
         for g in rows:
             lines.append(f"| {g['mode']} | " + " | ".join(gain_text(g["budgets"][b]) for b in budgets) + " |")
+    fdr = s.get("false_discovery")
+    if fdr and fdr["tests"] > 1:
+        lines += ["", fdr_text(fdr, sum(1 for g in gains for c in g["budgets"].values() if c.get("significant")))]
     lines += [""]
     if any((s.get("truncated_to_max_len") or {}).values()):  # what the accuracies were measured on
         lines += [truncation_text(s), ""]
@@ -530,12 +596,13 @@ def plot_budget(summary: dict, path: Path, spec: str):
         gains = paired_gains(summary["table"], summary["modes"], summary["budgets"])
     with_gains = bool(gains)
     fig, axes = plt.subplots(1, 2 if with_gains else 1, figsize=(12.5 if with_gains else 7, 4.6), squeeze=False)
-    ax = axes[0, 0]
+    ax, banded, barred = axes[0, 0], False, False
     for mode in summary["modes"]:
         cells = [summary["table"][mode][b] for b in summary["budgets"]]
         x = np.array([c["n_train"] for c in cells])
         m = np.array([100 * c["accuracy_mean"] for c in cells])
         ax.plot(x, m, marker="o", label=mode, color=COLORS.get(mode))
+        banded = banded or all(c.get("accuracy_ci95") for c in cells)
         if all(c.get("accuracy_ci95") for c in cells):
             lo = np.array([100 * c["accuracy_ci95"][0] for c in cells])
             hi = np.array([100 * c["accuracy_ci95"][1] for c in cells])
@@ -544,7 +611,9 @@ def plot_budget(summary: dict, path: Path, spec: str):
     means = [100 * summary["table"][m][b]["accuracy_mean"] for m in summary["modes"] for b in summary["budgets"]]
     ax.set_ylim(max(0, min(means + [100 * summary["majority_baseline"]]) - 8), min(100, max(means) + 8))
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Test accuracy vs labels on {short_spec(spec)}\n(band: 95% interval over {summary['seeds']} seeds)")
+    ax.set_title(f"Test accuracy vs labels on {short_spec(spec)}\n" + (
+        f"(band: each mean's 95% interval over {summary['seeds']} seeds; overlap is not the test)" if banded else
+        f"(mean over {summary['seeds']} seed(s); no interval to draw)"))
     if with_gains:
         g = axes[0, 1]
         ref = gains[0]["over"]  # the main reference (scratch); a stage's own gain (adapt over full) dashed
@@ -559,12 +628,14 @@ def plot_budget(summary: dict, path: Path, spec: str):
                 err = np.array([[100 * (c["mean"] - c["ci95"][0]) for c in cells],
                                 [100 * (c["ci95"][1] - c["mean"]) for c in cells]])
                 g.errorbar(x, m, yerr=err, capsize=4, **style)
+                barred = True
             else:
                 g.plot(x, m, **style)
         g.axhline(0, color="black", lw=0.8)
         g.set_ylabel("paired gain (accuracy points)")
         g.set_title(f"Paired gain over {ref}" + (", and of a stage on its own (dashed)" if len({x["over"] for x in gains}) > 1
-                                                  else "") + "\n(error bars: 95% interval; crossing 0 = no evidence)")
+                                                  else "") + ("\n(error bars: 95% interval; crossing 0 = no evidence)"
+                                                              if barred else "\n(no interval to draw: one seed, or no spread)"))
     for a in axes[0]:
         a.set_xscale("log")
         a.set_xticks([summary["table"][summary["modes"][0]][b]["n_train"] for b in summary["budgets"]])

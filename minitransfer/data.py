@@ -66,6 +66,7 @@ class Dataset:
     validation: Split
     test: Split
     notes: list[str] = dataclasses.field(default_factory=list)
+    fields: dict[str, str] = dataclasses.field(default_factory=dict)  # the --text-field/--label-field read
 
     @property
     def num_classes(self) -> int:
@@ -507,7 +508,23 @@ def load_dataset(
                 f"{spec}: labels {[label_names[i] for i in unseen]} occur in {s} but never in train; "
                 f"a classifier cannot learn them"
             )
-    return Dataset(spec, list(label_names), splits["train"], splits["validation"], splits["test"], notes)
+    return Dataset(spec, list(label_names), splits["train"], splits["validation"], splits["test"], notes,
+                   {"text_field": text_field, "label_field": label_field})
+
+
+def data_record(data) -> dict:
+    """What a fine-tuned model records of its data (config.json), so that
+    ``evaluate`` can find it again: the spec as given, the absolute path of a
+    local file or folder (the spec's may be relative to where training ran),
+    and the fields read."""
+    record = {"data": data.spec, **getattr(data, "fields", {})}
+    try:
+        kind, rest = parse_spec(data.spec)
+    except DataError:  # a spec built in code (tests, a caller's own Dataset): recorded as it is
+        return record
+    if kind not in ("tweets", "tfds"):
+        record["data_path"] = f"{kind}:{Path(rest).resolve()}"
+    return record
 
 
 def overlap_notes(splits: dict[str, Split]) -> list[str]:

@@ -154,7 +154,8 @@ def train_loop(
                 best["params"] = _load_tree(params, state_dir / "best_params.safetensors")
             if step < total:  # (a finished run whose state is kept: its caller says so)
                 log(f"{out}: resuming at step {step} of {total}")
-        _write_log(out, history)
+        if history or (out / "metrics.jsonl").exists():  # cut to the state's step (none yet: no empty log)
+            _write_log(out, history)
 
     if parallel is not None:
         params, opt_state = parallel.place(params), parallel.place(opt_state)

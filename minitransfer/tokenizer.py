@@ -13,6 +13,11 @@ from pathlib import Path
 EOT = "<|endoftext|>"  # GPT-2's one special token: end of text, also used as BOS and padding
 
 
+# what to do about a checkpoint saved without its tokenizer
+SAVE_WITH_TOKENIZER = ("Save the checkpoint with a tokenizer, e.g. `minitransfer convert SOURCE --out DIR "
+                       "--tokenizer TOKENIZER_DIR`.")
+
+
 def load_tokenizer(source: str | os.PathLike, option: str | None = None):
     """The tokenizer of ``source`` (see ``_load_tokenizer``), without a
     length limit of its own (see ``_unlimited``). ``option``: the
@@ -25,6 +30,9 @@ def load_tokenizer(source: str | os.PathLike, option: str | None = None):
         return _unlimited(_load_tokenizer(source))
     except (CheckpointError, OSError, ValueError) as e:
         said = str(e).removeprefix(f"{source}: ")  # the path is named once, after the option
+        # where the option named the tokenizer, convert --tokenizer is no way out: what the option takes is
+        said = said.replace(SAVE_WITH_TOKENIZER, f"{option} takes a folder holding them, 'gpt2' (the GPT-2 "
+                                                 f"vocabulary that ships with minitransfer) or a hub id.")
         raise CheckpointError(f"{option} {source}: {said}") from None
 
 
@@ -66,11 +74,8 @@ def _load_tokenizer(source: str | os.PathLike):
             shutil.copy(directory / "vocab.bpe", Path(tmp) / "merges.txt")
             return GPT2TokenizerFast.from_pretrained(tmp)
     if not any((directory / f).exists() for f in ("tokenizer.json", "vocab.json")):
-        raise CheckpointError(
-            f"{directory}: no tokenizer files (tokenizer.json, or vocab.json + merges.txt). "
-            f"Save the checkpoint with a tokenizer, e.g. `minitransfer convert SOURCE --out DIR "
-            f"--tokenizer TOKENIZER_DIR`."
-        )
+        raise CheckpointError(f"{directory}: no tokenizer files (tokenizer.json, or vocab.json + merges.txt). "
+                              + SAVE_WITH_TOKENIZER)
     try:
         if _tokenizer_class(directory) in ("GPT2Tokenizer", "GPT2TokenizerFast"):
             # the same class AutoTokenizer picks for these, without importing what AutoTokenizer imports

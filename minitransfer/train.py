@@ -33,10 +33,11 @@ import types
 from pathlib import Path
 from typing import Callable
 
+import jax
 import numpy as np
 from flax import nnx
 
-from minitransfer.data import Dataset
+from minitransfer.data import Dataset, data_record
 from minitransfer.encoding import batch_indices, fit_batch_size
 from minitransfer.heads import ClassificationHead, TaskHead
 from minitransfer.loop import OTHER_RUN, TrainingError, _read_log, train_loop
@@ -138,7 +139,9 @@ def build_model(mode: str, base: GPT2 | None, config: GPT2Config, data, cfg: Tra
         return head_cls.for_data(config.n_embd, data, dropout=cfg.head_dropout, seed=cfg.seed, pooling=cfg.pooling)
 
     if not get_mode(mode).pretrained:
-        return GPT2(GPT2Backbone(config, rngs=nnx.Rngs(cfg.seed)), fresh())
+        # a stream of its own: the head draws from nnx.Rngs(seed), and a backbone drawing from the same one
+        # would start with the same numbers (the head's kernel a copy of the first embedding values)
+        return GPT2(GPT2Backbone(config, rngs=nnx.Rngs(jax.random.fold_in(jax.random.key(cfg.seed), 1))), fresh())
     assert base is not None
     # Training writes its result back into the model it is given; a copy keeps
     # ``base`` pristine, so that the next run (compare runs many) starts from
@@ -292,7 +295,7 @@ def finetune(
     def write_best(params, step):
         save_pretrained(_with_params(graphdef, params, model, cfg.mode), out / "best", tokenizer,
                         extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
-                               "val_examples": len(enc["validation"]), "data": data.spec})
+                               "val_examples": len(enc["validation"]), **data_record(data)})
 
     def save_best(params, step, metrics):
         nonlocal saving

@@ -279,7 +279,7 @@ def cmd_compare(args) -> int:
     import dataclasses
 
     from minitransfer.adapt import AdaptConfig
-    from minitransfer.compare import CompareConfig, compare, parse_budgets
+    from minitransfer.compare import CompareConfig, compare, parse_budgets, seeds_text
     from minitransfer.convert import load_pretrained
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.data import load_dataset
@@ -305,6 +305,7 @@ def cmd_compare(args) -> int:
     for m in cc.modes:  # before minutes of data loading
         get_mode(m)
     cc.parallel, cc.dtype, cc.keep_checkpoints = args.parallel, args.dtype, args.keep_checkpoints
+    cc.first_seed, cc.split_seed = args.first_seed, args.split_seed
     for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
         if getattr(args, name) is not None:
             setattr(cc, name, getattr(args, name))
@@ -320,12 +321,15 @@ def cmd_compare(args) -> int:
     if cc.max_len > base.config.n_positions:
         raise ValueError(f"--max-len {cc.max_len} exceeds the model's n_positions={base.config.n_positions}")
     t_data = time.perf_counter()
-    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field)
+    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field,
+                        split_seed=cc.split_seed)
     for n in data.notes:
         print(f"data: {n}")
+    if cc.split_seed and not any("split_seed" in n for n in data.notes):
+        print(f"note: --split-seed {cc.split_seed} has no effect: {args.data} comes with its own splits")
     n_runs = len(cc.budgets) * len(cc.modes) * cc.seeds
     print(f"compare: {source} on {args.data}: budgets {cc.budgets} x modes {cc.modes} x {cc.seeds} seed(s) "
-          f"= {n_runs} runs -> {args.out}")
+          f"({seeds_text(cc)}) = {n_runs} runs -> {args.out}")
     t_compare = time.perf_counter()
     s = compare(base, base.config, data, tokenizer, cc, args.out, progress=not args.no_progress)
     t_end = time.perf_counter()

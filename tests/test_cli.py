@@ -121,6 +121,7 @@ def test_a_tokenizer_option_that_cannot_load_is_named_before_the_data_loads(tmp_
         assert main([*command, "--tokenizer", str(tmp_path / "empty")]) == 2
         err = capsys.readouterr().err
         assert f"error: --tokenizer {tmp_path / 'empty'}: no tokenizer files" in err, err
+        assert "--tokenizer takes a folder holding them, 'gpt2'" in err and "convert SOURCE" not in err
 
 
 def test_data_command_bad_spec(capsys):

@@ -159,6 +159,36 @@ def test_budgets_and_modes_are_checked_before_the_adaptation_runs(setup, tmp_pat
 
 
 
+def test_a_replication_runs_other_seeds_on_another_split_and_says_so(setup, tmp_path, capsys):
+    common = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}", "--budgets", "20",
+              "--seeds", "2", "--steps", "2", "--max-len", "12", "--modes", "scratch,probe", "--no-progress"]
+    out = tmp_path / "rep"
+    assert main([*common, "--first-seed", "4", "--split-seed", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "x 2 seed(s) (seeds 4-5) = 4 runs" in printed
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["probe-b20-s4", "probe-b20-s5", "scratch-b20-s4",
+                                                                "scratch-b20-s5"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["first_seed"] == 4 and summary["split_seed"] == 1
+    assert summary["table"]["scratch"]["20"]["seed_ids"] == [4, 5]
+    assert "over 2 seeds (seeds 4-5); the data split with --split-seed 1." in (out / "summary.md").read_text()
+    # another split is other data: the same --out refuses it, by option
+    assert main([*common, "--out", str(out)]) == 2
+    assert "(--split-seed: 1 there, 0 now" in capsys.readouterr().err
+    # data that comes with its own splits: the option is said to do nothing
+    d = tmp_path / "splits"
+    d.mkdir()
+    lines = (setup / "kw.jsonl").read_text().splitlines(keepends=True)
+    (d / "train.jsonl").write_text("".join(lines[:150]))
+    (d / "test.jsonl").write_text("".join(lines[150:]))
+    (d / "validation.jsonl").write_text("".join(lines[150:]))
+    assert main([*common, "--data", f"jsonl:{d}", "--split-seed", "3", "--seeds", "1",
+                 "--out", str(tmp_path / "own")]) == 0
+    assert f"note: --split-seed 3 has no effect: jsonl:{d} comes with its own splits" in capsys.readouterr().out
+    assert main([*common, "--first-seed", "-1", "--out", str(tmp_path / "neg")]) == 2
+    assert "--first-seed must be a whole number from 0" in capsys.readouterr().err
+
+
 def test_the_quick_smoke_run_has_its_own_default_folder(setup, monkeypatch, tmp_path):
     import minitransfer.compare
 

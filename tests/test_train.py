@@ -336,8 +336,51 @@ def test_evaluate_says_what_it_needs_without_finetune_only_hints(pretrained_dir,
     assert "--max-len 1000 is outside 1..32 (the model's n_positions)" in capsys.readouterr().err
 
 
+def test_a_scratch_backbone_and_its_head_draw_different_numbers():
+    # both drew from nnx.Rngs(seed): the head's kernel was a copy of the first embedding values, for every seed
+    from minitransfer.train import build_classifier
+
+    for seed in (0, 3):
+        m = build_classifier("scratch", None, mt.named_config("tiny", vocab_size=100), ["a", "b", "c"],
+                             TrainConfig(mode="scratch", seed=seed))
+        head = np.asarray(m.head.score.kernel[...]).ravel()
+        assert not np.allclose(head, np.asarray(m.backbone.wte.embedding[...]).ravel()[:head.size])
+
+
+def test_evaluate_finds_a_relative_data_path_and_its_fields_from_another_folder(pretrained_dir, keyword_data,
+                                                                               tmp_path, capsys, monkeypatch):
+    import csv
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with open(tmp_path / "a" / "reviews.csv", "w", newline="") as f:  # fields other than text/label
+        w = csv.writer(f)
+        w.writerow(["review", "stars"])
+        w.writerows(zip(keyword_data.train.texts, keyword_data.train.labels.tolist()))
+    (tmp_path / "b" / "reviews.csv").write_text("review,stars\nnot,this\n")  # the same name elsewhere
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--data", "reviews.csv",
+                 "--text-field", "review", "--label-field", "stars", "--steps", "2", "--max-len", "12",
+                 "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path / "b")
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert (f"(--data: csv:{tmp_path / 'a' / 'reviews.csv'}, the data the model was fine-tuned on, given as "
+            f"reviews.csv; --text-field review, as recorded; --label-field stars, as recorded)") in err
+    assert json.loads(out)["n"] > 0
+    # a field given on the command line wins over the recorded one
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--text-field", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    # moved since: the spec as given, from here (this folder's own reviews.csv, whose one label is new)
+    (tmp_path / "a" / "reviews.csv").rename(tmp_path / "a" / "moved.csv")
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "best")]) == 2
+    assert "(--data: reviews.csv, the data the model was fine-tuned on; --text-field review" in \
+        capsys.readouterr().err
+
+
 def test_a_ctrl_c_that_python_swallows_still_stops_training(pretrained_dir, keyword_data, gpt2_tokenizer,
-                                                          monkeypatch):
+                                                          tmp_path, monkeypatch):
     # Ctrl-C raised inside a callback whose exceptions Python ignores (JAX's garbage-collection hook) was
     # dropped, and training ran to its end; the loop now also checks a flag the signal sets
     import os
@@ -362,10 +405,11 @@ def test_a_ctrl_c_that_python_swallows_still_stops_training(pretrained_dir, keyw
     cfg = _cfg(mode="full", steps=10, eval_every=10)
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
-        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None,
-                 progress=False)
+        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
+                 tmp_path / "run", progress=False)
     assert max(seen) == 2  # stopped before step 3's batch
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no evaluation yet: no empty log left behind
 
 
 def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):

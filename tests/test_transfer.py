@@ -88,6 +88,13 @@ def test_paired_difference_interval():
     crossing = paired_difference(np.array([0.5, 0.52, 0.49]), np.array([0.5, 0.5, 0.5]))
     assert crossing["low"] < 0 < crossing["high"] and not crossing["significant"]
     assert paired_difference(np.array([0.6]), np.array([0.5]))["low"] is None  # one seed: no interval
+    # differences that do not vary (exactly, or but for float rounding): no interval, and so no claim; a
+    # t-interval would be the point itself, [+1.0, +1.0]*, from seeds that happened to agree
+    for a, b in (([0.5, 0.6, 0.7], [0.49, 0.59, 0.69]), ([100 / 3719 + 0.5, 100 / 3719 + 0.3], [0.5, 0.3])):
+        flat = paired_difference(np.array(a), np.array(b))
+        assert flat["low"] is None and flat["p"] is None and not flat["significant"], flat
+    assert paired_difference(np.array([0.5, np.nan]), np.array([0.4, 0.4]))["low"] is None
+    assert gain_text({"mean": 0.01, "ci95": None, "significant": False, "seeds": 3}) == "+1.0 (no spread: no interval)"
     cell = {"gain_over_scratch": d["mean"], "gain_ci95": [d["low"], d["high"]], "gain_significant": True}
     assert gain_text(cell) == "+15.0 [+2.6, +27.4]*"
 
@@ -107,7 +114,7 @@ def test_the_summary_pairs_each_mode_with_scratch_and_adapt_with_full_too(tmp_pa
     over_full = gains[-1]
     assert (over_full["mode"], over_full["over"]) == ("adapt", "full")
     d = paired_difference(np.array(acc["adapt"]), np.array(acc["full"]))  # differences 0.03, 0.04, 0.03
-    assert over_full["budgets"]["100"] == {"mean": d["mean"], "ci95": [d["low"], d["high"]],
+    assert over_full["budgets"]["100"] == {"mean": d["mean"], "ci95": [d["low"], d["high"]], "p": d["p"],
                                            "significant": d["significant"], "seeds": 3}
     s = {"data": "toy", "test_n": 10, "majority_baseline": 0.5, "budgets": ["100"], "seeds": 3,
          "modes": ["scratch", "full", "adapt"], "table": table, "gains": gains, "run_seconds_total": 1.0}
@@ -117,9 +124,36 @@ def test_the_summary_pairs_each_mode_with_scratch_and_adapt_with_full_too(tmp_pa
     assert md.count("| adapt |") == 3  # accuracy, gain over scratch, gain over full
     plot_budget(s, tmp_path / "budget.png", "toy")
     assert (tmp_path / "budget.png").stat().st_size > 0
+    table["full"]["100"]["seed_ids"] = [0, 1, 3]  # as many seeds, but not the same ones: pairs by position lie
+    with pytest.raises(ValueError, match=r"full has seeds \[0, 1, 3\] at 100 labels but scratch has 3; a paired"):
+        paired_gains(table, ["scratch", "full", "adapt"], ["100"])
     table["full"]["100"]["seeds"] = 2
     with pytest.raises(ValueError, match="a paired difference needs the same seeds"):
         paired_gains(table, ["scratch", "full", "adapt"], ["100"])
+
+
+def test_the_false_discovery_sentence_says_which_claims_survive_the_table_as_a_family():
+    from minitransfer.compare import false_discovery, fdr_text
+
+    def gain(mode, ps):  # cells with p-values, significant where p < 0.05 (as a 95% interval is)
+        return {"mode": mode, "over": "scratch",
+                "budgets": {str(b): {"p": p, "significant": p < 0.05} for b, p in zip((100, 300, 1000), ps)}}
+
+    gains = [gain("probe", [0.04, 0.5, 0.9]), gain("adapt", [0.001, 0.002, 0.01])]
+    fdr = false_discovery(gains)
+    # Benjamini-Hochberg over 6 p-values (sorted 0.001 0.002 0.01 0.04 0.5 0.9): p * 6 / rank, then the
+    # running minimum from the largest: 0.006 0.006 0.02 0.06 0.6 0.9
+    assert fdr["tests"] == 6 and fdr["kept"] == ["adapt over scratch at 100", "adapt over scratch at 300",
+                                                 "adapt over scratch at 1000"]
+    assert gains[1]["budgets"]["100"]["q"] == pytest.approx(0.006)
+    assert gains[0]["budgets"]["100"]["q"] == pytest.approx(0.06)
+    assert fdr_text(fdr, 4).endswith("3 of the 4 `*` claims still hold: adapt over scratch at 100, adapt over "
+                                     "scratch at 300, adapt over scratch at 1000.")
+    gains = [gain("probe", [0.001, 0.002, 0.01]), gain("adapt", [0.001, 0.002, 0.01])]
+    assert fdr_text(false_discovery(gains), 6).endswith("all 6 `*` claims still hold.")
+    fdr = false_discovery([gain("probe", [0.04, 0.5, 0.9]), gain("adapt", [0.03, 0.6, 0.7])])
+    assert fdr["kept"] == [] and fdr_text(fdr, 2).endswith("none of the 2 `*` claims holds.")  # 0.03 -> 0.12
+    assert fdr_text(false_discovery([gain("probe", [0.5, 0.6, 0.7])]), 0).endswith("no `*` claim to test.")
 
 
 @pytest.fixture(scope="module")

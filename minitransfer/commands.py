@@ -214,8 +214,11 @@ def cmd_evaluate(args) -> int:
         if val_examples < len(data.validation):
             print(f"(validation: the fixed subset of {val_examples} examples the model was validated on "
                   f"during training; --all-validation for all {len(data.validation)})", file=sys.stderr)
+    from minitransfer.steps import COMPUTE_DTYPES
+
+    dtype = info.get("dtype") if info.get("dtype") in COMPUTE_DTYPES else "float32"  # as it was validated
     m = evaluate(model, data, tokenizer, split=args.split, max_len=max_len, val_examples=val_examples,
-                 log=lambda message: print(f"data: {message}", file=sys.stderr))
+                 log=lambda message: print(f"data: {message}", file=sys.stderr), dtype=dtype)
     if args.json:
         print(_json.dumps({"split": args.split, **m}))
     else:

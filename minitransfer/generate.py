@@ -28,16 +28,21 @@ def filter_logits(logits: jax.Array, temperature: float, top_k: int | None, top_
     """
     logits = logits / temperature
     neg = jnp.finfo(logits.dtype).min
+    rows = jnp.arange(logits.shape[0])[:, None]  # (B, 1)
+    # Kept tokens are chosen by position in the ranking, not by comparing with
+    # the cutoff's value: tokens tied at the cutoff would all pass (a flat row
+    # kept every token under top-k 2). Ties go to the lower token id.
     if top_k is not None and top_k > 0:
-        kth = jax.lax.top_k(logits, top_k)[0][:, -1:]  # (B, 1): the k-th largest logit
-        logits = jnp.where(logits < kth, neg, logits)
+        top = jax.lax.top_k(logits, top_k)[1]  # (B, k): the k likeliest tokens' ids
+        keep = jnp.zeros(logits.shape, bool).at[rows, top].set(True)  # (B, V)
+        logits = jnp.where(keep, logits, neg)
     if top_p is not None and top_p < 1.0:
-        sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]  # (B, V), descending
-        cum = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)  # (B, V)
+        order = jnp.argsort(-logits, axis=-1, stable=True)  # (B, V): token ids, likeliest first
+        probs = jax.nn.softmax(jnp.take_along_axis(logits, order, axis=-1), axis=-1)  # (B, V), in that order
         # keep a token if the probability mass *before* it is still < p
-        n_keep = jnp.sum(cum - jax.nn.softmax(sorted_logits, axis=-1) < top_p, axis=-1, keepdims=True)  # (B, 1)
-        cutoff = jnp.take_along_axis(sorted_logits, n_keep - 1, axis=-1)  # (B, 1)
-        logits = jnp.where(logits < cutoff, neg, logits)
+        keep_sorted = jnp.cumsum(probs, axis=-1) - probs < top_p  # (B, V)
+        keep = jnp.zeros(logits.shape, bool).at[rows, order].set(keep_sorted)  # (B, V), back in token order
+        logits = jnp.where(keep, logits, neg)
     return logits
 
 

@@ -295,7 +295,7 @@ def finetune(
     def write_best(params, step):
         save_pretrained(_with_params(graphdef, params, model, cfg.mode), out / "best", tokenizer,
                         extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
-                               "val_examples": len(enc["validation"]), **data_record(data)})
+                               "val_examples": len(enc["validation"]), "dtype": cfg.dtype, **data_record(data)})
 
     def save_best(params, step, metrics):
         nonlocal saving
@@ -433,12 +433,13 @@ def _run_keys(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer, rows: str
 
 def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | None = None,
              batch_size: int = 64, val_examples: int | None = None,
-             log: Callable[[str], None] = lambda message: None) -> dict:
+             log: Callable[[str], None] = lambda message: None, dtype: str = "float32") -> dict:
     """The head's metrics (accuracy, macro-F1, loss and n for a classifier;
     exact match and F1 for a span head) on one split.
 
     ``val_examples`` picks the same fixed validation subset that ``finetune``
-    validated on, so its logged metrics can be reproduced. ``log`` hears what
+    validated on, so its logged metrics can be reproduced (in the ``dtype``
+    it computed in: bfloat16 rounds differently). ``log`` hears what
     the head's encoding noticed (QA answers not in their context, say)."""
     head = model.head
     if not isinstance(head, TaskHead) or head.best_metric is None:
@@ -452,7 +453,8 @@ def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | N
                                     seed=0, val_examples=val_examples, log=log, splits=(split,),
                                     training=False)[split]
     graphdef, params = nnx.split(model)
-    eval_step = make_eval_step(graphdef, forward_tokens)
+    check_dtype(dtype)
+    eval_step = make_eval_step(graphdef, forward_tokens, dtype)
     metrics = head.metrics(predict(eval_step, params, arrays, batch_size), examples)
     metrics["n_truncated"] = examples.n_truncated
     return metrics

@@ -53,6 +53,9 @@ def test_filter_logits_top_k_and_top_p():
     logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]], np.float32))
     kept = lambda x: (np.asarray(x) > -1e30).sum()  # noqa: E731
     assert kept(filter_logits(logits, 1.0, 2, None)) == 2
+    flat = np.zeros((1, 4), np.float32)  # ties at the cutoff: still k tokens (and p's share), the lower ids first
+    assert (np.asarray(filter_logits(flat, 1.0, 2, None)) > -1e30).tolist() == [[True, True, False, False]]
+    assert (np.asarray(filter_logits(flat, 1.0, None, 0.5)) > -1e30).tolist() == [[True, True, False, False]]
     assert kept(filter_logits(logits, 1.0, None, 0.7)) == 2  # 0.5 + 0.3 reaches 0.7
     assert kept(filter_logits(logits, 1.0, None, 0.5)) == 1
     p = np.asarray(jax.nn.softmax(filter_logits(logits, 0.5, None, None)))

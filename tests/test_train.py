@@ -180,6 +180,14 @@ def test_save_load_identical_predictions_and_evaluate_reproduces_val(
     assert abs(got["loss"] - r.best_val["loss"]) < 1e-6
     assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data", spec, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == r.test["accuracy"]
+    # a bfloat16 run's validation is reproduced in bfloat16 (in float32 its loss differs)
+    cfg16 = _cfg(mode="full", steps=4, eval_every=4, val_examples=10, dtype="bfloat16")
+    r16 = finetune(_model("full", pretrained_dir, keyword_data, cfg16), keyword_data, gpt2_tokenizer, cfg16,
+                   tmp_path / "run16", progress=False)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tmp_path / "run16" / "best"), "--data", spec,
+                 "--split", "validation", "--json"]) == 0
+    assert abs(json.loads(capsys.readouterr().out)["loss"] - r16.best_val["loss"]) < 1e-6
     # what the data's loading dropped or repaired is said, as finetune says it (on stderr, beside --json)
     from pathlib import Path
 

@@ -53,7 +53,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 # compiled programs are kept on disk, so that a step compiled by one part is not compiled again by the next;
-# every program, as the minitransfer command keeps them (cli.enable_compilation_cache)
+# every program, as the minitransfer command keeps them (process.enable_compilation_cache)
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-${TMPDIR:-/tmp}/minitransfer-jax-cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 SMOKE=0 DIAGNOSE=0 ONLY=""
@@ -111,7 +111,7 @@ if [ $DIAGNOSE = 1 ]; then
   # the 31.6 ms step were elementwise work and reductions, some of it bias adds, GELU and bias gradients
   run step-32x512-attn0-cublaslt env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_cublaslt=true" \
     python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch
-  # what the `minitransfer` command's deterministic GPU operations (cli.make_gpu_deterministic) cost the step
+  # what the `minitransfer` command's deterministic GPU operations (process.make_gpu_deterministic) cost the step
   run step-32x512-attn0-deterministic env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_deterministic_ops=true" \
     python benchmarks/train_step.py $S $T --attn-pdrop 0 --no-torch
   run gemms python benchmarks/gemm_shapes.py $S $R

@@ -135,7 +135,7 @@ def compile_meter():
     ``{"programs": n, "seconds": s, "from_disk_cache": k}`` that fills in as
     the block runs; ``k`` of the ``n`` programs were read from JAX's
     persistent compilation cache instead of compiled (see
-    ``cli.enable_compilation_cache``). On an accelerator, where each step
+    ``process.enable_compilation_cache``). On an accelerator, where each step
     takes milliseconds, compiling can be most of a short run's time; this
     says how much."""
     found = {"programs": 0, "seconds": 0.0, "from_disk_cache": 0}

@@ -33,7 +33,7 @@ def needs_imdb(test):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Tests that start the console script (the playground's server) would keep its compiled programs in the
-# user's ~/.cache (cli.enable_compilation_cache): in a folder of the test run's own instead.
+# user's ~/.cache (process.enable_compilation_cache): in a folder of the test run's own instead.
 if "MINITRANSFER_COMPILATION_CACHE" not in os.environ:
     import atexit
     import tempfile

@@ -130,11 +130,11 @@ def test_data_command_bad_spec(capsys):
 
 
 def test_huge_pages_restart_env(monkeypatch):
-    """The console script restarts once with glibc huge pages (see cli.huge_pages_env)."""
+    """The console script restarts once with glibc huge pages (see process.huge_pages_env)."""
     import platform
     import sys
 
-    from minitransfer.cli import HUGE_PAGES_TUNABLE, huge_pages_env
+    from minitransfer.process import HUGE_PAGES_TUNABLE, huge_pages_env
 
     monkeypatch.setenv("MINITRANSFER_NO_HUGEPAGES", "1")
     assert huge_pages_env() is None
@@ -148,7 +148,7 @@ def test_huge_pages_restart_env(monkeypatch):
 
 
 def test_compilation_cache_directory_follows_the_environment(monkeypatch, tmp_path):
-    from minitransfer.cli import compilation_cache_dir, host_processor
+    from minitransfer.process import compilation_cache_dir, host_processor
 
     monkeypatch.delenv("MINITRANSFER_COMPILATION_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -165,7 +165,7 @@ def test_the_command_asks_for_deterministic_gpu_operations_unless_told(monkeypat
     """The console script adds XLA's determinism flag before JAX starts (a
     GPU otherwise sums the embedding's gradient in a different order every
     run); a choice already in XLA_FLAGS, on or off, is kept as it is."""
-    from minitransfer import cli
+    from minitransfer import cli, process
 
     seen = {}
     monkeypatch.setattr(cli, "restart_with_huge_pages", lambda: None)
@@ -180,12 +180,12 @@ def test_the_command_asks_for_deterministic_gpu_operations_unless_told(monkeypat
     finally:
         signal.signal(signal.SIGINT, before)
     # before the compilation cache (whose keys include the flags) and the command
-    assert seen["at_cache"] == seen["at_main"] == "--xla_force_host_platform_device_count=2 " + cli.GPU_DETERMINISM_FLAG
+    assert seen["at_cache"] == seen["at_main"] == "--xla_force_host_platform_device_count=2 " + process.GPU_DETERMINISM_FLAG
     monkeypatch.delenv("XLA_FLAGS")
-    assert cli.make_gpu_deterministic() and os.environ["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=true"
+    assert process.make_gpu_deterministic() and os.environ["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=true"
     for chosen in ("--xla_gpu_deterministic_ops=false", "--xla_gpu_deterministic_ops=true --xla_dump_to=/tmp/x"):
         monkeypatch.setenv("XLA_FLAGS", chosen)
-        assert not cli.make_gpu_deterministic() and os.environ["XLA_FLAGS"] == chosen
+        assert not process.make_gpu_deterministic() and os.environ["XLA_FLAGS"] == chosen
 
 
 def test_the_command_reads_compiled_programs_back_from_its_cache(tmp_path):
@@ -199,7 +199,7 @@ def test_the_command_reads_compiled_programs_back_from_its_cache(tmp_path):
 
     script = (
         "import json, jax, jax.numpy as jnp\n"
-        "from minitransfer.cli import enable_compilation_cache\n"
+        "from minitransfer.process import enable_compilation_cache\n"
         "from minitransfer.steps import compile_meter\n"
         "where = enable_compilation_cache()\n"
         "with compile_meter() as found:\n"

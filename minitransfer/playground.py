@@ -42,7 +42,19 @@ MAX_NEW_TOKENS = 200
 
 
 class BadRequest(ValueError):
-    """The request cannot be served as sent; the message says why (HTTP 400)."""
+    """The request cannot be served as sent; the message says why (HTTP 400,
+    or ``status``)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+# The most a request body may hold. The models read at most n_positions tokens
+# (the end of the text, or a classifier's first max_len), a few kilobytes; a
+# megabyte of text is already thousands of times that, and tokenizing 20 MB
+# took 15 s and 2 GB of the server's memory for nothing.
+MAX_BODY_BYTES = 1 << 20
 
 
 class Playground:
@@ -166,7 +178,11 @@ class Playground:
             piece, prev = full[len(prev):], full
             yield {"token": piece, "id": t}
         secs = time.perf_counter() - t0
-        yield {"done": True, "tokens": n, "seconds": secs, "tokens_per_second": n / secs if secs > 0 else None}
+        # the speed counts every token the model produced (an end-of-text too: it took a step); "tokens", the
+        # ones the page shows
+        yield {"done": True, "tokens": len(new_ids), "seconds": secs,
+               "tokens_per_second": n / secs if secs > 0 else None, "ended": "end-of-text" if n > len(new_ids) else
+               "max_new_tokens"}
 
     def warm_up(self) -> None:
         """Compile what the page asks for first (candidates, classes) before the
@@ -195,7 +211,19 @@ class Playground:
 async def _json_body(request, fields: tuple[str, ...]) -> dict:
     """The request's JSON object, whose keys must be among ``fields``: a
     misspelt setting (``temprature``) is an error, not silently the default."""
-    raw = await request.body()
+    too_big = BadRequest(f"the request body is over the playground's limit of {MAX_BODY_BYTES:,} bytes (the model "
+                         f"reads at most a few thousand characters of it)", 413)
+    try:
+        declared = int(request.headers.get("content-length", 0))
+    except ValueError:
+        raise BadRequest("the Content-Length header is not a number") from None
+    if declared > MAX_BODY_BYTES:  # said before any of it is read
+        raise too_big
+    raw = b""
+    async for chunk in request.stream():  # (a body without Content-Length: counted as it comes)
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise too_big
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -268,14 +296,14 @@ def create_app(pg: Playground):
             k = _number(body, "top_k", int, 10, 1, MAX_TOP_K)
             return JSONResponse(await run_in_threadpool(pg.candidates, body.get("text", ""), k))
         except BadRequest as e:
-            return error(e)
+            return error(e, e.status)
 
     async def classify(request):
         try:
             body = await _json_body(request, ("text",))
             return JSONResponse(await run_in_threadpool(pg.classify, body.get("text", "")))
         except BadRequest as e:
-            return error(e, 404 if pg.classifier is None else 400)
+            return error(e, 404 if pg.classifier is None else e.status)
 
     async def generate(request):
         try:
@@ -289,7 +317,7 @@ def create_app(pg: Playground):
                 seed=_number(body, "seed", int, 0, 0, 2**31 - 1),
             )
         except BadRequest as e:
-            return error(e)
+            return error(e, e.status)
         events = pg.generate_events(body.get("text", ""), **settings)
 
         async def sse():

@@ -142,6 +142,23 @@ def test_generate_streams_the_same_tokens_as_generate(client):
                                seed=3, eos_id=pg.eos)
     assert ids == [t for t in ref if t != pg.eos]
     assert "".join(e["token"] for e in ev if "token" in e) == pg.tokenizer.decode(ids)
+    assert ev[-1]["tokens"] == len(ids)  # the tokens shown (an end-of-text is not one)
+    assert ev[-1]["ended"] == ("end-of-text" if pg.eos in ref else "max_new_tokens")
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_tokenized(client, monkeypatch):
+    import minitransfer.playground
+
+    monkeypatch.setattr(minitransfer.playground, "MAX_BODY_BYTES", 1000)
+    said = []
+    monkeypatch.setattr(client.pg, "context", lambda *a: said.append(a) or 1 / 0)
+    for path in ("/api/candidates", "/api/generate", "/api/classify"):
+        r = client.post(path, json={"text": "x" * 2000})
+        assert r.status_code == 413 and "over the playground's limit of 1,000 bytes" in r.json()["error"], path
+    # without a Content-Length (a chunked body): counted as it arrives
+    r = client.post("/api/candidates", content=iter([b'{"text": "', b"y" * 2000, b'"}']))
+    assert r.status_code == 413
+    assert not said
 
 
 def test_concurrent_requests_get_their_own_answers(client):
@@ -290,6 +307,16 @@ def test_page_in_headless_chromium(dirs, tmp_path):
         if os.environ.get("MINITRANSFER_SAVE_SCREENSHOTS") == "1":
             (REPO / "docs").mkdir(exist_ok=True)
             shutil.copy(shot, REPO / "docs" / "playground.png")
+        # the box's limit is what the server takes for this model; a refused setting's error stays on screen
+        # (it was written over by the next refresh, under a "generating…" that never ended)
+        n_positions = mt.load_pretrained(model).config.n_positions
+        assert driver.find_element(By.ID, "maxnew").get_attribute("max") == str(min(200, n_positions - 1))
+        driver.execute_script("document.getElementById('maxnew').value = '100000'")
+        driver.find_element(By.ID, "continue").click()
+        wait.until(lambda d: d.find_element(By.ID, "speed").text == "not generated")
+        time.sleep(1.5)  # past the 150 ms a refresh would take to come back
+        status = driver.find_element(By.ID, "status").text
+        assert status.startswith("error: field 'max_new_tokens' must be between 1 and"), status
     finally:
         driver.quit()
         proc.send_signal(signal.SIGINT)

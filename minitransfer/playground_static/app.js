@@ -90,6 +90,7 @@ async function continueText() {
   const body = { text: text.value, max_new_tokens: num("maxnew"), temperature: num("temperature"),
                  top_p: num("topp"), seed: num("seed") };
   if (num("topk") > 0) body.top_k = num("topk");
+  let failed = false;
   streaming = new AbortController();
   $("continue").disabled = true; $("stop").disabled = false; $("speed").textContent = "generating…";
   try {
@@ -109,14 +110,19 @@ async function continueText() {
         const ev = JSON.parse(line.slice(6));
         if (ev.token !== undefined) { text.value += ev.token; text.scrollTop = text.scrollHeight; }
         if (ev.start && ev.dropped) statusLine.textContent = ev.dropped + " oldest token(s) dropped to make room";
-        if (ev.done) $("speed").textContent = ev.tokens + " tokens, " + (ev.tokens_per_second || 0).toFixed(1) + " tokens/s";
+        if (ev.done) $("speed").textContent = ev.tokens + " tokens, " + (ev.tokens_per_second || 0).toFixed(1) + " tokens/s"
+                                              + (ev.ended === "end-of-text" ? " (ended at end-of-text)" : "");
       }
     }
   } catch (e) {
     if (e.name === "AbortError") $("speed").textContent = "stopped";
-    else { statusLine.textContent = "error: " + e.message; statusLine.classList.add("warn"); }
+    else {  // said, and left on screen: refreshing the candidates now would write over it
+      failed = true; $("speed").textContent = "not generated";
+      statusLine.textContent = "error: " + e.message; statusLine.classList.add("warn");
+    }
   } finally {
-    streaming = null; $("continue").disabled = false; $("stop").disabled = true; refresh();
+    streaming = null; $("continue").disabled = false; $("stop").disabled = true;
+    if (!failed) refresh();
   }
 }
 
@@ -126,6 +132,9 @@ $("stop").addEventListener("click", () => { if (streaming) streaming.abort(); })
 (async () => {
   info = await (await fetch("/api/info")).json();
   $("nextword-which").textContent = info.model + " · " + info.shape + " · " + info.next_word_head;
+  const most = Math.min(Number($("maxnew").max), info.n_positions - 1);  // what the server takes for this model
+  $("maxnew").max = String(most);
+  if (Number($("maxnew").value) > most) $("maxnew").value = String(most);
   if (info.classifier) {
     $("class-panel").hidden = false;
     const c = info.classifier;

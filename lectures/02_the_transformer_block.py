@@ -161,7 +161,8 @@ plt.show()
 #    if you drop the scale, then try it.
 #    <details><summary>Answer</summary>The scores' spread grows with
 #    sqrt(D), so the softmax sharpens. In this lecture's small random model
-#    the rows barely change; on `GPT2Config()`'s 768-wide shape they become
-#    near one-hot on arbitrary tokens.</details>
+#    the rows barely change; on `GPT2Config()`'s 768-wide shape they sharpen
+#    on arbitrary tokens: some rows put nearly all their weight on one
+#    token, others stay spread over a few. Sharper, not one-hot.</details>
 # 3. Find a head in the pretrained model that always looks at the previous
 #    token (a bright line just below the diagonal). Which block is it in?

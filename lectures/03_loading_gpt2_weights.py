@@ -94,7 +94,10 @@ plt.show()
 #
 # 1. In `convert.backbone_from_tensors`, swap the query and key thirds of
 #    `c_attn` (a classic porting bug) and re-run the parity check. Which
-#    number tells you?
+#    number tells you? (The converter copies tensors by name, whole: you
+#    write the swap yourself, e.g. split the weight and bias of each
+#    `attn.c_attn` into thirds with `np.split(w, 3, axis=-1)` and put them
+#    back in the order key, query, value.)
 #    <details><summary>Hint</summary>The max difference jumps from about
 #    1e-5 to order 1: attention now matches the wrong things.</details>
 # 2. Why does GPT-2 store `Conv1D` weights as (in, out), and why does that

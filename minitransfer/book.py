@@ -14,6 +14,7 @@ the tests do; without it the lectures use sizes worth reading.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import time
@@ -182,7 +183,9 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
     body = re.sub(r"<title>.*?</title>", lambda m: f"<title>{html.escape(title)}</title>", body, count=1)  # not "Notebook"
     (out / f"{path.stem}.html").write_text(body)
     nbformat.write(nb, out / "_work" / f"{path.stem}.ipynb")
-    return {"name": path.stem, "title": title, "intro": intro, "seconds": seconds, "figures": figures}
+    page = {"name": path.stem, "title": title, "intro": intro, "seconds": seconds, "figures": figures, "fast": fast}
+    (out / "_work" / f"{path.stem}.json").write_text(json.dumps(page))  # for an index that a later --only rebuilds
+    return page
 
 
 def build_site(out: str | Path, *, fast: bool = False, only: list[str] | None = None, log=print) -> list[dict]:
@@ -191,20 +194,49 @@ def build_site(out: str | Path, *, fast: bool = False, only: list[str] | None = 
     out.mkdir(parents=True, exist_ok=True)
     pages = []
     t0 = time.perf_counter()
+    built = 0
     for path in lecture_paths():
         if only and not any(path.stem.startswith(o) for o in only):
+            page = earlier_page(out, path)  # built by an earlier call: still in the index
+            if page is not None:
+                pages.append(page)
             continue
         log(f"building {path.name} ({'fast' if fast else 'full'} mode) ...")
         page = build_lecture(path, out, fast=fast)
         log(f"  {page['figures']} figure(s), {page['seconds']:.0f} s -> {out / (path.stem + '.html')}")
         pages.append(page)
-    write_index(out, pages, fast=fast, seconds=time.perf_counter() - t0)
-    log(f"wrote {out / 'index.html'} ({len(pages)} lectures, {time.perf_counter() - t0:.0f} s)")
+        built += 1
+    write_index(out, pages, seconds=time.perf_counter() - t0)
+    kept = len(pages) - built
+    log(f"wrote {out / 'index.html'} ({built} lecture(s) built in {time.perf_counter() - t0:.0f} s"
+        + (f"; {kept} built earlier, still listed" if kept else "") + ")")
     return pages
 
 
-def write_index(out: Path, pages: list[dict], *, fast: bool, seconds: float) -> None:
+def earlier_page(out: Path, path: Path) -> dict | None:
+    """What an earlier build of lecture ``path`` into ``out`` recorded, if its
+    page is still there."""
+    record = out / "_work" / f"{path.stem}.json"
+    if not (out / f"{path.stem}.html").exists() or not record.exists():
+        return None
+    try:
+        page = json.loads(record.read_text())
+    except ValueError:
+        return None
+    return page if isinstance(page, dict) and {"name", "title", "intro", "seconds", "fast"} <= set(page) else None
+
+
+def write_index(out: Path, pages: list[dict], *, seconds: float) -> None:
     import mistune  # nbconvert's own markdown renderer
+
+    n_fast = sum(1 for p in pages if p.get("fast"))
+    if n_fast == len(pages):
+        mode = "fast mode: tiny settings, the numbers mean little"
+    elif n_fast == 0:
+        mode = "full settings"
+    else:
+        mode = (f"mixed: {', '.join(p['name'][:2] for p in pages if p.get('fast'))} in fast mode (tiny settings, "
+                f"the numbers mean little), the others with full settings")
 
     items = "\n".join(
         f'<li><a href="{p["name"]}.html">{html.escape(p["title"])}</a>'
@@ -222,7 +254,6 @@ look at and things to try. Read them in order.</p>
 <ol>
 {items}
 </ol>
-<p class="meta">Built by <code>minitransfer lectures</code> in {seconds:.0f} s
-({"fast mode: tiny settings, the numbers mean little" if fast else "full settings"}).</p>
+<p class="meta">Built by <code>minitransfer lectures</code> ({mode}); the last build took {seconds:.0f} s.</p>
 </body></html>
 """)

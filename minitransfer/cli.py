@@ -58,14 +58,14 @@ def _add_device_args(p: argparse.ArgumentParser):
     )
 
 
-def _add_data_args(p: argparse.ArgumentParser, default: str | None = "tweets"):
+def _add_data_args(p: argparse.ArgumentParser, default: str | None = "tweets", default_help: str | None = None):
     p.add_argument(
         "--data" if default is not None else "spec",
         **({"default": default} if default is not None else {}),
         metavar="SPEC",
-        help=("tweets (the default: a labelled tweet corpus that ships with a dependency; evaluate's default: "
-              "the data the model was fine-tuned on) | " if default else
-              "tweets (a labelled tweet corpus that ships with a dependency) | ")
+        help=(default_help or "") + (
+            "tweets (the default: a labelled tweet corpus that ships with a dependency) | " if default and
+            not default_help else "tweets (a labelled tweet corpus that ships with a dependency) | ")
         + "tfds:NAME[/CONFIG] | jsonl:PATH | csv:PATH | tsv:PATH; PATH is one file (split 80/10/10) or a "
         "directory with train.* and test.* (a path ending in .jsonl, .csv or .tsv needs no prefix)",
     )
@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a model saved by finetune (e.g. OUT/best) on SPEC's split; its head says the task.",
     )
     p.add_argument("--model", required=True, help="a fine-tuned model directory (e.g. RUN/best)")
-    _add_data_args(p)
+    _add_data_args(p, default_help="default: the data the model was fine-tuned on, as its config.json records "
+                                   "it (else tweets). ")
     p.set_defaults(data=None, text_field=None, label_field=None)  # as the model's config.json records them
     for a in p._actions:
         if a.dest in ("text_field", "label_field"):

@@ -37,7 +37,10 @@ def cmd_convert(args) -> int:
             tokenizer = load_tokenizer(args.source)
         except Exception as e:  # a checkpoint without tokenizer still converts
             print(f"note: no tokenizer saved ({e})", file=sys.stderr)
+    t_save = time.time()
     out = save_pretrained(model, args.out, tokenizer=tokenizer)
+    written = sorted(p.name for p in out.iterdir() if p.stat().st_mtime >= t_save - 1)
+    others = sorted(p.name for p in out.iterdir() if p.name not in written)  # there before: not the checkpoint's
     c = model.config
     print(
         f"converted {args.source} -> {out}\n"
@@ -45,7 +48,9 @@ def cmd_convert(args) -> int:
         f"vocab={c.vocab_size} positions={c.n_positions}, {num_params(model.backbone):,} parameters"
         + (f" (and its {model.head.kind} head's {num_params(model.head):,})" if num_params(model.head) else "")
         + "\n"
-        f"  files: {', '.join(sorted(p.name for p in out.iterdir()))}\n"
+        f"  files: {', '.join(written)}"
+        + (f" (also in that folder, not written now: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''})"
+           if others else "") + "\n"
         f"  took {time.perf_counter() - t0:.1f} s"
     )
     return 0
@@ -267,6 +272,10 @@ def cmd_generate(args) -> int:
 
     if args.num_samples < 1:  # before the model loads
         raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
+    if args.greedy and args.num_samples > 1:  # greedy takes the likeliest token: no seed changes it
+        print(f"note: --greedy gives the same continuation every time: --num-samples {args.num_samples} prints it "
+              f"once (sampling, without --greedy, gives a different one per seed)", file=sys.stderr)
+        args.num_samples = 1
     model = load_pretrained(model_or_default(args), allow_pickle=args.allow_pickle)
     if not isinstance(model.head, NextWordHead):
         raise ValueError(f"{model_or_default(args)} has a fine-tuned {model.head.kind} head; generate needs a "

@@ -206,7 +206,7 @@ def compare(
     check_same_compare(out, record)
     (out / "runs").mkdir(parents=True, exist_ok=True)  # once the settings are known to be good: not before
     (out / "compare.json").write_text(json.dumps(record, indent=2))
-    rows, t0, truncated, phases = [], time.perf_counter(), {}, {}
+    rows, t0, truncated, phases, read_back = [], time.perf_counter(), {}, {}, 0
     with compile_meter() as compiled:  # across the adaptation and every run
         starts = {"random": base_model, "pretrained": base_model}
         adapted = None
@@ -236,6 +236,7 @@ def compare(
             name = run_name(mode, budget, seed)
             cfg = run_config(budget, mode, seed)
             done = " (finished earlier: its result is read back)" if run_finished(out, name) else ""
+            read_back += bool(done)
             bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} labels, seed {seed}, {cfg.steps} "
                       f"steps{done}")
             model = build_classifier(mode, starts[get_mode(mode).start], scratch_config, data.label_names, cfg,
@@ -266,6 +267,7 @@ def compare(
     summary = summarise(rows, cc, data, time.perf_counter() - t0)
     summary["truncated_to_max_len"], summary["max_len"] = truncated, cc.max_len
     summary["frozen_features"] = warm
+    summary["runs_read_back"] = read_back
     summary["run_seconds_by_phase"] = {k: round(v, 2) for k, v in phases.items()}
     summary["compile"] = {"programs": compiled["programs"], "seconds": round(compiled["seconds"], 2),
                           "from_disk_cache": compiled["from_disk_cache"]}
@@ -531,7 +533,9 @@ def summary_markdown(s: dict) -> str:
     lines += [""]
     if any((s.get("truncated_to_max_len") or {}).values()):  # what the accuracies were measured on
         lines += [truncation_text(s), ""]
-    lines += [f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all."]
+    lines += [f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all"
+              + (f" ({s['runs_read_back']} of the {len(s['modes']) * len(s['budgets']) * s['seeds']} runs finished in "
+                 f"an earlier call, and their times are from then)" if s.get("runs_read_back") else "") + "."]
     if s.get("run_seconds_by_phase"):
         lines[-1] += " " + phases_text(s["run_seconds_by_phase"])
     if s.get("compile"):

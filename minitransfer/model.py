@@ -27,6 +27,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from minitransfer.dropout import dropout, split_key
@@ -424,6 +425,11 @@ class GPT2Backbone(nnx.Module):
             raise ValueError(
                 f"sequence length {T} exceeds the model's n_positions={self.config.n_positions}"
             )
+        if isinstance(input_ids, np.ndarray) and input_ids.size:  # ids from the host (inside jit: not checkable)
+            lo, hi, V = int(input_ids.min()), int(input_ids.max()), self.config.vocab_size
+            if lo < 0 or hi >= V:  # a gather past the table returns NaN embeddings, so NaN logits, silently
+                raise ValueError(f"input_ids holds token id {hi if hi >= V else lo}, outside the model's vocabulary "
+                                 f"(ids 0..{V - 1}): were they made by another model's tokenizer?")
         if attention_mask is None:
             pos = jnp.arange(T, dtype=jnp.int32)[None, :]  # (1, T)
         else:

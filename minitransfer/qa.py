@@ -385,8 +385,10 @@ def answer(model, tokenizer, question: str, context: str, max_len: int | None = 
                          f"a question from a context, so both need text")
     max_len = min(max_len or model.config.n_positions, model.config.n_positions)
     enc = encode_qa(QASplit([question], [context], [[""]], [[-1]]), tokenizer, max_len)
-    if notes is not None:
-        notes.extend(n for n in enc.notes if "contexts cut to fit" in n or "longer than half" in n)
+    if notes is not None:  # (answer has no --max-len: the length is the one the model was fine-tuned with)
+        notes.extend(n.replace(f"--max-len {max_len} tokens", f"the {max_len} tokens the model reads "
+                               f"(its fine-tuning max_len)").replace("half of --max-len", f"half of those {max_len}")
+                     for n in enc.notes if "contexts cut to fit" in n or "longer than half" in n)
     outputs = np.asarray(model(jnp.asarray(enc.input_ids), jnp.asarray(enc.attention_mask)), np.float32)
     return best_spans(outputs, enc)[0]
 

@@ -40,6 +40,27 @@ def test_every_lecture_has_a_page_with_a_figure_and_no_errors(site):
         assert title.startswith("Lecture "), f"{path.stem}: page title {title!r}"  # its own, not "Notebook"
 
 
+def test_rebuilding_one_lecture_keeps_the_others_in_the_index(site, tmp_path, capsys):
+    """`--only 01` into a built site listed lecture 01 alone: the other pages
+    were still there, but no longer linked."""
+    import json
+
+    from minitransfer.cli import main
+
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy)
+    first = lecture_paths()[0].stem
+    record = copy / "_work" / f"{lecture_paths()[-1].stem}.json"  # as if the last lecture had been built in full
+    record.write_text(json.dumps({**json.loads(record.read_text()), "fast": False}))
+    assert main(["lectures", "--fast", "--only", first[:2], "--out", str(copy)]) == 0
+    n = len(lecture_paths())
+    printed = capsys.readouterr().out
+    assert "(1 lecture(s) built in" in printed and f"; {n - 1} built earlier, still listed)" in printed
+    index = (copy / "index.html").read_text()
+    assert all(f'href="{p.stem}.html"' in index for p in lecture_paths())
+    assert f"mixed: {', '.join(p.stem[:2] for p in lecture_paths()[:-1])} in fast mode" in index
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 

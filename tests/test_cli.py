@@ -49,6 +49,12 @@ def test_next_word_table(tmp_path, gpt2_tokenizer, capsys):
     assert main(["next-word", "--model", str(d), "--prompt", "Hello"]) == 0
     out = capsys.readouterr().out
     assert "what comes next" in out and out.count("%") == 5
+    # greedy has no randomness: several samples would be one continuation printed under several seeds
+    assert main(["generate", "--model", str(d), "--prompt", "Hello", "--greedy", "--num-samples", "3",
+                 "--max-new-tokens", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert "note: --greedy gives the same continuation every time: --num-samples 3 prints it once" in err
+    assert "--- sample" not in out
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):
@@ -334,3 +340,15 @@ def test_the_command_takes_ctrl_c_from_its_first_moment():
         interrupt._quiet_unraisable.__defaults__ = saved[2]
         sys.unraisablehook = saved[0]
         signal.signal(signal.SIGINT, saved[1])
+
+
+def test_convert_lists_the_files_it_wrote_not_what_was_there(tmp_path, capsys):
+    from tests.conftest import REPO
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    assert main(["convert", str(REPO / "checkpoints" / "minigpt2-imdb"), "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    files = next(line for line in out.splitlines() if line.strip().startswith("files:"))
+    assert files.strip().startswith("files: config.json, model.safetensors, tokenizer.json")
+    assert files.endswith("(also in that folder, not written now: notes.txt)")

@@ -91,6 +91,8 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     assert json.loads((out / "summary.json").read_text())["run_seconds_by_phase"] == phases  # read back, not zeroed
     assert "[5/12] probe-b20-s1: probe on 20 labels, seed 1, 4 steps (finished earlier: its result is read back)" \
         in capsys.readouterr().out
+    assert "in all (12 of the 12 runs finished in an earlier call, and their times are from then)." in \
+        (out / "summary.md").read_text()
     # other settings in the same --out: refused before any run, each difference named (a bigger grid is not
     # another setting: its new runs run, its old ones are read back)
     assert main([*args, "--steps", "5", "--max-len", "10"]) == 2

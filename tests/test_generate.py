@@ -69,6 +69,14 @@ def test_generation_longer_than_positions_is_refused(lm):
         generate(lm, [1, 2], 0)
 
 
+def test_token_ids_outside_the_vocabulary_are_refused_not_nan(lm):
+    # a gather past the embedding table gives NaN rows: another model's token ids gave all-NaN logits, silently
+    for bad in (300, -1):
+        with pytest.raises(ValueError, match=rf"token id {bad}, outside the model's vocabulary \(ids 0..299\)"):
+            lm(np.array([[1, bad]], np.int32))
+    assert np.isfinite(np.asarray(lm(np.array([[1, 299]], np.int32)))).all()
+
+
 def test_pretrain_lowers_val_loss_and_transformers_loads_it(tmp_path, capsys):
     from transformers import AutoTokenizer, GPT2LMHeadModel
 

@@ -143,7 +143,9 @@ def test_cli_finetune_qa_and_answer(tmp_path, gpt2_tokenizer, capsys):
     # a context longer than the model was trained to read is cut, and said so; an empty one is refused
     assert main(["answer", "--model", str(tmp_path / "run" / "best"), "--question", "Which city?",
                  "--context", "we walked along the river " * 20 + "to Rome"]) == 0
-    assert "note: 1 of 1 contexts cut to fit --max-len 40 tokens" in capsys.readouterr().out
+    # (answer has no --max-len: the note names the length the model was fine-tuned with)
+    assert ("note: 1 of 1 contexts cut to fit the 40 tokens the model reads (its fine-tuning max_len)"
+            in capsys.readouterr().out)
     assert main(["answer", "--model", str(tmp_path / "run" / "best"), "--question", "Which city?",
                  "--context", " "]) == 2
     assert "an empty context" in capsys.readouterr().err

@@ -64,16 +64,26 @@ import json
 
 from minitransfer.compare import gain_text
 
+
+
+def print_summary(summary: dict) -> None:
+    budgets = summary["budgets"]
+    print(f"test accuracy (%), mean over {summary['seeds']} seeds; majority class "
+          f"{100 * summary['majority_baseline']:.1f}%")
+    print(f"{'mode':>8} " + " ".join(f"{b + ' labels':>24}" for b in budgets))
+    for mode in summary["modes"]:
+        print(f"{mode:>8} " + " ".join(f"{100 * summary['table'][mode][b]['accuracy_mean']:>24.1f}" for b in budgets))
+    print("\npaired gain, points [95% interval]; * = the interval excludes zero")
+    for g in summary["gains"]:  # compare.gain_pairs: each mode over scratch, and adapt over full
+        print(f"{g['mode'] + ' over ' + g['over']:>20} "
+              + " ".join(f"{gain_text(g['budgets'][b]):>24}" for b in budgets))
+    kept = summary.get("false_discovery", {}).get("kept")
+    if kept is not None:
+        print(f"\nstill claims with the false discovery rate across the table held at 5%: {', '.join(kept) or 'none'}")
+
+
 summary = json.loads((REPO / "docs" / "compare" / "summary.json").read_text())
-budgets = summary["budgets"]
-print(f"test accuracy (%), mean over {summary['seeds']} seeds; majority class "
-      f"{100 * summary['majority_baseline']:.1f}%")
-print(f"{'mode':>8} " + " ".join(f"{b + ' labels':>24}" for b in budgets))
-for mode in summary["modes"]:
-    print(f"{mode:>8} " + " ".join(f"{100 * summary['table'][mode][b]['accuracy_mean']:>24.1f}" for b in budgets))
-print("\npaired gain, points [95% interval]; * = the interval excludes zero")
-for g in summary["gains"]:  # compare.gain_pairs: each mode over scratch, and adapt over full
-    print(f"{g['mode'] + ' over ' + g['over']:>20} " + " ".join(f"{gain_text(g['budgets'][b]):>24}" for b in budgets))
+print_summary(summary)
 if "adapt" in summary:
     a = summary["adapt"]
     print(f"\nstage 2: {a['steps']} steps in {a['train_seconds']:.0f} s; tweet perplexity "
@@ -92,14 +102,25 @@ plt.show()
 
 # %% [markdown]
 # **What you see.** Left: accuracy against the number of labels (log scale),
-# with 95% bands. Right: each transfer mode's paired gain over scratch with
-# its interval, and (dashed) adapt's gain over full: the middle stage on its
-# own. Read it the ULMFiT way, gain by gain: adapt's stays at about 4 to 5
-# points at every budget, its interval above zero each time; full's is small
-# and never clear of zero; probe's falls as labels grow, until scratch, with
-# enough labels to learn tweet words itself, is clearly ahead of it. The
-# middle stage alone (adapt over full) is a claim at 300 and 1,000 labels
-# (+2.6 and +1.7 points), but not at 100, where full varies most from seed to seed.
+# each mode's mean with its 95% band. Overlapping bands are not the test:
+# the paired gains on the right are (a pair removes what the seed's labelled
+# subset does to both modes). Right: each transfer mode's paired gain over
+# scratch with its interval, and (dashed) adapt's gain over full: the middle
+# stage on its own. Read it the ULMFiT way, gain by gain, and only where an
+# interval says so: adapt's gain over scratch is above zero at every budget;
+# full's intervals all contain zero, so full fine-tuning of this stand-in is
+# not shown to help on tweets, nor to hurt; the probe's contain zero at 100
+# and 300 labels and lie below it at 1,000. That the probe's gain *falls* as
+# labels grow is what the picture suggests, not what it shows: that is a
+# difference between gains, and over 4 seeds its intervals contain zero. The
+# middle stage alone (adapt over full) is a claim at 300 and 1,000 labels,
+# not at 100, where full varies most from seed to seed.
+#
+# **Twelve intervals at once.** Each is 95% on its own: among twelve, one
+# may exclude zero by chance. The summary's last sentence holds the false
+# discovery rate across all twelve at 5% (Benjamini-Hochberg, via scipy) and
+# says which `*` claims survive that; the probe's deficit at 1,000 labels,
+# for one, is weaker evidence than adapt's gains.
 #
 # **Why a frozen backbone can lose to scratch.** The probe trains only a
 # linear head on features the backbone learnt for *movie reviews*. Tweets
@@ -108,15 +129,42 @@ plt.show()
 # are not the ones that separate a complaint about a flight from a neutral
 # announcement. Scratch, meanwhile, learns word-label associations directly.
 # Stage 2 fixes the domain (the tweet perplexity falls by an order of
-# magnitude before any label is used), which is why `adapt` gains over
-# scratch where `full` barely does. On IMDB itself, the stand-in's own domain, plain `full`
-# already transfers (README shows that run).
+# magnitude before any label is used), the likely reason `adapt`'s gains
+# over scratch are claims where `full`'s are not. On IMDB itself, the
+# stand-in's own domain, plain `full` already transfers (README shows that run).
 #
 # **What `--model gpt2` changes.** OpenAI's 124M GPT-2 read 40 GB of web text
 # (stage 1 at a scale of thousands of GPU-hours, lecture 5), with tweets and
-# forums in it: its features are far more general, so the probe and `full`
-# gain much more, and stage 2 matters less. It needs a GPU for a compare in
-# reasonable time.
+# forums in it: its features are far more general, so one would expect the
+# probe and `full` to gain much more, and stage 2 to matter less. Expect, not
+# know: nothing here has measured it (a compare with it needs a GPU to run in
+# reasonable time), and that is the experiment that would say.
+#
+# ## How far to trust the defaults
+#
+# `compare`'s defaults (600 adaptation steps, at least 60 steps per run and
+# 200 for a frozen backbone, mean pooling) were chosen in earlier rounds by
+# looking at test accuracies of this very experiment: seeds 0-3, the default
+# split. That flatters the table above. It is the best of a few tries, scored
+# on the data that chose it, and its intervals cannot know that. The remedy
+# is a replication no choice looked at: seeds 4-7 (fresh labelled subsets,
+# initialisations and dropout) and another test set (`--split-seed 1` deals
+# the tweets into other train, validation and test splits), every other
+# setting the same. `minitransfer compare --first-seed 4 --split-seed 1`:
+
+# %%
+print_summary(json.loads((REPO / "docs" / "compare-replication" / "summary.json").read_text()))
+
+# %% [markdown]
+# **What held.** Adapt's gain over scratch replicates at every budget, each
+# interval above zero in both runs and each still a claim with the false
+# discovery rate held at 5%; so does the probe trailing scratch at 1,000
+# labels. **What did not.** The middle stage's own gain (adapt over full) is
+# a claim at 300 and 1,000 labels in the first run, at 100 and 1,000 in the
+# replication: at 1,000 twice, but small there (about 1 to 2 points), and
+# the replication's does not survive the false-discovery control. Full over
+# scratch is a claim once, at 1,000 labels in the replication only. That is
+# what a single run's `*` is worth: a finding to repeat, not yet a result.
 #
 # ## A live run, small
 #
@@ -125,6 +173,7 @@ plt.show()
 
 # %%
 import dataclasses
+import shutil
 
 import minitransfer as mt
 from minitransfer.adapt import AdaptConfig
@@ -141,6 +190,7 @@ cc = CompareConfig(budgets=[50, 200] if FAST else [100, 300], seeds=2 if FAST el
                    steps=10 if FAST else None, val_examples=100 if FAST else 500, evals_per_run=2 if FAST else 5,
                    adapt=AdaptConfig(steps=20, eval_every=10) if FAST else AdaptConfig())
 out = out_dir() / "07_compare"
+shutil.rmtree(out, ignore_errors=True)  # a fresh run every time: here the point is to watch it run
 summary = compare(base, base.config, data, tok, cc, out, progress=False)
 print((out / "summary.md").read_text())
 
@@ -151,7 +201,9 @@ print((out / "summary.md").read_text())
 #    runs/adapt30`, then with the default 600 (and another `--out`: a
 #    directory holds one experiment's runs). Predict first: how does the gain at 100 labels change?
 #    <details><summary>Hint</summary>30 steps already cut the tweet perplexity
-#    by several times (the summary prints it); most of the gain comes early.</details>
+#    by several times (the summary prints it). Whether the gain follows the
+#    perplexity is for the two runs' intervals to say: both use seeds 0-3, so
+#    pair them by seed.</details>
 # 2. Run `minitransfer compare --seeds 2` and compare its intervals with the
 #    default's. Why are they far more than twice as wide?
 #    <details><summary>Answer</summary>With n seeds the interval is

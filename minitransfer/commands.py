@@ -37,10 +37,15 @@ def cmd_convert(args) -> int:
             tokenizer = load_tokenizer(args.source)
         except Exception as e:  # a checkpoint without tokenizer still converts
             print(f"note: no tokenizer saved ({e})", file=sys.stderr)
-    t_save = time.time()
+    def stamps() -> dict:
+        folder = Path(args.out)
+        return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir()} if folder.is_dir() else {}
+
+    before = stamps()
     out = save_pretrained(model, args.out, tokenizer=tokenizer)
-    written = sorted(p.name for p in out.iterdir() if p.stat().st_mtime >= t_save - 1)
-    others = sorted(p.name for p in out.iterdir() if p.name not in written)  # there before: not the checkpoint's
+    after = stamps()
+    written = sorted(name for name, stamp in after.items() if before.get(name) != stamp)
+    others = sorted(name for name in after if name not in written)  # there before, untouched: not the checkpoint's
     c = model.config
     print(
         f"converted {args.source} -> {out}\n"

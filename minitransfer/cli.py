@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         "confidence interval over seeds. Mode adapt's "
         "next-word stage runs once and is reused by every budget and seed. Writes results.csv, "
         "summary.json, summary.md, curves.png and budget.png into --out; re-running skips finished runs. "
-        "The defaults run offline on a laptop CPU in about 9 minutes (2 cores).",
+        "The defaults run offline on a laptop CPU in about 10 minutes (2 cores).",
     )
     _add_model_arg(p, required=False)
     _add_data_args(p)

@@ -216,27 +216,38 @@ def build_site(out: str | Path, *, fast: bool = False, only: list[str] | None = 
 def earlier_page(out: Path, path: Path) -> dict | None:
     """What an earlier build of lecture ``path`` into ``out`` recorded, if its
     page is still there."""
-    record = out / "_work" / f"{path.stem}.json"
-    if not (out / f"{path.stem}.html").exists() or not record.exists():
+    record, html_page = out / "_work" / f"{path.stem}.json", out / f"{path.stem}.html"
+    if not html_page.exists():
         return None
     try:
         page = json.loads(record.read_text())
-    except ValueError:
-        return None
-    return page if isinstance(page, dict) and {"name", "title", "intro", "seconds", "fast"} <= set(page) else None
+        if isinstance(page, dict) and {"name", "title", "intro", "seconds", "fast"} <= set(page):
+            return page
+    except (OSError, ValueError):
+        pass
+    # a page built before builds kept a record: its title from the page itself, its mode unknown
+    title = re.search(r"<title>(.*?)</title>", html_page.read_text(errors="replace"), re.S)
+    return {"name": path.stem, "title": html.unescape(title[1]) if title else path.stem, "intro": "", "seconds": 0.0,
+            "figures": None, "fast": None}
 
 
 def write_index(out: Path, pages: list[dict], *, seconds: float) -> None:
     import mistune  # nbconvert's own markdown renderer
 
     n_fast = sum(1 for p in pages if p.get("fast"))
-    if n_fast == len(pages):
+    unknown = [p["name"][:2] for p in pages if p.get("fast") is None]  # built before builds recorded their mode
+    pages_known = [p for p in pages if p.get("fast") is not None]
+    if unknown and not pages_known:
+        mode = "settings not recorded"
+    elif n_fast == len(pages_known):
         mode = "fast mode: tiny settings, the numbers mean little"
     elif n_fast == 0:
         mode = "full settings"
     else:
         mode = (f"mixed: {', '.join(p['name'][:2] for p in pages if p.get('fast'))} in fast mode (tiny settings, "
                 f"the numbers mean little), the others with full settings")
+    if unknown and pages_known:
+        mode += f"; {', '.join(unknown)} from an earlier build, settings not recorded"
 
     items = "\n".join(
         f'<li><a href="{p["name"]}.html">{html.escape(p["title"])}</a>'

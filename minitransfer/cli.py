@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     for a in p._actions:
         if a.dest in ("text_field", "label_field"):
             a.help = a.help.replace("(default: ", "(default: the field the model was fine-tuned on, else ")
+    p.add_argument("--split-seed", type=int,
+                   help="how a single data file is split into train/validation/test (default: as the model was "
+                        "fine-tuned, e.g. by compare --split-seed; else 0)")
     p.add_argument("--split", choices=["train", "validation", "test"], default="test", help="default test")
     p.add_argument("--max-len", type=int, help="default: the max_len the model was trained with")
     p.add_argument("--all-validation", action="store_true",
@@ -311,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "with fresh labelled subsets, initialisations and dropout")
     p.add_argument("--split-seed", type=int, default=0,
                    help="how a single data file is split into train/validation/test (default 0); another value "
-                        "draws another test set, e.g. to check a result on examples no earlier choice looked at")
+                        "draws a mostly new test set, e.g. to check a result on examples earlier choices did not "
+                        "look at (data with its own test split keeps it)")
     p.add_argument("--adapt-steps", type=int,
                    help="mode adapt: next-word steps on the task's training texts (default %d)" % AdaptConfig.steps)
     p.add_argument("--steps", type=int, help="steps per run (default: 3 epochs, between %d and %d; frozen-backbone modes at least %d)"

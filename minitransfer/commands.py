@@ -211,11 +211,19 @@ def cmd_evaluate(args) -> int:
                          f"n_positions)")
     max_len = args.max_len or info.get("max_len") or model.config.n_positions
     if args.data is None:  # what it was fine-tuned on, where recorded (a file may have moved since: then said)
-        args.data, said = recorded_data(info, args)
+        args.data, said = recorded_data(info)
         print(f"(--data: {args.data}, {said})", file=sys.stderr)
-    args.text_field = args.text_field or "text"
-    args.label_field = args.label_field or "label"
-    data = task_of(model.head).load(args.data, text_field=args.text_field, label_field=args.label_field)
+    recorded = []  # the fields and split seed the model was fine-tuned with, for those not given
+    for option, default in (("text_field", "text"), ("label_field", "label"), ("split_seed", 0)):
+        if getattr(args, option) is None:
+            value = info.get(option)
+            if isinstance(value, type(default)) and value != default:
+                recorded.append(f"--{option.replace('_', '-')} {value}")
+            setattr(args, option, value if isinstance(value, type(default)) else default)
+    if recorded:
+        print(f"({', '.join(recorded)}: as the model's config.json records its fine-tuning)", file=sys.stderr)
+    data = task_of(model.head).load(args.data, text_field=args.text_field, label_field=args.label_field,
+                                    split_seed=args.split_seed)
     for n in data.notes:  # rows dropped, merged or repaired: said here as finetune says them (stderr: --json)
         print(f"data: {n}", file=sys.stderr)
     val_examples = None
@@ -237,10 +245,10 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def recorded_data(info: dict, args) -> tuple[str, str]:
+def recorded_data(info: dict) -> tuple[str, str]:
     """evaluate's default data: the spec the model was fine-tuned on, as its
     config.json records it (by its absolute path, where recorded and still
-    there), and its fields unless given; and how to say so."""
+    there); and how to say so."""
     recorded = info.get("data") if isinstance(info.get("data"), str) else None
     if recorded is None:
         return "tweets", "the default: the model does not record its data"
@@ -255,11 +263,6 @@ def recorded_data(info: dict, args) -> tuple[str, str]:
             there = False
         if there:  # else moved since: the spec as given, from here (if not found there, the loader says so)
             spec, said = path, f"the data the model was fine-tuned on, given as {recorded}"
-    for option in ("text_field", "label_field"):
-        if getattr(args, option) is None and isinstance(info.get(option), str):
-            setattr(args, option, info[option])
-            if info[option] != option.split("_")[0]:
-                said += f"; --{option.replace('_', '-')} {info[option]}, as recorded"
     return spec, said
 
 

@@ -66,7 +66,8 @@ class Dataset:
     validation: Split
     test: Split
     notes: list[str] = dataclasses.field(default_factory=list)
-    fields: dict[str, str] = dataclasses.field(default_factory=dict)  # the --text-field/--label-field read
+    # what else says which rows these are: the --text-field/--label-field read, and split_seed where a split drew
+    fields: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -508,15 +509,17 @@ def load_dataset(
                 f"{spec}: labels {[label_names[i] for i in unseen]} occur in {s} but never in train; "
                 f"a classifier cannot learn them"
             )
-    return Dataset(spec, list(label_names), splits["train"], splits["validation"], splits["test"], notes,
-                   {"text_field": text_field, "label_field": label_field})
+    fields = {"text_field": text_field, "label_field": label_field}
+    if "all" in raw or "validation" not in raw:  # the split drew examples: which draw it was
+        fields["split_seed"] = split_seed
+    return Dataset(spec, list(label_names), splits["train"], splits["validation"], splits["test"], notes, fields)
 
 
 def data_record(data) -> dict:
     """What a fine-tuned model records of its data (config.json), so that
     ``evaluate`` can find it again: the spec as given, the absolute path of a
     local file or folder (the spec's may be relative to where training ran),
-    and the fields read."""
+    the fields read, and the split seed where a split was drawn."""
     record = {"data": data.spec, **getattr(data, "fields", {})}
     try:
         kind, rest = parse_spec(data.spec)

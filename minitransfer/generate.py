@@ -87,10 +87,17 @@ def _full_step(params, ids, key, *, graphdef, greedy, temperature, top_k, top_p)
     return _pick(logits, key, greedy, temperature, top_k, top_p)
 
 
-def _setup(model: GPT2, P: int, max_new_tokens: int, temperature: float, top_k, top_p, greedy: bool, seed: int):
-    """Check a generation request; (weights, static sampling settings, one PRNG key per new token)."""
+def _setup(model: GPT2, P: int, max_new_tokens: int, temperature: float, top_k, top_p, greedy: bool, seed: int,
+           prompt=None):
+    """Check a generation request (``prompt``: its token ids); (weights, static
+    sampling settings, one PRNG key per new token)."""
     if P == 0:
         raise ValueError("the prompt is empty; give at least one token")
+    V = model.config.vocab_size
+    bad = [t for t in np.asarray(prompt).ravel().tolist() if not 0 <= t < V] if prompt is not None else []
+    if bad:  # (inside the compiled generation, such an id reads a NaN embedding: garbage out, silently)
+        raise ValueError(f"the prompt holds token id {bad[0]}, outside the model's vocabulary (ids 0..{V - 1}): "
+                         f"was it made by another model's tokenizer?")
     if max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     if P + max_new_tokens > model.config.n_positions:
@@ -129,7 +136,8 @@ def generate(
     ``use_cache=False`` recomputes the whole prefix per token: slower, same result
     (the tests check that), kept to show what the cache saves."""
     prompt = np.asarray(prompt_ids, dtype=np.int32).reshape(1, -1)  # (1, P)
-    params, sampling, keys = _setup(model, prompt.shape[1], max_new_tokens, temperature, top_k, top_p, greedy, seed)
+    params, sampling, keys = _setup(model, prompt.shape[1], max_new_tokens, temperature, top_k, top_p, greedy, seed,
+                                    prompt)
     out: list[int] = []
     if use_cache:
         tokens = np.asarray(_generate_cached(params, prompt, keys, max_new_tokens=max_new_tokens, **sampling))[0]
@@ -235,7 +243,7 @@ def stream(model: GPT2, prompt_ids: list[int], max_new_tokens: int, *, temperatu
     a page that shows tokens arriving). Each token is one compiled decode step
     with the key/value cache; the same seed gives the same tokens as ``generate``."""
     P = len(prompt_ids)
-    params, sampling, keys = _setup(model, P, max_new_tokens, temperature, top_k, top_p, greedy, seed)
+    params, sampling, keys = _setup(model, P, max_new_tokens, temperature, top_k, top_p, greedy, seed, prompt_ids)
     token, cache = _prefill(params, _pad(prompt_ids, model.config.n_positions), P - 1, keys[0], **sampling)
     for i in range(max_new_tokens):
         t = int(token[0])

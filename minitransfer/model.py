@@ -387,6 +387,13 @@ def lookup(embed: nnx.Embed, ids: jax.Array) -> jax.Array:
     return jnp.take(table.astype(jnp.float32), ids, axis=0).astype(table.dtype)  # (..., C)
 
 
+def is_concrete(x) -> bool:
+    """Are ``x``'s values known here: a NumPy array, or a JAX array outside
+    any trace (not a tracer inside jit or grad)?"""
+    tracer = getattr(jax.core, "Tracer", None)  # (where a JAX version moves it: NumPy arrays are still checked)
+    return isinstance(x, np.ndarray) or (tracer is not None and isinstance(x, jax.Array) and not isinstance(x, tracer))
+
+
 class GPT2Backbone(nnx.Module):
     """Token ids (B, T) -> hidden states (B, T, C)."""
 
@@ -425,7 +432,7 @@ class GPT2Backbone(nnx.Module):
             raise ValueError(
                 f"sequence length {T} exceeds the model's n_positions={self.config.n_positions}"
             )
-        if isinstance(input_ids, np.ndarray) and input_ids.size:  # ids from the host (inside jit: not checkable)
+        if is_concrete(input_ids) and input_ids.size:  # (inside jit the values are not known: not checkable)
             lo, hi, V = int(input_ids.min()), int(input_ids.max()), self.config.vocab_size
             if lo < 0 or hi >= V:  # a gather past the table returns NaN embeddings, so NaN logits, silently
                 raise ValueError(f"input_ids holds token id {hi if hi >= V else lo}, outside the model's vocabulary "

@@ -13,23 +13,23 @@ from typing import Callable
 from minitransfer.heads import ClassificationHead, SpanHead, TaskHead
 
 
-def _load_classification(spec: str, text_field: str = "text", label_field: str = "label"):
+def _load_classification(spec: str, text_field: str = "text", label_field: str = "label", split_seed: int = 0):
     from minitransfer.data import load_dataset
 
-    return load_dataset(spec, text_field=text_field, label_field=label_field)
+    return load_dataset(spec, text_field=text_field, label_field=label_field, split_seed=split_seed)
 
 
-def _load_qa(spec: str, **_fields):
+def _load_qa(spec: str, split_seed: int = 0, **_fields):
     from minitransfer.qa import load_qa_dataset
 
-    return load_qa_dataset(spec)
+    return load_qa_dataset(spec, split_seed=split_seed)
 
 
 @dataclasses.dataclass(frozen=True)
 class Task:
     name: str
     head: type[TaskHead]
-    load: Callable  # (spec, text_field=, label_field=) -> the dataset the head's ``prepare`` reads
+    load: Callable  # (spec, text_field=, label_field=, split_seed=) -> the dataset the head's ``prepare`` reads
     help: str
 
 

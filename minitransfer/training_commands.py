@@ -325,8 +325,11 @@ def cmd_compare(args) -> int:
                         split_seed=cc.split_seed)
     for n in data.notes:
         print(f"data: {n}")
-    if cc.split_seed and not any("split_seed" in n for n in data.notes):
+    if cc.split_seed and "split_seed" not in data.fields:
         print(f"note: --split-seed {cc.split_seed} has no effect: {args.data} comes with its own splits")
+    elif cc.split_seed and not any(n.startswith("split 80/10/10") for n in data.notes):
+        print(f"note: --split-seed {cc.split_seed} draws only the validation set: {args.data} comes with its own "
+              f"test split, which stays as it is")
     n_runs = len(cc.budgets) * len(cc.modes) * cc.seeds
     print(f"compare: {source} on {args.data}: budgets {cc.budgets} x modes {cc.modes} x {cc.seeds} seed(s) "
           f"({seeds_text(cc)}) = {n_runs} runs -> {args.out}")

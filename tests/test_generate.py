@@ -75,6 +75,13 @@ def test_token_ids_outside_the_vocabulary_are_refused_not_nan(lm):
         with pytest.raises(ValueError, match=rf"token id {bad}, outside the model's vocabulary \(ids 0..299\)"):
             lm(np.array([[1, bad]], np.int32))
     assert np.isfinite(np.asarray(lm(np.array([[1, 299]], np.int32)))).all()
+    import jax.numpy as jnp
+
+    with pytest.raises(ValueError, match="token id 300, outside"):  # a JAX array outside jit: checked too
+        lm(jnp.asarray([[1, 300]], jnp.int32))
+    for make in (generate, mt.generate.stream):  # generation compiles the model: the prompt is checked before
+        with pytest.raises(ValueError, match=r"the prompt holds token id 300, outside the model's vocabulary"):
+            list(make(lm, [1, 300], 3)) if make is mt.generate.stream else make(lm, [1, 300], 3)
 
 
 def test_pretrain_lowers_val_loss_and_transformers_loads_it(tmp_path, capsys):

@@ -375,16 +375,32 @@ def test_evaluate_finds_a_relative_data_path_and_its_fields_from_another_folder(
     assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--json"]) == 0
     out, err = capsys.readouterr()
     assert (f"(--data: csv:{tmp_path / 'a' / 'reviews.csv'}, the data the model was fine-tuned on, given as "
-            f"reviews.csv; --text-field review, as recorded; --label-field stars, as recorded)") in err
+            f"reviews.csv)") in err
+    assert "(--text-field review, --label-field stars: as the model's config.json records its fine-tuning)" in err
     assert json.loads(out)["n"] > 0
-    # a field given on the command line wins over the recorded one
+    # a field given on the command line wins over the recorded one; with --data given, the others still apply
     assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--text-field", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data",
+                 f"csv:{tmp_path / 'a' / 'reviews.csv'}", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] > 0
+    # a model fine-tuned on another draw of the split (compare --split-seed): evaluated on that draw's test set
+    from minitransfer.data import load_dataset
+
+    other = load_dataset(f"csv:{tmp_path / 'a' / 'reviews.csv'}", text_field="review", label_field="stars",
+                         split_seed=1)
+    cfg = _cfg(mode="probe", steps=2, eval_every=2)
+    r = finetune(_model("probe", pretrained_dir, other, cfg), other, mt.load_tokenizer(pretrained_dir), cfg,
+                 tmp_path / "run1", progress=False)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tmp_path / "run1" / "best"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "(--text-field review, --label-field stars, --split-seed 1: as the model's config.json records" in err
+    assert json.loads(out)["accuracy"] == r.test["accuracy"] and json.loads(out)["n"] == len(other.test)
     # moved since: the spec as given, from here (this folder's own reviews.csv, whose one label is new)
     (tmp_path / "a" / "reviews.csv").rename(tmp_path / "a" / "moved.csv")
     assert main(["evaluate", "--model", str(tmp_path / "run" / "best")]) == 2
-    assert "(--data: reviews.csv, the data the model was fine-tuned on; --text-field review" in \
-        capsys.readouterr().err
+    assert "(--data: reviews.csv, the data the model was fine-tuned on)" in capsys.readouterr().err
 
 
 def test_a_ctrl_c_that_python_swallows_still_stops_training(pretrained_dir, keyword_data, gpt2_tokenizer,

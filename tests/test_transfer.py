@@ -95,6 +95,8 @@ def test_paired_difference_interval():
         assert flat["low"] is None and flat["p"] is None and not flat["significant"], flat
     assert paired_difference(np.array([0.5, np.nan]), np.array([0.4, 0.4]))["low"] is None
     assert gain_text({"mean": 0.01, "ci95": None, "significant": False, "seeds": 3}) == "+1.0 (no spread: no interval)"
+    assert gain_text({"mean": float("nan"), "ci95": None, "significant": False, "seeds": 3}) == \
+        "+nan (not finite: no interval)"
     cell = {"gain_over_scratch": d["mean"], "gain_ci95": [d["low"], d["high"]], "gain_significant": True}
     assert gain_text(cell) == "+15.0 [+2.6, +27.4]*"
 

@@ -188,8 +188,10 @@ for frm, to in (("100", "300"), ("300", "1000")):
 # discovery rate held at 5%. The probe trailing scratch at 1,000 labels
 # replicates too (a claim in both runs, though the first run's does not
 # survive the false-discovery control), and so does its gain falling from
-# 300 to 1,000 (each time outside that control). **What did not.** The middle stage's own gain (adapt over full) is
-# a claim at 300 and 1,000 labels in the first run, at 100 and 1,000 in the
+# 300 to 1,000 (each time outside that control).
+#
+# **What did not.** The middle stage's own gain (adapt over full) is a claim
+# at 300 and 1,000 labels in the first run, at 100 and 1,000 in the
 # replication: at 1,000 twice, but small there (about 1 to 2 points), and
 # the replication's does not survive the false-discovery control. Full over
 # scratch is a claim once, at 1,000 labels in the replication only. That is

@@ -223,6 +223,9 @@ show(CausalSelfAttention.__call__, start="implementation = None", stop="q = q.re
 # * **Padding as lengths.** The fused call is told each row's number of real
 #   tokens (`key_value_seq_lengths`), so it assumes *right* padding
 #   (`[a, b, pad, pad]`), which is what minitransfer's data pipeline builds.
+#   A mask the backbone can see (a call outside `jit`) that is padded
+#   otherwise is refused with an error; inside `jit` its values are not
+#   known, so there it cannot be checked.
 #
 # **What you see:** on a CPU `fused` uses XLA's implementation, which is the
 # same arithmetic as the explicit path, so the hidden states of the real
@@ -290,6 +293,9 @@ print(f"explicit attention at the 124M shape, batch {B_} x {T_}: each (B, H, T, 
 #    why?
 #    <details><summary>Answer</summary>The fused one: it is told only that
 #    the row has 10 real keys and takes them to be the first 10 positions,
-#    so it attends to padding and ignores real tokens. The explicit path
-#    reads the mask position by position and stays right; this is why the
-#    fused path assumes right padding.</details>
+#    so it would attend to padding and ignore real tokens. Called as here,
+#    outside `jit`, the backbone sees the mask and refuses it with an error
+#    naming the row; to watch the wrong numbers, call it inside
+#    `nnx.jit(lambda m, i, k: m(i, k))`, where the mask's values are not
+#    known. The explicit path reads the mask position by position and stays
+#    right either way.</details>

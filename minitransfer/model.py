@@ -437,6 +437,8 @@ class GPT2Backbone(nnx.Module):
             if lo < 0 or hi >= V:  # a gather past the table returns NaN embeddings, so NaN logits, silently
                 raise ValueError(f"input_ids holds token id {hi if hi >= V else lo}, outside the model's vocabulary "
                                  f"(ids 0..{V - 1}): were they made by another model's tokenizer?")
+        if attention_mask is not None and is_concrete(attention_mask) and self.config.n_layer:
+            self._check_fused_padding(np.asarray(attention_mask), dropout_key is not None)
         if attention_mask is None:
             pos = jnp.arange(T, dtype=jnp.int32)[None, :]  # (1, T)
         else:
@@ -448,6 +450,23 @@ class GPT2Backbone(nnx.Module):
         for block, key in zip(self.h, keys[1:]):
             x = block(x, attention_mask, key)  # (B, T, C)
         return self.ln_f(x)  # (B, T, C)
+
+    def _check_fused_padding(self, mask: np.ndarray, dropout: bool) -> None:
+        """Where the fused attention will run, refuse a mask that is not
+        right-padded: it is passed as each row's count of real tokens, so a
+        left-padded row would attend to its padding and miss its last tokens,
+        silently. (A mask known only inside jit cannot be checked; minitransfer's
+        own batches are right-padded.)"""
+        attn = self.h[0].attn
+        if attn.fused(self.wte.embedding[...].dtype, dropout and attn.attn_pdrop > 0) is None:
+            return
+        real = mask.astype(bool)  # (B, T)
+        right = np.arange(mask.shape[1])[None, :] < real.sum(-1, keepdims=True)  # (B, T): [1, 1, .., 0, 0]
+        if not (real == right).all():
+            row = int(np.flatnonzero((real != right).any(-1))[0])
+            raise ValueError(f"attention_mask row {row} is not right-padded (real tokens first, then padding), "
+                             f"which the fused attention needs: it takes each row's number of real tokens. Pad on "
+                             f"the right, or use set_attention(model, 'explicit')")
 
     def init_cache(self, batch_size: int, max_len: int) -> dict:
         """An empty key/value cache for ``max_len`` positions: for each layer,

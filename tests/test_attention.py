@@ -131,3 +131,15 @@ def test_gpu_compute_capability_reads_cuda_devices_only(monkeypatch, backend, de
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
     monkeypatch.setattr(jax, "devices", lambda *a: [device])
     assert model_mod._gpu_compute_capability() == expected
+
+
+def test_a_left_padded_mask_is_refused_where_the_fused_path_would_run():
+    # the fused path takes each row's length: a left-padded row gave outputs off by up to 2 (a review, measured
+    # on a tiny model), silently; the explicit path takes any mask
+    left = MASK[:, ::-1].copy()  # the same rows, padding first
+    model = set_attention(mt.GPT2.language_model(CFG, seed=1), "fused")
+    with pytest.raises(ValueError, match="attention_mask row 1 is not right-padded"):
+        model(IDS, left)
+    model(IDS, MASK)  # right-padded: fine
+    set_attention(model, "explicit")
+    assert np.isfinite(np.asarray(model(IDS, left))).all()

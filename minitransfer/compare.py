@@ -157,10 +157,8 @@ def seed_ids(cc: CompareConfig) -> list[int]:
     return list(range(cc.first_seed, cc.first_seed + cc.seeds))
 
 
-def seeds_text(cc) -> str:
+def seeds_text(first: int, n: int) -> str:
     """'seeds 0-3' (or 'seed 0'): which seeds a compare ran."""
-    first, n = cc.get("first_seed", 0) if isinstance(cc, dict) else cc.first_seed, \
-        cc["seeds"] if isinstance(cc, dict) else cc.seeds
     return f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}"
 
 
@@ -506,7 +504,7 @@ def summary_markdown(s: dict) -> str:
         f"Test accuracy (%) on `{s['data']}` ({s['test_n']} test examples; majority class "
         f"{100 * s['majority_baseline']:.1f}%), " + (f"mean ± standard deviation over {s['seeds']} seeds"
                                                      if s["seeds"] > 1 else "one seed, so no spread to show")
-        + (f" ({seeds_text(s)})" if s.get("first_seed") else "")
+        + (f" ({seeds_text(s['first_seed'], s['seeds'])})" if s.get("first_seed") else "")
         + (f"; the data split with --split-seed {s['split_seed']}" if s.get("split_seed") else "") + ".",
         "", head, rule,
     ]

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minitransfer.model import GPT2
+from minitransfer.model import GPT2, check_token_ids
 
 
 def filter_logits(logits: jax.Array, temperature: float, top_k: int | None, top_p: float | None) -> jax.Array:
@@ -93,11 +93,8 @@ def _setup(model: GPT2, P: int, max_new_tokens: int, temperature: float, top_k, 
     sampling settings, one PRNG key per new token)."""
     if P == 0:
         raise ValueError("the prompt is empty; give at least one token")
-    V = model.config.vocab_size
-    bad = [t for t in np.asarray(prompt).ravel().tolist() if not 0 <= t < V] if prompt is not None else []
-    if bad:  # (inside the compiled generation, such an id reads a NaN embedding: garbage out, silently)
-        raise ValueError(f"the prompt holds token id {bad[0]}, outside the model's vocabulary (ids 0..{V - 1}): "
-                         f"was it made by another model's tokenizer?")
+    if prompt is not None:  # here, before the compiled generation, where it could not be checked
+        check_token_ids(prompt, model.config.vocab_size, "the prompt")
     if max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     if P + max_new_tokens > model.config.n_positions:

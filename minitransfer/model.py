@@ -394,6 +394,18 @@ def is_concrete(x) -> bool:
     return isinstance(x, np.ndarray) or (tracer is not None and isinstance(x, jax.Array) and not isinstance(x, tracer))
 
 
+def check_token_ids(ids, vocab_size: int, what: str) -> None:
+    """Refuse token ids outside ``0 .. vocab_size - 1`` (another tokenizer's,
+    typically): a gather past the embedding table returns NaN rows, so NaN
+    logits or garbage tokens, silently."""
+    ids = np.asarray(ids)
+    if ids.size:
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= vocab_size:
+            raise ValueError(f"{what} holds token id {hi if hi >= vocab_size else lo}, outside the model's vocabulary "
+                             f"(ids 0..{vocab_size - 1}): were they made by another model's tokenizer?")
+
+
 class GPT2Backbone(nnx.Module):
     """Token ids (B, T) -> hidden states (B, T, C)."""
 
@@ -432,11 +444,8 @@ class GPT2Backbone(nnx.Module):
             raise ValueError(
                 f"sequence length {T} exceeds the model's n_positions={self.config.n_positions}"
             )
-        if is_concrete(input_ids) and input_ids.size:  # (inside jit the values are not known: not checkable)
-            lo, hi, V = int(input_ids.min()), int(input_ids.max()), self.config.vocab_size
-            if lo < 0 or hi >= V:  # a gather past the table returns NaN embeddings, so NaN logits, silently
-                raise ValueError(f"input_ids holds token id {hi if hi >= V else lo}, outside the model's vocabulary "
-                                 f"(ids 0..{V - 1}): were they made by another model's tokenizer?")
+        if is_concrete(input_ids):  # (inside jit the values are not known: not checkable)
+            check_token_ids(input_ids, self.config.vocab_size, "input_ids")
         if attention_mask is not None and is_concrete(attention_mask) and self.config.n_layer:
             self._check_fused_padding(np.asarray(attention_mask), dropout_key is not None)
         if attention_mask is None:

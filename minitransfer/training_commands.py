@@ -332,7 +332,7 @@ def cmd_compare(args) -> int:
               f"test split, which stays as it is")
     n_runs = len(cc.budgets) * len(cc.modes) * cc.seeds
     print(f"compare: {source} on {args.data}: budgets {cc.budgets} x modes {cc.modes} x {cc.seeds} seed(s) "
-          f"({seeds_text(cc)}) = {n_runs} runs -> {args.out}")
+          f"({seeds_text(cc.first_seed, cc.seeds)}) = {n_runs} runs -> {args.out}")
     t_compare = time.perf_counter()
     s = compare(base, base.config, data, tokenizer, cc, args.out, progress=not args.no_progress)
     t_end = time.perf_counter()

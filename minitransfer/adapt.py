@@ -94,13 +94,15 @@ def adapt_language_model(
             f"{cfg.block_size + 1} tokens, too little to measure the adaptation; the task has too little text")
     model = nnx.clone(base)
     graphdef, params = nnx.split(model)
-    before = block_perplexity(make_block_loss(graphdef, cfg.dtype), params, blocks.validation[:256])[1]
-    log(f"adapt: next-word training on the {len(texts):,} training texts of {data.spec} (labels unused; "
-        f"validation and test texts never read): {blocks.n_tokens:,} tokens, {cfg.steps} steps of "
-        f"{cfg.batch_size} x {cfg.block_size}")
     pcfg = PretrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, block_size=cfg.block_size, lr=cfg.lr,
                           schedule="linear", warmup=0.1, weight_decay=0.01, eval_every=cfg.eval_every,
                           val_blocks=256, seed=cfg.seed, parallel=cfg.parallel, dtype=cfg.dtype)
+    # the same held-out blocks before as pretrain scores after (a seeded sample of the held-out texts)
+    before = block_perplexity(make_block_loss(graphdef, cfg.dtype), params,
+                              blocks.validation[: pcfg.val_blocks])[1]
+    log(f"adapt: next-word training on the {len(texts):,} training texts of {data.spec} (labels unused; "
+        f"validation and test texts never read): {blocks.n_tokens:,} tokens, {cfg.steps} steps of "
+        f"{cfg.batch_size} x {cfg.block_size}")
     t0 = time.perf_counter()
     r = pretrain(model, blocks, tokenizer, pcfg, out, progress=progress, log=log,
                  run_key_extra={"adapt_data": data.spec, "n_texts": len(texts),

@@ -84,7 +84,10 @@ def _execute_interruptibly(client) -> None:
     ZMQ, dead-kernel and assertion tracebacks (Ctrl-C), or went on to the next
     lecture (SIGTERM). Outside the main thread it installs none. On Ctrl-C the
     kernel is killed, the worker ends with it, and the KeyboardInterrupt goes
-    on to the command's one "interrupted" line."""
+    on to the command's one "interrupted" line. SIGTERM, whose default ends
+    the process at once (leaving the kernel's socket folder behind), kills the
+    kernel the same way and exits with status 143 after the clean-up."""
+    import signal
     import threading
 
     failed: list[BaseException] = []
@@ -95,16 +98,20 @@ def _execute_interruptibly(client) -> None:
         except BaseException as e:  # handed to the main thread, which raises it there
             failed.append(e)
 
+    def on_sigterm(signum, frame):
+        raise SystemExit(128 + signum)  # as a shell reports it; unlike the default, the finally blocks run
+
+    previous = None  # (only where signals arrive, and not over a handler someone else installed)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
     worker = threading.Thread(target=work, name="lecture-kernel", daemon=True)
     worker.start()
     try:
         while worker.is_alive():
             worker.join(0.2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         process = getattr(getattr(client.km, "provisioner", None), "process", None)
         if process is not None:  # the kernel runs in a session of its own: its whole group goes
-            import signal
-
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except (OSError, AttributeError):  # (no process groups on Windows)
@@ -115,6 +122,8 @@ def _execute_interruptibly(client) -> None:
         import atexit
 
         atexit.unregister(client._cleanup_kernel)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if failed:
         raise failed[0]
 

@@ -143,11 +143,15 @@ def pack_blocks(texts: list[str], tokenizer, block_size: int, val_fraction: floa
     """Tokenise every text, join them with the end-of-text token, and cut the
     stream into blocks of ``block_size + 1`` tokens (the +1 is the target of
     the last position). A seeded ``val_fraction`` of the *texts* is held out
-    for validation before packing, so no text is on both sides."""
+    for validation before packing, so no text is on both sides. The training
+    texts are packed in file order; the held-out ones in the seeded random
+    order, so that any first part of the validation blocks (pretraining scores
+    the first ``val_blocks``) is a fair sample of them: in file order, a corpus
+    grouped by label would be scored on one class."""
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
     order = np.random.default_rng(seed).permutation(len(texts))
     n_val = 0 if val_fraction <= 0 or len(texts) < 2 else max(1, int(round(val_fraction * len(texts))))
-    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    val_idx, train_idx = order[:n_val], np.sort(order[n_val:])
     dropped = 0
 
     def pack(idx):

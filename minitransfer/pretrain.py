@@ -122,8 +122,9 @@ class PretrainResult:
     batch_size_used: int | None = None  # the batch trained with: the one asked, or the data's size if that is smaller
 
 
-# how messages name the hash of the training text's tokens among a run's settings
+# how messages name the hashes of the training and validation tokens among a run's settings
 TEXT_TOKENS = "the training text (a hash of its tokens)"
+VALIDATION_TOKENS = "the validation blocks (a hash of their tokens)"
 
 
 def pretrain(
@@ -157,25 +158,21 @@ def pretrain(
     val_blocks = blocks.validation[: cfg.val_blocks]
     if len(val_blocks) == 0:
         raise TrainingError("no validation blocks: give more text or a larger validation fraction")
-    blocks_hash = hashlib.sha256(np.ascontiguousarray(train_blocks).tobytes()).hexdigest()[:16]
+    blocks_hash, val_hash = (hashlib.sha256(np.ascontiguousarray(b).tobytes()).hexdigest()[:16]
+                             for b in (train_blocks, val_blocks))
 
-    def key(with_blocks: bool) -> str:
-        return hashlib.sha256(json.dumps(
-            # (mode and lr_decay_per_layer: fields PretrainConfig had until 2026-11-26, kept so that
-            # runs started before then still resume)
-            {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"}, "mode": "pretrain",
-             "lr_decay_per_layer": 1.0, "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
-             # the tokens themselves: the same file, edited, is other text
-             **({"blocks": blocks_hash} if with_blocks else {}),
-             **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-    # a run's state saved before 2026-11-27 was keyed without the tokens' hash: still this run's
-    run_key, legacy_key = key(True), key(False)
+    run_key = hashlib.sha256(json.dumps(
+        {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"},
+         "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
+         # the tokens themselves: the same file, edited, is other text; and the validation blocks,
+         # which choose the checkpoint kept (a run saved before 2026-11-28 scored the held-out texts
+         # in file order: another run, not resumed with the new ones)
+         "blocks": blocks_hash, "validation_blocks": val_hash,
+         **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
     batch_size = fit_batch_size(cfg.batch_size, len(train_blocks), f"training blocks of {cfg.block_size} tokens",
                                 log, option=option_names.get("batch_size", "--batch-size"))
     if batch_size != cfg.batch_size:  # a state saved with the batch as asked is not resumed with another
         cfg, run_key = dataclasses.replace(cfg, batch_size=batch_size), f"{run_key}-batch{batch_size}"
-        legacy_key = f"{legacy_key}-batch{batch_size}"
 
     graphdef, params = nnx.split(model)
     opt_state, parallel, train_step = setup_training(
@@ -202,8 +199,7 @@ def pretrain(
         stop_after_step=stop_after_step, postfix=lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
         parallel=parallel, lr_option=option_names.get("lr", "--lr"), setting_names=option_names.get("settings"),
         settings={**{k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg), default=str)).items()
-                     if k != "parallel"}, TEXT_TOKENS: blocks_hash},
-        also_accept=(legacy_key,),
+                     if k != "parallel"}, TEXT_TOKENS: blocks_hash, VALIDATION_TOKENS: val_hash},
     )
     nnx.update(model, loop.best_params)
     if loop.steps_run:

@@ -135,13 +135,17 @@ def test_a_lecture_builds_without_the_kernels_transport_warning(tmp_path, capfd)
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "minitransfer-kernel-*"))) <= before
 
 
-def test_ctrl_c_stops_a_lecture_build_with_one_line(tmp_path):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_stops_a_lecture_build_and_its_kernel(tmp_path, signame):
     """nbclient, run in the main thread, took Ctrl-C and SIGTERM for its own:
     the build printed ZMQ, dead-kernel and assertion tracebacks (Ctrl-C) or
-    went on to the next lecture (SIGTERM)."""
+    went on to the next lecture (SIGTERM). Then SIGTERM ended the build at
+    once, leaving the kernel's socket folder behind."""
+    import glob
     import signal
     import subprocess
     import sys
+    import tempfile
     import time
 
     marker = tmp_path / "cell-started"
@@ -151,6 +155,7 @@ def test_ctrl_c_stops_a_lecture_build_with_one_line(tmp_path):
     script = ("import sys\nfrom pathlib import Path\nfrom minitransfer.book import build_lecture\n"
               f"try:\n    build_lecture(Path({str(lecture)!r}), Path({str(tmp_path / 'site')!r}), fast=True)\n"
               "except KeyboardInterrupt:\n    print('interrupted', file=sys.stderr)\n    sys.exit(130)\n")
+    sockets_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "minitransfer-kernel-*")))
     p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
     deadline = time.monotonic() + 120
@@ -158,9 +163,14 @@ def test_ctrl_c_stops_a_lecture_build_with_one_line(tmp_path):
         time.sleep(0.2)
     assert marker.exists(), p.communicate()
     kernel = int(marker.read_text())
-    os.killpg(p.pid, signal.SIGINT)  # the build's process group, as a terminal's Ctrl-C (the kernel has its own)
+    # the build's process group, as a terminal's Ctrl-C or a `kill` of the job (the kernel has its own)
+    os.killpg(p.pid, getattr(signal, signame))
     out, err = p.communicate(timeout=60)
-    assert p.returncode == 130 and err.strip() == "interrupted", err
+    if signame == "SIGINT":
+        assert p.returncode == 130 and err.strip() == "interrupted", err
+    else:
+        assert p.returncode == 143 and err.strip() == "", err
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "minitransfer-kernel-*"))) <= sockets_before
     for _ in range(50):  # the kernel is gone too (killed, not left to notice its parent's exit)
         try:
             os.kill(kernel, 0)

@@ -185,6 +185,19 @@ def test_pretraining_blocks(tmp_path, gpt2_tokenizer):
     assert load_texts(f"txt:{txt}") == ["First paragraph here.", "Second one.", "Third."]
 
 
+def test_validation_blocks_sample_the_held_out_texts_not_their_file_order(gpt2_tokenizer):
+    # a corpus grouped by label (the tweets file is): the first validation blocks, which pretraining
+    # scores, once all came from the first group's held-out texts
+    texts = [f"one two three {i}" for i in range(200)] + [f"red green blue {i}" for i in range(200)]
+    blocks = pack_blocks(texts, gpt2_tokenizer, block_size=8, val_fraction=0.2, seed=0)
+    first = gpt2_tokenizer.decode(blocks.validation[:8].reshape(-1))
+    assert "one two" in first and "red green" in first, first
+    # the training blocks stay in file order: the same blocks as packing the kept texts as they come
+    held = set(np.random.default_rng(0).permutation(len(texts))[:80].tolist())
+    kept = pack_blocks([t for i, t in enumerate(texts) if i not in held], gpt2_tokenizer, 8, val_fraction=0)
+    assert (blocks.train == kept.train).all()
+
+
 def test_tfds_through_mock_data():
     import tensorflow_datasets as tfds
 

@@ -285,6 +285,27 @@ def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretraine
     assert any(m.startswith("note: the adaptation's batch size 1000000000 is more than") for m in said), said
 
 
+def test_pretraining_resumes_only_with_the_same_validation_blocks(pretrained_dir, keyword_data, tmp_path):
+    # the validation blocks choose the checkpoint kept: a state scored on other blocks is another run
+    import dataclasses
+
+    from minitransfer.encoding import pack_blocks
+    from minitransfer.pretrain import PretrainConfig, pretrain
+
+    tok = mt.load_tokenizer(pretrained_dir)
+    blocks = pack_blocks(keyword_data.train.texts, tok, block_size=16, val_fraction=0.2, seed=0)
+    assert len(blocks.validation) > 1
+    lm = mt.GPT2.language_model(mt.load_pretrained(pretrained_dir).config, seed=0)
+    cfg = PretrainConfig(steps=4, batch_size=4, block_size=16, eval_every=2)
+    pretrain(lm, blocks, tok, cfg, tmp_path / "p", progress=False, log=lambda m: None, stop_after_step=2)
+    other = dataclasses.replace(blocks, validation=blocks.validation[::-1].copy())
+    with pytest.raises(TrainingError, match=r"other settings \(the validation blocks \(a hash of their tokens\)"):
+        pretrain(lm, other, tok, cfg, tmp_path / "p", progress=False, log=lambda m: None)
+    said = []
+    r = pretrain(lm, blocks, tok, cfg, tmp_path / "p", progress=False, log=said.append)
+    assert any("resuming at step 2 of 4" in m for m in said) and r.steps == 4
+
+
 def test_finetune_names_the_options_its_task_and_mode_do_not_read():
     from minitransfer.cli import build_parser
     from minitransfer.training_commands import ignored_finetune_options

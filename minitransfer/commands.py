@@ -37,15 +37,10 @@ def cmd_convert(args) -> int:
             tokenizer = load_tokenizer(args.source)
         except Exception as e:  # a checkpoint without tokenizer still converts
             print(f"note: no tokenizer saved ({e})", file=sys.stderr)
-    def stamps() -> dict:
-        folder = Path(args.out)
-        return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.iterdir()} if folder.is_dir() else {}
-
-    before = stamps()
-    out = save_pretrained(model, args.out, tokenizer=tokenizer)
-    after = stamps()
-    written = sorted(name for name, stamp in after.items() if before.get(name) != stamp)
-    others = sorted(name for name in after if name not in written)  # there before, untouched: not the checkpoint's
+    files: list[str] = []
+    out = save_pretrained(model, args.out, tokenizer=tokenizer, files=files)
+    written = sorted(set(files))
+    others = sorted(p.name for p in out.iterdir() if p.name not in written)  # there before: not the checkpoint's
     c = model.config
     print(
         f"converted {args.source} -> {out}\n"

@@ -372,7 +372,8 @@ def backbone_tensors(backbone: GPT2Backbone, prefix: str = "transformer.") -> di
 
 
 def save_pretrained(
-    model: GPT2, directory: str | os.PathLike, tokenizer: Any = None, extra: dict | None = None
+    model: GPT2, directory: str | os.PathLike, tokenizer: Any = None, extra: dict | None = None,
+    files: list[str] | None = None,
 ) -> Path:
     """Write ``config.json`` + ``model.safetensors`` (+ tokenizer files) in the
     layout ``transformers.GPT2LMHeadModel.from_pretrained`` reads.
@@ -380,7 +381,8 @@ def save_pretrained(
     A classification head is stored beside the backbone as ``head.score.*``
     tensors, described (labels, pooling, dropout, and ``extra``) in the
     ``minitransfer`` section of config.json. transformers ignores both, so the
-    backbone of a fine-tuned model still loads there.
+    backbone of a fine-tuned model still loads there. ``files``, where given,
+    gets the names of the files written appended to it.
     """
     from safetensors.numpy import save_file
 
@@ -414,7 +416,9 @@ def save_pretrained(
         before = tokenizer.model_max_length
         tokenizer.model_max_length = model.config.n_positions
         try:
-            tokenizer.save_pretrained(str(directory))
+            tokenizer_files = tokenizer.save_pretrained(str(directory))
         finally:
             tokenizer.model_max_length = before
+    if files is not None:
+        files += ["config.json", SAFETENSORS, *(Path(f).name for f in (tokenizer_files if tokenizer is not None else ()))]
     return directory

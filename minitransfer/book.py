@@ -91,12 +91,17 @@ def _execute_interruptibly(client) -> None:
     import threading
 
     failed: list[BaseException] = []
+    # (an Event, not the thread's is_alive(): a join() cut short by Ctrl-C leaves Python 3.11's Thread
+    # marked as stopped while it still runs)
+    done = threading.Event()
 
     def work():
         try:
             client.execute()
         except BaseException as e:  # handed to the main thread, which raises it there
             failed.append(e)
+        finally:
+            done.set()
 
     def on_sigterm(signum, frame):
         raise SystemExit(128 + signum)  # as a shell reports it; unlike the default, the finally blocks run
@@ -107,16 +112,23 @@ def _execute_interruptibly(client) -> None:
     worker = threading.Thread(target=work, name="lecture-kernel", daemon=True)
     worker.start()
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        while not done.wait(0.2):
+            pass
     except (KeyboardInterrupt, SystemExit):
-        process = getattr(getattr(client.km, "provisioner", None), "process", None)
+        # a kernel still starting is waited for (up to 10 s), so that it is killed as soon as it is
+        # there rather than left to run the lecture's cells until the worker gives up
+        deadline = time.monotonic() + 10
+        while True:
+            process = getattr(getattr(client.km, "provisioner", None), "process", None)
+            if process is not None or done.is_set() or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         if process is not None:  # the kernel runs in a session of its own: its whole group goes
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except (OSError, AttributeError):  # (no process groups on Windows)
                 process.kill()
-        worker.join(10)
+        done.wait(10)
         raise
     finally:  # nbclient's clean-up at exit, for a kernel that is gone by then (it printed a traceback)
         import atexit

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 
 import pytest
 
@@ -179,3 +180,37 @@ def test_ctrl_c_or_sigterm_stops_a_lecture_build_and_its_kernel(tmp_path, signam
         time.sleep(0.1)
     else:
         raise AssertionError(f"the lecture's kernel (pid {kernel}) outlived the build")
+
+
+def test_ctrl_c_while_the_kernel_starts_kills_it_once_it_is_there():
+    """A Ctrl-C before the kernel's process existed killed nothing, and the
+    kernel, once up, ran the lecture's cells; Python 3.11 also took the worker
+    for finished once a join() had been cut short, so nothing waited for it."""
+    import _thread
+    import subprocess
+    import threading
+    import types
+
+    from minitransfer.book import _execute_interruptibly
+
+    kernel = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    km = types.SimpleNamespace(provisioner=types.SimpleNamespace(process=None))
+
+    def execute():  # the kernel "starts" 0.5 s in, after the Ctrl-C, and runs until it is killed
+        time.sleep(0.5)
+        km.provisioner.process = kernel
+        while kernel.poll() is None:
+            time.sleep(0.05)
+        raise RuntimeError("kernel died")
+
+    client = types.SimpleNamespace(km=km, execute=execute, _cleanup_kernel=lambda: None)
+    threading.Timer(0.1, _thread.interrupt_main).start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _execute_interruptibly(client)
+        while kernel.returncode is None and time.monotonic() - t0 < 5:  # (set by execute's poll: one waiter)
+            time.sleep(0.05)
+        assert kernel.returncode is not None and time.monotonic() - t0 < 5
+    finally:
+        kernel.kill()

@@ -106,15 +106,18 @@ def _execute_interruptibly(client) -> None:
     def on_sigterm(signum, frame):
         raise SystemExit(128 + signum)  # as a shell reports it; unlike the default, the finally blocks run
 
-    previous = None  # (only where signals arrive, and not over a handler someone else installed)
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
     worker = threading.Thread(target=work, name="lecture-kernel", daemon=True)
-    worker.start()
+    previous = None  # (only where signals arrive, and not over a handler someone else installed)
     try:
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            previous = signal.signal(signal.SIGTERM, on_sigterm)
+        worker.start()
         while not done.wait(0.2):
             pass
     except (KeyboardInterrupt, SystemExit):
+        if worker.ident is None:  # interrupted before the worker ran: there is no kernel to stop
+            raise
         # a kernel still starting is waited for (up to 10 s), so that it is killed as soon as it is
         # there rather than left to run the lecture's cells until the worker gives up
         deadline = time.monotonic() + 10

@@ -419,6 +419,7 @@ def save_pretrained(
             tokenizer_files = tokenizer.save_pretrained(str(directory))
         finally:
             tokenizer.model_max_length = before
-    if files is not None:
-        files += ["config.json", SAFETENSORS, *(Path(f).name for f in (tokenizer_files if tokenizer is not None else ()))]
+    if files is not None:  # (transformers lists added_tokens.json among its files even where it wrote none)
+        files += ["config.json", SAFETENSORS, *(Path(f).name for f in (tokenizer_files if tokenizer is not None else ())
+                                                 if Path(f).is_file())]
     return directory

@@ -139,6 +139,10 @@ def train_loop(
                 names = setting_names or {}
                 differ = [f"{names.get(k, k)}: {there[k]!r} there, {v!r} now" for k, v in (settings or {}).items()
                           if k in there and there[k] != v and names.get(k, k) is not None]
+                # a setting this minitransfer records and that run did not: an older minitransfer saved it
+                differ += [f"{names.get(k, k)}: not recorded there (saved by an older minitransfer, which "
+                           f"keyed its runs otherwise)" for k in (settings or {})
+                           if there and k not in there and names.get(k, k) is not None]
                 raise TrainingError(
                     f"{out} holds a run with other " + (
                         f"settings ({'; '.join(differ)})" if differ else OTHER_RUN)

@@ -117,37 +117,46 @@ def test_a_lecture_whose_process_dies_names_the_cell_and_how_to_see_why(tmp_path
     assert f"MINITRANSFER_FAST=1 python -X faulthandler {lecture}" in message
 
 
-def test_a_lecture_builds_without_the_kernels_transport_warning(tmp_path, capfd):
+@pytest.fixture
+def private_tmp():
+    """A temporary folder of a test's own, with a short path (a Unix socket's path holds at most 107
+    bytes): kernel socket folders made there are this test's, not those of a lecture built beside it."""
+    import tempfile
+    from pathlib import Path
+
+    tmp = Path(tempfile.mkdtemp(prefix="mtk-"))
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_lecture_builds_without_the_kernels_transport_warning(tmp_path, capfd, monkeypatch, private_tmp):
     """Over TCP every kernel warned that its traffic is unencrypted, once per
     lecture; the book talks to its kernels over Unix sockets where there are
     such, in a private folder that goes with the kernel."""
-    import glob
     import tempfile
 
     from minitransfer.book import build_lecture
 
     lecture = tmp_path / "09_tiny.py"
     lecture.write_text("# %% [markdown]\n# # Lecture 9: tiny\n\n# %%\nprint('hello from the kernel')\n")
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "minitransfer-kernel-*")))
+    tmp = private_tmp
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     build_lecture(lecture, tmp_path / "site", fast=True, timeout=120)
     assert "hello from the kernel" in (tmp_path / "site" / "09_tiny.html").read_text()
     err = capfd.readouterr().err
     assert "without encryption" not in err and "WARNING" not in err, err
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "minitransfer-kernel-*"))) <= before
+    assert not list(tmp.glob("minitransfer-kernel-*"))
 
 
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
-def test_ctrl_c_or_sigterm_stops_a_lecture_build_and_its_kernel(tmp_path, signame):
+def test_ctrl_c_or_sigterm_stops_a_lecture_build_and_its_kernel(tmp_path, signame, private_tmp):
     """nbclient, run in the main thread, took Ctrl-C and SIGTERM for its own:
     the build printed ZMQ, dead-kernel and assertion tracebacks (Ctrl-C) or
     went on to the next lecture (SIGTERM). Then SIGTERM ended the build at
     once, leaving the kernel's socket folder behind."""
-    import glob
     import signal
     import subprocess
     import sys
-    import tempfile
-    import time
 
     marker = tmp_path / "cell-started"
     lecture = tmp_path / "09_slow.py"
@@ -156,9 +165,9 @@ def test_ctrl_c_or_sigterm_stops_a_lecture_build_and_its_kernel(tmp_path, signam
     script = ("import sys\nfrom pathlib import Path\nfrom minitransfer.book import build_lecture\n"
               f"try:\n    build_lecture(Path({str(lecture)!r}), Path({str(tmp_path / 'site')!r}), fast=True)\n"
               "except KeyboardInterrupt:\n    print('interrupted', file=sys.stderr)\n    sys.exit(130)\n")
-    sockets_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "minitransfer-kernel-*")))
+    tmp = private_tmp
     p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
+                         start_new_session=True, env={**os.environ, "TMPDIR": str(tmp)})
     deadline = time.monotonic() + 120
     while not marker.exists() and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.2)
@@ -171,7 +180,7 @@ def test_ctrl_c_or_sigterm_stops_a_lecture_build_and_its_kernel(tmp_path, signam
         assert p.returncode == 130 and err.strip() == "interrupted", err
     else:
         assert p.returncode == 143 and err.strip() == "", err
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "minitransfer-kernel-*"))) <= sockets_before
+    assert not list(tmp.glob("minitransfer-kernel-*"))  # the socket folder went with the kernel
     for _ in range(50):  # the kernel is gone too (killed, not left to notice its parent's exit)
         try:
             os.kill(kernel, 0)
@@ -188,7 +197,6 @@ def test_ctrl_c_while_the_kernel_starts_kills_it_once_it_is_there():
     for finished once a join() had been cut short, so nothing waited for it."""
     import _thread
     import subprocess
-    import threading
     import types
 
     from minitransfer.book import _execute_interruptibly
@@ -196,7 +204,8 @@ def test_ctrl_c_while_the_kernel_starts_kills_it_once_it_is_there():
     kernel = subprocess.Popen(["sleep", "60"], start_new_session=True)
     km = types.SimpleNamespace(provisioner=types.SimpleNamespace(process=None))
 
-    def execute():  # the kernel "starts" 0.5 s in, after the Ctrl-C, and runs until it is killed
+    def execute():  # Ctrl-C; the kernel "starts" 0.5 s later and runs until it is killed
+        _thread.interrupt_main()
         time.sleep(0.5)
         km.provisioner.process = kernel
         while kernel.poll() is None:
@@ -204,7 +213,6 @@ def test_ctrl_c_while_the_kernel_starts_kills_it_once_it_is_there():
         raise RuntimeError("kernel died")
 
     client = types.SimpleNamespace(km=km, execute=execute, _cleanup_kernel=lambda: None)
-    threading.Timer(0.1, _thread.interrupt_main).start()
     t0 = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt):

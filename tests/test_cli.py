@@ -352,7 +352,15 @@ def test_convert_lists_the_files_it_wrote_not_what_was_there(tmp_path, capsys):
     files = next(line for line in out.splitlines() if line.strip().startswith("files:"))
     assert files.strip().startswith("files: config.json, model.safetensors, tokenizer.json")
     assert files.endswith("(also in that folder, not written now: notes.txt)")
-    # converted again into the same folder: the same files are named as written (by save_pretrained's own list)
+    # converted again into the same folder: the same files are named as written (by save_pretrained's own
+    # list, not by timestamps, which a coarse filesystem leaves unchanged)
     assert main(["convert", str(REPO / "checkpoints" / "minigpt2-imdb"), "--out", str(tmp_path / "c")]) == 0
     again = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("files:"))
     assert again == files
+    import minitransfer as mt
+    from minitransfer.convert import save_pretrained
+
+    written = []
+    save_pretrained(mt.load_pretrained(REPO / "checkpoints" / "minigpt2-imdb"), tmp_path / "d",
+                    mt.load_tokenizer(REPO / "checkpoints" / "minigpt2-imdb"), files=written)
+    assert sorted(written) == sorted(p.name for p in (tmp_path / "d").iterdir())

@@ -304,6 +304,15 @@ def test_pretraining_resumes_only_with_the_same_validation_blocks(pretrained_dir
     said = []
     r = pretrain(lm, blocks, tok, cfg, tmp_path / "p", progress=False, log=said.append)
     assert any("resuming at step 2 of 4" in m for m in said) and r.steps == 4
+    # a state an older minitransfer saved (another key, no validation hash among its settings) says so
+    state = tmp_path / "p" / "state" / "state.json"
+    st = json.loads(state.read_text())
+    st["run_key"] = "older"
+    st["settings"].pop("the validation blocks (a hash of their tokens)")
+    state.write_text(json.dumps(st))
+    with pytest.raises(TrainingError, match=r"the validation blocks \(a hash of their tokens\): not recorded there "
+                                            r"\(saved by an older minitransfer"):
+        pretrain(lm, blocks, tok, cfg, tmp_path / "p", progress=False, log=lambda m: None)
 
 
 def test_finetune_names_the_options_its_task_and_mode_do_not_read():

@@ -243,7 +243,8 @@ def cmd_pretrain(args) -> int:
         (out / "tokenizer_trained_for.json").write_text(json.dumps(trained_for, indent=2) + "\n")
     print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
           f"validation blocks of {args.block_size + 1}"
-          + (f" (the first {cfg.val_blocks:,} are scored at each evaluation)" if len(blocks.validation) > cfg.val_blocks
+          + (f" (the first {cfg.val_blocks:,}, from held-out texts in a seeded random order, are scored at each "
+             f"evaluation)" if len(blocks.validation) > cfg.val_blocks
              else "") + f"; {blocks.n_dropped_tokens:,} tail tokens dropped; "
           f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs")
     model = GPT2.language_model(config, seed=args.seed) if init is None else init

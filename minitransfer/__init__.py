@@ -18,6 +18,7 @@ _WHERE = {
     "GPT2Backbone": "minitransfer.model",
     "GPT2Config": "minitransfer.model",
     "named_config": "minitransfer.model",
+    "shipped_checkpoint": "minitransfer.assets",
 }
 __all__ = sorted(_WHERE)
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -408,12 +409,41 @@ def main(argv: list[str] | None = None) -> int:
         # OSError: FileNotFoundError, PermissionError, a full disk...: its message names the path
         print(f"minitransfer {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # the device's memory ran out: which options size it, not 25 lines of XLA
+        said = out_of_memory_text(e, args)
+        if said is None:
+            raise
+        print(f"minitransfer {args.command}: error: {said}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C: a line that says what survives, not a traceback
         from minitransfer import interrupt
 
         interrupt.clear()  # acted on
         print(f"\nminitransfer {args.command}: interrupted" + RESUMES.get(args.command, ""), file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
+
+
+# the options that size what a command holds in memory at once
+MEMORY_OPTIONS = ("batch_size", "eval_batch_size", "max_len", "block_size", "num_samples", "max_new_tokens")
+
+
+def out_of_memory_text(e: BaseException, args) -> str | None:
+    """For JAX's out-of-memory error (RESOURCE_EXHAUSTED): a message naming
+    the device, what was asked for, and the options that size it; None for
+    any other error."""
+    if type(e).__name__ not in ("JaxRuntimeError", "XlaRuntimeError") or "RESOURCE_EXHAUSTED" not in str(e):
+        return None
+    import jax
+
+    d = jax.devices()[0]
+    asked = re.search(r"allocating (\d+) bytes", str(e))
+    options = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in MEMORY_OPTIONS
+               if getattr(args, k, None) is not None]
+    return (f"out of memory on the {d.platform} device ({d.device_kind})"
+            + (f": one buffer of {int(asked[1]) / 1e9:.1f} GB was asked for" if asked else "")
+            + (f"; lower {' or '.join(options)}" if options else "; give it smaller inputs")
+            + ("; --dtype bfloat16 halves the activations" if getattr(args, "dtype", None) == "float32" else "")
+            + f" (XLA said: {str(e).splitlines()[0][:200]})")
 
 
 SEED_MAX = 2**31 - 1  # a seed becomes a JAX key (32 bits; larger ones collide) and numpy's generator

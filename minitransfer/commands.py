@@ -21,6 +21,7 @@ from minitransfer.assets import shipped_checkpoint
 
 def cmd_convert(args) -> int:
     from minitransfer.convert import load_pretrained, save_pretrained
+    from minitransfer.outdir import check_out_folder
     from minitransfer.tokenizer import load_tokenizer
     from minitransfer.model import num_params
 
@@ -28,6 +29,7 @@ def cmd_convert(args) -> int:
     if Path(args.source).exists() and Path(args.out).resolve() == Path(args.source).resolve():
         raise ValueError(f"--out {args.out} is the checkpoint being converted; writing there would replace its "
                          f"files (and drop what minitransfer does not carry over); choose another folder")
+    check_out_folder(args.out, "convert")
     model = load_pretrained(args.source, allow_pickle=args.allow_pickle)
     tokenizer = None
     if args.tokenizer:

@@ -27,6 +27,7 @@ import numpy as np
 
 from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.modes import get_mode
+from minitransfer.outdir import check_out_folder
 from minitransfer.steps import compile_meter
 from minitransfer.train import DATA_ROWS, TrainConfig, build_classifier, data_fingerprint, finetune
 
@@ -113,6 +114,9 @@ GRID_ONLY = ("budgets", "modes", "seeds", "first_seed", "curve_budget", "paralle
 COMPARE_SETTING_NAMES = {"steps": "--steps", "max_len": "--max-len", "batch_size": "--batch-size",
                          "pooling": "--pooling", "dtype": "--dtype", "adapt.steps": "--adapt-steps",
                          "split_seed": "--split-seed",
+                         "val_examples": "validation examples per run (200 with --quick, 400 without)",
+                         **{k: f"CompareConfig.{k} (no option sets it)"
+                            for k in ("epochs", "max_steps", "min_steps", "frozen_min_steps", "evals_per_run")},
                          "adapt.eval_every": None, "adapt.parallel": None, "adapt.dtype": None}
 
 
@@ -134,6 +138,8 @@ def check_same_compare(out: Path, record: dict) -> None:
     differ = []
     for k, v in record["config"].items():
         if k in GRID_ONLY or k not in there:  # (a setting the older record predates)
+            continue
+        if k == "adapt" and "adapt" not in record["config"]["modes"]:  # the adaptation: no run of this call's
             continue
         old = there[k]
         if isinstance(v, dict) and isinstance(old, dict):
@@ -184,6 +190,7 @@ def compare(
     from tqdm.auto import tqdm
 
     out = Path(out)
+    check_out_folder(out, "compare")
     for m in cc.modes:
         get_mode(m)
     grid = [(b, m, s) for b in cc.budgets for s in seed_ids(cc) for m in cc.modes]
@@ -276,8 +283,6 @@ def compare(
                             "perplexity_before": adapted.perplexity_before,
                             "perplexity_after": adapted.perplexity_after, "texts": adapted.n_texts,
                             "tokens": adapted.n_tokens, "config": dataclasses.asdict(cc.adapt)}
-    if any(truncated.values()):
-        log(f"note: {truncation_text(summary)}")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(summary_markdown(summary))
     plot_curves(rows, cc, out / "curves.png", data.spec)
@@ -543,7 +548,9 @@ def summary_markdown(s: dict) -> str:
     if s.get("compile"):
         lines[-1] += (f" Compiling (tracing, lowering and XLA's compiler), across the adaptation and the runs "
                       f"and counted inside their times, took {s['compile']['seconds']:.1f} s for "
-                      f"{s['compile']['programs']} programs")
+                      f"{s['compile']['programs']} programs"
+                      # the runs read back compiled in their own call: what this one compiled is another count
+                      + (" in this call (the runs read back compiled in theirs)" if s.get("runs_read_back") else ""))
         hits = s["compile"].get("from_disk_cache", 0)
         lines[-1] += f", {hits} of them read from JAX's compilation cache." if hits else "."
     if s.get("frozen_features", {}).get("texts"):

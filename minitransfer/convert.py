@@ -231,11 +231,15 @@ def _download_from_hub(repo_id: str, allow_pickle: bool = False) -> Path:
             f"{repo_id!r} is neither a local directory nor a model on the Hugging Face hub"
         ) from None
     except Exception as e:
+        from minitransfer.assets import shipped_checkpoint
+
+        shipped = shipped_checkpoint()  # by its absolute path: a relative one is what just failed
         raise CheckpointError(
             f"{repo_id!r} is not a local directory, so minitransfer tried to download it from "
             f"the Hugging Face hub, which is unreachable ({type(e).__name__}). Without network, "
-            f"pass a local checkpoint directory instead (config.json + model.safetensors), "
-            f"e.g. checkpoints/minigpt2-imdb or one written by `minitransfer convert`."
+            f"pass a local checkpoint directory instead (config.json + model.safetensors; a relative path is "
+            f"read from the current folder, {Path.cwd()}), e.g. "
+            + (f"the shipped {shipped} or " if shipped else "") + "one written by `minitransfer convert`."
         ) from None
 
 

@@ -124,11 +124,13 @@ def cmd_pretrain(args) -> int:
     from minitransfer.model import GPT2, GPT2Config, NAMED_CONFIGS, num_params
     from minitransfer.tokenizer import train_tokenizer
     from minitransfer.pretrain import PretrainConfig, pretrain, pretrain_card, text_perplexity, write_model_card
+    from minitransfer.outdir import check_out_folder
     from minitransfer.steps import weights_fingerprint
 
     command = "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command_line is None \
         else args.command_line
     out = Path(args.out)
+    check_out_folder(out, "pretrain")  # before the minutes of tokenizer training and pretraining
     if args.init_from and (args.tokenizer != "train:8192" or args.config or any(
             getattr(args, k) is not None for k in ("n_layer", "n_head", "n_embd", "n_positions"))):
         raise ValueError("--init-from takes the shape and tokenizer of its checkpoint; drop --tokenizer, "
@@ -284,8 +286,10 @@ def cmd_compare(args) -> int:
     from minitransfer.convert import load_pretrained
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.data import load_dataset
+    from minitransfer.outdir import check_out_folder
 
     source = model_or_default(args)
+    check_out_folder(args.out, "compare")  # before the model, the data and the adaptation load
     if args.quick:
         cc = CompareConfig(budgets=[100, 300], seeds=2, steps=20, val_examples=200, evals_per_run=4,
                            adapt=AdaptConfig(steps=30, eval_every=15))

@@ -8,6 +8,7 @@ import signal
 import sys
 
 import numpy as np
+import pytest
 
 from minitransfer.cli import main
 from tests.conftest import REPO, hf_logits, make_hf_gpt2
@@ -61,6 +62,31 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert main(["next-word", "--model", str(tmp_path / "missing"), "--prompt", "x"]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "no such checkpoint directory" in err
+
+
+def test_running_out_of_device_memory_is_one_line_naming_the_options(tmp_path, capsys, monkeypatch):
+    # `finetune --batch-size 20000` printed 25 lines of XLA ending in RESOURCE_EXHAUSTED
+    import jax
+
+    import minitransfer.cli as cli
+
+    def oom(args):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 88180902400 bytes.\nmore")
+
+    monkeypatch.setattr(cli, "cmd_finetune", oom)
+    assert main(["finetune", "--batch-size", "20000", "--max-len", "64", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("minitransfer finetune: error: out of memory on the cpu device")
+    assert "one buffer of 88.2 GB was asked for; lower --batch-size 20000 or " in err and "--max-len 64" in err
+    assert "--dtype bfloat16 halves the activations" in err
+
+    def other(args):
+        raise RuntimeError("not about memory")
+
+    monkeypatch.setattr(cli, "cmd_finetune", other)
+    with pytest.raises(RuntimeError, match="not about memory"):  # any other error keeps its traceback
+        main(["finetune", "--out", str(tmp_path / "o")])
 
 
 def test_sampling_and_run_counts_out_of_range_are_one_clear_line(tmp_path, gpt2_tokenizer, capsys):
@@ -286,6 +312,37 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
     assert main(["finetune", "--mode", "adapt", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "mine")]) == 2
     assert "holds files that are not a training run's (notes.txt)" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    # pretrain, compare and convert refuse another command's run, or a checkpoint they did not write,
+    # before any work (they once wrote among a finetune's files, or over a converted model)
+    ft = tmp_path / "ft"
+    (ft / "best").mkdir(parents=True)
+    (ft / "result.json").write_text("{}")
+    (ft / "metrics.jsonl").write_text("")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    (ckpt / "model.safetensors").write_text("")
+    pre = tmp_path / "pre"
+    (pre / "state").mkdir(parents=True)
+    (pre / "pretrain.json").write_text("{}")
+    for argv, says in (
+        (["pretrain", "--data", "tweets", "--config", "tiny", "--out", str(ft)],
+         "holds a `minitransfer finetune` run (result.json, best); `minitransfer pretrain` would write among"),
+        (["pretrain", "--data", "tweets", "--config", "tiny", "--out", str(ckpt)],
+         "holds a saved model (config.json, model.safetensors) that no `minitransfer pretrain` run wrote; "
+         "pretraining would write over it"),
+        (["compare", "--quick", "--out", str(pre)], "holds a `minitransfer pretrain` run (pretrain.json)"),
+        (["pretrain", "--data", "tweets", "--config", "tiny", "--out", str(REPO / "checkpoints" / "minigpt2-imdb")],
+         "holds a finished pretraining run without its resumable state"),
+        (["compare", "--quick", "--out", str(ckpt)], "compare would write among its files"),
+        (["convert", str(ckpt), "--out", str(pre)], "holds a `minitransfer pretrain` run (pretrain.json)"),
+        (["convert", str(ckpt), "--out", str(ft)], "holds a `minitransfer finetune` run"),
+    ):
+        before = {p: sorted(q.name for q in p.iterdir()) for p in (ft, ckpt, pre)}
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert says in err and "choose an empty or new folder" in err, (argv, err)
+        assert before == {p: sorted(q.name for q in p.iterdir()) for p in (ft, ckpt, pre)}
     # compare's default --out (runs/compare-quick with --quick) is checked the same way
     import os as _os
 

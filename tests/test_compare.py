@@ -44,16 +44,19 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
             "--modes", "scratch,probe,full",  # mode adapt: tests/test_transfer.py
             "--no-progress"]
     assert main(args) == 0
+    printed = capsys.readouterr().out
     # the time outside the runs, in parts (a GPU's compare spent a third of its 55 s there)
     outside = re.search(r"Outside the runs: (?:starting Python and its imports ([\d.]+) s, )?loading the model "
                         r"\(JAX starts its device here\) ([\d.]+) s, the data ([\d.]+) s, writing the results "
-                        r"and figures ([\d.]+) s(?:; (\d+) s for the whole command)?\.", capsys.readouterr().out)
+                        r"and figures ([\d.]+) s(?:; (\d+) s for the whole command)?\.", printed)
     assert outside, "no 'Outside the runs' line"
     assert float(outside[2]) > 0 and float(outside[4]) > 0
     if sys.platform == "linux":  # the process's age comes from /proc: this test's process started minutes ago at most
         assert 0 < float(outside[1]) < 3600 and float(outside[1]) <= int(outside[5]) + 1
     for f in ("results.csv", "summary.json", "summary.md", "curves.png", "budget.png"):
         assert (out / f).exists() and (out / f).stat().st_size > 0, f
+    # the truncation, said once: in the summary the command prints (it was also logged before it)
+    assert printed.count("tokens were cut to it") == 1 and "tokens were cut to it" in (out / "summary.md").read_text()
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert list(rows[0].keys()) == RESULT_COLUMNS
     test_rows = {(r["budget"], r["mode"], r["seed"]) for r in rows if r["split"] == "test"}
@@ -93,6 +96,7 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
         in capsys.readouterr().out
     assert "in all (12 of the 12 runs finished in an earlier call, and their times are from then)." in \
         (out / "summary.md").read_text()
+    assert " programs in this call (the runs read back compiled in theirs)" in (out / "summary.md").read_text()
     # other settings in the same --out: refused before any run, each difference named (a bigger grid is not
     # another setting: its new runs run, its old ones are read back)
     assert main([*args, "--steps", "5", "--max-len", "10"]) == 2
@@ -107,6 +111,15 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
         check_same_compare(out, changed)
     newer = {**record, "config": {**record["config"], "a_setting_added_later": 1}}  # the record predates it: fine
     check_same_compare(out, newer)
+    # a setting no option sets is named for what sets it (--quick), not by its field name
+    with pytest.raises(ValueError, match=r"validation examples per run \(200 with --quick, 400 without\): "
+                                         r"\d+ there, 123 now"):
+        check_same_compare(out, {**record, "config": {**record["config"], "val_examples": 123}})
+    # the adaptation's settings matter only to a call that runs mode adapt
+    other_adapt = {**record["config"]["adapt"], "steps": 999}
+    check_same_compare(out, {**record, "config": {**record["config"], "modes": ["scratch"], "adapt": other_adapt}})
+    with pytest.raises(ValueError, match=r"--adapt-steps: \d+ there, 999 now"):
+        check_same_compare(out, {**record, "config": {**record["config"], "modes": ["adapt"], "adapt": other_adapt}})
 
     # --keep-checkpoints: each run keeps its best checkpoint, written once, at its end
     kept = tmp_path / "kept"

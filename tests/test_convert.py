@@ -318,10 +318,18 @@ def test_missing_directory(tmp_path):
         mt.load_pretrained(tmp_path / "nope")
 
 
-def test_hub_id_without_network(monkeypatch):
+def test_hub_id_without_network(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match=r"'distilgpt2'.*hub.*unreachable.*local checkpoint directory"):
         mt.load_pretrained("distilgpt2")
+    # a relative path from another folder: the example is the shipped checkpoint's absolute path, not the
+    # relative one that just failed
+    from minitransfer.assets import shipped_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError) as e:
+        mt.load_pretrained("checkpoints/minigpt2-imdb")
+    assert f"read from the current folder, {tmp_path}), e.g. the shipped {shipped_checkpoint()} or" in str(e.value)
 
 
 def test_config_json_without_the_optional_numbers_takes_the_defaults():

@@ -148,13 +148,14 @@ def test_a_tokenizer_larger_than_the_vocabulary_is_refused(tmp_path, capsys):
 
 def test_the_readme_python_example_runs_as_printed(tmp_path, monkeypatch):
     """README's Python API example, run as a reader would paste it (from the
-    repository's root; its out/ goes to a temporary folder instead)."""
+    repository's root; its runs/api/ goes to a temporary folder instead)."""
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
     example = next(b for b in blocks if "mt.load_pretrained(src)" in b)
-    assert '"out/"' in example
+    assert '"runs/api/"' in example
     monkeypatch.chdir(REPO)
     scope: dict = {}
-    exec(compile(example.replace('"out/"', repr(str(tmp_path / "out"))), "README.md", "exec"), scope)
+    exec(compile(example.replace('"runs/api/"', repr(str(tmp_path / "out"))), "README.md", "exec"), scope)
     assert scope["logits"].shape == (1, len(scope["ids"][0]), scope["model"].config.vocab_size)
     assert (tmp_path / "out" / "model.safetensors").exists()
     assert scope["clf"].head.labels == ("negative", "positive")
+    assert scope["mt"].shipped_checkpoint() == CKPT  # the comment's way to it from any folder

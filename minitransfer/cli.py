@@ -373,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, so that its usage (its options) is what is shown
-        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)} (see minitransfer "
-                                     f"{args.command} --help)")
+        sub = parser.commands[args.command]
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}{option_guesses(sub, unknown)} (see minitransfer "
+                  f"{args.command} --help)")
     if getattr(args, "parallel", "none") != "none":
         from minitransfer.parallel import maybe_initialize_distributed
 
@@ -421,6 +422,21 @@ def main(argv: list[str] | None = None) -> int:
         interrupt.clear()  # acted on
         print(f"\nminitransfer {args.command}: interrupted" + RESUMES.get(args.command, ""), file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
+
+
+def option_guesses(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """'; did you mean --max-len?' for misspelt options (--max_len, --lables), or ''."""
+    import difflib
+
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    guesses = []
+    for word in unknown:
+        if word.startswith("--"):
+            name = word.split("=", 1)[0]
+            close = difflib.get_close_matches(name.replace("_", "-"), known, n=1, cutoff=0.75)
+            if close and close[0] not in guesses:
+                guesses.append(close[0])
+    return f"; did you mean {' / '.join(guesses)}?" if guesses else ""
 
 
 # the options that size what a command holds in memory at once

@@ -291,11 +291,18 @@ def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_label
     missing = [f for f in ([text_field, label_field] if need_labels else [text_field]) if f not in first]
     if missing:
         qa = {"question", "context"} <= set(first)
-        raise DataError(
-            f"{path}: no field {missing[0]!r}; the rows have fields {sorted(first)}. "
-            + ("They look like question answering data (question, context): `minitransfer finetune --task qa` "
-               "reads them." if qa else "Choose with --text-field/--label-field.")
-        )
+        # one field whose name holds another delimiter: a tab- or semicolon-separated file read as CSV
+        other = next((d for d in ("\t", ";", ",") if len(first) == 1 and d in next(iter(first))), None)
+        shown = {"\t": "tabs", ";": "semicolons", ",": "commas"}.get(other)
+        hint = ("They look like question answering data (question, context): `minitransfer finetune --task qa` "
+                "reads them." if qa else
+                f"The header row holds {shown}: the file is not separated the way its spec reads it"
+                + (" (tab-separated: give it as tsv:PATH)." if other == "\t" else
+                   " (minitransfer reads commas with csv: and tabs with tsv:)." if other == ";" else
+                   " (comma-separated: give it as csv:PATH).")
+                if other else "Choose with --text-field/--label-field (the first row is read as the header: the "
+                              "field names).")
+        raise DataError(f"{path}: no field {missing[0]!r}; the rows have fields {sorted(first)}. " + hint)
     texts, labels, empty = [], [], 0
     where = rows.where if isinstance(rows, Rows) else (lambda i: f"row {i + 1}")
     for i, row in enumerate(rows):
@@ -389,9 +396,14 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if _kind_of(p) and not p.exists():  # a file name the spec would take, were it there
         raise DataError(f"{spec}: no such file (a data spec may be a path to a .{_kind_of(p)} file, or "
                         f"'{_kind_of(p)}:PATH')")
+    in_folder = next((k for k in ("jsonl", "csv", "tsv") if p.is_dir() and _find_split_file(p, "train", k)), None)
+    guess = (f"{in_folder}:{spec}" if in_folder else  # a folder of train/test files
+             f"jsonl:{spec.split(':', 1)[1]}" if spec.startswith("json:") else
+             "tfds:imdb_reviews" if spec.lower() == "imdb" else None)
     raise DataError(
         f"data spec {spec!r} not understood; expected 'tweets', 'tfds:NAME[/CONFIG]', "
-        f"'jsonl:PATH', 'csv:PATH', 'tsv:PATH' or 'txt:PATH'"
+        f"'jsonl:PATH', 'csv:PATH', 'tsv:PATH' or 'txt:PATH' (for jsonl, csv and tsv, PATH may also be a folder "
+        f"of train and test files)" + (f"; did you mean {guess!r}?" if guess else "")
     )
 
 

@@ -121,6 +121,13 @@ def test_an_unknown_option_is_reported_with_its_commands_usage(capsys):
     err = capsys.readouterr().err
     assert "usage: minitransfer compare" in err and "--budgets" in err  # compare's options, not the top level's
     assert "unrecognized arguments: --labels 100 (see minitransfer compare --help)" in err
+    # a misspelt option: the one meant
+    for argv, meant in ((["finetune", "--out", "o", "--lables", "300"], "--labels"),
+                        (["finetune", "--out", "o", "--max_len", "64"], "--max-len"),
+                        (["compare", "--bugdets=100"], "--budgets")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert f"; did you mean {meant}? (see minitransfer" in capsys.readouterr().err, argv
 
 
 def test_data_command_reports_counts_and_truncation(tmp_path, capsys):
@@ -156,9 +163,24 @@ def test_a_tokenizer_option_that_cannot_load_is_named_before_the_data_loads(tmp_
         assert "--tokenizer takes a folder holding them, 'gpt2'" in err and "convert SOURCE" not in err
 
 
-def test_data_command_bad_spec(capsys):
+def test_data_command_bad_spec(capsys, tmp_path):
     assert main(["data", "nonsense:spec"]) == 2
     assert "not understood" in capsys.readouterr().err
+    # the likely meaning, where there is one
+    (tmp_path / "train.csv").write_text("text,label\nhi,a\n")
+    for spec, guess in ((str(tmp_path), f"csv:{tmp_path}"), ("json:x.json", "jsonl:x.json"), ("imdb", "tfds:imdb_reviews")):
+        assert main(["data", spec]) == 2
+        assert f"did you mean {guess!r}?" in capsys.readouterr().err, spec
+    # a file separated by tabs or semicolons, read as CSV: one field named by the whole header row
+    (tmp_path / "tabs.csv").write_text("text\tlabel\ngreat movie\tpos\n")
+    (tmp_path / "semi.csv").write_text("text;label\ngreat movie;pos\n")
+    (tmp_path / "nohead.csv").write_text("great movie,1\nbad,0\n")
+    for name, says in (("tabs.csv", "The header row holds tabs: the file is not separated the way its spec reads it "
+                                    "(tab-separated: give it as tsv:PATH)."),
+                       ("semi.csv", "The header row holds semicolons"),
+                       ("nohead.csv", "the first row is read as the header")):
+        assert main(["data", f"csv:{tmp_path / name}"]) == 2
+        assert says in capsys.readouterr().err, name
 
 
 def test_huge_pages_restart_env(monkeypatch):

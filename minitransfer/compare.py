@@ -599,6 +599,23 @@ def plot_curves(rows: list[dict], cc: CompareConfig, path: Path, spec: str):
     plt.close(fig)
 
 
+def accuracy_axis(means: list, baseline: float, bands: list) -> tuple[tuple[float, float], bool]:
+    """The accuracy axis's limits, and whether the intervals' bands are drawn:
+    the axis spans the means and the majority baseline (8 points beyond), and
+    grows to hold every band whole, unless a band would need more than 10
+    points past that span or past 0-100 (two seeds' t-intervals, for
+    instance, are 12.7 standard errors wide each way): then no band is drawn,
+    rather than bands that fill the panel or are cut off without a sign."""
+    lo, hi = max(0.0, min(means + [baseline]) - 8), min(100.0, max(means) + 8)
+    if not bands:
+        return (lo, hi), False
+    b_lo = min(float(np.min(low)) for low, _ in bands)
+    b_hi = max(float(np.max(high)) for _, high in bands)
+    if b_lo < max(0.0, lo - 10) or b_hi > min(100.0, hi + 10):
+        return (lo, hi), False
+    return (max(0.0, min(lo, b_lo - 1)), min(100.0, max(hi, b_hi + 1))), True
+
+
 def plot_budget(summary: dict, path: Path, spec: str):
     """Left: test accuracy vs labels (band: 95% interval of the mean over
     seeds). Right: the paired gains (``gain_pairs``: over scratch, and a
@@ -615,24 +632,28 @@ def plot_budget(summary: dict, path: Path, spec: str):
         gains = paired_gains(summary["table"], summary["modes"], summary["budgets"])
     with_gains = bool(gains)
     fig, axes = plt.subplots(1, 2 if with_gains else 1, figsize=(12.5 if with_gains else 7, 4.6), squeeze=False)
-    ax, banded, barred = axes[0, 0], False, False
+    ax, barred = axes[0, 0], False
+    means = [100 * summary["table"][m][b]["accuracy_mean"] for m in summary["modes"] for b in summary["budgets"]]
+    bands = {}  # mode -> (lo, hi) arrays, where every budget has an interval
     for mode in summary["modes"]:
         cells = [summary["table"][mode][b] for b in summary["budgets"]]
         x = np.array([c["n_train"] for c in cells])
-        m = np.array([100 * c["accuracy_mean"] for c in cells])
-        ax.plot(x, m, marker="o", label=mode, color=COLORS.get(mode))
-        banded = banded or all(c.get("accuracy_ci95") for c in cells)
+        ax.plot(x, [100 * c["accuracy_mean"] for c in cells], marker="o", label=mode, color=COLORS.get(mode))
         if all(c.get("accuracy_ci95") for c in cells):
-            lo = np.array([100 * c["accuracy_ci95"][0] for c in cells])
-            hi = np.array([100 * c["accuracy_ci95"][1] for c in cells])
+            bands[mode] = (x, *(np.array([100 * c["accuracy_ci95"][i] for c in cells]) for i in (0, 1)))
+    ylim, drawn = accuracy_axis(means, 100 * summary["majority_baseline"],
+                                [(lo, hi) for _, lo, hi in bands.values()])
+    for mode, (x, lo, hi) in bands.items():
+        if drawn:
             ax.fill_between(x, lo, hi, alpha=0.15, color=COLORS.get(mode))
     ax.axhline(100 * summary["majority_baseline"], ls="--", color="black", lw=0.8, label="majority class")
-    means = [100 * summary["table"][m][b]["accuracy_mean"] for m in summary["modes"] for b in summary["budgets"]]
-    ax.set_ylim(max(0, min(means + [100 * summary["majority_baseline"]]) - 8), min(100, max(means) + 8))
+    ax.set_ylim(*ylim)
     ax.set_ylabel("test accuracy (%)")
+    widest = max((float(np.max(hi - lo)) / 2 for _, lo, hi in bands.values()), default=0.0)
     ax.set_title(f"Test accuracy vs labels on {short_spec(spec)}\n" + (
-        f"(band: each mean's 95% interval over {summary['seeds']} seeds; overlap is not the test)" if banded else
-        f"(mean over {summary['seeds']} seed(s); no interval to draw)"))
+        f"(band: each mean's 95% interval over {summary['seeds']} seeds; overlap is not the test)" if drawn else
+        f"(mean over {summary['seeds']} seeds; 95% intervals up to ±{widest:.0f} points: too wide to draw)"
+        if bands else f"(mean over {summary['seeds']} seed(s); no interval to draw)"))
     if with_gains:
         g = axes[0, 1]
         ref = gains[0]["over"]  # the main reference (scratch); a stage's own gain (adapt over full) dashed

@@ -253,3 +253,17 @@ def test_committed_summary_is_its_record_in_words_and_one_seed_shows_no_spread()
     assert "53.2 ± 1.1" in summary_markdown(record)
     one = summary_markdown(dict(record, seeds=1)).split("\n\nGain over scratch")[0]
     assert "one seed, so no spread to show" in one and "±" not in one and "| 53.2 |" in one
+
+
+def test_bands_too_wide_for_the_accuracy_axis_are_not_drawn():
+    # --quick's 2 seeds: t-intervals of +-40 points filled the whole panel (and ran off it, unmarked)
+    from minitransfer.compare import accuracy_axis
+
+    means, baseline = [49.0, 55.0, 53.0], 42.9
+    (lo, hi), drawn = accuracy_axis(means, baseline, [(np.array([47.0, 52.0]), np.array([51.0, 58.0]))])
+    assert drawn and lo == baseline - 8 and hi == 55 + 8  # narrow bands: the axis as the means set it
+    (lo, hi), drawn = accuracy_axis(means, baseline, [(np.array([30.0]), np.array([60.0]))])
+    assert drawn and lo == 29.0 and hi == 63.0  # a band past the means' span: the axis grows to hold it whole
+    (lo, hi), drawn = accuracy_axis(means, baseline, [(np.array([-5.0]), np.array([95.0]))])
+    assert not drawn and (lo, hi) == (baseline - 8, 55 + 8)
+    assert accuracy_axis(means, baseline, []) == ((baseline - 8, 63.0), False)

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(under $XDG_CACHE_HOME where set), so that a later command with the same shapes does not compile them "
         "again; MINITRANSFER_COMPILATION_CACHE=DIR keeps them elsewhere, =0 not at all.",
     )
+    from minitransfer import __version__
+
+    parser.add_argument("--version", action="version", version=f"minitransfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parser.commands = sub.choices  # name -> the command's own parser (main() reports with it)
 

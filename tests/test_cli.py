@@ -443,3 +443,16 @@ def test_convert_lists_the_files_it_wrote_not_what_was_there(tmp_path, capsys):
     save_pretrained(mt.load_pretrained(REPO / "checkpoints" / "minigpt2-imdb"), tmp_path / "d",
                     mt.load_tokenizer(REPO / "checkpoints" / "minigpt2-imdb"), files=written)
     assert sorted(written) == sorted(p.name for p in (tmp_path / "d").iterdir())
+
+
+def test_version_and_python_dash_m(capsys):
+    import subprocess
+
+    import minitransfer
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"minitransfer {minitransfer.__version__}"
+    r = subprocess.run([sys.executable, "-m", "minitransfer", "--version"], capture_output=True, text=True,
+                       cwd=REPO, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == f"minitransfer {minitransfer.__version__}", r.stderr

@@ -253,6 +253,14 @@ def cmd_pretrain(args) -> int:
     n_params = num_params(model)
     print(f"model: n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
           f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters")
+    if init is not None:  # where the continued training starts from, on the blocks it will be scored on
+        from flax import nnx
+
+        from minitransfer.pretrain import block_perplexity, make_block_loss
+
+        graphdef, params = nnx.split(init)
+        start = block_perplexity(make_block_loss(graphdef, cfg.dtype), params, blocks.validation[: cfg.val_blocks])[1]
+        print(f"validation perplexity of {args.init_from} before this training: {start:.1f}")
     r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress,
                  run_key_extra={"data": args.data, "tokenizer": args.tokenizer,
                                 **({"init_from": weights_fingerprint(init)} if init is not None else {})})

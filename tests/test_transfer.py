@@ -5,6 +5,7 @@ evaluation, paired confidence intervals, `pretrain --init-from` and mode adapt."
 from __future__ import annotations
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -173,6 +174,10 @@ def test_pretrain_init_from_continues_the_checkpoint(lm_dir, tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "training split's texts only" in printed and f"continuing from {lm_dir}" in printed
+    # where it starts, as the adaptation says it: the same blocks as the run's own validation scores
+    start = re.search(rf"validation perplexity of {re.escape(str(lm_dir))} before this training: ([\d.]+)", printed)
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert start and float(start[1]) > first["val_perplexity"] > 1, printed
     cont = mt.load_pretrained(out)
     assert cont.config.n_embd == 32 and cont.config.vocab_size == 50257  # the checkpoint's shape and tokenizer
     assert mt.load_tokenizer(out).encode("Hello world") == [15496, 995]

@@ -260,7 +260,7 @@ def test_committed_summary_is_its_record_in_words_and_one_seed_shows_no_spread()
 
 def test_bands_too_wide_for_the_accuracy_axis_are_not_drawn():
     # --quick's 2 seeds: t-intervals of +-40 points filled the whole panel (and ran off it, unmarked)
-    from minitransfer.compare import accuracy_axis
+    from minitransfer.figures import accuracy_axis
 
     means, baseline = [49.0, 55.0, 53.0], 42.9
     (lo, hi), drawn = accuracy_axis(means, baseline, [(np.array([47.0, 52.0]), np.array([51.0, 58.0]))])

@@ -103,7 +103,8 @@ def test_paired_difference_interval():
 
 
 def test_the_summary_pairs_each_mode_with_scratch_and_adapt_with_full_too(tmp_path):
-    from minitransfer.compare import gain_pairs, paired_gains, plot_budget, summary_markdown
+    from minitransfer.compare import gain_pairs, paired_gains, summary_markdown
+    from minitransfer.figures import plot_budget
 
     assert gain_pairs(["scratch", "probe", "full", "adapt"]) == [
         ("probe", "scratch"), ("full", "scratch"), ("adapt", "scratch"), ("adapt", "full")]

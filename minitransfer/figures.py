@@ -1,0 +1,137 @@
+"""compare's two figures: ``budget.png`` (test accuracy against the label
+budget, and the paired gains with their intervals) and ``curves.png`` (the
+validation curves at one budget)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from minitransfer.compare import CompareConfig
+
+
+def short_spec(spec: str) -> str:
+    """'jsonl:/a/long/path/imdb' -> 'imdb' for plot titles."""
+    kind, _, rest = spec.partition(":")
+    return Path(rest).name if kind in ("jsonl", "csv", "tsv", "txt") and rest else spec
+
+
+COLORS = {"scratch": "#7f7f7f", "probe": "#1f77b4", "full": "#d62728", "adapt": "#2ca02c"}
+
+
+def plot_curves(rows: list[dict], cc: CompareConfig, path: Path, spec: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budget = cc.curve_budget if cc.curve_budget is not None else cc.budgets[-1]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for mode in cc.modes:
+        pts = [r for r in rows if r["split"] == "validation" and r["mode"] == mode and str(r["budget"]) == str(budget)]
+        steps = sorted({r["step"] for r in pts})
+        mean = [np.mean([r["accuracy"] for r in pts if r["step"] == st]) for st in steps]
+        ax.plot(steps, [100 * m for m in mean], marker="o", label=mode, color=COLORS.get(mode))
+    ax.set_xlabel("training step (optimizer updates)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(f"Learning curves at {budget} labels ({short_spec(spec)}), mean over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def accuracy_axis(means: list, baseline: float, bands: list) -> tuple[tuple[float, float], bool]:
+    """The accuracy axis's limits, and whether the intervals' bands are drawn:
+    the axis spans the means and the majority baseline (8 points beyond), and
+    grows to hold every band whole, unless a band would need more than 10
+    points past that span or past 0-100 (two seeds' t-intervals, for
+    instance, are 12.7 standard errors wide each way): then no band is drawn,
+    rather than bands that fill the panel or are cut off without a sign."""
+    lo, hi = max(0.0, min(means + [baseline]) - 8), min(100.0, max(means) + 8)
+    if not bands:
+        return (lo, hi), False
+    b_lo = min(float(np.min(low)) for low, _ in bands)
+    b_hi = max(float(np.max(high)) for _, high in bands)
+    if b_lo < max(0.0, lo - 10) or b_hi > min(100.0, hi + 10):
+        return (lo, hi), False
+    return (max(0.0, min(lo, b_lo - 1)), min(100.0, max(hi, b_hi + 1))), True
+
+
+def plot_budget(summary: dict, path: Path, spec: str):
+    """Left: test accuracy vs labels (band: 95% interval of the mean over
+    seeds). Right: the paired gains (``gain_pairs``: over scratch, and a
+    stage's own, dashed) with their 95% intervals as error bars; a bar that
+    crosses zero is no evidence of a difference."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gains = summary.get("gains")
+    if gains is None:  # a summary written before `gains` existed
+        from minitransfer.compare import paired_gains
+
+        gains = paired_gains(summary["table"], summary["modes"], summary["budgets"])
+    with_gains = bool(gains)
+    fig, axes = plt.subplots(1, 2 if with_gains else 1, figsize=(12.5 if with_gains else 7, 4.6), squeeze=False)
+    ax, barred = axes[0, 0], False
+    means = [100 * summary["table"][m][b]["accuracy_mean"] for m in summary["modes"] for b in summary["budgets"]]
+    bands = {}  # mode -> (lo, hi) arrays, where every budget has an interval
+    for mode in summary["modes"]:
+        cells = [summary["table"][mode][b] for b in summary["budgets"]]
+        x = np.array([c["n_train"] for c in cells])
+        ax.plot(x, [100 * c["accuracy_mean"] for c in cells], marker="o", label=mode, color=COLORS.get(mode))
+        if all(c.get("accuracy_ci95") for c in cells):
+            bands[mode] = (x, *(np.array([100 * c["accuracy_ci95"][i] for c in cells]) for i in (0, 1)))
+    ylim, drawn = accuracy_axis(means, 100 * summary["majority_baseline"],
+                                [(lo, hi) for _, lo, hi in bands.values()])
+    for mode, (x, lo, hi) in bands.items():
+        if drawn:
+            ax.fill_between(x, lo, hi, alpha=0.15, color=COLORS.get(mode))
+    ax.axhline(100 * summary["majority_baseline"], ls="--", color="black", lw=0.8, label="majority class")
+    ax.set_ylim(*ylim)
+    ax.set_ylabel("test accuracy (%)")
+    widest = max((float(np.max(hi - lo)) / 2 for _, lo, hi in bands.values()), default=0.0)
+    ax.set_title(f"Test accuracy vs labels on {short_spec(spec)}\n" + (
+        f"(band: each mean's 95% interval over {summary['seeds']} seeds; overlap is not the test)" if drawn else
+        f"(mean over {summary['seeds']} seeds; 95% intervals up to ±{widest:.0f} points: too wide to draw)"
+        if bands else f"(mean over {summary['seeds']} seed(s); no interval to draw)"))
+    if with_gains:
+        g = axes[0, 1]
+        ref = gains[0]["over"]  # the main reference (scratch); a stage's own gain (adapt over full) dashed
+        for k, gain in enumerate(gains):
+            cells = [gain["budgets"][b] for b in summary["budgets"]]
+            n = [summary["table"][gain["mode"]][b]["n_train"] for b in summary["budgets"]]
+            x = np.array(n, dtype=float) * (1 + 0.06 * (k - (len(gains) - 1) / 2))  # side by side, bars apart
+            m = np.array([100 * c["mean"] for c in cells])
+            style = dict(marker="o", color=COLORS.get(gain["mode"]), ls="-" if gain["over"] == ref else "--",
+                         label=gain["mode"] if gain["over"] == ref else f"{gain['mode']} over {gain['over']}")
+            if all(c.get("ci95") for c in cells):
+                err = np.array([[100 * (c["mean"] - c["ci95"][0]) for c in cells],
+                                [100 * (c["ci95"][1] - c["mean"]) for c in cells]])
+                g.errorbar(x, m, yerr=err, capsize=4, **style)
+                barred = True
+            else:
+                g.plot(x, m, **style)
+        g.axhline(0, color="black", lw=0.8)
+        g.set_ylabel("paired gain (accuracy points)")
+        g.set_title(f"Paired gain over {ref}" + (", and of a stage on its own (dashed)" if len({x["over"] for x in gains}) > 1
+                                                  else "") + ("\n(error bars: 95% interval; crossing 0 = no evidence)"
+                                                              if barred else "\n(no interval to draw: one seed, or no spread)"))
+    for a in axes[0]:
+        a.set_xscale("log")
+        a.set_xticks([summary["table"][summary["modes"][0]][b]["n_train"] for b in summary["budgets"]])
+        a.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        a.minorticks_off()
+        a.set_xlabel("labelled training examples (log scale)")
+        a.grid(alpha=0.3, which="both")
+        a.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -82,7 +82,7 @@ def plot_budget(summary: dict, path: Path, spec: str):
     fig, axes = plt.subplots(1, 2 if with_gains else 1, figsize=(12.5 if with_gains else 7, 4.6), squeeze=False)
     ax, barred = axes[0, 0], False
     means = [100 * summary["table"][m][b]["accuracy_mean"] for m in summary["modes"] for b in summary["budgets"]]
-    bands = {}  # mode -> (lo, hi) arrays, where every budget has an interval
+    bands = {}  # mode -> (x, lo, hi) arrays, where every budget has an interval
     for mode in summary["modes"]:
         cells = [summary["table"][mode][b] for b in summary["budgets"]]
         x = np.array([c["n_train"] for c in cells])
@@ -91,9 +91,8 @@ def plot_budget(summary: dict, path: Path, spec: str):
             bands[mode] = (x, *(np.array([100 * c["accuracy_ci95"][i] for c in cells]) for i in (0, 1)))
     ylim, drawn = accuracy_axis(means, 100 * summary["majority_baseline"],
                                 [(lo, hi) for _, lo, hi in bands.values()])
-    for mode, (x, lo, hi) in bands.items():
-        if drawn:
-            ax.fill_between(x, lo, hi, alpha=0.15, color=COLORS.get(mode))
+    for mode, (x, lo, hi) in (bands.items() if drawn else ()):
+        ax.fill_between(x, lo, hi, alpha=0.15, color=COLORS.get(mode))
     ax.axhline(100 * summary["majority_baseline"], ls="--", color="black", lw=0.8, label="majority class")
     ax.set_ylim(*ylim)
     ax.set_ylabel("test accuracy (%)")

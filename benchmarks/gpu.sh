@@ -15,6 +15,15 @@
 #   bash benchmarks/gpu.sh --smoke              # the figures' code on tiny shapes, on any machine (CPU: < 2 minutes)
 #   bash benchmarks/gpu.sh --smoke --diagnose   # the experiments' code on tiny shapes
 #   bash benchmarks/gpu.sh --only compare,pretrain   # only the parts so named (a short GPU rental; names below)
+#   bash benchmarks/gpu.sh --checks             # is it correct there: the test suite and the lectures book
+#   GPU_BENCH_DEADLINE=$(( $(date +%s) + 560 )) bash benchmarks/gpu.sh ...   # stop starting parts near then
+#
+# --checks: `pytest` (the whole suite, on the machine's cores with pytest-xdist where installed; each failure's
+# name is kept as it happens, so a cut run still says which tests failed: on the first H100 two failures were
+# lost that way) and `lectures` (the book, full settings). --smoke --checks: one test file and the book's
+# fast mode. GPU_BENCH_DEADLINE (seconds since the epoch): each part's timeout is cut to end 10 s before it,
+# and a part with less than 30 s left is not started (it says so), so that several gpu.sh calls can share one
+# rental's minutes. A machine without a package index: benchmarks/offline_kit.py carries the dependencies.
 #
 # --diagnose: on the H100 the step's matmuls ran at about 200 TFLOP/s inside the step, a third of what a
 # lone bfloat16 matmul reached. Found on 2026-11-27 (on the CPU): until then every "bfloat16" step multiplied
@@ -56,18 +65,20 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1 XLA_PYTHO
 # every program, as the minitransfer command keeps them (process.enable_compilation_cache)
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-${TMPDIR:-/tmp}/minitransfer-jax-cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
-SMOKE=0 DIAGNOSE=0 ONLY=""
-USAGE="usage: bash benchmarks/gpu.sh [--smoke] [--diagnose] [--only PART,PART...]"
+SMOKE=0 DIAGNOSE=0 CHECKS=0 ONLY=""
+USAGE="usage: bash benchmarks/gpu.sh [--smoke] [--diagnose | --checks] [--only PART,PART...]"
 while [ $# -gt 0 ]; do
   case $1 in
     --smoke) SMOKE=1 ;;
     --diagnose) DIAGNOSE=1 ;;
+    --checks) CHECKS=1 ;;
     --only) [ $# -ge 2 ] || { echo "$USAGE"; echo "--only needs a comma-separated list of part names"; exit 2; }
             ONLY=",$2,"; shift ;;
     *) echo "$USAGE"; exit 2 ;;
   esac
   shift
 done
+[ $DIAGNOSE = 1 ] && [ $CHECKS = 1 ] && { echo "$USAGE"; echo "--diagnose and --checks are separate runs"; exit 2; }
 OUT="${GPU_BENCH_OUT:-runs/gpu-bench}"
 mkdir -p "$OUT"
 PROFILE_DIR=profile-trace  # the profiler's trace, beside the logs (not in profile_train_step.py's own default)
@@ -77,22 +88,47 @@ run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key 
   local name=$1; shift
   if [ $PLAN = 1 ]; then ALL="$ALL $name"; return 0; fi
   selected "$name" || return 0
-  local t0=$SECONDS
+  local t0=$SECONDS limit=${PART_TIMEOUT:-300}
+  if [ -n "${GPU_BENCH_DEADLINE:-}" ]; then  # the rental's end: leave 10 s to report, start nothing under 30 s
+    local left=$(( GPU_BENCH_DEADLINE - $(date +%s) - 10 ))
+    if [ $left -lt 30 ]; then echo "[$name] skipped: ${left} s left before GPU_BENCH_DEADLINE"; return 0; fi
+    [ $left -lt $limit ] && limit=$left
+  fi
   # --foreground: the part stays in this script's process group, so that a timeout around the whole
   # script stops it too (a plain timeout makes its own group, which outlived such a cut on 2026-11-27)
-  if timeout --foreground "${PART_TIMEOUT:-300}" "$@" > "$OUT/$name.log" 2>&1; then
-    grep -E "ratio|minitransfer:|matmuls by operand|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step|default PRNG" "$OUT/$name.log" \
+  if timeout --foreground "$limit" "$@" > "$OUT/$name.log" 2>&1; then
+    [ "$name" = pytest ] && failures "$OUT/$name.log"
+    grep -E "[0-9]+ (passed|failed|skipped)|lecture\(s\) built|ratio|minitransfer:|matmuls by operand|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step|default PRNG" "$OUT/$name.log" \
       | sed "s/^/[$name] /"
     echo "[$name] ok in $((SECONDS - t0)) s"
   else
-    echo "[$name] FAILED after $((SECONDS - t0)) s; last lines of $OUT/$name.log:"; tail -5 "$OUT/$name.log"
+    echo "[$name] FAILED after $((SECONDS - t0)) s (limit $limit s); last lines of $OUT/$name.log:"
+    [ "$name" = pytest ] && failures "$OUT/$name.log"
+    tail -5 "$OUT/$name.log"
   fi
 }
+failures() {  # every test reported failed or in error, from the verbose lines written as tests finish
+  grep -oE "(FAILED|ERROR) tests/[^ ]+" "$1" | sort -u | sed "s/^/[pytest] /"
+}
+# the suite on many cores where pytest-xdist is installed (offline_kit.py carries it)
+XDIST=""
+python -c "import xdist" 2>/dev/null && XDIST="-n ${PYTEST_WORKERS:-12}"
 selected() { [ -z "$ONLY" ] || [[ "$ONLY" == *",$1,"* ]]; }
 fresh() { [ $PLAN = 0 ] && selected "${2:-$1}" && rm -rf "${OUT:?}/$1"; return 0; }  # a part's earlier output goes
 NO_TRITON="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false"
 parts() {  # the parts of this mode, in order; with PLAN=1 only their names are collected (into ALL)
-if [ $DIAGNOSE = 1 ]; then
+if [ $CHECKS = 1 ]; then
+  # -v: a line per test as it ends, so that a failure is named even when the part is cut
+  if [ $SMOKE = 1 ]; then
+    run pytest python -m pytest -v -p no:cacheprovider -rfEs tests/test_attention.py
+    fresh site lectures
+    run lectures python -m minitransfer.cli lectures --fast --only 01 --out "$OUT/site"
+  else
+    run pytest python -m pytest -v -p no:cacheprovider -rfEs $XDIST
+    fresh site lectures
+    run lectures python -m minitransfer.cli lectures --out "$OUT/site"
+  fi
+elif [ $DIAGNOSE = 1 ]; then
   if [ $SMOKE = 1 ]; then
     S="--batch 2 --seq 32 --layers 2" T="--steps 1 --rounds 1 --dtype bfloat16" R="--repeats 2"
     C="--budgets 20 --seeds 2 --steps 3 --adapt-steps 3 --max-len 32 --modes scratch,probe,adapt"

@@ -49,8 +49,9 @@ class AdaptConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "block_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--adapt-{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+            if getattr(self, name) < 1:  # (only the steps have a command-line option)
+                said = "--adapt-steps" if name == "steps" else f"AdaptConfig.{name}"
+                raise ValueError(f"{said} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclasses.dataclass
@@ -84,8 +85,10 @@ def adapt_language_model(
 
     if not isinstance(base.head, NextWordHead):
         raise TrainingError("adaptation needs a language model (a checkpoint with its next-word head)")
-    if cfg.block_size > base.config.n_positions:
-        raise TrainingError(f"--adapt-block-size {cfg.block_size} exceeds n_positions={base.config.n_positions}")
+    if cfg.block_size > base.config.n_positions:  # (no option sets it: the model's own limit decides)
+        log(f"adapt: blocks of {base.config.n_positions} tokens, the model's n_positions (the adaptation's "
+            f"default is {cfg.block_size})")
+        cfg = dataclasses.replace(cfg, block_size=base.config.n_positions)
     texts = data.train.texts
     blocks = pack_blocks(texts, tokenizer, cfg.block_size, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if len(blocks.validation) == 0:

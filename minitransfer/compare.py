@@ -125,7 +125,8 @@ def check_same_compare(out: Path, record: dict) -> None:
     """Refuse, before any run, an --out whose earlier compare trained with
     other settings or data: its finished runs would be read back as if they
     were this compare's (or, each in turn, refused by finetune). The grid
-    itself may grow or shrink: more budgets, modes or seeds add runs."""
+    itself may grow or shrink: more budgets, modes or seeds add runs. A
+    record with no finished run beside it is no reason to refuse."""
     p = out / "compare.json"
     if not p.exists():
         return
@@ -155,7 +156,9 @@ def check_same_compare(out: Path, record: dict) -> None:
         differ.append(f"data: {before.get('data')!r} there, {record['data']!r} now")
     elif before.get("rows") not in (None, record["rows"]):
         differ.append(f"{DATA_ROWS}: {before['rows']!r} there, {record['rows']!r} now")
-    if differ:
+    # nothing finished there (an earlier call refused, say, its adaptation's settings after writing the
+    # record): nothing to mix up, and the corrected command should run; the new record replaces the old
+    if differ and any((out / "runs").glob("*/result.json")):
         raise ValueError(f"{out} holds a compare with other settings ({'; '.join(differ)}); its finished runs "
                          f"are not this compare's: choose another --out or delete it")
 

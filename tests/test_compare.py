@@ -173,6 +173,25 @@ def test_budgets_and_modes_are_checked_before_the_adaptation_runs(setup, tmp_pat
     assert not (tmp_path / "c").exists()  # refused settings leave no folder behind
 
 
+def test_a_command_refused_before_any_run_finished_can_be_corrected(setup, tmp_path, capsys):
+    """The adaptation's own checks come after compare.json is written: the corrected command must not be
+    refused as 'another compare' when nothing of the refused one finished."""
+    few = tmp_path / "few.jsonl"  # too little text to hold out a block for measuring the adaptation
+    few.write_text("".join(json.dumps({"text": "ok", "label": ["neg", "pos"][i % 2]}) + "\n" for i in range(40)))
+    out = tmp_path / "c"
+    common = ["compare", "--model", str(setup / "pre"), "--seeds", "1", "--budgets", "10", "--modes", "adapt",
+              "--steps", "2", "--adapt-steps", "2", "--max-len", "12", "--out", str(out), "--no-progress"]
+    assert main([*common, "--data", f"jsonl:{few}"]) == 2
+    assert "too little to measure the adaptation" in capsys.readouterr().err
+    assert main([*common, "--data", f"jsonl:{setup / 'kw.jsonl'}"]) == 0
+    # the model holds 32 positions, fewer than the adaptation's 64-token blocks: it adapts on 32, and says so
+    assert "adapt: blocks of 32 tokens, the model's n_positions (the adaptation's default is 64)" in \
+        capsys.readouterr().out
+    assert json.loads((out / "compare.json").read_text())["data"] == f"jsonl:{setup / 'kw.jsonl'}"
+    # once a run has finished there, other settings are refused as before
+    assert main([*common, "--data", f"jsonl:{setup / 'kw.jsonl'}", "--max-len", "10"]) == 2
+    assert "holds a compare with other settings (--max-len: 12 there, 10 now)" in capsys.readouterr().err
+
 
 def test_a_replication_runs_other_seeds_on_another_split_and_says_so(setup, tmp_path, capsys):
     common = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}", "--budgets", "20",

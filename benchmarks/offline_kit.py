@@ -10,7 +10,7 @@ Two steps:
     python benchmarks/offline_kit.py wheels --out .whl          # --python 3.12: the GPU image's Python
     # 2. there, from the repository root, with .whl carried along:
     python benchmarks/offline_kit.py install --wheels .whl --target /tmp/site
-    export PYTHONPATH=/tmp/site:$PWD
+    export PYTHONPATH=/tmp/site:$PWD JUPYTER_PATH=/tmp/site/share/jupyter
 
 ``wheels`` downloads, pinned to the versions installed here, the wheels of
 everything ``minitransfer[test]`` needs beyond what jax, flax, optax, torch
@@ -28,7 +28,9 @@ the suite can use the machine's cores (``pytest -n 12``).
 lacks, without dependencies (they are all carried, or already there), into
 ``--target``; what the image already has, it keeps: its builds of numpy or
 jax match its CUDA, ours might not. It then imports minitransfer and the
-test tools to prove the set complete, naming any module still missing.
+test tools to prove the set complete, naming any module still missing, and
+checks that the lectures book's page template is found (a data file under
+``--target/share/jupyter``, hence the ``JUPYTER_PATH`` it prints).
 """
 
 from __future__ import annotations
@@ -143,7 +145,10 @@ def install(wheel_dir: Path, target: Path) -> int:
               f"on a machine with a package index", file=sys.stderr)
         return 1
     there = {wheel_name(f): f for f in files}
-    missing = {n: f for n, f in there.items() if _version(n) is None}
+    # what this Python has, and what an earlier install put into the target (a second run adds nothing)
+    present = {norm(d.metadata["Name"]) for d in md.distributions()} | {
+        norm(d.metadata["Name"]) for d in md.distributions(path=[str(target)])}
+    missing = {n: f for n, f in there.items() if n not in present}
     kept = sorted(set(there) - set(missing))
     if missing:
         r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
@@ -151,19 +156,25 @@ def install(wheel_dir: Path, target: Path) -> int:
         if r.returncode != 0:
             return r.returncode
     print(f"offline_kit: installed {len(missing)} of {len(files)} carried wheels into {target}; "
-          f"{len(kept)} were here already (kept this machine's): {', '.join(kept) or 'none'}")
+          f"{len(kept)} were here already (kept as they are): {', '.join(kept) or 'none'}")
     # a fresh interpreter sees the target as the run will (PYTHONPATH), and the checkout for minitransfer itself
     probe = ("import importlib, sys\nbad = []\nfor m in sys.argv[1:]:\n    try:\n        importlib.import_module(m)\n"
              "    except Exception as e:\n        bad.append(f'{m} ({type(e).__name__}: {e})')\n"
              "print('offline_kit: cannot import ' + '; '.join(bad) if bad else 'offline_kit: every module imports')\n"
              "sys.exit(1 if bad else 0)")
-    env_path = f"{target}:{Path.cwd()}"
     import os
 
+    env_path = f"{target}:{Path.cwd()}"
+    # nbconvert's page templates are data files, not modules: installed under target/share/jupyter, which
+    # Jupyter searches only when told (without it the book stops at "No template sub-directory ... 'lab'")
+    jupyter_path = target / "share" / "jupyter"
     env = {**os.environ, "PYTHONPATH": env_path + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
-           "JAX_PLATFORMS": "cpu"}  # importing is the check; no need to wake the accelerator
+           "JUPYTER_PATH": str(jupyter_path), "JAX_PLATFORMS": "cpu"}  # importing is the check: no accelerator
     r = subprocess.run([sys.executable, "-c", probe, *CHECK_IMPORTS], env=env)
-    print(f"export PYTHONPATH={env_path}")
+    if r.returncode == 0:  # the book's page template (minitransfer.book) is found
+        r = subprocess.run([sys.executable, "-c", "from nbconvert import HTMLExporter; "
+                            "HTMLExporter(template_name='lab').template"], env=env)
+    print(f"export PYTHONPATH={env_path} JUPYTER_PATH={jupyter_path}")
     return r.returncode
 
 

@@ -21,7 +21,7 @@ _WHERE = {
     "shipped_checkpoint": "minitransfer.assets",
 }
 __all__ = sorted(_WHERE)
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only place it is written (pyproject.toml reads it)
 
 
 def __getattr__(name: str):

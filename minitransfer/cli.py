@@ -369,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tiny settings (MINITRANSFER_FAST=1): minutes instead of a quarter of an hour")
     p.add_argument("--only", nargs="+", metavar="NN", help="build only these lectures, e.g. --only 02 07")
     p.set_defaults(func=cmd_lectures)
+    # Options are spelt out: an abbreviation that works today (--lab for --labels) would break, or change
+    # meaning, when an option sharing its prefix is added; a cut-short option gets a "did you mean" instead
+    for p in (parser, *sub.choices.values()):
+        p.allow_abbrev = False
     return parser
 
 
@@ -428,17 +432,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def option_guesses(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
-    """'; did you mean --max-len?' for misspelt options (--max_len, --lables), or ''."""
+    """'; did you mean --max-len?' for misspelt or cut-short options (--max_len, --lables,
+    --max), or ''."""
     import difflib
 
     known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
     guesses = []
     for word in unknown:
         if word.startswith("--"):
-            name = word.split("=", 1)[0]
-            close = difflib.get_close_matches(name.replace("_", "-"), known, n=1, cutoff=0.75)
-            if close and close[0] not in guesses:
-                guesses.append(close[0])
+            name = word.split("=", 1)[0].replace("_", "-")
+            started = [o for o in known if o.startswith(name)]  # cut short: every option it begins
+            close = started if 0 < len(started) <= 3 else difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            guesses += [c for c in close if c not in guesses]
     return f"; did you mean {' / '.join(guesses)}?" if guesses else ""
 
 

@@ -124,7 +124,12 @@ def test_an_unknown_option_is_reported_with_its_commands_usage(capsys):
     # a misspelt option: the one meant
     for argv, meant in ((["finetune", "--out", "o", "--lables", "300"], "--labels"),
                         (["finetune", "--out", "o", "--max_len", "64"], "--max-len"),
-                        (["compare", "--bugdets=100"], "--budgets")):
+                        (["compare", "--bugdets=100"], "--budgets"),
+                        # cut short: refused (an abbreviation could change meaning as options are added)
+                        (["finetune", "--out", "o", "--lab", "300"], "--label-field / --labels"),
+                        (["finetune", "--out", "o", "--epoch", "2"], "--epochs"),
+                        (["compare", "--adapt", "5"], "--adapt-steps"),
+                        (["generate", "--prompt", "x", "--max", "64"], "--max-new-tokens")):
         with pytest.raises(SystemExit):
             main(argv)
         assert f"; did you mean {meant}? (see minitransfer" in capsys.readouterr().err, argv

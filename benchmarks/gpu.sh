@@ -18,10 +18,11 @@
 #   bash benchmarks/gpu.sh --checks             # is it correct there: the test suite and the lectures book
 #   GPU_BENCH_DEADLINE=$(( $(date +%s) + 560 )) bash benchmarks/gpu.sh ...   # stop starting parts near then
 #
-# --checks: `pytest` (the whole suite, on the machine's cores with pytest-xdist where installed; each failure's
+# --checks: `pytest` (the whole suite, on up to 12 cores with pytest-xdist where installed; each failure's
 # name is kept as it happens, so a cut run still says which tests failed: on the first H100 two failures were
-# lost that way) and `lectures` (the book, full settings). --smoke --checks: one test file and the book's
-# fast mode. GPU_BENCH_DEADLINE (seconds since the epoch): each part's timeout is cut to end 10 s before it,
+# lost that way) and `lectures` (the book, full settings), each with 540 s, not 300 (PART_TIMEOUT sets
+# both). --smoke --checks: one test file and one lecture in the book's fast mode. GPU_BENCH_DEADLINE (seconds
+# since the epoch): each part's timeout is cut to end 20 s before it,
 # and a part with less than 30 s left is not started (it says so), so that several gpu.sh calls can share one
 # rental's minutes. A machine without a package index: benchmarks/offline_kit.py carries the dependencies.
 #
@@ -79,6 +80,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ $DIAGNOSE = 1 ] && [ $CHECKS = 1 ] && { echo "$USAGE"; echo "--diagnose and --checks are separate runs"; exit 2; }
+# checked before the first part: a bad value would otherwise end the script there (set -u, bash arithmetic)
+if [ -n "${GPU_BENCH_DEADLINE:-}" ]; then
+  [[ "$GPU_BENCH_DEADLINE" =~ ^[0-9]+$ ]] && [ "$GPU_BENCH_DEADLINE" -gt "$(date +%s)" ] || {
+    echo "GPU_BENCH_DEADLINE=$GPU_BENCH_DEADLINE: want a time to come, in whole seconds since the epoch," \
+      "such as \$(( \$(date +%s) + 560 )) for 560 s from now"; exit 2; }
+fi
+[[ "${PART_TIMEOUT:-300}" =~ ^[0-9]+$ ]] || { echo "PART_TIMEOUT=$PART_TIMEOUT: want whole seconds (0: no limit)"; exit 2; }
 OUT="${GPU_BENCH_OUT:-runs/gpu-bench}"
 mkdir -p "$OUT"
 PROFILE_DIR=profile-trace  # the profiler's trace, beside the logs (not in profile_train_step.py's own default)
@@ -88,18 +96,21 @@ run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key 
   local name=$1; shift
   if [ $PLAN = 1 ]; then ALL="$ALL $name"; return 0; fi
   selected "$name" || return 0
-  local t0=$SECONDS limit=${PART_TIMEOUT:-300}
-  if [ -n "${GPU_BENCH_DEADLINE:-}" ]; then  # the rental's end: leave 10 s to report, start nothing under 30 s
-    local left=$(( GPU_BENCH_DEADLINE - $(date +%s) - 10 ))
+  # the checks run the whole suite or the whole book: longer than a figure
+  local t0=$SECONDS limit=${PART_TIMEOUT:-$([ $CHECKS = 1 ] && echo 540 || echo 300)}
+  if [ -n "${GPU_BENCH_DEADLINE:-}" ]; then  # the rental's end: leave 20 s to report, start nothing under 30 s
+    local left=$(( GPU_BENCH_DEADLINE - $(date +%s) - 20 ))
     if [ $left -lt 30 ]; then echo "[$name] skipped: ${left} s left before GPU_BENCH_DEADLINE"; return 0; fi
-    [ $left -lt $limit ] && limit=$left
+    [ $limit -eq 0 ] || [ $left -lt $limit ] && limit=$left  # (0: timeout's "no limit")
   fi
   # --foreground: the part stays in this script's process group, so that a timeout around the whole
   # script stops it too (a plain timeout makes its own group, which outlived such a cut on 2026-11-27)
   if timeout --foreground "$limit" "$@" > "$OUT/$name.log" 2>&1; then
-    [ "$name" = pytest ] && failures "$OUT/$name.log"
-    grep -E "[0-9]+ (passed|failed|skipped)|lecture\(s\) built|ratio|minitransfer:|matmuls by operand|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step|default PRNG" "$OUT/$name.log" \
+    if [ "$name" = pytest ]; then
+      failures "$OUT/$name.log"; grep -E "[0-9]+ (passed|failed|skipped)" "$OUT/$name.log" | tail -1 | sed "s/^/[$name] /"
+    else grep -E "lecture\(s\) built|ratio|minitransfer:|matmuls by operand|transformers:|attention:|same tokens|next-word training:|wrote|min of training|machine:|^  |untraced|gemm floor|gemms of one step|default PRNG" "$OUT/$name.log" \
       | sed "s/^/[$name] /"
+    fi
     echo "[$name] ok in $((SECONDS - t0)) s"
   else
     echo "[$name] FAILED after $((SECONDS - t0)) s (limit $limit s); last lines of $OUT/$name.log:"
@@ -107,12 +118,16 @@ run() {  # run NAME CMD...: the command's full output in $OUT/NAME.log, its key 
     tail -5 "$OUT/$name.log"
   fi
 }
-failures() {  # every test reported failed or in error, from the verbose lines written as tests finish
-  grep -oE "(FAILED|ERROR) tests/[^ ]+" "$1" | sort -u | sed "s/^/[pytest] /"
+failures() {  # every test reported failed or in error, from the verbose lines written as tests finish:
+  # "tests/x.py::t FAILED" in one process, "[gw3] [ 5%] FAILED tests/x.py::t" with pytest-xdist
+  grep -oE "(FAILED|ERROR) tests/\S+|tests/\S+ (FAILED|ERROR)" "$1" \
+    | sed -E "s/^(tests\/\S+) (FAILED|ERROR)$/\2 \1/" | sort -u | sed "s/^/[pytest] /"
 }
-# the suite on many cores where pytest-xdist is installed (offline_kit.py carries it)
+# the suite on the machine's cores (at most 12: each process starts its own JAX on the one GPU) where
+# pytest-xdist is installed (offline_kit.py carries it)
 XDIST=""
-python -c "import xdist" 2>/dev/null && XDIST="-n ${PYTEST_WORKERS:-12}"
+WORKERS=$(nproc 2>/dev/null || echo 1); [ "$WORKERS" -gt 12 ] && WORKERS=12
+python -c "import xdist" 2>/dev/null && XDIST="-n ${PYTEST_WORKERS:-$WORKERS}"
 selected() { [ -z "$ONLY" ] || [[ "$ONLY" == *",$1,"* ]]; }
 fresh() { [ $PLAN = 0 ] && selected "${2:-$1}" && rm -rf "${OUT:?}/$1"; return 0; }  # a part's earlier output goes
 NO_TRITON="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false"

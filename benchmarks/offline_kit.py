@@ -62,9 +62,10 @@ def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def requirement_closure(roots, extras: dict[str, set] | None = None) -> set[str]:
+def requirement_closure(roots, extras: dict[str, set] | None = None, python: str | None = None) -> set[str]:
     """Every installed distribution that ``roots`` need, transitively, with
-    the named extras of a root (``{"minitransfer": {"test"}}``) followed."""
+    the named extras of a root (``{"minitransfer": {"test"}}``) followed;
+    ``python`` ("3.12"): markers are read as that Python would read them."""
     from packaging.requirements import Requirement
 
     extras = {norm(k): v for k, v in (extras or {}).items()}
@@ -80,15 +81,19 @@ def requirement_closure(roots, extras: dict[str, set] | None = None) -> set[str]
         seen.add(norm(name))
         for spec in dist.requires or []:
             req = Requirement(spec)
-            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in wanted | {""}):
+            where = {"python_version": python, "python_full_version": python + ".0"} if python else {}
+            if req.marker is None or any(req.marker.evaluate({**where, "extra": e}) for e in wanted | {""}):
                 stack.append((req.name, set(req.extras)))
     return seen
 
 
 def wheels(out: Path, python: str) -> int:
     out.mkdir(parents=True, exist_ok=True)
-    need = (requirement_closure(["minitransfer"], {"minitransfer": {"test", "lectures"}})
-            - requirement_closure(IMAGE_HAS) - EXCLUDED - {"minitransfer"})
+    stale = sorted(out.glob("*.whl"))  # an earlier download (other versions, another Python) would mix in
+    for f in stale:
+        f.unlink()
+    need = (requirement_closure(["minitransfer"], {"minitransfer": {"test", "lectures"}}, python)
+            - requirement_closure(IMAGE_HAS, python=python) - EXCLUDED - {"minitransfer"})
     need |= {norm(n) for n in EXTRA}
     missing_here = [n for n in EXTRA if _version(n) is None]
     pins = {n: _version(n) for n in need}
@@ -120,9 +125,18 @@ def wheels(out: Path, python: str) -> int:
     size = sum(f.stat().st_size for f in files) / 2**20
     print(f"{out}: {len(files)} wheels for Python {python}, {size:.1f} MiB"
           + (f" (built here from source: {', '.join(built)})" if built else "")
+          + (f" (replacing {len(stale)} from an earlier download)" if stale else "")
           + (f"; {', '.join(missing_here)} not installed here, so the newest was taken" if missing_here else ""))
-    print(f"the device tool carries the checkout and these together, {CARRY_LIMIT_MB} MiB at most: "
-          f"name {out} in its carry")
+    tracked = subprocess.run(["git", "ls-files", "-z"], capture_output=True, text=True)
+    checkout = sum(Path(f).stat().st_size for f in tracked.stdout.split("\0") if f and Path(f).is_file()) / 2**20 \
+        if tracked.returncode == 0 else 0.0
+    total = size + checkout
+    print(f"with the checkout's {checkout:.1f} MiB: {total:.1f} MiB, where the device tool carries "
+          f"{CARRY_LIMIT_MB} MiB at most; name {out} in its carry")
+    if total > CARRY_LIMIT_MB:
+        print(f"offline_kit: {total:.1f} MiB is over the {CARRY_LIMIT_MB} MiB the device tool carries: leave out "
+              f"what the image has (IMAGE_HAS) or what nothing there imports (EXCLUDED)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -144,17 +158,31 @@ def install(wheel_dir: Path, target: Path) -> int:
         print(f"offline_kit: no wheels in {wheel_dir}; make them with `offline_kit.py wheels --out {wheel_dir}` "
               f"on a machine with a package index", file=sys.stderr)
         return 1
-    there = {wheel_name(f): f for f in files}
-    # what this Python has, and what an earlier install put into the target (a second run adds nothing)
-    present = {norm(d.metadata["Name"]) for d in md.distributions()} | {
-        norm(d.metadata["Name"]) for d in md.distributions(path=[str(target)])}
+    there = {}
+    for f in files:
+        if wheel_name(f) in there:  # which of the two to install is not ours to guess
+            print(f"offline_kit: {wheel_dir} holds two wheels of {wheel_name(f)} ({there[wheel_name(f)].name}, "
+                  f"{f.name}); make the folder anew with `offline_kit.py wheels`", file=sys.stderr)
+            return 1
+        there[wheel_name(f)] = f
+    # what this Python has, and what an earlier install put into the target (a second run adds nothing);
+    # a broken leftover without a name (an image's "~orch" folder, say) is none of these
+    present = {norm(name) for d in [*md.distributions(), *md.distributions(path=[str(target)])]
+               if (name := d.metadata["Name"])}
     missing = {n: f for n, f in there.items() if n not in present}
     kept = sorted(set(there) - set(missing))
     if missing:
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
-                            "--target", str(target), *map(str, missing.values())])
-        if r.returncode != 0:
-            return r.returncode
+        # into a fresh folder, then merged: pip --target skips a top-level folder that already exists (share/,
+        # bin/), so that a wheel added on a second run would lose its data files, the book's templates among them
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="offline-kit-") as fresh:
+            r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                                "--target", fresh, *map(str, missing.values())])
+            if r.returncode != 0:
+                return r.returncode
+            shutil.copytree(fresh, target, dirs_exist_ok=True, symlinks=True)
     print(f"offline_kit: installed {len(missing)} of {len(files)} carried wheels into {target}; "
           f"{len(kept)} were here already (kept as they are): {', '.join(kept) or 'none'}")
     # a fresh interpreter sees the target as the run will (PYTHONPATH), and the checkout for minitransfer itself
@@ -189,6 +217,8 @@ def main(argv=None) -> int:
     i = sub.add_parser("install", help="install the carried wheels that are missing (on the offline machine)")
     i.add_argument("--wheels", type=Path, default=Path(".whl"), help="the carried wheels (default .whl)")
     i.add_argument("--target", type=Path, default=Path("/tmp/site"), help="where to install (default /tmp/site)")
+    for p in (ap, w, i):
+        p.allow_abbrev = False
     args = ap.parse_args(argv)
     if args.step == "wheels":
         if not re.fullmatch(r"3\.\d+", args.python):

@@ -86,8 +86,8 @@ def adapt_language_model(
     if not isinstance(base.head, NextWordHead):
         raise TrainingError("adaptation needs a language model (a checkpoint with its next-word head)")
     if cfg.block_size > base.config.n_positions:  # (no option sets it: the model's own limit decides)
-        log(f"adapt: blocks of {base.config.n_positions} tokens, the model's n_positions (the adaptation's "
-            f"default is {cfg.block_size})")
+        log(f"adapt: blocks of {base.config.n_positions} tokens, the model's n_positions (the adaptation asked "
+            f"for {cfg.block_size})")
         cfg = dataclasses.replace(cfg, block_size=base.config.n_positions)
     texts = data.train.texts
     blocks = pack_blocks(texts, tokenizer, cfg.block_size, val_fraction=cfg.val_fraction, seed=cfg.seed)

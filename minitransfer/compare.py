@@ -300,7 +300,7 @@ def warm_frozen_features(grid, run_config, starts, scratch_config, data, tokeniz
     computed at once in a fixed order (``steps.warm_feature_cache``), so that
     each run reads the same bits whether or not the runs before it ran in
     this call (a resumed compare repeats an uninterrupted one exactly)."""
-    from minitransfer.steps import warm_feature_cache
+    from minitransfer.steps import eval_batch_default, warm_feature_cache
 
     t0, n, modes = time.perf_counter(), 0, []
     for mode in dict.fromkeys(m for _, m, _ in grid if get_mode(m).frozen_backbone):
@@ -314,7 +314,7 @@ def warm_frozen_features(grid, run_config, starts, scratch_config, data, tokeniz
             prepared = model.head.prepare(data, tokenizer, max_len=c.max_len, budget=c.labels, seed=seed,
                                           val_examples=c.val_examples, log=lambda msg: None)
             encs += [e for _, e in prepared.values()]
-        n += warm_feature_cache(model, encs, cfg.eval_batch_size, cache, cfg.dtype)
+        n += warm_feature_cache(model, encs, cfg.eval_batch_size or eval_batch_default(), cache, cfg.dtype)
         modes.append(mode)
     return {"texts": n, "seconds": round(time.perf_counter() - t0, 2), "modes": modes}
 

@@ -44,8 +44,9 @@ from minitransfer.loop import OTHER_RUN, TrainingError, _read_log, train_loop
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
 from minitransfer.modes import get_mode
 from minitransfer.optim import check_optimizer_settings, lr_values
-from minitransfer.steps import (CLASSIFY_FEATURES, CLASSIFY_TOKENS, backbone_features, check_dtype, forward_features,
-                                forward_tokens, make_eval_step, predict, setup_training, weights_fingerprint)
+from minitransfer.steps import (CLASSIFY_FEATURES, CLASSIFY_TOKENS, backbone_features, check_dtype,
+                                eval_batch_default, forward_features, forward_tokens, make_eval_step, predict,
+                                setup_training, weights_fingerprint)
 
 
 def default_lr(mode: str, config: GPT2Config) -> float:
@@ -75,7 +76,7 @@ class TrainConfig:
     seed: int = 0
     pooling: str = "last"
     head_dropout: float = 0.1
-    eval_batch_size: int = 64
+    eval_batch_size: int | None = None  # None: steps.eval_batch_default() (32 on a CPU, 64 on an accelerator)
     parallel: str = "none"  # none | data | fsdp (see parallel.py)
     dtype: str = "float32"  # compute precision: float32 | bfloat16 (mixed precision, see cast_for_compute)
 
@@ -219,6 +220,8 @@ def finetune(
         )
     if cfg.lr is None:
         cfg = dataclasses.replace(cfg, lr=default_lr(cfg.mode, model.config))
+    if cfg.eval_batch_size is None:
+        cfg = dataclasses.replace(cfg, eval_batch_size=eval_batch_default())
     if len(tokenizer) > model.config.vocab_size:
         raise TrainingError(
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
@@ -432,7 +435,7 @@ def _run_keys(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer, rows: str
 
 
 def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | None = None,
-             batch_size: int = 64, val_examples: int | None = None,
+             batch_size: int | None = None, val_examples: int | None = None,
              log: Callable[[str], None] = lambda message: None, dtype: str = "float32") -> dict:
     """The head's metrics (accuracy, macro-F1, loss and n for a classifier;
     exact match and F1 for a span head) on one split.
@@ -455,6 +458,6 @@ def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | N
     graphdef, params = nnx.split(model)
     check_dtype(dtype)
     eval_step = make_eval_step(graphdef, forward_tokens, dtype)
-    metrics = head.metrics(predict(eval_step, params, arrays, batch_size), examples)
+    metrics = head.metrics(predict(eval_step, params, arrays, batch_size or eval_batch_default()), examples)
     metrics["n_truncated"] = examples.n_truncated
     return metrics

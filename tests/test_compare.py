@@ -185,7 +185,7 @@ def test_a_command_refused_before_any_run_finished_can_be_corrected(setup, tmp_p
     assert "too little to measure the adaptation" in capsys.readouterr().err
     assert main([*common, "--data", f"jsonl:{setup / 'kw.jsonl'}"]) == 0
     # the model holds 32 positions, fewer than the adaptation's 64-token blocks: it adapts on 32, and says so
-    assert "adapt: blocks of 32 tokens, the model's n_positions (the adaptation's default is 64)" in \
+    assert "adapt: blocks of 32 tokens, the model's n_positions (the adaptation asked for 64)" in \
         capsys.readouterr().out
     assert json.loads((out / "compare.json").read_text())["data"] == f"jsonl:{setup / 'kw.jsonl'}"
     # once a run has finished there, other settings are refused as before

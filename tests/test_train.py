@@ -265,6 +265,11 @@ def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretraine
     result = json.loads((tmp_path / "f" / "result.json").read_text())
     assert result["batch_size_used"] == 20 and result["config"]["batch_size"] == 10**9 and r.steps == 2
     assert result["epochs_trained"] == 2.0  # 2 steps of all 20 examples, whatever config's epochs says
+    # no evaluation batch asked for: the device's (steps.eval_batch_default), recorded as used
+    import jax
+
+    assert cfg.eval_batch_size is None and result["config"]["eval_batch_size"] == (
+        32 if jax.default_backend() == "cpu" else 64)
     blocks = pack_blocks(keyword_data.train.texts, tok, block_size=16, val_fraction=0.1, seed=0)
     said.clear()
     lm = mt.GPT2.language_model(mt.load_pretrained(pretrained_dir).config, seed=0)

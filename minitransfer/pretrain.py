@@ -165,7 +165,7 @@ def pretrain(
         {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"},
          "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
          # the tokens themselves: the same file, edited, is other text; and the validation blocks,
-         # which choose the checkpoint kept (a run saved before 2026-11-27 scored the held-out texts
+         # which choose the checkpoint kept (a run saved before the change of 2026-11-27 scored the held-out texts
          # in file order: another run, not resumed with the new ones)
          "blocks": blocks_hash, "validation_blocks": val_hash,
          **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]

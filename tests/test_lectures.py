@@ -2,7 +2,7 @@
 
 Every lecture also runs in the book (test_book.py: each in a fresh kernel, no cell may fail), so as scripts
 only the quicker ones run where the book does: they cover what differs between the two ways (lecture.py's
-figure files, the working folder); the four slow ones took 150 s of the suite's 16 minutes run twice.
+figure files, the working folder); the four slow ones took 150 s more as scripts (21-64 s each).
 Without the book's tools (nbclient) every lecture runs here."""
 
 from __future__ import annotations

@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=D.warmup, help="warmup fraction of the steps (default %(default)s)")
     p.add_argument("--weight-decay", type=float, default=D.weight_decay, help="AdamW weight decay (default %(default)s)")
     p.add_argument("--lr-decay-per-layer", type=float, default=D.lr_decay_per_layer,
-                   help="full mode: each lower layer's lr is multiplied by this (ULMFiT used 1/2.6; default %(default)s)")
+                   help="full and adapt modes (a pretrained backbone that trains): each lower layer's lr is multiplied by this (ULMFiT used 1/2.6; default %(default)s)")
     p.add_argument("--max-len", type=int, default=D.max_len, help="tokens per example (default %(default)s)")
     p.add_argument("--pooling", choices=["last", "mean"], default=D.pooling,
                    help="how a classification head summarises a sequence (default: last real token)")
@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         "confidence interval over seeds. Mode adapt's "
         "next-word stage runs once and is reused by every budget and seed. Writes results.csv, "
         "summary.json, summary.md, curves.png and budget.png into --out; re-running skips finished runs. "
-        "The defaults run offline on a laptop CPU in about 10 minutes (2 cores).",
+        "The defaults run offline on a laptop CPU in about 10 to 15 minutes (2 cores: 11.0 and 14.8 min on two days).",
     )
     _add_model_arg(p, required=False)
     _add_data_args(p)
@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each run's best model in OUT/runs/NAME/best (default: metrics only; the default grid's "
                    "48 checkpoints take 370 MB of the shipped model, 24 GB of GPT-2 124M)")
-    p.add_argument("--quick", action="store_true", help="a smoke run of at most about 2 minutes (budgets 100,300, 2 seeds, 20 steps per run, 30 "
+    p.add_argument("--quick", action="store_true", help="a smoke run of about 2 to 3 minutes on 2 cores (budgets 100,300, 2 seeds, 20 steps per run, 30 "
                    "adaptation steps, 200 validation examples): it "
                    "checks the pipeline, not transfer; with 2 seeds a 95%% interval is 12.7 standard errors wide "
                    "on each side, so expect no difference to be a claim")

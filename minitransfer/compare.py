@@ -42,7 +42,7 @@ RESULT_COLUMNS = [
 class CompareConfig:
     budgets: list = dataclasses.field(default_factory=lambda: [100, 300, 1000])
     modes: list = dataclasses.field(default_factory=lambda: ["scratch", "probe", "full", "adapt"])
-    # 4 seeds: the most that keep the default run within 10 minutes on 2 CPU
+    # 4 seeds: the most that keep the default run within 10-15 minutes on 2 CPU
     # cores; a paired interval over 4 seeds uses t(0.975, 3) = 3.18.
     seeds: int = 4
     first_seed: int = 0  # the seeds are first_seed .. first_seed + seeds - 1

@@ -117,10 +117,18 @@ def load_tfds(name: str, text_field: str, label_field: str, data_dir: str | None
     names = list(getattr(label_feature, "names", []) or [])
 
     def source(split: str):
+        from absl import logging as absl_logging
+
+        # a dataset not prepared locally makes tfds warn "Variant folder ... has no dataset_info.json" before
+        # failing; that failure is expected here (the download below follows, or an error that says why not)
+        verbosity = absl_logging.get_verbosity()
+        absl_logging.set_verbosity(absl_logging.ERROR)
         try:
             return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
         except Exception:
             pass  # not prepared locally yet: download below
+        finally:
+            absl_logging.set_verbosity(verbosity)
         if not _network_available():
             raise DataError(
                 f"tfds:{name} is not downloaded yet, and there is no network to download it. "

@@ -22,9 +22,20 @@ def load_tokenizer(source: str | os.PathLike, option: str | None = None):
     """The tokenizer of ``source`` (see ``_load_tokenizer``), without a
     length limit of its own (see ``_unlimited``). ``option``: the
     command-line option that named ``source`` (``--tokenizer``), for errors."""
-    if option is None:
-        return _unlimited(_load_tokenizer(source))
     from minitransfer.convert import CheckpointError
+
+    if option is None:
+        try:
+            return _unlimited(_load_tokenizer(source))
+        except CheckpointError:
+            # a model's folder with no config.json either is no checkpoint at all (an empty folder, say): said as
+            # every command that reads the model first says it, not as a tokenizer missing from a checkpoint
+            folder = Path(source)
+            if folder.is_dir() and not (folder / "config.json").exists():
+                from minitransfer.convert import load_config
+
+                load_config(folder)  # raises: "no config.json (every Hugging Face checkpoint has one)"
+            raise
 
     try:
         return _unlimited(_load_tokenizer(source))

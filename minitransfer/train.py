@@ -371,7 +371,12 @@ def check_run_folder(out: str | Path) -> None:
         return
     foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.startswith("."))
     if foreign:
-        raise TrainingError(f"--out {out} holds files that are not a training run's ({', '.join(foreign[:5])}"
+        from minitransfer.outdir import MARKS
+
+        # another command's folder: say whose, as that command's own check does
+        owner = next((c for c, marks in MARKS.items() if c != "finetune" and set(marks) & set(foreign)), None)
+        whose = f"a `minitransfer {owner}` run's files" if owner else "files that are not a training run's"
+        raise TrainingError(f"--out {out} holds {whose} ({', '.join(foreign[:5])}"
                             f"{' ...' if len(foreign) > 5 else ''}); a run would write among them: choose an "
                             f"empty or new folder")
 

@@ -46,6 +46,8 @@ def cmd_finetune(args) -> int:
     # the tokenizer before the data, which can take a while to load: a wrong path is said at once
     tokenizer = (load_tokenizer(args.tokenizer, option="--tokenizer") if args.tokenizer
                  else load_tokenizer(model_or_default(args)))
+    if not (args.mode == "scratch" and args.config):  # the model's folder, or its download, before the data too
+        resolve_source(model_or_default(args), allow_pickle=args.allow_pickle)
     data = task.load(args.data, text_field=args.text_field, label_field=args.label_field)
     for n in data.notes:
         print(f"data: {n}")

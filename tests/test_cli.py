@@ -168,6 +168,32 @@ def test_a_tokenizer_option_that_cannot_load_is_named_before_the_data_loads(tmp_
         assert "--tokenizer takes a folder holding them, 'gpt2'" in err and "convert SOURCE" not in err
 
 
+def test_an_empty_model_folder_is_said_to_be_no_checkpoint(tmp_path, capsys):
+    """finetune and compare read the model's tokenizer first: an empty --model folder was said to lack
+    tokenizer files, as if it were a checkpoint saved without them; next-word, evaluate and convert said
+    "no config.json". Now every command says the same, before the data loads."""
+    (tmp_path / "empty").mkdir()
+    empty = str(tmp_path / "empty")
+    for command in (["finetune", "--mode", "probe", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "o")],
+                    ["compare", "--quick", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "c")],
+                    ["next-word", "--prompt", "Hi"]):
+        assert main([*command, "--model", empty]) == 2, command
+        err = capsys.readouterr().err
+        assert f"{empty}: no config.json (every Hugging Face checkpoint has one)" in err, (command, err)
+        assert "tokenizer" not in err and len(err.strip().splitlines()) == 1, (command, err)
+    # a hub id that cannot be downloaded (tests run offline): said before the data loads, not after it
+    assert main(["finetune", "--mode", "probe", "--model", "gpt2", "--data", "jsonl:/not/read.jsonl",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "'gpt2' is not a local directory" in err and "/not/read.jsonl" not in err, err
+    # a checkpoint folder that has its config but no tokenizer still says what is missing, and how to save it
+    (tmp_path / "notok").mkdir()
+    (tmp_path / "notok" / "config.json").write_text("{}")
+    assert main(["finetune", "--mode", "probe", "--model", str(tmp_path / "notok"), "--out", str(tmp_path / "o")]) == 2
+    assert "no tokenizer files (tokenizer.json, or vocab.json + merges.txt). Save the checkpoint with a tokenizer" \
+        in capsys.readouterr().err
+
+
 def test_data_command_bad_spec(capsys, tmp_path):
     assert main(["data", "nonsense:spec"]) == 2
     assert "not understood" in capsys.readouterr().err
@@ -352,6 +378,9 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
     pre = tmp_path / "pre"
     (pre / "state").mkdir(parents=True)
     (pre / "pretrain.json").write_text("{}")
+    cmp = tmp_path / "cmp"
+    (cmp / "runs").mkdir(parents=True)
+    (cmp / "compare.json").write_text("{}")
     for argv, says in (
         (["pretrain", "--data", "tweets", "--config", "tiny", "--out", str(ft)],
          "holds a `minitransfer finetune` run (result.json, best); `minitransfer pretrain` would write among"),
@@ -364,12 +393,15 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
         (["compare", "--quick", "--out", str(ckpt)], "compare would write among its files"),
         (["convert", str(ckpt), "--out", str(pre)], "holds a `minitransfer pretrain` run (pretrain.json)"),
         (["convert", str(ckpt), "--out", str(ft)], "holds a `minitransfer finetune` run"),
+        # finetune names the other command too (it said only "files that are not a training run's")
+        (["finetune", "--mode", "probe", "--out", str(pre)], "holds a `minitransfer pretrain` run's files (pretrain.json)"),
+        (["finetune", "--mode", "probe", "--out", str(cmp)], "holds a `minitransfer compare` run's files (compare.json, runs)"),
     ):
-        before = {p: sorted(q.name for q in p.iterdir()) for p in (ft, ckpt, pre)}
+        before = {p: sorted(q.name for q in p.iterdir()) for p in (ft, ckpt, pre, cmp)}
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert says in err and "choose an empty or new folder" in err, (argv, err)
-        assert before == {p: sorted(q.name for q in p.iterdir()) for p in (ft, ckpt, pre)}
+        assert before == {p: sorted(q.name for q in p.iterdir()) for p in (ft, ckpt, pre, cmp)}
     # compare's default --out (runs/compare-quick with --quick) is checked the same way
     import os as _os
 

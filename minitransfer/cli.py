@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mode adapt: next-word steps on the task's training texts, written to OUT/adapted "
                    "(default %(default)s)")
     _add_data_args(p)
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="how a single data file is split into train/validation/test (default 0; the same value "
+                        "as compare --split-seed draws the same split; data with its own test split keeps it). "
+                        "Recorded with the model, so evaluate scores it on that draw's test set")
     p.add_argument("--out", required=True, help="run directory (best checkpoint, logs; the resumable state while it runs)")
     p.add_argument("--config", choices=sorted(NAMED_CONFIGS),
                    help="scratch mode: a named architecture instead of --model's config")

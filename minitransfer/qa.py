@@ -75,6 +75,8 @@ class QADataset:
     test: QASplit
     spec: str
     notes: list[str] = dataclasses.field(default_factory=list)
+    # as data.Dataset's: split_seed where a split drew (the validation questions), recorded with a model
+    fields: dict = dataclasses.field(default_factory=dict)
 
     def split(self, name: str) -> QASplit:
         if name not in ("train", "validation", "test"):
@@ -162,6 +164,7 @@ def load_qa_dataset(spec: str, *, split_seed: int = 0, val_fraction: float = 0.1
         n_val = max(1, int(round(val_fraction * len(train))))
         validation, train = train.take(order[:n_val]), train.take(order[n_val:])
         notes.append(f"validation: {n_val} of the training questions, split_seed={split_seed}")
+        return QADataset(train, validation, test, spec, notes, {"split_seed": split_seed})
     return QADataset(train, validation, test, spec, notes)
 
 

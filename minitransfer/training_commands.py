@@ -21,6 +21,20 @@ from minitransfer.commands import model_or_default
 # ----------------------------------------------------------------------------
 
 
+def split_seed_notes(split_seed: int, data, spec: str) -> list[str]:
+    """What a --split-seed other than 0 did not do: data that comes with its
+    own splits is not split at all, or keeps its test split (only its
+    validation set is drawn)."""
+    if not split_seed:
+        return []
+    if "split_seed" not in data.fields:  # (recorded only where a split drew)
+        return [f"--split-seed {split_seed} has no effect: {spec} comes with its own splits"]
+    if not any(n.startswith("split 80/10/10") for n in data.notes):
+        return [f"--split-seed {split_seed} draws only the validation set: {spec} comes with its own test split, "
+                f"which stays as it is"]
+    return []
+
+
 def cmd_finetune(args) -> int:
     from minitransfer.convert import load_config, load_pretrained, resolve_source
     from minitransfer.model import named_config
@@ -48,9 +62,11 @@ def cmd_finetune(args) -> int:
                  else load_tokenizer(model_or_default(args)))
     if not (args.mode == "scratch" and args.config):  # the model's folder, or its download, before the data too
         resolve_source(model_or_default(args), allow_pickle=args.allow_pickle)
-    data = task.load(args.data, text_field=args.text_field, label_field=args.label_field)
+    data = task.load(args.data, text_field=args.text_field, label_field=args.label_field, split_seed=args.split_seed)
     for n in data.notes:
         print(f"data: {n}")
+    for n in split_seed_notes(args.split_seed, data, args.data):
+        print(f"note: {n}")
     if args.mode == "scratch" and args.config:
         n_pos = max(args.max_len, 64)
         config = named_config(args.config, vocab_size=len(tokenizer), n_positions=n_pos)
@@ -340,11 +356,8 @@ def cmd_compare(args) -> int:
                         split_seed=cc.split_seed)
     for n in data.notes:
         print(f"data: {n}")
-    if cc.split_seed and "split_seed" not in data.fields:
-        print(f"note: --split-seed {cc.split_seed} has no effect: {args.data} comes with its own splits")
-    elif cc.split_seed and not any(n.startswith("split 80/10/10") for n in data.notes):
-        print(f"note: --split-seed {cc.split_seed} draws only the validation set: {args.data} comes with its own "
-              f"test split, which stays as it is")
+    for n in split_seed_notes(cc.split_seed, data, args.data):
+        print(f"note: {n}")
     n_runs = len(cc.budgets) * len(cc.modes) * cc.seeds
     print(f"compare: {source} on {args.data}: budgets {cc.budgets} x modes {cc.modes} x {cc.seeds} seed(s) "
           f"({seeds_text(cc.first_seed, cc.seeds)}) = {n_runs} runs -> {args.out}")

@@ -449,3 +449,35 @@ def test_a_classifier_whose_labels_an_older_minitransfer_spelt_as_written_still_
     ClassificationHead(8, ["0.0", "1.0"]).check_data(data)  # read as 0 and 1 now: the same classes, same order
     with pytest.raises(ValueError, match="labels"):
         ClassificationHead(8, ["1.0", "0.0"]).check_data(data)
+
+
+def test_split_seed_notes_say_what_a_split_seed_did_not_draw(tmp_path):
+    """finetune and compare share these notes: data with all three splits
+    ignores --split-seed; data with train and test has only its validation
+    set drawn; one file is split whole (no note)."""
+    from minitransfer.qa import load_qa_dataset
+    from minitransfer.training_commands import split_seed_notes
+
+    rows = [{"text": f"text {i}", "label": "ab"[i % 2]} for i in range(40)]
+    for name in ("three", "two"):
+        (tmp_path / name).mkdir()
+        for split in ("train", "validation", "test") if name == "three" else ("train", "test"):
+            (tmp_path / name / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "one.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    said = {name: split_seed_notes(1, load_dataset(f"jsonl:{tmp_path / name}", split_seed=1), name)
+            for name in ("three", "two", "one.jsonl")}
+    assert said == {"three": ["--split-seed 1 has no effect: three comes with its own splits"],
+                    "two": ["--split-seed 1 draws only the validation set: two comes with its own test split, "
+                            "which stays as it is"],
+                    "one.jsonl": []}
+    assert split_seed_notes(0, load_dataset(f"jsonl:{tmp_path / 'three'}"), "three") == []
+    # question answering draws its validation questions from train the same way, and records the seed
+    qa_rows = [{"question": "q?", "context": f"c {i}", "answers": {"text": ["c"], "answer_start": [0]}}
+               for i in range(20)]
+    (tmp_path / "qa").mkdir()
+    for split in ("train", "test"):
+        (tmp_path / "qa" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa_rows))
+    qa = load_qa_dataset(f"jsonl:{tmp_path / 'qa'}", split_seed=1)
+    assert qa.fields == {"split_seed": 1}
+    assert split_seed_notes(1, qa, "qa") == ["--split-seed 1 draws only the validation set: qa comes with its "
+                                             "own test split, which stays as it is"]

@@ -419,19 +419,25 @@ def test_evaluate_finds_a_relative_data_path_and_its_fields_from_another_folder(
     assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data",
                  f"csv:{tmp_path / 'a' / 'reviews.csv'}", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] > 0
-    # a model fine-tuned on another draw of the split (compare --split-seed): evaluated on that draw's test set
+    # a model fine-tuned on another draw of the split (finetune --split-seed, as compare --split-seed draws
+    # it): evaluated on that draw's test set
     from minitransfer.data import load_dataset
 
     other = load_dataset(f"csv:{tmp_path / 'a' / 'reviews.csv'}", text_field="review", label_field="stars",
                          split_seed=1)
-    cfg = _cfg(mode="probe", steps=2, eval_every=2)
-    r = finetune(_model("probe", pretrained_dir, other, cfg), other, mt.load_tokenizer(pretrained_dir), cfg,
-                 tmp_path / "run1", progress=False)
-    capsys.readouterr()
+    assert other.test.texts != load_dataset(f"csv:{tmp_path / 'a' / 'reviews.csv'}", text_field="review",
+                                            label_field="stars").test.texts  # another draw indeed
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--data", "reviews.csv",
+                 "--text-field", "review", "--label-field", "stars", "--split-seed", "1", "--steps", "2",
+                 "--max-len", "12", "--no-progress", "--out", str(tmp_path / "run1")]) == 0
+    assert "data: split 80/10/10, stratified by label, split_seed=1" in capsys.readouterr().out
+    r = json.loads((tmp_path / "run1" / "result.json").read_text())
+    monkeypatch.chdir(tmp_path / "b")
     assert main(["evaluate", "--model", str(tmp_path / "run1" / "best"), "--json"]) == 0
     out, err = capsys.readouterr()
     assert "(--text-field review, --label-field stars, --split-seed 1: as the model's config.json records" in err
-    assert json.loads(out)["accuracy"] == r.test["accuracy"] and json.loads(out)["n"] == len(other.test)
+    assert json.loads(out)["accuracy"] == r["test"]["accuracy"] and json.loads(out)["n"] == len(other.test)
     # moved since: the spec as given, from here (this folder's own reviews.csv, whose one label is new)
     (tmp_path / "a" / "reviews.csv").rename(tmp_path / "a" / "moved.csv")
     assert main(["evaluate", "--model", str(tmp_path / "run" / "best")]) == 2

@@ -3,8 +3,8 @@ as a user would, then time, over HTTP:
 
 * start-up: process start until the server answers (load + compile), twice:
   with an empty compilation cache (a first launch) and with the programs the
-  first launch left there (every later launch; see "compilation cache" in
-  README);
+  first launch left there (every later launch; see "The compilation cache" in
+  docs/development.md);
 * the first candidates request after that, and the steady state of the same
   request (median of 50, each with a different text so nothing is cached);
 * generation: tokens/s of a streamed 100-token continuation.

@@ -151,10 +151,12 @@ for frm, to in (("100", "300"), ("300", "1000")):
 # reviews), and the features that separate "great film" from "boring plot"
 # are not the ones that separate a complaint about a flight from a neutral
 # announcement. Scratch, meanwhile, learns word-label associations directly.
-# Stage 2 fixes the domain (the tweet perplexity falls by an order of
-# magnitude before any label is used), the likely reason `adapt`'s gains
-# over scratch are claims where `full`'s are not. On IMDB itself, the
-# stand-in's own domain, plain `full` already transfers (README shows that run).
+# Stage 2 lowers the tweet perplexity by an order of magnitude before any
+# label is used, and `adapt`'s gains over scratch are claims where `full`'s
+# are not: these runs show the two together; none tests the first as the
+# cause of the second (that would take, say, adaptation on other text of
+# equal length, compared the same way). On IMDB itself, the
+# stand-in's own domain, plain `full` already transfers (docs/results.md shows that run).
 #
 # **What `--model gpt2` changes.** OpenAI's 124M GPT-2 read 40 GB of web text
 # (stage 1 at a scale of thousands of GPU-hours, lecture 5), with tweets and

@@ -34,9 +34,9 @@ class AdaptConfig:
     # 600 steps (600 x 32 x 64 = 1.23M tokens: about one pass over the tweets' 1.19M training tokens): on the shipped
     # stand-in, 4 seeds, adapt's gain over scratch was +3.2 / +3.3 points at 100 / 300
     # labels with 300 steps and +4.0 / +4.8 with 600; each 300 steps cost about a minute.
-    # Those gains were measured on the test split (seeds 0-3) that the README reports,
+    # Those gains were measured on the test split (seeds 0-3) that docs/results.md reports,
     # and before the scratch backbone got a random stream of its own: a choice made on
-    # test results, which README's replication (fresh seeds, another split) checks.
+    # test results, which the replication in docs/results.md (fresh seeds, another split) checks.
     steps: int = 600
     batch_size: int = 32
     block_size: int = 64  # tweets are short; 64 tokens hold one or two of them

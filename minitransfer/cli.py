@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         "confidence interval over seeds. Mode adapt's "
         "next-word stage runs once and is reused by every budget and seed. Writes results.csv, "
         "summary.json, summary.md, curves.png and budget.png into --out; re-running skips finished runs. "
-        "The defaults run offline on a laptop CPU in about 10 to 15 minutes (2 cores: 11.0 and 14.8 min on two days).",
+        "The defaults run offline on a laptop CPU in about a quarter of an hour.",
     )
     _add_model_arg(p, required=False)
     _add_data_args(p)
@@ -334,9 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default runs/compare; with --quick, runs/compare-quick, so that "
                                  "a smoke run and the full one keep their own results)")
     p.add_argument("--keep-checkpoints", action="store_true",
-                   help="keep each run's best model in OUT/runs/NAME/best (default: metrics only; the default grid's "
-                   "48 checkpoints take 370 MB of the shipped model, 24 GB of GPT-2 124M)")
-    p.add_argument("--quick", action="store_true", help="a smoke run of about 2 to 3 minutes on 2 cores (budgets 100,300, 2 seeds, 20 steps per run, 30 "
+                   help="keep each run's best model in OUT/runs/NAME/best (default: metrics only; a checkpoint per run "
+                   "adds up: with GPT-2 124M the default grid's take tens of GB)")
+    p.add_argument("--quick", action="store_true", help="a smoke run of a few minutes on a laptop CPU (budgets 100,300, 2 seeds, 20 steps per run, 30 "
                    "adaptation steps, 200 validation examples): it "
                    "checks the pipeline, not transfer; with 2 seeds a 95%% interval is 12.7 standard errors wide "
                    "on each side, so expect no difference to be a claim")
@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a page at http://localhost:PORT/ with a text box: as you type, the next-word "
         "head's top 10 candidates appear as bars (Tab accepts one), Continue streams a sampled "
         "continuation, and with --classifier a fine-tuned classification head shows its class "
-        "probabilities for the same text. JSON endpoints under /api/ (see README). Works offline.",
+        "probabilities for the same text. JSON endpoints under /api/ (docs/playground.md). Works offline.",
     )
     _add_model_arg(p, required=False)
     p.add_argument("--classifier", metavar="DIR",

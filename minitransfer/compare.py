@@ -51,9 +51,9 @@ class CompareConfig:
     epochs: float = 3.0
     max_steps: int = 120
     # These defaults were chosen in earlier rounds by looking at test accuracies
-    # on the default split and seeds 0-3, the very numbers README reports, each
+    # on the default split and seeds 0-3, the very numbers docs/results.md reports, each
     # from one comparison without an interval: choices made on test results,
-    # which flatter those numbers. README's replication (--first-seed 4
+    # which flatter those numbers. The replication in docs/results.md (--first-seed 4
     # --split-seed 1: other seeds, a mostly new test set) checks them. The gains
     # quoted below were measured before the scratch backbone got a random
     # stream of its own, against a slightly different scratch baseline.

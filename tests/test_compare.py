@@ -268,7 +268,7 @@ def test_committed_summary_is_its_record_in_words_and_one_seed_shows_no_spread()
     from minitransfer.compare import summary_markdown
     from tests.conftest import REPO
 
-    for folder in ("compare", "compare-replication"):  # README's experiment, and its replication
+    for folder in ("compare", "compare-replication"):  # docs/results.md's experiment, and its replication
         record = json.loads((REPO / "docs" / folder / "summary.json").read_text())
         assert summary_markdown(record) == (REPO / "docs" / folder / "summary.md").read_text(), folder
     record = json.loads((REPO / "docs" / "compare" / "summary.json").read_text())

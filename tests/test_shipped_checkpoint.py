@@ -158,4 +158,5 @@ def test_the_readme_python_example_runs_as_printed(tmp_path, monkeypatch):
     assert scope["logits"].shape == (1, len(scope["ids"][0]), scope["model"].config.vocab_size)
     assert (tmp_path / "out" / "model.safetensors").exists()
     assert scope["clf"].head.labels == ("negative", "positive")
+    assert scope["class_logits"].shape == (1, 2)
     assert scope["mt"].shipped_checkpoint() == CKPT  # the comment's way to it from any folder

@@ -44,6 +44,25 @@ def _add_model_arg(p: argparse.ArgumentParser, required: bool = True):
     )
 
 
+def _add_prompt_args(p: argparse.ArgumentParser, several: bool):
+    from minitransfer.prompting import DEFAULT_PROMPTS
+
+    if several:
+        p.add_argument("--prompt", action="append", metavar="TEXT",
+                       help="modes zero and prompt: the text after each example, after which the next-word head "
+                       "scores each label's word; give it several times for several prompts (zero's interval is "
+                       "over them; prompt fine-tunes with the first). Default: "
+                       + " | ".join(repr(x) for x in DEFAULT_PROMPTS))
+    else:
+        p.add_argument("--prompt", metavar="TEXT",
+                       help="mode prompt: the text after each example, after which the next-word head scores each "
+                       f"label's word (default {DEFAULT_PROMPTS[0]!r})")
+    p.add_argument("--label-words", metavar="LABEL=WORD,...",
+                   help="modes zero and prompt: one word per label, each a single token of the model's tokenizer, "
+                   "e.g. negative=terrible,positive=great (default: terrible / okay / great for negative / "
+                   "neutral / positive, and for 0 / 1)")
+
+
 def _add_device_args(p: argparse.ArgumentParser):
     p.add_argument(
         "--parallel", choices=["none", "data", "fsdp"], default="none",
@@ -198,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed for init, label budget, data order, dropout (default %(default)s)")
     p.add_argument("--new-head", action="store_true",
                    help="replace a fine-tuned checkpoint's head with a fresh one")
+    _add_prompt_args(p, several=False)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_device_args(p)
     p.set_defaults(func=cmd_finetune)
@@ -315,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--budgets", help="comma-separated label budgets, 'all' for the whole train split "
                    "(default " + ",".join(map(str, CompareConfig().budgets)) + "; --quick: 100,300)")
-    p.add_argument("--modes", help="comma-separated, from " + ",".join(MODES) + " (default: all)")
+    p.add_argument("--modes", help="comma-separated, from " + ",".join(MODES) + " (default "
+                   + ",".join(CompareConfig().modes) + "; zero is scored once per --prompt, at 0 labels)")
     p.add_argument("--seeds", type=int, help="seeds per budget and mode (default %d; --quick: 2)" % CompareConfig.seeds)
     p.add_argument("--first-seed", type=int, default=0,
                    help="the seeds are FIRST_SEED, FIRST_SEED+1, ... (default 0); other seeds replicate a compare "
@@ -341,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "checks the pipeline, not transfer; with 2 seeds a 95%% interval is 12.7 standard errors wide "
                    "on each side, so expect no difference to be a claim")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (a line per evaluation instead)")
+    _add_prompt_args(p, several=True)
     _add_device_args(p)
     p.set_defaults(func=cmd_compare)
 

@@ -27,10 +27,12 @@ import numpy as np
 
 from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.figures import plot_budget, plot_curves
+from minitransfer.model import GPT2
 from minitransfer.modes import get_mode
 from minitransfer.outdir import check_out_folder
+from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
 from minitransfer.steps import compile_meter
-from minitransfer.train import DATA_ROWS, TrainConfig, build_classifier, data_fingerprint, finetune
+from minitransfer.train import DATA_ROWS, TrainConfig, build_classifier, data_fingerprint, evaluate, finetune
 
 RESULT_COLUMNS = [
     "mode", "budget", "n_train", "seed", "split", "step",
@@ -82,6 +84,10 @@ class CompareConfig:
     # each run's best model in runs/NAME/best: off by default, since the summary needs only the metrics and
     # the default grid's 48 checkpoints take 370 MB of the shipped 1.9M-parameter model (24 GB of GPT-2's 124M)
     keep_checkpoints: bool = False
+    # modes zero and prompt (prompting.py): the prompts zero is scored with (its interval is over them; prompt
+    # fine-tunes with the first), and a word per label (None: prompting's defaults for the labels)
+    prompts: list = dataclasses.field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    label_words: list | None = None
 
 
 def parse_budgets(text: str) -> list:
@@ -172,6 +178,20 @@ def seeds_text(first: int, n: int) -> str:
     return f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}"
 
 
+def check_modes(modes: list[str]) -> list[str]:
+    """Refuse unknown or repeated modes, and a list that trains nothing; return the modes that train."""
+    for m in modes:
+        get_mode(m)
+    repeated = sorted({m for m in modes if modes.count(m) > 1})
+    if repeated:  # every run of the mode twice, and two rows of the same name in each table
+        raise ValueError(f"--modes names {', '.join(repeated)} more than once ({','.join(modes)})")
+    trained = [m for m in modes if not get_mode(m).trains_nothing]
+    if not trained:
+        raise ValueError(f"--modes {','.join(modes)} trains nothing: name a mode that trains beside it, to "
+                         f"compare against (e.g. --modes {','.join(modes)},probe)")
+    return trained
+
+
 def steps_for(cc: CompareConfig, n_train: int, mode: str = "full") -> int:
     if cc.steps is not None:
         return cc.steps
@@ -195,13 +215,9 @@ def compare(
 
     out = Path(out)
     check_out_folder(out, "compare")
-    for m in cc.modes:
-        get_mode(m)
-    grid = [(b, m, s) for b in cc.budgets for s in seed_ids(cc) for m in cc.modes]
+    trained = check_modes(cc.modes)  # zero is not among them: it is scored once per prompt, below
+    grid = [(b, m, s) for b in cc.budgets for s in seed_ids(cc) for m in trained]
     n_of = {b: len(data.train) if b == "all" else int(b) for b in cc.budgets}
-    repeated = sorted({m for m in cc.modes if cc.modes.count(m) > 1})
-    if repeated:  # every run of the mode twice, and two rows of the same name in each table
-        raise ValueError(f"--modes names {', '.join(repeated)} more than once ({','.join(cc.modes)})")
     for b, n in n_of.items():  # before the adaptation's minutes, not after them
         if n > len(data.train):
             raise ValueError(f"--budgets: {b} is larger than the training split ({len(data.train)} examples)")
@@ -228,10 +244,16 @@ def compare(
             starts["adapted"] = adapted.model
         def run_config(budget, mode, seed) -> TrainConfig:
             steps = steps_for(cc, n_of[budget], mode)
+            prompted = get_mode(mode).head == "prompt"
             return TrainConfig(mode=mode, steps=steps, batch_size=cc.batch_size, max_len=cc.max_len,
                                labels=None if budget == "all" else budget, seed=seed, lr=cc.lr.get(mode),
                                val_examples=cc.val_examples, eval_every=max(1, steps // cc.evals_per_run),
-                               parallel=cc.parallel, dtype=cc.dtype, pooling=cc.pooling)
+                               parallel=cc.parallel, dtype=cc.dtype, pooling=cc.pooling,
+                               prompt=cc.prompts[0] if prompted else None,
+                               label_words=tuple(cc.label_words) if prompted and cc.label_words else None)
+
+        if "zero" in cc.modes:  # the next-word head as the classifier, before any label: once per prompt
+            rows += zero_label_rows(base_model, data, tokenizer, cc, log)
 
         # frozen-backbone features, shared by every probe run: all of them computed first, in one fixed order
         feature_cache: dict = {}
@@ -251,7 +273,7 @@ def compare(
             bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} labels, seed {seed}, {cfg.steps} "
                       f"steps{done}")
             model = build_classifier(mode, starts[get_mode(mode).start], scratch_config, data.label_names, cfg,
-                                     new_head=True)
+                                     new_head=True, tokenizer=tokenizer)
             r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False,
                          log=lambda msg: None, feature_cache=feature_cache, keep_state=False,
                          keep_best=cc.keep_checkpoints)
@@ -294,6 +316,24 @@ def compare(
     return summary
 
 
+def zero_label_rows(base_model, data, tokenizer, cc: CompareConfig, log) -> list[dict]:
+    """Test accuracy of the untrained next-word head read through each prompt
+    (``PromptHead``): results.csv's rows of mode zero, at 0 labels, one per
+    prompt (its index in the seed column)."""
+    rows = []
+    for i, prompt in enumerate(cc.prompts):
+        t0 = time.perf_counter()
+        head = PromptHead.for_tokenizer(tokenizer, data.label_names, base_model.backbone, prompt=prompt,
+                                        words=cc.label_words)
+        m = evaluate(GPT2(base_model.backbone, head), data, tokenizer, "test", max_len=cc.max_len, dtype=cc.dtype)
+        log(f"zero labels, prompt {prompt!r} -> {' / '.join(w.strip() for w in head.words)}: test accuracy "
+            f"{m['accuracy']:.3f}")
+        rows.append({"mode": "zero", "budget": 0, "n_train": 0, "seed": i, "split": "test", "step": 0,
+                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "loss": m["loss"], "train_loss": "",
+                     "wall_seconds": round(time.perf_counter() - t0, 2)})
+    return rows
+
+
 def warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, cache: dict) -> dict:
     """Every text a frozen-backbone run of ``grid`` will read (its budget's
     training examples, the validation subset, the test split), its features
@@ -307,7 +347,7 @@ def warm_frozen_features(grid, run_config, starts, scratch_config, data, tokeniz
         runs = [(b, s) for b, m, s in grid if m == mode]
         cfg = run_config(runs[0][0], mode, runs[0][1])
         model = build_classifier(mode, starts[get_mode(mode).start], scratch_config, data.label_names, cfg,
-                                 new_head=True)
+                                 new_head=True, tokenizer=tokenizer)
         encs = []
         for budget, seed in runs:
             c = run_config(budget, mode, seed)
@@ -375,7 +415,8 @@ def false_discovery(gains: list[dict], rate: float = 0.05) -> dict:
 
 
 def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) -> dict:
-    test = [r for r in rows if r["split"] == "test"]
+    modes = [m for m in cc.modes if not get_mode(m).trains_nothing]  # the table's: trained at every budget
+    test = [r for r in rows if r["split"] == "test" and r["mode"] in modes]
 
     def per_seed(mode, b, key="accuracy"):  # in the order of the seeds (seeds_of)
         found = {r["seed"]: r[key] for r in test if r["mode"] == mode and r["budget"] == b}
@@ -385,7 +426,7 @@ def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) ->
         return sorted({r["seed"] for r in test if r["mode"] == mode and r["budget"] == b})
 
     table = {}
-    for mode in cc.modes:
+    for mode in modes:
         for b in cc.budgets:
             acc, f1 = per_seed(mode, b), per_seed(mode, b, "macro_f1")
             secs = per_seed(mode, b, "wall_seconds")
@@ -397,7 +438,7 @@ def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) ->
                 "macro_f1_mean": float(f1.mean()), "seconds_mean": float(secs.mean()), "seeds": int(len(acc)),
                 "seed_ids": seeds_of(mode, b),
             }
-    gains = paired_gains(table, list(cc.modes), [str(b) for b in cc.budgets])
+    gains = paired_gains(table, modes, [str(b) for b in cc.budgets])
     fdr = false_discovery(gains)
     for g in gains:  # the cells keep their gain over scratch, as summaries before `gains` existed did
         if g["over"] == "scratch":
@@ -406,11 +447,25 @@ def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) ->
                                            gain_significant=d["significant"])
     return {"data": data.spec, "labels": data.label_names, "test_n": len(data.test),
             "majority_baseline": float(np.bincount(data.test.labels).max() / len(data.test)),
-            "budgets": [str(b) for b in cc.budgets], "modes": list(cc.modes), "seeds": cc.seeds,
+            "budgets": [str(b) for b in cc.budgets], "modes": modes, "seeds": cc.seeds,
             "first_seed": cc.first_seed, "split_seed": cc.split_seed, "false_discovery": fdr,
             "wall_seconds": wall_seconds,
             "run_seconds_total": float(sum(float(r["wall_seconds"]) for r in test)), "table": table,
-            "gains": gains}
+            "gains": gains, **zero_label_summary(rows, cc)}
+
+
+def zero_label_summary(rows: list[dict], cc: CompareConfig) -> dict:
+    """Mode zero's accuracies, one per prompt, their mean and its 95% interval over the prompts."""
+    zero = sorted((r for r in rows if r["mode"] == "zero"), key=lambda r: r["seed"])
+    if not zero:
+        return {}
+    acc = np.array([r["accuracy"] for r in zero], dtype=np.float64)
+    ci = mean_interval(acc)
+    return {"zero_label": {"prompts": list(cc.prompts), "label_words": cc.label_words,
+                           "accuracy_per_prompt": acc.tolist(), "accuracy_mean": float(acc.mean()),
+                           "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                           "accuracy_ci95": list(ci) if ci else None,
+                           "macro_f1_mean": float(np.mean([r["macro_f1"] for r in zero]))}}
 
 
 def gain_pairs(modes: list[str]) -> list[tuple[str, str]]:
@@ -421,9 +476,9 @@ def gain_pairs(modes: list[str]) -> list[tuple[str, str]]:
     ref = "scratch" if "scratch" in modes else modes[0]
     pairs = [(m, ref) for m in modes if m != ref]
     for m in modes:
-        base = get_mode(m).adds_to
-        if base in modes and base != ref and (base, m) not in pairs:  # (base, m): the same pair, mirrored
-            pairs.append((m, base))
+        for base in (get_mode(m).adds_to, *get_mode(m).also_over):
+            if base in modes and base != ref and (base, m) not in pairs and (m, base) not in pairs:
+                pairs.append((m, base))  # (base, m) would be the same pair, mirrored
     return pairs
 
 
@@ -505,6 +560,24 @@ def fdr_text(fdr: dict, n_star: int) -> str:
             f"across all {fdr['tests']} (Benjamini-Hochberg on the paired t-tests' p-values), {verdict}")
 
 
+def zero_label_text(s: dict) -> str:
+    """Mode zero's line: its mean over prompts with the interval, each prompt's accuracy, and what the
+    trained modes reached with the fewest labels, for scale."""
+    z = s["zero_label"]
+    n = len(z["prompts"])
+    spread = (f" ± {100 * z['accuracy_std']:.1f} (standard deviation over {n} prompts)" if n > 1 else "")
+    ci = (f"; 95% interval of the mean over prompts [{100 * z['accuracy_ci95'][0]:.1f}, "
+          f"{100 * z['accuracy_ci95'][1]:.1f}]" if z.get("accuracy_ci95") else "")
+    each = ", ".join(f"{p.strip()!r} {100 * a:.1f}" for p, a in zip(z["prompts"], z["accuracy_per_prompt"], strict=True))
+    words = (f"label words {', '.join(repr(w.strip()) for w in z['label_words'])}" if z.get("label_words")
+             else "the default label words")
+    first = s["budgets"][0] if s["budgets"] else None
+    beside = "; ".join(f"{m} {100 * s['table'][m][first]['accuracy_mean']:.1f}" for m in s["modes"]) if first else ""
+    return (f"Zero labels (mode zero: {get_mode('zero').help}, {words}): test accuracy "
+            f"{100 * z['accuracy_mean']:.1f}%{spread}{ci}. Per prompt: {each}."
+            + (f" With {first} labels: {beside}." if beside else ""))
+
+
 def summary_markdown(s: dict) -> str:
     budgets = s["budgets"]
     head = "| mode | " + " | ".join(f"{b} labels" for b in budgets) + " |"
@@ -521,6 +594,8 @@ def summary_markdown(s: dict) -> str:
     for mode in s["modes"]:
         cells = [f"{100 * s['table'][mode][b]['accuracy_mean']:.1f}{spread(s['table'][mode][b])}" for b in budgets]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    if s.get("zero_label"):
+        lines += ["", zero_label_text(s)]
     gains = s.get("gains")
     if gains is None:  # a summary written before `gains` existed
         gains = paired_gains(s["table"], s["modes"], budgets)
@@ -531,10 +606,13 @@ def summary_markdown(s: dict) -> str:
                      f"and seed both runs see the same labelled examples) with its 95% confidence interval "
                      f"(Student's t over seeds" + (")" if s["seeds"] > 1 else "; one seed gives no interval)")
                      + ". `*`: the interval excludes zero, so the difference is a claim; without `*` it is not.")
-        else:
+        elif all(get_mode(g["mode"]).adds_to == over for g in rows):
             what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
             intro = (f"Gain over {over}, paired the same way: the stage that " + " and ".join(g["mode"] for g in rows)
                      + f" adds to {over}, measured on its own ({what}).")
+        else:
+            what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
+            intro = f"Gain over {over}, paired the same way ({what})."
         lines += ["", intro, "", head, rule]
         for g in rows:
             lines.append(f"| {g['mode']} | " + " | ".join(gain_text(g["budgets"][b]) for b in budgets) + " |")

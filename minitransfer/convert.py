@@ -305,6 +305,7 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
     -> logits (B, T, V). A classifier saved by minitransfer comes back with its
     ``ClassificationHead`` and label names: ``model(input_ids)`` -> (B, K).
     """
+    from minitransfer import prompting  # noqa: F401  (registers the prompt head's kind)
     from minitransfer.heads import NextWordHead, head_class
 
     directory = resolve_source(source, allow_pickle=allow_pickle)

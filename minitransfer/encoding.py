@@ -49,32 +49,39 @@ _ENCODED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 ENCODED_KEPT = 8
 
 
-def encode(split: Split, tokenizer, max_len: int) -> Encoded:
+def encode(split: Split, tokenizer, max_len: int, suffix: tuple[int, ...] = ()) -> Encoded:
     """Tokenise, keep the first ``max_len`` tokens, right-pad, build the mask.
 
     Texts longer than ``max_len`` are truncated, and counted in
-    ``n_truncated`` for the caller to report. The arrays are read-only: they
-    may be shared with an earlier call on the same texts.
+    ``n_truncated`` for the caller to report. ``suffix`` (token ids, such as
+    a prompt's) ends every text, after the text's first ``max_len -
+    len(suffix)`` tokens: truncation cuts the text, never the suffix. The
+    arrays are read-only: they may be shared with an earlier call on the
+    same texts.
     """
     if max_len < 1:
         raise DataError(f"--max-len must be at least 1, got {max_len}")
+    if len(suffix) >= max_len:
+        raise DataError(f"a suffix of {len(suffix)} tokens leaves no room for the text in --max-len {max_len}")
     try:
         kept = _ENCODED.setdefault(tokenizer, OrderedDict())
     except TypeError:  # a tokenizer that cannot be weakly referenced or hashed: no reuse
         kept = OrderedDict()
-    key = (tuple(split.texts), max_len, len(tokenizer))
+    suffix = tuple(int(i) for i in suffix)
+    key = (tuple(split.texts), max_len, len(tokenizer), suffix)
     if key in kept:
         kept.move_to_end(key)
         out, mask, lengths = kept[key]
     else:
-        out, mask, lengths = _tokenise(split.texts, tokenizer, max_len)
+        out, mask, lengths = _tokenise(split.texts, tokenizer, max_len, suffix)
         kept[key] = (out, mask, lengths)
         while len(kept) > ENCODED_KEPT:
             kept.popitem(last=False)
-    return Encoded(out, mask, split.labels.astype(np.int32), lengths, int((lengths > max_len).sum()), list(split.texts))
+    room = max_len - len(suffix)
+    return Encoded(out, mask, split.labels.astype(np.int32), lengths, int((lengths > room).sum()), list(split.texts))
 
 
-def _tokenise(texts, tokenizer, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _tokenise(texts, tokenizer, max_len: int, suffix: tuple[int, ...] = ()) -> tuple[np.ndarray, ...]:
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     N = len(ids)
     out = np.zeros((N, max_len), np.int32)  # (N, T)
@@ -84,7 +91,7 @@ def _tokenise(texts, tokenizer, max_len: int) -> tuple[np.ndarray, np.ndarray, n
     if empty:
         raise DataError(f"{empty} text(s) tokenise to no tokens at all")
     for i, x in enumerate(ids):
-        x = x[:max_len]
+        x = x[: max_len - len(suffix)] + list(suffix)
         out[i, : len(x)] = x
         mask[i, : len(x)] = 1
     for a in (out, mask, lengths):

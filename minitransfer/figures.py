@@ -19,7 +19,8 @@ def short_spec(spec: str) -> str:
     return Path(rest).name if kind in ("jsonl", "csv", "tsv", "txt") and rest else spec
 
 
-COLORS = {"scratch": "#7f7f7f", "probe": "#1f77b4", "full": "#d62728", "adapt": "#2ca02c"}
+COLORS = {"scratch": "#7f7f7f", "probe": "#1f77b4", "full": "#d62728", "adapt": "#2ca02c", "zero": "#9467bd",
+          "prompt": "#9467bd"}
 
 
 def plot_curves(rows: list[dict], cc: CompareConfig, path: Path, spec: str):
@@ -30,7 +31,7 @@ def plot_curves(rows: list[dict], cc: CompareConfig, path: Path, spec: str):
 
     budget = cc.curve_budget if cc.curve_budget is not None else cc.budgets[-1]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for mode in cc.modes:
+    for mode in [m for m in cc.modes if any(r["mode"] == m and r["split"] == "validation" for r in rows)]:
         pts = [r for r in rows if r["split"] == "validation" and r["mode"] == mode and str(r["budget"]) == str(budget)]
         steps = sorted({r["step"] for r in pts})
         mean = [np.mean([r["accuracy"] for r in pts if r["step"] == st]) for st in steps]
@@ -93,6 +94,16 @@ def plot_budget(summary: dict, path: Path, spec: str):
                                 [(lo, hi) for _, lo, hi in bands.values()])
     for mode, (x, lo, hi) in (bands.items() if drawn else ()):
         ax.fill_between(x, lo, hi, alpha=0.15, color=COLORS.get(mode))
+    zero = summary.get("zero_label")
+    if zero:  # the next-word head before any label, drawn left of the smallest budget, where "0" stands
+        x0 = min(c["n_train"] for c in summary["table"][summary["modes"][0]].values()) / 3
+        ci = zero.get("accuracy_ci95")
+        err = [[100 * (zero["accuracy_mean"] - ci[0])], [100 * (ci[1] - zero["accuracy_mean"])]] if ci else None
+        ax.errorbar([x0], [100 * zero["accuracy_mean"]], yerr=err, marker="D", capsize=4, color=COLORS["zero"],
+                    ls="none", label=f"zero labels (mean over {len(zero['prompts'])} prompts)")
+        means.append(100 * zero["accuracy_mean"])
+        if ci:
+            ylim = (min(ylim[0], 100 * ci[0] - 1), max(ylim[1], 100 * ci[1] + 1))
     ax.axhline(100 * summary["majority_baseline"], ls="--", color="black", lw=0.8, label="majority class")
     ax.set_ylim(*ylim)
     ax.set_ylabel("test accuracy (%)")
@@ -123,10 +134,14 @@ def plot_budget(summary: dict, path: Path, spec: str):
         g.set_title(f"Paired gain over {ref}" + (", and of a stage on its own (dashed)" if len({x["over"] for x in gains}) > 1
                                                   else "") + ("\n(error bars: 95% interval; crossing 0 = no evidence)"
                                                               if barred else "\n(no interval to draw: one seed, or no spread)"))
-    for a in axes[0]:
+    for k, a in enumerate(axes[0]):
         a.set_xscale("log")
-        a.set_xticks([summary["table"][summary["modes"][0]][b]["n_train"] for b in summary["budgets"]])
-        a.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ticks = [summary["table"][summary["modes"][0]][b]["n_train"] for b in summary["budgets"]]
+        if zero and k == 0:
+            a.set_xticks([ticks[0] / 3] + ticks, ["0"] + [str(t) for t in ticks])
+        else:
+            a.set_xticks(ticks)
+            a.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         a.minorticks_off()
         a.set_xlabel("labelled training examples (log scale)")
         a.grid(alpha=0.3, which="both")

@@ -277,6 +277,10 @@ class ClassificationHead(TaskHead):
     def for_data(cls, n_embd, data, *, dropout=0.1, seed=0, pooling="last", **options):
         return cls(n_embd, data.label_names, pooling=pooling, dropout=dropout, seed=seed)
 
+    def text_suffix(self, tokenizer) -> tuple[int, ...]:
+        """Token ids that end every text this head reads: none (a prompt head's are its prompt)."""
+        return ()
+
     def check_data(self, data):
         from minitransfer.data import canonical_label
 
@@ -302,7 +306,7 @@ class ClassificationHead(TaskHead):
         out = {}
         for name in splits:
             part = parts[name]
-            e = encode(part, tokenizer, max_len)
+            e = encode(part, tokenizer, max_len, self.text_suffix(tokenizer))
             if e.n_truncated:
                 log(f"{name}: {e.n_truncated} of {len(e)} examples truncated to --max-len {max_len} tokens")
             out[name] = ({"input_ids": e.input_ids, "attention_mask": e.attention_mask, "labels": e.labels}, e)

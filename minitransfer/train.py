@@ -44,6 +44,7 @@ from minitransfer.loop import OTHER_RUN, TrainingError, _read_log, train_loop
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
 from minitransfer.modes import get_mode
 from minitransfer.optim import check_optimizer_settings, lr_values
+from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
 from minitransfer.steps import (CLASSIFY_FEATURES, CLASSIFY_TOKENS, backbone_features, check_dtype,
                                 eval_batch_default, forward_features, forward_tokens, make_eval_step, predict,
                                 setup_training, weights_fingerprint)
@@ -77,12 +78,18 @@ class TrainConfig:
     pooling: str = "last"
     head_dropout: float = 0.1
     eval_batch_size: int | None = None  # None: steps.eval_batch_default() (32 on a CPU, 64 on an accelerator)
+    # modes that keep the next-word head (zero, prompt: prompting.py): the prompt after each text, and a
+    # word per label in the labels' order; None: prompting's defaults
+    prompt: str | None = None
+    label_words: tuple[str, ...] | None = None
     parallel: str = "none"  # none | data | fsdp (see parallel.py)
     dtype: str = "float32"  # compute precision: float32 | bfloat16 (mixed precision, see cast_for_compute)
 
     def __post_init__(self):
         check_dtype(self.dtype)
-        get_mode(self.mode)
+        if get_mode(self.mode).trains_nothing:
+            raise ValueError(f"mode {self.mode!r} trains nothing: `minitransfer compare --modes {self.mode}` scores "
+                             f"it on the test split, and mode prompt fine-tunes from it")
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}; expected 'linear' or 'cosine'")
         if self.max_len is not None and self.max_len < 1:  # steps, batch_size, eval_every: check_optimizer_settings
@@ -131,13 +138,27 @@ class RunResult:
 
 
 def build_model(mode: str, base: GPT2 | None, config: GPT2Config, data, cfg: TrainConfig,
-                head_cls: type[TaskHead] = ClassificationHead, new_head: bool = False) -> GPT2:
+                head_cls: type[TaskHead] = ClassificationHead, new_head: bool = False, tokenizer=None) -> GPT2:
     """The model to train: a backbone (pretrained, or random for ``scratch``)
     plus a ``head_cls`` head for ``data``: the checkpoint's own head when it
     is of that kind and fits the data (unless ``new_head``), a fresh one
-    otherwise."""
+    otherwise. A mode that keeps the next-word head (``Mode.head == "prompt"``)
+    gets a ``PromptHead``, whose label words the ``tokenizer`` turns into ids."""
     def fresh():
         return head_cls.for_data(config.n_embd, data, dropout=cfg.head_dropout, seed=cfg.seed, pooling=cfg.pooling)
+
+    if get_mode(mode).head == "prompt":
+        if head_cls is not ClassificationHead or tokenizer is None:
+            raise TrainingError(f"mode {mode!r} keeps the next-word head as a classifier: it needs a classification "
+                                f"task and the model's tokenizer")
+        assert base is not None
+        backbone = nnx.clone(base).backbone
+        try:
+            head = PromptHead.for_tokenizer(tokenizer, data.label_names, backbone, words=cfg.label_words,
+                                            prompt=cfg.prompt or DEFAULT_PROMPTS[0], dropout=cfg.head_dropout)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
+        return GPT2(backbone, head)
 
     if not get_mode(mode).pretrained:
         # a stream of its own: the head draws from nnx.Rngs(seed), and a backbone drawing from the same one
@@ -159,11 +180,12 @@ def build_model(mode: str, base: GPT2 | None, config: GPT2Config, data, cfg: Tra
 
 
 def build_classifier(
-    mode: str, base: GPT2 | None, config: GPT2Config, labels: list[str], cfg: TrainConfig, new_head: bool = False
+    mode: str, base: GPT2 | None, config: GPT2Config, labels: list[str], cfg: TrainConfig, new_head: bool = False,
+    tokenizer=None,
 ) -> GPT2:
     """``build_model`` with a classification head for ``labels``."""
     return build_model(mode, base, config, types.SimpleNamespace(label_names=list(labels)), cfg,
-                       ClassificationHead, new_head)
+                       ClassificationHead, new_head, tokenizer)
 
 
 def finetune(
@@ -431,6 +453,9 @@ def _run_keys(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer, rows: str
     d["tokenizer"] = [len(tokenizer), tokenizer.encode("minitransfer: the same tokenizer?")]
     for k in RUN_KEY_IGNORES:
         d.pop(k, None)
+    for k in ("prompt", "label_words"):  # read by the prompt modes only: a run of another mode keys as before
+        if d.get(k) is None:
+            d.pop(k, None)
     d["data"] = data.spec
     d["n"] = [len(data.train), len(data.validation), len(data.test)]
     d["labels_names"] = getattr(data, "label_names", None)

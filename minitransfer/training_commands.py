@@ -6,6 +6,7 @@ lectures); ``cli.py`` routes to both."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -49,7 +50,7 @@ def cmd_finetune(args) -> int:
         weight_decay=args.weight_decay, lr_decay_per_layer=args.lr_decay_per_layer,
         eval_every=args.eval_every, val_examples=None if args.val_examples == 0 else args.val_examples,
         max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling,
-        parallel=args.parallel, dtype=args.dtype,
+        parallel=args.parallel, dtype=args.dtype, prompt=args.prompt,
     )
     check_run_folder(args.out)  # before the data, and before mode adapt writes OUT/adapted
     task = get_task(args.task)
@@ -67,6 +68,10 @@ def cmd_finetune(args) -> int:
         print(f"data: {n}")
     for n in split_seed_notes(args.split_seed, data, args.data):
         print(f"note: {n}")
+    if args.label_words and get_mode(args.mode).head == "prompt":
+        from minitransfer.prompting import parse_label_words
+
+        cfg = dataclasses.replace(cfg, label_words=tuple(parse_label_words(args.label_words, data.label_names)))
     if args.mode == "scratch" and args.config:
         n_pos = max(args.max_len, 64)
         config = named_config(args.config, vocab_size=len(tokenizer), n_positions=n_pos)
@@ -85,7 +90,7 @@ def cmd_finetune(args) -> int:
                            parallel=args.parallel, dtype=args.dtype)
         base = adapt_language_model(base, tokenizer, data, acfg, Path(args.out) / "adapted",
                                     progress=not args.no_progress).model
-    model = build_model(args.mode, base, config, data, cfg, task.head, new_head=args.new_head)
+    model = build_model(args.mode, base, config, data, cfg, task.head, new_head=args.new_head, tokenizer=tokenizer)
     kept = getattr(model.head, "pooling", args.pooling)  # a checkpoint's own classifier keeps its pooling
     own_head = base is not None and not args.new_head and type(base.head) is type(model.head)
     if own_head and args.pooling != TrainConfig.pooling and kept != args.pooling:
@@ -120,6 +125,14 @@ def ignored_finetune_options(args, cfg) -> list[str]:
         why = "its backbone is frozen" if mode.frozen_backbone else "its backbone starts from random weights"
         notes.append(f"--lr-decay-per-layer {cfg.lr_decay_per_layer:g} has no effect in mode {args.mode} "
                      f"({why}): it scales the learning rate of a pretrained backbone's layers as they train")
+    if mode.head != "prompt":
+        for opt, given in (("--prompt", args.prompt), ("--label-words", args.label_words)):
+            if given is not None:
+                notes.append(f"{opt} has no effect in mode {args.mode}: only a mode that keeps the next-word head "
+                             f"(prompt) reads it")
+    elif args.pooling != "last":
+        notes.append(f"--pooling {args.pooling} has no effect in mode {args.mode}: the prompt head reads the "
+                     f"prompt's last token, where the next word is predicted")
     if args.task != "classify":
         for opt, given, default in (("--pooling", args.pooling, "last"), ("--text-field", args.text_field, "text"),
                                     ("--label-field", args.label_field, "label")):
@@ -331,10 +344,10 @@ def cmd_compare(args) -> int:
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if args.modes is not None and not args.modes.replace(",", "").strip():
         raise ValueError("--modes is empty; name one or more of the modes, e.g. --modes scratch,full")
+    from minitransfer.compare import check_modes
     from minitransfer.modes import get_mode
 
-    for m in cc.modes:  # before minutes of data loading
-        get_mode(m)
+    check_modes(cc.modes)  # before minutes of data loading
     cc.parallel, cc.dtype, cc.keep_checkpoints = args.parallel, args.dtype, args.keep_checkpoints
     cc.first_seed, cc.split_seed = args.first_seed, args.split_seed
     for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
@@ -358,7 +371,13 @@ def cmd_compare(args) -> int:
         print(f"data: {n}")
     for n in split_seed_notes(cc.split_seed, data, args.data):
         print(f"note: {n}")
-    n_runs = len(cc.budgets) * len(cc.modes) * cc.seeds
+    if args.prompt:
+        cc.prompts = list(args.prompt)
+    if args.label_words:
+        from minitransfer.prompting import parse_label_words
+
+        cc.label_words = parse_label_words(args.label_words, data.label_names)
+    n_runs = len(cc.budgets) * len([m for m in cc.modes if not get_mode(m).trains_nothing]) * cc.seeds
     print(f"compare: {source} on {args.data}: budgets {cc.budgets} x modes {cc.modes} x {cc.seeds} seed(s) "
           f"({seeds_text(cc.first_seed, cc.seeds)}) = {n_runs} runs -> {args.out}")
     t_compare = time.perf_counter()

@@ -75,6 +75,7 @@ class TrainConfig:
     labels: int | str | None = None  # label budget; None: all
     seed: int = 0
     pooling: str = "last"
+    head_bias: bool = True  # False: a classification head transformers' GPT2ForSequenceClassification loads (with last pooling)
     head_dropout: float = 0.1
     eval_batch_size: int | None = None  # None: steps.eval_batch_default() (32 on a CPU, 64 on an accelerator)
     parallel: str = "none"  # none | data | fsdp (see parallel.py)
@@ -137,7 +138,8 @@ def build_model(mode: str, base: GPT2 | None, config: GPT2Config, data, cfg: Tra
     is of that kind and fits the data (unless ``new_head``), a fresh one
     otherwise."""
     def fresh():
-        return head_cls.for_data(config.n_embd, data, dropout=cfg.head_dropout, seed=cfg.seed, pooling=cfg.pooling)
+        return head_cls.for_data(config.n_embd, data, dropout=cfg.head_dropout, seed=cfg.seed, pooling=cfg.pooling,
+                                 bias=cfg.head_bias)
 
     if not get_mode(mode).pretrained:
         # a stream of its own: the head draws from nnx.Rngs(seed), and a backbone drawing from the same one
@@ -427,6 +429,8 @@ def _run_keys(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer, rows: str
     import hashlib
 
     d = dataclasses.asdict(cfg)
+    if d.get("head_bias") is True:  # the default, as every run before the option had: their keys stay as they were
+        del d["head_bias"]
     d["weights"] = weights_fingerprint(model)
     d["tokenizer"] = [len(tokenizer), tokenizer.encode("minitransfer: the same tokenizer?")]
     for k in RUN_KEY_IGNORES:

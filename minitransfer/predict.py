@@ -209,7 +209,7 @@ def summary(p: Predictions, source: str, out: str | None, max_len_from: str = "-
     cut = int(p.truncated.sum())
     if cut:
         lines.append(f"{cut:,} of {n:,} texts truncated to the first {p.max_len} tokens ({max_len_from})")
-    lines.append(f"wrote {out}" if out is not None else "rows printed above as JSON lines")
+    lines.append(f"wrote {out}" if out is not None else "rows written to stdout as JSON lines")
     return lines
 
 

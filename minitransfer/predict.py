@@ -80,6 +80,8 @@ def read_texts(path: str | os.PathLike, text_field: str = "text") -> Texts:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; --data names one file of texts (.jsonl, .csv, .tsv or .txt)")
     kind = input_kind(path)
     notes: list[str] = []
     if kind == "txt":

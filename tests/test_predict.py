@@ -113,6 +113,7 @@ def test_bad_input_is_refused_naming_file_row_and_field(dirs, tmp_path, capsys):
     mt.save_pretrained(qa, tmp_path / "qa", tokenizer=mt.load_tokenizer(dirs / "pre"))
     cases = [
         (["--model", best, "--data", str(tmp_path / "missing.jsonl")], f"{tmp_path / 'missing.jsonl'}: no such file"),
+        (["--model", best, "--data", str(tmp_path)], f"{tmp_path} is a folder; --data names one file of texts"),
         (["--model", best, "--data", str(tmp_path / "texts.xlsx")],
          "texts.xlsx: unknown kind of file (.xlsx); predict reads .jsonl"),
         (["--model", best, "--data", str(tmp_path / "nofield.jsonl")],

@@ -15,7 +15,7 @@ from pathlib import Path
 from minitransfer.assets import shipped_checkpoint
 from minitransfer.process import enable_compilation_cache, make_gpu_deterministic, restart_with_huge_pages
 from minitransfer.commands import (cmd_answer, cmd_convert, cmd_data, cmd_evaluate, cmd_generate, cmd_lectures,
-                                   cmd_next_word, cmd_playground)
+                                   cmd_next_word, cmd_playground, cmd_predict)
 from minitransfer.training_commands import cmd_compare, cmd_finetune, cmd_pretrain
 
 
@@ -210,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-len", type=int, default=D.max_len, help="tokens per example (default %(default)s)")
     p.add_argument("--pooling", choices=["last", "mean"], default=D.pooling,
                    help="how a classification head summarises a sequence (default: last real token)")
+    p.add_argument("--no-head-bias", dest="head_bias", action="store_false",
+                   help="a classification head without bias: with --pooling last, the head transformers' "
+                        "GPT2ForSequenceClassification computes, so the saved model opens there as the same "
+                        "classifier (default: with bias, which transformers cannot load)")
     p.add_argument("--eval-every", type=int, help="validate every N steps (default: 10 times per run)")
     p.add_argument("--val-examples", type=int, default=D.val_examples,
                    help="validate on a fixed subset of this many examples (0: all; default %(default)s)")
@@ -243,6 +247,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --split validation: use the whole split, not the subset training validated on")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "predict",
+        help="label new texts with a fine-tuned classifier: each text's label and per-label probabilities, as JSON "
+             "lines on stdout (or --out FILE.jsonl / FILE.csv)",
+        description="Label unlabelled texts with a classifier saved by `minitransfer finetune --task classify` "
+        "(RUN/best). --data is a .jsonl file (the text in --text-field), a .csv/.tsv file with a header (the same "
+        "field as a column) or a .txt file (one text per line), also gzipped. Each non-empty text gets one row: "
+        "its line in the input, the text, the likeliest label, every label's probability and whether it was "
+        "truncated (texts longer than the model's max_len are cut as evaluate cuts them, and counted). Empty texts "
+        "are skipped and reported by line. The rows go to stdout as JSON lines unless --out names a .jsonl or "
+        ".csv file; the summary goes to stderr. See docs/predict.md.",
+    )
+    p.add_argument("--model", required=True, help="a fine-tuned classifier (e.g. RUN/best)")
+    p.add_argument("--data", required=True, metavar="FILE", help="texts to label: .jsonl, .csv, .tsv or .txt (.gz too)")
+    p.add_argument("--text-field", default="text", help="the field (jsonl) or column (csv) holding the text "
+                                                        "(default: text; a .txt file is one text per line)")
+    p.add_argument("--out", dest="out_file", metavar="FILE",
+                   help="write the rows to FILE: .jsonl (JSON lines) or .csv (a prob_LABEL column per label); "
+                        "default: JSON lines on stdout")
+    p.add_argument("--max-len", type=int, help="tokens read per text (default: the max_len the model was trained with)")
+    p.add_argument("--batch-size", type=int, help="texts per batch (default: 32 on a CPU, 64 on an accelerator)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
         "answer",
@@ -523,7 +551,7 @@ def check_arguments(args) -> str | None:
 
 
 # positional arguments, named in messages as --help shows them
-POSITIONAL_NAMES = {"source": "source", "spec": "SPEC"}
+POSITIONAL_NAMES = {"source": "source", "spec": "SPEC", "out_file": "--out"}
 
 
 # what re-running a command after Ctrl-C does, for those that keep state on disk

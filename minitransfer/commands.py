@@ -55,6 +55,9 @@ def cmd_convert(args) -> int:
            if others else "") + "\n"
         f"  took {time.perf_counter() - t0:.1f} s"
     )
+    said = model.head.transformers_note()
+    if said:
+        print(f"note: {said}")
     return 0
 
 
@@ -240,6 +243,12 @@ def cmd_evaluate(args) -> int:
         print(f"{args.model} on {args.data} [{args.split}]: {metrics_text(m, model.head)}"
               + (f" ({m['n_truncated']} truncated to {max_len} tokens)" if m["n_truncated"] else ""))
     return 0
+
+
+def cmd_predict(args) -> int:
+    from minitransfer.predict import run
+
+    return run(args, log=lambda message: print(message, file=sys.stderr))
 
 
 def recorded_data(info: dict) -> tuple[str, str]:

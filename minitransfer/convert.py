@@ -312,9 +312,15 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
     config = load_config(directory)
     raw, desc = read_weights(directory, allow_pickle=allow_pickle)
     head_tensors = {k[len(HEAD_PREFIX):]: raw.pop(k) for k in [k for k in raw if k.startswith(HEAD_PREFIX)]}
+    info = read_head_info(directory)
+    try:
+        cls = head_class(info["head"], f"{directory}/config.json") if info is not None else None
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    # a head saved under transformers' own names (score.weight of a GPT2ForSequenceClassification)
+    hf_tensors = {k: raw.pop(k) for k in (cls.hf_tensor_names if cls is not None else ()) if k in raw}
     tensors, _ = normalize_state_dict(raw, desc)
     backbone = backbone_from_tensors(config, tensors, desc)
-    info = read_head_info(directory)
     if info is None:
         if head_tensors:
             raise CheckpointError(
@@ -324,12 +330,15 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
         return GPT2(backbone, NextWordHead())
     for name, t in head_tensors.items():
         check_weight(HEAD_PREFIX + name, t, desc)
+    for name, t in hf_tensors.items():
+        check_weight(name, t, desc)
     try:
-        head = head_class(info["head"], f"{directory}/config.json").restore(info, config.n_embd, head_tensors, desc)
+        head = cls.restore(info, config.n_embd, head_tensors, desc, hf_tensors)
     except ValueError as e:
         raise CheckpointError(str(e)) from None
-    if head_tensors:
-        raise CheckpointError(f"{desc}: unexpected head tensors {sorted(HEAD_PREFIX + k for k in head_tensors)}")
+    left = sorted([HEAD_PREFIX + k for k in head_tensors] + list(hf_tensors))
+    if left:
+        raise CheckpointError(f"{desc}: unexpected head tensors {left}")
     return GPT2(backbone, head)
 
 
@@ -366,6 +375,17 @@ def read_head_info(directory: Path) -> dict | None:
     return info
 
 
+def pad_token_id(tokenizer: Any, config: GPT2Config) -> int:
+    """The id transformers should read as padding in a saved classifier: the
+    tokenizer's pad token if it has one, else its end-of-text token (GPT-2's
+    convention), else the config's eos_token_id, else 0."""
+    for value in (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None),
+                  config.eos_token_id):
+        if isinstance(value, int):
+            return value
+    return 0
+
+
 # ----------------------------------------------------------------------------
 # Saving: Flax -> Hugging Face format
 # ----------------------------------------------------------------------------
@@ -383,11 +403,14 @@ def save_pretrained(
     """Write ``config.json`` + ``model.safetensors`` (+ tokenizer files) in the
     layout ``transformers.GPT2LMHeadModel.from_pretrained`` reads.
 
-    A classification head is stored beside the backbone as ``head.score.*``
-    tensors, described (labels, pooling, dropout, and ``extra``) in the
-    ``minitransfer`` section of config.json. transformers ignores both, so the
-    backbone of a fine-tuned model still loads there. ``files``, where given,
-    gets the names of the files written appended to it.
+    A classification head is described (labels, pooling, dropout, bias, and
+    ``extra``) in the ``minitransfer`` section of config.json. One that
+    transformers' ``GPT2ForSequenceClassification`` computes too (last-token
+    pooling, no bias) is saved under that class's names (``score.weight``,
+    ``id2label``, ``pad_token_id``), so it opens there as the same classifier;
+    any other is stored beside the backbone as ``head.score.*`` tensors, which
+    transformers skips (its backbone still loads there). ``files``, where
+    given, gets the names of the files written appended to it.
     """
     from safetensors.numpy import save_file
 
@@ -406,8 +429,17 @@ def save_pretrained(
     if head.kind != "next-word" or extra:
         config["minitransfer"] = {"head": head.kind, **head.describe(), **(extra or {})}
     config.update(head.hf_config())
+    hf_tensors = head.hf_tensors()
+    if hf_tensors and "pad_token_id" not in config:
+        # transformers pools the last token that is not pad_token_id (and refuses a batch without one): GPT-2's
+        # end-of-text token, by convention (minitransfer's own padding is masked, so its id never mattered)
+        config["pad_token_id"] = pad_token_id(tokenizer, model.config)
     tensors.update({HEAD_PREFIX + k: v for k, v in head.tensors().items()})
+    tensors.update(hf_tensors)
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    card = head.model_card()
+    if card is not None:  # the model card the hub shows (and a reader of the folder)
+        (directory / "README.md").write_text(card)
     # "format": "pt" tells transformers these are PyTorch-layout tensors (they are:
     # Conv1D's (in, out) layout is Flax's).
     save_file(tensors, str(directory / SAFETENSORS), metadata={"format": "pt"})
@@ -418,13 +450,18 @@ def save_pretrained(
         # the model's context length as the tokenizer's limit, so that transformers' truncation=True cuts to
         # what the model can read (the default, 1e9 or 1e30, lets an over-long input reach the model's
         # position table, an IndexError); the caller's tokenizer is left as it was
-        before = tokenizer.model_max_length
+        before, pad_before = tokenizer.model_max_length, tokenizer.pad_token
         tokenizer.model_max_length = model.config.n_positions
+        if hf_tensors and tokenizer.pad_token is None and tokenizer.eos_token is not None:
+            # a classifier for transformers pads batches (tokenizer(texts, padding=True), pipelines): with the
+            # token config.json names as pad_token_id, which transformers' pooling skips
+            tokenizer.pad_token = tokenizer.eos_token
         try:
             tokenizer_files = tokenizer.save_pretrained(str(directory))
         finally:
             tokenizer.model_max_length = before
+            tokenizer.pad_token = pad_before
     if files is not None:  # (transformers lists added_tokens.json among its files even where it wrote none)
-        files += ["config.json", SAFETENSORS, *(Path(f).name for f in (tokenizer_files if tokenizer is not None else ())
+        files += ["config.json", SAFETENSORS, *(["README.md"] if card is not None else []), *(Path(f).name for f in (tokenizer_files if tokenizer is not None else ())
                                                  if Path(f).is_file())]
     return directory

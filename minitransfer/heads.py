@@ -61,9 +61,29 @@ class TaskHead(nnx.Module):
         """Top-level config.json keys that transformers itself reads (e.g. id2label)."""
         return {}
 
+    # Tensors a head saves under transformers' own top-level names (``score.weight``), where one of
+    # transformers' classes computes exactly what the head does: the checkpoint then opens there as the
+    # same model. ``hf_tensor_names`` lists the names such a head may have; ``restore`` gets them in
+    # ``hf_tensors`` (named as saved), apart from the ``head.``-prefixed ones in ``tensors``.
+    hf_tensor_names: tuple[str, ...] = ()
+
+    def hf_tensors(self) -> dict[str, np.ndarray]:
+        """Its weights saved under transformers' names (instead of ``tensors``); {} where none."""
+        return {}
+
+    def model_card(self) -> str | None:
+        """A README.md for the checkpoint folder (what the head predicts, how to use it); None: none."""
+        return None
+
+    def transformers_note(self) -> str | None:
+        """Where transformers has a class for this kind of head but cannot represent this one: a
+        sentence saying why and which options give one it can (None otherwise)."""
+        return None
+
     @classmethod
-    def restore(cls, info: dict, n_embd: int, tensors: dict[str, np.ndarray], source: str) -> "TaskHead":
-        """The inverse of ``describe`` + ``tensors``: pop every tensor used."""
+    def restore(cls, info: dict, n_embd: int, tensors: dict[str, np.ndarray], source: str,
+                hf_tensors: dict[str, np.ndarray] | None = None) -> "TaskHead":
+        """The inverse of ``describe`` + ``tensors`` (+ ``hf_tensors``): pop every tensor used."""
         raise NotImplementedError
 
     # -- data: what a batch for this head looks like ---------------------------
@@ -111,14 +131,17 @@ def _take_tensor(tensors: dict, name: str, shape: tuple, source: str, why: str =
 
 def _set_linear(linear: nnx.Linear, tensors: dict, prefix: str, source: str, why: str = ""):
     kernel = _take_tensor(tensors, f"{prefix}.weight", linear.kernel.shape, source, why)
-    bias = _take_tensor(tensors, f"{prefix}.bias", linear.bias.shape, source, why)
     linear.kernel.set_value(jnp.asarray(kernel))
-    linear.bias.set_value(jnp.asarray(bias))
+    if linear.bias is not None:  # (a linear layer without bias: use_bias=False)
+        bias = _take_tensor(tensors, f"{prefix}.bias", linear.bias.shape, source, why)
+        linear.bias.set_value(jnp.asarray(bias))
 
 
 def _linear_tensors(linear: nnx.Linear, prefix: str) -> dict[str, np.ndarray]:
-    return {f"{prefix}.weight": np.asarray(linear.kernel[...], np.float32),
-            f"{prefix}.bias": np.asarray(linear.bias[...], np.float32)}
+    out = {f"{prefix}.weight": np.asarray(linear.kernel[...], np.float32)}
+    if linear.bias is not None:
+        out[f"{prefix}.bias"] = np.asarray(linear.bias[...], np.float32)
+    return out
 
 
 @register_head
@@ -141,7 +164,7 @@ class NextWordHead(TaskHead):
         return optax.softmax_cross_entropy_with_integer_labels(outputs, batch["targets"]).mean()
 
     @classmethod
-    def restore(cls, info, n_embd, tensors, source):
+    def restore(cls, info, n_embd, tensors, source, hf_tensors=None):
         return cls()
 
 
@@ -204,7 +227,10 @@ class ClassificationHead(TaskHead):
     """Hidden states (B, T, C) -> class logits (B, K): pool -> dropout -> linear.
 
     ``labels`` are the class names in logit order; they travel with the head
-    so that a saved classifier knows what its outputs mean.
+    so that a saved classifier knows what its outputs mean. ``bias``: whether
+    the linear layer adds a bias (the default). transformers'
+    ``GPT2ForSequenceClassification`` is this head with last-token pooling and
+    no bias; a head of that kind is saved as one (``hf_tensors``).
     """
 
     def __init__(
@@ -214,6 +240,7 @@ class ClassificationHead(TaskHead):
         *,
         pooling: str = "last",
         dropout: float = 0.1,
+        bias: bool = True,
         seed: int = 0,
     ):
         if pooling not in ("last", "mean"):
@@ -223,8 +250,10 @@ class ClassificationHead(TaskHead):
         self.labels = tuple(str(x) for x in labels)
         self.pooling = pooling
         self.dropout = dropout
+        self.bias = bool(bias)
         self.score = nnx.Linear(
-            n_embd, len(self.labels), kernel_init=nnx.initializers.normal(0.02), rngs=nnx.Rngs(seed)
+            n_embd, len(self.labels), use_bias=self.bias, kernel_init=nnx.initializers.normal(0.02),
+            rngs=nnx.Rngs(seed)
         )
 
     @property
@@ -255,27 +284,83 @@ class ClassificationHead(TaskHead):
         return classification_metrics(outputs, examples.labels, self.num_classes)
 
     def describe(self):
-        return {"labels": list(self.labels), "pooling": self.pooling, "dropout": self.dropout}
+        return {"labels": list(self.labels), "pooling": self.pooling, "dropout": self.dropout, "bias": self.bias}
+
+    # -- transformers' GPT2ForSequenceClassification ------------------------
+    # It reads the hidden state of each row's last token that is not its pad_token_id (the rightmost one),
+    # and applies ``score = nn.Linear(n_embd, num_labels, bias=False)``: last-token pooling, no bias.
+    # (Its head has no dropout; neither does ours outside training.) A head of that kind saves its weight as
+    # ``score.weight`` (torch's (out, in) layout: the kernel transposed), which transformers then loads instead
+    # of drawing it at random; any other head keeps minitransfer's ``head.score.*``, which transformers skips.
+    hf_tensor_names = ("score.weight",)
+
+    @property
+    def transformers_compatible(self) -> bool:
+        return self.pooling == "last" and not self.bias
+
+    def transformers_note(self):
+        if self.transformers_compatible:
+            return None
+        why = " and ".join(w for w in (f"{self.pooling} pooling" if self.pooling != "last" else "",
+                                       "a bias in its linear layer" if self.bias else "") if w)
+        return (f"transformers' GPT2ForSequenceClassification cannot represent this classifier's head ({why}; it "
+                f"reads the last real token through a linear layer without bias): there the backbone loads, but the "
+                f"head does not (transformers draws a random score.weight). For a classifier that opens there as "
+                f"the same model, fine-tune with --pooling last --no-head-bias")
+
+    def model_card(self):
+        transformers = (
+            "It opens in transformers as the same classifier (same logits): "
+            "`GPT2ForSequenceClassification.from_pretrained(THIS_FOLDER)` (its tokenizer pads with "
+            "`<|endoftext|>`, the config's `pad_token_id`; a text that itself ends in that token is pooled "
+            "elsewhere there)." if self.transformers_compatible else self.transformers_note() + ".")
+        return (f"# A minitransfer classifier\n\n"
+                f"A GPT-2 backbone with a classification head: {self.pooling} pooling -> a linear layer "
+                f"{'with' if self.bias else 'without'} bias -> {len(self.labels)} labels: "
+                f"{', '.join(self.labels)}.\n\n"
+                f"Label texts with it: `minitransfer predict --model THIS_FOLDER --data texts.txt` (see "
+                f"docs/predict.md); score it: `minitransfer evaluate --model THIS_FOLDER`.\n\n"
+                f"## In transformers\n\n{transformers}\n")
 
     def tensors(self):
-        return _linear_tensors(self.score, "score")
+        return {} if self.transformers_compatible else _linear_tensors(self.score, "score")
+
+    def hf_tensors(self):
+        if not self.transformers_compatible:
+            return {}
+        return {"score.weight": np.ascontiguousarray(np.asarray(self.score.kernel[...], np.float32).T)}  # (K, C)
 
     def hf_config(self):
-        return {"id2label": {str(i): n for i, n in enumerate(self.labels)},
-                "label2id": {n: i for i, n in enumerate(self.labels)}}
+        out = {"id2label": {str(i): n for i, n in enumerate(self.labels)},
+               "label2id": {n: i for i, n in enumerate(self.labels)}}
+        if self.transformers_compatible:  # (save_pretrained adds pad_token_id, which the pooling needs)
+            out["architectures"] = ["GPT2ForSequenceClassification"]
+        return out
 
     @classmethod
-    def restore(cls, info, n_embd, tensors, source):
+    def restore(cls, info, n_embd, tensors, source, hf_tensors=None):
         labels = info.get("labels")
         if not labels:
             raise ValueError(f"{source}: config.json's 'minitransfer' section has no 'labels'")
-        head = cls(n_embd, labels, pooling=info.get("pooling", "last"), dropout=info.get("dropout", 0.1))
-        _set_linear(head.score, tensors, "score", source, f" for {len(labels)} labels {labels}")
+        bias = info.get("bias", True)  # (checkpoints from before the option all have one)
+        if not isinstance(bias, bool):
+            raise ValueError(f"{source}: config.json's minitransfer.bias must be true or false, got {bias!r}")
+        head = cls(n_embd, labels, pooling=info.get("pooling", "last"), dropout=info.get("dropout", 0.1), bias=bias)
+        why = f" for {len(labels)} labels {labels}"
+        hf_tensors = hf_tensors if hf_tensors is not None else {}
+        if head.transformers_compatible and "score.weight" in hf_tensors and "score.weight" not in tensors:
+            t = hf_tensors.pop("score.weight")
+            if tuple(t.shape) != (len(labels), n_embd):
+                raise ValueError(f"{source}: tensor 'score.weight' has shape {tuple(t.shape)}, expected "
+                                 f"{(len(labels), n_embd)}{why}")
+            head.score.kernel.set_value(jnp.asarray(t.T))
+        else:
+            _set_linear(head.score, tensors, "score", source, why)
         return head
 
     @classmethod
-    def for_data(cls, n_embd, data, *, dropout=0.1, seed=0, pooling="last", **options):
-        return cls(n_embd, data.label_names, pooling=pooling, dropout=dropout, seed=seed)
+    def for_data(cls, n_embd, data, *, dropout=0.1, seed=0, pooling="last", bias=True, **options):
+        return cls(n_embd, data.label_names, pooling=pooling, dropout=dropout, bias=bias, seed=seed)
 
     def text_suffix(self, tokenizer) -> tuple[int, ...]:
         """Token ids that end every text this head reads: none (a prompt head's are its prompt)."""
@@ -358,7 +443,7 @@ class SpanHead(TaskHead):
         return _linear_tensors(self.qa_outputs, "qa_outputs")
 
     @classmethod
-    def restore(cls, info, n_embd, tensors, source):
+    def restore(cls, info, n_embd, tensors, source, hf_tensors=None):
         head = cls(n_embd, dropout=info.get("dropout", 0.1))
         _set_linear(head.qa_outputs, tensors, "qa_outputs", source)
         return head

@@ -142,6 +142,18 @@ class PromptHead(ClassificationHead):
         self.calibration.set_value(jnp.asarray(-(scores - scores.mean()), jnp.float32))
         return scores
 
+    @property
+    def transformers_compatible(self) -> bool:
+        return False  # its weights are wte's rows, read after a prompt: no transformers class computes that
+
+    def transformers_note(self):
+        return (f"transformers has no class for a prompt head (it scores the label words' next-word logits after "
+                f"the prompt {self.prompt!r}): there the backbone loads, and GPT2LMHeadModel's next-word logits "
+                f"at the words {list(self.words)} after that prompt, plus the saved calibration, are its scores")
+
+    def model_card(self):
+        return None
+
     def text_suffix(self, tokenizer) -> tuple[int, ...]:
         if token_ids(tokenizer, self.prompt, "prompt") != self.prompt_ids:
             raise ValueError(f"the prompt {self.prompt!r} tokenises differently with this tokenizer than with the "
@@ -159,7 +171,7 @@ class PromptHead(ClassificationHead):
         return {"calibration": np.asarray(self.calibration[...], np.float32)}  # its other weights: wte's rows
 
     @classmethod
-    def restore(cls, info, n_embd, tensors, source):
+    def restore(cls, info, n_embd, tensors, source, hf_tensors=None):
         missing = [k for k in ("labels", "prompt", "words", "prompt_ids", "label_ids") if k not in info]
         if missing:
             raise ValueError(f"{source}: config.json's 'minitransfer' section for a prompt head lacks {missing}")

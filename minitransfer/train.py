@@ -76,6 +76,7 @@ class TrainConfig:
     labels: int | str | None = None  # label budget; None: all
     seed: int = 0
     pooling: str = "last"
+    head_bias: bool = True  # False: a classification head transformers' GPT2ForSequenceClassification loads (with last pooling)
     head_dropout: float = 0.1
     eval_batch_size: int | None = None  # None: steps.eval_batch_default() (32 on a CPU, 64 on an accelerator)
     # modes that keep the next-word head (zero, prompt: prompting.py): the prompt after each text, and a
@@ -145,7 +146,8 @@ def build_model(mode: str, base: GPT2 | None, config: GPT2Config, data, cfg: Tra
     otherwise. A mode that keeps the next-word head (``Mode.head == "prompt"``)
     gets a ``PromptHead``, whose label words the ``tokenizer`` turns into ids."""
     def fresh():
-        return head_cls.for_data(config.n_embd, data, dropout=cfg.head_dropout, seed=cfg.seed, pooling=cfg.pooling)
+        return head_cls.for_data(config.n_embd, data, dropout=cfg.head_dropout, seed=cfg.seed, pooling=cfg.pooling,
+                                 bias=cfg.head_bias)
 
     if get_mode(mode).head == "prompt":
         if head_cls is not ClassificationHead or tokenizer is None:
@@ -449,6 +451,8 @@ def _run_keys(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer, rows: str
     import hashlib
 
     d = dataclasses.asdict(cfg)
+    if d.get("head_bias") is True:  # the default, as every run before the option had: their keys stay as they were
+        del d["head_bias"]
     d["weights"] = weights_fingerprint(model)
     d["tokenizer"] = [len(tokenizer), tokenizer.encode("minitransfer: the same tokenizer?")]
     for k in RUN_KEY_IGNORES:

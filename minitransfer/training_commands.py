@@ -49,7 +49,7 @@ def cmd_finetune(args) -> int:
         batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
         weight_decay=args.weight_decay, lr_decay_per_layer=args.lr_decay_per_layer,
         eval_every=args.eval_every, val_examples=None if args.val_examples == 0 else args.val_examples,
-        max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling,
+        max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling, head_bias=args.head_bias,
         parallel=args.parallel, dtype=args.dtype, prompt=args.prompt,
     )
     check_run_folder(args.out)  # before the data, and before mode adapt writes OUT/adapted
@@ -96,6 +96,9 @@ def cmd_finetune(args) -> int:
     if own_head and args.pooling != TrainConfig.pooling and kept != args.pooling:
         print(f"note: --pooling {args.pooling} has no effect: the model's own classification head (pooling "
               f"{kept}) goes on training; --new-head puts on a fresh one that pools as asked")
+    if own_head and not args.head_bias and getattr(model.head, "bias", False):
+        print("note: --no-head-bias has no effect: the model's own classification head (with a bias) goes on "
+              "training; --new-head puts on a fresh one without")
     r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress)
     best = model.head.best_metric
     print(
@@ -103,6 +106,9 @@ def cmd_finetune(args) -> int:
         f"{r.best_step}; {metrics_text(r.test, model.head, 'test ')}; {r.steps_per_second:.2f} steps/s; "
         f"best model in {Path(args.out) / 'best'}"
     )
+    said = model.head.transformers_note()
+    if said:
+        print(f"note: {said}")
     return 0
 
 
@@ -138,6 +144,8 @@ def ignored_finetune_options(args, cfg) -> list[str]:
                                     ("--label-field", args.label_field, "label")):
             if given != default:
                 notes.append(f"{opt} {given} has no effect with --task {args.task}: only classification reads it")
+        if not args.head_bias:
+            notes.append(f"--no-head-bias has no effect with --task {args.task}: only classification reads it")
     return notes
 
 

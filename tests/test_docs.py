@@ -57,9 +57,10 @@ def test_the_link_check_finds_a_broken_link(tmp_path):
 
 
 def shown_commands(page: Path) -> list[str]:
-    """Every `minitransfer ...` line in the page's code blocks (continuation lines joined)."""
+    """Every `minitransfer ...` line in the page's shell code blocks (```bash: continuation lines joined;
+    a block without a language is output)."""
     commands = []
-    for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", page.read_text(), flags=re.S):
+    for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", page.read_text(), flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.strip().lstrip("!").strip()
             if line.startswith("cd ") and "&& minitransfer" in line:  # Colab's "!cd DIR && minitransfer ..."

@@ -318,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dropout while pretraining (default 0: one pass over the data rarely overfits)")
     p.add_argument("--eval-every", type=int, default=P.eval_every, help="default %(default)s")
     p.add_argument("--val-fraction", type=float, default=0.02, help="texts held out for validation (default 0.02)")
+    p.add_argument("--html-line-breaks", action="store_true",
+                   help="turn HTML line breaks (<br />, as in IMDB's reviews) into newlines before training, in "
+                   "--data and --report-text alike, so that the model does not learn to write markup; the model "
+                   "card records it")
     p.add_argument("--report-text", metavar="JSONL",
                    help="also report perplexity on the first --report-n texts of this jsonl(.gz) file")
     p.add_argument("--report-n", type=int, default=200, help="how many texts of --report-text (default 200)")

@@ -569,6 +569,22 @@ def overlap_notes(splits: dict[str, Split]) -> list[str]:
 # ----------------------------------------------------------------------------
 
 
+HTML_LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def html_line_breaks(texts: list[str]) -> tuple[list[str], int, int]:
+    """HTML line breaks (``<br />``, ``<br/>``, ``<br>``) as the newlines they
+    stand for: IMDB's reviews carry them as markup (101,867 in 14,665 of the
+    25,000 training reviews), and a model pretrained on them writes them back.
+    Returns the texts, how many changed, and how many breaks were replaced."""
+    out, changed, breaks = [], 0, 0
+    for t in texts:
+        new, n = HTML_LINE_BREAK.subn("\n", t)
+        out.append(new)
+        changed, breaks = changed + bool(n), breaks + n
+    return out, changed, breaks
+
+
 def load_texts(spec: str, *, text_field: str = "text", split_seed: int = 0) -> list[str]:
     """The texts of a source for pretraining: the train file of a data
     directory, the train split of ``tweets`` (after the fixed 80/10/10 split:

@@ -237,7 +237,7 @@ def pretrain(
 
 
 def pretrain_card(*, data: str, documents: int, result: PretrainResult, config, cfg: PretrainConfig, n_params: int,
-                  report: dict, command: str, init_from: str | None = None) -> dict:
+                  report: dict, command: str, init_from: str | None = None, cleaning: str | None = None) -> dict:
     """What a pretraining run records about itself (OUT/pretrain.json), for the model card."""
     import os
     import platform
@@ -245,6 +245,7 @@ def pretrain_card(*, data: str, documents: int, result: PretrainResult, config, 
     r = result
     return {
         "data": data, "documents": documents, "tokens_seen": r.tokens_seen, "parameters": n_params,
+        **({"cleaning": cleaning} if cleaning else {}),
         "config": dataclasses.asdict(config), "best_step": r.best_step,
         # the settings as trained: a batch larger than the data was fitted to it (the one asked is kept beside)
         "pretrain": {**dataclasses.asdict(cfg), "batch_size": r.batch_size_used or cfg.batch_size,
@@ -299,6 +300,7 @@ def model_card(c: dict) -> str:
         "| | |",
         "| --- | --- |",
         f"| data | `{c['data']}` ({c['documents']:,} documents) |",
+        *([f"| cleaning | {c['cleaning']} |"] if c.get("cleaning") else []),
         f"| tokens seen | {c['tokens_seen']:,} |",
         f"| parameters | {c['parameters']:,} |",
         f"| shape | n_layer={cfg['n_layer']}, n_head={cfg['n_head']}, n_embd={cfg['n_embd']}, "

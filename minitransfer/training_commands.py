@@ -158,7 +158,7 @@ def cmd_pretrain(args) -> int:
     import shlex
 
     from minitransfer.tokenizer import load_tokenizer
-    from minitransfer.data import load_texts, read_rows
+    from minitransfer.data import html_line_breaks, load_texts, read_rows
     from minitransfer.encoding import pack_blocks
     from minitransfer.model import GPT2, GPT2Config, NAMED_CONFIGS, num_params
     from minitransfer.tokenizer import train_tokenizer
@@ -213,6 +213,14 @@ def cmd_pretrain(args) -> int:
     print(f"pretraining text: {len(texts)} documents from {args.data}"
           + (" (the training split's texts only: no validation or test text is read)"
              if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:")) else ""))
+    cleaning = None
+    if args.html_line_breaks:
+        texts, changed, breaks = html_line_breaks(texts)
+        cleaning = (f"HTML line breaks turned into newlines: {breaks:,} in {changed:,} of the {len(texts):,} "
+                    f"documents; nothing else changed")
+        print(f"cleaning: {cleaning}")
+        if report_texts is not None:
+            report_texts = html_line_breaks(report_texts)[0]
     init = new_tokenizer = None
     if args.init_from:
         from minitransfer.pretrain import language_model_from
@@ -302,7 +310,8 @@ def cmd_pretrain(args) -> int:
         print(f"validation perplexity of {args.init_from} before this training: {start:.1f}")
     r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress,
                  run_key_extra={"data": args.data, "tokenizer": args.tokenizer,
-                                **({"init_from": weights_fingerprint(init)} if init is not None else {})})
+                                **({"init_from": weights_fingerprint(init)} if init is not None else {}),
+                                **({"html_line_breaks": True} if args.html_line_breaks else {})})
     if r.steps_run == 0 and (out / "pretrain.json").exists():
         print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
         return 0
@@ -314,7 +323,7 @@ def cmd_pretrain(args) -> int:
         print(f"perplexity on the first {len(report_texts)} texts of {args.report_text}: {ppl:.2f}")
     write_model_card(out, pretrain_card(
         data=args.data, documents=len(texts), result=r, config=config, cfg=cfg, n_params=n_params, report=report,
-        command=command, init_from=args.init_from if init is not None else None))
+        command=command, init_from=args.init_from if init is not None else None, cleaning=cleaning))
     print(f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.train_seconds / 60:.1f} min: "
           f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}")
     return 0

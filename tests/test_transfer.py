@@ -189,6 +189,27 @@ def test_pretrain_init_from_continues_the_checkpoint(lm_dir, tmp_path, capsys):
     assert "--init-from takes the shape and tokenizer of its checkpoint" in capsys.readouterr().err
 
 
+def test_html_line_breaks_become_newlines_and_the_model_card_says_so(lm_dir, tmp_path, capsys):
+    from minitransfer.data import html_line_breaks
+
+    assert html_line_breaks(["a<br />b<BR/>c<br>d", "plain", "x <br /><br /> y"]) == (
+        ["a\nb\nc\nd", "plain", "x \n\n y"], 2, 5)
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": f"review {i} was long.<br /><br />The end {i}, and more words "
+                                                f"to fill a block of tokens."}) + "\n" for i in range(40)))
+    out = tmp_path / "clean"
+    args = ["pretrain", "--init-from", str(lm_dir), "--data", f"jsonl:{docs}", "--out", str(out), "--steps", "2",
+            "--eval-every", "2", "--batch-size", "4", "--block-size", "16", "--html-line-breaks", "--no-progress"]
+    assert main(args) == 0
+    said = "HTML line breaks turned into newlines: 80 in 40 of the 40 documents; nothing else changed"
+    assert f"cleaning: {said}" in capsys.readouterr().out
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"| cleaning | {said} |" in card
+    # the same folder without the cleaning is another run, not a resumed one
+    assert main(args[:-2] + ["--no-progress"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
 def test_compare_with_adapt_runs_the_adaptation_once(lm_dir, tmp_path, capsys):
     rng = np.random.default_rng(0)
     rows = [{"text": f"item {i} was delivered on a rainy tuesday to the house at the end of the long road, "

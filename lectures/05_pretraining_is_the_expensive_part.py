@@ -24,9 +24,10 @@ assumptions = {
     # WebText is ~40 GB of text (~1e10 tokens), seen for several epochs.
     "parameters": 1.5e9,
     "tokens": 1e10 * 10,        # ~10 epochs over WebText (an assumption)
-    "peak_flops": 45e12,        # one 2019 TPU v3 core, bf16, per second
-    "utilisation": 0.2,         # a typical fraction of peak really achieved then
-    "dollars_per_core_hour": 2.0,  # on-demand cloud price of the day
+    # a TPU v3 chip: 123 TFLOP/s in bf16 with two cores (cloud.google.com/tpu/docs/v3), so 61.5 per core
+    "peak_flops": 61.5e12,
+    "utilisation": 0.2,         # an assumption: the share of peak that training really achieves
+    "dollars_per_core_hour": 2.0,  # an assumption; cloud.google.com/tpu/pricing lists today's prices
     "runs_per_project": 20,        # hyperparameter search, restarts, ablations
 }
 flops = train_flops(assumptions["parameters"], assumptions["tokens"])

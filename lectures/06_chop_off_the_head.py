@@ -2,11 +2,13 @@
 # # Lecture 6: chop off the head, put on a new one
 #
 # The pretrained backbone turns a text into hidden states that, after reading
-# a lot of text, encode a lot about it. The next-word head reads the *last*
-# position's hidden state to predict the next token. For classification we
-# keep the backbone and replace the head: read the same last hidden state
-# (the only position that has seen the whole text in a causal model), and map
-# it to class scores.
+# a lot of text, encode a lot about it. The next-word head scores *every*
+# position: the hidden state at position t predicts token t + 1 (in
+# generation only the last position's prediction is used). For
+# classification we keep the backbone and replace the head: this lecture's
+# classifier reads the last real position's hidden state (the only one that
+# has seen the whole text in a causal model) and maps it to class scores.
+# `compare` pools the mean over all positions instead (`--pooling`).
 
 # %%
 import numpy as np

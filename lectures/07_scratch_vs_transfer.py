@@ -158,9 +158,10 @@ for frm, to in (("100", "300"), ("300", "1000")):
 # equal length, compared the same way). On IMDB itself, the
 # stand-in's own domain, plain `full` already transfers (docs/results.md shows that run).
 #
-# **What `--model gpt2` changes.** OpenAI's 124M GPT-2 read 40 GB of web text
-# (stage 1 at a scale of thousands of GPU-hours, lecture 5), with tweets and
-# forums in it: its features are far more general, so one would expect the
+# **What `--model gpt2` changes.** OpenAI's 124M GPT-2 read about 40 GB of
+# web text (WebText: pages linked from Reddit posts, Radford et al. 2019),
+# informal writing included; lecture 5 estimates what pretraining costs at
+# that scale. Its features should be far more general, so one would expect the
 # probe and `full` to gain much more, and stage 2 to matter less. Expect, not
 # know: nothing here has measured it (a compare with it needs a GPU to run in
 # reasonable time), and that is the experiment that would say.

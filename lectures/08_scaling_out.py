@@ -2,7 +2,8 @@
 # # Lecture 8: scaling out: jit, pytrees, sharding, fused attention, TPUs
 #
 # Everything so far ran on one CPU. The same code runs on a GPU, a TPU, or
-# many of them, because of three JAX ideas.
+# many of them, because of a few JAX ideas, one section each: jit,
+# pytrees, sharding, mixed precision and fused attention.
 #
 # *This lecture simulates 8 devices on the CPU.* XLA reads that setting when
 # JAX starts, so it must come before `import jax`. It also keeps JAX on the
@@ -30,7 +31,8 @@ print(jax.devices())
 # ## 1. `jax.jit`: compile once, run many times
 # `jit` traces a Python function once per input *shape*, hands the whole
 # computation to the XLA compiler, and reuses the compiled program. That is
-# why minitransfer pads every batch to the same shape.
+# why minitransfer pads every training batch to one shape (`--max-len`),
+# and every evaluation batch to one of a few lengths.
 
 # %%
 def gelu_mlp(w1, w2, x):
@@ -50,7 +52,8 @@ for name, f in (("eager", gelu_mlp), ("jit", jitted)):
 # **What you see:** the price of compiling, and when it is paid. A fresh
 # jitted function is compiled on its first call and for every *new* input
 # shape; calls with a shape it has seen reuse the program. That is why
-# minitransfer pads batches to a few fixed shapes, and why `compare` keeps
+# minitransfer pads training batches to one shape and evaluation batches
+# (sorted by length) to a few bucket lengths, and why `compare` keeps
 # one compiled train step for all its runs.
 
 # %%

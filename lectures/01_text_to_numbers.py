@@ -110,8 +110,11 @@ plt.show()
 # 2. Encode a sentence in a language you know that is not English and
 #    compare its characters per token with the English line above. Why does
 #    it matter for a model's cost?
-#    <details><summary>Hint</summary>Context length and compute are counted in
-#    tokens; a language the vocabulary saw little of pays more per word.</details>
+#    <details><summary>Answer</summary>Fewer characters per token: GPT-2's
+#    merges were learnt mostly on English, so other languages (above all those
+#    in other scripts) split into more, shorter pieces. Context length and
+#    compute are counted in tokens, so the same text costs more and fits less
+#    of itself into the model's context.</details>
 # 3. `minitransfer.tokenizer.train_tokenizer(texts, 512)` learns a tiny
 #    vocabulary. Train one on 1,000 tweets and tokenise a tweet with it: which
 #    words stay whole?

@@ -156,6 +156,11 @@ plt.show()
 # 1. Remove the causal mask (`jnp.where(...)`) in `attention_maps` and redraw.
 #    What would a model trained with the mask make of the future it never
 #    learnt to use?
+#    <details><summary>Answer</summary>The maps fill in above the diagonal:
+#    each position now also attends to later ones. A model trained with the
+#    mask never had a later token in its sum, so its weights were never shaped
+#    for them: the outputs change in ways training never corrected, and next-word
+#    prediction would be cheating anyway (the answer is in the input).</details>
 # 2. In `CausalSelfAttention`, the scores are multiplied by `self.scale`
 #    (1/sqrt(D)). Predict what happens to a random model's attention rows
 #    if you drop the scale, then try it.

@@ -98,10 +98,19 @@ plt.show()
 #    write the swap yourself, e.g. split the weight and bias of each
 #    `attn.c_attn` into thirds with `np.split(w, 3, axis=-1)` and put them
 #    back in the order key, query, value.)
-#    <details><summary>Hint</summary>The max difference jumps from about
-#    1e-5 to order 1: attention now matches the wrong things.</details>
+#    <details><summary>Answer</summary>The max difference between the two
+#    models' logits: it jumps from about 1e-5 to order 1. Swapping q and k
+#    gives query i the score that query j had for key i: the score matrix is
+#    transposed, and the causal mask keeps the wrong half of it.</details>
 # 2. Why does GPT-2 store `Conv1D` weights as (in, out), and why does that
 #    mean *no* transpose for Flax's `Linear`, which also stores (in, out)?
+#    <details><summary>Answer</summary>`Conv1D` computes `x @ W + b`, so W
+#    is (in, out), as Flax's `Linear` kernel is: the tensors copy over as
+#    they are. PyTorch's `nn.Linear` computes `x @ W.T + b` and stores
+#    (out, in), which is why ports of *other* models transpose.</details>
 # 3. Load a checkpoint saved by `minitransfer.save_pretrained` with
 #    `transformers.GPT2LMHeadModel.from_pretrained`: which file tells
 #    transformers the shape?
+#    <details><summary>Answer</summary>`config.json` (`n_layer`, `n_head`,
+#    `n_embd`, `vocab_size`, `n_positions`): transformers builds the model
+#    from it, then fills it from `model.safetensors`.</details>

@@ -152,11 +152,16 @@ plt.show()
 #
 # 1. Predict the top candidate after `"The acting was terrible and the plot"`
 #    before running the first cell. Then try `"I loved"` and `"Worst"`.
+#    <details><summary>Answer</summary>The shipped stand-in puts `" was"`
+#    first (about 47%), then `" is"` (about 13%): a verb, as English
+#    grammar wants, before any word about the plot itself.</details>
 # 2. Set `top_p=0.5` in the sampling loop above: are the three samples more
 #    or less alike? Why?
 #    <details><summary>Answer</summary>More alike: only the few tokens that
 #    make up half the probability mass can ever be picked.</details>
 # 3. In `generate.filter_logits`, what happens with `temperature` close to 0?
 #    Why does minitransfer ask for `greedy=True` instead of accepting 0?
-#    <details><summary>Hint</summary>Dividing by 0 gives infinities; the limit
-#    of temperature -> 0 is the argmax, which greedy computes directly.</details>
+#    <details><summary>Answer</summary>Logits are divided by the temperature:
+#    near 0 they grow without bound and the softmax overflows (at 0 it is a
+#    division by zero). The limit of temperature -> 0 is the argmax, which
+#    `greedy=True` computes directly and exactly.</details>

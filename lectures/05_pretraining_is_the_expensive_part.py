@@ -107,6 +107,10 @@ plt.show()
 #    of a laptop CPU.</details>
 # 2. Double `steps` in the run above. Does the validation loss halve? What
 #    does the curve's shape say about where extra compute goes?
+#    <details><summary>Answer</summary>No: the loss falls fast at first and
+#    then ever more slowly, so doubling the steps buys far less than the
+#    first half did. Extra compute goes into ever smaller gains, which is why
+#    scaling studies plot loss against compute on log axes.</details>
 # 3. `minitransfer pretrain --init-from checkpoints/minigpt2-imdb --data tweets
 #    --steps 300 --out runs/lm-tweets` continues pretraining on tweets (ULMFiT's
 #    middle stage, lecture 7). Its `metrics.jsonl` and model card give the

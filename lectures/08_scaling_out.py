@@ -287,10 +287,16 @@ print(f"explicit attention at the 124M shape, batch {B_} x {T_}: each (B, H, T, 
 #    program. Padding to a bucket (as the playground does) keeps the count small.</details>
 # 2. Run this lecture with `XLA_FLAGS=--xla_force_host_platform_device_count=4`
 #    instead of 8. Which strategy's printed shard shape changes, and how?
+#    <details><summary>Answer</summary>FSDP's: the c_fc kernel is split over
+#    4 devices instead of 8, so each device's shard is twice as large along
+#    the split axis. Data parallelism replicates the weights (nothing of
+#    theirs changes); only each device's share of the batch doubles.</details>
 # 3. Why does mixed precision keep a float32 *master copy* of the weights?
-#    <details><summary>Hint</summary>An Adam update of 1e-5 relative size is
-#    below bfloat16's precision (about 3 significant digits): added to a
-#    bfloat16 weight, it would round away.</details>
+#    <details><summary>Answer</summary>An Adam update is often 1e-5 of the
+#    weight or smaller, below bfloat16's precision (about 3 significant
+#    digits): added to a bfloat16 weight it would round away, and training
+#    would stall. The float32 copy accumulates the small updates; bfloat16 is
+#    only what the matmuls read.</details>
 # 4. In section 5, pad the second row on the *left* instead
 #    (`[0] * 6 + [1] * 10`) and compare again. Which path is now wrong, and
 #    why?

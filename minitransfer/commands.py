@@ -185,12 +185,27 @@ def cmd_answer(args) -> int:
     return 0
 
 
+def load_fine_tuned(source: str, max_len: int | None, model=None):
+    """A fine-tuned model to score texts with: the model (unless given), its tokenizer, what its training
+    recorded, and the tokens per text (--max-len, else the max_len it was trained with, else n_positions)."""
+    from minitransfer.convert import load_pretrained, training_info
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
+
+    model = model if model is not None else load_pretrained(source)
+    tokenizer = load_tokenizer(source)
+    check_tokenizer_fits(tokenizer, model.config, source)
+    info = training_info(source)
+    if max_len is not None and not 1 <= max_len <= model.config.n_positions:
+        raise ValueError(f"--max-len {max_len} is outside 1..{model.config.n_positions} (the model's "
+                         f"n_positions)")
+    return model, tokenizer, info, max_len or info.get("max_len") or model.config.n_positions
+
+
 def cmd_evaluate(args) -> int:
     import json as _json
 
-    from minitransfer.convert import load_pretrained, training_info
+    from minitransfer.convert import load_pretrained
     from minitransfer.tasks import metrics_text, task_of
-    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.train import evaluate
 
     from minitransfer.heads import NextWordHead
@@ -203,13 +218,7 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"{args.model} is a language model (a next-word head): evaluate scores a model "
                          f"fine-tuned by `minitransfer finetune` on labelled data; for this one, try "
                          f"`minitransfer next-word` or `minitransfer generate`")
-    tokenizer = load_tokenizer(args.model)
-    check_tokenizer_fits(tokenizer, model.config, args.model)
-    info = training_info(args.model)
-    if args.max_len is not None and not 1 <= args.max_len <= model.config.n_positions:
-        raise ValueError(f"--max-len {args.max_len} is outside 1..{model.config.n_positions} (the model's "
-                         f"n_positions)")
-    max_len = args.max_len or info.get("max_len") or model.config.n_positions
+    model, tokenizer, info, max_len = load_fine_tuned(args.model, args.max_len, model)
     if args.data is None:  # what it was fine-tuned on, where recorded (a file may have moved since: then said)
         args.data, said = recorded_data(info)
         print(f"(--data: {args.data}, {said})", file=sys.stderr)

@@ -223,7 +223,7 @@ def check_classifier(source: str) -> None:
 
     info = read_head_info(resolve_source(source))
     kind = info.get("head") if info else "next-word"
-    if kind == "classification":
+    if kind in ("classification", "prompt"):  # (a prompt head is a classifier that reads the next-word head)
         return
     what = {"next-word": "a language model (a next-word head)",
             "span": "a question-answering model (a span head, finetune --task qa)"}.get(kind, f"a {kind!r} head")
@@ -233,9 +233,8 @@ def check_classifier(source: str) -> None:
 
 def run(args, log: Callable[[str], None]) -> int:
     """``minitransfer predict`` (see cli.py)."""
-    from minitransfer.convert import load_pretrained, training_info
+    from minitransfer.commands import load_fine_tuned
     from minitransfer.steps import COMPUTE_DTYPES
-    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     check_out_file(args.out_file, args.data)
     if args.batch_size is not None and args.batch_size < 1:
@@ -244,14 +243,7 @@ def run(args, log: Callable[[str], None]) -> int:
     texts = read_texts(args.data, args.text_field)
     for n in texts.notes:
         log(f"data: {n}")
-    model = load_pretrained(args.model)
-    tokenizer = load_tokenizer(args.model)
-    check_tokenizer_fits(tokenizer, model.config, args.model)
-    info = training_info(args.model)
-    if args.max_len is not None and not 1 <= args.max_len <= model.config.n_positions:
-        raise ValueError(f"--max-len {args.max_len} is outside 1..{model.config.n_positions} (the model's "
-                         f"n_positions)")
-    max_len = args.max_len or info.get("max_len") or model.config.n_positions
+    model, tokenizer, info, max_len = load_fine_tuned(args.model, args.max_len)
     max_len_from = ("--max-len" if args.max_len else "the max_len the model was trained with" if info.get("max_len")
                     else "the model's n_positions")
     dtype = info.get("dtype") if info.get("dtype") in COMPUTE_DTYPES else "float32"  # as it was validated

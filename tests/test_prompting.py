@@ -91,6 +91,13 @@ def test_finetune_mode_prompt_saves_a_classifier_that_loads_back(setup, tmp_path
     assert main(["evaluate", "--model", str(out / "best"), "--json"]) == 0
     printed = capsys.readouterr().out
     assert json.loads(printed[printed.index("{"):])["accuracy"] >= 0
+    # predict labels new texts with it, the prompt appended as in training
+    texts = tmp_path / "new.txt"
+    texts.write_text("item 7 is good\nitem 8 is bad\n")
+    assert main(["predict", "--model", str(out / "best"), "--data", str(texts), "--out", str(tmp_path / "p.jsonl"),
+                 "--no-progress"]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["label"] in ("negative", "positive") for r in rows] == [True, True]
     # the mode trains nothing at zero: finetune says where it is scored instead
     assert main(["finetune", "--mode", "zero", "--model", str(setup / "pre"), "--data",
                  f"jsonl:{setup / 'kw.jsonl'}", "--steps", "3", "--out", str(tmp_path / "z"), "--no-progress"]) == 2

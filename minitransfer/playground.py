@@ -16,7 +16,8 @@ Endpoints (JSON in, JSON out):
 
 * ``GET  /api/info``: which checkpoint and head each panel uses;
 * ``POST /api/candidates`` ``{"text", "top_k"}``: next-token candidates;
-* ``POST /api/classify`` ``{"text"}``: class probabilities (with ``--classifier``);
+* ``POST /api/classify`` ``{"text"}``: class probabilities (with ``--classifier``;
+  without one, 409 and a sentence that says so, once the body is found valid);
 * ``POST /api/generate`` ``{"text", "max_new_tokens", "temperature", "top_k",
   "top_p", "seed"}``: server-sent events, one ``data:`` line per token, then
   one with ``"done": true`` and the tokens/s.
@@ -130,8 +131,9 @@ class Playground:
         from minitransfer.generate import bucket_length
         from minitransfer.steps import forward_tokens, make_eval_step
 
-        if self.classifier is None:
-            raise BadRequest("no classifier loaded: start the playground with --classifier DIR")
+        if self.classifier is None:  # 409: the request is fine, the server is not in a state to answer it
+            raise BadRequest("no classifier is loaded in this playground, so there are no class probabilities to "
+                             "give; start it with --classifier DIR (a model from minitransfer finetune)", 409)
         ids = self.classifier_tokenizer.encode(text) if text else []
         unconditional = not ids  # the classifier's answer before any text: its prior, from the end-of-text token
         if unconditional:
@@ -299,11 +301,11 @@ def create_app(pg: Playground):
             return error(e, e.status)
 
     async def classify(request):
-        try:
+        try:  # the body first: a bad request is said as such (400, 413), with or without a classifier
             body = await _json_body(request, ("text",))
             return JSONResponse(await run_in_threadpool(pg.classify, body.get("text", "")))
         except BadRequest as e:
-            return error(e, 404 if pg.classifier is None else e.status)
+            return error(e, e.status)
 
     async def generate(request):
         try:

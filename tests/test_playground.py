@@ -115,15 +115,56 @@ def test_classification_panel(client, dirs):
     assert info["model"] == str(dirs / "lm")
 
 
-def test_classify_without_classifier_is_404(dirs):
+def test_classify_without_classifier_checks_the_body_then_is_409(dirs):
     from starlette.testclient import TestClient
 
     from minitransfer.playground import Playground, create_app
 
     with TestClient(create_app(Playground(str(dirs / "lm")))) as c:
         r = c.post("/api/classify", json={"text": "x"})
-        assert r.status_code == 404 and "--classifier" in r.json()["error"]
+        assert r.status_code == 409 and "no classifier is loaded" in r.json()["error"]
+        assert "--classifier" in r.json()["error"]
+        # a bad body is said as one (as with a classifier), not hidden behind "no classifier"
+        for body, status, said in (({"txt": "x"}, 400, "unknown field(s) 'txt'"), ({"text": 3}, 400, "must be a string"),
+                                   ("[1, 2]", 400, "must be a JSON object")):
+            r = c.post("/api/classify", **({"content": body} if isinstance(body, str) else {"json": body}))
+            assert r.status_code == status and said in r.json()["error"], body
         assert c.get("/api/info").json()["classifier"] is None
+
+
+def test_a_2mb_body_to_a_real_server_is_answered_413_not_reset(dirs):
+    """Through uvicorn itself (the test client has no sockets): the server
+    answers before it reads the body, and the client, still sending, must get
+    that answer rather than a reset connection; the connection stays usable."""
+    import http.client
+
+    import uvicorn
+
+    from minitransfer.playground import Playground, create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(Playground(str(dirs / "lm"))), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    th = threading.Thread(target=server.run)
+    th.start()
+    try:
+        deadline = time.time() + 60
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        big = json.dumps({"text": "x" * (2 << 20)}).encode()
+        for path in ("/api/generate", "/api/candidates", "/api/classify"):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            c.request("POST", path, body=big, headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            assert r.status == 413 and "over the playground's limit" in json.loads(r.read())["error"], path
+            c.request("POST", "/api/candidates", body=b'{"text": "hi", "top_k": 2}',
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            assert r.status == 200 and len(json.loads(r.read())["candidates"]) == 2
+            c.close()
+    finally:
+        server.should_exit = True
+        th.join()
 
 
 def _events(response_text: str) -> list[dict]:

@@ -43,6 +43,9 @@ def cmd_finetune(args) -> int:
     from minitransfer.tokenizer import load_tokenizer
     from minitransfer.train import TrainConfig, build_model, check_run_folder, finetune
 
+    task = get_task(args.task)
+    if args.mode is None:  # not given: the task's default
+        args.mode = task.default_mode
     cfg = TrainConfig(
         mode=args.mode, steps=args.steps, epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
         batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
@@ -52,7 +55,8 @@ def cmd_finetune(args) -> int:
         parallel=args.parallel, dtype=args.dtype,
     )
     check_run_folder(args.out)  # before the data, and before mode adapt writes OUT/adapted
-    task = get_task(args.task)
+    if args.data is None:
+        args.data = task.default_data
     for n in ignored_finetune_options(args, cfg):
         print(f"note: {n}")
     if args.mode == "scratch" and args.config and not (args.tokenizer or args.model or shipped_checkpoint()):

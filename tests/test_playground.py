@@ -125,8 +125,8 @@ def test_classify_without_classifier_checks_the_body_then_is_409(dirs):
         assert r.status_code == 409 and "no classifier is loaded" in r.json()["error"]
         assert "--classifier" in r.json()["error"]
         # a bad body is said as one (as with a classifier), not hidden behind "no classifier"
-        for body, status, said in (({"txt": "x"}, 400, "unknown field(s) 'txt'"), ({"text": 3}, 400, "must be a string"),
-                                   ("[1, 2]", 400, "must be a JSON object")):
+        for body, status, said in (({"txt": "x"}, 400, "unknown field(s) 'txt'"),
+                                   ({"text": 3}, 400, "must be a string"), ("[1, 2]", 400, "must be a JSON object")):
             r = c.post("/api/classify", **({"content": body} if isinstance(body, str) else {"json": body}))
             assert r.status_code == status and said in r.json()["error"], body
         assert c.get("/api/info").json()["classifier"] is None

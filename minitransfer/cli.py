@@ -341,10 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
         "confidence interval over seeds. Mode adapt's "
         "next-word stage runs once and is reused by every budget and seed. Writes results.csv, "
         "summary.json, summary.md, curves.png and budget.png into --out; re-running skips finished runs. "
-        "The defaults run offline on a laptop CPU in about 10 to 15 minutes (2 cores: 11.0 and 14.8 min on two days).",
+        "The defaults run offline on a laptop CPU in about 10 to 15 minutes (2 cores: 11.0 and 14.8 min on two days). "
+        "With --task chat: modes (default scratch,full) x seeds on the whole training set, scored by test reply "
+        "perplexity (lower is better) beside the pretrained model's own (zero-shot), each mode's ratio to scratch "
+        "paired by seed with its 95% interval; writes results.csv, summary.json and summary.md.",
     )
     _add_model_arg(p, required=False)
+    p.add_argument("--task", choices=["classify", "chat"], default="classify",
+                   help="classify (the default: label budgets, accuracy) or chat (conversations, --data default "
+                   "chatterbot; --budgets, --pooling and the field options do not apply)")
     _add_data_args(p)
+    p.set_defaults(data=None)  # tweets; chatterbot for --task chat (cmd_compare)
     p.add_argument("--budgets", help="comma-separated label budgets, 'all' for the whole train split "
                    "(default " + ",".join(map(str, CompareConfig().budgets)) + "; --quick: 100,300)")
     p.add_argument("--modes", help="comma-separated, from " + ",".join(MODES) + " (default: all)")

@@ -236,6 +236,32 @@ def test_finetune_and_evaluate_task_chat_end_to_end(tmp_path, lm_dir, capsys):
     assert "--task chat" in capsys.readouterr().err
 
 
+def test_compare_task_chat_pairs_modes_by_seed_and_reads_finished_runs_back(tmp_path, lm_dir, capsys):
+    f = _write_jsonl(tmp_path / "c.jsonl", _rows(40))
+    argv = ["compare", "--task", "chat", "--model", str(lm_dir), "--data", f"jsonl:{f}", "--seeds", "2",
+            "--steps", "2", "--batch-size", "8", "--max-len", "48", "--out", str(tmp_path / "cmp"), "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    s = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    assert set(s["table"]) == {"scratch", "full"} and len(s["table"]["full"]["perplexity_per_seed"]) == 2
+    g = s["gains"][0]
+    assert (g["mode"], g["over"]) == ("full", "scratch")
+    # the ratio is that of the per-seed test perplexities, paired by seed (the losses are their logs)
+    full, scratch = (np.asarray(s["table"][m]["perplexity_per_seed"]) for m in ("full", "scratch"))
+    assert g["perplexity_ratio"]["mean"] == pytest.approx(np.exp(np.mean(np.log(full / scratch))), rel=1e-6)
+    assert "zero-shot (no chat fine-tuning)" in out and "full vs scratch: test perplexity x" in out
+    rows = (tmp_path / "cmp" / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("mode,seed,n_train") and len(rows) == 5
+    assert main(argv) == 0  # again: every run read back, the same summary
+    assert "finished earlier: read back" in capsys.readouterr().out
+    assert json.loads((tmp_path / "cmp" / "summary.json").read_text())["table"] == s["table"]
+    # what the chat compare does not read is refused, before any work
+    assert main([*argv[:-3], "--out", str(tmp_path / "other"), "--budgets", "100"]) == 2
+    assert "--budgets: not read by compare --task chat" in capsys.readouterr().err
+    assert main([*argv[:-3], "--out", str(tmp_path / "other"), "--modes", "probe"]) == 2
+    assert "the chat head cannot use" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------
 # The chat command
 # ----------------------------------------------------------------------------

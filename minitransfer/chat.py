@@ -133,7 +133,15 @@ def messages_from_row(row: dict, where: str) -> list[dict]:
     if "messages" not in row:
         raise DataError(f"{where}: no field 'messages'; it has {sorted(row)} (expected {{\"messages\": "
                         f"[{{\"role\": \"user\", \"content\": \"...\"}}, {{\"role\": \"assistant\", ...}}]}})")
-    msgs = row["messages"]
+    out = check_messages(row["messages"], where)
+    if not any(m["role"] == "assistant" for m in out):
+        raise DataError(f"{where}: no assistant message; a chat model learns from the replies, so each "
+                        f"conversation needs at least one message with role 'assistant'")
+    return out
+
+
+def check_messages(msgs, where: str) -> list[dict]:
+    """A list of ``{"role", "content"}`` messages, checked (their content stripped)."""
     if not isinstance(msgs, list) or not msgs:
         raise DataError(f"{where}: 'messages' is {type(msgs).__name__} {str(msgs)[:40]!r}; expected a non-empty "
                         f"list of {{\"role\", \"content\"}} objects")
@@ -153,9 +161,6 @@ def messages_from_row(row: dict, where: str) -> list[dict]:
         if not m["content"].strip():
             raise DataError(f"{at}: the 'content' is empty; every message needs text")
         out.append({"role": m["role"], "content": m["content"].strip()})
-    if not any(m["role"] == "assistant" for m in out):
-        raise DataError(f"{where}: no assistant message; a chat model learns from the replies, so each "
-                        f"conversation needs at least one message with role 'assistant'")
     return out
 
 

@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arg(p, required=False)
     p.add_argument("--max-new-tokens", type=int, default=40,
                    help="the longest reply, in tokens (default 40); that many positions stay free for it")
-    p.add_argument("--temperature", type=float, default=0.8, help="default 0.8")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature: below 1 sharper, above 1 more varied (default 0.8)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (default: no limit)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
     p.add_argument("--greedy", action="store_true", help="always take the likeliest token")

@@ -372,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="default 32")
     p.add_argument("--pooling", choices=["last", "mean"], help="how every head summarises a text (default mean)")
     p.add_argument("--out", help="output directory (default runs/compare; with --quick, runs/compare-quick, so that "
-                                 "a smoke run and the full one keep their own results)")
+                                 "a smoke run and the full one keep their own results; with --task chat, "
+                                 "runs/compare-chat and runs/compare-chat-quick)")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each run's best model in OUT/runs/NAME/best (default: metrics only; the default grid's "
                    "48 checkpoints take 370 MB of the shipped model, 24 GB of GPT-2 124M)")
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     from minitransfer.book import BookError
 
     if args.command == "compare" and args.out is None:  # its default, here: before the checks of --out below
-        args.out = "runs/compare-quick" if args.quick else "runs/compare"
+        args.out = ("runs/compare-chat" if args.task == "chat" else "runs/compare") + ("-quick" if args.quick else "")
     bad = check_arguments(args)
     if bad:
         print(f"minitransfer {args.command}: error: {bad}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Fine-tuning a task head (a classifier, a question answerer) on a GPT-2 backbone.
+"""Fine-tuning a task head (a classifier, a question answerer, a chat model) on a GPT-2 backbone.
 
 The same architecture (a GPT-2 backbone + a task head) is trained
 in one of the modes of ``modes.py``:

@@ -368,3 +368,17 @@ def test_data_command_counts_conversations(tmp_path, capsys):
     assert "all            10 conversations,     22 messages,     11 replies,     43 words" in out
     assert "train           8 conversations" in out
     assert "split 80/10/10 by conversation" in out and "--max-len 8 would skip" in out
+
+
+def test_compare_task_chat_has_its_own_default_folders(tmp_path, lm_dir, monkeypatch):
+    import minitransfer.chat_compare
+
+    monkeypatch.chdir(tmp_path)
+    f = _write_jsonl(tmp_path / "c.jsonl", _rows(40))
+    seen = []
+    monkeypatch.setattr(minitransfer.chat_compare, "compare_chat", lambda *a, **k: seen.append(a[4]) or 1 / 0)
+    for quick, folder in ((["--quick"], "runs/compare-chat-quick"), ([], "runs/compare-chat")):
+        with pytest.raises(ZeroDivisionError):
+            main(["compare", "--task", "chat", "--model", str(lm_dir), "--data", f"jsonl:{f}", "--max-len", "48",
+                  *quick])
+        assert seen.pop() == folder

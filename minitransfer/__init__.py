@@ -14,6 +14,7 @@ _WHERE = {
     "load_tokenizer": "minitransfer.tokenizer",
     "ClassificationHead": "minitransfer.heads",
     "NextWordHead": "minitransfer.heads",
+    "ChatHead": "minitransfer.heads",
     "GPT2": "minitransfer.model",
     "GPT2Backbone": "minitransfer.model",
     "GPT2Config": "minitransfer.model",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from minitransfer.assets import shipped_checkpoint
 from minitransfer.process import enable_compilation_cache, make_gpu_deterministic, restart_with_huge_pages
-from minitransfer.commands import (cmd_answer, cmd_convert, cmd_data, cmd_evaluate, cmd_generate, cmd_lectures,
-                                   cmd_next_word, cmd_playground, cmd_predict)
+from minitransfer.commands import (cmd_answer, cmd_chat, cmd_convert, cmd_data, cmd_evaluate, cmd_generate,
+                                   cmd_lectures, cmd_next_word, cmd_playground, cmd_predict)
 from minitransfer.training_commands import cmd_compare, cmd_finetune, cmd_pretrain
 
 
@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-len would truncate.",
     )
     _add_data_args(p, default=None)
+    p.add_argument("--task", choices=["classify", "chat"], default="classify",
+                   help="classify (labelled texts; the default) or chat (conversations: SPEC is chatterbot[:LANGUAGE] "
+                   "or jsonl:PATH; counts conversations, messages, replies and words)")
     p.add_argument("--max-len", type=int, default=128, help="sequence length to check (default 128)")
     p.add_argument(
         "--tokenizer",
@@ -168,21 +171,27 @@ def build_parser() -> argparse.ArgumentParser:
     D = TrainConfig()  # the defaults below are the library's own
     p = sub.add_parser(
         "finetune",
-        help="train a task head (classifier, question answering): from scratch, as a probe, fully fine-tuned, "
-        "or after next-word adaptation to the task's text (adapt)",
+        help="train a task head (classifier, question answering, chat): from scratch, as a probe, fully "
+        "fine-tuned, or after next-word adaptation to the task's text (adapt)",
         description="Put a task head on a GPT-2 backbone and train it. Tasks: "
         + "; ".join(f"{t.name}: {t.help}" for t in TASKS.values()) + ". Modes: "
         + mode_help() + ". scratch takes its architecture from --model's config or --config. Writes OUT/best "
-        "(best validation accuracy, or F1 for qa), OUT/metrics.jsonl and OUT/result.json; "
-        "re-running the same command resumes an interrupted run.",
+        "(best validation accuracy, F1 for qa, lowest reply perplexity for chat), OUT/metrics.jsonl and "
+        "OUT/result.json; re-running the same command resumes an interrupted run.",
     )
     _add_model_arg(p, required=False)
     p.add_argument("--task", choices=list(TASKS), default="classify", help="default classify")
-    p.add_argument("--mode", choices=list(MODES), default=D.mode, help=mode_help() + f" (default {D.mode})")
+    p.add_argument("--mode", choices=list(MODES), help=mode_help() + f" (default {D.mode}; full for --task chat, "
+                   f"whose head reads every position, which a frozen backbone's cached features cannot give)")
     p.add_argument("--adapt-steps", type=int, default=AdaptConfig.steps,
                    help="mode adapt: next-word steps on the task's training texts, written to OUT/adapted "
                    "(default %(default)s)")
     _add_data_args(p)
+    p.set_defaults(data=None)  # the task's own default (tweets; chatterbot for --task chat): cmd_finetune
+    for a in p._actions:
+        if a.dest == "data":
+            a.help += ("; with --task chat: chatterbot[:LANGUAGE] (the default there: the conversations of the "
+                       "chatterbot-corpus package) or jsonl:PATH with {\"messages\": [...]} rows")
     p.add_argument("--split-seed", type=int, default=0,
                    help="how a single data file is split into train/validation/test (default 0; the same value "
                         "as compare --split-seed draws the same split; data with its own test split keeps it). "
@@ -228,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "evaluate",
-        help="the metrics of a fine-tuned model on a data split (accuracy, or exact match and F1 for qa)",
+        help="the metrics of a fine-tuned model on a data split (accuracy; exact match and F1 for qa; reply "
+        "perplexity and next-token accuracy for chat)",
         description="Evaluate a model saved by finetune (e.g. OUT/best) on SPEC's split; its head says the task.",
     )
     p.add_argument("--model", required=True, help="a fine-tuned model directory (e.g. RUN/best)")
@@ -241,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int,
                    help="how a single data file is split into train/validation/test (default: as the model was "
                         "fine-tuned, e.g. by compare --split-seed; else 0)")
+    p.add_argument("--task", choices=list(TASKS),
+                   help="the task to score on (default: the one the model's head was fine-tuned for); with a language "
+                   "model (no fine-tuned head), --task chat scores its replies as they are, before any chat "
+                   "fine-tuning (--data default: chatterbot)")
     p.add_argument("--split", choices=["train", "validation", "test"], default="test", help="default test")
     p.add_argument("--max-len", type=int, help="default: the max_len the model was trained with")
     p.add_argument("--all-validation", action="store_true",
@@ -352,6 +366,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
+        "chat",
+        help="talk with a model in the terminal (best one fine-tuned with finetune --task chat)",
+        description="A conversation in the terminal: type a message, the reply streams token by token (sampled "
+        "as generate samples, with a key/value cache) and ends at the model's end-of-text or a role marker. The "
+        "conversation is kept within the model's context: the oldest messages are dropped when it is full, "
+        "and that is said. An empty line, end of input (Ctrl-D) or Ctrl-C ends it.",
+    )
+    _add_model_arg(p, required=False)
+    p.add_argument("--max-new-tokens", type=int, default=40,
+                   help="the longest reply, in tokens (default 40); that many positions stay free for it")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature: below 1 sharper, above 1 more varied (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (default: no limit)")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    p.add_argument("--greedy", action="store_true", help="always take the likeliest token")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first reply; reply i uses seed + i (default 0)")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser(
         "compare",
         help="scratch vs transfer: fine-tune every budget x mode x seed and plot accuracy curves",
         description="The transfer-learning experiment in one command. For each label budget, mode ("
@@ -361,10 +394,17 @@ def build_parser() -> argparse.ArgumentParser:
         "confidence interval over seeds. Mode adapt's "
         "next-word stage runs once and is reused by every budget and seed. Writes results.csv, "
         "summary.json, summary.md, curves.png and budget.png into --out; re-running skips finished runs. "
-        "The defaults run offline on a laptop CPU in about a quarter of an hour.",
+        "The defaults run offline on a laptop CPU in about a quarter of an hour. "
+        "With --task chat: modes (default scratch,full) x seeds on the whole training set, scored by test reply "
+        "perplexity (lower is better) beside the pretrained model's own (zero-shot), each mode's ratio to scratch "
+        "paired by seed with its 95% interval; writes results.csv, summary.json and summary.md.",
     )
     _add_model_arg(p, required=False)
+    p.add_argument("--task", choices=["classify", "chat"], default="classify",
+                   help="classify (the default: label budgets, accuracy) or chat (conversations, --data default "
+                   "chatterbot; --budgets, --pooling and the field options do not apply)")
     _add_data_args(p)
+    p.set_defaults(data=None)  # tweets; chatterbot for --task chat (cmd_compare)
     p.add_argument("--budgets", help="comma-separated label budgets, 'all' for the whole train split "
                    "(default " + ",".join(map(str, CompareConfig().budgets)) + "; --quick: 100,300)")
     p.add_argument("--modes", help="comma-separated, from " + ",".join(MODES) + " (default "
@@ -385,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="default 32")
     p.add_argument("--pooling", choices=["last", "mean"], help="how every head summarises a text (default mean)")
     p.add_argument("--out", help="output directory (default runs/compare; with --quick, runs/compare-quick, so that "
-                                 "a smoke run and the full one keep their own results)")
+                                 "a smoke run and the full one keep their own results; with --task chat, "
+                                 "runs/compare-chat and runs/compare-chat-quick)")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each run's best model in OUT/runs/NAME/best (default: metrics only; a checkpoint per run "
                    "adds up: with GPT-2 124M the default grid's take tens of GB)")
@@ -451,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     from minitransfer.book import BookError
 
     if args.command == "compare" and args.out is None:  # its default, here: before the checks of --out below
-        args.out = "runs/compare-quick" if args.quick else "runs/compare"
+        args.out = ("runs/compare-chat" if args.task == "chat" else "runs/compare") + ("-quick" if args.quick else "")
     bad = check_arguments(args)
     if bad:
         print(f"minitransfer {args.command}: error: {bad}", file=sys.stderr)
@@ -569,7 +610,7 @@ RESUMES = {
 
 # Commands whose speed does not come from big training steps: no restart, so
 # they start sooner (the playground's first answer, --help, data counts).
-NO_RESTART = {"playground", "data", "next-word", "answer", "--help", "-h"}
+NO_RESTART = {"playground", "chat", "data", "next-word", "answer", "--help", "-h"}
 
 
 def entry() -> int:

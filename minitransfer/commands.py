@@ -114,6 +114,8 @@ def cmd_data(args) -> int:
 
     if args.max_len < 1:  # before the data loads
         raise ValueError(f"--max-len must be at least 1, got {args.max_len}")
+    if args.task == "chat":
+        return _chat_data(args)
     d = load_dataset(args.spec, text_field=args.text_field, label_field=args.label_field)
     print(f"{args.spec}: {d.num_classes} class{'es' if d.num_classes != 1 else ''} {d.label_names}")
     for name in ("train", "validation", "test"):
@@ -134,6 +136,37 @@ def cmd_data(args) -> int:
             f"  {name:<10} {_percentiles(lengths)}   --max-len {args.max_len} would truncate "
             f"{over} ({100 * over / len(lengths):.1f}%)"
         )
+    return 0
+
+
+def _chat_data(args) -> int:
+    """data --task chat: conversations, messages, replies and words per split, and token lengths in the chat format."""
+    import numpy as np
+
+    from minitransfer.chat import encode_conversation, load_chat_dataset
+
+    d = load_chat_dataset(args.spec)
+    total = {"conversations": 0, "messages": 0, "replies": 0, "words": 0}
+    print(f"{args.spec}: conversations (user and assistant messages), split by conversation")
+    for name in ("train", "validation", "test"):
+        convs = d.split(name).conversations
+        row = {"conversations": len(convs), "messages": sum(len(c) for c in convs),
+               "replies": sum(m["role"] == "assistant" for c in convs for m in c),
+               "words": sum(len(m["content"].split()) for c in convs for m in c)}
+        total = {k: total[k] + v for k, v in row.items()}
+        print(f"  {name:<10} " + ", ".join(f"{v:>6,} {k}" for k, v in row.items()))
+    print(f"  {'all':<10} " + ", ".join(f"{v:>6,} {k}" for k, v in total.items()))
+    for n in d.notes:
+        print(f"  note: {n}")
+    tokenizer = _tokenizer_or_none(args.tokenizer)
+    if tokenizer is None:
+        return 0
+    print(f"tokens per conversation in the chat format ({args.tokenizer} tokenizer):")
+    for name in ("train", "validation", "test"):
+        lengths = np.asarray([len(encode_conversation(c, tokenizer)[0]) for c in d.split(name).conversations])
+        over = int((lengths > args.max_len).sum())
+        print(f"  {name:<10} {_percentiles(lengths)}   --max-len {args.max_len} would skip {over} "
+              f"({100 * over / len(lengths):.1f}%)")
     return 0
 
 
@@ -208,17 +241,33 @@ def cmd_evaluate(args) -> int:
     from minitransfer.tasks import metrics_text, task_of
     from minitransfer.train import evaluate
 
-    from minitransfer.heads import NextWordHead
+    from minitransfer.heads import ChatHead, NextWordHead
+    from minitransfer.model import GPT2
 
     if args.all_validation and args.split != "validation":
         raise ValueError(f"--all-validation chooses which validation examples to score; it needs "
                          f"--split validation (this is --split {args.split})")
     model = load_pretrained(args.model)
-    if isinstance(model.head, NextWordHead):  # before the data loads
+    if args.task is not None:
+        from minitransfer.tasks import get_task
+
+        task = get_task(args.task)
+        if type(model.head) is NextWordHead and task.head is ChatHead:
+            # a language model's replies before any chat fine-tuning (zero-shot): the same head, the chat task's
+            # data and metrics
+            model = GPT2(model.backbone, ChatHead())
+        elif not isinstance(model.head, task.head):
+            raise ValueError(f"{args.model} has a {model.head.kind} head, not one for --task {args.task}"
+                             + (" (of a language model, only --task chat scores its replies)"
+                                if type(model.head) is NextWordHead else ""))
+    if type(model.head) is NextWordHead:  # before the data loads
         raise ValueError(f"{args.model} is a language model (a next-word head): evaluate scores a model "
-                         f"fine-tuned by `minitransfer finetune` on labelled data; for this one, try "
-                         f"`minitransfer next-word` or `minitransfer generate`")
+                         f"fine-tuned by `minitransfer finetune` on labelled data, or a language model's replies "
+                         f"with --task chat; for this one, try `minitransfer next-word` or `minitransfer generate`")
     model, tokenizer, info, max_len = load_fine_tuned(args.model, args.max_len, model)
+    if args.data is None and type(model.head) is ChatHead and "data" not in info:  # a language model, zero-shot
+        args.data, said = "chatterbot", "the default of --task chat"
+        print(f"(--data: {args.data}, {said})", file=sys.stderr)
     if args.data is None:  # what it was fine-tuned on, where recorded (a file may have moved since: then said)
         args.data, said = recorded_data(info)
         print(f"(--data: {args.data}, {said})", file=sys.stderr)
@@ -313,6 +362,32 @@ def cmd_generate(args) -> int:
             print(f"--- sample {i + 1} (seed {args.seed + i})")
         print(args.prompt + tokenizer.decode(new))
     return 0
+
+
+def cmd_chat(args) -> int:
+    from minitransfer.chat import chat_loop, end_of_text
+    from minitransfer.convert import load_pretrained
+    from minitransfer.heads import ChatHead, NextWordHead
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
+
+    source = model_or_default(args)
+    model = load_pretrained(source, allow_pickle=args.allow_pickle)
+    if not isinstance(model.head, NextWordHead):
+        raise ValueError(f"{source} has a fine-tuned {model.head.kind} head; chat needs a language model, best one "
+                         f"fine-tuned with `minitransfer finetune --task chat`")
+    tokenizer = load_tokenizer(source)
+    check_tokenizer_fits(tokenizer, model.config, source)
+    end_of_text(tokenizer)  # the format needs one: said before the first message, not after it
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    what = ("a chat model (finetune --task chat)" if isinstance(model.head, ChatHead) else
+            "a language model not fine-tuned for chat: expect continuations more than replies")
+    print(f"chatting with {source}, {what}; it reads {model.config.n_positions} tokens of conversation. "
+          f"An empty line, end of input (Ctrl-D) or Ctrl-C ends the chat.")
+    sys.stdout.flush()
+    return chat_loop(model, tokenizer, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                     echo=not sys.stdin.isatty(), temperature=args.temperature, top_k=args.top_k,
+                     top_p=args.top_p, greedy=args.greedy)
 
 
 def cmd_playground(args) -> int:

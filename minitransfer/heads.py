@@ -37,7 +37,8 @@ class TaskHead(nnx.Module):
     """
 
     kind: str = ""  # its name in config.json's "minitransfer" section
-    best_metric: str | None = None  # validation metric (higher is better) that picks the best checkpoint
+    best_metric: str | None = None  # validation metric that picks the best checkpoint
+    best_is_lower: bool = False  # True where a lower best_metric is better (a perplexity)
     batch_fields: tuple[str, ...] = ()  # what a training batch holds besides input_ids and attention_mask
     metric_names: dict[str, str] = {}  # metric key -> its name in sentences, in the order to print
 
@@ -48,6 +49,11 @@ class TaskHead(nnx.Module):
     def metrics(self, outputs: np.ndarray, examples: Any) -> dict:
         """Metrics of outputs (N, ...) against the encoded examples ``prepare`` made."""
         raise NotImplementedError
+
+    def better(self, new: dict, old: dict, prefix: str = "val_") -> bool:
+        """Is ``new`` (metrics) better than ``old`` by ``best_metric``?"""
+        a, b = new[prefix + self.best_metric], old[prefix + self.best_metric]
+        return a < b if self.best_is_lower else a > b
 
     def describe(self) -> dict:
         """What config.json records about this head (besides its kind)."""
@@ -166,6 +172,94 @@ class NextWordHead(TaskHead):
     @classmethod
     def restore(cls, info, n_embd, tensors, source, hf_tensors=None):
         return cls()
+
+
+@register_head
+class ChatHead(NextWordHead):
+    """The next-word head, trained on conversations (``chat.py``): (B, T, C) -> (B, T, V).
+
+    Nothing is chopped off and nothing is added: the head is still the token
+    embedding read backwards (tied weights, no weights of its own). What
+    differs from a language model is the task around it: the loss counts
+    only the replies' tokens (``batch["loss_mask"]``), and the metrics are
+    the replies' perplexity and next-token accuracy. Its ``kind`` in
+    config.json ("chat") says which role markers the model was trained with,
+    so that ``minitransfer chat`` writes its prompts the same way.
+    """
+
+    kind = "chat"
+    best_metric = "perplexity"
+    best_is_lower = True
+    metric_names = {"perplexity": "reply perplexity", "accuracy": "reply next-token accuracy", "loss": "reply loss"}
+    batch_fields = ("targets", "loss_mask")
+
+    def loss(self, outputs, batch):
+        """Cross-entropy of token t+1 given tokens <= t, averaged over the reply
+        tokens of the whole batch: outputs (B, T, V), targets and loss_mask (B, T).
+        The prompt's positions are multiplied by 0, so their targets cannot matter."""
+        ce = optax.softmax_cross_entropy_with_integer_labels(outputs, batch["targets"])  # (B, T)
+        m = batch["loss_mask"].astype(jnp.float32)  # (B, T)
+        return (ce * m).sum() / jnp.maximum(m.sum(), 1.0)
+
+    def scores(self, outputs, batch):
+        """What evaluation keeps of the logits (B, T, V): per position, the
+        log-probability of the target and whether it was the likeliest token,
+        (B, T, 2). The full logits of a validation set would be N x T x V
+        floats (a gigabyte for 100 conversations of 128 tokens with GPT-2's
+        50,257-token vocabulary)."""
+        logp = jax.nn.log_softmax(outputs, axis=-1)  # (B, T, V)
+        target = jnp.take_along_axis(logp, batch["targets"][..., None], axis=-1)[..., 0]  # (B, T)
+        hit = (jnp.argmax(outputs, axis=-1) == batch["targets"]).astype(jnp.float32)  # (B, T)
+        return jnp.stack([target, hit], axis=-1)  # (B, T, 2)
+
+    def metrics(self, outputs, examples):
+        from minitransfer.chat import reply_metrics
+
+        return reply_metrics(outputs, examples.loss_mask)
+
+    def describe(self):
+        from minitransfer.chat import ASSISTANT, USER
+
+        return {"format": "role markers as text, end-of-text after each reply (minitransfer/chat.py)",
+                "user_marker": USER, "assistant_marker": ASSISTANT}
+
+    @classmethod
+    def restore(cls, info, n_embd, tensors, source):
+        from minitransfer.chat import ASSISTANT, USER
+
+        said = (info.get("user_marker", USER), info.get("assistant_marker", ASSISTANT))
+        if said != (USER, ASSISTANT):
+            raise ValueError(f"{source}: this chat model was trained with role markers {said}; this minitransfer "
+                             f"writes {(USER, ASSISTANT)}")
+        return cls()
+
+    @classmethod
+    def for_data(cls, n_embd, data, *, dropout=0.1, seed=0, **options):
+        return cls()
+
+    def check_data(self, data):
+        from minitransfer.chat import ChatDataset
+
+        if not isinstance(data, ChatDataset):
+            raise ValueError("the chat head learns replies: it needs conversation data (--task chat)")
+
+    def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,
+                splits=("train", "validation", "test"), training=True):
+        from minitransfer.chat import encode_chat
+
+        parts = {"train": data.train.subset(budget, seed, "--labels"), "validation": data.validation,
+                 "test": data.test}
+        if "validation" in splits and val_examples is not None and len(data.validation) > val_examples:
+            parts["validation"] = data.validation.subset(val_examples, 0, "--val-examples")
+            log(f"validating on a fixed subset of {val_examples} of {len(data.validation)} validation conversations")
+        out = {}
+        for name in splits:
+            e = encode_chat(parts[name], tokenizer, max_len)
+            for note in e.notes:
+                log(f"{name}: {note}")
+            out[name] = ({"input_ids": e.input_ids, "attention_mask": e.attention_mask, "targets": e.targets,
+                          "loss_mask": e.loss_mask}, e)
+        return out
 
 
 def last_token_index(attention_mask: jax.Array) -> jax.Array:

@@ -16,10 +16,15 @@ Endpoints (JSON in, JSON out):
 
 * ``GET  /api/info``: which checkpoint and head each panel uses;
 * ``POST /api/candidates`` ``{"text", "top_k"}``: next-token candidates;
-* ``POST /api/classify`` ``{"text"}``: class probabilities (with ``--classifier``);
+* ``POST /api/classify`` ``{"text"}``: class probabilities (with ``--classifier``;
+  without one, 409 and a sentence that says so, once the body is found valid);
 * ``POST /api/generate`` ``{"text", "max_new_tokens", "temperature", "top_k",
   "top_p", "seed"}``: server-sent events, one ``data:`` line per token, then
-  one with ``"done": true`` and the tokens/s.
+  one with ``"done": true`` and the tokens/s;
+* ``POST /api/chat`` ``{"messages": [{"role", "content"}, ...], "max_new_tokens", "temperature", "top_k",
+  "top_p", "seed"}``: the model's next reply (the last message is the user's), as server-sent events
+  like ``/api/generate``; the chat format is ``chat.py``'s, and the oldest messages are dropped (said
+  in the first event) when the conversation does not fit the model's context.
 
 Every model call holds one lock: concurrent requests are served one model
 call at a time, so answers never mix.
@@ -95,11 +100,11 @@ class Playground:
         c = self.model.config
         out = {"model": self.source, "next_word_head": f"NextWordHead (tied to the {c.vocab_size:,}-token embedding)",
                "n_positions": c.n_positions, "shape": f"{c.n_layer} layers x {c.n_embd} wide",
-               "classifier": None}
+               "classifier": None, "chat_model": self.model.head.kind == "chat"}
         if self.classifier is not None:
             h = self.classifier.head
             out["classifier"] = {"path": self.classifier_source, "labels": list(h.labels), "pooling": h.pooling,
-                                 "head": f"ClassificationHead ({h.pooling} pooling -> {len(h.labels)} classes)",
+                                 "head": f"{type(h).__name__} ({h.pooling} pooling -> {len(h.labels)} classes)",
                                  "mode": self.classifier_mode, "max_len": self.classifier_max_len}
         return out
 
@@ -130,15 +135,17 @@ class Playground:
         from minitransfer.generate import bucket_length
         from minitransfer.steps import forward_tokens, make_eval_step
 
-        if self.classifier is None:
-            raise BadRequest("no classifier loaded: start the playground with --classifier DIR")
+        if self.classifier is None:  # 409: the request is fine, the server is not in a state to answer it
+            raise BadRequest("no classifier is loaded in this playground, so there are no class probabilities to "
+                             "give; start it with --classifier DIR (a model from minitransfer finetune)", 409)
         ids = self.classifier_tokenizer.encode(text) if text else []
         unconditional = not ids  # the classifier's answer before any text: its prior, from the end-of-text token
         if unconditional:
             ids = [self.classifier_tokenizer.eos_token_id or 0]
-        L = self.classifier_max_len
+        suffix = list(self.classifier.head.text_suffix(self.classifier_tokenizer))  # a prompt head's prompt
+        L = self.classifier_max_len - len(suffix)
         ignored = max(0, len(ids) - L)
-        ids = ids[:L]  # as in training: the first max_len tokens
+        ids = ids[:L] + suffix  # as in training: the first max_len tokens (a prompt's room left at the end)
         T = bucket_length(len(ids), L)
         batch = {"input_ids": np.zeros((1, T), np.int32), "attention_mask": np.zeros((1, T), np.int32)}
         batch["input_ids"][0, : len(ids)] = ids
@@ -184,6 +191,33 @@ class Playground:
                "tokens_per_second": n / secs if secs > 0 else None, "ended": "end-of-text" if n > len(new_ids) else
                "max_new_tokens"}
 
+    def chat_events(self, messages: list[dict], max_new_tokens: int, temperature: float, top_k: int | None,
+                    top_p: float | None, seed: int):
+        """Yield the start (messages dropped to fit), one dict per piece of the reply, then ``done``
+        with the whole reply and why it ended (``chat.reply_stream``: end-of-text, role marker, or
+        max_new_tokens)."""
+        from minitransfer.chat import fit_history, prompt_ids, reply_stream
+
+        room = self.model.config.n_positions - max_new_tokens
+        kept, dropped = fit_history(messages, self.tokenizer, room)
+        ids = prompt_ids(kept, self.tokenizer)
+        if len(ids) > room:
+            raise BadRequest(f"the last message is {len(ids)} tokens with its markers; this model reads "
+                             f"{self.model.config.n_positions} positions, {max_new_tokens} of them kept for the reply "
+                             f"(max_new_tokens): say it shorter")
+        yield {"start": True, "dropped": dropped, "n_tokens": len(ids)}
+        gen = reply_stream(self.model, self.tokenizer, ids, max_new_tokens, temperature=temperature, top_k=top_k,
+                           top_p=top_p, seed=seed)
+        while True:
+            with self.lock:  # one model call (a decode step) at a time, as generate_events
+                piece = next(gen, None)
+            if piece is None:
+                return
+            if isinstance(piece, tuple):
+                yield {"done": True, "reply": piece[0], "ended": piece[1]}
+                return
+            yield {"token": piece}
+
     def warm_up(self) -> None:
         """Compile what the page asks for first (candidates, classes) before the
         first visitor arrives; generation compiles in the background meanwhile."""
@@ -208,9 +242,10 @@ class Playground:
 # ----------------------------------------------------------------------------
 
 
-async def _json_body(request, fields: tuple[str, ...]) -> dict:
+async def _json_body(request, fields: tuple[str, ...], needs_text: bool = True) -> dict:
     """The request's JSON object, whose keys must be among ``fields``: a
-    misspelt setting (``temprature``) is an error, not silently the default."""
+    misspelt setting (``temprature``) is an error, not silently the default.
+    ``needs_text``: the body must hold a string field "text" (every endpoint but /api/chat)."""
     too_big = BadRequest(f"the request body is over the playground's limit of {MAX_BODY_BYTES:,} bytes (the model "
                          f"reads at most a few thousand characters of it)", 413)
     try:
@@ -238,6 +273,8 @@ async def _json_body(request, fields: tuple[str, ...]) -> dict:
     if unknown:
         raise BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}; this endpoint reads "
                          f"{', '.join(map(repr, fields))}")
+    if not needs_text:
+        return body
     if "text" not in body:
         raise BadRequest("field 'text' is missing: the request body is {\"text\": \"...\"} and any settings")
     if not isinstance(body["text"], str):
@@ -299,16 +336,14 @@ def create_app(pg: Playground):
             return error(e, e.status)
 
     async def classify(request):
-        try:
+        try:  # the body first: a bad request is said as such (400, 413), with or without a classifier
             body = await _json_body(request, ("text",))
             return JSONResponse(await run_in_threadpool(pg.classify, body.get("text", "")))
         except BadRequest as e:
-            return error(e, 404 if pg.classifier is None else e.status)
+            return error(e, e.status)
 
-    async def generate(request):
-        try:
-            body = await _json_body(request, ("text", "max_new_tokens", "temperature", "top_k", "top_p", "seed"))
-            settings = dict(
+    def sampling(body):
+        return dict(
                 max_new_tokens=_number(body, "max_new_tokens", int, min(40, pg.model.config.n_positions - 1), 1,
                                        min(MAX_NEW_TOKENS, pg.model.config.n_positions - 1)),
                 temperature=_number(body, "temperature", float, 0.8, 0.05, 5.0),
@@ -316,10 +351,8 @@ def create_app(pg: Playground):
                 top_p=_number(body, "top_p", float, 0.95, 0.01, 1.0),
                 seed=_number(body, "seed", int, 0, 0, 2**31 - 1),
             )
-        except BadRequest as e:
-            return error(e, e.status)
-        events = pg.generate_events(body.get("text", ""), **settings)
 
+    def event_stream(request, events):
         async def sse():
             while True:
                 if await request.is_disconnected():  # the page pressed Stop
@@ -331,6 +364,42 @@ def create_app(pg: Playground):
 
         return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
+    async def generate(request):
+        try:
+            body = await _json_body(request, ("text", "max_new_tokens", "temperature", "top_k", "top_p", "seed"))
+            settings = sampling(body)
+        except BadRequest as e:
+            return error(e, e.status)
+        return event_stream(request, pg.generate_events(body.get("text", ""), **settings))
+
+    async def chat(request):
+        from minitransfer.chat import check_messages
+        from minitransfer.data import DataError
+
+        try:
+            body = await _json_body(request, ("messages", "max_new_tokens", "temperature", "top_k", "top_p", "seed"),
+                                    needs_text=False)
+            if "messages" not in body:
+                raise BadRequest("field 'messages' is missing: the request body is {\"messages\": [{\"role\": "
+                                 "\"user\", \"content\": \"...\"}, ...]} and any settings")
+            try:
+                messages = check_messages(body["messages"], "the request")
+            except DataError as e:
+                raise BadRequest(str(e)) from None
+            if messages[-1]["role"] != "user":
+                raise BadRequest("the last message must be the user's: the model writes the reply to it")
+            settings = sampling(body)
+            events = pg.chat_events(messages, **settings)
+            first = await run_in_threadpool(next, events)  # a message too long to fit is said as a 400, not a stream
+        except BadRequest as e:
+            return error(e, e.status)
+
+        def replay():
+            yield first
+            yield from events
+
+        return event_stream(request, replay())
+
     routes = [
         Route("/", index),
         Route("/static/{name}", static),
@@ -338,6 +407,7 @@ def create_app(pg: Playground):
         Route("/api/candidates", candidates, methods=["POST"]),
         Route("/api/classify", classify, methods=["POST"]),
         Route("/api/generate", generate, methods=["POST"]),
+        Route("/api/chat", chat, methods=["POST"]),
     ]
     return Starlette(routes=routes)
 

@@ -211,6 +211,17 @@ def forward_tokens(net: GPT2, batch, key):
     return net(batch["input_ids"], batch["attention_mask"], dropout_key=key)
 
 
+def forward_scores(net: GPT2, batch, key):
+    """The head's ``scores`` of its outputs: what evaluation keeps where the
+    outputs themselves are too big to bring back (a chat head's (B, T, V))."""
+    return net.head.scores(forward_tokens(net, batch, key).astype(jnp.float32), batch)
+
+
+def eval_forward(head) -> Callable:
+    """The forward pass an evaluation of ``head``'s model runs: its ``scores`` where it has them."""
+    return forward_scores if hasattr(head, "scores") else forward_tokens
+
+
 def forward_features(net: ClassificationHead, batch, key):
     # the cached features are float32; in the head's compute dtype, as the
     # backbone would have handed them over (bfloat16 under mixed precision)

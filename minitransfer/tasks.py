@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from minitransfer.heads import ClassificationHead, SpanHead, TaskHead
+from minitransfer.heads import ChatHead, ClassificationHead, SpanHead, TaskHead
 
 
 def _load_classification(spec: str, text_field: str = "text", label_field: str = "label", split_seed: int = 0):
@@ -25,12 +25,20 @@ def _load_qa(spec: str, split_seed: int = 0, **_fields):
     return load_qa_dataset(spec, split_seed=split_seed)
 
 
+def _load_chat(spec: str, split_seed: int = 0, **_fields):
+    from minitransfer.chat import load_chat_dataset
+
+    return load_chat_dataset(spec, split_seed=split_seed)
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     name: str
     head: type[TaskHead]
     load: Callable  # (spec, text_field=, label_field=, split_seed=) -> the dataset the head's ``prepare`` reads
     help: str
+    default_data: str = "tweets"  # what --data is when not given
+    default_mode: str = "probe"  # what --mode is when not given
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
@@ -38,6 +46,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          "text classification (a label per text; --text-field/--label-field)"),
     Task("qa", SpanHead, _load_qa,
          "extractive question answering (question, context, answers: tfds:squad or jsonl:DIR)"),
+    Task("chat", ChatHead, _load_chat,
+         "replies in conversations, the loss on the replies only (chatterbot, the packaged corpus, or "
+         "jsonl:PATH with {\"messages\": [{\"role\", \"content\"}, ...]} rows)",
+         default_data="chatterbot", default_mode="full"),
 )}
 
 

@@ -1,4 +1,4 @@
-"""Fine-tuning a task head (a classifier, a question answerer) on a GPT-2 backbone.
+"""Fine-tuning a task head (a classifier, a question answerer, a chat model) on a GPT-2 backbone.
 
 The same architecture (a GPT-2 backbone + a task head) is trained
 in one of the modes of ``modes.py``:
@@ -46,7 +46,7 @@ from minitransfer.modes import get_mode
 from minitransfer.optim import check_optimizer_settings, lr_values
 from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
 from minitransfer.steps import (CLASSIFY_FEATURES, CLASSIFY_TOKENS, backbone_features, check_dtype,
-                                eval_batch_default, forward_features, forward_tokens, make_eval_step, predict,
+                                eval_batch_default, eval_forward, forward_features, make_eval_step, predict,
                                 setup_training, weights_fingerprint)
 
 
@@ -296,7 +296,7 @@ def finetune(
         net, forward, loss = head, forward_features, CLASSIFY_FEATURES
     else:
         arrays = {name: a for name, (a, _) in prepared.items()}
-        net, forward, loss = model, forward_tokens, CLASSIFY_TOKENS
+        net, forward, loss = model, eval_forward(head), CLASSIFY_TOKENS
     seconds["prepare"] = time.perf_counter() - t_phase
     graphdef, params = nnx.split(net)
     n_train = len(enc["train"])
@@ -337,7 +337,7 @@ def finetune(
         params=params, opt_state=opt_state, train_step=train_step,
         get_batch=lambda step: {k: v[batch_indices(step, cfg.batch_size, n_train, cfg.seed)] for k, v in train_arrays.items()},
         total=total, eval_every=eval_every, validate=validate,
-        is_better=lambda new, old: new[f"val_{best}"] > old[f"val_{best}"], on_best=save_best,
+        is_better=head.better, on_best=save_best,
         seed=cfg.seed, lrs=lr_values(cfg, total), lr=cfg.lr,
         out=out, run_key=state_key, desc=cfg.mode, progress=progress, log=log,
         stop_after_step=stop_after_step, postfix=lambda m: {f"val_{best}": f"{m[f'val_{best}']:.3f}"},
@@ -491,7 +491,7 @@ def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | N
                                     training=False)[split]
     graphdef, params = nnx.split(model)
     check_dtype(dtype)
-    eval_step = make_eval_step(graphdef, forward_tokens, dtype)
+    eval_step = make_eval_step(graphdef, eval_forward(head), dtype)
     metrics = head.metrics(predict(eval_step, params, arrays, batch_size or eval_batch_default()), examples)
     metrics["n_truncated"] = examples.n_truncated
     return metrics

@@ -44,6 +44,9 @@ def cmd_finetune(args) -> int:
     from minitransfer.tokenizer import load_tokenizer
     from minitransfer.train import TrainConfig, build_model, check_run_folder, finetune
 
+    task = get_task(args.task)
+    if args.mode is None:  # not given: the task's default
+        args.mode = task.default_mode
     cfg = TrainConfig(
         mode=args.mode, steps=args.steps, epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
         batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
@@ -53,7 +56,8 @@ def cmd_finetune(args) -> int:
         parallel=args.parallel, dtype=args.dtype, prompt=args.prompt,
     )
     check_run_folder(args.out)  # before the data, and before mode adapt writes OUT/adapted
-    task = get_task(args.task)
+    if args.data is None:
+        args.data = task.default_data
     for n in ignored_finetune_options(args, cfg):
         print(f"note: {n}")
     if args.mode == "scratch" and args.config and not (args.tokenizer or args.model or shipped_checkpoint()):
@@ -346,6 +350,10 @@ def cmd_compare(args) -> int:
 
     source = model_or_default(args)
     check_out_folder(args.out, "compare")  # before the model, the data and the adaptation load
+    if args.task == "chat":
+        return cmd_compare_chat(args, source)
+    if args.data is None:
+        args.data = "tweets"
     if args.quick:
         cc = CompareConfig(budgets=[100, 300], seeds=2, steps=20, val_examples=200, evals_per_run=4,
                            adapt=AdaptConfig(steps=30, eval_every=15))
@@ -410,6 +418,54 @@ def cmd_compare(args) -> int:
     print(f"Outside the runs: {start}loading the model (JAX starts its device here) {t_data - t_model:.1f} s, the data "
           f"{t_compare - t_data:.1f} s, writing the results and figures {t_end - t_compare - s['wall_seconds']:.1f} s"
           f"{whole}.")
+    return 0
+
+
+def cmd_compare_chat(args, source: str) -> int:
+    from minitransfer.chat import load_chat_dataset
+    from minitransfer.chat_compare import ChatCompareConfig, compare_chat
+    from minitransfer.compare import seeds_text
+    from minitransfer.convert import load_pretrained
+    from minitransfer.modes import get_mode
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
+
+    ignored = [o for o, given in (("--budgets", args.budgets), ("--pooling", args.pooling),
+                                  ("--keep-checkpoints", args.keep_checkpoints),
+                                  ("--text-field", args.text_field != "text"),
+                                  ("--label-field", args.label_field != "label")) if given]
+    if ignored:  # said before any work, not silently without effect
+        raise ValueError(f"{', '.join(ignored)}: not read by compare --task chat (it trains on every training "
+                         f"conversation; its head reads every position)")
+    cc = ChatCompareConfig(steps=20, seeds=2, val_examples=200) if args.quick else ChatCompareConfig()
+    if args.modes is not None:
+        cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        if not cc.modes:
+            raise ValueError("--modes is empty; name one or more of scratch, full, adapt")
+        for m in cc.modes:
+            get_mode(m)
+    for name in ("seeds", "steps", "max_len", "batch_size"):
+        if getattr(args, name) is not None:
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            setattr(cc, name, getattr(args, name))
+    cc.first_seed, cc.split_seed, cc.parallel, cc.dtype = args.first_seed, args.split_seed, args.parallel, args.dtype
+    if args.adapt_steps is not None:
+        if "adapt" not in cc.modes:
+            raise ValueError(f"--adapt-steps {args.adapt_steps} has no effect: only mode adapt runs next-word steps "
+                             f"first (--modes {','.join(cc.modes)})")
+        cc.adapt_steps = args.adapt_steps
+    tokenizer = load_tokenizer(source)
+    base = load_pretrained(source, allow_pickle=args.allow_pickle)
+    check_tokenizer_fits(tokenizer, base.config, source)
+    data = load_chat_dataset(args.data or "chatterbot", split_seed=cc.split_seed)
+    for n in data.notes:
+        print(f"data: {n}")
+    print(f"compare --task chat: {source} on {data.spec}: modes {cc.modes} x {cc.seeds} seed(s) "
+          f"({seeds_text(cc.first_seed, cc.seeds)}) = {len(cc.modes) * cc.seeds} runs -> {args.out}")
+    s = compare_chat(base, data, tokenizer, cc, args.out, progress=not args.no_progress)
+    print()
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"wrote {args.out}/results.csv, summary.json, summary.md ({s['wall_seconds'] / 60:.1f} min)")
     return 0
 
 

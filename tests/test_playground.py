@@ -115,15 +115,56 @@ def test_classification_panel(client, dirs):
     assert info["model"] == str(dirs / "lm")
 
 
-def test_classify_without_classifier_is_404(dirs):
+def test_classify_without_classifier_checks_the_body_then_is_409(dirs):
     from starlette.testclient import TestClient
 
     from minitransfer.playground import Playground, create_app
 
     with TestClient(create_app(Playground(str(dirs / "lm")))) as c:
         r = c.post("/api/classify", json={"text": "x"})
-        assert r.status_code == 404 and "--classifier" in r.json()["error"]
+        assert r.status_code == 409 and "no classifier is loaded" in r.json()["error"]
+        assert "--classifier" in r.json()["error"]
+        # a bad body is said as one (as with a classifier), not hidden behind "no classifier"
+        for body, status, said in (({"txt": "x"}, 400, "unknown field(s) 'txt'"),
+                                   ({"text": 3}, 400, "must be a string"), ("[1, 2]", 400, "must be a JSON object")):
+            r = c.post("/api/classify", **({"content": body} if isinstance(body, str) else {"json": body}))
+            assert r.status_code == status and said in r.json()["error"], body
         assert c.get("/api/info").json()["classifier"] is None
+
+
+def test_a_2mb_body_to_a_real_server_is_answered_413_not_reset(dirs):
+    """Through uvicorn itself (the test client has no sockets): the server
+    answers before it reads the body, and the client, still sending, must get
+    that answer rather than a reset connection; the connection stays usable."""
+    import http.client
+
+    import uvicorn
+
+    from minitransfer.playground import Playground, create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(Playground(str(dirs / "lm"))), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    th = threading.Thread(target=server.run)
+    th.start()
+    try:
+        deadline = time.time() + 60
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        big = json.dumps({"text": "x" * (2 << 20)}).encode()
+        for path in ("/api/generate", "/api/candidates", "/api/classify"):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            c.request("POST", path, body=big, headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            assert r.status == 413 and "over the playground's limit" in json.loads(r.read())["error"], path
+            c.request("POST", "/api/candidates", body=b'{"text": "hi", "top_k": 2}',
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            assert r.status == 200 and len(json.loads(r.read())["candidates"]) == 2
+            c.close()
+    finally:
+        server.should_exit = True
+        th.join()
 
 
 def _events(response_text: str) -> list[dict]:
@@ -146,13 +187,49 @@ def test_generate_streams_the_same_tokens_as_generate(client):
     assert ev[-1]["ended"] == ("end-of-text" if pg.eos in ref else "max_new_tokens")
 
 
+def test_chat_streams_the_reply_the_chat_command_would_write(client):
+    from minitransfer.chat import prompt_ids, reply_stream
+
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                {"role": "user", "content": "How are you?"}]
+    body = {"messages": messages, "max_new_tokens": 6, "temperature": 0.9, "seed": 5}
+    r = client.post("/api/chat", json=body)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    ev = _events(r.text)
+    assert ev[0] == {"start": True, "dropped": 0, "n_tokens": len(prompt_ids(messages, client.pg.tokenizer))}
+    assert ev[-1]["done"] and "".join(e["token"] for e in ev if "token" in e) == ev[-1]["reply"]
+    *_, (reply, why) = reply_stream(client.pg.model, client.pg.tokenizer, prompt_ids(messages, client.pg.tokenizer), 6,
+                                    temperature=0.9, top_k=None, top_p=0.95, seed=5)
+    assert (ev[-1]["reply"], ev[-1]["ended"]) == (reply, why)
+    # a conversation too long for the 32 positions: the oldest messages go, and the first event says how many
+    long = [{"role": ("user", "assistant")[k % 2], "content": f"message {k} of a long chat"} for k in range(7)]
+    ev = _events(client.post("/api/chat", json={"messages": long, "max_new_tokens": 4}).text)
+    assert ev[0]["dropped"] > 0 and ev[0]["n_tokens"] <= 28 and ev[-1]["done"]
+
+
+@pytest.mark.parametrize("body, said", [
+    ({"text": "hi"}, "unknown field(s) 'text'"),
+    ({}, "field 'messages' is missing"),
+    ({"messages": []}, "'messages' is list"),
+    ({"messages": [{"role": "system", "content": "x"}]}, "messages[0]: unknown role 'system'"),
+    ({"messages": [{"role": "user", "content": " "}]}, "messages[0]: the 'content' is empty"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+     "the last message must be the user's"),
+    ({"messages": [{"role": "user", "content": "word " * 40}], "max_new_tokens": 4}, "say it shorter"),
+    ({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, "'temperature' must be a number"),
+])
+def test_chat_bad_requests_are_400_with_a_message(client, body, said):
+    r = client.post("/api/chat", json=body)
+    assert r.status_code == 400 and said in r.json()["error"], r.json()
+
+
 def test_a_body_over_the_limit_is_413_before_it_is_tokenized(client, monkeypatch):
     import minitransfer.playground
 
     monkeypatch.setattr(minitransfer.playground, "MAX_BODY_BYTES", 1000)
     said = []
     monkeypatch.setattr(client.pg, "context", lambda *a: said.append(a) or 1 / 0)
-    for path in ("/api/candidates", "/api/generate", "/api/classify"):
+    for path in ("/api/candidates", "/api/generate", "/api/classify", "/api/chat"):
         r = client.post(path, json={"text": "x" * 2000})
         assert r.status_code == 413 and "over the playground's limit of 1,000 bytes" in r.json()["error"], path
     # without a Content-Length (a chunked body): counted as it arrives

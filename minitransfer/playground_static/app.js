@@ -126,6 +126,63 @@ async function continueText() {
   }
 }
 
+// the chat panel: the conversation lives here, and every reply is asked for with all of it (/api/chat)
+let chatMessages = [], chatting = false;
+
+function chatLine(role, content) {
+  const p = document.createElement("p"); p.className = role;
+  const who = document.createElement("span"); who.className = "role"; who.textContent = role === "user" ? "User:" : "Assistant:";
+  const said = document.createElement("span"); said.textContent = content;
+  p.appendChild(who); p.appendChild(said); $("chat-log").appendChild(p);
+  $("chat-log").scrollTop = $("chat-log").scrollHeight;
+  return said;
+}
+
+async function sendChat() {
+  const said = $("chat-text").value.trim();
+  if (!said || chatting) return;
+  chatting = true; $("chat-send").disabled = true; $("chat-text").value = "";
+  chatMessages.push({ role: "user", content: said }); chatLine("user", said);
+  const num = (id) => Number($(id).value);
+  const body = { messages: chatMessages, max_new_tokens: num("maxnew"), temperature: num("temperature"),
+                 top_p: num("topp"), seed: num("seed") + chatMessages.length };
+  if (num("topk") > 0) body.top_k = num("topk");
+  const reply = chatLine("assistant", "");
+  try {
+    const r = await fetch("/api/chat", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    if (!r.ok) throw new Error((await r.json()).error);
+    const reader = r.body.getReader(), dec = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, { stream: true });
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const line = buf.slice(0, cut); buf = buf.slice(cut + 2);
+        if (!line.startsWith("data: ")) continue;
+        const ev = JSON.parse(line.slice(6));
+        if (ev.token !== undefined) reply.textContent += ev.token;
+        if (ev.start) $("chat-status").textContent = ev.dropped ? ev.dropped + " oldest message(s) dropped to fit the model's "
+                                                                  + info.n_positions + " positions" : "";
+        if (ev.done) {
+          if (ev.reply) chatMessages.push({ role: "assistant", content: ev.reply });
+          if (ev.ended === "max-new-tokens") reply.textContent += " [cut at max new tokens]";
+        }
+      }
+    }
+  } catch (e) {
+    chatMessages.pop();  // the message that got no reply is not part of the conversation
+    reply.textContent = "error: " + e.message;
+  } finally {
+    chatting = false; $("chat-send").disabled = false; $("chat-text").focus();
+  }
+}
+
+$("chat-send").addEventListener("click", sendChat);
+$("chat-text").addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); sendChat(); } });
+$("chat-clear").addEventListener("click", () => { chatMessages = []; $("chat-log").replaceChildren(); $("chat-status").textContent = ""; });
+
 $("continue").addEventListener("click", continueText);
 $("stop").addEventListener("click", () => { if (streaming) streaming.abort(); });
 
@@ -135,6 +192,8 @@ $("stop").addEventListener("click", () => { if (streaming) streaming.abort(); })
   const most = Math.min(Number($("maxnew").max), info.n_positions - 1);  // what the server takes for this model
   $("maxnew").max = String(most);
   if (Number($("maxnew").value) > most) $("maxnew").value = String(most);
+  $("chat-which").textContent = info.chat_model ? "a chat model (finetune --task chat)"
+    : "a language model not fine-tuned for chat (finetune --task chat makes one): expect continuations more than replies";
   if (info.classifier) {
     $("class-panel").hidden = false;
     const c = info.classifier;

@@ -224,7 +224,7 @@ class ChatHead(NextWordHead):
                 "user_marker": USER, "assistant_marker": ASSISTANT}
 
     @classmethod
-    def restore(cls, info, n_embd, tensors, source):
+    def restore(cls, info, n_embd, tensors, source, hf_tensors=None):
         from minitransfer.chat import ASSISTANT, USER
 
         said = (info.get("user_marker", USER), info.get("assistant_marker", ASSISTANT))

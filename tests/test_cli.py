@@ -120,13 +120,14 @@ def test_an_unknown_option_is_reported_with_its_commands_usage(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "usage: minitransfer compare" in err and "--budgets" in err  # compare's options, not the top level's
-    assert "unrecognized arguments: --labels 100 (see minitransfer compare --help)" in err
+    # (compare has no --labels; its nearest option is named as a guess)
+    assert "unrecognized arguments: --labels 100; did you mean --label-words? (see minitransfer compare --help)" in err
     # a misspelt option: the one meant
     for argv, meant in ((["finetune", "--out", "o", "--lables", "300"], "--labels"),
                         (["finetune", "--out", "o", "--max_len", "64"], "--max-len"),
                         (["compare", "--bugdets=100"], "--budgets"),
                         # cut short: refused (an abbreviation could change meaning as options are added)
-                        (["finetune", "--out", "o", "--lab", "300"], "--label-field / --labels"),
+                        (["finetune", "--out", "o", "--lab", "300"], "--label-field / --labels / --label-words"),
                         (["finetune", "--out", "o", "--epoch", "2"], "--epochs"),
                         (["compare", "--adapt", "5"], "--adapt-steps"),
                         (["generate", "--prompt", "x", "--max", "64"], "--max-new-tokens")):

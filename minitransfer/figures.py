@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from minitransfer.modes import get_mode
+
 if TYPE_CHECKING:
     from minitransfer.compare import CompareConfig
 
@@ -131,9 +133,12 @@ def plot_budget(summary: dict, path: Path, spec: str):
                 g.plot(x, m, **style)
         g.axhline(0, color="black", lw=0.8)
         g.set_ylabel("paired gain (accuracy points)")
-        g.set_title(f"Paired gain over {ref}" + (", and of a stage on its own (dashed)" if len({x["over"] for x in gains}) > 1
-                                                  else "") + ("\n(error bars: 95% interval; crossing 0 = no evidence)"
-                                                              if barred else "\n(no interval to draw: one seed, or no spread)"))
+        others = [x for x in gains if x["over"] != ref]  # dashed: a stage on its own (adapt over full), or another pair
+        stages = all(get_mode(x["mode"]).adds_to == x["over"] for x in others)
+        g.set_title(f"Paired gain over {ref}" + ((", and of a stage on its own (dashed)" if stages else
+                                                   ", and over other modes (dashed)") if others else "")
+                    + ("\n(error bars: 95% interval; crossing 0 = no evidence)"
+                       if barred else "\n(no interval to draw: one seed, or no spread)"))
     for k, a in enumerate(axes[0]):
         a.set_xscale("log")
         ticks = [summary["table"][summary["modes"][0]][b]["n_train"] for b in summary["budgets"]]

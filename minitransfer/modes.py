@@ -58,8 +58,8 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("adapt", "adapted", "all", 1e-4, 5e-4,
          "ULMFiT: next-word training on the task's training texts first, then as full", adds_to="full"),
     Mode("zero", "pretrained", "nothing", 0.0, 0.0,
-         "zero labels: the next-word head itself as the classifier (a prompt after each text, a word per "
-         "label); nothing trains", head="prompt"),
+         "the next-word head itself as the classifier, before any label (a prompt after each text, a word "
+         "per label); nothing trains", head="prompt"),
     Mode("prompt", "pretrained", "all", 1e-4, 5e-4,
          "the next-word head kept as the classifier (as zero), then every weight trains as in full",
          also_over=("probe", "full"), head="prompt"),

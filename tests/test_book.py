@@ -166,8 +166,11 @@ def test_ctrl_c_or_sigterm_stops_a_lecture_build_and_its_kernel(tmp_path, signam
               f"try:\n    build_lecture(Path({str(lecture)!r}), Path({str(tmp_path / 'site')!r}), fast=True)\n"
               "except KeyboardInterrupt:\n    print('interrupted', file=sys.stderr)\n    sys.exit(130)\n")
     tmp = private_tmp
+    # (SIGINT's default action in the child even where this run was started with SIGINT ignored, as a shell
+    # without job control starts a background job: Python then leaves it ignored and no KeyboardInterrupt comes)
     p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True, env={**os.environ, "TMPDIR": str(tmp)})
+                         start_new_session=True, env={**os.environ, "TMPDIR": str(tmp)},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not marker.exists() and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.2)
@@ -196,6 +199,7 @@ def test_ctrl_c_while_the_kernel_starts_kills_it_once_it_is_there():
     kernel, once up, ran the lecture's cells; Python 3.11 also took the worker
     for finished once a join() had been cut short, so nothing waited for it."""
     import _thread
+    import signal
     import subprocess
     import types
 
@@ -214,6 +218,9 @@ def test_ctrl_c_while_the_kernel_starts_kills_it_once_it_is_there():
 
     client = types.SimpleNamespace(km=km, execute=execute, _cleanup_kernel=lambda: None)
     t0 = time.monotonic()
+    # interrupt_main() raises KeyboardInterrupt only through Python's own SIGINT handler, which a run started
+    # with SIGINT ignored (a background job of a shell without job control) does not have
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             _execute_interruptibly(client)
@@ -221,4 +228,5 @@ def test_ctrl_c_while_the_kernel_starts_kills_it_once_it_is_there():
             time.sleep(0.05)
         assert kernel.returncode is not None and time.monotonic() - t0 < 5
     finally:
+        signal.signal(signal.SIGINT, previous)
         kernel.kill()

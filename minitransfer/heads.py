@@ -126,6 +126,16 @@ def head_class(kind: str, source: str = "config.json") -> type[TaskHead]:
     return HEADS[kind]
 
 
+def budgeted_splits(data, splits, budget, seed: int, val_examples: int | None, log, what: str) -> dict:
+    """The splits a head encodes: ``budget`` seeded training items, a fixed subset of ``val_examples``
+    validation items (said in ``log``), the whole test split. For data whose splits have ``subset``."""
+    parts = {"train": data.train.subset(budget, seed, "--labels"), "validation": data.validation, "test": data.test}
+    if "validation" in splits and val_examples is not None and len(data.validation) > val_examples:
+        parts["validation"] = data.validation.subset(val_examples, 0, "--val-examples")
+        log(f"validating on a fixed subset of {val_examples} of {len(data.validation)} validation {what}")
+    return parts
+
+
 def _take_tensor(tensors: dict, name: str, shape: tuple, source: str, why: str = "") -> np.ndarray:
     if name not in tensors:
         raise ValueError(f"{source}: missing tensor 'head.{name}' (expected shape {shape})")
@@ -247,11 +257,7 @@ class ChatHead(NextWordHead):
                 splits=("train", "validation", "test"), training=True):
         from minitransfer.chat import encode_chat
 
-        parts = {"train": data.train.subset(budget, seed, "--labels"), "validation": data.validation,
-                 "test": data.test}
-        if "validation" in splits and val_examples is not None and len(data.validation) > val_examples:
-            parts["validation"] = data.validation.subset(val_examples, 0, "--val-examples")
-            log(f"validating on a fixed subset of {val_examples} of {len(data.validation)} validation conversations")
+        parts = budgeted_splits(data, splits, budget, seed, val_examples, log, "conversations")
         out = {}
         for name in splits:
             e = encode_chat(parts[name], tokenizer, max_len)
@@ -556,11 +562,7 @@ class SpanHead(TaskHead):
                 splits=("train", "validation", "test"), training=True):
         from minitransfer.qa import encode_qa
 
-        parts = {"train": data.train.subset(budget, seed, "--labels"), "validation": data.validation,
-                 "test": data.test}
-        if "validation" in splits and val_examples is not None and len(data.validation) > val_examples:
-            parts["validation"] = data.validation.subset(val_examples, 0, "--val-examples")
-            log(f"validating on a fixed subset of {val_examples} of {len(data.validation)} validation examples")
+        parts = budgeted_splits(data, splits, budget, seed, val_examples, log, "examples")
         out = {}
         for name in splits:
             # training cannot learn from an answer it cannot see; evaluation counts it as a miss

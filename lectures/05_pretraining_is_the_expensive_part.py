@@ -55,7 +55,17 @@ from minitransfer.loop import train_loop
 from minitransfer.pretrain import next_word_loss
 
 show(next_word_loss)
-show(train_loop, start="    while step < total:", stop="        step += 1")
+
+# %% [markdown]
+# The loop itself, whole: the very function `pretrain` and `finetune` call. It
+# picks up where an earlier call of the same run stopped (the run's folder
+# keeps the state: `runs.py`), then steps; every `eval_every` steps it waits
+# for the queued losses, validates, keeps the best weights and lets the run
+# save. Batch `s` and its dropout key are functions of the step alone, which
+# is why a resumed run repeats an uninterrupted one exactly.
+
+# %%
+show(train_loop)
 
 # %% [markdown]
 # A short run on real text (IMDB's training reviews, or the training tweets). **What you see:** the

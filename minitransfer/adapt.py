@@ -24,7 +24,7 @@ from flax import nnx
 from minitransfer.data import Dataset
 from minitransfer.encoding import pack_blocks
 from minitransfer.model import GPT2
-from minitransfer.loop import TrainingError
+from minitransfer.errors import TrainingError
 from minitransfer.pretrain import PretrainConfig, block_perplexity, make_block_loss, pretrain
 from minitransfer.steps import weights_fingerprint
 
@@ -108,13 +108,11 @@ def adapt_language_model(
         f"{cfg.batch_size} x {cfg.block_size}")
     t0 = time.perf_counter()
     r = pretrain(model, blocks, tokenizer, pcfg, out, progress=progress, log=log,
-                 run_key_extra={"adapt_data": data.spec, "n_texts": len(texts),
-                                "base": weights_fingerprint(base)},
-                 option_names={"batch_size": "the adaptation's batch size (AdaptConfig.batch_size)",
-                               "lr": "learning rate for the adaptation (AdaptConfig.lr; no command-line option "
-                                     "sets it)",
-                               # a run of another length: said as the option that sets it; eval_every follows it
-                               "settings": {"steps": "--adapt-steps", "eval_every": None}})
+                 identity={"adapt_data": data.spec, "n_texts": len(texts), "base": weights_fingerprint(base)},
+                 names={"batch_size": "the adaptation's batch size (AdaptConfig.batch_size)",
+                        "lr": "learning rate for the adaptation (AdaptConfig.lr; no command-line option sets it)",
+                        # a run of another length: said as the option that sets it; eval_every follows it
+                        "steps": "--adapt-steps", "eval_every": None})
     log(f"adapt: held-out perplexity {before:.1f} -> {r.val_perplexity:.1f} "
         f"({r.train_seconds:.0f} s of training; {time.perf_counter() - t0:.0f} s this call)")
     return AdaptResult(model, Path(out) if out is not None else None, r.steps, r.train_seconds, before,

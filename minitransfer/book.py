@@ -21,12 +21,9 @@ import time
 from pathlib import Path
 
 from minitransfer.assets import REPO
+from minitransfer.errors import BookError
 
 LECTURES = REPO / "lectures"
-
-
-class BookError(RuntimeError):
-    """A lecture failed to run; the message names it and shows the error."""
 
 
 def lecture_paths(directory: Path = LECTURES) -> list[Path]:

@@ -165,7 +165,7 @@ def check_messages(msgs, where: str) -> list[dict]:
 
 
 def _jsonl_conversations(path: Path, notes: list[str]) -> list[list[dict]]:
-    from minitransfer.data import read_rows
+    from minitransfer.readers import read_rows
 
     rows = read_rows(path, "jsonl", notes)
     return [messages_from_row(row, f"{path}, {rows.where(i)}") for i, row in enumerate(rows)]

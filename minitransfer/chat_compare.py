@@ -30,7 +30,7 @@ import numpy as np
 
 from minitransfer.compare import check_same_compare, paired_difference
 from minitransfer.modes import get_mode
-from minitransfer.outdir import check_out_folder
+from minitransfer.runs import check_out_folder
 
 RESULT_COLUMNS = ["mode", "seed", "n_train", "steps", "best_step", "val_perplexity", "test_perplexity",
                   "test_accuracy", "test_loss", "wall_seconds"]
@@ -64,7 +64,7 @@ def compare_chat(base_model, data, tokenizer, cc: ChatCompareConfig, out: str | 
     """Run the grid, write the result files, return the summary."""
     from minitransfer.heads import ChatHead
     from minitransfer.model import GPT2
-    from minitransfer.train import TrainConfig, build_model, data_fingerprint, evaluate, finetune
+    from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune
 
     out = Path(out)
     check_out_folder(out, "compare")
@@ -77,7 +77,7 @@ def compare_chat(base_model, data, tokenizer, cc: ChatCompareConfig, out: str | 
     if cc.max_len > base_model.config.n_positions:
         raise ValueError(f"--max-len {cc.max_len} exceeds the model's n_positions={base_model.config.n_positions}")
     settings = {"task": "chat", **json.loads(json.dumps(dataclasses.asdict(cc)))}
-    record = {"config": settings, "data": data.spec, "rows": data_fingerprint(data)}
+    record = {"config": settings, "data": data.spec, "rows": data_rows_hash(data)}
     check_same_compare(out, record)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(record, indent=2))

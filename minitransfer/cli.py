@@ -486,10 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         from minitransfer.parallel import maybe_initialize_distributed
 
         maybe_initialize_distributed()
-    from minitransfer.convert import CheckpointError
-    from minitransfer.data import DataError
-    from minitransfer.loop import TrainingError
-    from minitransfer.book import BookError
+    from minitransfer.errors import BookError, CheckpointError, DataError, TrainingError
 
     if args.command == "compare" and args.out is None:  # its default, here: before the checks of --out below
         args.out = ("runs/compare-chat" if args.task == "chat" else "runs/compare") + ("-quick" if args.quick else "")

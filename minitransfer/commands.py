@@ -21,7 +21,7 @@ from minitransfer.assets import shipped_checkpoint
 
 def cmd_convert(args) -> int:
     from minitransfer.convert import load_pretrained, save_pretrained
-    from minitransfer.outdir import check_out_folder
+    from minitransfer.runs import check_out_folder
     from minitransfer.tokenizer import load_tokenizer
     from minitransfer.model import num_params
 

@@ -29,10 +29,11 @@ from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.figures import plot_budget, plot_curves
 from minitransfer.model import GPT2
 from minitransfer.modes import get_mode
-from minitransfer.outdir import check_out_folder
+from minitransfer.runs import check_out_folder
 from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
 from minitransfer.steps import compile_meter
-from minitransfer.train import DATA_ROWS, TrainConfig, build_classifier, data_fingerprint, evaluate, finetune
+from minitransfer.runs import SETTING_NAMES
+from minitransfer.train import TrainConfig, build_classifier, data_rows_hash, evaluate, finetune
 
 RESULT_COLUMNS = [
     "mode", "budget", "n_train", "seed", "split", "step",
@@ -161,7 +162,7 @@ def check_same_compare(out: Path, record: dict) -> None:
     if before.get("data") != record["data"]:
         differ.append(f"data: {before.get('data')!r} there, {record['data']!r} now")
     elif before.get("rows") not in (None, record["rows"]):
-        differ.append(f"{DATA_ROWS}: {before['rows']!r} there, {record['rows']!r} now")
+        differ.append(f"{SETTING_NAMES['data_rows']}: {before['rows']!r} there, {record['rows']!r} now")
     # nothing finished there (an earlier call refused, say, its adaptation's settings after writing the
     # record): nothing to mix up, and the corrected command should run; the new record replaces the old
     if differ and any((out / "runs").glob("*/result.json")):
@@ -229,7 +230,7 @@ def compare(
         log(f"note: {' and '.join(small)} labels are fewer than --batch-size {cc.batch_size}: at "
             f"{'that budget' if len(small) == 1 else 'those budgets'} each step takes every labelled example")
     record = {"config": json.loads(json.dumps(dataclasses.asdict(cc))), "data": data.spec,
-              "rows": data_fingerprint(data)}
+              "rows": data_rows_hash(data)}
     check_same_compare(out, record)
     (out / "runs").mkdir(parents=True, exist_ok=True)  # once the settings are known to be good: not before
     (out / "compare.json").write_text(json.dumps(record, indent=2))

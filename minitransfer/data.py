@@ -20,29 +20,24 @@ holding ``train.*`` and ``test.*`` (and optionally ``validation.*``; if absent,
 10% of train, stratified, becomes validation).
 
 Everything that is dropped, repaired or truncated is counted and reported in
-``Dataset.notes``; nothing disappears silently. The two sources that are not
-local files (the tweets corpus and tensorflow-datasets) are read in
-``sources.py``.
+``Dataset.notes``; nothing disappears silently. Local files are read in
+``readers.py``; the two sources that are not local files (the tweets corpus
+and tensorflow-datasets) in ``sources.py``.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import gzip
-import io
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
-SPLITS = ("train", "validation", "test")
-KINDS = ("jsonl", "csv", "tsv", "txt")
+from minitransfer.errors import DataError
+from minitransfer.sources import load_tfds, load_tweets
+from minitransfer.readers import (KINDS, SPLITS, canonical_label, has_decimals, kind_of, label_vocabulary, read_rows,
+                                  respelt_labels, texts_and_raw_labels)
 
-
-class DataError(ValueError):
-    """Bad or unusable input data; the message names the file/field and what was expected."""
 
 
 @dataclasses.dataclass
@@ -152,231 +147,6 @@ def label_budget(split: Split, n: int | str | None, seed: int, num_classes: int,
 
 
 # ----------------------------------------------------------------------------
-# Reading local files
-# ----------------------------------------------------------------------------
-
-
-def _read_text(path: Path, notes: list[str]) -> str:
-    """File contents as str; invalid UTF-8 is replaced by U+FFFD and counted."""
-    try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            raw = gzip.decompress(raw)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(raw) >= 4 and b"\x00\x00" in (raw[0:4:2], raw[1:4:2])):
-        raise DataError(f"{path}: looks like UTF-16 text (a UTF-16 byte-order mark, or NUL bytes among its first "
-                        f"characters; or another binary encoding); minitransfer reads UTF-8: save the file as UTF-8")
-    try:
-        return raw.decode("utf-8-sig")  # -sig: a leading byte-order mark is not part of the first field's name
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8-sig", errors="replace")
-        bad = text.count("\ufffd") - raw.count("\ufffd".encode())
-        notes.append(f"{path.name}: {bad} invalid UTF-8 byte sequence(s) replaced by U+FFFD")
-        return text
-
-
-def _kind_of(path: Path) -> str | None:
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    ext = name.rsplit(".", 1)[-1] if "." in name else ""
-    return ext if ext in KINDS else None
-
-
-class Rows(list):
-    """A file's rows (dicts), with the line each starts on (``lines``), so
-    that a bad row is named by its line, as an editor shows it."""
-
-    def __init__(self, rows=(), lines=None, delimited: bool = False):
-        super().__init__(rows)
-        self.lines = list(lines) if lines is not None else None
-        self.delimited = delimited  # csv/tsv: a value missing from a short row reads as None
-
-    def where(self, i: int) -> str:
-        """'line 7' (or, where lines are unknown, 'row 3'), for row ``i`` (0-based)."""
-        return f"line {self.lines[i]}" if self.lines is not None else f"row {i + 1}"
-
-
-def read_rows(path: Path, kind: str, notes: list[str]) -> Rows:
-    """Rows of a jsonl/csv/tsv file as dicts (txt: paragraphs as {'text': ...})."""
-    text = _read_text(path, notes)
-    if not text.strip():
-        raise DataError(f"{path}: the file is empty")
-    if kind == "jsonl":
-        rows, lines = [], []
-        # split on "\n" only: str.splitlines() would also break inside strings at
-        # U+2028, U+0085 and friends, which real text (IMDB) contains
-        for i, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, line {i}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-            lines.append(i)
-        return Rows(rows, lines)
-    if kind in ("csv", "tsv"):
-        return _read_delimited(text, path, kind)
-    if kind == "txt":
-        return Rows({"text": p.strip()} for p in re.split(r"\n\s*\n", text) if p.strip())
-    raise DataError(f"unknown file kind {kind!r}; expected one of {KINDS}")
-
-
-def _read_delimited(text: str, path: Path, kind: str) -> Rows:
-    """Rows of a CSV or TSV file with a header, as dicts.
-
-    CSV is read strictly: a stray or unterminated quote is an error naming
-    the line, not rows silently run together. TSV files rarely quote, and
-    their texts often hold quote marks, so TSV quoting is read leniently, as
-    before. Either way a row with more non-empty values than the header has
-    columns is an error: with an unquoted comma, its "label" would be a piece
-    of its text. (A trailing delimiter, an empty extra value, is allowed; a
-    short row keeps None for what it lacks, which the caller reports.)"""
-    delimiter, shown = (",", "a comma") if kind == "csv" else ("\t", "a tab")
-    # the csv module refuses a field over 128 KiB by default; a long review is not malformed (the JSONL reader
-    # takes it), and --max-len cuts it later, counted
-    csv.field_size_limit(2**31 - 1)
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, strict=kind == "csv")
-    # split as the csv reader counts lines, on "\n" alone (str.splitlines() also breaks at form feeds, U+2028...)
-    lines = text.split("\n")
-
-    def row_start(after: int) -> int:  # the first non-empty line after line `after` (DictReader skips empty ones)
-        n = after + 1
-        while n <= len(lines) and lines[n - 1] in ("", "\r"):
-            n += 1
-        return n
-
-    rows, row_lines, start = [], [], 1
-    try:
-        fields = reader.fieldnames or []  # reads the header
-        repeated = sorted({f for f in fields if fields.count(f) > 1})
-        if repeated:  # DictReader would keep the last column of each name and drop the others, silently
-            raise DataError(f"{path}, line 1: the header names {', '.join(repr(f) for f in repeated)} more than "
-                            f"once ({', '.join(fields)}); each column needs its own name")
-        while True:
-            start = row_start(reader.line_num)
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            if any(v is None for v in row.values()) and any("\n" in v for v in row.values() if v):
-                # a short row whose field spans lines: a quote opened and never closed swallowed what followed
-                raise DataError(f"{path}, line {start}: a quoted field runs from here to line {reader.line_num}, "
-                                f"and the row ends short of values ({len(fields)} columns: {', '.join(fields)}); "
-                                f"if a quote is never closed, close it, or double a quote mark that is part of "
-                                f"the text")
-            extra = [v for v in row.pop(None, []) if v.strip()]
-            if extra:
-                raise DataError(f"{path}, line {start}: {len(fields) + len(extra)} values, the header has "
-                                f"{len(fields)} columns ({', '.join(fields)}); a field that holds {shown} must "
-                                f"be in double quotes")
-            rows.append(row)
-            row_lines.append(start)
-    except csv.Error as e:
-        raise DataError(f"{path}, the row from line {start}: not valid {kind.upper()} ({e}); a field that holds "
-                        f"{shown}, a quote or a line break must be in double quotes, its own quotes doubled") from None
-    if not rows:
-        raise DataError(f"{path}: a header row but no data rows")
-    return Rows(rows, row_lines, delimited=True)
-
-
-def _texts_and_raw_labels(rows, path, text_field, label_field, notes, need_labels=True):
-    """Pull the two fields out of every row. Rows with empty text are dropped
-    and counted; a missing field is an error that lists the fields present."""
-    first = rows[0]
-    missing = [f for f in ([text_field, label_field] if need_labels else [text_field]) if f not in first]
-    if missing:
-        qa = {"question", "context"} <= set(first)
-        # one field whose name holds another delimiter: a tab- or semicolon-separated file read as CSV
-        other = next((d for d in ("\t", ";", ",") if len(first) == 1 and d in next(iter(first))), None)
-        shown = {"\t": "tabs", ";": "semicolons", ",": "commas"}.get(other)
-        hint = ("They look like question answering data (question, context): `minitransfer finetune --task qa` "
-                "reads them." if qa else
-                f"The header row holds {shown}: the file is not separated the way its spec reads it"
-                + (" (tab-separated: give it as tsv:PATH)." if other == "\t" else
-                   " (minitransfer reads commas with csv: and tabs with tsv:)." if other == ";" else
-                   " (comma-separated: give it as csv:PATH).")
-                if other else "Choose with --text-field/--label-field (the first row is read as the header: the "
-                              "field names).")
-        raise DataError(f"{path}: no field {missing[0]!r}; the rows have fields {sorted(first)}. " + hint)
-    texts, labels, empty = [], [], 0
-    where = rows.where if isinstance(rows, Rows) else (lambda i: f"row {i + 1}")
-    for i, row in enumerate(rows):
-        if text_field not in row or (need_labels and label_field not in row):
-            f = text_field if text_field not in row else label_field
-            raise DataError(f"{path}, {where(i)}: no field {f!r} (fields: {sorted(row)})")
-        t = row[text_field]
-        if t is not None and not isinstance(t, str):  # a number or a list as "text" is a wrong field, not text
-            raise DataError(f"{path}, {where(i)}: the {text_field!r} is {str(t)[:40]!r} ({type(t).__name__}), "
-                            f"not text; choose the text field with --text-field")
-        if t is None or not t.strip():
-            empty += 1
-            continue
-        if need_labels:
-            lab = row[label_field]
-            if lab is None or (isinstance(lab, str) and not lab.strip()):
-                short = lab is None and getattr(rows, "delimited", False)
-                raise DataError(f"{path}, {where(i)}: the {label_field!r} is " + (
-                    "empty (the row has fewer values than the header has columns)" if short else
-                    "null" if lab is None else "empty"))
-            if not isinstance(lab, (str, int, float)) or isinstance(lab, bool) or (
-                    isinstance(lab, float) and not lab.is_integer()):
-                raise DataError(f"{path}, {where(i)}: the {label_field!r} is {lab!r}; a label is a name (a string) "
-                                f"or a whole number")
-            labels.append(lab)
-        texts.append(str(t))
-    if empty:
-        notes.append(f"{path.name}: {empty} row(s) with empty {text_field!r} dropped")
-    if not texts:
-        raise DataError(f"{path}: every row has an empty {text_field!r}")
-    return texts, labels
-
-
-def _label_vocabulary(raw_labels: list, decimals: bool = False) -> list[str]:
-    """Label names in a fixed order: numerically if every label is an integer
-    (0, 1, 2 ...), else alphabetically (``canonical_label`` says how a label
-    is read)."""
-    names = {canonical_label(x, decimals) for x in raw_labels}
-    if all(INTEGER.fullmatch(n) for n in names):
-        return [str(v) for v in sorted(int(n) for n in names)]
-    return sorted(names)
-
-
-INTEGER = re.compile(r"-?\d+")
-# a label written as a whole number, however spelt: 1, 01, +1, 1.0 (a CSV cell of a column that a spreadsheet
-# wrote as floats) are all the class 1, as a JSON 1 or 1.0 is; beside labels with real decimals (ratings
-# 1.0, 1.5, 2.0), "1.0" keeps its spelling
-WHOLE_NUMBER = re.compile(r"[-+]?\d+(\.0*)?")
-DECIMAL = re.compile(r"[-+]?\d*\.\d*[1-9]\d*")
-
-
-def has_decimals(raw_labels: list) -> bool:
-    return any(isinstance(x, str) and DECIMAL.fullmatch(x.strip()) for x in raw_labels)
-
-
-def canonical_label(x, decimals: bool = False) -> str:
-    """How a raw label names its class: whole numbers as such (``WHOLE_NUMBER``;
-    with ``decimals``, only those written without a decimal point), anything
-    else as its stripped text."""
-    if isinstance(x, (float, np.floating)) and float(x).is_integer():
-        x = int(x)
-    s = str(x).strip()
-    whole = INTEGER.fullmatch(s.lstrip("+")) if decimals else WHOLE_NUMBER.fullmatch(s)
-    return str(int(s.split(".")[0])) if whole else s
-
-
-def respelt_labels(raw_labels: list, decimals: bool = False) -> dict[str, str]:
-    """Labels written as text whose whole-number reading differs from their
-    spelling ({"01": "1", "1.0": "1"}), for a note: merged, but said."""
-    return {s: canonical_label(s, decimals) for s in {x.strip() for x in raw_labels if isinstance(x, str)}
-            if canonical_label(s, decimals) != s}
-
-
-# ----------------------------------------------------------------------------
 # The one entry point
 # ----------------------------------------------------------------------------
 
@@ -391,11 +161,11 @@ def parse_spec(spec: str) -> tuple[str, str]:
                 raise DataError(f"data spec {spec!r}: nothing after '{kind}:'")
             return kind, rest
     p = Path(spec)
-    if p.exists() and p.is_file() and _kind_of(p):
-        return _kind_of(p), spec
-    if _kind_of(p) and not p.exists():  # a file name the spec would take, were it there
-        raise DataError(f"{spec}: no such file (a data spec may be a path to a .{_kind_of(p)} file, or "
-                        f"'{_kind_of(p)}:PATH')")
+    if p.exists() and p.is_file() and kind_of(p):
+        return kind_of(p), spec
+    if kind_of(p) and not p.exists():  # a file name the spec would take, were it there
+        raise DataError(f"{spec}: no such file (a data spec may be a path to a .{kind_of(p)} file, or "
+                        f"'{kind_of(p)}:PATH')")
     in_folder = next((k for k in ("jsonl", "csv", "tsv") if p.is_dir() and _find_split_file(p, "train", k)), None)
     guess = (f"{in_folder}:{spec}" if in_folder else  # a folder of train/test files
              f"jsonl:{spec.split(':', 1)[1]}" if spec.startswith("json:") else
@@ -436,11 +206,9 @@ def load_dataset(
     raw: dict[str, tuple[list, list]] = {}
     tfds_names: list[str] = []
     if kind == "tweets":
-        from minitransfer.sources import load_tweets
 
         raw["all"] = load_tweets(notes)
     elif kind == "tfds":
-        from minitransfer.sources import load_tfds
 
         raw, tfds_names = load_tfds(rest, text_field, label_field, tfds_data_dir, notes)
         if "train" not in raw:
@@ -458,15 +226,15 @@ def load_dataset(
                 )
             for s, f in files.items():
                 if f is not None:
-                    raw[s] = _texts_and_raw_labels(read_rows(f, kind, notes), f, text_field, label_field, notes)
+                    raw[s] = texts_and_raw_labels(read_rows(f, kind, notes), f, text_field, label_field, notes)
         elif path.exists():
-            raw["all"] = _texts_and_raw_labels(read_rows(path, kind, notes), path, text_field, label_field, notes)
+            raw["all"] = texts_and_raw_labels(read_rows(path, kind, notes), path, text_field, label_field, notes)
         else:
             raise DataError(f"{path}: no such file or directory")
 
     all_raw = [lab for _, labels in raw.values() for lab in labels]
     decimals = has_decimals(all_raw)
-    label_names = tfds_names or _label_vocabulary(all_raw, decimals)
+    label_names = tfds_names or label_vocabulary(all_raw, decimals)
     numbers = [n for n in label_names if re.fullmatch(r"-?\d+", n)]
     if not tfds_names and numbers and len(numbers) < len(label_names):  # e.g. 0/1 labels and one "positive": a typo, or two schemes
         names = [n for n in label_names if n not in numbers]
@@ -602,12 +370,11 @@ def load_texts(spec: str, *, text_field: str = "text", split_seed: int = 0) -> l
             if f is None:
                 raise DataError(f"{path}: no train.{kind}[.gz] to pretrain on")
             path = f
-        texts, _ = _texts_and_raw_labels(read_rows(path, kind, notes), path, text_field, None, notes, need_labels=False)
+        texts, _ = texts_and_raw_labels(read_rows(path, kind, notes), path, text_field, None, notes, need_labels=False)
         return texts
     if kind == "tfds":
         # the dataset's own train split, whole (25,000 reviews for imdb_reviews): the
         # same texts as IMDB's train.jsonl.gz; no validation is carved out of it here
-        from minitransfer.sources import load_tfds
 
         raw, _ = load_tfds(rest, text_field, "label", None, notes, splits=("train",))
         if "train" not in raw:

@@ -467,7 +467,7 @@ class ClassificationHead(TaskHead):
         return ()
 
     def check_data(self, data):
-        from minitransfer.data import canonical_label
+        from minitransfer.readers import canonical_label
 
         # (a model trained before whole-number labels were read as numbers has "1.0" where the data now says "1":
         # the same classes in the same order, so it still fits)

@@ -52,6 +52,12 @@ def requested() -> bool:
     return _flag[0]
 
 
+def request() -> None:
+    """What Ctrl-C does, without the signal: the training loop stops before
+    its next step, as at a real Ctrl-C (a notebook's stop button, a test)."""
+    _flag[0] = True
+
+
 def clear() -> None:
     _flag[0] = False
 

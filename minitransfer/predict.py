@@ -75,7 +75,7 @@ def read_texts(path: str | os.PathLike, text_field: str = "text") -> Texts:
     docstring). Refused with the file, line and field named: a missing file,
     an unknown extension, a row without ``text_field`` or with a value there
     that is not text, and a file without one non-empty text."""
-    from minitransfer.data import _read_text, read_rows
+    from minitransfer.readers import read_rows, read_text
 
     path = Path(path)
     if not path.exists():
@@ -85,7 +85,7 @@ def read_texts(path: str | os.PathLike, text_field: str = "text") -> Texts:
     kind = input_kind(path)
     notes: list[str] = []
     if kind == "txt":
-        raw = _read_text(path, notes).split("\n")  # "\n" only: see data.read_rows
+        raw = read_text(path, notes).split("\n")  # "\n" only: see data.read_rows
         if raw and raw[-1] == "":
             raw.pop()  # the file's final newline ends the last line; it starts no text
         values, lines = [line.rstrip("\r") for line in raw], list(range(1, len(raw) + 1))

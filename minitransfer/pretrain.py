@@ -9,10 +9,8 @@ is reported.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -23,9 +21,13 @@ import optax
 from flax import nnx
 
 from minitransfer.encoding import batch_indices, fit_batch_size
-from minitransfer.loop import TrainingError, train_loop
+from minitransfer.convert import save_pretrained
+from minitransfer.errors import TrainingError
+from minitransfer.flops import device_peak_tflops, mfu, train_flops_per_token
+from minitransfer.loop import LoopResult, Schedule, Validation, train_loop
 from minitransfer.model import GPT2
 from minitransfer.optim import check_optimizer_settings, lr_values
+from minitransfer.runs import RunFolder, Stopwatch, array_hash, run_key
 from minitransfer.steps import batched, cast_for_compute, check_dtype, setup_training
 
 
@@ -122,11 +124,6 @@ class PretrainResult:
     batch_size_used: int | None = None  # the batch trained with: the one asked, or the data's size if that is smaller
 
 
-# how messages name the hashes of the training and validation tokens among a run's settings
-TEXT_TOKENS = "the training text (a hash of its tokens)"
-VALIDATION_TOKENS = "the validation blocks (a hash of their tokens)"
-
-
 def pretrain(
     model: GPT2,
     blocks,
@@ -136,49 +133,38 @@ def pretrain(
     *,
     progress: bool = True,
     log: Callable[[str], None] = print,
-    stop_after_step: int | None = None,
-    run_key_extra: dict | None = None,
-    option_names: dict | None = None,
+    identity: dict | None = None,
+    names: dict | None = None,
 ) -> PretrainResult:
     """Next-word training of ``model`` (a GPT2 with its NextWordHead) on packed
-    token ``blocks`` (see ``encoding.pack_blocks``). With ``out``, the checkpoint
-    with the lowest validation loss is written there in Hugging Face format.
-    ``option_names``: how messages name the batch size and learning rate
-    (``{"batch_size": ..., "lr": ...}``; default ``--batch-size``, ``--lr``)
-    and, under ``"settings"``, the config's fields (see ``train_loop``), for
-    callers whose settings are not those options (the adaptation)."""
-    from minitransfer.convert import save_pretrained
-
-    option_names = option_names or {}
-    t_start = time.perf_counter()
-    out = Path(out) if out is not None else None
+    token ``blocks`` (``encoding.pack_blocks``). With ``out``, the checkpoint
+    with the lowest validation loss is written there in Hugging Face format,
+    and re-running resumes an interrupted run (``runs.py``). ``identity``:
+    what else makes this run the one it is (the data's name, the starting
+    weights' hash); ``names``: how messages call the settings where they are
+    not the command line's options (the adaptation's, see ``RunFolder``)."""
+    # ---- the run: its settings and blocks -------------------------------------------
+    watch = Stopwatch()
     if cfg.block_size > model.config.n_positions:
         raise TrainingError(f"--block-size {cfg.block_size} exceeds n_positions={model.config.n_positions}")
-    train_blocks = blocks.train
-    val_blocks = blocks.validation[: cfg.val_blocks]
+    train_blocks, val_blocks = blocks.train, blocks.validation[: cfg.val_blocks]  # (N, T+1) token ids each
     if len(val_blocks) == 0:
         raise TrainingError("no validation blocks: give more text or a larger validation fraction")
-    blocks_hash, val_hash = (hashlib.sha256(np.ascontiguousarray(b).tobytes()).hexdigest()[:16]
-                             for b in (train_blocks, val_blocks))
-
-    run_key = hashlib.sha256(json.dumps(
-        {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"},
-         "model": dataclasses.asdict(model.config), "n_blocks": len(train_blocks),
-         # the tokens themselves: the same file, edited, is other text; and the validation blocks,
-         # which choose the checkpoint kept (a run saved before the change of 2026-11-27 scored the held-out texts
-         # in file order: another run, not resumed with the new ones)
-         "blocks": blocks_hash, "validation_blocks": val_hash,
-         **(run_key_extra or {})}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    # the tokens themselves are the run's: the same file, edited, is other text; and the validation
+    # blocks choose the checkpoint kept
+    settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"},
+                "text_tokens": array_hash(train_blocks), "validation_tokens": array_hash(val_blocks)}
+    run = RunFolder(out, run_key({**settings, **(identity or {}), "model": dataclasses.asdict(model.config)}),
+                    settings, names=names)
     batch_size = fit_batch_size(cfg.batch_size, len(train_blocks), f"training blocks of {cfg.block_size} tokens",
-                                log, option=option_names.get("batch_size", "--batch-size"))
-    if batch_size != cfg.batch_size:  # a state saved with the batch as asked is not resumed with another
-        cfg, run_key = dataclasses.replace(cfg, batch_size=batch_size), f"{run_key}-batch{batch_size}"
+                                log, option=run.name("batch_size"))
+    cfg = dataclasses.replace(cfg, batch_size=batch_size)
 
+    # ---- optimizer and steps ----------------------------------------------------------
     graphdef, params = nnx.split(model)
-    opt_state, parallel, train_step = setup_training(
-        cfg, graphdef, params, next_word_loss, cfg.steps, model.config.n_layer)
+    opt_state, parallel, train_step = setup_training(cfg, graphdef, params, next_word_loss, cfg.steps,
+                                                     model.config.n_layer)
     block_loss = make_block_loss(graphdef, cfg.dtype)
-    n = len(train_blocks)
 
     def validate(params):
         loss, ppl = block_perplexity(block_loss, params, val_blocks)
@@ -189,46 +175,51 @@ def pretrain(
             save_pretrained(nnx.merge(graphdef, params), out, tokenizer,
                             extra={"pretrain_step": step, "val_perplexity": metrics["val_perplexity"]})
 
+    # ---- train ----------------------------------------------------------------------------
+    n = len(train_blocks)
     loop = train_loop(
-        params=params, opt_state=opt_state, train_step=train_step,
-        get_batch=lambda step: {"tokens": train_blocks[batch_indices(step, cfg.batch_size, n, cfg.seed)]},
-        total=cfg.steps, eval_every=cfg.eval_every, validate=validate,
-        is_better=lambda new, old: new["val_loss"] < old["val_loss"], on_best=save_best,
-        seed=cfg.seed, lrs=lr_values(cfg, cfg.steps), lr=cfg.lr,
-        out=out, run_key=run_key, desc="pretrain", progress=progress, log=log,
-        stop_after_step=stop_after_step, postfix=lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
-        parallel=parallel, lr_option=option_names.get("lr", "--lr"), setting_names=option_names.get("settings"),
-        settings={**{k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg), default=str)).items()
-                     if k != "parallel"}, TEXT_TOKENS: blocks_hash, VALIDATION_TOKENS: val_hash},
-    )
+        params, opt_state, train_step,
+        lambda step: {"tokens": train_blocks[batch_indices(step, cfg.batch_size, n, cfg.seed)]},
+        Schedule(cfg.steps, cfg.eval_every, lr_values(cfg, cfg.steps), cfg.seed),
+        Validation(validate, lambda new, old: new["val_loss"] < old["val_loss"], save_best,
+                   lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"}),
+        run, desc="pretrain", progress=progress, log=log, parallel=parallel)
     nnx.update(model, loop.best_params)
-    if loop.steps_run:
-        from minitransfer.flops import device_peak_tflops, mfu, train_flops_per_token
 
-        c = model.config
-        block_tokens = cfg.batch_size * cfg.block_size
-        # The rate of the steps after the first: the first compiles, and
-        # validation and checkpoints are not training, and on a GPU they can
-        # outweigh a short run's steps. Both rates are printed.
-        steady = loop.steady_step_seconds
-        all_in = loop.steps_run * block_tokens / max(1e-9, loop.last_call_seconds)
-        tok_s = (loop.steps_run - 1) * block_tokens / steady if steady > 0 else all_in
-        # after one step there is no separate steady rate: tokens_per_second is then the all-in one
-        all_in = all_in if steady > 0 else None
-        fps = tok_s * train_flops_per_token(c.n_layer, c.n_embd, cfg.block_size, c.vocab_size, c.n_inner)
-        u = mfu(fps, device_peak_tflops())
-        log(f"next-word training: {tok_s:,.0f} tokens/s, {fps / 1e12:.3f} model TFLOP/s"
+    # ---- throughput -------------------------------------------------------------------------
+    speed = throughput(loop, model.config, cfg) if loop.steps_run else {}
+    if speed:
+        log(speed_line(speed))
+    return PretrainResult(
+        run.out, loop.best_step, loop.best_metrics.get("val_loss", float("nan")),
+        loop.best_metrics.get("val_perplexity", float("nan")), loop.step,
+        loop.step * cfg.batch_size * cfg.block_size, loop.steps_per_second, watch.elapsed(), loop.history,
+        loop.steps_run, len(val_blocks), loop.train_seconds, **speed, batch_size_used=cfg.batch_size)
+
+
+def throughput(loop: LoopResult, config, cfg: PretrainConfig) -> dict:
+    """Tokens/s, model TFLOP/s and MFU of the steps after the first (the first
+    compiles; validation and checkpoints are not training, and on a GPU they
+    can outweigh a short run's steps), and tokens/s all in."""
+    block_tokens = cfg.batch_size * cfg.block_size
+    steady = loop.steady_step_seconds
+    all_in = loop.steps_run * block_tokens / max(1e-9, loop.seconds["loop"])
+    # after one step there is no separate steady rate: tokens_per_second is then the all-in one
+    tok_s = (loop.steps_run - 1) * block_tokens / steady if steady > 0 else all_in
+    fps = tok_s * train_flops_per_token(config.n_layer, config.n_embd, cfg.block_size, config.vocab_size,
+                                        config.n_inner)
+    return {"tokens_per_second": tok_s, "model_tflops_per_second": fps / 1e12, "mfu": mfu(fps, device_peak_tflops()),
+            "tokens_per_second_all_in": all_in if steady > 0 else None}
+
+
+def speed_line(speed: dict) -> str:
+    u, all_in = speed["mfu"], speed["tokens_per_second_all_in"]
+    return (f"next-word training: {speed['tokens_per_second']:,.0f} tokens/s, "
+            f"{speed['model_tflops_per_second']:.3f} model TFLOP/s"
             + (f", MFU {100 * u:.1f}% of the device's bf16 peak" if u is not None else
                " (MFU: no spec-sheet peak known for this device)")
             + (f", over the steps after the first (all in, with compiling, validation and checkpoints: "
                f"{all_in:,.0f} tokens/s)" if all_in else ""))
-    return PretrainResult(
-        out, loop.best_step, loop.best_metrics.get("val_loss", float("nan")),
-        loop.best_metrics.get("val_perplexity", float("nan")), loop.step,
-        loop.step * cfg.batch_size * cfg.block_size, loop.steps_per_second,
-        time.perf_counter() - t_start, loop.history, loop.steps_run, len(val_blocks), loop.train_seconds,
-        *((tok_s, fps / 1e12, u, all_in) if loop.steps_run else (None, None, None, None)), cfg.batch_size,
-    )
 
 
 # ----------------------------------------------------------------------------

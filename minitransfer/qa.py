@@ -93,7 +93,7 @@ def qa_split_from_rows(rows: list[dict], source: str) -> QASplit:
     ``{"text": [...], "answer_start": [...]}``, or a list of strings) or a
     single ``answer`` string. A bad row is named by its line where the rows
     know their lines (``data.Rows``), else by its number from 1."""
-    from minitransfer.data import Rows
+    from minitransfer.readers import Rows
 
     out = QASplit([], [], [], [])
     for n, row in enumerate(rows):
@@ -191,7 +191,7 @@ def _load_tfds_qa(name: str, data_dir: str | None) -> dict[str, QASplit]:
 def _load_jsonl_qa(path: str, notes: list[str]) -> dict[str, QASplit]:
     from pathlib import Path
 
-    from minitransfer.data import read_rows
+    from minitransfer.readers import read_rows
 
     p = Path(path)
     if not p.is_dir():

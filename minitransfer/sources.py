@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from minitransfer.data import SPLITS, DataError, _texts_and_raw_labels, read_rows
+from minitransfer.errors import DataError
+from minitransfer.readers import SPLITS, read_rows, texts_and_raw_labels
 
 # ----------------------------------------------------------------------------
 # The tweets corpus
@@ -49,7 +50,7 @@ def tweets_csv_path() -> Path:
 def load_tweets(notes: list[str]):
     path = tweets_csv_path()
     rows = read_rows(path, "csv", notes)
-    texts, raw = _texts_and_raw_labels(rows, path, "text", "sentiment", notes)
+    texts, raw = texts_and_raw_labels(rows, path, "text", "sentiment", notes)
     repaired = [repair_tweet(t) for t in texts]
     n_changed = sum(a != b for a, b in zip(texts, repaired))
     notes.append(f"tweets: encoding damage (mojibake runs) removed from {n_changed} tweet(s)")

@@ -7,8 +7,15 @@ vocabulary when a model should not carry GPT-2's 50,257 embeddings.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+from minitransfer.assets import GPT2_BPE_DIR, GPT2_TOKENIZER_IDS
+from minitransfer.errors import CheckpointError
+from minitransfer.hub import load_config, resolve_source
 
 EOT = "<|endoftext|>"  # GPT-2's one special token: end of text, also used as BOS and padding
 
@@ -22,8 +29,6 @@ def load_tokenizer(source: str | os.PathLike, option: str | None = None):
     """The tokenizer of ``source`` (see ``_load_tokenizer``), without a
     length limit of its own (see ``_unlimited``). ``option``: the
     command-line option that named ``source`` (``--tokenizer``), for errors."""
-    from minitransfer.convert import CheckpointError
-
     if option is None:
         try:
             return _unlimited(_load_tokenizer(source))
@@ -32,8 +37,6 @@ def load_tokenizer(source: str | os.PathLike, option: str | None = None):
             # every command that reads the model first says it, not as a tokenizer missing from a checkpoint
             folder = Path(source)
             if folder.is_dir() and not (folder / "config.json").exists():
-                from minitransfer.convert import load_config
-
                 load_config(folder)  # raises: "no config.json (every Hugging Face checkpoint has one)"
             raise
 
@@ -67,17 +70,11 @@ def _load_tokenizer(source: str | os.PathLike):
     """
     from transformers import GPT2TokenizerFast
 
-    from minitransfer.assets import GPT2_BPE_DIR, GPT2_TOKENIZER_IDS
-    from minitransfer.convert import CheckpointError, resolve_source
-
     if str(source) in GPT2_TOKENIZER_IDS and not Path(source).exists():
         directory = GPT2_BPE_DIR  # the real GPT-2 vocabulary ships in the package: no hub, no network
     else:
         directory = resolve_source(source)
     if (directory / "encoder.json").exists() and (directory / "vocab.bpe").exists():
-        import tempfile
-        import shutil
-
         # transformers wants the Hugging Face file names; passing vocab_file=
         # to the constructor silently yields an empty vocabulary in v5.
         with tempfile.TemporaryDirectory() as tmp:
@@ -110,8 +107,6 @@ def check_tokenizer_fits(tokenizer, config, where: str) -> None:
     ids past the table's end come out of JAX's gather as NaN, silently (the
     model would predict NaN-probability tokens). ``where`` names the checkpoint
     or command for the message."""
-    from minitransfer.convert import CheckpointError
-
     if len(tokenizer) > config.vocab_size:
         raise CheckpointError(
             f"{where}: the tokenizer has {len(tokenizer):,} tokens but the model's vocab_size is "
@@ -122,10 +117,6 @@ def check_tokenizer_fits(tokenizer, config, where: str) -> None:
 def _tokenizer_class(directory: Path) -> str | None:
     """The ``tokenizer_class`` a checkpoint's tokenizer_config.json names
     (None without that file, or without the field)."""
-    import json
-
-    from minitransfer.convert import CheckpointError
-
     path = directory / "tokenizer_config.json"
     if not path.exists():
         return None

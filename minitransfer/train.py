@@ -25,10 +25,9 @@ which makes a run reproducible and lets an interrupted run resume exactly.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
-import shutil
-import time
 import types
 from pathlib import Path
 from typing import Callable
@@ -40,11 +39,14 @@ from flax import nnx
 from minitransfer.data import Dataset, data_record
 from minitransfer.encoding import batch_indices, fit_batch_size
 from minitransfer.heads import ClassificationHead, TaskHead
-from minitransfer.loop import OTHER_RUN, TrainingError, _read_log, train_loop
+from minitransfer.convert import save_pretrained
+from minitransfer.errors import TrainingError
+from minitransfer.loop import LoopResult, Schedule, Validation, train_loop
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
 from minitransfer.modes import get_mode
 from minitransfer.optim import check_optimizer_settings, lr_values
 from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
+from minitransfer.runs import RunFolder, Stopwatch, check_out_folder, run_key
 from minitransfer.steps import (CLASSIFY_FEATURES, CLASSIFY_TOKENS, backbone_features, check_dtype,
                                 eval_batch_default, eval_forward, forward_features, make_eval_step, predict,
                                 setup_training, weights_fingerprint)
@@ -199,38 +201,115 @@ def finetune(
     *,
     progress: bool = True,
     log: Callable[[str], None] = print,
-    stop_after_step: int | None = None,
     feature_cache: dict | None = None,
     keep_state: bool = True,
     keep_best: bool = True,
 ) -> RunResult:
     """Train ``model`` (backbone + a task head: its loss, metrics and batches) on ``data`` per ``cfg``.
 
-    ``feature_cache`` (probe mode): a dict kept by the caller across runs, so
-    that frozen-backbone features of the same texts are computed once.
-
     With ``out``, writes ``out/best`` (the best checkpoint by validation
-    ``head.best_metric``, loadable by ``load_pretrained``), ``out/metrics.jsonl``,
-    ``out/result.json`` and ``out/state`` (for resuming; removed once the
-    run has finished). Re-running with the same ``out`` resumes an interrupted
-    run, or returns a finished one as is. ``stop_after_step`` simulates an
-    interruption (tests).
-
-    ``keep_state=False`` writes neither the resumable state at each evaluation
-    nor ``out/best`` at each improvement, only ``out/best`` once at the end:
-    an interrupted run then leaves no ``best`` and starts over when re-run.
-    ``compare`` runs dozens of short runs this way, where saving weights and
-    optimizer state at every evaluation would cost more than redoing a run.
-    ``keep_best=False`` (with ``keep_state=False``) writes no ``out/best`` at
-    all: the run's metrics and result only (``compare``'s default, where 48
-    checkpoints of a 124M model would take 24 GB).
+    ``head.best_metric``, loadable by ``load_pretrained``), ``out/metrics.jsonl``
+    and ``out/result.json``; re-running with the same ``out`` resumes an
+    interrupted run (Ctrl-C) or returns a finished one as it is (``runs.py``).
+    ``feature_cache`` (probe): a dict kept by the caller across runs, so that
+    a frozen backbone's features of the same texts are computed once.
+    ``keep_state=False`` saves neither the resumable state nor ``out/best``
+    along the way, only ``out/best`` at the end (``keep_best=False``: not
+    even that): for compare's dozens of short runs, where saving weights at
+    every validation would cost more than redoing an interrupted run.
     """
+    # ---- the run: its settings, and whether it has finished already ----------
+    watch = Stopwatch()
+    head = check_fits(model, data, tokenizer, cfg)
+    cfg = dataclasses.replace(cfg, lr=cfg.lr or default_lr(cfg.mode, model.config),
+                              eval_batch_size=cfg.eval_batch_size or eval_batch_default())
+    if out is not None:
+        check_out_folder(out, "finetune")
+    settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUN_KEY_IGNORES},
+                "data_rows": data_rows_hash(data)}
+    run = RunFolder(out, _run_key(settings, data, model, tokenizer), settings, resumable=keep_state)
+    if (done := run.finished()) is not None:
+        log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
+        return RunResult(run.out, done["best_step"], done["best_val"], done["test"], done["steps"],
+                         done["steps_per_second"], done["wall_seconds"], run.history(), done["seconds"])
 
-    from minitransfer.convert import save_pretrained
+    # ---- data: the head says what its batches hold (budget, validation subset, encoding)
+    with watch("prepare"):
+        prepared = head.prepare(data, tokenizer, max_len=cfg.max_len, budget=cfg.labels, seed=cfg.seed,
+                                val_examples=cfg.val_examples, log=log)
+        enc = {name: examples for name, (_, examples) in prepared.items()}
 
-    t_start = time.perf_counter()
-    out = Path(out) if out is not None else None
-    head: TaskHead = model.head
+        # ---- what trains, and on what: a frozen backbone's features are computed once
+        if get_mode(cfg.mode).frozen_backbone:
+            if not isinstance(head, ClassificationHead):
+                raise TrainingError(
+                    f"mode {cfg.mode!r} caches one pooled feature vector per text, which only the classification "
+                    f"head reads; the {head.kind} head reads every position: use full, adapt or scratch"
+                )
+            log(f"{cfg.mode}: computing frozen-backbone features once for {sum(len(e) for e in enc.values())} "
+                f"examples")
+            arrays = {name: {"features": backbone_features(model, e, cfg.eval_batch_size, feature_cache, e.texts,
+                                                           cfg.dtype, progress=f"{name} features" if progress else None),
+                             "labels": e.labels}
+                      for name, e in enc.items()}
+            net, forward, loss = head, forward_features, CLASSIFY_FEATURES
+        else:
+            arrays = {name: a for name, (a, _) in prepared.items()}
+            net, forward, loss = model, eval_forward(head), CLASSIFY_TOKENS
+
+    # ---- optimizer and steps ----------------------------------------------------
+    graphdef, params = nnx.split(net)
+    n_train = len(enc["train"])
+    asked, cfg = cfg, dataclasses.replace(cfg, batch_size=fit_batch_size(cfg.batch_size, n_train, "training examples",
+                                                                          log))
+    total = cfg.total_steps(n_train)
+    opt_state, parallel, train_step = setup_training(cfg, graphdef, params, loss, total, model.config.n_layer)
+    eval_step = make_eval_step(graphdef, forward, cfg.dtype)
+
+    def validate(params):
+        val = head.metrics(predict(eval_step, params, arrays["validation"], cfg.eval_batch_size), enc["validation"])
+        return {f"val_{k}": v for k, v in val.items()}
+
+    def save_best(params, step, metrics=None):
+        save_pretrained(_with_params(graphdef, params, model, cfg.mode), run.out / "best", tokenizer,
+                        extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
+                               "val_examples": len(enc["validation"]), "dtype": cfg.dtype, **data_record(data)})
+
+    # ---- train ------------------------------------------------------------------
+    loop = train_loop(
+        params, opt_state, train_step,
+        lambda step: {k: v[batch_indices(step, cfg.batch_size, n_train, cfg.seed)] for k, v in arrays["train"].items()},
+        Schedule(total, cfg.eval_every or max(1, total // 10), lr_values(cfg, total), cfg.seed),
+        Validation(validate, head.better, save_best if out is not None and keep_state else None,
+                   lambda m: {f"val_{head.best_metric}": f"{m[f'val_{head.best_metric}']:.3f}"}),
+        run, desc=cfg.mode, progress=progress, log=log, parallel=parallel)
+
+    # ---- test the best weights ----------------------------------------------------
+    with watch("test"):
+        test = head.metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size,
+                                    "test" if progress else None), enc["test"])
+    nnx.update(net, loop.best_params)  # the trained weights go back into the caller's model
+    if out is not None and not keep_state and keep_best:  # best/ was not written along the way
+        save_best(loop.best_params, loop.best_step)
+
+    # ---- record -------------------------------------------------------------------
+    seconds, wall = run_seconds(watch, loop)
+    best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
+    run.finish({"mode": cfg.mode, "best_step": loop.best_step, "best_val": best_val, "test": test,
+                "steps": loop.step, "steps_per_second": loop.steps_per_second, "wall_seconds": wall,
+                "seconds": seconds, "n_train": n_train, "config": dataclasses.asdict(asked),
+                "batch_size_used": cfg.batch_size,
+                # what the run did, whichever of epochs and steps it was given
+                "epochs_trained": round(loop.step * cfg.batch_size / n_train, 3),
+                "truncated": {name: e.n_truncated for name, e in enc.items()}})
+    return RunResult(run.out, loop.best_step, best_val, test, loop.step, loop.steps_per_second, wall, loop.history,
+                     seconds)
+
+
+def check_fits(model: GPT2, data, tokenizer, cfg: TrainConfig) -> TaskHead:
+    """The model's task head, where model, data, tokenizer and settings fit
+    together; a TrainingError that says what does not, before any work."""
+    head = model.head
     if not isinstance(head, TaskHead) or head.best_metric is None:
         raise TrainingError(f"fine-tuning needs a task head; this model's head is {type(head).__name__}")
     try:
@@ -242,167 +321,32 @@ def finetune(
             f"--max-len {cfg.max_len} exceeds the model's n_positions={model.config.n_positions}; "
             f"use --max-len {model.config.n_positions} or less"
         )
-    if cfg.lr is None:
-        cfg = dataclasses.replace(cfg, lr=default_lr(cfg.mode, model.config))
-    if cfg.eval_batch_size is None:
-        cfg = dataclasses.replace(cfg, eval_batch_size=eval_batch_default())
     if len(tokenizer) > model.config.vocab_size:
         raise TrainingError(
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
             f"{model.config.vocab_size}: token ids would fall outside the embedding table. Use the "
             f"tokenizer saved with the model."
         )
-    if out is not None:
-        check_run_folder(out)
-    rows = data_fingerprint(data)
-    # a run made before 2026-11-27 was keyed without its data's rows (legacy_key): still this run (its spec,
-    # sizes, labels, settings and weights match; its rows were not recorded, so cannot be checked)
-    run_key, legacy_key = _run_keys(cfg, data, model, tokenizer, rows)
-    if out is not None and (out / "result.json").exists():
-        done = json.loads((out / "result.json").read_text())
-        if done.get("run_key") != run_key and not (done.get("run_key") == legacy_key and "data_rows" not in done):
-            now = json.loads(json.dumps(dataclasses.asdict(cfg)))  # as result.json stores it
-            there = done.get("config", {})
-            differ = [f"{k}: {there.get(k)!r} there, {v!r} now" for k, v in now.items()
-                      if k not in RUN_KEY_IGNORES and there.get(k) != v]
-            if done.get("data_rows") not in (None, rows):
-                differ.append(f"{DATA_ROWS}: {done['data_rows']!r} there, {rows!r} now")
-            raise TrainingError(f"{out} holds a finished run with other " + (
-                f"settings ({'; '.join(differ)})" if differ else OTHER_RUN)
-                + "; choose another --out or delete it")
-        log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
-        return RunResult(out, done["best_step"], done["best_val"], done["test"], done["steps"],
-                         done["steps_per_second"], done["wall_seconds"], _read_log(out), done.get("seconds", {}))
+    return head
 
-    # -- data: the head says what its batches hold (budget, validation subset, encoding)
-    seconds = {"prepare": 0.0, "train": 0.0, "validate": 0.0, "test": 0.0}
-    t_phase = time.perf_counter()
-    prepared = head.prepare(data, tokenizer, max_len=cfg.max_len, budget=cfg.labels, seed=cfg.seed,
-                            val_examples=cfg.val_examples, log=log)
-    enc = {name: examples for name, (_, examples) in prepared.items()}
 
-    # -- what is trained, and on what ----------------------------------------
-    if get_mode(cfg.mode).frozen_backbone:
-        if not isinstance(head, ClassificationHead):
-            raise TrainingError(
-                f"mode {cfg.mode!r} caches one pooled feature vector per text, which only the classification "
-                f"head reads; the {head.kind} head reads every position: use full, adapt or scratch"
-            )
-        log(f"{cfg.mode}: computing frozen-backbone features once for {sum(len(e) for e in enc.values())} examples")
-        arrays = {name: {"features": backbone_features(model, e, cfg.eval_batch_size, feature_cache, e.texts,
-                                                       cfg.dtype, progress=f"{name} features" if progress else None),
-                         "labels": e.labels}
-                  for name, e in enc.items()}
-        net, forward, loss = head, forward_features, CLASSIFY_FEATURES
-    else:
-        arrays = {name: a for name, (a, _) in prepared.items()}
-        net, forward, loss = model, eval_forward(head), CLASSIFY_TOKENS
-    seconds["prepare"] = time.perf_counter() - t_phase
-    graphdef, params = nnx.split(net)
-    n_train = len(enc["train"])
-    batch_size = fit_batch_size(cfg.batch_size, n_train, "training examples", log)
-    # the run as it trains: its steps, batches and state key use the fitted batch; result.json keeps the
-    # settings as asked (so that the same command finds its finished run) and the batch used beside them
-    asked, cfg = cfg, dataclasses.replace(cfg, batch_size=batch_size)
-    suffix = "" if batch_size == asked.batch_size else f"-batch{batch_size}"
-    state_key = run_key + suffix
-    best = head.best_metric
-    total = cfg.total_steps(n_train)
-    eval_every = cfg.eval_every or max(1, total // 10)
-    opt_state, parallel, train_step = setup_training(
-        cfg, graphdef, params, loss, total, model.config.n_layer)
-    eval_step = make_eval_step(graphdef, forward, cfg.dtype)
-
-    def validate(params):
-        t = time.perf_counter()
-        val = head.metrics(predict(eval_step, params, arrays["validation"], cfg.eval_batch_size), enc["validation"])
-        seconds["validate"] += time.perf_counter() - t
-        return {f"val_{k}": v for k, v in val.items()}
-
-    def write_best(params, step):
-        save_pretrained(_with_params(graphdef, params, model, cfg.mode), out / "best", tokenizer,
-                        extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
-                               "val_examples": len(enc["validation"]), "dtype": cfg.dtype, **data_record(data)})
-
-    def save_best(params, step, metrics):
-        nonlocal saving
-        t = time.perf_counter()
-        if out is not None and keep_state:
-            write_best(params, step)
-        saving += time.perf_counter() - t
-
-    train_arrays = arrays["train"]
-    saving = 0.0
-    loop = train_loop(
-        params=params, opt_state=opt_state, train_step=train_step,
-        get_batch=lambda step: {k: v[batch_indices(step, cfg.batch_size, n_train, cfg.seed)] for k, v in train_arrays.items()},
-        total=total, eval_every=eval_every, validate=validate,
-        is_better=head.better, on_best=save_best,
-        seed=cfg.seed, lrs=lr_values(cfg, total), lr=cfg.lr,
-        out=out, run_key=state_key, desc=cfg.mode, progress=progress, log=log,
-        stop_after_step=stop_after_step, postfix=lambda m: {f"val_{best}": f"{m[f'val_{best}']:.3f}"},
-        parallel=parallel, resumable=keep_state, also_accept=(legacy_key + suffix,),
-        settings={**{k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg))).items()
-                     if k not in RUN_KEY_IGNORES}, DATA_ROWS: rows},
-    )
-    best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
-    if loop.interrupted:
-        return RunResult(out, loop.best_step, best_val, {}, loop.step, 0.0, time.perf_counter() - t_start, loop.history)
-
-    # the loop's time, less its validations and checkpoints: the steps (and their compiling)
-    seconds["train"] = max(0.0, loop.last_call_seconds - seconds["validate"] - saving - loop.state_seconds)
-
-    # -- test the best checkpoint ---------------------------------------------
-    t_phase = time.perf_counter()
-    test = head.metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size,
-                                "test" if progress else None), enc["test"])
-    seconds["test"] = time.perf_counter() - t_phase
-    nnx.update(net, loop.best_params)  # the trained weights go back into the caller's model
-    if out is not None and not keep_state and keep_best:  # best/ was not written along the way
-        write_best(loop.best_params, loop.best_step)
-    # a resumed run's wall time counts the training loops of the calls before this one (their state
-    # kept them); what those calls spent outside their loops (loading, encoding) is not known
-    earlier = max(0.0, loop.train_seconds - loop.last_call_seconds)
-    wall = time.perf_counter() - t_start + earlier
+def run_seconds(watch: Stopwatch, loop: LoopResult) -> tuple[dict, float]:
+    """Where a fine-tuning run's wall time went, and the wall time: "prepare"
+    (encoding; a frozen backbone's features), "train" (the optimizer steps,
+    their compiling included), "validate", "test" and "other" (building the
+    optimizer, saving checkpoints and state) of this call, and for a resumed
+    run "earlier_calls" (the training loops of the calls it resumed: what
+    those calls spent outside their loops is not known), adding up to it."""
+    s = loop.seconds
+    seconds = {"prepare": watch.seconds["prepare"],
+               "train": max(0.0, s["loop"] - s.get("validate", 0) - s.get("on_best", 0) - s.get("save", 0)),
+               "validate": s.get("validate", 0.0), "test": watch.seconds["test"]}
+    earlier = max(0.0, loop.train_seconds - s["loop"])
+    wall = watch.elapsed() + earlier
     seconds["other"] = max(0.0, wall - earlier - sum(seconds.values()))
     if earlier:
         seconds["earlier_calls"] = earlier
-    seconds = {k: round(v, 3) for k, v in seconds.items()}
-    result = RunResult(out, loop.best_step, best_val, test, loop.step, loop.steps_per_second,
-                       wall, loop.history, seconds)
-    if out is not None:
-        (out / "result.json").write_text(json.dumps({
-            "run_key": run_key, "data_rows": rows, "mode": cfg.mode, "best_step": loop.best_step, "best_val": best_val,
-            "test": test, "steps": loop.step, "steps_per_second": loop.steps_per_second,
-            "wall_seconds": result.wall_seconds, "seconds": seconds, "n_train": n_train,
-            "config": dataclasses.asdict(asked), "batch_size_used": batch_size,
-            # what the run did, whichever of epochs and steps it was given (config keeps both, as asked)
-            "epochs_trained": round(loop.step * batch_size / n_train, 3),
-            "truncated": {name: e.n_truncated for name, e in enc.items()},
-        }, indent=2) + "\n")
-        # result.json marks the run finished; the state for resuming it (weights, optimizer
-        # state and the best weights: four copies of the model) is no longer needed
-        shutil.rmtree(out / "state", ignore_errors=True)
-        shutil.rmtree(out / "state.new", ignore_errors=True)  # left by a crash while saving, if any
-    return result
-
-
-def check_run_folder(out: str | Path) -> None:
-    """A run writes (and at its end removes) files in ``out``: refuse a
-    folder that holds anything else (hidden files aside), before any work."""
-    out = Path(out)
-    if not out.is_dir():
-        return
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not p.name.startswith("."))
-    if foreign:
-        from minitransfer.outdir import MARKS
-
-        # another command's folder: say whose, as that command's own check does
-        owner = next((c for c, marks in MARKS.items() if c != "finetune" and set(marks) & set(foreign)), None)
-        whose = f"a `minitransfer {owner}` run's files" if owner else "files that are not a training run's"
-        raise TrainingError(f"--out {out} holds {whose} ({', '.join(foreign[:5])}"
-                            f"{' ...' if len(foreign) > 5 else ''}); a run would write among them: choose an "
-                            f"empty or new folder")
+    return {k: round(v, 3) for k, v in seconds.items()}, wall
 
 
 def _with_params(graphdef, params, model: GPT2, mode: str) -> GPT2:
@@ -413,23 +357,14 @@ def _with_params(graphdef, params, model: GPT2, mode: str) -> GPT2:
     return trained
 
 
-# what a run's folder holds (finetune's own files; mode adapt's next-word stage)
-RUN_FILES = {"best", "state", "state.new", "metrics.jsonl", "result.json", "adapted"}
-
-# how messages name the data's fingerprint (data_fingerprint) among a run's settings
-DATA_ROWS = "the data's rows (a hash of every text and label)"
-
-# settings that do not change what a run computes: how big its evaluation batches
-# are, and where it runs
+# settings that do not change what a run computes: how big its evaluation batches are, and where it runs
 RUN_KEY_IGNORES = ("eval_batch_size", "parallel")
 
 
-def data_fingerprint(data) -> str:
+def data_rows_hash(data) -> str:
     """A hash of every row of every split (texts, labels, answers: all of a
     split's fields), so that a run re-run on an edited file is not taken for
     the same run. The spec and sizes alone would miss a changed label."""
-    import hashlib
-
     h = hashlib.sha256()
     for name in ("train", "validation", "test"):
         split = data.split(name)
@@ -444,28 +379,14 @@ def data_fingerprint(data) -> str:
     return h.hexdigest()[:16]
 
 
-def _run_keys(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer, rows: str) -> tuple[str, str]:
-    """What makes a run the same run: settings, data (its ``rows`` too),
-    tokenizer and starting weights; and the same key as minitransfer made it
-    before it hashed the rows (runs made then are still found)."""
-    import hashlib
-
-    d = dataclasses.asdict(cfg)
-    if d.get("head_bias") is True:  # the default, as every run before the option had: their keys stay as they were
-        del d["head_bias"]
-    d["weights"] = weights_fingerprint(model)
-    d["tokenizer"] = [len(tokenizer), tokenizer.encode("minitransfer: the same tokenizer?")]
-    for k in RUN_KEY_IGNORES:
-        d.pop(k, None)
-    for k in ("prompt", "label_words"):  # read by the prompt modes only: a run of another mode keys as before
-        if d.get(k) is None:
-            d.pop(k, None)
-    d["data"] = data.spec
-    d["n"] = [len(data.train), len(data.validation), len(data.test)]
-    d["labels_names"] = getattr(data, "label_names", None)
-    d["model"] = dataclasses.asdict(model.config)
-    key = lambda d: hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]  # noqa: E731
-    return key({**d, "rows": rows}), key(d)
+def _run_key(settings: dict, data: Dataset, model: GPT2, tokenizer) -> str:
+    """What makes a fine-tuning run the same run: its settings (the data's
+    rows among them), the data's name and sizes, the tokenizer, the model's
+    shape and starting weights."""
+    return run_key({**settings, "weights": weights_fingerprint(model), "data": data.spec,
+                    "tokenizer": [len(tokenizer), tokenizer.encode("minitransfer: the same tokenizer?")],
+                    "n": [len(data.train), len(data.validation), len(data.test)],
+                    "label_names": getattr(data, "label_names", None), "model": dataclasses.asdict(model.config)})
 
 
 def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | None = None,

@@ -41,8 +41,9 @@ def cmd_finetune(args) -> int:
     from minitransfer.model import named_config
     from minitransfer.modes import get_mode
     from minitransfer.tasks import get_task, metrics_text
+    from minitransfer.runs import check_out_folder
     from minitransfer.tokenizer import load_tokenizer
-    from minitransfer.train import TrainConfig, build_model, check_run_folder, finetune
+    from minitransfer.train import TrainConfig, build_model, finetune
 
     task = get_task(args.task)
     if args.mode is None:  # not given: the task's default
@@ -55,7 +56,7 @@ def cmd_finetune(args) -> int:
         max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling, head_bias=args.head_bias,
         parallel=args.parallel, dtype=args.dtype, prompt=args.prompt,
     )
-    check_run_folder(args.out)  # before the data, and before mode adapt writes OUT/adapted
+    check_out_folder(args.out, "finetune")  # before the data, and before mode adapt writes OUT/adapted
     if args.data is None:
         args.data = task.default_data
     for n in ignored_finetune_options(args, cfg):
@@ -161,19 +162,92 @@ def ignored_finetune_options(args, cfg) -> list[str]:
 def cmd_pretrain(args) -> int:
     import shlex
 
-    from minitransfer.tokenizer import load_tokenizer
-    from minitransfer.data import html_line_breaks, load_texts, read_rows
+    from minitransfer.data import html_line_breaks, load_texts
     from minitransfer.encoding import pack_blocks
-    from minitransfer.model import GPT2, GPT2Config, NAMED_CONFIGS, num_params
-    from minitransfer.tokenizer import train_tokenizer
+    from minitransfer.model import GPT2, num_params
     from minitransfer.pretrain import PretrainConfig, pretrain, pretrain_card, text_perplexity, write_model_card
-    from minitransfer.outdir import check_out_folder
+    from minitransfer.runs import check_out_folder
     from minitransfer.steps import weights_fingerprint
 
     command = "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command_line is None \
         else args.command_line
     out = Path(args.out)
     check_out_folder(out, "pretrain")  # before the minutes of tokenizer training and pretraining
+    report_texts = check_pretrain_args(args)
+    cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
+                         eval_every=args.eval_every, seed=args.seed, parallel=args.parallel,
+                         dtype=args.dtype)
+    texts = load_texts(args.data, text_field=args.text_field)
+    print(f"pretraining text: {len(texts)} documents from {args.data}"
+          + (" (the training split's texts only: no validation or test text is read)"
+             if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:")) else ""))
+    cleaning = None
+    if args.html_line_breaks:
+        texts, changed, breaks = html_line_breaks(texts)
+        cleaning = (f"HTML line breaks turned into newlines: {breaks:,} in {changed:,} of the {len(texts):,} "
+                    f"documents; nothing else changed")
+        print(f"cleaning: {cleaning}")
+        if report_texts is not None:
+            report_texts = html_line_breaks(report_texts)[0]
+    init, tokenizer, save_tokenizer = pretrain_tokenizer(args, texts, out)
+    config = pretrain_shape(args, init, tokenizer)
+    blocks = pack_blocks(texts, tokenizer, args.block_size, val_fraction=args.val_fraction, seed=args.seed)
+    if report_texts is not None:  # packed as text_perplexity will pack them after training
+        from minitransfer.data import DataError
+
+        try:
+            pack_blocks(report_texts, tokenizer, args.block_size, val_fraction=0.0)
+        except DataError:
+            raise ValueError(f"--report-text {args.report_text}: its first {len(report_texts)} text(s) hold fewer "
+                             f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
+                             f"on") from None
+    save_tokenizer()  # once the text is known to fill a block (not before)
+    print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
+          f"validation blocks of {args.block_size + 1}"
+          + (f" (the first {cfg.val_blocks:,}, from held-out texts in a seeded random order, are scored at each "
+             f"evaluation)" if len(blocks.validation) > cfg.val_blocks
+             else "") + f"; {blocks.n_dropped_tokens:,} tail tokens dropped; "
+          f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs")
+    model = GPT2.language_model(config, seed=args.seed) if init is None else init
+    n_params = num_params(model)
+    print(f"model: n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
+          f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters")
+    if init is not None:  # where the continued training starts from, on the blocks it will be scored on
+        from flax import nnx
+
+        from minitransfer.pretrain import block_perplexity, make_block_loss
+
+        graphdef, params = nnx.split(init)
+        start = block_perplexity(make_block_loss(graphdef, cfg.dtype), params, blocks.validation[: cfg.val_blocks])[1]
+        print(f"validation perplexity of {args.init_from} before this training: {start:.1f}")
+    r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress,
+                 identity={"data": args.data, "tokenizer": args.tokenizer,
+                           **({"init_from": weights_fingerprint(init)} if init is not None else {}),
+                           **({"html_line_breaks": True} if args.html_line_breaks else {})})
+    if r.steps_run == 0 and (out / "pretrain.json").exists():
+        print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
+        return 0
+    report = {}
+    if report_texts is not None:
+        ppl = text_perplexity(model, tokenizer, report_texts, args.block_size)
+        report = {"text": args.report_text, "n_texts": len(report_texts), "block_size": args.block_size,
+                  "perplexity": ppl}
+        print(f"perplexity on the first {len(report_texts)} texts of {args.report_text}: {ppl:.2f}")
+    write_model_card(out, pretrain_card(
+        data=args.data, documents=len(texts), result=r, config=config, cfg=cfg, n_params=n_params, report=report,
+        command=command, init_from=args.init_from if init is not None else None, cleaning=cleaning))
+    print(f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.train_seconds / 60:.1f} min: "
+          f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}")
+    return 0
+
+
+def check_pretrain_args(args) -> list[str] | None:
+    """The settings that can be checked before minutes of tokenizer training
+    and pretraining; returns the texts of --report-text (read now, so that a
+    bad row is said before the training, not after it)."""
+    from minitransfer.readers import read_rows, texts_and_raw_labels
+    from minitransfer.model import NAMED_CONFIGS
+
     if args.init_from and (args.tokenizer != "train:8192" or args.config or any(
             getattr(args, k) is not None for k in ("n_layer", "n_head", "n_embd", "n_positions"))):
         raise ValueError("--init-from takes the shape and tokenizer of its checkpoint; drop --tokenizer, "
@@ -184,15 +258,13 @@ def cmd_pretrain(args) -> int:
     if not 0 <= args.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
     report_texts = None
-    if args.report_text:  # read now: a bad row is said before the minutes of training, not after them
-        from minitransfer.data import _texts_and_raw_labels
-
+    if args.report_text:
         if not Path(args.report_text).is_file():
             raise ValueError(f"--report-text {args.report_text}: no such file (a JSONL file with a 'text' field)")
         if args.report_n < 1:
             raise ValueError(f"--report-n must be at least 1, got {args.report_n}")
         rows = read_rows(Path(args.report_text), "jsonl", [])
-        report_texts, _ = _texts_and_raw_labels(type(rows)(rows[: args.report_n], rows.lines[: args.report_n]),
+        report_texts, _ = texts_and_raw_labels(type(rows)(rows[: args.report_n], rows.lines[: args.report_n]),
                                                 Path(args.report_text), "text", None, [], need_labels=False)
     if not args.init_from:  # the model's shape: known before a tokenizer is trained for it
         named = dict(NAMED_CONFIGS[args.config]) if args.config else {}
@@ -210,21 +282,16 @@ def cmd_pretrain(args) -> int:
         if args.n_positions is not None and args.block_size > args.n_positions:
             raise ValueError(f"--block-size {args.block_size} exceeds --n-positions {args.n_positions}: a block "
                              f"must fit the positions the model has")
-    cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
-                         eval_every=args.eval_every, seed=args.seed, parallel=args.parallel,
-                         dtype=args.dtype)
-    texts = load_texts(args.data, text_field=args.text_field)
-    print(f"pretraining text: {len(texts)} documents from {args.data}"
-          + (" (the training split's texts only: no validation or test text is read)"
-             if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:")) else ""))
-    cleaning = None
-    if args.html_line_breaks:
-        texts, changed, breaks = html_line_breaks(texts)
-        cleaning = (f"HTML line breaks turned into newlines: {breaks:,} in {changed:,} of the {len(texts):,} "
-                    f"documents; nothing else changed")
-        print(f"cleaning: {cleaning}")
-        if report_texts is not None:
-            report_texts = html_line_breaks(report_texts)[0]
+    return report_texts
+
+
+def pretrain_tokenizer(args, texts: list[str], out: Path):
+    """(the checkpoint continued from or None, the tokenizer, a function that
+    saves a newly trained tokenizer in OUT): --init-from's own tokenizer, one
+    trained on the text (reused on a re-run for the same text and size), or
+    the one --tokenizer names."""
+    from minitransfer.tokenizer import load_tokenizer, train_tokenizer
+
     init = new_tokenizer = None
     if args.init_from:
         from minitransfer.pretrain import language_model_from
@@ -264,9 +331,24 @@ def cmd_pretrain(args) -> int:
             if len(tokenizer) < vocab:  # BPE merges only pairs the text repeats: a small text runs out of them
                 print(f"note: the text yields {len(tokenizer):,} tokens, fewer than the {vocab:,} asked: it repeats "
                       f"too few character pairs for more merges (the model's vocabulary is {len(tokenizer):,})")
-            new_tokenizer = tokenizer  # saved in OUT once the text is known to fill a block (not before)
+            new_tokenizer = tokenizer
     else:
         tokenizer = load_tokenizer(args.tokenizer, option="--tokenizer")
+
+    def save():
+        if new_tokenizer is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            new_tokenizer.save_pretrained(str(out))
+            (out / "tokenizer_trained_for.json").write_text(json.dumps(trained_for, indent=2) + "\n")
+
+    return init, tokenizer, save
+
+
+def pretrain_shape(args, init, tokenizer):
+    """The model's GPT2Config: --init-from's shape, or --config's with the
+    --n-* options over it, sized to the tokenizer."""
+    from minitransfer.model import NAMED_CONFIGS, GPT2Config
+
     if init is not None:
         shape = {k: getattr(init.config, k) for k in ("n_layer", "n_head", "n_embd", "n_positions")}
     else:
@@ -280,57 +362,7 @@ def cmd_pretrain(args) -> int:
     config = GPT2Config(**shape, vocab_size=len(tokenizer), embd_pdrop=args.dropout, attn_pdrop=args.dropout,
                         resid_pdrop=args.dropout, bos_token_id=tokenizer.eos_token_id,
                         eos_token_id=tokenizer.eos_token_id)
-    blocks = pack_blocks(texts, tokenizer, args.block_size, val_fraction=args.val_fraction, seed=args.seed)
-    if report_texts is not None:  # packed as text_perplexity will pack them after training
-        from minitransfer.data import DataError
-
-        try:
-            pack_blocks(report_texts, tokenizer, args.block_size, val_fraction=0.0)
-        except DataError:
-            raise ValueError(f"--report-text {args.report_text}: its first {len(report_texts)} text(s) hold fewer "
-                             f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
-                             f"on") from None
-    if new_tokenizer is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        new_tokenizer.save_pretrained(str(out))
-        (out / "tokenizer_trained_for.json").write_text(json.dumps(trained_for, indent=2) + "\n")
-    print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
-          f"validation blocks of {args.block_size + 1}"
-          + (f" (the first {cfg.val_blocks:,}, from held-out texts in a seeded random order, are scored at each "
-             f"evaluation)" if len(blocks.validation) > cfg.val_blocks
-             else "") + f"; {blocks.n_dropped_tokens:,} tail tokens dropped; "
-          f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs")
-    model = GPT2.language_model(config, seed=args.seed) if init is None else init
-    n_params = num_params(model)
-    print(f"model: n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
-          f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters")
-    if init is not None:  # where the continued training starts from, on the blocks it will be scored on
-        from flax import nnx
-
-        from minitransfer.pretrain import block_perplexity, make_block_loss
-
-        graphdef, params = nnx.split(init)
-        start = block_perplexity(make_block_loss(graphdef, cfg.dtype), params, blocks.validation[: cfg.val_blocks])[1]
-        print(f"validation perplexity of {args.init_from} before this training: {start:.1f}")
-    r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress,
-                 run_key_extra={"data": args.data, "tokenizer": args.tokenizer,
-                                **({"init_from": weights_fingerprint(init)} if init is not None else {}),
-                                **({"html_line_breaks": True} if args.html_line_breaks else {})})
-    if r.steps_run == 0 and (out / "pretrain.json").exists():
-        print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
-        return 0
-    report = {}
-    if report_texts is not None:
-        ppl = text_perplexity(model, tokenizer, report_texts, args.block_size)
-        report = {"text": args.report_text, "n_texts": len(report_texts), "block_size": args.block_size,
-                  "perplexity": ppl}
-        print(f"perplexity on the first {len(report_texts)} texts of {args.report_text}: {ppl:.2f}")
-    write_model_card(out, pretrain_card(
-        data=args.data, documents=len(texts), result=r, config=config, cfg=cfg, n_params=n_params, report=report,
-        command=command, init_from=args.init_from if init is not None else None, cleaning=cleaning))
-    print(f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.train_seconds / 60:.1f} min: "
-          f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}")
-    return 0
+    return config
 
 
 # ----------------------------------------------------------------------------
@@ -346,7 +378,7 @@ def cmd_compare(args) -> int:
     from minitransfer.convert import load_pretrained
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.data import load_dataset
-    from minitransfer.outdir import check_out_folder
+    from minitransfer.runs import check_out_folder
 
     source = model_or_default(args)
     check_out_folder(args.out, "compare")  # before the model, the data and the adaptation load

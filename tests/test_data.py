@@ -260,7 +260,7 @@ def test_csv_rows_that_do_not_line_up_with_the_header_are_errors(tmp_path, kind,
 
 
 def test_csv_quoted_commas_quotes_and_line_breaks_are_read(tmp_path):
-    from minitransfer.data import read_rows
+    from minitransfer.readers import read_rows
 
     p = tmp_path / "d.csv"
     p.write_text('text,label\n"a, b",pos\n"say ""hi""",neg\n"two\nlines",pos\n')

@@ -26,7 +26,7 @@ def test_size_budget():
 
 @needs_imdb
 def test_perplexity_on_fixed_imdb_test_slice_matches_model_card(card):
-    from minitransfer.data import read_rows
+    from minitransfer.readers import read_rows
     from minitransfer.pretrain import text_perplexity
 
     m = re.search(r"perplexity on a fixed slice \| ([\d.]+) on the first (\d+) texts of `[^`]*` \(blocks of (\d+)\)", card)

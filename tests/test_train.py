@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import jax
 import numpy as np
@@ -14,9 +15,21 @@ import minitransfer as mt
 from minitransfer.cli import main
 from minitransfer.data import load_dataset
 from minitransfer.heads import ClassificationHead, last_token_index, pool
-from minitransfer.loop import TrainingError
+from minitransfer import interrupt
+from minitransfer.errors import TrainingError
 from minitransfer.optim import layer_lr_factors
 from minitransfer.train import TrainConfig, build_classifier, finetune
+
+
+def ctrl_c_after(step: int, also=lambda message: None):
+    """A log for a run without progress bar (which logs a line per validation)
+    that presses Ctrl-C once step ``step``'s validation has been logged: the
+    loop saves it, then stops before the next step, as at a real Ctrl-C."""
+    def log(message):
+        also(message)
+        if f" step {step}/" in message:
+            interrupt.request()
+    return log
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
 
@@ -124,15 +137,19 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(pretrained_dir, keywo
     cfg = _cfg(mode="full", steps=12, eval_every=3)
     a = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
                  tmp_path / "a", progress=False)
-    partial = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
-                       tmp_path / "b", progress=False, stop_after_step=6)
-    assert partial.steps == 6 and not (tmp_path / "b" / "result.json").exists()
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
+                 tmp_path / "b", progress=False, log=ctrl_c_after(6))
+    partial_seconds = time.perf_counter() - t0
+    state = json.loads((tmp_path / "b" / "state" / "state.json").read_text())
+    assert state["step"] == 6 and not (tmp_path / "b" / "result.json").exists()
     b = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
                  tmp_path / "b", progress=False)
     assert a.test == b.test and a.best_step == b.best_step and a.best_val == b.best_val
     # the resumed run's wall time counts the first call's training too, as a phase of its own
     res_b = json.loads((tmp_path / "b" / "result.json").read_text())
-    assert 0 < res_b["seconds"]["earlier_calls"] <= partial.wall_seconds
+    assert 0 < res_b["seconds"]["earlier_calls"] <= partial_seconds
     assert sum(res_b["seconds"].values()) == pytest.approx(res_b["wall_seconds"], abs=0.02)
     assert "earlier_calls" not in json.loads((tmp_path / "a" / "result.json").read_text())["seconds"]
     assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
@@ -145,8 +162,9 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(pretrained_dir, keywo
     # best/ written at the end from the best weights (not the last: the best step comes earlier here)
     assert a.best_step < cfg.steps
     d_dir = tmp_path / "d"
-    finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, d_dir,
-             progress=False, stop_after_step=6, keep_state=False)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, d_dir,
+                 progress=False, log=ctrl_c_after(6), keep_state=False)
     assert not (d_dir / "state").exists() and not (d_dir / "best").exists()
     said = []
     d = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, d_dir,
@@ -212,7 +230,7 @@ def test_ctrl_c_says_how_to_resume_instead_of_a_traceback(pretrained_dir, keywor
                                                           monkeypatch):
     import minitransfer.train
 
-    def interrupted(**kwargs):
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(minitransfer.train, "train_loop", interrupted)
@@ -286,7 +304,7 @@ def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretraine
     assert f"x batch {n} (asked 1000000000: more than the data's blocks) x block 16" in model_card(card)
     said.clear()  # the adaptation calls pretrain with settings that are not command-line options: named as such
     pretrain(lm, blocks, tok, PretrainConfig(steps=1, batch_size=10**9, block_size=16, eval_every=1), progress=False,
-             log=said.append, option_names={"batch_size": "the adaptation's batch size"})
+             log=said.append, names={"batch_size": "the adaptation's batch size"})
     assert any(m.startswith("note: the adaptation's batch size 1000000000 is more than") for m in said), said
 
 
@@ -302,21 +320,20 @@ def test_pretraining_resumes_only_with_the_same_validation_blocks(pretrained_dir
     assert len(blocks.validation) > 1
     lm = mt.GPT2.language_model(mt.load_pretrained(pretrained_dir).config, seed=0)
     cfg = PretrainConfig(steps=4, batch_size=4, block_size=16, eval_every=2)
-    pretrain(lm, blocks, tok, cfg, tmp_path / "p", progress=False, log=lambda m: None, stop_after_step=2)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(lm, blocks, tok, cfg, tmp_path / "p", progress=False, log=ctrl_c_after(2))
     other = dataclasses.replace(blocks, validation=blocks.validation[::-1].copy())
     with pytest.raises(TrainingError, match=r"other settings \(the validation blocks \(a hash of their tokens\)"):
         pretrain(lm, other, tok, cfg, tmp_path / "p", progress=False, log=lambda m: None)
     said = []
     r = pretrain(lm, blocks, tok, cfg, tmp_path / "p", progress=False, log=said.append)
     assert any("resuming at step 2 of 4" in m for m in said) and r.steps == 4
-    # a state an older minitransfer saved (another key, no validation hash among its settings) says so
+    # a state another version of minitransfer saved is refused in one line, not read
     state = tmp_path / "p" / "state" / "state.json"
     st = json.loads(state.read_text())
-    st["run_key"] = "older"
-    st["settings"].pop("the validation blocks (a hash of their tokens)")
+    st.pop("format")
     state.write_text(json.dumps(st))
-    with pytest.raises(TrainingError, match=r"the validation blocks \(a hash of their tokens\): not recorded there "
-                                            r"\(saved by an older minitransfer"):
+    with pytest.raises(TrainingError, match=r"state.json was written by another version of minitransfer"):
         pretrain(lm, blocks, tok, cfg, tmp_path / "p", progress=False, log=lambda m: None)
 
 
@@ -488,9 +505,9 @@ def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_to
         finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
                  tmp_path / "o", progress=False)
     assert not (tmp_path / "o" / "state").exists()
-    from minitransfer.loop import _write_log  # a diverged model's validation loss is NaN: written as null
+    from minitransfer.runs import RunFolder  # a diverged model's validation loss is NaN: written as null
 
-    _write_log(tmp_path, [{"step": 1, "val_loss": float("nan"), "train_loss": float("inf"), "val_accuracy": 0.5}])
+    RunFolder(tmp_path, "key", {}).write_log([{"step": 1, "val_loss": float("nan"), "train_loss": float("inf"), "val_accuracy": 0.5}])
     assert (tmp_path / "metrics.jsonl").read_text() == \
         '{"step": 1, "val_loss": null, "train_loss": null, "val_accuracy": 0.5}\n'
     lower = _cfg(mode="full", lr=1e-3, steps=2, eval_every=1)
@@ -537,8 +554,9 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
                  gpt2_tokenizer, cfg4, tmp_path / "run", progress=False)
     # an interrupted run's directory is refused to a different run too (by its resumable state)
     cfg = _cfg(mode="full", steps=6, eval_every=3)
-    finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
-             gpt2_tokenizer, cfg, tmp_path / "cut", progress=False, stop_after_step=3)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
+                 gpt2_tokenizer, cfg, tmp_path / "cut", progress=False, log=ctrl_c_after(3))
     with pytest.raises(TrainingError, match="holds a run with other data, tokenizer, model shape or starting weights"):
         finetune(build_classifier("full", other, other.config, keyword_data.label_names, cfg), keyword_data,
                  gpt2_tokenizer, cfg, tmp_path / "cut", progress=False)
@@ -546,21 +564,25 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     with pytest.raises(TrainingError, match=r"holds a run with other settings \(steps: 6 there, 7 now\)"):
         finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg7), keyword_data,
                  gpt2_tokenizer, cfg7, tmp_path / "cut", progress=False)
-    # a run finished before run keys held the data's rows (an older minitransfer) is still this run
+    # a folder written by another version of minitransfer is refused in one line, finished or not, not read
     import shutil
-
-    from minitransfer.train import _run_keys
 
     shutil.copytree(tmp_path / "run", tmp_path / "old")
     c3 = _cfg(mode="full", steps=3, eval_every=3)
     res = json.loads((tmp_path / "old" / "result.json").read_text())
-    model3 = build_classifier("full", base, base.config, keyword_data.label_names, c3)
-    res["run_key"] = _run_keys(c3, keyword_data, model3, gpt2_tokenizer, "unused")[1]
-    del res["data_rows"]
+    del res["format"]
     (tmp_path / "old" / "result.json").write_text(json.dumps(res))
-    said = []
-    finetune(model3, keyword_data, gpt2_tokenizer, c3, tmp_path / "old", progress=False, log=said.append)
-    assert any("this run already finished" in m for m in said), said
+    model3 = build_classifier("full", base, base.config, keyword_data.label_names, c3)
+    with pytest.raises(TrainingError, match=r"old/result.json was written by another version of minitransfer "
+                                            r"\(format unrecorded, this one reads \d+\); choose another --out or "
+                                            r"delete .*old"):
+        finetune(model3, keyword_data, gpt2_tokenizer, c3, tmp_path / "old", progress=False)
+    state = json.loads((tmp_path / "cut" / "state" / "state.json").read_text())
+    (tmp_path / "cut" / "state" / "state.json").write_text(json.dumps({**state, "format": 1}))
+    with pytest.raises(TrainingError, match=r"state.json was written by another version of minitransfer \(format 1"):
+        finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
+                 gpt2_tokenizer, cfg, tmp_path / "cut", progress=False)
+    (tmp_path / "cut" / "state" / "state.json").write_text(json.dumps(state))
     # a folder with other files in it is not a run's: a run would overwrite its metrics.jsonl, delete its state/
     (tmp_path / "mine" / "state").mkdir(parents=True)
     (tmp_path / "mine" / "state" / "important.txt").write_text("x")

@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from minitransfer.lecture import out_dir, show
-from minitransfer.model import MLP, Block, CausalSelfAttention, GPT2Backbone, GPT2Config
+from minitransfer.model import MLP, Block, CausalSelfAttention, GPT2Backbone, GPT2Config, explicit_attention
 
 show(Block)
 
@@ -35,10 +35,9 @@ show(Block)
 # the channels.
 
 # %%
-show(CausalSelfAttention.__call__, start="B, T, C = x.shape", stop="implementation = None")
-# (between these two: a fused attention kernel for GPUs, lecture 8's subject)
-show(CausalSelfAttention.__call__, start="q = q.reshape(B, T, H, D).transpose", stop="# how much query t attends")
-show(CausalSelfAttention.__call__, start="# how much query t attends", stop="y = self.c_proj")
+show(CausalSelfAttention.__call__)
+# (the fused branch: the same attention as one call, a kernel for GPUs, lecture 8's subject)
+show(explicit_attention)
 
 # %% [markdown]
 # ## The MLP: think about each token on its own

@@ -203,11 +203,11 @@ for dtype in ("float32", "bfloat16"):
 # layer by `CausalSelfAttention.fused`:
 
 # %%
-from minitransfer.model import CausalSelfAttention, cudnn_attention_fits, set_attention
+from minitransfer.model import CausalSelfAttention, cudnn_attention_fits, fused_attention, set_attention
 
 show(CausalSelfAttention.fused)
 show(cudnn_attention_fits)
-show(CausalSelfAttention.__call__, start="implementation = None", stop="q = q.reshape(B, T, H, D).transpose")
+show(fused_attention)
 
 # %% [markdown]
 # Three things the fused call cannot do, and how the code handles them:

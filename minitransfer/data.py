@@ -203,48 +203,10 @@ def load_dataset(
     if text_field == label_field:  # the model would learn the label from the label
         raise DataError(f"--text-field and --label-field are both {text_field!r}; they must name different fields")
     notes: list[str] = []
-    raw: dict[str, tuple[list, list]] = {}
-    tfds_names: list[str] = []
-    if kind == "tweets":
-
-        raw["all"] = load_tweets(notes)
-    elif kind == "tfds":
-
-        raw, tfds_names = load_tfds(rest, text_field, label_field, tfds_data_dir, notes)
-        if "train" not in raw:
-            raise DataError(f"tfds:{rest}: no labelled 'train' split")
-    else:
-        path = Path(rest)
-        if path.is_dir():
-            files = {s: _find_split_file(path, s, kind) for s in SPLITS}
-            if files["validation"] is None:
-                files["validation"] = _find_split_file(path, "valid", kind) or _find_split_file(path, "dev", kind)
-            if files["train"] is None or files["test"] is None:
-                raise DataError(
-                    f"{path}: a data directory needs train.{kind} and test.{kind} (optionally .gz, and "
-                    f"validation.{kind}); it holds {sorted(p.name for p in path.iterdir())}"
-                )
-            for s, f in files.items():
-                if f is not None:
-                    raw[s] = texts_and_raw_labels(read_rows(f, kind, notes), f, text_field, label_field, notes)
-        elif path.exists():
-            raw["all"] = texts_and_raw_labels(read_rows(path, kind, notes), path, text_field, label_field, notes)
-        else:
-            raise DataError(f"{path}: no such file or directory")
-
+    raw, tfds_names = _raw_splits(kind, rest, text_field, label_field, tfds_data_dir, notes)
     all_raw = [lab for _, labels in raw.values() for lab in labels]
     decimals = has_decimals(all_raw)
-    label_names = tfds_names or label_vocabulary(all_raw, decimals)
-    numbers = [n for n in label_names if re.fullmatch(r"-?\d+", n)]
-    if not tfds_names and numbers and len(numbers) < len(label_names):  # e.g. 0/1 labels and one "positive": a typo, or two schemes
-        names = [n for n in label_names if n not in numbers]
-        notes.append(f"labels mix whole numbers ({', '.join(numbers[:5])}) and names ({', '.join(names[:5])}); "
-                     f"all are kept as classes, in alphabetical order")
-    respelt = respelt_labels(all_raw, decimals) if not tfds_names else {}
-    if respelt:
-        shown = ", ".join(f"{k!r} as {v}" for k, v in sorted(respelt.items())[:5])
-        notes.append(f"labels written as whole numbers in another spelling are read as those numbers: {shown}"
-                     + (f" and {len(respelt) - 5} more" if len(respelt) > 5 else ""))
+    label_names = tfds_names or _label_names(all_raw, decimals, notes)
     index = {n: i for i, n in enumerate(label_names)}
 
     def to_split(texts, labels) -> Split:
@@ -267,7 +229,61 @@ def load_dataset(
             notes.append(f"validation = 10% of train, stratified, split_seed={split_seed}")
         if "test" not in splits:
             raise DataError(f"{spec}: no test split")
+    _check_splits(spec, splits, label_names, label_field)
+    notes.extend(overlap_notes(splits))
+    fields = {"text_field": text_field, "label_field": label_field}
+    if "all" in raw or "validation" not in raw:  # the split drew examples: which draw it was
+        fields["split_seed"] = split_seed
+    return Dataset(spec, list(label_names), splits["train"], splits["validation"], splits["test"], notes, fields)
 
+
+def _raw_splits(kind: str, rest: str, text_field: str, label_field: str, tfds_data_dir: str | None,
+                notes: list[str]) -> tuple[dict[str, tuple[list, list]], list[str]]:
+    """The texts and raw labels behind a parsed spec, by split ("all" for a
+    single file or corpus that is still to be split), and tfds' own label names."""
+    if kind == "tweets":
+        return {"all": load_tweets(notes)}, []
+    if kind == "tfds":
+        raw, tfds_names = load_tfds(rest, text_field, label_field, tfds_data_dir, notes)
+        if "train" not in raw:
+            raise DataError(f"tfds:{rest}: no labelled 'train' split")
+        return raw, tfds_names
+    path = Path(rest)
+    if path.is_dir():
+        files = {s: _find_split_file(path, s, kind) for s in SPLITS}
+        if files["validation"] is None:
+            files["validation"] = _find_split_file(path, "valid", kind) or _find_split_file(path, "dev", kind)
+        if files["train"] is None or files["test"] is None:
+            raise DataError(
+                f"{path}: a data directory needs train.{kind} and test.{kind} (optionally .gz, and "
+                f"validation.{kind}); it holds {sorted(p.name for p in path.iterdir())}"
+            )
+        return {s: texts_and_raw_labels(read_rows(f, kind, notes), f, text_field, label_field, notes)
+                for s, f in files.items() if f is not None}, []
+    if path.exists():
+        return {"all": texts_and_raw_labels(read_rows(path, kind, notes), path, text_field, label_field, notes)}, []
+    raise DataError(f"{path}: no such file or directory")
+
+
+def _label_names(all_raw: list, decimals: bool, notes: list[str]) -> list[str]:
+    """The classes of a file's raw labels, in order; a mix of numbers and
+    names, or numbers in other spellings, is said in ``notes``."""
+    label_names = label_vocabulary(all_raw, decimals)
+    numbers = [n for n in label_names if re.fullmatch(r"-?\d+", n)]
+    if numbers and len(numbers) < len(label_names):  # e.g. 0/1 labels and one "positive": a typo, or two schemes
+        names = [n for n in label_names if n not in numbers]
+        notes.append(f"labels mix whole numbers ({', '.join(numbers[:5])}) and names ({', '.join(names[:5])}); "
+                     f"all are kept as classes, in alphabetical order")
+    respelt = respelt_labels(all_raw, decimals)
+    if respelt:
+        shown = ", ".join(f"{k!r} as {v}" for k, v in sorted(respelt.items())[:5])
+        notes.append(f"labels written as whole numbers in another spelling are read as those numbers: {shown}"
+                     + (f" and {len(respelt) - 5} more" if len(respelt) > 5 else ""))
+    return label_names
+
+
+def _check_splits(spec: str, splits: dict[str, Split], label_names: list[str], label_field: str) -> None:
+    """Every split holds examples, and every class of validation and test occurs in train."""
     n_rows = sum(len(s) for s in splits.values())
     for name in SPLITS:
         if len(splits[name]) == 0:
@@ -280,7 +296,6 @@ def load_dataset(
                 f"{spec}: the {name} split is empty ({len(splits['train'])}/{len(splits['validation'])}/"
                 f"{len(splits['test'])} train/validation/test examples){hint}"
             )
-    notes.extend(overlap_notes(splits))
     train_classes = set(np.unique(splits["train"].labels).tolist())
     for s in ("validation", "test"):
         unseen = sorted(set(np.unique(splits[s].labels).tolist()) - train_classes)
@@ -289,10 +304,6 @@ def load_dataset(
                 f"{spec}: labels {[label_names[i] for i in unseen]} occur in {s} but never in train; "
                 f"a classifier cannot learn them"
             )
-    fields = {"text_field": text_field, "label_field": label_field}
-    if "all" in raw or "validation" not in raw:  # the split drew examples: which draw it was
-        fields["split_seed"] = split_seed
-    return Dataset(spec, list(label_names), splits["train"], splits["validation"], splits["test"], notes, fields)
 
 
 def data_record(data) -> dict:

@@ -242,74 +242,88 @@ class CausalSelfAttention(nnx.Module):
             )
         return "cudnn" if cudnn else "xla"
 
-    def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None, cache=None):
-        """Self-attention over ``x`` (B, T, C).
-
-        With ``cache = (k_cache, v_cache, start)`` (each cache (B, H, S, D)),
-        ``x`` holds the tokens at positions ``start .. start+T-1`` only: their
-        keys and values are written into the cache, queries attend to every
-        cached position up to their own, and ``(y, (k_cache, v_cache))`` is
-        returned. This is the key/value cache that makes generation cost one
-        position per new token instead of the whole prefix.
-        """
+    def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None) -> jax.Array:
+        """Self-attention over ``x`` (B, T, C) -> (B, T, C)."""
         B, T, C = x.shape
-        H = self.n_head
-        D = C // H
         k_attn, k_resid = split_key(dropout_key, 2)
-
-        qkv = self.c_attn(x)  # (B, T, 3C)
-        q, k, v = jnp.split(qkv, 3, axis=-1)  # 3 x (B, T, C)
-        implementation = None if cache is not None else self.fused(
-            qkv.dtype, k_attn is not None and self.attn_pdrop > 0)
-        if implementation is not None:
-            # The same attention in one call. Its padding is given as each
-            # row's number of real tokens, which assumes right padding
-            # ([a, b, pad, pad]: what encoding.encode builds). Outputs at padding
-            # positions are never used (pooling and losses mask them).
-            lengths = None if attention_mask is None else attention_mask.sum(-1).astype(jnp.int32)  # (B,)
-            y = jax.nn.dot_product_attention(
-                q.reshape(B, T, H, D), k.reshape(B, T, H, D), v.reshape(B, T, H, D),  # 3 x (B, T, H, D)
-                scale=self.scale, is_causal=True, key_value_seq_lengths=lengths,
-                query_seq_lengths=None if lengths is None else jnp.full((B,), T, jnp.int32),
-                implementation=implementation,
-            )  # (B, T, H, D)
-            y = self.c_proj(y.reshape(B, T, C))  # (B, T, C)
-            return dropout(y, self.resid_pdrop, k_resid)
-        q = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
-        k = k.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
-        v = v.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
-
-        if cache is None:
+        q, k, v = jnp.split(self.c_attn(x), 3, axis=-1)  # 3 x (B, T, C): one matmul for every head
+        implementation = self.fused(q.dtype, k_attn is not None and self.attn_pdrop > 0)
+        if implementation is not None:  # the same attention in one call (lecture 8)
+            y = fused_attention(q, k, v, self.n_head, attention_mask, self.scale, implementation)  # (B, T, C)
+        else:
             # may query t look at key s?  only the past (causal), and never padding
             allowed = jnp.tril(jnp.ones((T, T), dtype=bool))[None, None]  # (1, 1, T, T)
-        else:
-            k_cache, v_cache, start = cache
-            k = jax.lax.dynamic_update_slice(k_cache, k, (0, 0, start, 0))  # (B, H, S, D)
-            v = jax.lax.dynamic_update_slice(v_cache, v, (0, 0, start, 0))  # (B, H, S, D)
-            S = k.shape[2]
-            q_pos = start + jnp.arange(T)  # (T,) absolute positions of the queries
-            allowed = (jnp.arange(S)[None, :] <= q_pos[:, None])[None, None]  # (1, 1, T, S)
-        if attention_mask is not None:
-            allowed = allowed & attention_mask.astype(bool)[:, None, None, :]  # (B, 1, T, S)
+            if attention_mask is not None:
+                allowed = allowed & attention_mask.astype(bool)[:, None, None, :]  # (B, 1, T, T)
+            y = explicit_attention(split_heads(q, self.n_head), split_heads(k, self.n_head),
+                                   split_heads(v, self.n_head), allowed, self.scale, self.attn_pdrop, k_attn)
+            y = merge_heads(y)  # (B, T, C): heads side by side
+        return dropout(self.c_proj(y), self.resid_pdrop, k_resid)  # (B, T, C)
 
-        # how much query t attends to key s: scaled dot products
-        # float32 from here to the softmax even when computing in bfloat16:
-        # exponentials of low-precision scores are where mixed precision hurts.
-        # The products come out of a bfloat16 matmul (as under PyTorch's
-        # autocast) and are cast after it, so that the backward pass's two
-        # matmuls through here stay bfloat16 too (steps.matmul_dtypes checks)
-        scores = jnp.einsum("bhtd,bhsd->bhts", q, k).astype(jnp.float32) * self.scale  # (B, H, T, S)
-        # The most negative finite float, not -inf: a padding query that may see
-        # no key at all then gets a harmless uniform row instead of NaN.
-        scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)  # (B, H, T, S)
+    def decode(self, x: jax.Array, cache: tuple) -> tuple[jax.Array, tuple]:
+        """Attention with a key/value cache: ``x`` (B, T, C) holds the tokens at
+        positions ``start .. start+T-1`` of ``cache = (k_cache, v_cache, start)``
+        (each cache (B, H, S, D)). Their keys and values are written into the
+        cache, each query attends to every cached position up to its own, and
+        ``(y, (k_cache, v_cache))`` comes back. This is what makes generation
+        cost one position per new token instead of the whole prefix."""
+        T = x.shape[1]
+        k_cache, v_cache, start = cache
+        q, k, v = (split_heads(t, self.n_head) for t in jnp.split(self.c_attn(x), 3, axis=-1))  # 3 x (B, H, T, D)
+        k = jax.lax.dynamic_update_slice(k_cache, k, (0, 0, start, 0))  # (B, H, S, D)
+        v = jax.lax.dynamic_update_slice(v_cache, v, (0, 0, start, 0))  # (B, H, S, D)
+        q_pos = start + jnp.arange(T)  # (T,) absolute positions of the queries
+        allowed = (jnp.arange(k.shape[2])[None, :] <= q_pos[:, None])[None, None]  # (1, 1, T, S)
+        y = explicit_attention(q, k, v, allowed, self.scale, self.attn_pdrop, None)  # (B, H, T, D)
+        return self.c_proj(merge_heads(y)), (k, v)  # (B, T, C)
 
-        weights = jax.nn.softmax(scores, axis=-1)  # (B, H, T, S), rows sum to 1
-        weights = dropout(weights, self.attn_pdrop, k_attn).astype(v.dtype)
-        y = jnp.einsum("bhts,bhsd->bhtd", weights, v)  # (B, H, T, D)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C): heads side by side
-        y = self.c_proj(y)  # (B, T, C)
-        y = dropout(y, self.resid_pdrop, k_resid)
-        return y if cache is None else (y, (k, v))
+
+def split_heads(x: jax.Array, n_head: int) -> jax.Array:
+    """(B, T, C) -> (B, H, T, D): each head its own slice of the channels."""
+    B, T, C = x.shape
+    return x.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
+
+
+def merge_heads(y: jax.Array) -> jax.Array:
+    """(B, H, T, D) -> (B, T, C): the heads' outputs side by side."""
+    B, H, T, D = y.shape
+    return y.transpose(0, 2, 1, 3).reshape(B, T, H * D)
+
+
+def explicit_attention(q, k, v, allowed, scale: float, pdrop: float, dropout_key) -> jax.Array:
+    """Attention written out: q (B, H, T, D) against k, v (B, H, S, D), where
+    ``allowed`` (broadcast to (B, H, T, S)) says which keys each query may see."""
+    # how much query t attends to key s: scaled dot products
+    # float32 from here to the softmax even when computing in bfloat16:
+    # exponentials of low-precision scores are where mixed precision hurts.
+    # The products come out of a bfloat16 matmul (as under PyTorch's
+    # autocast) and are cast after it, so that the backward pass's two
+    # matmuls through here stay bfloat16 too (steps.matmul_dtypes checks)
+    scores = jnp.einsum("bhtd,bhsd->bhts", q, k).astype(jnp.float32) * scale  # (B, H, T, S)
+    # The most negative finite float, not -inf: a padding query that may see
+    # no key at all then gets a harmless uniform row instead of NaN.
+    scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)  # (B, H, T, S)
+    weights = jax.nn.softmax(scores, axis=-1)  # (B, H, T, S), rows sum to 1
+    weights = dropout(weights, pdrop, dropout_key).astype(v.dtype)
+    return jnp.einsum("bhts,bhsd->bhtd", weights, v)  # (B, H, T, D)
+
+
+def fused_attention(q, k, v, n_head: int, attention_mask, scale: float, implementation: str) -> jax.Array:
+    """The same causal attention in one ``jax.nn.dot_product_attention`` call:
+    q, k, v (B, T, C) -> (B, T, C). Its padding is given as each row's number
+    of real tokens, which assumes right padding ([a, b, pad, pad]: what
+    encoding.encode builds); outputs at padding positions are never used
+    (pooling and losses mask them)."""
+    B, T, C = q.shape
+    H, D = n_head, C // n_head
+    lengths = None if attention_mask is None else attention_mask.sum(-1).astype(jnp.int32)  # (B,)
+    y = jax.nn.dot_product_attention(
+        q.reshape(B, T, H, D), k.reshape(B, T, H, D), v.reshape(B, T, H, D),  # 3 x (B, T, H, D)
+        scale=scale, is_causal=True, key_value_seq_lengths=lengths,
+        query_seq_lengths=None if lengths is None else jnp.full((B,), T, jnp.int32),
+        implementation=implementation,
+    )  # (B, T, H, D)
+    return y.reshape(B, T, C)
 
 
 class MLP(nnx.Module):
@@ -347,14 +361,16 @@ class Block(nnx.Module):
         self.ln_2 = nnx.LayerNorm(C, epsilon=eps, rngs=rngs)
         self.mlp = MLP(config, rngs=rngs)
 
-    def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None, cache=None):
+    def __call__(self, x: jax.Array, attention_mask: jax.Array | None, dropout_key=None) -> jax.Array:
         k_attn, k_mlp = split_key(dropout_key, 2)
-        if cache is None:
-            x = x + self.attn(self.ln_1(x), attention_mask, k_attn)  # (B, T, C)
-            return x + self.mlp(self.ln_2(x), k_mlp)  # (B, T, C)
-        a, new_cache = self.attn(self.ln_1(x), attention_mask, k_attn, cache)
+        x = x + self.attn(self.ln_1(x), attention_mask, k_attn)  # (B, T, C)
+        return x + self.mlp(self.ln_2(x), k_mlp)  # (B, T, C)
+
+    def decode(self, x: jax.Array, cache: tuple) -> tuple[jax.Array, tuple]:
+        """The block with the attention's key/value cache (see ``CausalSelfAttention.decode``)."""
+        a, cache = self.attn.decode(self.ln_1(x), cache)
         x = x + a  # (B, T, C)
-        return x + self.mlp(self.ln_2(x), k_mlp), new_cache
+        return x + self.mlp(self.ln_2(x)), cache  # (B, T, C)
 
 
 # ----------------------------------------------------------------------------
@@ -497,7 +513,7 @@ class GPT2Backbone(nnx.Module):
         x = lookup(self.wte, input_ids) + lookup(self.wpe, pos)  # (B, T, C)
         ks, vs = [], []
         for i, block in enumerate(self.h):
-            x, (k, v) = block(x, None, None, (cache["k"][i], cache["v"][i], start))  # (B, T, C)
+            x, (k, v) = block.decode(x, (cache["k"][i], cache["v"][i], start))  # (B, T, C)
             ks.append(k)
             vs.append(v)
         return self.ln_f(x), {"k": tuple(ks), "v": tuple(vs)}

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minitransfer.errors import DataError
+
 STATIC = Path(__file__).resolve().parent / "playground_static"
 MAX_TOP_K = 50
 MAX_NEW_TOKENS = 200
@@ -305,10 +307,55 @@ def _number(body: dict, name: str, kind, default, lo, hi):
     return v
 
 
+def sampling(pg: Playground, body: dict) -> dict:
+    """The sampling settings of a request, each in its range (the model's positions bound the tokens)."""
+    n_pos = pg.model.config.n_positions
+    return dict(
+        max_new_tokens=_number(body, "max_new_tokens", int, min(40, n_pos - 1), 1, min(MAX_NEW_TOKENS, n_pos - 1)),
+        temperature=_number(body, "temperature", float, 0.8, 0.05, 5.0),
+        top_k=_number(body, "top_k", int, None, 1, pg.model.config.vocab_size),
+        top_p=_number(body, "top_p", float, 0.95, 0.01, 1.0),
+        seed=_number(body, "seed", int, 0, 0, 2**31 - 1),
+    )
+
+
+def chat_messages(body: dict) -> list[dict]:
+    """A chat request's conversation, checked: the last message is the user's."""
+    from minitransfer.chat import check_messages
+
+    if "messages" not in body:
+        raise BadRequest("field 'messages' is missing: the request body is {\"messages\": [{\"role\": "
+                         "\"user\", \"content\": \"...\"}, ...]} and any settings")
+    try:
+        messages = check_messages(body["messages"], "the request")
+    except DataError as e:
+        raise BadRequest(str(e)) from None
+    if messages[-1]["role"] != "user":
+        raise BadRequest("the last message must be the user's: the model writes the reply to it")
+    return messages
+
+
+def event_stream(run_in_threadpool, request, events):
+    """Server-sent events, one per item of ``events`` (a blocking iterator, read in a worker
+    thread), until it ends or the page disconnects (its Stop button)."""
+    from starlette.responses import StreamingResponse
+
+    async def sse():
+        while True:
+            if await request.is_disconnected():
+                return
+            ev = await run_in_threadpool(next, events, None)
+            if ev is None:
+                return
+            yield f"data: {json.dumps(ev)}\n\n"
+
+    return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
 def create_app(pg: Playground):
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
-    from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+    from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Route
 
     def error(e: Exception, status: int = 400):
@@ -342,53 +389,20 @@ def create_app(pg: Playground):
         except BadRequest as e:
             return error(e, e.status)
 
-    def sampling(body):
-        return dict(
-                max_new_tokens=_number(body, "max_new_tokens", int, min(40, pg.model.config.n_positions - 1), 1,
-                                       min(MAX_NEW_TOKENS, pg.model.config.n_positions - 1)),
-                temperature=_number(body, "temperature", float, 0.8, 0.05, 5.0),
-                top_k=_number(body, "top_k", int, None, 1, pg.model.config.vocab_size),
-                top_p=_number(body, "top_p", float, 0.95, 0.01, 1.0),
-                seed=_number(body, "seed", int, 0, 0, 2**31 - 1),
-            )
-
-    def event_stream(request, events):
-        async def sse():
-            while True:
-                if await request.is_disconnected():  # the page pressed Stop
-                    return
-                ev = await run_in_threadpool(next, events, None)
-                if ev is None:
-                    return
-                yield f"data: {json.dumps(ev)}\n\n"
-
-        return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
     async def generate(request):
         try:
             body = await _json_body(request, ("text", "max_new_tokens", "temperature", "top_k", "top_p", "seed"))
-            settings = sampling(body)
+            settings = sampling(pg, body)
         except BadRequest as e:
             return error(e, e.status)
-        return event_stream(request, pg.generate_events(body.get("text", ""), **settings))
+        return event_stream(run_in_threadpool, request, pg.generate_events(body.get("text", ""), **settings))
 
     async def chat(request):
-        from minitransfer.chat import check_messages
-        from minitransfer.data import DataError
-
         try:
             body = await _json_body(request, ("messages", "max_new_tokens", "temperature", "top_k", "top_p", "seed"),
                                     needs_text=False)
-            if "messages" not in body:
-                raise BadRequest("field 'messages' is missing: the request body is {\"messages\": [{\"role\": "
-                                 "\"user\", \"content\": \"...\"}, ...]} and any settings")
-            try:
-                messages = check_messages(body["messages"], "the request")
-            except DataError as e:
-                raise BadRequest(str(e)) from None
-            if messages[-1]["role"] != "user":
-                raise BadRequest("the last message must be the user's: the model writes the reply to it")
-            settings = sampling(body)
+            messages = chat_messages(body)
+            settings = sampling(pg, body)
             events = pg.chat_events(messages, **settings)
             first = await run_in_threadpool(next, events)  # a message too long to fit is said as a 400, not a stream
         except BadRequest as e:
@@ -398,7 +412,7 @@ def create_app(pg: Playground):
             yield first
             yield from events
 
-        return event_stream(request, replay())
+        return event_stream(run_in_threadpool, request, replay())
 
     routes = [
         Route("/", index),

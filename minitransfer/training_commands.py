@@ -371,10 +371,8 @@ def pretrain_shape(args, init, tokenizer):
 
 
 def cmd_compare(args) -> int:
-    import dataclasses
-
-    from minitransfer.adapt import AdaptConfig
-    from minitransfer.compare import CompareConfig, compare, parse_budgets, seeds_text
+    from minitransfer.compare import compare, seeds_text
+    from minitransfer.modes import get_mode
     from minitransfer.convert import load_pretrained
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.data import load_dataset
@@ -386,33 +384,7 @@ def cmd_compare(args) -> int:
         return cmd_compare_chat(args, source)
     if args.data is None:
         args.data = "tweets"
-    if args.quick:
-        cc = CompareConfig(budgets=[100, 300], seeds=2, steps=20, val_examples=200, evals_per_run=4,
-                           adapt=AdaptConfig(steps=30, eval_every=15))
-    else:
-        cc = CompareConfig()
-    if args.adapt_steps is not None:
-        cc.adapt = dataclasses.replace(cc.adapt, steps=args.adapt_steps, eval_every=max(1, min(cc.adapt.eval_every, args.adapt_steps)))
-    if args.budgets is not None:
-        if not args.budgets.replace(",", "").strip():
-            raise ValueError("--budgets is empty; give label counts, e.g. --budgets 100,300,1000 (or all)")
-        cc.budgets = parse_budgets(args.budgets)
-    if args.modes:
-        cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if args.modes is not None and not args.modes.replace(",", "").strip():
-        raise ValueError("--modes is empty; name one or more of the modes, e.g. --modes scratch,full")
-    from minitransfer.compare import check_modes
-    from minitransfer.modes import get_mode
-
-    check_modes(cc.modes)  # before minutes of data loading
-    cc.parallel, cc.dtype, cc.keep_checkpoints = args.parallel, args.dtype, args.keep_checkpoints
-    cc.first_seed, cc.split_seed = args.first_seed, args.split_seed
-    for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
-        if getattr(args, name) is not None:
-            setattr(cc, name, getattr(args, name))
-    for name in ("seeds", "steps", "max_len", "batch_size"):  # before minutes of data loading and adaptation
-        if getattr(cc, name) is not None and getattr(cc, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cc, name)}")
+    cc = compare_config(args)
     # the model first: a wrong --model is said at once, not after the data has loaded
     t_model = time.perf_counter()
     started = process_age()  # Python and the imports so far
@@ -451,6 +423,41 @@ def cmd_compare(args) -> int:
           f"{t_compare - t_data:.1f} s, writing the results and figures {t_end - t_compare - s['wall_seconds']:.1f} s"
           f"{whole}.")
     return 0
+
+
+def compare_config(args):
+    """compare's settings from the command line (--quick's defaults under
+    the options given), each checked before minutes of data loading."""
+    import dataclasses
+
+    from minitransfer.adapt import AdaptConfig
+    from minitransfer.compare import CompareConfig, check_modes, parse_budgets
+
+    if args.quick:
+        cc = CompareConfig(budgets=[100, 300], seeds=2, steps=20, val_examples=200, evals_per_run=4,
+                           adapt=AdaptConfig(steps=30, eval_every=15))
+    else:
+        cc = CompareConfig()
+    if args.adapt_steps is not None:
+        cc.adapt = dataclasses.replace(cc.adapt, steps=args.adapt_steps, eval_every=max(1, min(cc.adapt.eval_every, args.adapt_steps)))
+    if args.budgets is not None:
+        if not args.budgets.replace(",", "").strip():
+            raise ValueError("--budgets is empty; give label counts, e.g. --budgets 100,300,1000 (or all)")
+        cc.budgets = parse_budgets(args.budgets)
+    if args.modes:
+        cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.modes is not None and not args.modes.replace(",", "").strip():
+        raise ValueError("--modes is empty; name one or more of the modes, e.g. --modes scratch,full")
+    check_modes(cc.modes)
+    cc.parallel, cc.dtype, cc.keep_checkpoints = args.parallel, args.dtype, args.keep_checkpoints
+    cc.first_seed, cc.split_seed = args.first_seed, args.split_seed
+    for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
+        if getattr(args, name) is not None:
+            setattr(cc, name, getattr(args, name))
+    for name in ("seeds", "steps", "max_len", "batch_size"):  # before minutes of data loading and adaptation
+        if getattr(cc, name) is not None and getattr(cc, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cc, name)}")
+    return cc
 
 
 def cmd_compare_chat(args, source: str) -> int:

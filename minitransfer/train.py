@@ -45,9 +45,10 @@ from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
 from minitransfer.modes import get_mode
 from minitransfer.optim import check_optimizer_settings, lr_values
 from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
+from minitransfer.lora import save_adapters
 from minitransfer.steps import (CLASSIFY_FEATURES, CLASSIFY_TOKENS, backbone_features, check_dtype,
                                 eval_batch_default, eval_forward, forward_features, make_eval_step, predict,
-                                setup_training, weights_fingerprint)
+                                setup_training, split_trained, weights_fingerprint, within)
 
 
 def default_lr(mode: str, config: GPT2Config) -> float:
@@ -85,6 +86,9 @@ class TrainConfig:
     label_words: tuple[str, ...] | None = None
     parallel: str = "none"  # none | data | fsdp (see parallel.py)
     dtype: str = "float32"  # compute precision: float32 | bfloat16 (mixed precision, see cast_for_compute)
+    unfreeze: int = 1  # mode top: how many of the last blocks train (with the final LayerNorm and the head)
+    lora_rank: int = 8  # mode lora: the adapters' rank r
+    lora_alpha: float = 16.0  # mode lora: the adapters' output is scaled by lora_alpha / lora_rank
 
     def __post_init__(self):
         check_dtype(self.dtype)
@@ -109,6 +113,12 @@ class TrainConfig:
             raise ValueError(f"--lr-decay-per-layer must be in (0, 1], got {self.lr_decay_per_layer:g}")
         if not 0 <= self.head_dropout < 1:
             raise ValueError(f"the head's dropout must be in [0, 1), got {self.head_dropout:g}")
+        if self.unfreeze < 1:  # (its upper bound, the model's depth: modes.top_blocks)
+            raise ValueError(f"--unfreeze must be at least 1 (the number of top blocks that train), got {self.unfreeze}")
+        if self.lora_rank < 1:
+            raise ValueError(f"--lora-rank must be at least 1, got {self.lora_rank}")
+        if not 0 < self.lora_alpha < float("inf"):
+            raise ValueError(f"--lora-alpha must be a positive, finite number, got {self.lora_alpha:g}")
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
@@ -282,7 +292,9 @@ def finetune(
     enc = {name: examples for name, (_, examples) in prepared.items()}
 
     # -- what is trained, and on what ----------------------------------------
-    if get_mode(cfg.mode).frozen_backbone:
+    mode = get_mode(cfg.mode)
+    trains = mode.filter(cfg, model.config.n_layer)  # what gets gradients; the rest stays frozen
+    if mode.frozen_backbone:
         if not isinstance(head, ClassificationHead):
             raise TrainingError(
                 f"mode {cfg.mode!r} caches one pooled feature vector per text, which only the classification "
@@ -293,12 +305,13 @@ def finetune(
                                                        cfg.dtype, progress=f"{name} features" if progress else None),
                          "labels": e.labels}
                   for name, e in enc.items()}
-        net, forward, loss = head, forward_features, CLASSIFY_FEATURES
+        net, forward, loss, trains = head, forward_features, CLASSIFY_FEATURES, within("head", trains)
     else:
         arrays = {name: a for name, (a, _) in prepared.items()}
-        net, forward, loss = model, eval_forward(head), CLASSIFY_TOKENS
+        # the model as the mode trains it: lora's a copy with adapters; the others' the model itself
+        net, forward, loss = mode.prepared(model, cfg), eval_forward(head), CLASSIFY_TOKENS
     seconds["prepare"] = time.perf_counter() - t_phase
-    graphdef, params = nnx.split(net)
+    graphdef, params, rest = split_trained(net, trains)
     n_train = len(enc["train"])
     batch_size = fit_batch_size(cfg.batch_size, n_train, "training examples", log)
     # the run as it trains: its steps, batches and state key use the fitted batch; result.json keeps the
@@ -310,8 +323,8 @@ def finetune(
     total = cfg.total_steps(n_train)
     eval_every = cfg.eval_every or max(1, total // 10)
     opt_state, parallel, train_step = setup_training(
-        cfg, graphdef, params, loss, total, model.config.n_layer)
-    eval_step = make_eval_step(graphdef, forward, cfg.dtype)
+        cfg, graphdef, params, loss, total, model.config.n_layer, rest)
+    eval_step = make_eval_step(graphdef, forward, cfg.dtype, rest)
 
     def validate(params):
         t = time.perf_counter()
@@ -320,9 +333,11 @@ def finetune(
         return {f"val_{k}": v for k, v in val.items()}
 
     def write_best(params, step):
-        save_pretrained(_with_params(graphdef, params, model, cfg.mode), out / "best", tokenizer,
+        trained = _with_params(net, params, model)
+        save_pretrained(mode.finished(nnx.clone(trained)), out / "best", tokenizer,
                         extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
                                "val_examples": len(enc["validation"]), "dtype": cfg.dtype, **data_record(data)})
+        save_adapters(trained, out / "best")  # lora: the adapters alone too (the other modes have none)
 
     def save_best(params, step, metrics):
         nonlocal saving
@@ -357,7 +372,8 @@ def finetune(
     test = head.metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size,
                                 "test" if progress else None), enc["test"])
     seconds["test"] = time.perf_counter() - t_phase
-    nnx.update(net, loop.best_params)  # the trained weights go back into the caller's model
+    # the trained weights go back into the caller's model (lora's merged into its plain weights)
+    nnx.update(model, nnx.state(mode.finished(_with_params(net, loop.best_params, model))))
     if out is not None and not keep_state and keep_best:  # best/ was not written along the way
         write_best(loop.best_params, loop.best_step)
     # a resumed run's wall time counts the training loops of the calls before this one (their state
@@ -405,12 +421,13 @@ def check_run_folder(out: str | Path) -> None:
                             f"empty or new folder")
 
 
-def _with_params(graphdef, params, model: GPT2, mode: str) -> GPT2:
-    """The full model carrying the current trained weights (for saving)."""
-    trained = nnx.merge(graphdef, params)
-    if get_mode(mode).frozen_backbone:
-        return GPT2(model.backbone, trained)
-    return trained
+def _with_params(net, params, model: GPT2) -> GPT2:
+    """A copy of the trained ``net`` (``model``, its head alone, or the copy
+    its mode prepared) carrying the trained weights ``params``, as a whole
+    model: ``model``'s backbone beside a head trained alone."""
+    trained = nnx.clone(net)
+    nnx.update(trained, params)
+    return trained if isinstance(trained, GPT2) else GPT2(model.backbone, trained)
 
 
 # what a run's folder holds (finetune's own files; mode adapt's next-word stage)
@@ -459,6 +476,9 @@ def _run_keys(cfg: TrainConfig, data: Dataset, model: GPT2, tokenizer, rows: str
         d.pop(k, None)
     for k in ("prompt", "label_words"):  # read by the prompt modes only: a run of another mode keys as before
         if d.get(k) is None:
+            d.pop(k, None)
+    for k in ("unfreeze", "lora_rank", "lora_alpha"):  # read by one mode each (Mode.options): the others key as before
+        if k not in get_mode(cfg.mode).options:
             d.pop(k, None)
     d["data"] = data.spec
     d["n"] = [len(data.train), len(data.validation), len(data.test)]

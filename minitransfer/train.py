@@ -41,11 +41,11 @@ from minitransfer.data import Dataset, data_record
 from minitransfer.encoding import batch_indices, fit_batch_size
 from minitransfer.heads import ClassificationHead, TaskHead
 from minitransfer.loop import OTHER_RUN, TrainingError, _read_log, train_loop
+from minitransfer.lora import save_adapters
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
 from minitransfer.modes import get_mode
 from minitransfer.optim import check_optimizer_settings, lr_values
 from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
-from minitransfer.lora import save_adapters
 from minitransfer.steps import (CLASSIFY_FEATURES, CLASSIFY_TOKENS, backbone_features, check_dtype,
                                 eval_batch_default, eval_forward, forward_features, make_eval_step, predict,
                                 setup_training, split_trained, weights_fingerprint, within)

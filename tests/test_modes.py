@@ -77,8 +77,7 @@ def test_top_trains_only_the_last_blocks_the_final_layer_norm_and_the_head(k, pr
     for weights in (_flat(model), _flat(mt.load_pretrained(tmp_path / "run" / "best"))):
         assert weights.keys() == before.keys()
         for name, w in weights.items():
-            trains = name.startswith("head.") or name.startswith("backbone.ln_f.") or any(
-                name.startswith(f"backbone.h.{i}.") for i in range(2 - k, 2))
+            trains = name.startswith(("head.", "backbone.ln_f.", *(f"backbone.h.{i}." for i in range(2 - k, 2))))
             assert np.array_equal(w, before[name]) != trains, name  # frozen: bit-identical; trained: moved
 
 
@@ -94,7 +93,7 @@ def test_lora_trains_only_the_adapters_and_the_head(pretrained_dir, keyword_data
     prepared = get_mode("lora").prepared(model, cfg)
     assert prepared is not model and not any(isinstance(getattr(o, n), ScaledLoRALinear)
                                              for o, n in [(b.attn, "c_attn") for b in model.backbone.h])
-    _, trained, rest = split_trained(prepared, get_mode("lora").filter(cfg, 2))
+    _, trained, _ = split_trained(prepared, get_mode("lora").filter(cfg, 2))
     names = [".".join(map(str, p)) for p, _ in nnx.to_flat_state(trained)]
     assert names and all(n.startswith("head.") or ".lora.lora_" in n for n in names), names
     assert len([n for n in names if "lora" in n]) == 2 * 4 * 2  # (A, B) x 4 projections x 2 blocks

@@ -12,7 +12,7 @@ from minitransfer.modes import MODES, Mode
 
 show(Mode)
 for m in MODES.values():
-    print(f"{m.name:>8}: starts {m.start:<10} trains {m.trains:<4}  {m.help}")
+    print(f"{m.name:>8}: starts {m.start:<10} trains {m.trains_text}\n{'':>10}{m.help}")
 
 # %% [markdown]
 # ## ULMFiT's three stages, on this code

@@ -63,6 +63,16 @@ def _add_prompt_args(p: argparse.ArgumentParser, several: bool):
                    "neutral / positive, and for 0 / 1)")
 
 
+def _add_mode_option_args(p: argparse.ArgumentParser, D):
+    p.add_argument("--unfreeze", type=int, default=D.unfreeze, metavar="K",
+                   help="mode top: the last K blocks train, with the final layer norm and the head (default "
+                   "%(default)s)")
+    p.add_argument("--lora-rank", type=int, default=D.lora_rank,
+                   help="mode lora: the adapters' rank (default %(default)s)")
+    p.add_argument("--lora-alpha", type=float, default=D.lora_alpha,
+                   help="mode lora: the adapters' output is scaled by alpha / rank (default %(default)g)")
+
+
 def _add_device_args(p: argparse.ArgumentParser):
     p.add_argument(
         "--parallel", choices=["none", "data", "fsdp"], default="none",
@@ -216,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=D.weight_decay, help="AdamW weight decay (default %(default)s)")
     p.add_argument("--lr-decay-per-layer", type=float, default=D.lr_decay_per_layer,
                    help="full and adapt modes (a pretrained backbone that trains): each lower layer's lr is multiplied by this (ULMFiT used 1/2.6; default %(default)s)")
+    _add_mode_option_args(p, D)
     p.add_argument("--max-len", type=int, default=D.max_len, help="tokens per example (default %(default)s)")
     p.add_argument("--pooling", choices=["last", "mean"], default=D.pooling,
                    help="how a classification head summarises a sequence (default: last real token)")
@@ -427,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default runs/compare; with --quick, runs/compare-quick, so that "
                                  "a smoke run and the full one keep their own results; with --task chat, "
                                  "runs/compare-chat and runs/compare-chat-quick)")
+    _add_mode_option_args(p, D)
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each run's best model in OUT/runs/NAME/best (default: metrics only; a checkpoint per run "
                    "adds up: with GPT-2 124M the default grid's take tens of GB)")

@@ -89,6 +89,10 @@ class CompareConfig:
     # fine-tunes with the first), and a word per label (None: prompting's defaults for the labels)
     prompts: list = dataclasses.field(default_factory=lambda: list(DEFAULT_PROMPTS))
     label_words: list | None = None
+    # modes top and lora (TrainConfig's fields of the same names)
+    unfreeze: int = 1
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
 
 
 def parse_budgets(text: str) -> list:
@@ -121,7 +125,8 @@ GRID_ONLY = ("budgets", "modes", "seeds", "first_seed", "curve_budget", "paralle
 # how a differing setting is named: by its option where one sets it; None: not named (it follows another)
 COMPARE_SETTING_NAMES = {"steps": "--steps", "max_len": "--max-len", "batch_size": "--batch-size",
                          "pooling": "--pooling", "dtype": "--dtype", "adapt.steps": "--adapt-steps",
-                         "split_seed": "--split-seed",
+                         "split_seed": "--split-seed", "unfreeze": "--unfreeze", "lora_rank": "--lora-rank",
+                         "lora_alpha": "--lora-alpha",
                          "val_examples": "validation examples per run (200 with --quick, 400 without)",
                          **{k: f"CompareConfig.{k} (no option sets it)"
                             for k in ("epochs", "max_steps", "min_steps", "frozen_min_steps", "evals_per_run")},
@@ -251,7 +256,8 @@ def compare(
                                val_examples=cc.val_examples, eval_every=max(1, steps // cc.evals_per_run),
                                parallel=cc.parallel, dtype=cc.dtype, pooling=cc.pooling,
                                prompt=cc.prompts[0] if prompted else None,
-                               label_words=tuple(cc.label_words) if prompted and cc.label_words else None)
+                               label_words=tuple(cc.label_words) if prompted and cc.label_words else None,
+                               unfreeze=cc.unfreeze, lora_rank=cc.lora_rank, lora_alpha=cc.lora_alpha)
 
         if "zero" in cc.modes:  # the next-word head as the classifier, before any label: once per prompt
             rows += zero_label_rows(base_model, data, tokenizer, cc, log)

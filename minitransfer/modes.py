@@ -3,8 +3,19 @@
 Each mode says where the backbone's weights start, which weights train, and
 its default peak learning rate. Everything else (the loop, the loss, the
 metrics) is the same for every mode, which is what makes the comparison fair.
-A new mode (say, "train only the top block") is one more entry here plus, if
-it needs one, one more way to start or to select the trained weights.
+
+What trains is a Flax NNX *filter* (the idiom of ``nnx.split(model, filter,
+...)`` and ``nnx.Optimizer(..., wrt=filter)``): ``nnx.Param`` (every weight),
+``HEAD`` (the task head's weights), ``nnx.LoRAParam`` (adapters), any
+combination of them (``nnx.All``, ``nnx.Any``, ``nnx.Not``), or a function
+``(path, variable) -> bool``. Training splits the model with it: gradients
+and optimizer state exist only for what it selects; the rest is passed to
+the step as it is. A mode whose filter depends on the run's settings (how
+many blocks ``top`` unfreezes) gives a ``RunFilter``. A mode can also change
+the model before training (``prepare``: ``lora`` adds adapters) and the model
+it saves (``finish``: ``lora`` merges them back into plain weights). A new
+mode is one more entry here, plus, where it needs them, a filter or a
+transform of its own (``lora.py``).
 
 ``zero`` and ``prompt`` keep the next-word head instead of chopping it off
 (``prompting.py``): ``zero`` is the classifier it already is before any
@@ -13,19 +24,68 @@ label, ``prompt`` fine-tunes from there.
 ULMFiT (Howard & Ruder 2018) names three stages of transfer: general-domain
 pretraining, next-word fine-tuning on the target task's own text, then
 classifier fine-tuning. ``full`` skips the middle stage; ``adapt`` runs all
-three (see ``adapt.py``).
+three (see ``adapt.py``). ``top`` is ULMFiT's gradual unfreezing held at
+one stage (the top blocks train, the rest stays as pretrained); ``lora``
+(Hu et al. 2021) trains low-rank adapters beside the frozen weights.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+from typing import Any, Callable
+
+from flax import nnx
+
+# what trains in each mode, as nnx filters (see the module's docstring)
+HEAD = nnx.All(nnx.Param, nnx.PathContains("head"))  # the task head's weights
+EVERYTHING = nnx.Param
+NOTHING = nnx.Nothing()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFilter:
+    """A filter that depends on the run: ``build(cfg, n_layer)`` returns it
+    for a run's settings (a ``TrainConfig``) and its model's depth."""
+
+    build: Callable[[Any, int], Any]
+
+    def __repr__(self):
+        return f"{self.build.__name__}(cfg, n_layer)"
+
+
+def top_blocks(cfg, n_layer: int):
+    """ULMFiT-style partial unfreezing: the last ``cfg.unfreeze`` blocks, the
+    final LayerNorm and the head train; the embeddings and the lower blocks
+    stay as pretrained."""
+    if not 1 <= cfg.unfreeze <= n_layer:
+        raise ValueError(f"--unfreeze must be between 1 and the model's {n_layer} blocks, got {cfg.unfreeze}")
+    first = n_layer - cfg.unfreeze
+
+    def in_top_blocks(path, variable) -> bool:
+        return path[:2] == ("backbone", "h") and int(path[2]) >= first
+
+    return nnx.All(nnx.Param, nnx.Any(nnx.PathContains("head"), nnx.PathContains("ln_f"), in_top_blocks))
+
+
+def _add_adapters(model, cfg):
+    from minitransfer.lora import add_adapters
+
+    return add_adapters(model, cfg)
+
+
+def _merge_adapters(model):
+    from minitransfer.lora import merge_adapters
+
+    return merge_adapters(model)
 
 
 @dataclasses.dataclass(frozen=True)
 class Mode:
     name: str
     start: str  # "random" (GPT-2's init) | "pretrained" (the checkpoint) | "adapted" (checkpoint + ULMFiT stage 2)
-    trains: str  # "all" weights, or only the "head" (frozen backbone: features computed once and cached)
+    trains: Any  # an nnx filter over the model (after ``prepare``): what gets gradients; or a RunFilter
     lr: float  # default peak learning rate
     lr_small: float  # default for small models (n_embd <= 256, such as the shipped checkpoint), which need larger steps
     help: str
@@ -37,30 +97,109 @@ class Mode:
     # the head it trains: "new" (a fresh task head: the next-word head chopped off) or
     # "prompt" (the next-word head kept, read through a prompt: prompting.py)
     head: str = "new"
+    # prepare(model, cfg) -> the model to train (a copy where it changes it); finish(model) -> the model
+    # to save (changed in place); None: the model as it is
+    prepare: Callable | None = None
+    finish: Callable | None = None
+    # the TrainConfig fields only this mode reads (the others leave them out of a run's key)
+    options: tuple[str, ...] = ()
 
     @property
     def pretrained(self) -> bool:
         return self.start != "random"
 
-    @property
-    def frozen_backbone(self) -> bool:
-        return self.trains == "head"
+    def filter(self, cfg, n_layer: int):
+        """What trains in a run with settings ``cfg`` on a model of ``n_layer`` blocks."""
+        return self.trains.build(cfg, n_layer) if isinstance(self.trains, RunFilter) else self.trains
 
+    def prepared(self, model, cfg):
+        """The model this mode trains, made from ``model`` (``model`` itself where there is no ``prepare``)."""
+        return self.prepare(model, cfg) if self.prepare else model
+
+    def finished(self, model):
+        """The model to save from a trained one (``model`` itself where there is no ``finish``)."""
+        return self.finish(model) if self.finish else model
+
+    # What the filter selects, read off a tiny model of the mode's own making:
+    # the one place these are decided is the filter itself.
     @property
     def trains_nothing(self) -> bool:
-        return self.trains == "nothing"
+        return not any(_selected(self).values())
+
+    @property
+    def trains_backbone(self) -> bool:
+        return _selected(self)["backbone"]
+
+    @property
+    def frozen_backbone(self) -> bool:
+        """Only the head trains: the backbone's outputs never change, so its
+        features can be computed once and cached (probing's fast path)."""
+        return _selected(self)["head"] and not _selected(self)["backbone"]
+
+    @property
+    def trains_text(self) -> str:
+        """The filter as it reads in the table: ``All(Param, PathContains('head'))``."""
+        return filter_text(self.trains)
+
+
+def filter_text(f) -> str:
+    """An nnx filter written as it is built (nnx's own reprs spell out classes and defaults)."""
+    if isinstance(f, type):
+        return f.__name__
+    if isinstance(f, nnx.filterlib.OfType):
+        return f.type.__name__
+    if isinstance(f, (nnx.filterlib.Nothing, nnx.filterlib.Everything)):
+        return type(f).__name__
+    if isinstance(f, (nnx.All, nnx.Any)):
+        return f"{type(f).__name__}({', '.join(map(filter_text, f.predicates))})"
+    if isinstance(f, nnx.Not):
+        return f"Not({filter_text(f.predicate)})"
+    if isinstance(f, nnx.PathContains):
+        return f"PathContains({f.key!r})"
+    return repr(f)
+
+
+# the settings a sample model is prepared and filtered with (the smallest that select something)
+_SAMPLE_SETTINGS = types.SimpleNamespace(unfreeze=1, lora_rank=1, lora_alpha=1.0, seed=0)
+
+
+@functools.cache
+def _selected(mode: Mode) -> dict[str, bool]:
+    """Does ``mode``'s filter select any weight of the backbone, of the head,
+    on a two-block model (shapes only: nothing is computed)?"""
+    from minitransfer.heads import ClassificationHead
+    from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
+
+    config = GPT2Config(vocab_size=4, n_positions=4, n_embd=4, n_layer=2, n_head=1)
+
+    def sample():
+        model = GPT2(GPT2Backbone(config, rngs=nnx.Rngs(0)), ClassificationHead(config.n_embd, ["a", "b"]))
+        return mode.prepared(model, _SAMPLE_SETTINGS)
+
+    model = nnx.eval_shape(sample)
+    _, trained, _ = nnx.split(model, mode.filter(_SAMPLE_SETTINGS, config.n_layer), ...)
+    paths = [path for path, _ in nnx.to_flat_state(trained)]
+    return {part: any(p[0] == part for p in paths) for part in ("backbone", "head")}
 
 
 MODES: dict[str, Mode] = {m.name: m for m in (
-    Mode("scratch", "random", "all", 3e-4, 1e-3, "random weights, backbone and head train"),
-    Mode("probe", "pretrained", "head", 3e-3, 1e-2, "pretrained backbone frozen, only a new head trains"),
-    Mode("full", "pretrained", "all", 1e-4, 5e-4, "every pretrained weight and a new head train"),
-    Mode("adapt", "adapted", "all", 1e-4, 5e-4,
+    Mode("scratch", "random", EVERYTHING, 3e-4, 1e-3, "random weights, backbone and head train"),
+    Mode("probe", "pretrained", HEAD, 3e-3, 1e-2, "pretrained backbone frozen, only a new head trains"),
+    Mode("top", "pretrained", RunFilter(top_blocks), 1e-4, 5e-4,  # full's rates (not tuned)
+         "ULMFiT-style partial unfreezing: the last --unfreeze blocks (default 1), the final layer norm and a new "
+         "head train; the rest stays as pretrained", options=("unfreeze",)),
+    # LoRA takes larger steps than full fine-tuning (its adapters start at zero, and only they move)
+    Mode("lora", "pretrained", nnx.Any(nnx.LoRAParam, HEAD), 5e-4, 2e-3,
+         "low-rank adapters (rank --lora-rank, scale --lora-alpha / rank) beside every attention and MLP "
+         "projection, and a new head, train; the pretrained weights stay frozen; saved merged into plain GPT-2 "
+         "weights", prepare=_add_adapters, finish=_merge_adapters, options=("lora_rank", "lora_alpha")),
+    Mode("full", "pretrained", EVERYTHING, 1e-4, 5e-4, "every pretrained weight and a new head train"),
+    Mode("adapt", "adapted", EVERYTHING, 1e-4, 5e-4,
          "ULMFiT: next-word training on the task's training texts first, then as full", adds_to="full"),
-    Mode("zero", "pretrained", "nothing", 0.0, 0.0,
+    Mode("zero", "pretrained", NOTHING, 0.0, 0.0,
          "the next-word head itself as the classifier, before any label (a prompt after each text, a word "
          "per label); nothing trains", head="prompt"),
-    Mode("prompt", "pretrained", "all", 1e-4, 5e-4,
+    Mode("prompt", "pretrained", EVERYTHING, 1e-4, 5e-4,
          "the next-word head kept as the classifier (as zero), then every weight trains as in full",
          also_over=("probe", "full"), head="prompt"),
 )}

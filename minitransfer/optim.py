@@ -1,6 +1,6 @@
 """The optimizer of every training run: AdamW as clipping + Adam's scaled
 update + decoupled weight decay (none on biases and LayerNorm), warmup then
-decay, and ULMFiT's per-layer learning rates for full fine-tuning.
+decay, and ULMFiT's per-layer learning rates where a pretrained backbone trains.
 
 The learning rate is not inside the optimizer: ``lr_values`` computes every
 step's rate on the host and the compiled step takes it as an argument, so
@@ -94,7 +94,8 @@ def scale_by_tree(factors) -> optax.GradientTransformation:
 
 def make_optimizer(cfg, params, total_steps: int, n_layer: int) -> optax.GradientTransformation:
     """AdamW without its learning rate: clipping, Adam's scaled update, decoupled
-    weight decay and (full fine-tuning) per-layer factors. The step multiplies
+    weight decay and (where a pretrained backbone trains) per-layer factors,
+    for ``params``: what the run trains (its mode's filter), nothing else. The step multiplies
     the result by ``-lr`` for the current step, which it receives as an
     argument (``lr_values``): the compiled step then does not depend on the
     schedule, so ``compare`` compiles it once and reuses it for every budget
@@ -112,11 +113,13 @@ def make_optimizer(cfg, params, total_steps: int, n_layer: int) -> optax.Gradien
 
 
 def layer_decay(cfg) -> float:
-    """The per-layer lr factor in effect: only where a pretrained backbone trains."""
+    """The per-layer lr factor in effect: only where weights of a pretrained
+    backbone train (all of them in full, adapt and prompt; the top blocks in
+    top; the adapters in lora, each block's at its block's factor)."""
     if getattr(cfg, "mode", None) is None:  # pretraining: no mode, every layer alike
         return 1.0
     m = get_mode(cfg.mode)
-    return cfg.lr_decay_per_layer if m.pretrained and not m.frozen_backbone else 1.0
+    return cfg.lr_decay_per_layer if m.pretrained and m.trains_backbone else 1.0
 
 
 def lr_values(cfg, total_steps: int) -> np.ndarray:

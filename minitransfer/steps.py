@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -79,11 +80,14 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     """One optimizer step as a pure function, compiled once.
 
     ``loss_fn(net, batch, dropout_key) -> scalar`` where ``net`` is the module
-    being trained (rebuilt from ``graphdef`` + ``params`` inside the trace).
-    ``params`` holds only what is trained, so gradients and optimizer state
-    exist only for it. ``out_shardings`` (params, opt_state) keeps sharded
-    weights sharded across steps (see parallel.py); the step itself does not
-    change. ``dtype`` is the compute precision (see ``cast_for_compute``).
+    being trained (rebuilt from ``graphdef`` + ``params`` (+ ``rest``) inside
+    the trace). ``params`` holds only what is trained (the mode's filter:
+    ``split_trained``), so gradients and optimizer state exist only for it;
+    ``rest``, the frozen weights, goes into the forward pass as it is (not
+    donated: every step reads the same). ``out_shardings`` (params,
+    opt_state) keeps sharded weights sharded across steps (see parallel.py);
+    the step itself does not change. ``dtype`` is the compute precision (see
+    ``cast_for_compute``).
 
     ``params`` and ``opt_state`` are *donated*: the step writes the new
     weights and optimizer state into the buffers of the old ones, which are
@@ -98,16 +102,17 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     The training loop passes the run's key and the step number that way:
     deriving each step's key outside would run one more program per step,
     about a millisecond of the host's time each on a CPU, in a step that on
-    an accelerator can take less.
+    an accelerator can take less. ``rest`` is a keyword argument, or bound
+    once with ``with_rest``.
     """
 
-    def loss_of_params(params, batch, key):
-        return loss_fn(nnx.merge(graphdef, cast_for_compute(params, dtype)), batch, key)
+    def loss_of_params(params, batch, key, rest):
+        return loss_fn(merge_for_compute(graphdef, params, rest, dtype), batch, key)
 
-    def train_step(params, opt_state, batch, key, lr, step=None):
+    def train_step(params, opt_state, batch, key, lr, step=None, rest=None):
         if step is not None:  # key is the run's: this step's is derived here, not by a small program of its own
             key = jax.random.fold_in(key, step)
-        loss, grads = jax.value_and_grad(loss_of_params)(params, batch, key)
+        loss, grads = jax.value_and_grad(loss_of_params)(params, batch, key, rest)
         updates, opt_state = tx.update(grads, opt_state, params)
         updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)  # lr: this step's learning rate
         params = optax.apply_updates(params, updates)
@@ -116,6 +121,37 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     if out_shardings is None:
         return jax.jit(train_step, donate_argnums=(0, 1))
     return jax.jit(train_step, donate_argnums=(0, 1), out_shardings=(*out_shardings, None))
+
+
+def merge_for_compute(graphdef, params, rest, dtype: str):
+    """The module of ``graphdef`` with the trained ``params`` and the frozen
+    ``rest`` (None: nothing frozen), both cast to the compute ``dtype``."""
+    if rest is None:
+        return nnx.merge(graphdef, cast_for_compute(params, dtype))
+    return nnx.merge(graphdef, cast_for_compute(params, dtype), cast_for_compute(rest, dtype))
+
+
+def split_trained(net, trains):
+    """``graphdef, params, rest``: ``net`` split by the filter ``trains`` into
+    what trains and what stays frozen. ``rest`` is None where nothing is
+    frozen, so that a mode that trains everything compiles exactly the step
+    it would without a filter."""
+    graphdef, params, rest = nnx.split(net, trains, ...)
+    return graphdef, params, (rest if jax.tree.leaves(rest) else None)
+
+
+def within(prefix: str, trains):
+    """The filter ``trains`` of a whole model, read on its submodule
+    ``prefix`` (the head alone, as probing trains it): the submodule's paths
+    are looked up as the whole model's."""
+    predicate = nnx.filterlib.to_predicate(trains)
+    return lambda path, variable: predicate((prefix, *path), variable)
+
+
+def with_rest(step: Callable, rest) -> Callable:
+    """``step`` (a train or eval step) with the frozen weights ``rest`` bound: the training loop and
+    ``predict`` call it with the trained weights alone."""
+    return step if rest is None else functools.partial(step, rest=rest)
 
 
 # jax.monitoring's events for the three stages of turning a Python function
@@ -168,35 +204,41 @@ def _cached(key, build: Callable):
     return _COMPILED[key]
 
 
-def setup_training(cfg, graphdef, params, loss_fn: Callable, total_steps: int, n_layer: int):
+def setup_training(cfg, graphdef, params, loss_fn: Callable, total_steps: int, n_layer: int, rest=None):
     """Optimizer state, device placement and the compiled step for one run:
-    the part fine-tuning and pretraining share. ``loss_fn`` should be a
-    module-level function (such as ``CLASSIFY_TOKENS``), so that runs share
-    the compiled step."""
+    the part fine-tuning and pretraining share. ``params`` are the weights
+    that train, ``rest`` the frozen ones (``split_trained``; None: none),
+    which the returned step carries. ``loss_fn`` should be a module-level
+    function (such as ``CLASSIFY_TOKENS``), so that runs share the compiled
+    step."""
     tx = make_optimizer(cfg, params, total_steps, n_layer)
     opt_state = tx.init(params)
     parallel = Parallel(cfg.parallel)
     if parallel.mesh:
         shardings = (parallel.param_sharding(params), parallel.param_sharding(opt_state))
-        return opt_state, parallel, make_train_step(graphdef, loss_fn, tx, shardings, cfg.dtype)
-    key = ("train", graphdef, loss_fn, cfg.dtype, cfg.clip_norm, cfg.weight_decay,
+        step = make_train_step(graphdef, loss_fn, tx, shardings, cfg.dtype)
+        return opt_state, parallel, with_rest(step, None if rest is None else parallel.place(rest))
+    # (the trained weights' tree: a filter that trains other weights of the same model needs its own step)
+    key = ("train", graphdef, jax.tree.structure(params), loss_fn, cfg.dtype, cfg.clip_norm, cfg.weight_decay,
            layer_decay(cfg), n_layer)
-    return opt_state, parallel, _cached(key, lambda: make_train_step(graphdef, loss_fn, tx, None, cfg.dtype))
+    return opt_state, parallel, with_rest(_cached(key, lambda: make_train_step(graphdef, loss_fn, tx, None, cfg.dtype)),
+                                          rest)
 
 
-def make_eval_step(graphdef, forward: Callable, dtype: str = "float32"):
+def make_eval_step(graphdef, forward: Callable, dtype: str = "float32", rest=None):
     """``eval_step(params, batch) -> forward(net, batch, None)``: no dropout,
-    computed in ``dtype`` like training; float32 outputs. Compiled once per
-    (model structure, forward, dtype) and reused."""
+    computed in ``dtype`` like training; float32 outputs; ``rest``: the
+    frozen weights beside ``params`` (``split_trained``), bound into the
+    step. Compiled once per (model structure, forward, dtype) and reused."""
 
     def build():
         @jax.jit
-        def eval_step(params, batch):
-            return forward(nnx.merge(graphdef, cast_for_compute(params, dtype)), batch, None).astype(jnp.float32)
+        def eval_step(params, batch, rest=None):
+            return forward(merge_for_compute(graphdef, params, rest, dtype), batch, None).astype(jnp.float32)
 
         return eval_step
 
-    return _cached(("eval", graphdef, forward, dtype), build)
+    return with_rest(_cached(("eval", graphdef, forward, dtype), build), rest)
 
 
 def classification_loss(forward: Callable) -> Callable:

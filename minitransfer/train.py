@@ -42,14 +42,15 @@ from minitransfer.heads import ClassificationHead, TaskHead
 from minitransfer.convert import save_pretrained
 from minitransfer.errors import TrainingError
 from minitransfer.loop import LoopResult, Schedule, Validation, train_loop
+from minitransfer.lora import save_adapters
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
-from minitransfer.modes import get_mode
+from minitransfer.modes import MODES, get_mode
 from minitransfer.optim import check_optimizer_settings, lr_values
 from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
 from minitransfer.runs import RunFolder, Stopwatch, check_out_folder, run_key
 from minitransfer.steps import (CLASSIFY_FEATURES, CLASSIFY_TOKENS, backbone_features, check_dtype,
                                 eval_batch_default, eval_forward, forward_features, make_eval_step, predict,
-                                setup_training, weights_fingerprint)
+                                setup_training, split_trained, weights_fingerprint, within)
 
 
 def default_lr(mode: str, config: GPT2Config) -> float:
@@ -87,6 +88,9 @@ class TrainConfig:
     label_words: tuple[str, ...] | None = None
     parallel: str = "none"  # none | data | fsdp (see parallel.py)
     dtype: str = "float32"  # compute precision: float32 | bfloat16 (mixed precision, see cast_for_compute)
+    unfreeze: int = 1  # mode top: how many of the last blocks train (with the final LayerNorm and the head)
+    lora_rank: int = 8  # mode lora: the adapters' rank r
+    lora_alpha: float = 16.0  # mode lora: the adapters' output is scaled by lora_alpha / lora_rank
 
     def __post_init__(self):
         check_dtype(self.dtype)
@@ -111,6 +115,12 @@ class TrainConfig:
             raise ValueError(f"--lr-decay-per-layer must be in (0, 1], got {self.lr_decay_per_layer:g}")
         if not 0 <= self.head_dropout < 1:
             raise ValueError(f"the head's dropout must be in [0, 1), got {self.head_dropout:g}")
+        if self.unfreeze < 1:  # (its upper bound, the model's depth: modes.top_blocks)
+            raise ValueError(f"--unfreeze must be at least 1 (the number of top blocks that train), got {self.unfreeze}")
+        if self.lora_rank < 1:
+            raise ValueError(f"--lora-rank must be at least 1, got {self.lora_rank}")
+        if not 0 < self.lora_alpha < float("inf"):
+            raise ValueError(f"--lora-alpha must be a positive, finite number, got {self.lora_alpha:g}")
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
@@ -225,7 +235,7 @@ def finetune(
                               eval_batch_size=cfg.eval_batch_size or eval_batch_default())
     if out is not None:
         check_out_folder(out, "finetune")
-    settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUN_KEY_IGNORES},
+    settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ignored_settings(cfg.mode)},
                 "data_rows": data_rows_hash(data)}
     run = RunFolder(out, _run_key(settings, data, model, tokenizer), settings, resumable=keep_state)
     if (done := run.finished()) is not None:
@@ -239,8 +249,10 @@ def finetune(
                                 val_examples=cfg.val_examples, log=log)
         enc = {name: examples for name, (_, examples) in prepared.items()}
 
-        # ---- what trains, and on what: a frozen backbone's features are computed once
-        if get_mode(cfg.mode).frozen_backbone:
+        # ---- what trains (the mode's filter), and on what: a frozen backbone's features are computed once
+        mode = get_mode(cfg.mode)
+        trains = mode.filter(cfg, model.config.n_layer)
+        if mode.frozen_backbone:
             if not isinstance(head, ClassificationHead):
                 raise TrainingError(
                     f"mode {cfg.mode!r} caches one pooled feature vector per text, which only the classification "
@@ -252,28 +264,31 @@ def finetune(
                                                            cfg.dtype, progress=f"{name} features" if progress else None),
                              "labels": e.labels}
                       for name, e in enc.items()}
-            net, forward, loss = head, forward_features, CLASSIFY_FEATURES
+            net, forward, loss, trains = head, forward_features, CLASSIFY_FEATURES, within("head", trains)
         else:
             arrays = {name: a for name, (a, _) in prepared.items()}
-            net, forward, loss = model, eval_forward(head), CLASSIFY_TOKENS
+            # the model as the mode trains it: lora's a copy with adapters; the others' the model itself
+            net, forward, loss = mode.prepared(model, cfg), eval_forward(head), CLASSIFY_TOKENS
 
     # ---- optimizer and steps ----------------------------------------------------
-    graphdef, params = nnx.split(net)
+    graphdef, params, rest = split_trained(net, trains)  # rest: what stays frozen (None: nothing)
     n_train = len(enc["train"])
     asked, cfg = cfg, dataclasses.replace(cfg, batch_size=fit_batch_size(cfg.batch_size, n_train, "training examples",
                                                                           log))
     total = cfg.total_steps(n_train)
-    opt_state, parallel, train_step = setup_training(cfg, graphdef, params, loss, total, model.config.n_layer)
-    eval_step = make_eval_step(graphdef, forward, cfg.dtype)
+    opt_state, parallel, train_step = setup_training(cfg, graphdef, params, loss, total, model.config.n_layer, rest)
+    eval_step = make_eval_step(graphdef, forward, cfg.dtype, rest)
 
     def validate(params):
         val = head.metrics(predict(eval_step, params, arrays["validation"], cfg.eval_batch_size), enc["validation"])
         return {f"val_{k}": v for k, v in val.items()}
 
     def save_best(params, step, metrics=None):
-        save_pretrained(_with_params(graphdef, params, model, cfg.mode), run.out / "best", tokenizer,
+        trained = _with_params(net, params, model)
+        save_pretrained(mode.finished(nnx.clone(trained)), run.out / "best", tokenizer,
                         extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
                                "val_examples": len(enc["validation"]), "dtype": cfg.dtype, **data_record(data)})
+        save_adapters(trained, run.out / "best")  # lora: the adapters alone too (the other modes have none)
 
     # ---- train ------------------------------------------------------------------
     loop = train_loop(
@@ -288,7 +303,8 @@ def finetune(
     with watch("test"):
         test = head.metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size,
                                     "test" if progress else None), enc["test"])
-    nnx.update(net, loop.best_params)  # the trained weights go back into the caller's model
+    # the trained weights go back into the caller's model (lora's merged into its plain weights)
+    nnx.update(model, nnx.state(mode.finished(_with_params(net, loop.best_params, model))))
     if out is not None and not keep_state and keep_best:  # best/ was not written along the way
         save_best(loop.best_params, loop.best_step)
 
@@ -349,16 +365,24 @@ def run_seconds(watch: Stopwatch, loop: LoopResult) -> tuple[dict, float]:
     return {k: round(v, 3) for k, v in seconds.items()}, wall
 
 
-def _with_params(graphdef, params, model: GPT2, mode: str) -> GPT2:
-    """The full model carrying the current trained weights (for saving)."""
-    trained = nnx.merge(graphdef, params)
-    if get_mode(mode).frozen_backbone:
-        return GPT2(model.backbone, trained)
-    return trained
+def _with_params(net, params, model: GPT2) -> GPT2:
+    """A copy of the trained ``net`` (``model``, its head alone, or the copy
+    its mode prepared) carrying the trained weights ``params``, as a whole
+    model: ``model``'s backbone beside a head trained alone."""
+    trained = nnx.clone(net)
+    nnx.update(trained, params)
+    return trained if isinstance(trained, GPT2) else GPT2(model.backbone, trained)
 
 
 # settings that do not change what a run computes: how big its evaluation batches are, and where it runs
 RUN_KEY_IGNORES = ("eval_batch_size", "parallel")
+
+
+def ignored_settings(mode: str) -> set[str]:
+    """The settings that do not make a run of ``mode`` what it is: the
+    ``RUN_KEY_IGNORES`` and the options of other modes (``Mode.options``)."""
+    others = {k for m in MODES.values() for k in m.options} - set(get_mode(mode).options)
+    return {*RUN_KEY_IGNORES, *others}
 
 
 def data_rows_hash(data) -> str:

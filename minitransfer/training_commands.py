@@ -55,6 +55,7 @@ def cmd_finetune(args) -> int:
         eval_every=args.eval_every, val_examples=None if args.val_examples == 0 else args.val_examples,
         max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling, head_bias=args.head_bias,
         parallel=args.parallel, dtype=args.dtype, prompt=args.prompt,
+        unfreeze=args.unfreeze, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
     )
     check_out_folder(args.out, "finetune")  # before the data, and before mode adapt writes OUT/adapted
     if args.data is None:
@@ -122,7 +123,7 @@ def ignored_finetune_options(args, cfg) -> list[str]:
     one line each, so that a setting the user believes in is not silently
     without effect."""
     from minitransfer.adapt import AdaptConfig
-    from minitransfer.modes import get_mode
+    from minitransfer.modes import MODES, get_mode
     from minitransfer.optim import layer_decay
 
     mode, notes = get_mode(args.mode), []
@@ -136,6 +137,10 @@ def ignored_finetune_options(args, cfg) -> list[str]:
         why = "its backbone is frozen" if mode.frozen_backbone else "its backbone starts from random weights"
         notes.append(f"--lr-decay-per-layer {cfg.lr_decay_per_layer:g} has no effect in mode {args.mode} "
                      f"({why}): it scales the learning rate of a pretrained backbone's layers as they train")
+    for name, option in (("unfreeze", "--unfreeze"), ("lora_rank", "--lora-rank"), ("lora_alpha", "--lora-alpha")):
+        if getattr(cfg, name) != getattr(type(cfg), name) and name not in mode.options:
+            reader = next(m.name for m in MODES.values() if name in m.options)
+            notes.append(f"{option} {getattr(cfg, name):g} has no effect in mode {args.mode}: only {reader} reads it")
     if mode.head != "prompt":
         for opt, given in (("--prompt", args.prompt), ("--label-words", args.label_words)):
             if given is not None:
@@ -451,6 +456,7 @@ def compare_config(args):
     check_modes(cc.modes)
     cc.parallel, cc.dtype, cc.keep_checkpoints = args.parallel, args.dtype, args.keep_checkpoints
     cc.first_seed, cc.split_seed = args.first_seed, args.split_seed
+    cc.unfreeze, cc.lora_rank, cc.lora_alpha = args.unfreeze, args.lora_rank, args.lora_alpha
     for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
         if getattr(args, name) is not None:
             setattr(cc, name, getattr(args, name))

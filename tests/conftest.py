@@ -109,3 +109,16 @@ def tiny_checkpoint(tmp_path):
     d = tmp_path / "tiny"
     hf.save_pretrained(d)
     return hf, d
+
+
+def ctrl_c_after(step: int, also=lambda message: None):
+    """A log for a run without progress bar (which logs a line per validation)
+    that presses Ctrl-C once step ``step``'s validation has been logged: the
+    loop saves it, then stops before the next step, as at a real Ctrl-C."""
+    def log(message):
+        also(message)
+        if f" step {step}/" in message:
+            from minitransfer import interrupt
+
+            interrupt.request()
+    return log

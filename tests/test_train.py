@@ -15,21 +15,11 @@ import minitransfer as mt
 from minitransfer.cli import main
 from minitransfer.data import load_dataset
 from minitransfer.heads import ClassificationHead, last_token_index, pool
-from minitransfer import interrupt
 from minitransfer.errors import TrainingError
 from minitransfer.optim import layer_lr_factors
 from minitransfer.train import TrainConfig, build_classifier, finetune
+from tests.conftest import ctrl_c_after
 
-
-def ctrl_c_after(step: int, also=lambda message: None):
-    """A log for a run without progress bar (which logs a line per validation)
-    that presses Ctrl-C once step ``step``'s validation has been logged: the
-    loop saves it, then stops before the next step, as at a real Ctrl-C."""
-    def log(message):
-        also(message)
-        if f" step {step}/" in message:
-            interrupt.request()
-    return log
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
 

@@ -233,42 +233,20 @@ def finetune(
     head = check_fits(model, data, tokenizer, cfg)
     cfg = dataclasses.replace(cfg, lr=cfg.lr or default_lr(cfg.mode, model.config),
                               eval_batch_size=cfg.eval_batch_size or eval_batch_default())
-    if out is not None:
-        check_out_folder(out, "finetune")
-    settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ignored_settings(cfg.mode)},
-                "data_rows": data_rows_hash(data)}
-    run = RunFolder(out, _run_key(settings, data, model, tokenizer), settings, resumable=keep_state)
+    run = open_run(model, data, tokenizer, cfg, out, keep_state)
     if (done := run.finished()) is not None:
         log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
-        return RunResult(run.out, done["best_step"], done["best_val"], done["test"], done["steps"],
-                         done["steps_per_second"], done["wall_seconds"], run.history(), done["seconds"])
+        return RunResult(run.out, *(done[k] for k in ("best_step", "best_val", "test", "steps", "steps_per_second",
+                                                      "wall_seconds")), run.history(), done["seconds"])
 
-    # ---- data: the head says what its batches hold (budget, validation subset, encoding)
+    # ---- data: the head says what its batches hold (budget, validation subset, encoding), and what trains
     with watch("prepare"):
         prepared = head.prepare(data, tokenizer, max_len=cfg.max_len, budget=cfg.labels, seed=cfg.seed,
                                 val_examples=cfg.val_examples, log=log)
         enc = {name: examples for name, (_, examples) in prepared.items()}
 
-        # ---- what trains (the mode's filter), and on what: a frozen backbone's features are computed once
         mode = get_mode(cfg.mode)
-        trains = mode.filter(cfg, model.config.n_layer)
-        if mode.frozen_backbone:
-            if not isinstance(head, ClassificationHead):
-                raise TrainingError(
-                    f"mode {cfg.mode!r} caches one pooled feature vector per text, which only the classification "
-                    f"head reads; the {head.kind} head reads every position: use full, adapt or scratch"
-                )
-            log(f"{cfg.mode}: computing frozen-backbone features once for {sum(len(e) for e in enc.values())} "
-                f"examples")
-            arrays = {name: {"features": backbone_features(model, e, cfg.eval_batch_size, feature_cache, e.texts,
-                                                           cfg.dtype, progress=f"{name} features" if progress else None),
-                             "labels": e.labels}
-                      for name, e in enc.items()}
-            net, forward, loss, trains = head, forward_features, CLASSIFY_FEATURES, within("head", trains)
-        else:
-            arrays = {name: a for name, (a, _) in prepared.items()}
-            # the model as the mode trains it: lora's a copy with adapters; the others' the model itself
-            net, forward, loss = mode.prepared(model, cfg), eval_forward(head), CLASSIFY_TOKENS
+        net, arrays, forward, loss, trains = what_trains(model, cfg, prepared, feature_cache, progress, log)
 
     # ---- optimizer and steps ----------------------------------------------------
     graphdef, params, rest = split_trained(net, trains)  # rest: what stays frozen (None: nothing)
@@ -320,6 +298,47 @@ def finetune(
                 "truncated": {name: e.n_truncated for name, e in enc.items()}})
     return RunResult(run.out, loop.best_step, best_val, test, loop.step, loop.steps_per_second, wall, loop.history,
                      seconds)
+
+
+def open_run(model: GPT2, data, tokenizer, cfg: TrainConfig, out, keep_state: bool) -> RunFolder:
+    """The run's folder (``runs.py``), keyed by what makes this run the one it
+    is: its settings (the data's rows among them, the options of other modes
+    not), the data's name and sizes, the tokenizer, the model's shape and
+    starting weights."""
+    if out is not None:
+        check_out_folder(out, "finetune")
+    settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ignored_settings(cfg.mode)},
+                "data_rows": data_rows_hash(data)}
+    key = run_key({**settings, "weights": weights_fingerprint(model), "data": data.spec,
+                   "tokenizer": [len(tokenizer), tokenizer.encode("minitransfer: the same tokenizer?")],
+                   "n": [len(data.train), len(data.validation), len(data.test)],
+                   "label_names": getattr(data, "label_names", None), "model": dataclasses.asdict(model.config)})
+    return RunFolder(out, key, settings, resumable=keep_state)
+
+
+def what_trains(model: GPT2, cfg: TrainConfig, prepared: dict, feature_cache: dict | None, progress: bool, log):
+    """(net, arrays, forward, loss, trains): the module the optimizer sees, the
+    arrays it trains and is evaluated on, its forward pass and loss, and the
+    mode's filter of what in ``net`` trains. A mode whose filter leaves the
+    backbone frozen trains the head alone on the backbone's features,
+    computed once (and kept in ``feature_cache`` across runs); lora trains a
+    copy of the model with adapters (``Mode.prepared``)."""
+    mode, head = get_mode(cfg.mode), model.head
+    trains = mode.filter(cfg, model.config.n_layer)
+    if not mode.frozen_backbone:
+        arrays = {name: a for name, (a, _) in prepared.items()}
+        return mode.prepared(model, cfg), arrays, eval_forward(head), CLASSIFY_TOKENS, trains
+    if not isinstance(head, ClassificationHead):
+        raise TrainingError(f"mode {cfg.mode!r} caches one pooled feature vector per text, which only the "
+                            f"classification head reads; the {head.kind} head reads every position: use full, "
+                            f"adapt or scratch")
+    enc = {name: examples for name, (_, examples) in prepared.items()}
+    log(f"{cfg.mode}: computing frozen-backbone features once for {sum(len(e) for e in enc.values())} examples")
+    arrays = {name: {"features": backbone_features(model, e, cfg.eval_batch_size, feature_cache, e.texts, cfg.dtype,
+                                                   progress=f"{name} features" if progress else None),
+                     "labels": e.labels}
+              for name, e in enc.items()}
+    return head, arrays, forward_features, CLASSIFY_FEATURES, within("head", trains)
 
 
 def check_fits(model: GPT2, data, tokenizer, cfg: TrainConfig) -> TaskHead:
@@ -401,16 +420,6 @@ def data_rows_hash(data) -> str:
                 h.update(json.dumps(value, default=str).encode())
     h.update(json.dumps(getattr(data, "label_names", None)).encode())
     return h.hexdigest()[:16]
-
-
-def _run_key(settings: dict, data: Dataset, model: GPT2, tokenizer) -> str:
-    """What makes a fine-tuning run the same run: its settings (the data's
-    rows among them), the data's name and sizes, the tokenizer, the model's
-    shape and starting weights."""
-    return run_key({**settings, "weights": weights_fingerprint(model), "data": data.spec,
-                    "tokenizer": [len(tokenizer), tokenizer.encode("minitransfer: the same tokenizer?")],
-                    "n": [len(data.train), len(data.validation), len(data.test)],
-                    "label_names": getattr(data, "label_names", None), "model": dataclasses.asdict(model.config)})
 
 
 def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | None = None,

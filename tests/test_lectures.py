@@ -8,6 +8,7 @@ Without the book's tools (nbclient) every lecture runs here."""
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -39,3 +40,15 @@ def test_lecture_runs(path, tmp_path):
     assert r.returncode == 0, f"{path.name} failed after {took:.0f} s:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     assert r.stdout.strip(), f"{path.name} printed nothing"
     print(f"{path.name}: {took:.1f} s")
+
+
+def test_lecture_5_shows_the_loop_that_training_runs():
+    # not a teaching copy: the function lecture 5 prints whole is the one finetune and pretrain call
+    import minitransfer.loop
+    import minitransfer.pretrain
+    import minitransfer.train
+
+    source = (REPO / "lectures" / "05_pretraining_is_the_expensive_part.py").read_text()
+    assert "from minitransfer.loop import train_loop" in source and "\nshow(train_loop)\n" in source
+    assert minitransfer.train.train_loop is minitransfer.loop.train_loop is minitransfer.pretrain.train_loop
+    assert all("train_loop(" in inspect.getsource(f) for f in (minitransfer.train.finetune, minitransfer.pretrain.pretrain))

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
+from minitransfer.heads import HEAD_PREFIX, TaskHead
+from minitransfer.model import GPT2, GPT2Backbone, GPT2Config, NextWordHead
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -305,8 +306,8 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
     -> logits (B, T, V). A classifier saved by minitransfer comes back with its
     ``ClassificationHead`` and label names: ``model(input_ids)`` -> (B, K).
     """
-    from minitransfer import prompting  # noqa: F401  (registers the prompt head's kind)
-    from minitransfer.heads import NextWordHead, head_class
+    from minitransfer import tasks  # noqa: F401  (registers every task's head kind)
+    from minitransfer.heads import head_class
 
     directory = resolve_source(source, allow_pickle=allow_pickle)
     config = load_config(directory)
@@ -341,8 +342,6 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
         raise CheckpointError(f"{desc}: unexpected head tensors {left}")
     return GPT2(backbone, head)
 
-
-HEAD_PREFIX = "head."
 
 
 def training_info(source: str | os.PathLike) -> dict:
@@ -414,7 +413,6 @@ def save_pretrained(
     """
     from safetensors.numpy import save_file
 
-    from minitransfer.heads import TaskHead
     from minitransfer.tokenizer import check_tokenizer_fits
 
     directory = Path(directory)

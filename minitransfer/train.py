@@ -39,7 +39,8 @@ from flax import nnx
 
 from minitransfer.data import Dataset, data_record
 from minitransfer.encoding import batch_indices, fit_batch_size
-from minitransfer.heads import ClassificationHead, TaskHead
+from minitransfer.classify import ClassificationHead
+from minitransfer.heads import TaskHead
 from minitransfer.loop import OTHER_RUN, TrainingError, _read_log, train_loop
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
 from minitransfer.modes import get_mode

@@ -344,21 +344,30 @@ def cmd_compare(args) -> int:
     from minitransfer.adapt import AdaptConfig
     from minitransfer.compare import CompareConfig, compare, parse_budgets, seeds_text
     from minitransfer.convert import load_pretrained
-    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
-    from minitransfer.data import load_dataset
     from minitransfer.outdir import check_out_folder
+    from minitransfer.tasks import get_task
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     source = model_or_default(args)
     check_out_folder(args.out, "compare")  # before the model, the data and the adaptation load
     if args.task == "chat":
         return cmd_compare_chat(args, source)
+    task = get_task(args.task)
     if args.data is None:
-        args.data = "tweets"
+        if args.task != "classify":
+            raise ValueError(f"--task {args.task} needs --data (e.g. jsonl:DIR with train.jsonl and test.jsonl)")
+        args.data = task.default_data
+    ignored = [o for o, given in (("--prompt", args.prompt), ("--label-words", args.label_words),
+                                  ("--pooling", args.pooling)) if given]
+    if args.task != "classify" and ignored:  # said before any work, not silently without effect
+        raise ValueError(f"{', '.join(ignored)}: not read by compare --task {args.task} (its head reads every "
+                         f"position, and it has no labels to put words to)")
     if args.quick:
         cc = CompareConfig(budgets=[100, 300], seeds=2, steps=20, val_examples=200, evals_per_run=4,
                            adapt=AdaptConfig(steps=30, eval_every=15))
     else:
         cc = CompareConfig()
+    cc.task = args.task
     if args.adapt_steps is not None:
         cc.adapt = dataclasses.replace(cc.adapt, steps=args.adapt_steps, eval_every=max(1, min(cc.adapt.eval_every, args.adapt_steps)))
     if args.budgets is not None:
@@ -372,7 +381,7 @@ def cmd_compare(args) -> int:
     from minitransfer.compare import check_modes
     from minitransfer.modes import get_mode
 
-    check_modes(cc.modes)  # before minutes of data loading
+    check_modes(cc.modes, task.head)  # before minutes of data loading
     cc.parallel, cc.dtype, cc.keep_checkpoints = args.parallel, args.dtype, args.keep_checkpoints
     cc.first_seed, cc.split_seed = args.first_seed, args.split_seed
     for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
@@ -390,8 +399,7 @@ def cmd_compare(args) -> int:
     if cc.max_len > base.config.n_positions:
         raise ValueError(f"--max-len {cc.max_len} exceeds the model's n_positions={base.config.n_positions}")
     t_data = time.perf_counter()
-    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field,
-                        split_seed=cc.split_seed)
+    data = task.load(args.data, text_field=args.text_field, label_field=args.label_field, split_seed=cc.split_seed)
     for n in data.notes:
         print(f"data: {n}")
     for n in split_seed_notes(cc.split_seed, data, args.data):

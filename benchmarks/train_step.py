@@ -64,7 +64,7 @@ def main():
     from flax import nnx
 
     import minitransfer as mt
-    from minitransfer.heads import ClassificationHead
+    from minitransfer.classify import ClassificationHead
     from minitransfer.optim import make_optimizer
     from minitransfer.steps import classification_loss, forward_tokens, make_train_step, matmul_dtypes
     from minitransfer.train import TrainConfig

@@ -16,7 +16,7 @@ import numpy as np
 import minitransfer as mt
 from minitransfer.generate import next_word_candidates
 from minitransfer.generate import filter_logits, generate
-from minitransfer.heads import NextWordHead
+from minitransfer.model import NextWordHead
 from minitransfer.lecture import FAST, out_dir, pretrained_source, show
 
 show(NextWordHead)

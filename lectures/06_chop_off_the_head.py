@@ -9,12 +9,17 @@
 # classifier reads the last real position's hidden state (the only one that
 # has seen the whole text in a causal model) and maps it to class scores.
 # `compare` pools the mean over all positions instead (`--pooling`).
+#
+# The head is the few lines of that idea: pool, dropout, one linear layer.
+# Everything around it (its loss, its metrics, the batches it trains on, how
+# it is saved) is its *task*, which it inherits from `ClassificationTask` in
+# the same file, `minitransfer/classify.py`: a task is one file.
 
 # %%
 import numpy as np
 
 import minitransfer as mt
-from minitransfer.heads import ClassificationHead, pool
+from minitransfer.classify import ClassificationHead, pool
 from minitransfer.lecture import FAST, pretrained_source, show
 from minitransfer.steps import backbone_features
 
@@ -111,12 +116,14 @@ plt.show()
 # linear layer scores each token as the answer's first token and as its last.
 # The input is the question, then the context (the model is causal, so the
 # context must come after the question to be read in its light), and the
-# answer is the stretch of context between the best start and end.
+# answer is the stretch of context between the best start and end. Its task
+# (`SpanTask`, beside it in `minitransfer/qa.py`) masks every position that is
+# not the context out of the loss and the decoding.
 
 # %%
-from minitransfer.heads import SpanHead
+from minitransfer.qa import SpanHead
 
-show(SpanHead, stop="    def metrics")
+show(SpanHead)
 answerer = mt.GPT2(lm.backbone, SpanHead(lm.config.n_embd))
 ids = np.asarray([tok.encode("Question: Which city?\nContext: we flew to Oslo")], np.int32)
 print("one backbone object for both heads:", answerer.backbone is classifier.backbone)
@@ -126,7 +133,7 @@ print("span head output:          ", np.asarray(answerer(ids)).shape, "(batch, p
 # %% [markdown]
 # Fine-tune it on a toy task (`qa.toy_city_questions`: "Which city?" over a
 # sentence of filler words with one city in it) through the very same loop.
-# Each head owns its loss and metrics (`SpanHead.loss`, exact match and F1),
+# Each head owns its loss and metrics (`SpanTask.loss`, exact match and F1),
 # so `finetune` did not change. **What you see:** exact match far above
 # chance (a random span is right about 1 time in 200) after a few seconds.
 

@@ -85,7 +85,7 @@ plt.show()
 
 # %%
 import minitransfer as mt
-from minitransfer.heads import ClassificationHead
+from minitransfer.classify import ClassificationHead
 
 cfg = mt.GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=512, n_positions=32)
 model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(64, ["a", "b"]))

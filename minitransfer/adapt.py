@@ -81,7 +81,7 @@ def adapt_language_model(
     With ``out``, the adapted checkpoint (Hugging Face format) and its
     resumable state live there; a finished adaptation is loaded, not redone.
     """
-    from minitransfer.heads import NextWordHead
+    from minitransfer.model import NextWordHead
 
     if not isinstance(base.head, NextWordHead):
         raise TrainingError("adaptation needs a language model (a checkpoint with its next-word head)")

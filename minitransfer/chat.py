@@ -1,4 +1,4 @@
-"""Conversation as a fine-tuning target: the data adapter of the chat head (``heads.ChatHead``).
+"""Conversation as a fine-tuning target: the chat head (``ChatHead``) and its task, in one file.
 
 A chat model is a language model fine-tuned on dialogues. Nothing new is
 added to the network: the head is GPT-2's own next-word head (tied to the
@@ -61,9 +61,14 @@ import dataclasses
 import importlib.util
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from minitransfer.data import DataError
+from minitransfer.heads import TaskHead, budgeted_splits, register_head
+from minitransfer.model import NextWordHead
 
 USER = "User:"
 ASSISTANT = "Assistant:"
@@ -382,6 +387,90 @@ def reply_metrics(scores: np.ndarray, loss_mask: np.ndarray) -> dict:
     loss = float(-(scores[..., 0].astype(np.float64) * m).sum() / n)
     return {"perplexity": float(np.exp(loss)), "accuracy": float((scores[..., 1] * m).sum() / n), "loss": loss,
             "n": int(len(loss_mask)), "n_tokens": int(n)}
+
+
+# ----------------------------------------------------------------------------
+# The chat head and its task
+# ----------------------------------------------------------------------------
+
+
+class ChatTask(TaskHead):
+    """What a chat head does around the next-word head's forward pass (``ChatHead`` below): the task."""
+
+    best_metric = "perplexity"
+    best_is_lower = True
+    metric_names = {"perplexity": "reply perplexity", "accuracy": "reply next-token accuracy", "loss": "reply loss"}
+    batch_fields = ("targets", "loss_mask")
+
+    def loss(self, outputs, batch):
+        """Cross-entropy of token t+1 given tokens <= t, averaged over the reply
+        tokens of the whole batch: outputs (B, T, V), targets and loss_mask (B, T).
+        The prompt's positions are multiplied by 0, so their targets cannot matter."""
+        ce = optax.softmax_cross_entropy_with_integer_labels(outputs, batch["targets"])  # (B, T)
+        m = batch["loss_mask"].astype(jnp.float32)  # (B, T)
+        return (ce * m).sum() / jnp.maximum(m.sum(), 1.0)
+
+    def scores(self, outputs, batch):
+        """What evaluation keeps of the logits (B, T, V): per position, the
+        log-probability of the target and whether it was the likeliest token,
+        (B, T, 2). The full logits of a validation set would be N x T x V
+        floats (a gigabyte for 100 conversations of 128 tokens with GPT-2's
+        50,257-token vocabulary)."""
+        logp = jax.nn.log_softmax(outputs, axis=-1)  # (B, T, V)
+        target = jnp.take_along_axis(logp, batch["targets"][..., None], axis=-1)[..., 0]  # (B, T)
+        hit = (jnp.argmax(outputs, axis=-1) == batch["targets"]).astype(jnp.float32)  # (B, T)
+        return jnp.stack([target, hit], axis=-1)  # (B, T, 2)
+
+    def metrics(self, outputs, examples):
+        return reply_metrics(outputs, examples.loss_mask)
+
+    @classmethod
+    def for_data(cls, n_embd, data, *, dropout=0.1, seed=0, **options):
+        return cls()
+
+    def check_data(self, data):
+        if not isinstance(data, ChatDataset):
+            raise ValueError("the chat head learns replies: it needs conversation data (--task chat)")
+
+    def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,
+                splits=("train", "validation", "test"), training=True):
+        parts = budgeted_splits(data, splits, budget, seed, val_examples, log, "conversations")
+        out = {}
+        for name in splits:
+            e = encode_chat(parts[name], tokenizer, max_len)
+            for note in e.notes:
+                log(f"{name}: {note}")
+            out[name] = ({"input_ids": e.input_ids, "attention_mask": e.attention_mask, "targets": e.targets,
+                          "loss_mask": e.loss_mask}, e)
+        return out
+
+    def describe(self):
+        return {"format": "role markers as text, end-of-text after each reply (minitransfer/chat.py)",
+                "user_marker": USER, "assistant_marker": ASSISTANT}
+
+    @classmethod
+    def from_info(cls, info, n_embd, source):
+        said = (info.get("user_marker", USER), info.get("assistant_marker", ASSISTANT))
+        if said != (USER, ASSISTANT):
+            raise ValueError(f"{source}: this chat model was trained with role markers {said}; this minitransfer "
+                             f"writes {(USER, ASSISTANT)}")
+        return cls()
+
+
+@register_head
+class ChatHead(ChatTask, NextWordHead):
+    """The next-word head, trained on conversations: (B, T, C) -> (B, T, V).
+
+    Nothing is chopped off and nothing is added: the head is still the token
+    embedding read backwards (tied weights, no weights of its own). What
+    differs from a language model is the task around it (``ChatTask``): the
+    loss counts only the replies' tokens (``batch["loss_mask"]``), and the
+    metrics are the replies' perplexity and next-token accuracy. Its ``kind``
+    in config.json ("chat") says which role markers the model was trained
+    with, so that ``minitransfer chat`` writes its prompts the same way.
+    """
+
+    kind = "chat"
 
 
 # ----------------------------------------------------------------------------

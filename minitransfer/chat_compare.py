@@ -1,8 +1,11 @@
 """Scratch vs transfer for the chat task: ``minitransfer compare --task chat``.
 
-The classification compare (``compare.py``) draws label budgets and plots
-accuracy curves; a chat model has no labels and its score is a perplexity,
-where lower is better. So this is its own, smaller grid: each mode (scratch
+The compare of tasks with labels (``compare.py``: classify, qa) draws label
+budgets, plots curves over them, and pairs differences of a metric where
+higher is better; a chat model has no labels and its score
+(``ChatHead.best_metric``) is a perplexity, where lower is better, whose
+differences pair best as ratios (on the log scale). So this is its own,
+smaller grid: each mode (scratch
 and full by default) x each seed fine-tunes on the same training
 conversations with ``train.finetune`` and is scored on the same test
 conversations. Since a seed fixes the batch order and dropout for every mode,
@@ -62,16 +65,16 @@ def run_name(mode: str, seed: int) -> str:
 def compare_chat(base_model, data, tokenizer, cc: ChatCompareConfig, out: str | Path, *, log=print,
                  progress: bool = True) -> dict:
     """Run the grid, write the result files, return the summary."""
-    from minitransfer.heads import ChatHead
+    from minitransfer.chat import ChatHead
     from minitransfer.model import GPT2
     from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune
 
     out = Path(out)
     check_out_folder(out, "compare")
     for m in cc.modes:
-        if get_mode(m).frozen_backbone:
-            raise ValueError(f"--modes: {m} caches one pooled vector per text, which the chat head cannot use; "
-                             f"choose among scratch, full and adapt")
+        if get_mode(m).frozen_backbone and not ChatHead.pooled_features:
+            raise ValueError(f"--modes: {m} caches one pooled vector per text, which the {ChatHead.kind} head "
+                             f"cannot use (it reads every position); choose among scratch, full and adapt")
     if len(set(cc.modes)) < len(cc.modes):
         raise ValueError(f"--modes names a mode more than once ({','.join(cc.modes)})")
     if cc.max_len > base_model.config.n_positions:
@@ -154,9 +157,12 @@ def summarise_chat(rows: list[dict], cc: ChatCompareConfig, data, zero: dict, wa
 
 
 def chat_summary_markdown(s: dict) -> str:
-    lines = [f"Test reply perplexity (lower is better) on `{s['data']}` ({s['test_n']} test conversations, "
+    from minitransfer.chat import ChatHead
+
+    name = ChatHead.metric_names[ChatHead.best_metric]  # reply perplexity
+    lines = [f"Test {name} ({'lower' if ChatHead.best_is_lower else 'higher'} is better) on `{s['data']}` ({s['test_n']} test conversations, "
              f"{s['test_reply_tokens']:,} reply tokens), {s['seeds']} seed(s) from {s['first_seed']}:", "",
-             "| mode | reply perplexity (mean) | per seed | reply next-token accuracy (mean) |", "|---|---|---|---|",
+             f"| mode | {name} (mean) | per seed | {ChatHead.metric_names['accuracy']} (mean) |", "|---|---|---|---|",
              f"| zero-shot (no chat fine-tuning) | {s['zero_shot']['perplexity']:.2f} | - | "
              f"{100 * s['zero_shot']['accuracy']:.1f}% |"]
     for m, cell in s["table"].items():

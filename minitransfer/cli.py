@@ -406,13 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
         "next-word stage runs once and is reused by every budget and seed. Writes results.csv, "
         "summary.json, summary.md, curves.png and budget.png into --out; re-running skips finished runs. "
         "The defaults run offline on a laptop CPU in about a quarter of an hour. "
+        "With --task qa: budgets of questions, scored by F1 and exact match, each paired the same way. "
         "With --task chat: modes (default scratch,full) x seeds on the whole training set, scored by test reply "
         "perplexity (lower is better) beside the pretrained model's own (zero-shot), each mode's ratio to scratch "
         "paired by seed with its 95% interval; writes results.csv, summary.json and summary.md.",
     )
     _add_model_arg(p, required=False)
-    p.add_argument("--task", choices=["classify", "chat"], default="classify",
-                   help="classify (the default: label budgets, accuracy) or chat (conversations, --data default "
+    p.add_argument("--task", choices=["classify", "qa", "chat"], default="classify",
+                   help="classify (the default: label budgets, accuracy), qa (budgets of questions, F1 and exact "
+                   "match; --data jsonl:DIR or tfds:squad, needed) or chat (conversations, --data default "
                    "chatterbot; --budgets, --pooling and the field options do not apply)")
     _add_data_args(p)
     p.set_defaults(data=None)  # tweets; chatterbot for --task chat (cmd_compare)
@@ -501,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     from minitransfer.errors import BookError, CheckpointError, DataError, TrainingError
 
     if args.command == "compare" and args.out is None:  # its default, here: before the checks of --out below
-        args.out = ("runs/compare-chat" if args.task == "chat" else "runs/compare") + ("-quick" if args.quick else "")
+        args.out = ("runs/compare" if args.task == "classify" else f"runs/compare-{args.task}") + ("-quick" if args.quick else "")
     bad = check_arguments(args)
     if bad:
         print(f"minitransfer {args.command}: error: {bad}", file=sys.stderr)

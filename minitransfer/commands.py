@@ -71,7 +71,7 @@ def cmd_next_word(args) -> int:
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.generate import next_word_candidates
 
-    from minitransfer.heads import NextWordHead
+    from minitransfer.model import NextWordHead
 
     source = model_or_default(args)
     model = load_pretrained(source, allow_pickle=args.allow_pickle)
@@ -199,8 +199,7 @@ def model_or_default(args) -> str:
 
 def cmd_answer(args) -> int:
     from minitransfer.convert import load_pretrained, training_info
-    from minitransfer.heads import SpanHead
-    from minitransfer.qa import answer
+    from minitransfer.qa import SpanHead, answer
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     model = load_pretrained(args.model)
@@ -218,31 +217,15 @@ def cmd_answer(args) -> int:
     return 0
 
 
-def load_fine_tuned(source: str, max_len: int | None, model=None):
-    """A fine-tuned model to score texts with: the model (unless given), its tokenizer, what its training
-    recorded, and the tokens per text (--max-len, else the max_len it was trained with, else n_positions)."""
-    from minitransfer.convert import load_pretrained, training_info
-    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
-
-    model = model if model is not None else load_pretrained(source)
-    tokenizer = load_tokenizer(source)
-    check_tokenizer_fits(tokenizer, model.config, source)
-    info = training_info(source)
-    if max_len is not None and not 1 <= max_len <= model.config.n_positions:
-        raise ValueError(f"--max-len {max_len} is outside 1..{model.config.n_positions} (the model's "
-                         f"n_positions)")
-    return model, tokenizer, info, max_len or info.get("max_len") or model.config.n_positions
-
-
 def cmd_evaluate(args) -> int:
     import json as _json
 
+    from minitransfer.chat import ChatHead
     from minitransfer.convert import load_pretrained
+    from minitransfer.model import GPT2, NextWordHead
+    from minitransfer.predict import load_fine_tuned
     from minitransfer.tasks import metrics_text, task_of
     from minitransfer.train import evaluate
-
-    from minitransfer.heads import ChatHead, NextWordHead
-    from minitransfer.model import GPT2
 
     if args.all_validation and args.split != "validation":
         raise ValueError(f"--all-validation chooses which validation examples to score; it needs "
@@ -340,7 +323,7 @@ def cmd_generate(args) -> int:
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.generate import generate
 
-    from minitransfer.heads import NextWordHead
+    from minitransfer.model import NextWordHead
 
     if args.num_samples < 1:  # before the model loads
         raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
@@ -365,9 +348,9 @@ def cmd_generate(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from minitransfer.chat import chat_loop, end_of_text
+    from minitransfer.chat import ChatHead, chat_loop, end_of_text
     from minitransfer.convert import load_pretrained
-    from minitransfer.heads import ChatHead, NextWordHead
+    from minitransfer.model import NextWordHead
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     source = model_or_default(args)

@@ -5,9 +5,16 @@ For every label budget x mode x seed, fine-tune with the shared loop
 and seed all modes see the same labelled examples (the budget subset depends
 only on data, budget and seed), so the comparison is paired.
 
+The task (``CompareConfig.task``: classify, or qa with budgets of questions)
+says what is measured: its head's ``compare_metrics`` (accuracy; F1 and exact
+match), each with its intervals and paired gains, the first of them the
+headline the figures draw; its ``compare_means`` (macro-F1); its baselines
+(the majority class); what a budget counts (labels, questions).
+
 Writes into ``out``: ``results.csv`` (one row per run and evaluation point),
-``summary.json``, ``summary.md``, ``curves.png`` (validation accuracy vs step)
-and ``budget.png`` (test accuracy vs number of labels, the ULMFiT picture).
+``summary.json``, ``summary.md``, ``curves.png`` (the headline metric on the
+validation split vs step) and ``budget.png`` (on the test split vs the
+budget, the ULMFiT picture).
 Each run lives in ``out/runs/MODE-bBUDGET-sSEED`` (its metrics and result;
 its best model too with ``keep_checkpoints``); re-running skips the
 finished ones and redoes an interrupted one from its start (a run takes
@@ -26,23 +33,30 @@ from pathlib import Path
 import numpy as np
 
 from minitransfer.adapt import AdaptConfig, adapt_language_model
-from minitransfer.figures import plot_budget, plot_curves
+from minitransfer.classify import ClassificationHead
+from minitransfer.figures import plot_budget, plot_curves, summary_task
+from minitransfer.heads import TaskHead
 from minitransfer.model import GPT2
 from minitransfer.modes import get_mode
 from minitransfer.runs import check_out_folder
 from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
 from minitransfer.steps import compile_meter
 from minitransfer.runs import SETTING_NAMES
-from minitransfer.train import TrainConfig, build_classifier, data_rows_hash, evaluate, finetune
+from minitransfer.tasks import get_task
+from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune
 
-RESULT_COLUMNS = [
-    "mode", "budget", "n_train", "seed", "split", "step",
-    "accuracy", "macro_f1", "loss", "train_loss", "wall_seconds",
-]
+
+def result_columns(head: type[TaskHead]) -> list[str]:
+    """results.csv's columns: the run, then every metric of the task's head, then the training loss and time."""
+    return ["mode", "budget", "n_train", "seed", "split", "step", *head.metric_names, "train_loss", "wall_seconds"]
+
+
+RESULT_COLUMNS = result_columns(ClassificationHead)  # the classifier's: accuracy, macro_f1, loss
 
 
 @dataclasses.dataclass
 class CompareConfig:
+    task: str = "classify"  # tasks.TASKS: classify, or qa (budgets of questions)
     budgets: list = dataclasses.field(default_factory=lambda: [100, 300, 1000])
     modes: list = dataclasses.field(default_factory=lambda: ["scratch", "probe", "full", "adapt"])
     # 4 seeds: the most that keep the default run within 10-15 minutes on 2 CPU
@@ -123,7 +137,7 @@ def run_finished(out: Path, name: str) -> bool:
 # what a compare's runs do not depend on: which of them there are, and how they run or are kept
 GRID_ONLY = ("budgets", "modes", "seeds", "first_seed", "curve_budget", "parallel", "keep_checkpoints")
 # how a differing setting is named: by its option where one sets it; None: not named (it follows another)
-COMPARE_SETTING_NAMES = {"steps": "--steps", "max_len": "--max-len", "batch_size": "--batch-size",
+COMPARE_SETTING_NAMES = {"task": "--task", "steps": "--steps", "max_len": "--max-len", "batch_size": "--batch-size",
                          "pooling": "--pooling", "dtype": "--dtype", "adapt.steps": "--adapt-steps",
                          "split_seed": "--split-seed", "unfreeze": "--unfreeze", "lora_rank": "--lora-rank",
                          "lora_alpha": "--lora-alpha",
@@ -184,8 +198,9 @@ def seeds_text(first: int, n: int) -> str:
     return f"seed {first}" if n == 1 else f"seeds {first}-{first + n - 1}"
 
 
-def check_modes(modes: list[str]) -> list[str]:
-    """Refuse unknown or repeated modes, and a list that trains nothing; return the modes that train."""
+def check_modes(modes: list[str], head: type[TaskHead] = ClassificationHead) -> list[str]:
+    """Refuse unknown or repeated modes, a list that trains nothing, and a mode the task's ``head``
+    cannot train in; return the modes that train."""
     for m in modes:
         get_mode(m)
     repeated = sorted({m for m in modes if modes.count(m) > 1})
@@ -195,6 +210,14 @@ def check_modes(modes: list[str]) -> list[str]:
     if not trained:
         raise ValueError(f"--modes {','.join(modes)} trains nothing: name a mode that trains beside it, to "
                          f"compare against (e.g. --modes {','.join(modes)},probe)")
+    for m in modes:
+        if get_mode(m).head == "prompt" and not issubclass(head, ClassificationHead):
+            raise ValueError(f"mode {m} reads the next-word head as a classifier, through a word per label; the "
+                             f"{head.kind} head's task has no labels to read: choose among scratch, full and adapt")
+        if get_mode(m).frozen_backbone and not head.pooled_features:
+            raise ValueError(f"mode {m} trains on a frozen backbone's cached features, one pooled vector per text; "
+                             f"the {head.kind} head reads every position, which such a cache does not hold: choose "
+                             f"among scratch, full and adapt")
     return trained
 
 
@@ -221,18 +244,23 @@ def compare(
 
     out = Path(out)
     check_out_folder(out, "compare")
-    trained = check_modes(cc.modes)  # zero is not among them: it is scored once per prompt, below
+    head = get_task(cc.task).head
+    if not head.compare_metrics:
+        raise ValueError(f"task {cc.task!r} has no label budgets to compare over (chat_compare.compare_chat "
+                         f"compares chat models)")
+    trained = check_modes(cc.modes, head)  # zero is not among them: it is scored once per prompt, below
     grid = [(b, m, s) for b in cc.budgets for s in seed_ids(cc) for m in trained]
     n_of = {b: len(data.train) if b == "all" else int(b) for b in cc.budgets}
     for b, n in n_of.items():  # before the adaptation's minutes, not after them
         if n > len(data.train):
             raise ValueError(f"--budgets: {b} is larger than the training split ({len(data.train)} examples)")
-        if n < data.num_classes:
-            raise ValueError(f"--budgets: {b} is fewer labels than classes ({data.num_classes}); a stratified "
-                             f"budget needs at least one example per class")
+        try:
+            head.check_budget(n, data)
+        except ValueError as e:
+            raise ValueError(f"--budgets: {e}") from None
     small = [str(b) for b, n in n_of.items() if n < cc.batch_size]
     if small:  # finetune fits the batch to the budget; its runs here log nothing, so say it once
-        log(f"note: {' and '.join(small)} labels are fewer than --batch-size {cc.batch_size}: at "
+        log(f"note: {' and '.join(small)} {head.budget_unit} are fewer than --batch-size {cc.batch_size}: at "
             f"{'that budget' if len(small) == 1 else 'those budgets'} each step takes every labelled example")
     record = {"config": json.loads(json.dumps(dataclasses.asdict(cc))), "data": data.spec,
               "rows": data_rows_hash(data)}
@@ -266,7 +294,7 @@ def compare(
         feature_cache: dict = {}
         frozen_left = any(get_mode(m).frozen_backbone and not run_finished(out, run_name(m, b, s))
                           for b, m, s in grid)  # (all of them, even if some runs finished: the same bits)
-        warm = warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, feature_cache) \
+        warm = warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, feature_cache, head) \
             if frozen_left else {"texts": 0, "seconds": 0.0, "modes": []}
         if warm["texts"]:
             log(f"frozen-backbone features: {warm['texts']:,} texts, computed once for every "
@@ -277,10 +305,10 @@ def compare(
             cfg = run_config(budget, mode, seed)
             done = " (finished earlier: its result is read back)" if run_finished(out, name) else ""
             read_back += bool(done)
-            bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} labels, seed {seed}, {cfg.steps} "
-                      f"steps{done}")
-            model = build_classifier(mode, starts[get_mode(mode).start], scratch_config, data.label_names, cfg,
-                                     new_head=True, tokenizer=tokenizer)
+            bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} {head.budget_unit}, seed {seed}, "
+                      f"{cfg.steps} steps{done}")
+            model = build_model(mode, starts[get_mode(mode).start], scratch_config, data, cfg, head, new_head=True,
+                                tokenizer=tokenizer)
             r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False,
                          log=lambda msg: None, feature_cache=feature_cache, keep_state=False,
                          keep_best=cc.keep_checkpoints)
@@ -289,19 +317,19 @@ def compare(
                 phases[phase] = phases.get(phase, 0.0) + secs
             for split, n in res.get("truncated", {}).items():
                 truncated[split] = max(truncated.get(split, 0), n)
+            run = {"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed}
             for h in r.history:
-                rows.append({"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed,
-                             "split": "validation", "step": h["step"], "accuracy": h["val_accuracy"],
-                             "macro_f1": h["val_macro_f1"], "loss": h["val_loss"], "train_loss": h["train_loss"],
+                rows.append({**run, "split": "validation", "step": h["step"],
+                             **{m: h[f"val_{m}"] for m in head.metric_names}, "train_loss": h["train_loss"],
                              "wall_seconds": ""})
-            rows.append({"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed, "split": "test",
-                         "step": r.best_step, "accuracy": r.test["accuracy"], "macro_f1": r.test["macro_f1"],
-                         "loss": r.test["loss"], "train_loss": "", "wall_seconds": round(r.wall_seconds, 2)})
+            rows.append({**run, "split": "test", "step": r.best_step, **{m: r.test[m] for m in head.metric_names},
+                         "train_loss": "", "wall_seconds": round(r.wall_seconds, 2)})
             bar.update(1)
-            bar.set_postfix_str(f"{name} test acc {r.test['accuracy']:.3f}")
+            headline = head.compare_metrics[0]
+            bar.set_postfix_str(f"{name} test {head.metric_names[headline]} {r.test[headline]:.3f}")
         bar.close()
     with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=result_columns(head))
         w.writeheader()
         w.writerows(rows)
     summary = summarise(rows, cc, data, time.perf_counter() - t0)
@@ -341,7 +369,8 @@ def zero_label_rows(base_model, data, tokenizer, cc: CompareConfig, log) -> list
     return rows
 
 
-def warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, cache: dict) -> dict:
+def warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, cache: dict,
+                         head: type[TaskHead] = ClassificationHead) -> dict:
     """Every text a frozen-backbone run of ``grid`` will read (its budget's
     training examples, the validation subset, the test split), its features
     computed at once in a fixed order (``steps.warm_feature_cache``), so that
@@ -353,8 +382,8 @@ def warm_frozen_features(grid, run_config, starts, scratch_config, data, tokeniz
     for mode in dict.fromkeys(m for _, m, _ in grid if get_mode(m).frozen_backbone):
         runs = [(b, s) for b, m, s in grid if m == mode]
         cfg = run_config(runs[0][0], mode, runs[0][1])
-        model = build_classifier(mode, starts[get_mode(mode).start], scratch_config, data.label_names, cfg,
-                                 new_head=True, tokenizer=tokenizer)
+        model = build_model(mode, starts[get_mode(mode).start], scratch_config, data, cfg, head, new_head=True,
+                            tokenizer=tokenizer)
         encs = []
         for budget, seed in runs:
             c = run_config(budget, mode, seed)
@@ -416,16 +445,20 @@ def false_discovery(gains: list[dict], rate: float = 0.05) -> dict:
     for c, q in zip(cells, stats.false_discovery_control([c["p"] for c in cells])):
         c["q"] = float(q)
         c["fdr_claim"] = bool(c["significant"] and q <= rate)
-    kept = [f"{g['mode']} over {g['over']} at {b}" for g in gains for b, c in g["budgets"].items()
-            if c.get("fdr_claim")]
+    kept = [f"{g['mode']} over {g['over']} at {b}" + (f" ({g['metric'].replace('_', ' ')})" if "metric" in g else "")
+            for g in gains for b, c in g["budgets"].items() if c.get("fdr_claim")]
     return {"tests": len(cells), "rate": rate, "kept": kept}
 
 
 def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) -> dict:
+    """The table (per mode and budget: each of the task's ``compare_metrics`` per seed, its mean, standard
+    deviation and 95% interval; each of its ``compare_means``' mean), the paired gains of every compare
+    metric (``gains``: the headline's; ``other_gains``: the rest's) and the false discovery check over them all."""
+    head = get_task(cc.task).head
     modes = [m for m in cc.modes if not get_mode(m).trains_nothing]  # the table's: trained at every budget
     test = [r for r in rows if r["split"] == "test" and r["mode"] in modes]
 
-    def per_seed(mode, b, key="accuracy"):  # in the order of the seeds (seeds_of)
+    def per_seed(mode, b, key):  # in the order of the seeds (seeds_of)
         found = {r["seed"]: r[key] for r in test if r["mode"] == mode and r["budget"] == b}
         return np.array([found[s] for s in sorted(found)], dtype=np.float64)
 
@@ -435,30 +468,33 @@ def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) ->
     table = {}
     for mode in modes:
         for b in cc.budgets:
-            acc, f1 = per_seed(mode, b), per_seed(mode, b, "macro_f1")
-            secs = per_seed(mode, b, "wall_seconds")
-            ci = mean_interval(acc)
-            table.setdefault(mode, {})[str(b)] = {
-                "n_train": next(r["n_train"] for r in test if r["budget"] == b),
-                "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                "accuracy_ci95": list(ci) if ci else None, "accuracy_per_seed": acc.tolist(),
-                "macro_f1_mean": float(f1.mean()), "seconds_mean": float(secs.mean()), "seeds": int(len(acc)),
-                "seed_ids": seeds_of(mode, b),
-            }
-    gains = paired_gains(table, modes, [str(b) for b in cc.budgets])
-    fdr = false_discovery(gains)
-    for g in gains:  # the cells keep their gain over scratch, as summaries before `gains` existed did
+            cell = {"n_train": next(r["n_train"] for r in test if r["budget"] == b)}
+            for m in head.compare_metrics:
+                x = per_seed(mode, b, m)
+                ci = mean_interval(x)
+                cell.update({f"{m}_mean": float(x.mean()), f"{m}_std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+                             f"{m}_ci95": list(ci) if ci else None, f"{m}_per_seed": x.tolist()})
+            cell.update({f"{m}_mean": float(per_seed(mode, b, m).mean()) for m in head.compare_means})
+            cell.update(seconds_mean=float(per_seed(mode, b, "wall_seconds").mean()),
+                        seeds=len(per_seed(mode, b, head.compare_metrics[0])), seed_ids=seeds_of(mode, b))
+            table.setdefault(mode, {})[str(b)] = cell
+    budgets = [str(b) for b in cc.budgets]
+    gains = paired_gains(table, modes, budgets, head.compare_metrics[0])
+    # (the headline's gains name no metric, as a summary's `gains` always read; the others' name theirs)
+    other = {m: [{**g, "metric": m} for g in paired_gains(table, modes, budgets, m)] for m in head.compare_metrics[1:]}
+    fdr = false_discovery(gains + [g for gs in other.values() for g in gs])
+    for g in gains:  # the cells keep the headline's gain over scratch, as summaries before `gains` existed did
         if g["over"] == "scratch":
             for b, d in g["budgets"].items():
                 table[g["mode"]][b].update(gain_over_scratch=d["mean"], gain_ci95=d["ci95"],
                                            gain_significant=d["significant"])
-    return {"data": data.spec, "labels": data.label_names, "test_n": len(data.test),
-            "majority_baseline": float(np.bincount(data.test.labels).max() / len(data.test)),
-            "budgets": [str(b) for b in cc.budgets], "modes": modes, "seeds": cc.seeds,
+    return {"task": cc.task, "data": data.spec,
+            **({"labels": data.label_names} if hasattr(data, "label_names") else {}), "test_n": len(data.test),
+            **head.baselines(data), "budgets": budgets, "modes": modes, "seeds": cc.seeds,
             "first_seed": cc.first_seed, "split_seed": cc.split_seed, "false_discovery": fdr,
             "wall_seconds": wall_seconds,
             "run_seconds_total": float(sum(float(r["wall_seconds"]) for r in test)), "table": table,
-            "gains": gains, **zero_label_summary(rows, cc)}
+            "gains": gains, **({"other_gains": other} if other else {}), **zero_label_summary(rows, cc)}
 
 
 def zero_label_summary(rows: list[dict], cc: CompareConfig) -> dict:
@@ -489,8 +525,8 @@ def gain_pairs(modes: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def paired_gains(table: dict, modes: list[str], budgets: list[str]) -> list[dict]:
-    """``gain_pairs``' differences from the table's per-seed accuracies
+def paired_gains(table: dict, modes: list[str], budgets: list[str], metric: str = "accuracy") -> list[dict]:
+    """``gain_pairs``' differences from the table's per-seed values of ``metric``
     (in seed order in every cell, and the same seeds: so the pairs line up)."""
     out = []
     for mode, over in gain_pairs(modes):
@@ -500,7 +536,7 @@ def paired_gains(table: dict, modes: list[str], budgets: list[str]) -> list[dict
             if a["seeds"] != r["seeds"] or a.get("seed_ids") != r.get("seed_ids"):
                 raise ValueError(f"{mode} has seeds {a.get('seed_ids', a['seeds'])} at {b} labels but {over} has "
                                  f"{r.get('seed_ids', r['seeds'])}; a paired difference needs the same seeds")
-            d = paired_difference(a["accuracy_per_seed"], r["accuracy_per_seed"])
+            d = paired_difference(a[f"{metric}_per_seed"], r[f"{metric}_per_seed"])
             cells[b] = {"mean": d["mean"], "ci95": [d["low"], d["high"]] if d["low"] is not None else None,
                         "p": d["p"], "significant": d["significant"], "seeds": d["n"]}
         out.append({"mode": mode, "over": over, "budgets": cells})
@@ -586,48 +622,64 @@ def zero_label_text(s: dict) -> str:
 
 
 def summary_markdown(s: dict) -> str:
-    budgets = s["budgets"]
-    head = "| mode | " + " | ".join(f"{b} labels" for b in budgets) + " |"
+    task = summary_task(s)
+    budgets, names = s["budgets"], task.metric_names
+    head = "| mode | " + " | ".join(f"{b} {task.budget_unit}" for b in budgets) + " |"
     rule = "| --- | " + " | ".join("---" for _ in budgets) + " |"
+    main, *others = task.compare_metrics
+    baselines = "".join(f"; {name} {100 * s[key]:.1f}%" for key, name in task.baseline_names.items() if key in s)
     lines = [
-        f"Test accuracy (%) on `{s['data']}` ({s['test_n']} test examples; majority class "
-        f"{100 * s['majority_baseline']:.1f}%), " + (f"mean ± standard deviation over {s['seeds']} seeds"
-                                                     if s["seeds"] > 1 else "one seed, so no spread to show")
+        f"Test {names[main]} (%) on `{s['data']}` ({s['test_n']} test examples{baselines}), "
+        + (f"mean ± standard deviation over {s['seeds']} seeds" if s["seeds"] > 1 else "one seed, so no spread to show")
         + (f" ({seeds_text(s['first_seed'], s['seeds'])})" if s.get("first_seed") else "")
         + (f"; the data split with --split-seed {s['split_seed']}" if s.get("split_seed") else "") + ".",
         "", head, rule,
     ]
-    spread = (lambda cell: f" ± {100 * cell['accuracy_std']:.1f}") if s["seeds"] > 1 else (lambda cell: "")
-    for mode in s["modes"]:
-        cells = [f"{100 * s['table'][mode][b]['accuracy_mean']:.1f}{spread(s['table'][mode][b])}" for b in budgets]
-        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+
+    def table_rows(metric):
+        spread = (lambda cell: f" ± {100 * cell[f'{metric}_std']:.1f}") if s["seeds"] > 1 else (lambda cell: "")
+        return [f"| {mode} | " + " | ".join(f"{100 * s['table'][mode][b][f'{metric}_mean']:.1f}"
+                                              f"{spread(s['table'][mode][b])}" for b in budgets) + " |"
+                for mode in s["modes"]]
+
+    def gain_tables(gains, metric, first):
+        out = []
+        for k, over in enumerate(dict.fromkeys(g["over"] for g in gains)):
+            rows = [g for g in gains if g["over"] == over]
+            if k == 0 and first:
+                intro = (f"Gain over {over} in {names[metric]} points: the mean of the per-seed differences (at a "
+                         f"given budget and seed both runs see the same labelled examples) with its 95% confidence "
+                         f"interval (Student's t over seeds" + (")" if s["seeds"] > 1 else "; one seed gives no "
+                                                                   "interval)")
+                         + ". `*`: the interval excludes zero, so the difference is a claim; without `*` it is not.")
+            elif k == 0:
+                intro = f"Gain over {over} in {names[metric]} points, paired the same way."
+            elif all(get_mode(g["mode"]).adds_to == over for g in rows):
+                what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
+                intro = (f"Gain over {over}, paired the same way: the stage that "
+                         + " and ".join(g["mode"] for g in rows) + f" adds to {over}, measured on its own ({what}).")
+            else:
+                what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
+                intro = f"Gain over {over}, paired the same way ({what})."
+            out += ["", intro, "", head, rule]
+            for g in rows:
+                out.append(f"| {g['mode']} | " + " | ".join(gain_text(g["budgets"][b]) for b in budgets) + " |")
+        return out
+
+    lines += table_rows(main)
     if s.get("zero_label"):
         lines += ["", zero_label_text(s)]
-    gains = s.get("gains")
-    if gains is None:  # a summary written before `gains` existed
-        gains = paired_gains(s["table"], s["modes"], budgets)
-    for k, over in enumerate(dict.fromkeys(g["over"] for g in gains)):
-        rows = [g for g in gains if g["over"] == over]
-        if k == 0:
-            intro = (f"Gain over {over} in accuracy points: the mean of the per-seed differences (at a given budget "
-                     f"and seed both runs see the same labelled examples) with its 95% confidence interval "
-                     f"(Student's t over seeds" + (")" if s["seeds"] > 1 else "; one seed gives no interval)")
-                     + ". `*`: the interval excludes zero, so the difference is a claim; without `*` it is not.")
-        elif all(get_mode(g["mode"]).adds_to == over for g in rows):
-            what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
-            intro = (f"Gain over {over}, paired the same way: the stage that " + " and ".join(g["mode"] for g in rows)
-                     + f" adds to {over}, measured on its own ({what}).")
-        else:
-            what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
-            intro = f"Gain over {over}, paired the same way ({what})."
-        lines += ["", intro, "", head, rule]
-        for g in rows:
-            lines.append(f"| {g['mode']} | " + " | ".join(gain_text(g["budgets"][b]) for b in budgets) + " |")
+    gains = list(s["gains"])
+    lines += gain_tables(s["gains"], main, first=True)
+    for m in others:  # the task's other compare metrics, each from the same runs
+        lines += ["", f"Test {names[m]} (%) of the same runs:", "", head, rule, *table_rows(m)]
+        lines += gain_tables(s["other_gains"][m], m, first=False)
+        gains += s["other_gains"][m]
     fdr = s.get("false_discovery")
     if fdr and fdr["tests"] > 1:
         lines += ["", fdr_text(fdr, sum(1 for g in gains for c in g["budgets"].values() if c.get("significant")))]
     lines += [""]
-    if any((s.get("truncated_to_max_len") or {}).values()):  # what the accuracies were measured on
+    if any((s.get("truncated_to_max_len") or {}).values()):  # what the metrics were measured on
         lines += [truncation_text(s), ""]
     lines += [f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all"
               + (f" ({s['runs_read_back']} of the {len(s['modes']) * len(s['budgets']) * s['seeds']} runs finished in "

@@ -26,8 +26,9 @@ import numpy as np
 from flax import nnx
 
 from minitransfer.errors import CheckpointError
+from minitransfer.heads import HEAD_PREFIX, TaskHead
 from minitransfer.hub import PICKLE, SAFETENSORS, SAFETENSORS_INDEX, load_config, resolve_source
-from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
+from minitransfer.model import GPT2, GPT2Backbone, GPT2Config, NextWordHead
 
 # ----------------------------------------------------------------------------
 # Names: Flax parameter paths <-> Hugging Face tensor names
@@ -230,8 +231,8 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
     -> logits (B, T, V). A classifier saved by minitransfer comes back with its
     ``ClassificationHead`` and label names: ``model(input_ids)`` -> (B, K).
     """
-    from minitransfer import prompting  # noqa: F401  (registers the prompt head's kind)
-    from minitransfer.heads import NextWordHead, head_class
+    from minitransfer import tasks  # noqa: F401  (registers every task's head kind)
+    from minitransfer.heads import head_class
 
     directory = resolve_source(source, allow_pickle=allow_pickle)
     config = load_config(directory)
@@ -266,8 +267,6 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
         raise CheckpointError(f"{desc}: unexpected head tensors {left}")
     return GPT2(backbone, head)
 
-
-HEAD_PREFIX = "head."
 
 
 def training_info(source: str | os.PathLike) -> dict:
@@ -339,7 +338,6 @@ def save_pretrained(
     """
     from safetensors.numpy import save_file
 
-    from minitransfer.heads import TaskHead
     from minitransfer.tokenizer import check_tokenizer_fits
 
     directory = Path(directory)

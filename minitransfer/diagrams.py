@@ -18,8 +18,8 @@ matplotlib.use("Agg")  # files only: no window, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
-from minitransfer.heads import ClassificationHead, NextWordHead  # noqa: E402
-from minitransfer.model import GPT2  # noqa: E402
+from minitransfer.classify import ClassificationHead  # noqa: E402
+from minitransfer.model import GPT2, NextWordHead  # noqa: E402
 
 BACKBONE_COLOUR = "#cfe2f3"  # the weights that transfer
 NEXT_WORD_COLOUR = "#fde9c9"

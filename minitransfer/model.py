@@ -6,9 +6,10 @@ and replacing the other:
 * ``GPT2Backbone`` turns token ids ``(B, T)`` into hidden states ``(B, T, C)``:
   token + position embeddings, ``n_layer`` pre-LayerNorm Transformer blocks,
   a final LayerNorm.
-* a *head* (see ``minitransfer/heads.py``) turns hidden states into what a task
-  needs: next-word logits ``(B, T, vocab)`` for language modelling, class logits
-  ``(B, num_classes)`` for classification.
+* a *head* turns hidden states into what a task needs: next-word logits
+  ``(B, T, vocab)`` for language modelling (``NextWordHead``, below), class
+  logits ``(B, num_classes)`` for classification (``classify.py``; every head:
+  ``heads.py``).
 
 Shapes in comments use B = batch, T = sequence length, C = n_embd (channels),
 H = n_head, D = C // H (head size), V = vocab size.
@@ -28,9 +29,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from minitransfer.dropout import dropout, split_key
+from minitransfer.heads import TaskHead, register_head
 
 # ----------------------------------------------------------------------------
 # Configuration
@@ -539,6 +542,26 @@ def num_params(module: nnx.Module) -> int:
 # ----------------------------------------------------------------------------
 
 
+@register_head
+class NextWordHead(TaskHead):
+    """Hidden states (B, T, C) -> next-word logits (B, T, V).
+
+    GPT-2 *ties* this head to the token embedding ``wte``: the score of word v
+    is the dot product of the hidden state with v's own embedding. So the head
+    owns no weights; it reads ``backbone.wte``. That is also why chopping it
+    off loses nothing: every weight stays in the backbone.
+    """
+
+    kind = "next-word"
+
+    def __call__(self, hidden, attention_mask, backbone, dropout_key=None):
+        return backbone.wte.attend(hidden)  # (B, T, C) @ (C, V) -> (B, T, V)
+
+    def loss(self, outputs, batch):
+        """Cross-entropy of token t+1 given tokens <= t: outputs (B, T, V), batch["targets"] (B, T)."""
+        return optax.softmax_cross_entropy_with_integer_labels(outputs, batch["targets"]).mean()
+
+
 class GPT2(nnx.Module):
     """A GPT-2 backbone with one swappable head.
 
@@ -571,6 +594,4 @@ class GPT2(nnx.Module):
     @classmethod
     def language_model(cls, config: GPT2Config, seed: int = 0) -> "GPT2":
         """A randomly initialised GPT-2 with its next-word head (GPT-2's init scheme)."""
-        from minitransfer.heads import NextWordHead
-
         return cls(GPT2Backbone(config, rngs=nnx.Rngs(seed)), NextWordHead())

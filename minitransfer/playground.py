@@ -68,9 +68,10 @@ class Playground:
     """The models behind the page: loaded once, their compiled functions reused."""
 
     def __init__(self, source: str, classifier: str | None = None):
+        from minitransfer.classify import ClassificationHead
         from minitransfer.convert import load_pretrained
+        from minitransfer.model import NextWordHead
         from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
-        from minitransfer.heads import ClassificationHead, NextWordHead
 
         self.source, self.classifier_source = str(source), classifier
         self.model = load_pretrained(source)

@@ -126,7 +126,7 @@ def predict_texts(model, tokenizer, texts: Texts, *, max_len: int, batch_size: i
 
     from minitransfer.data import Split
     from minitransfer.encoding import encode
-    from minitransfer.heads import ClassificationHead
+    from minitransfer.classify import ClassificationHead
     from minitransfer.steps import check_dtype, eval_batch_default, forward_tokens, make_eval_step, predict
 
     if not isinstance(model.head, ClassificationHead):
@@ -231,9 +231,24 @@ def check_classifier(source: str) -> None:
                      f"--task classify` (its RUN/best folder)")
 
 
+def load_fine_tuned(source: str, max_len: int | None, model=None):
+    """A fine-tuned model to score texts with: the model (unless given), its tokenizer, what its training
+    recorded, and the tokens per text (--max-len, else the max_len it was trained with, else n_positions)."""
+    from minitransfer.convert import load_pretrained, training_info
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
+
+    model = model if model is not None else load_pretrained(source)
+    tokenizer = load_tokenizer(source)
+    check_tokenizer_fits(tokenizer, model.config, source)
+    info = training_info(source)
+    if max_len is not None and not 1 <= max_len <= model.config.n_positions:
+        raise ValueError(f"--max-len {max_len} is outside 1..{model.config.n_positions} (the model's "
+                         f"n_positions)")
+    return model, tokenizer, info, max_len or info.get("max_len") or model.config.n_positions
+
+
 def run(args, log: Callable[[str], None]) -> int:
     """``minitransfer predict`` (see cli.py)."""
-    from minitransfer.commands import load_fine_tuned
     from minitransfer.steps import COMPUTE_DTYPES
 
     check_out_file(args.out_file, args.data)

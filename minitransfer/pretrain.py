@@ -91,7 +91,7 @@ def language_model_from(source, dropout: float = 0.0):
     training: its weights and shape, with ``dropout`` in every dropout slot."""
     from minitransfer.convert import load_pretrained
     from minitransfer.tokenizer import load_tokenizer
-    from minitransfer.heads import NextWordHead
+    from minitransfer.model import NextWordHead
 
     loaded = load_pretrained(source)
     if not isinstance(loaded.head, NextWordHead):

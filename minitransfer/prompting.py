@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from minitransfer.classify import ClassificationHead, pool
 from minitransfer.dropout import dropout
-from minitransfer.heads import ClassificationHead, _take_tensor, pool, register_head
+from minitransfer.heads import register_head
 
 # Several wordings of one question, so that the zero-label accuracy is a mean
 # over prompts with an interval, not the luck of one phrasing.
@@ -107,6 +108,7 @@ class PromptHead(ClassificationHead):
     """
 
     kind = "prompt"
+    pooled_features = False  # it reads wte's rows, which a frozen backbone's cached features do not hold
 
     def __init__(self, labels, *, prompt: str, words: list[str], prompt_ids: tuple[int, ...],
                  label_ids: tuple[int, ...], dropout: float = 0.1):
@@ -167,18 +169,13 @@ class PromptHead(ClassificationHead):
         return {"labels": list(self.labels), "prompt": self.prompt, "words": list(self.words),
                 "prompt_ids": list(self.prompt_ids), "label_ids": list(self.label_ids), "dropout": self.dropout}
 
-    def tensors(self):
-        return {"calibration": np.asarray(self.calibration[...], np.float32)}  # its other weights: wte's rows
-
     @classmethod
-    def restore(cls, info, n_embd, tensors, source, hf_tensors=None):
+    def from_info(cls, info, n_embd, source):
         missing = [k for k in ("labels", "prompt", "words", "prompt_ids", "label_ids") if k not in info]
         if missing:
             raise ValueError(f"{source}: config.json's 'minitransfer' section for a prompt head lacks {missing}")
-        head = cls(info["labels"], prompt=info["prompt"], words=info["words"], prompt_ids=tuple(info["prompt_ids"]),
+        return cls(info["labels"], prompt=info["prompt"], words=info["words"], prompt_ids=tuple(info["prompt_ids"]),
                    label_ids=tuple(info["label_ids"]), dropout=info.get("dropout", 0.1))
-        head.calibration.set_value(jnp.asarray(_take_tensor(tensors, "calibration", (len(head.labels),), source)))
-        return head
 
     @classmethod
     def for_data(cls, n_embd, data, **options):

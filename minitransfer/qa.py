@@ -1,4 +1,4 @@
-"""Extractive question answering: the data adapter of the span head (``heads.SpanHead``).
+"""Extractive question answering: the span head (``SpanHead``) and its task, in one file.
 
 A question-answering example is a question, a context, and the answer as one
 or more stretches of the context (SQuAD gives several reference answers per
@@ -25,9 +25,14 @@ import dataclasses
 import re
 import string
 
+import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
 from minitransfer.data import DataError, parse_spec
+from minitransfer.dropout import dropout
+from minitransfer.heads import TaskHead, budgeted_splits, register_head
 
 PROMPT = "Question: {question}\nContext:"
 MAX_ANSWER_TOKENS = 30  # the longest span decoding considers, as in SQuAD baselines
@@ -376,13 +381,88 @@ def squad_scores(predictions: list[str], answers: list[list[str]]) -> dict:
     return {"exact_match": float(np.mean(em)), "f1": float(np.mean(f1)), "n": len(predictions)}
 
 
+# ----------------------------------------------------------------------------
+# The span head and its task
+# ----------------------------------------------------------------------------
+
+
+class SpanTask(TaskHead):
+    """What a span head does around its forward pass (``SpanHead`` below): the task."""
+
+    best_metric = "f1"
+    metric_names = {"exact_match": "exact match", "f1": "F1"}
+    batch_fields = ("context_mask", "start", "end")
+    compare_metrics = ("f1", "exact_match")
+    budget_unit = "questions"
+
+    def loss(self, outputs, batch):
+        """Cross-entropy of the true start and end positions, each over the context's positions."""
+        allowed = batch["context_mask"].astype(bool)[:, :, None]  # (B, T, 1)
+        scores = jnp.where(allowed, outputs, jnp.finfo(outputs.dtype).min)  # (B, T, 2)
+        start = optax.softmax_cross_entropy_with_integer_labels(scores[:, :, 0], batch["start"])  # (B,)
+        end = optax.softmax_cross_entropy_with_integer_labels(scores[:, :, 1], batch["end"])  # (B,)
+        return (start + end).mean() / 2
+
+    def metrics(self, outputs, examples):
+        return squad_scores([text for text, _ in best_spans(outputs, examples)], examples.answers)
+
+    @classmethod
+    def for_data(cls, n_embd, data, *, dropout=0.1, seed=0, **options):
+        return cls(n_embd, dropout=dropout, seed=seed)
+
+    def check_data(self, data):
+        if not isinstance(data, QADataset):
+            raise ValueError("the span head answers questions: it needs question-answering data (--task qa)")
+
+    def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,
+                splits=("train", "validation", "test"), training=True):
+        parts = budgeted_splits(data, splits, budget, seed, val_examples, log, "examples")
+        out = {}
+        for name in splits:
+            # training cannot learn from an answer it cannot see; evaluation counts it as a miss
+            e = encode_qa(parts[name], tokenizer, max_len, drop_unanswerable=training and name == "train")
+            for note in e.notes:
+                log(f"{name}: {note}")
+            out[name] = ({"input_ids": e.input_ids, "attention_mask": e.attention_mask,
+                          "context_mask": e.context_mask, "start": e.start, "end": e.end}, e)
+        return out
+
+    def describe(self):
+        return {"dropout": self.dropout}
+
+    @classmethod
+    def from_info(cls, info, n_embd, source):
+        return cls(n_embd, dropout=info.get("dropout", 0.1))
+
+
+@register_head
+class SpanHead(SpanTask):
+    """Hidden states (B, T, C) -> start and end scores of an answer span (B, T, 2).
+
+    Extractive question answering: the input is the question followed by a
+    context, and the answer is a stretch of the context. One linear layer
+    scores every position as the answer's first token (``[..., 0]``) and as
+    its last (``[..., 1]``). Which positions may be chosen (context tokens,
+    not the question or padding) is the batch's ``context_mask``: the loss and
+    the decoding (``best_spans``) mask the rest, so the head itself stays a
+    plain per-token projection like the next-word head.
+    """
+
+    kind = "span"
+
+    def __init__(self, n_embd: int, *, dropout: float = 0.1, seed: int = 0):
+        self.dropout = dropout
+        self.qa_outputs = nnx.Linear(n_embd, 2, kernel_init=nnx.initializers.normal(0.02), rngs=nnx.Rngs(seed))
+
+    def __call__(self, hidden, attention_mask, backbone, dropout_key=None):
+        return self.qa_outputs(dropout(hidden, self.dropout, dropout_key))  # (B, T, 2)
+
+
 def answer(model, tokenizer, question: str, context: str, max_len: int | None = None,
            notes: list[str] | None = None) -> tuple[str, float]:
     """The answer a span model finds in ``context``, and its score. What the
     encoding had to cut (a context longer than ``max_len`` leaves room for)
     is appended to ``notes``: the answer can only come from what is left."""
-    import jax.numpy as jnp
-
     if not question.strip() or not context.strip():
         raise ValueError(f"an empty {'question' if not question.strip() else 'context'}: a span model answers "
                          f"a question from a context, so both need text")

@@ -21,7 +21,7 @@ import optax
 from flax import nnx
 
 from minitransfer.encoding import Encoded
-from minitransfer.heads import ClassificationHead
+from minitransfer.classify import ClassificationHead
 from minitransfer.model import GPT2
 from minitransfer.optim import layer_decay, make_optimizer
 from minitransfer.parallel import Parallel

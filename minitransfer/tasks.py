@@ -1,8 +1,11 @@
 """The tasks a backbone can be fine-tuned for: one table, like the modes.
 
-A task is a head class (``heads.py``: its loss, metrics, checkpoint format
-and batches) plus the loader of its data. ``minitransfer finetune --task``
-and ``evaluate`` read this table and nothing task-specific.
+A task is one module holding its head and the head's task logic (loss,
+metrics, batches, checkpoint format, what ``compare`` reports):
+``classify.py``, ``qa.py``, ``chat.py``; here each is named and given the
+loader of its data. ``minitransfer finetune --task``, ``evaluate`` and
+``compare`` read this table and nothing task-specific. Importing it
+registers every head kind a checkpoint may name (``heads.HEADS``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from minitransfer.heads import ChatHead, ClassificationHead, SpanHead, TaskHead
+from minitransfer import prompting  # noqa: F401  (registers the prompt head: a classifier's checkpoint kind)
+from minitransfer.chat import ChatHead
+from minitransfer.classify import ClassificationHead
+from minitransfer.heads import TaskHead
+from minitransfer.qa import SpanHead
 
 
 def _load_classification(spec: str, text_field: str = "text", label_field: str = "label", split_seed: int = 0):

@@ -38,9 +38,10 @@ from flax import nnx
 
 from minitransfer.data import Dataset, data_record
 from minitransfer.encoding import batch_indices, fit_batch_size
-from minitransfer.heads import ClassificationHead, TaskHead
+from minitransfer.classify import ClassificationHead
 from minitransfer.convert import save_pretrained
 from minitransfer.errors import TrainingError
+from minitransfer.heads import TaskHead
 from minitransfer.loop import LoopResult, Schedule, Validation, train_loop
 from minitransfer.lora import save_adapters
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config

@@ -379,17 +379,25 @@ def cmd_compare(args) -> int:
     from minitransfer.compare import compare, seeds_text
     from minitransfer.modes import get_mode
     from minitransfer.convert import load_pretrained
-    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
-    from minitransfer.data import load_dataset
     from minitransfer.runs import check_out_folder
+    from minitransfer.tasks import get_task
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     source = model_or_default(args)
     check_out_folder(args.out, "compare")  # before the model, the data and the adaptation load
     if args.task == "chat":
         return cmd_compare_chat(args, source)
+    task = get_task(args.task)
     if args.data is None:
-        args.data = "tweets"
-    cc = compare_config(args)
+        if args.task != "classify":
+            raise ValueError(f"--task {args.task} needs --data (e.g. jsonl:DIR with train.jsonl and test.jsonl)")
+        args.data = task.default_data
+    ignored = [o for o, given in (("--prompt", args.prompt), ("--label-words", args.label_words),
+                                  ("--pooling", args.pooling)) if given]
+    if args.task != "classify" and ignored:  # said before any work, not silently without effect
+        raise ValueError(f"{', '.join(ignored)}: not read by compare --task {args.task} (its head reads every "
+                         f"position, and it has no labels to put words to)")
+    cc = compare_config(args, task)
     # the model first: a wrong --model is said at once, not after the data has loaded
     t_model = time.perf_counter()
     started = process_age()  # Python and the imports so far
@@ -399,8 +407,7 @@ def cmd_compare(args) -> int:
     if cc.max_len > base.config.n_positions:
         raise ValueError(f"--max-len {cc.max_len} exceeds the model's n_positions={base.config.n_positions}")
     t_data = time.perf_counter()
-    data = load_dataset(args.data, text_field=args.text_field, label_field=args.label_field,
-                        split_seed=cc.split_seed)
+    data = task.load(args.data, text_field=args.text_field, label_field=args.label_field, split_seed=cc.split_seed)
     for n in data.notes:
         print(f"data: {n}")
     for n in split_seed_notes(cc.split_seed, data, args.data):
@@ -430,7 +437,7 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def compare_config(args):
+def compare_config(args, task):
     """compare's settings from the command line (--quick's defaults under
     the options given), each checked before minutes of data loading."""
     import dataclasses
@@ -453,7 +460,8 @@ def compare_config(args):
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if args.modes is not None and not args.modes.replace(",", "").strip():
         raise ValueError("--modes is empty; name one or more of the modes, e.g. --modes scratch,full")
-    check_modes(cc.modes)
+    check_modes(cc.modes, task.head)  # before minutes of data loading
+    cc.task = args.task
     cc.parallel, cc.dtype, cc.keep_checkpoints = args.parallel, args.dtype, args.keep_checkpoints
     cc.first_seed, cc.split_seed = args.first_seed, args.split_seed
     cc.unfreeze, cc.lora_rank, cc.lora_alpha = args.unfreeze, args.lora_rank, args.lora_alpha

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 import minitransfer as mt
-from minitransfer.chat import (ASSISTANT, USER, ChatSplit, chat_loop, chatterbot_conversations, encode_chat,
-                               encode_conversation, fit_history, load_chat_dataset, prompt_ids, reply_stream)
+from minitransfer.chat import (ASSISTANT, USER, ChatHead, ChatSplit, chat_loop, chatterbot_conversations,
+                               encode_chat, encode_conversation, fit_history, load_chat_dataset, prompt_ids,
+                               reply_stream)
 from minitransfer.cli import main
 from minitransfer.data import DataError
-from minitransfer.heads import HEADS, ChatHead, NextWordHead
+from minitransfer.heads import HEADS
+from minitransfer.model import NextWordHead
 from minitransfer.tasks import TASKS, task_of
 from tests.conftest import REPO
 

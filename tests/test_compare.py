@@ -289,3 +289,69 @@ def test_bands_too_wide_for_the_accuracy_axis_are_not_drawn():
     (lo, hi), drawn = accuracy_axis(means, baseline, [(np.array([-5.0]), np.array([95.0]))])
     assert not drawn and (lo, hi) == (baseline - 8, 55 + 8)
     assert accuracy_axis(means, baseline, []) == ((baseline - 8, 63.0), False)
+
+
+def test_compare_runs_question_answering_on_budgets_of_questions(tmp_path, gpt2_tokenizer, capsys):
+    """--task qa: the same grid, paired the same way, on exact match and F1 (the task's compare metrics)."""
+    from minitransfer.qa import toy_city_questions
+
+    cfg = mt.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=48)
+    mt.save_pretrained(mt.GPT2.language_model(cfg, seed=3), tmp_path / "pre", tokenizer=gpt2_tokenizer)
+    d = tmp_path / "qa"
+    d.mkdir()
+    for name, n, seed in (("train", 80, 0), ("test", 30, 1)):
+        q = toy_city_questions(n, seed)
+        rows = [{"question": a, "context": c, "answers": {"text": t, "answer_start": st}}
+                for a, c, t, st in zip(q.questions, q.contexts, q.answers, q.starts)]
+        (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "cmp"
+    common = ["compare", "--task", "qa", "--model", str(tmp_path / "pre"), "--data", f"jsonl:{d}", "--seeds", "2",
+              "--steps", "3", "--max-len", "40", "--no-progress"]
+    assert main([*common, "--budgets", "20,40", "--modes", "scratch,full", "--out", str(out)]) == 0
+    assert "[8/8] full-b40-s1: full on 40 questions, seed 1, 3 steps" in capsys.readouterr().out
+    for f in ("results.csv", "summary.json", "summary.md", "curves.png", "budget.png"):
+        assert (out / f).exists() and (out / f).stat().st_size > 0, f
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert list(rows[0]) == ["mode", "budget", "n_train", "seed", "split", "step", "exact_match", "f1",
+                             "train_loss", "wall_seconds"]
+    assert {(r["budget"], r["mode"], r["seed"]) for r in rows if r["split"] == "test"} == {
+        (b, m, s) for b in ("20", "40") for m in ("scratch", "full") for s in ("0", "1")}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == "qa" and "majority_baseline" not in summary and "labels" not in summary
+    test = {(r["mode"], r["budget"], r["seed"]): r for r in rows if r["split"] == "test"}
+    for metric in ("f1", "exact_match"):  # each with its per-seed values, interval and paired gains
+        cell = summary["table"]["full"]["20"]
+        assert cell[f"{metric}_per_seed"] == [float(test["full", "20", s][metric]) for s in ("0", "1")]
+        assert f"{metric}_ci95" in cell and f"{metric}_std" in cell
+    gains = {"f1": summary["gains"], "exact_match": summary["other_gains"]["exact_match"]}
+    for metric, gs in gains.items():
+        assert [(g["mode"], g["over"]) for g in gs] == [("full", "scratch")]
+        f, s = (np.array(summary["table"][m]["20"][f"{metric}_per_seed"]) for m in ("full", "scratch"))
+        assert gs[0]["budgets"]["20"]["mean"] == pytest.approx(float(np.mean(f - s)))
+        assert set(gs[0]["budgets"]["20"]) == {"mean", "ci95", "p", "significant", "seeds", *(
+            ("q", "fdr_claim") if gs[0]["budgets"]["20"]["p"] is not None else ())}
+    assert gains["exact_match"][0]["metric"] == "exact_match" and "metric" not in gains["f1"][0]
+    assert summary["table"]["full"]["20"]["gain_over_scratch"] == gains["f1"][0]["budgets"]["20"]["mean"]
+    md = (out / "summary.md").read_text()
+    assert md.startswith(f"Test F1 (%) on `jsonl:{d}` (30 test examples), mean ± standard deviation over 2 seeds.")
+    assert "| mode | 20 questions | 40 questions |" in md and "Gain over scratch in F1 points: the mean" in md
+    assert "Test exact match (%) of the same runs:" in md and "Gain over scratch in exact match points" in md
+    # a frozen backbone's cached features hold one pooled vector per text: the span head reads every position
+    assert main([*common, "--budgets", "20", "--modes", "scratch,probe", "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "mode probe trains on a frozen backbone's cached features" in err and "the span head reads every " \
+        "position" in err
+    assert main([*common, "--budgets", "20", "--modes", "zero,full", "--out", str(tmp_path / "z")]) == 2
+    assert "mode zero reads the next-word head as a classifier" in capsys.readouterr().err
+    assert main([*common, "--budgets", "20", "--pooling", "last", "--out", str(tmp_path / "z")]) == 2
+    assert "--pooling: not read by compare --task qa" in capsys.readouterr().err
+
+
+def test_a_summary_without_its_task_is_refused_in_one_line():
+    from minitransfer.compare import summary_markdown
+    from tests.conftest import REPO
+
+    record = json.loads((REPO / "docs" / "compare" / "summary.json").read_text())
+    del record["task"]
+    with pytest.raises(ValueError, match="^this compare summary names no task: it was written by an earlier "):
+        summary_markdown(record)

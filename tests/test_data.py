@@ -441,7 +441,7 @@ def test_whole_number_labels_are_one_class_however_spelt_and_said(tmp_path):
 
 
 def test_a_classifier_whose_labels_an_older_minitransfer_spelt_as_written_still_fits(tmp_path):
-    from minitransfer.heads import ClassificationHead
+    from minitransfer.classify import ClassificationHead
 
     p = tmp_path / "d.csv"
     p.write_text("text,label\n" + "".join(f"text {i},{['0.0', '1.0'][i % 2]}\n" for i in range(40)))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from minitransfer.classify import ClassificationHead
 from minitransfer.cli import build_parser
 from minitransfer.diagrams import backbone_rows, draw_head_swap, head_label
-from minitransfer.heads import ClassificationHead
 from minitransfer.model import GPT2, GPT2Config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     from flax import nnx
     assert len(jax.devices()) == 8, jax.devices()
     import minitransfer as mt
-    from minitransfer.heads import ClassificationHead
+    from minitransfer.classify import ClassificationHead
     from minitransfer.parallel import Parallel
     from minitransfer.optim import make_optimizer
     from minitransfer.steps import classification_loss, forward_tokens, make_train_step

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import minitransfer as mt
-from minitransfer.heads import ClassificationHead
+from minitransfer.classify import ClassificationHead
 from tests.conftest import REPO
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import minitransfer as mt
+from minitransfer.classify import ClassificationHead
 from minitransfer.cli import main
-from minitransfer.heads import ClassificationHead, SpanHead
+from minitransfer.qa import SpanHead
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
 MAX_LEN = 12  # the classifier's max_len: the long text below is cut to it

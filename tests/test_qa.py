@@ -10,8 +10,8 @@ import pytest
 import minitransfer as mt
 from minitransfer.cli import main
 from minitransfer.data import DataError
-from minitransfer.heads import HEADS, SpanHead
-from minitransfer.qa import (QADataset, QASplit, answer, best_spans, encode_qa, load_qa_dataset,
+from minitransfer.heads import HEADS
+from minitransfer.qa import (QADataset, QASplit, SpanHead, answer, best_spans, encode_qa, load_qa_dataset,
                              normalize_answer, squad_scores, toy_city_questions)
 from minitransfer.train import TrainConfig, build_model, evaluate, finetune
 

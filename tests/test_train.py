@@ -12,9 +12,9 @@ import pytest
 from flax import nnx
 
 import minitransfer as mt
+from minitransfer.classify import ClassificationHead, last_token_index, pool
 from minitransfer.cli import main
 from minitransfer.data import load_dataset
-from minitransfer.heads import ClassificationHead, last_token_index, pool
 from minitransfer.errors import TrainingError
 from minitransfer.optim import layer_lr_factors
 from minitransfer.train import TrainConfig, build_classifier, finetune
@@ -683,7 +683,7 @@ def test_every_matmul_of_a_step_runs_in_the_compute_dtype(dtype):
     compute dtype. Until 2026-11-27 nnx.Embed
     pinned the embeddings' output to float32, which pulled every later matmul
     back to float32: "bfloat16" only rounded the weights."""
-    from minitransfer.heads import NextWordHead
+    from minitransfer.model import NextWordHead
     from minitransfer.optim import make_optimizer
     from minitransfer.steps import CLASSIFY_FEATURES, classification_loss, forward_tokens, head_loss_tokens, \
         make_train_step, matmul_dtypes

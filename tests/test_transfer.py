@@ -18,7 +18,7 @@ import minitransfer as mt
 from minitransfer.cli import main
 from minitransfer.compare import gain_text, paired_difference
 from minitransfer.data import load_dataset
-from minitransfer.heads import ClassificationHead
+from minitransfer.classify import ClassificationHead
 from minitransfer.optim import make_optimizer
 from minitransfer.steps import CLASSIFY_TOKENS, forward_tokens, make_eval_step, make_train_step, predict
 from minitransfer.train import TrainConfig
@@ -120,7 +120,7 @@ def test_the_summary_pairs_each_mode_with_scratch_and_adapt_with_full_too(tmp_pa
     d = paired_difference(np.array(acc["adapt"]), np.array(acc["full"]))  # differences 0.03, 0.04, 0.03
     assert over_full["budgets"]["100"] == {"mean": d["mean"], "ci95": [d["low"], d["high"]], "p": d["p"],
                                            "significant": d["significant"], "seeds": 3}
-    s = {"data": "toy", "test_n": 10, "majority_baseline": 0.5, "budgets": ["100"], "seeds": 3,
+    s = {"task": "classify", "data": "toy", "test_n": 10, "majority_baseline": 0.5, "budgets": ["100"], "seeds": 3,
          "modes": ["scratch", "full", "adapt"], "table": table, "gains": gains, "run_seconds_total": 1.0}
     md = summary_markdown(s)
     assert "Gain over scratch in accuracy points" in md

@@ -167,7 +167,7 @@ _SAMPLE_SETTINGS = types.SimpleNamespace(unfreeze=1, lora_rank=1, lora_alpha=1.0
 def _selected(mode: Mode) -> dict[str, bool]:
     """Does ``mode``'s filter select any weight of the backbone, of the head,
     on a two-block model (shapes only: nothing is computed)?"""
-    from minitransfer.heads import ClassificationHead
+    from minitransfer.classify import ClassificationHead
     from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
 
     config = GPT2Config(vocab_size=4, n_positions=4, n_embd=4, n_layer=2, n_head=1)

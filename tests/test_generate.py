@@ -117,8 +117,9 @@ def test_pretrain_lowers_val_loss_and_transformers_loads_it(tmp_path, capsys):
     steady, all_in = (float(x.replace(",", "")) for x in rate.groups())
     assert steady > all_in > 0
     record = json.loads((out / "pretrain.json").read_text())
-    assert record["tokens_per_second"] == pytest.approx(steady, rel=1e-3)
-    assert record["tokens_per_second_all_in"] == pytest.approx(all_in, rel=1e-3)
+    # (printed to the unit: within half a token/s of the record, however slow the machine)
+    assert record["tokens_per_second"] == pytest.approx(steady, abs=0.5)
+    assert record["tokens_per_second_all_in"] == pytest.approx(all_in, abs=0.5)
     assert f"{steady:,.0f} tokens/s" in card and f"all in, with compiling, validation and checkpoints: {all_in:,.0f}" in card
     assert main(["generate", "--model", str(out), "--prompt", "This movie was", "--max-new-tokens", "5",
                  "--greedy"]) == 0

@@ -10,10 +10,10 @@ import numpy as np
 
 def process_setup() -> str:
     """Run under the malloc setting the ``minitransfer`` command uses (glibc
-    huge pages, see ``minitransfer.process.huge_pages_env``; restarts this script
+    huge pages, see ``minitransfer.cli.process.huge_pages_env``; restarts this script
     once) so that both frameworks are measured under it; say which it is.
     ``MINITRANSFER_NO_HUGEPAGES=1`` measures without."""
-    from minitransfer.process import restart_with_huge_pages
+    from minitransfer.cli.process import restart_with_huge_pages
 
     restart_with_huge_pages()
     on = "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", "")

@@ -52,8 +52,8 @@ EXTRA = ("pytest-xdist", "execnet")  # not minitransfer's dependencies: the suit
 # the device tool carries the checkout and these wheels together, 64 MiB in all
 CARRY_LIMIT_MB = 64
 # the modules whose import proves the install complete
-CHECK_IMPORTS = ("minitransfer", "minitransfer.cli", "minitransfer.compare", "minitransfer.playground",
-                 "minitransfer.book", "tensorflow_datasets", "matplotlib", "scipy.stats", "starlette",
+CHECK_IMPORTS = ("minitransfer", "minitransfer.cli", "minitransfer.compare", "minitransfer.apps.playground",
+                 "minitransfer.apps.book", "tensorflow_datasets", "matplotlib", "scipy.stats", "starlette",
                  "uvicorn", "httpx", "pytest", "xdist", "jupytext", "nbconvert", "nbclient", "ipykernel", "torch")
 
 
@@ -199,7 +199,7 @@ def install(wheel_dir: Path, target: Path) -> int:
     env = {**os.environ, "PYTHONPATH": env_path + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
            "JUPYTER_PATH": str(jupyter_path), "JAX_PLATFORMS": "cpu"}  # importing is the check: no accelerator
     r = subprocess.run([sys.executable, "-c", probe, *CHECK_IMPORTS], env=env)
-    if r.returncode == 0:  # the book's page template (minitransfer.book) is found
+    if r.returncode == 0:  # the book's page template (minitransfer.apps.book) is found
         r = subprocess.run([sys.executable, "-c", "from nbconvert import HTMLExporter; "
                             "HTMLExporter(template_name='lab').template"], env=env)
     print(f"export PYTHONPATH={env_path} JUPYTER_PATH={jupyter_path}")

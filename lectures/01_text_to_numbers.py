@@ -16,7 +16,7 @@
 # every command uses:
 
 # %%
-from minitransfer.lecture import gpt2_tokenizer, show
+from minitransfer.apps.lecture import gpt2_tokenizer, show
 from minitransfer.tokenizer import load_tokenizer
 
 show(load_tokenizer)
@@ -82,7 +82,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minitransfer.data import load_dataset
-from minitransfer.lecture import FAST, out_dir, pretrained_source
+from minitransfer.apps.lecture import FAST, out_dir, pretrained_source
 
 tweets = load_dataset("tweets").train.texts[: 300 if FAST else 3000]
 small = load_tokenizer(pretrained_source())

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minitransfer.lecture import out_dir, show
+from minitransfer.apps.lecture import out_dir, show
 from minitransfer.model import MLP, Block, CausalSelfAttention, GPT2Backbone, GPT2Config, explicit_attention
 
 show(Block)
@@ -107,7 +107,7 @@ plt.show()
 
 # %%
 import minitransfer as mt
-from minitransfer.lecture import pretrained_source
+from minitransfer.apps.lecture import pretrained_source
 
 
 def attention_maps(backbone, ids):

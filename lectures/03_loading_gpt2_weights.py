@@ -17,7 +17,7 @@ from transformers import GPT2LMHeadModel
 
 import minitransfer as mt
 from minitransfer.convert import backbone_from_tensors, hf_name, normalize_state_dict
-from minitransfer.lecture import FAST, out_dir, show
+from minitransfer.apps.lecture import FAST, out_dir, show
 
 show(hf_name)
 

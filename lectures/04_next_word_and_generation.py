@@ -17,7 +17,7 @@ import minitransfer as mt
 from minitransfer.generate import next_word_candidates
 from minitransfer.generate import filter_logits, generate
 from minitransfer.model import NextWordHead
-from minitransfer.lecture import FAST, out_dir, pretrained_source, show
+from minitransfer.apps.lecture import FAST, out_dir, pretrained_source, show
 
 show(NextWordHead)
 

@@ -13,7 +13,7 @@
 # input is an assumption you can change.
 
 # %%
-from minitransfer.lecture import FAST, SHARED_DATA, out_dir, show
+from minitransfer.apps.lecture import FAST, SHARED_DATA, out_dir, show
 
 
 def train_flops(n_params, n_tokens):

@@ -20,7 +20,7 @@ import numpy as np
 
 import minitransfer as mt
 from minitransfer.classify import ClassificationHead, pool
-from minitransfer.lecture import FAST, pretrained_source, show
+from minitransfer.apps.lecture import FAST, pretrained_source, show
 from minitransfer.steps import backbone_features
 
 show(ClassificationHead)
@@ -85,7 +85,7 @@ from flax import nnx
 
 from minitransfer.data import label_budget
 from minitransfer.encoding import encode
-from minitransfer.lecture import out_dir
+from minitransfer.apps.lecture import out_dir
 
 sample = label_budget(data.test, 300 if FAST else 1500, 0, data.num_classes, "sample")
 enc = encode(sample, tok, 64)

@@ -7,7 +7,7 @@
 # `minitransfer/modes.py`):
 
 # %%
-from minitransfer.lecture import FAST, REPO, out_dir, pretrained_source, show
+from minitransfer.apps.lecture import FAST, REPO, out_dir, pretrained_source, show
 from minitransfer.modes import MODES, Mode
 
 show(Mode)

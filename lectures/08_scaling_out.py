@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from minitransfer.lecture import out_dir
+from minitransfer.apps.lecture import out_dir
 
 print(jax.devices())
 
@@ -103,7 +103,7 @@ print("leaves:", len(jax.tree.leaves(params)), " parameters:", sum(p.size for p 
 # shardings its inputs carry and inserts the communication.
 
 # %%
-from minitransfer.lecture import show
+from minitransfer.apps.lecture import show
 from minitransfer.parallel import Parallel, fsdp_spec
 
 show(fsdp_spec)

@@ -8,7 +8,7 @@ moment, and ``--help`` answers sooner."""
 import importlib
 
 _WHERE = {
-    "CheckpointError": "minitransfer.convert",
+    "CheckpointError": "minitransfer.errors",
     "load_pretrained": "minitransfer.convert",
     "save_pretrained": "minitransfer.convert",
     "load_tokenizer": "minitransfer.tokenizer",

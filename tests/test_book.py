@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from minitransfer.book import lecture_paths
+from minitransfer.apps.book import lecture_paths
 from tests.conftest import REPO
 
 pytest.importorskip("nbclient", reason="the book needs the lectures extra (nbconvert, nbclient, ipykernel)")
@@ -105,7 +105,7 @@ def test_a_lecture_whose_process_dies_names_the_cell_and_how_to_see_why(tmp_path
     """A crash in native code (seen on a GPU) ends the kernel's process: the
     notebook client only says "Kernel died". The book's error must name the
     lecture, the cell that was running and the command that shows the crash."""
-    from minitransfer.book import BookError, build_lecture
+    from minitransfer.apps.book import BookError, build_lecture
 
     lecture = tmp_path / "09_dies.py"
     lecture.write_text("# %% [markdown]\n# # Lecture 9: dies\n\n# %%\nx = 1\n\n"
@@ -135,7 +135,7 @@ def test_a_lecture_builds_without_the_kernels_transport_warning(tmp_path, capfd,
     such, in a private folder that goes with the kernel."""
     import tempfile
 
-    from minitransfer.book import build_lecture
+    from minitransfer.apps.book import build_lecture
 
     lecture = tmp_path / "09_tiny.py"
     lecture.write_text("# %% [markdown]\n# # Lecture 9: tiny\n\n# %%\nprint('hello from the kernel')\n")
@@ -162,7 +162,7 @@ def test_ctrl_c_or_sigterm_stops_a_lecture_build_and_its_kernel(tmp_path, signam
     lecture = tmp_path / "09_slow.py"
     lecture.write_text("# %% [markdown]\n# # Lecture 9: slow\n\n# %%\nimport os, pathlib, time\n"
                        f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\ntime.sleep(120)\n")
-    script = ("import sys\nfrom pathlib import Path\nfrom minitransfer.book import build_lecture\n"
+    script = ("import sys\nfrom pathlib import Path\nfrom minitransfer.apps.book import build_lecture\n"
               f"try:\n    build_lecture(Path({str(lecture)!r}), Path({str(tmp_path / 'site')!r}), fast=True)\n"
               "except KeyboardInterrupt:\n    print('interrupted', file=sys.stderr)\n    sys.exit(130)\n")
     tmp = private_tmp
@@ -203,7 +203,7 @@ def test_ctrl_c_while_the_kernel_starts_kills_it_once_it_is_there():
     import subprocess
     import types
 
-    from minitransfer.book import _execute_interruptibly
+    from minitransfer.apps.book import _execute_interruptibly
 
     kernel = subprocess.Popen(["sleep", "60"], start_new_session=True)
     km = types.SimpleNamespace(provisioner=types.SimpleNamespace(process=None))

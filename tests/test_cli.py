@@ -220,7 +220,7 @@ def test_huge_pages_restart_env(monkeypatch):
     import platform
     import sys
 
-    from minitransfer.process import HUGE_PAGES_TUNABLE, huge_pages_env
+    from minitransfer.cli.process import HUGE_PAGES_TUNABLE, huge_pages_env
 
     monkeypatch.setenv("MINITRANSFER_NO_HUGEPAGES", "1")
     assert huge_pages_env() is None
@@ -234,7 +234,7 @@ def test_huge_pages_restart_env(monkeypatch):
 
 
 def test_compilation_cache_directory_follows_the_environment(monkeypatch, tmp_path):
-    from minitransfer.process import compilation_cache_dir, host_processor
+    from minitransfer.cli.process import compilation_cache_dir, host_processor
 
     monkeypatch.delenv("MINITRANSFER_COMPILATION_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -285,7 +285,7 @@ def test_the_command_reads_compiled_programs_back_from_its_cache(tmp_path):
 
     script = (
         "import json, jax, jax.numpy as jnp\n"
-        "from minitransfer.process import enable_compilation_cache\n"
+        "from minitransfer.cli.process import enable_compilation_cache\n"
         "from minitransfer.steps import compile_meter\n"
         "where = enable_compilation_cache()\n"
         "with compile_meter() as found:\n"

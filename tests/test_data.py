@@ -456,7 +456,7 @@ def test_split_seed_notes_say_what_a_split_seed_did_not_draw(tmp_path):
     ignores --split-seed; data with train and test has only its validation
     set drawn; one file is split whole (no note)."""
     from minitransfer.qa import load_qa_dataset
-    from minitransfer.training_commands import split_seed_notes
+    from minitransfer.cli.training import split_seed_notes
 
     rows = [{"text": f"text {i}", "label": "ab"[i % 2]} for i in range(40)]
     for name in ("three", "two"):

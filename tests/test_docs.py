@@ -12,7 +12,7 @@ import pytest
 
 from minitransfer.classify import ClassificationHead
 from minitransfer.cli import build_parser
-from minitransfer.diagrams import backbone_rows, draw_head_swap, head_label
+from minitransfer.apps.diagrams import backbone_rows, draw_head_swap, head_label
 from minitransfer.model import GPT2, GPT2Config
 
 REPO = Path(__file__).resolve().parents[1]

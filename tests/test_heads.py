@@ -93,4 +93,4 @@ def _imports(module: str) -> set[str]:
 def test_the_generic_modules_import_no_task_and_no_module_imports_back():
     assert not {m for m in _imports("heads") if m.startswith("minitransfer")}  # generic: every task imports it
     assert "minitransfer.compare" not in _imports("figures")
-    assert "minitransfer.commands" not in _imports("predict")
+    assert "minitransfer.cli.commands" not in _imports("predict")

@@ -37,7 +37,7 @@ def dirs(tmp_path_factory, gpt2_tokenizer):
 def client(dirs):
     from starlette.testclient import TestClient
 
-    from minitransfer.playground import Playground, create_app
+    from minitransfer.apps.playground import Playground, create_app
 
     pg = Playground(str(dirs / "lm"), str(dirs / "clf"))
     with TestClient(create_app(pg)) as c:
@@ -118,7 +118,7 @@ def test_classification_panel(client, dirs):
 def test_classify_without_classifier_checks_the_body_then_is_409(dirs):
     from starlette.testclient import TestClient
 
-    from minitransfer.playground import Playground, create_app
+    from minitransfer.apps.playground import Playground, create_app
 
     with TestClient(create_app(Playground(str(dirs / "lm")))) as c:
         r = c.post("/api/classify", json={"text": "x"})
@@ -140,7 +140,7 @@ def test_a_2mb_body_to_a_real_server_is_answered_413_not_reset(dirs):
 
     import uvicorn
 
-    from minitransfer.playground import Playground, create_app
+    from minitransfer.apps.playground import Playground, create_app
 
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(Playground(str(dirs / "lm"))), host="127.0.0.1", port=port,
@@ -224,9 +224,9 @@ def test_chat_bad_requests_are_400_with_a_message(client, body, said):
 
 
 def test_a_body_over_the_limit_is_413_before_it_is_tokenized(client, monkeypatch):
-    import minitransfer.playground
+    import minitransfer.apps.playground
 
-    monkeypatch.setattr(minitransfer.playground, "MAX_BODY_BYTES", 1000)
+    monkeypatch.setattr(minitransfer.apps.playground, "MAX_BODY_BYTES", 1000)
     said = []
     monkeypatch.setattr(client.pg, "context", lambda *a: said.append(a) or 1 / 0)
     for path in ("/api/candidates", "/api/generate", "/api/classify", "/api/chat"):

@@ -329,7 +329,7 @@ def test_pretraining_resumes_only_with_the_same_validation_blocks(pretrained_dir
 
 def test_finetune_names_the_options_its_task_and_mode_do_not_read():
     from minitransfer.cli import build_parser
-    from minitransfer.training_commands import ignored_finetune_options
+    from minitransfer.cli.training import ignored_finetune_options
 
     def notes(*argv):
         args = build_parser().parse_args(["finetune", "--out", "x", *argv])

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from minitransfer.assets import shipped_checkpoint
-from minitransfer.process import enable_compilation_cache, make_gpu_deterministic, restart_with_huge_pages
-from minitransfer.commands import (cmd_answer, cmd_chat, cmd_convert, cmd_data, cmd_evaluate, cmd_generate,
+from minitransfer.cli.process import enable_compilation_cache, make_gpu_deterministic, restart_with_huge_pages
+from minitransfer.cli.commands import (cmd_answer, cmd_chat, cmd_convert, cmd_data, cmd_evaluate, cmd_generate,
                                    cmd_lectures, cmd_next_word, cmd_playground, cmd_predict)
-from minitransfer.training_commands import cmd_compare, cmd_finetune, cmd_pretrain
+from minitransfer.cli.training import cmd_compare, cmd_finetune, cmd_pretrain
 
 
 def _default_tokenizer() -> str:

@@ -7,13 +7,12 @@ import inspect
 import os
 from pathlib import Path
 
-from minitransfer.assets import shipped_checkpoint
+from minitransfer.assets import REPO, shipped_checkpoint
 
 # MINITRANSFER_FAST=1 (set by the lecture tests) shrinks every experiment so
 # that all lectures run in a few minutes; unset, they use sizes worth reading.
 FAST = os.environ.get("MINITRANSFER_FAST") == "1"
 
-REPO = Path(__file__).resolve().parents[1]
 # Optional local data of this project's development setup (IMDB); a fresh
 # clone does not have it, and every lecture runs without it.
 SHARED_DATA = Path(os.environ.get("MINITRANSFER_SHARED_DATA", REPO.parent / "shared" / "data"))

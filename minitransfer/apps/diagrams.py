@@ -4,7 +4,7 @@ Every label in a diagram is read off the module tree it is given (layer
 names, weight shapes, the head's class and its labels), so a picture cannot
 drift from the code: change the model and the picture changes with it.
 
-    python -m minitransfer.diagrams docs/head_swap.png   # README's picture, from the shipped stand-in
+    python -m minitransfer.apps.diagrams docs/head_swap.png   # README's picture, from the shipped stand-in
 """
 
 from __future__ import annotations

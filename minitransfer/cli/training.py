@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from minitransfer.assets import shipped_checkpoint
-from minitransfer.commands import model_or_default
+from minitransfer.cli.commands import model_or_default
 
 
 # ----------------------------------------------------------------------------

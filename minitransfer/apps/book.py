@@ -158,7 +158,7 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
     env_before = {k: os.environ.get(k)
                   for k in ("MINITRANSFER_FAST", "MINITRANSFER_LECTURE_OUT", "MPLBACKEND", "PYTHONPATH")}
     # the kernel imports the same minitransfer as this process, installed or not
-    here = str(Path(__file__).resolve().parents[1])
+    here = str(REPO)
     os.environ.update({"MINITRANSFER_FAST": "1" if fast else "0", "MINITRANSFER_LECTURE_OUT": str(work),
                        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
                        "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))})

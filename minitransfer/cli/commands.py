@@ -374,7 +374,7 @@ def cmd_chat(args) -> int:
 
 
 def cmd_playground(args) -> int:
-    from minitransfer.playground import serve
+    from minitransfer.apps.playground import serve
 
     if not 0 < args.port < 65536:  # before the models load
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
@@ -382,9 +382,9 @@ def cmd_playground(args) -> int:
 
 
 def cmd_lectures(args) -> int:
-    from minitransfer.book import build_site
+    from minitransfer.apps.book import build_site
 
-    from minitransfer.book import lecture_paths
+    from minitransfer.apps.book import lecture_paths
 
     if args.only:
         stems = [p.stem for p in lecture_paths()]

@@ -79,8 +79,9 @@ def sync(torch_device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_flops_per_second(n: int = 2048, repeats: int = 5, dtype: str = "float32",
-                            torch_device: str = "cpu") -> tuple[float, float]:
+def matmul_flops_per_second(
+    n: int = 2048, repeats: int = 5, dtype: str = "float32", torch_device: str = "cpu"
+) -> tuple[float, float]:
     """Measured ``dtype`` matmul throughput of this machine: (jax, torch), FLOP/s."""
     import jax
     import jax.numpy as jnp

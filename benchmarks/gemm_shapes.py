@@ -53,9 +53,11 @@ def step_gemms(M: int, C: int) -> list[tuple[str, tuple, tuple, str]]:
     them: x (M, k), W (k, n), dy (M, n)."""
     out = []
     for name, k, n in (("qkv", C, 3 * C), ("attn-out", C, C), ("mlp-up", C, 4 * C), ("mlp-down", 4 * C, C)):
-        out += [(f"{name} forward x@W", (M, k), (k, n), "forward"),
-                (f"{name} backward dy@W.T", (M, n), (k, n), "input grad"),
-                (f"{name} backward x.T@dy", (M, k), (M, n), "weight grad")]
+        out += [
+            (f"{name} forward x@W", (M, k), (k, n), "forward"),
+            (f"{name} backward dy@W.T", (M, n), (k, n), "input grad"),
+            (f"{name} backward x.T@dy", (M, k), (M, n), "weight grad"),
+        ]
     return out
 
 
@@ -70,11 +72,13 @@ def gemm_fns(kind: str, dt):
         return jax.lax.optimization_barrier(w.astype(dt))
 
     if kind == "forward":
-        return (jax.jit(lambda x, w: x @ w), jax.jit(lambda x, w: x @ w.astype(dt)),
-                jax.jit(lambda x, w: x @ apart(w)))
+        return (jax.jit(lambda x, w: x @ w), jax.jit(lambda x, w: x @ w.astype(dt)), jax.jit(lambda x, w: x @ apart(w)))
     if kind == "input grad":
-        return (jax.jit(lambda dy, w: dy @ w.T), jax.jit(lambda dy, w: dy @ w.astype(dt).T),
-                jax.jit(lambda dy, w: dy @ apart(w).T))
+        return (
+            jax.jit(lambda dy, w: dy @ w.T),
+            jax.jit(lambda dy, w: dy @ w.astype(dt).T),
+            jax.jit(lambda dy, w: dy @ apart(w).T),
+        )
     grad = jax.jit(lambda x, dy: (x.T @ dy).astype(jnp.float32))
     return jax.jit(lambda x, dy: x.T @ dy), grad, grad
 
@@ -98,11 +102,17 @@ def main():
     M, C, L = args.batch * args.seq, args.width, args.layers
     dt = jnp.dtype(args.dtype)
     rng = np.random.default_rng(0)
-    print(f"gemms of one step: {L} layers x 12 matmuls at M = {args.batch} x {args.seq} = {M} rows, width {C}, "
-          f"{args.dtype}; jax on {platform} ({device_name}), torch on {torch_device}; "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    totals = {f"{args.dtype} operands": 0.0, "float32 weights, cast in the jit": 0.0, "float32 weights, cast apart": 0.0,
-              "torch": 0.0}
+    print(
+        f"gemms of one step: {L} layers x 12 matmuls at M = {args.batch} x {args.seq} = {M} rows, width {C}, "
+        f"{args.dtype}; jax on {platform} ({device_name}), torch on {torch_device}; "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+    )
+    totals = {
+        f"{args.dtype} operands": 0.0,
+        "float32 weights, cast in the jit": 0.0,
+        "float32 weights, cast apart": 0.0,
+        "torch": 0.0,
+    }
     flops_layer = 0
     for name, shape_a, shape_b, kind in step_gemms(M, C):
         a32 = rng.standard_normal(shape_a, np.float32)
@@ -112,16 +122,24 @@ def main():
         f16, fmixed, fapart = gemm_fns(kind, dt)
         for f, y in ((f16, b), (fmixed, b_mixed), (fapart, b_mixed)):
             f(a, y).block_until_ready()
+
         def jax_done(outs):
             jax.block_until_ready(outs)
 
         t16 = per_call(lambda: f16(a, b), jax_done, args.repeats, args.rounds)
         tmixed = per_call(lambda: fmixed(a, b_mixed), jax_done, args.repeats, args.rounds)
         tapart = per_call(lambda: fapart(a, b_mixed), jax_done, args.repeats, args.rounds)
-        m, k, n = ((shape_a[0], shape_a[1], shape_b[1]) if kind == "forward" else
-                   (shape_a[0], shape_a[1], shape_b[0]) if kind == "input grad" else
-                   (shape_a[1], shape_a[0], shape_b[1]))
-        row = f"  {name:<26} {m:>6} x {k:>5} x {n:>5}: {1e3 * t16:7.3f} ms {args.dtype}, {1e3 * tmixed:7.3f} ms mixed, {1e3 * tapart:7.3f} ms apart"
+        m, k, n = (
+            (shape_a[0], shape_a[1], shape_b[1])
+            if kind == "forward"
+            else (shape_a[0], shape_a[1], shape_b[0])
+            if kind == "input grad"
+            else (shape_a[1], shape_a[0], shape_b[1])
+        )
+        row = (
+            f"  {name:<26} {m:>6} x {k:>5} x {n:>5}: {1e3 * t16:7.3f} ms {args.dtype}, "
+            f"{1e3 * tmixed:7.3f} ms mixed, {1e3 * tapart:7.3f} ms apart"
+        )
         totals[f"{args.dtype} operands"] += t16
         totals["float32 weights, cast in the jit"] += tmixed
         totals["float32 weights, cast apart"] += tapart
@@ -142,8 +160,10 @@ def main():
     for variant, t in totals.items():
         if variant == "torch" and args.no_torch:
             continue
-        print(f"gemm floor, {variant}: {1e3 * t * L:.1f} ms per step ({flops / (t * L) / 1e12:.1f} TFLOP/s over "
-              f"{flops / 1e12:.2f} TFLOP)")
+        print(
+            f"gemm floor, {variant}: {1e3 * t * L:.1f} ms per step ({flops / (t * L) / 1e12:.1f} TFLOP/s over "
+            f"{flops / 1e12:.2f} TFLOP)"
+        )
 
 
 if __name__ == "__main__":

@@ -52,17 +52,25 @@ def main():
 
     def run_hf():
         with torch.no_grad():
-            out = hf.generate(t_prompt, attention_mask=torch.ones_like(t_prompt), do_sample=False,
-                              max_new_tokens=args.new, min_new_tokens=args.new, pad_token_id=50256)
+            out = hf.generate(
+                t_prompt,
+                attention_mask=torch.ones_like(t_prompt),
+                do_sample=False,
+                max_new_tokens=args.new,
+                min_new_tokens=args.new,
+                pad_token_id=50256,
+            )
         sync(torch_device)
         return out
 
-    b = run_hf()[0, args.prompt_len:].tolist()
+    b = run_hf()[0, args.prompt_len :].tolist()
     best = interleaved_best({"ours": run_ours, "hf": run_hf}, args.repeats, rounds=2)
     t_ours, t_hf = best["ours"], best["hf"]
-    print(f"machine: {os.cpu_count()} cores, {threads()} threads, {setting}; jax on {platform} ({device_name}), "
-          f"torch on {torch_device}; GPT-2 124M shape ({args.layers} layers), random weights, "
-          f"prompt {args.prompt_len} tokens, {args.new} new tokens, greedy")
+    print(
+        f"machine: {os.cpu_count()} cores, {threads()} threads, {setting}; jax on {platform} ({device_name}), "
+        f"torch on {torch_device}; GPT-2 124M shape ({args.layers} layers), random weights, "
+        f"prompt {args.prompt_len} tokens, {args.new} new tokens, greedy"
+    )
     print(f"same tokens: {a == b}")
     for name, t in (("minitransfer", t_ours), ("transformers", t_hf)):
         print(f"{name:>12}: {t:.3f} s, {args.new / t:.1f} new tokens/s")

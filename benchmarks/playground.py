@@ -33,8 +33,9 @@ def start(cmd: list[str], env: dict) -> tuple[subprocess.Popen, str, float]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd + ["--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        cmd + ["--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     url = f"http://127.0.0.1:{port}"
     while True:
         try:
@@ -42,7 +43,7 @@ def start(cmd: list[str], env: dict) -> tuple[subprocess.Popen, str, float]:
             return proc, url, time.perf_counter() - t0
         except httpx.TransportError:
             if proc.poll() is not None:
-                raise SystemExit(f"the server stopped before answering:\n{proc.stdout.read()}")
+                raise SystemExit(f"the server stopped before answering:\n{proc.stdout.read()}") from None
             time.sleep(0.05)
 
 
@@ -86,8 +87,9 @@ def main() -> int:
                 lat.append(time.perf_counter() - t)
             t = time.perf_counter()
             n, server_tps = 0, None
-            with httpx.stream("POST", url + "/api/generate", json={"text": "I", "max_new_tokens": 100, "seed": 1},
-                              timeout=60) as resp:
+            with httpx.stream(
+                "POST", url + "/api/generate", json={"text": "I", "max_new_tokens": 100, "seed": 1}, timeout=60
+            ) as resp:
                 for line in resp.iter_lines():
                     if line.startswith("data: "):
                         ev = json.loads(line[6:])
@@ -96,14 +98,22 @@ def main() -> int:
             gen = time.perf_counter() - t
         finally:
             stop(proc)
-    for name, u, f in (("first launch (empty compilation cache)", cold_up, cold_first),
-                       ("next launch (programs from the cache)", up, first)):
-        print(f"{name}: start-up (process start -> server answers, load + compile) {u:.2f} s; first candidates "
-              f"request {1000 * f:.1f} ms; together {u + f:.2f} s (aim < 5 s)")
-    print(f"steady state, {args.requests} requests: median {1000 * statistics.median(lat):.1f} ms, "
-          f"p90 {1000 * sorted(lat)[int(0.9 * len(lat))]:.1f} ms (aim < 100 ms)")
-    print(f"generation: {n} tokens streamed in {gen:.2f} s over HTTP = {n / gen:.1f} tokens/s"
-          + (f" (server-side {server_tps:.1f} tokens/s)" if server_tps else ""))
+    for name, u, f in (
+        ("first launch (empty compilation cache)", cold_up, cold_first),
+        ("next launch (programs from the cache)", up, first),
+    ):
+        print(
+            f"{name}: start-up (process start -> server answers, load + compile) {u:.2f} s; first candidates "
+            f"request {1000 * f:.1f} ms; together {u + f:.2f} s (aim < 5 s)"
+        )
+    print(
+        f"steady state, {args.requests} requests: median {1000 * statistics.median(lat):.1f} ms, "
+        f"p90 {1000 * sorted(lat)[int(0.9 * len(lat))]:.1f} ms (aim < 100 ms)"
+    )
+    print(
+        f"generation: {n} tokens streamed in {gen:.2f} s over HTTP = {n / gen:.1f} tokens/s"
+        + (f" (server-side {server_tps:.1f} tokens/s)" if server_tps else "")
+    )
     return 0
 
 

@@ -50,7 +50,9 @@ def main():
     ap.add_argument("--top", type=int, default=15, help="how many non-matmul operation kinds to list")
     ap.add_argument("--out", default="runs/profile_train_step")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    ap.add_argument("--attn-pdrop", type=float, default=0.1, help="dropout on the attention weights (see train_step.py)")
+    ap.add_argument(
+        "--attn-pdrop", type=float, default=0.1, help="dropout on the attention weights (see train_step.py)"
+    )
     args = ap.parse_args()
     setting = process_setup()
     import jax
@@ -65,8 +67,11 @@ def main():
 
     B, T = args.batch, args.seq
     rng = np.random.default_rng(0)
-    batch = {"input_ids": rng.integers(0, 50257, (B, T)).astype(np.int32),
-             "attention_mask": np.ones((B, T), np.int32), "labels": rng.integers(0, 2, B).astype(np.int32)}
+    batch = {
+        "input_ids": rng.integers(0, 50257, (B, T)).astype(np.int32),
+        "attention_mask": np.ones((B, T), np.int32),
+        "labels": rng.integers(0, 2, B).astype(np.int32),
+    }
     cfg = mt.GPT2Config(n_layer=args.layers, attn_pdrop=args.attn_pdrop)
     model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(768, ["neg", "pos"]))
     path = model.backbone.h[0].attn.fused(jax.numpy.dtype(args.dtype), dropout_active=args.attn_pdrop > 0)
@@ -107,10 +112,14 @@ def main():
         by_kind[kind] += dur
         n_kind[kind] += 1
     total = sum(by_phase.values())
-    where = f"{jax.devices()[0].device_kind}" + (" (summed over XLA's threads)" if jax.default_backend() == "cpu" else "")
-    print(f"{setting}; batch {B} x {T}, {args.dtype}, attention {'fused (' + path + ')' if path else 'explicit'}; "
-          f"untraced step {1000 * min(walls[1:]):.1f} ms, traced step {1000 * traced:.1f} ms; "
-          f"operations sum to {total / 1e3:.1f} ms on {where}")
+    where = f"{jax.devices()[0].device_kind}" + (
+        " (summed over XLA's threads)" if jax.default_backend() == "cpu" else ""
+    )
+    print(
+        f"{setting}; batch {B} x {T}, {args.dtype}, attention {'fused (' + path + ')' if path else 'explicit'}; "
+        f"untraced step {1000 * min(walls[1:]):.1f} ms, traced step {1000 * traced:.1f} ms; "
+        f"operations sum to {total / 1e3:.1f} ms on {where}"
+    )
     for k, v in by_phase.most_common():
         print(f"  {k:<22} {v / 1e3:8.1f} ms  {100 * v / total:5.1f}%")
     print(f"largest non-matmul operation kinds (trace: {trace_file}):")
@@ -128,16 +137,22 @@ def device_events(trace_events: list[dict], op_names: dict) -> list[tuple[str, f
     On a GPU/TPU: the device's "XLA Ops" line (or its streams' kernels, named
     by their ``hlo_op``); on the CPU: the XLA worker threads' events."""
     procs = {e["pid"]: e["args"]["name"] for e in trace_events if e.get("ph") == "M" and e["name"] == "process_name"}
-    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in trace_events
-               if e.get("ph") == "M" and e["name"] == "thread_name"}
+    threads = {
+        (e["pid"], e["tid"]): e["args"]["name"]
+        for e in trace_events
+        if e.get("ph") == "M" and e["name"] == "thread_name"
+    }
     device = {p for p, n in procs.items() if "/device:GPU" in n or "/device:TPU" in n}
     spans = [e for e in trace_events if e.get("ph") == "X"]
     if device:
         ops = [e for e in spans if e["pid"] in device and "XLA Ops" in threads.get((e["pid"], e["tid"]), "")]
         if ops:
             return [(e["name"], e["dur"]) for e in ops]
-        return [(e.get("args", {}).get("hlo_op", e["name"]), e["dur"]) for e in spans
-                if e["pid"] in device and "Stream" in threads.get((e["pid"], e["tid"]), "")]
+        return [
+            (e.get("args", {}).get("hlo_op", e["name"]), e["dur"])
+            for e in spans
+            if e["pid"] in device and "Stream" in threads.get((e["pid"], e["tid"]), "")
+        ]
     return [(e["name"], e["dur"]) for e in spans if e["name"] in op_names]
 
 

@@ -37,22 +37,39 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per round and side")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--shapes", help="several batch shapes, BxT,BxT,... (overrides --batch/--seq): the models, "
-                                     "the matmul peak and both frameworks' start-up are shared, each shape "
-                                     "compiles once")
+    ap.add_argument(
+        "--shapes",
+        help="several batch shapes, BxT,BxT,... (overrides --batch/--seq): the models, "
+        "the matmul peak and both frameworks' start-up are shared, each shape "
+        "compiles once",
+    )
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    ap.add_argument("--attn-pdrop", type=float, default=0.1,
-                    help="dropout on the attention weights, both sides (GPT-2's 0.1 by default). At 0, "
-                         "minitransfer's 'auto' attention takes the fused cuDNN kernel on an NVIDIA GPU of the "
-                         "Ampere generation or later in bfloat16 (the 124M shape's 64-wide heads fit it)")
-    ap.add_argument("--pdrop", type=float, default=0.1,
-                    help="dropout on the embeddings and residual branches, both sides (GPT-2's 0.1 by default; "
-                         "0 with --attn-pdrop 0: no dropout at all, to see what dropout costs)")
-    ap.add_argument("--no-torch", action="store_true",
-                    help="time minitransfer alone (for experiments that change only its side; no ratio)")
-    ap.add_argument("--peak-tflops", type=float,
-                    help="the device's dense bf16 peak for MFU (default: from minitransfer.flops's table, GPUs/TPUs)")
+    ap.add_argument(
+        "--attn-pdrop",
+        type=float,
+        default=0.1,
+        help="dropout on the attention weights, both sides (GPT-2's 0.1 by default). At 0, "
+        "minitransfer's 'auto' attention takes the fused cuDNN kernel on an NVIDIA GPU of the "
+        "Ampere generation or later in bfloat16 (the 124M shape's 64-wide heads fit it)",
+    )
+    ap.add_argument(
+        "--pdrop",
+        type=float,
+        default=0.1,
+        help="dropout on the embeddings and residual branches, both sides (GPT-2's 0.1 by default; "
+        "0 with --attn-pdrop 0: no dropout at all, to see what dropout costs)",
+    )
+    ap.add_argument(
+        "--no-torch",
+        action="store_true",
+        help="time minitransfer alone (for experiments that change only its side; no ratio)",
+    )
+    ap.add_argument(
+        "--peak-tflops",
+        type=float,
+        help="the device's dense bf16 peak for MFU (default: from minitransfer.flops's table, GPUs/TPUs)",
+    )
     args = ap.parse_args()
     setting = process_setup()
     n_threads = threads()
@@ -77,17 +94,22 @@ def main():
 
     spec_peak = args.peak_tflops or device_peak_tflops()
     peak_jax, peak_torch = matmul_flops_per_second(dtype=args.dtype, torch_device=torch_device)
-    print(f"machine: {os.cpu_count()} cores, {n_threads} threads, {setting}; jax on {platform} ({device_name}), "
-          f"torch on {torch_device}" + (f" ({torch.cuda.get_device_name()})" if torch_device == "cuda" else "")
-          + f"; measured {args.dtype} matmul: jax {peak_jax / 1e9:.1f} GFLOP/s, torch {peak_torch / 1e9:.1f} GFLOP/s"
-          + (f"; spec bf16 peak {spec_peak:g} TFLOP/s" if spec_peak else ""))
+    print(
+        f"machine: {os.cpu_count()} cores, {n_threads} threads, {setting}; jax on {platform} ({device_name}), "
+        f"torch on {torch_device}"
+        + (f" ({torch.cuda.get_device_name()})" if torch_device == "cuda" else "")
+        + f"; measured {args.dtype} matmul: jax {peak_jax / 1e9:.1f} GFLOP/s, torch {peak_torch / 1e9:.1f} GFLOP/s"
+        + (f"; spec bf16 peak {spec_peak:g} TFLOP/s" if spec_peak else "")
+    )
 
     # -- minitransfer: one model and one jitted step, compiled once per shape --
     cfg = mt.GPT2Config(n_layer=L, attn_pdrop=args.attn_pdrop, embd_pdrop=args.pdrop, resid_pdrop=args.pdrop)
     model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(C, ["neg", "pos"]))
     path = model.backbone.h[0].attn.fused(jax.numpy.dtype(args.dtype), dropout_active=args.attn_pdrop > 0)
-    print(f"minitransfer attention: {'fused (' + path + ')' if path else 'explicit'}; "
-          f"attention-weight dropout {args.attn_pdrop:g}, other dropout {args.pdrop:g}")
+    print(
+        f"minitransfer attention: {'fused (' + path + ')' if path else 'explicit'}; "
+        f"attention-weight dropout {args.attn_pdrop:g}, other dropout {args.pdrop:g}"
+    )
     graphdef, params = nnx.split(model)
     tc = TrainConfig(mode="full", steps=1000, lr=1e-5)
     tx = make_optimizer(tc, params, 1000, L)
@@ -102,8 +124,10 @@ def main():
         tag = f"{B}x{T} " if len(shapes) > 1 else ""  # each line names its shape when there are several
         ids = rng.integers(0, 50257, (B, T)).astype(np.int32)
         labels = rng.integers(0, 2, B).astype(np.int32)
-        print(f"{tag}shape: GPT-2 124M (n_layer={L}), batch {B} x seq {T} = {B * T} tokens/step, "
-              f"{flops / 1e9:.1f} GFLOP/step, {args.dtype}")
+        print(
+            f"{tag}shape: GPT-2 124M (n_layer={L}), batch {B} x seq {T} = {B * T} tokens/step, "
+            f"{flops / 1e9:.1f} GFLOP/step, {args.dtype}"
+        )
         batch = {"input_ids": ids, "attention_mask": np.ones((B, T), np.int32), "labels": labels}
 
         def run_ours():
@@ -114,14 +138,18 @@ def main():
         if (B, T) == shapes[0]:  # the step's matmuls by operand dtype: mixed precision must really be mixed
             found = matmul_dtypes(step, state[0], state[1], batch, key, np.float32(1e-5))
             want = {"float32": "f32", "bfloat16": "bf16"}[args.dtype]
-            print(f"minitransfer matmuls by operand dtype: {dict(found)}"
-                  + ("" if set(found) == {want} else f"  WARNING: not all in {want}"))
+            print(
+                f"minitransfer matmuls by operand dtype: {dict(found)}"
+                + ("" if set(found) == {want} else f"  WARNING: not all in {want}")
+            )
         run_ours()  # compile
 
         def report(name, t, peak):
-            print(f"{tag}{name}: {1000 * t:.1f} ms/step, {B * T / t:.0f} tokens/s, {flops / t / 1e9:.1f} GFLOP/s "
-                  f"= {100 * flops / t / peak:.0f}% of measured matmul peak"
-                  + (f", MFU {100 * flops / t / (spec_peak * 1e12):.1f}% of the spec bf16 peak" if spec_peak else ""))
+            print(
+                f"{tag}{name}: {1000 * t:.1f} ms/step, {B * T / t:.0f} tokens/s, {flops / t / 1e9:.1f} GFLOP/s "
+                f"= {100 * flops / t / peak:.0f}% of measured matmul peak"
+                + (f", MFU {100 * flops / t / (spec_peak * 1e12):.1f}% of the spec bf16 peak" if spec_peak else "")
+            )
 
         if hf is None:
             t_ours = interleaved_best({"ours": run_ours}, args.steps, args.rounds)["ours"]
@@ -154,13 +182,19 @@ def transformers_side(args, L, torch_device):
     transformers' attention implementation)."""
     import numpy as np
     import torch
-
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     torch.manual_seed(0)
-    hf = GPT2ForSequenceClassification(GPT2Config(n_layer=L, num_labels=2, pad_token_id=50256,
-                                                   attn_pdrop=args.attn_pdrop, embd_pdrop=args.pdrop,
-                                                   resid_pdrop=args.pdrop)).to(torch_device)
+    hf = GPT2ForSequenceClassification(
+        GPT2Config(
+            n_layer=L,
+            num_labels=2,
+            pad_token_id=50256,
+            attn_pdrop=args.attn_pdrop,
+            embd_pdrop=args.pdrop,
+            resid_pdrop=args.pdrop,
+        )
+    ).to(torch_device)
     hf.train()
     # the fastest AdamW PyTorch has on a GPU: one fused kernel for all parameters
     opt = torch.optim.AdamW(hf.parameters(), lr=1e-5, **({"fused": True} if torch_device == "cuda" else {}))

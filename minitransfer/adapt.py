@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from flax import nnx
 
 from minitransfer.data import Dataset
 from minitransfer.encoding import pack_blocks
-from minitransfer.model import GPT2
 from minitransfer.errors import TrainingError
+from minitransfer.model import GPT2
 from minitransfer.pretrain import PretrainConfig, block_perplexity, make_block_loss, pretrain
 from minitransfer.steps import weights_fingerprint
 
@@ -86,34 +86,70 @@ def adapt_language_model(
     if not isinstance(base.head, NextWordHead):
         raise TrainingError("adaptation needs a language model (a checkpoint with its next-word head)")
     if cfg.block_size > base.config.n_positions:  # (no option sets it: the model's own limit decides)
-        log(f"adapt: blocks of {base.config.n_positions} tokens, the model's n_positions (the adaptation asked "
-            f"for {cfg.block_size})")
+        log(
+            f"adapt: blocks of {base.config.n_positions} tokens, the model's n_positions (the adaptation asked "
+            f"for {cfg.block_size})"
+        )
         cfg = dataclasses.replace(cfg, block_size=base.config.n_positions)
     texts = data.train.texts
     blocks = pack_blocks(texts, tokenizer, cfg.block_size, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if len(blocks.validation) == 0:
         raise TrainingError(
             f"adapt: the held-out {cfg.val_fraction:.0%} of {data.spec}'s training texts hold fewer than "
-            f"{cfg.block_size + 1} tokens, too little to measure the adaptation; the task has too little text")
+            f"{cfg.block_size + 1} tokens, too little to measure the adaptation; the task has too little text"
+        )
     model = nnx.clone(base)
     graphdef, params = nnx.split(model)
-    pcfg = PretrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, block_size=cfg.block_size, lr=cfg.lr,
-                          schedule="linear", warmup=0.1, weight_decay=0.01, eval_every=cfg.eval_every,
-                          val_blocks=256, seed=cfg.seed, parallel=cfg.parallel, dtype=cfg.dtype)
+    pcfg = PretrainConfig(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        block_size=cfg.block_size,
+        lr=cfg.lr,
+        schedule="linear",
+        warmup=0.1,
+        weight_decay=0.01,
+        eval_every=cfg.eval_every,
+        val_blocks=256,
+        seed=cfg.seed,
+        parallel=cfg.parallel,
+        dtype=cfg.dtype,
+    )
     # the same held-out blocks before as pretrain scores after (a seeded sample of the held-out texts)
-    before = block_perplexity(make_block_loss(graphdef, cfg.dtype), params,
-                              blocks.validation[: pcfg.val_blocks])[1]
-    log(f"adapt: next-word training on the {len(texts):,} training texts of {data.spec} (labels unused; "
+    before = block_perplexity(make_block_loss(graphdef, cfg.dtype), params, blocks.validation[: pcfg.val_blocks])[1]
+    log(
+        f"adapt: next-word training on the {len(texts):,} training texts of {data.spec} (labels unused; "
         f"validation and test texts never read): {blocks.n_tokens:,} tokens, {cfg.steps} steps of "
-        f"{cfg.batch_size} x {cfg.block_size}")
+        f"{cfg.batch_size} x {cfg.block_size}"
+    )
     t0 = time.perf_counter()
-    r = pretrain(model, blocks, tokenizer, pcfg, out, progress=progress, log=log,
-                 identity={"adapt_data": data.spec, "n_texts": len(texts), "base": weights_fingerprint(base)},
-                 names={"batch_size": "the adaptation's batch size (AdaptConfig.batch_size)",
-                        "lr": "learning rate for the adaptation (AdaptConfig.lr; no command-line option sets it)",
-                        # a run of another length: said as the option that sets it; eval_every follows it
-                        "steps": "--adapt-steps", "eval_every": None})
-    log(f"adapt: held-out perplexity {before:.1f} -> {r.val_perplexity:.1f} "
-        f"({r.train_seconds:.0f} s of training; {time.perf_counter() - t0:.0f} s this call)")
-    return AdaptResult(model, Path(out) if out is not None else None, r.steps, r.train_seconds, before,
-                       r.val_perplexity, len(texts), blocks.n_tokens)
+    r = pretrain(
+        model,
+        blocks,
+        tokenizer,
+        pcfg,
+        out,
+        progress=progress,
+        log=log,
+        identity={"adapt_data": data.spec, "n_texts": len(texts), "base": weights_fingerprint(base)},
+        names={
+            "batch_size": "the adaptation's batch size (AdaptConfig.batch_size)",
+            "lr": "learning rate for the adaptation (AdaptConfig.lr; no command-line option sets it)",
+            # a run of another length: said as the option that sets it; eval_every follows it
+            "steps": "--adapt-steps",
+            "eval_every": None,
+        },
+    )
+    log(
+        f"adapt: held-out perplexity {before:.1f} -> {r.val_perplexity:.1f} "
+        f"({r.train_seconds:.0f} s of training; {time.perf_counter() - t0:.0f} s this call)"
+    )
+    return AdaptResult(
+        model,
+        Path(out) if out is not None else None,
+        r.steps,
+        r.train_seconds,
+        before,
+        r.val_perplexity,
+        len(texts),
+        blocks.n_tokens,
+    )

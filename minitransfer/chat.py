@@ -88,7 +88,7 @@ class ChatSplit:
     def __len__(self) -> int:
         return len(self.conversations)
 
-    def take(self, idx) -> "ChatSplit":
+    def take(self, idx) -> ChatSplit:
         return ChatSplit([self.conversations[i] for i in idx])
 
     @property
@@ -97,7 +97,7 @@ class ChatSplit:
         ULMFiT's middle stage (``adapt``) trains on."""
         return [format_text(c) for c in self.conversations]
 
-    def subset(self, n, seed: int, what: str) -> "ChatSplit":
+    def subset(self, n, seed: int, what: str) -> ChatSplit:
         """``n`` conversations (a number, or "all"/None for every one) in a fixed seeded order."""
         if n is None or n == "all":
             return self
@@ -129,27 +129,35 @@ class ChatDataset:
 
 def format_text(conversation: list[dict]) -> str:
     """A conversation as readable text (the model's tokens are ``encode_conversation``'s)."""
-    return "".join(f"{MARKERS[m['role']]} {m['content']}" + ("\n" if m["role"] == "user" else "<|endoftext|>")
-                   for m in conversation)
+    return "".join(
+        f"{MARKERS[m['role']]} {m['content']}" + ("\n" if m["role"] == "user" else "<|endoftext|>")
+        for m in conversation
+    )
 
 
 def messages_from_row(row: dict, where: str) -> list[dict]:
     """A jsonl row's ``messages``, checked: every problem is an error naming ``where`` (file and line)."""
     if "messages" not in row:
-        raise DataError(f"{where}: no field 'messages'; it has {sorted(row)} (expected {{\"messages\": "
-                        f"[{{\"role\": \"user\", \"content\": \"...\"}}, {{\"role\": \"assistant\", ...}}]}})")
+        raise DataError(
+            f"{where}: no field 'messages'; it has {sorted(row)} (expected {{\"messages\": "
+            f'[{{"role": "user", "content": "..."}}, {{"role": "assistant", ...}}]}})'
+        )
     out = check_messages(row["messages"], where)
     if not any(m["role"] == "assistant" for m in out):
-        raise DataError(f"{where}: no assistant message; a chat model learns from the replies, so each "
-                        f"conversation needs at least one message with role 'assistant'")
+        raise DataError(
+            f"{where}: no assistant message; a chat model learns from the replies, so each "
+            f"conversation needs at least one message with role 'assistant'"
+        )
     return out
 
 
 def check_messages(msgs, where: str) -> list[dict]:
     """A list of ``{"role", "content"}`` messages, checked (their content stripped)."""
     if not isinstance(msgs, list) or not msgs:
-        raise DataError(f"{where}: 'messages' is {type(msgs).__name__} {str(msgs)[:40]!r}; expected a non-empty "
-                        f"list of {{\"role\", \"content\"}} objects")
+        raise DataError(
+            f"{where}: 'messages' is {type(msgs).__name__} {str(msgs)[:40]!r}; expected a non-empty "
+            f'list of {{"role", "content"}} objects'
+        )
     out = []
     for k, m in enumerate(msgs):
         at = f"{where}, messages[{k}]"
@@ -161,8 +169,9 @@ def check_messages(msgs, where: str) -> list[dict]:
         if m["role"] not in ROLES:
             raise DataError(f"{at}: unknown role {m['role']!r}; expected 'user' or 'assistant'")
         if not isinstance(m["content"], str):
-            raise DataError(f"{at}: the 'content' is {type(m['content']).__name__} {str(m['content'])[:40]!r}; "
-                            f"expected a string")
+            raise DataError(
+                f"{at}: the 'content' is {type(m['content']).__name__} {str(m['content'])[:40]!r}; expected a string"
+            )
         if not m["content"].strip():
             raise DataError(f"{at}: the 'content' is empty; every message needs text")
         out.append({"role": m["role"], "content": m["content"].strip()})
@@ -181,8 +190,9 @@ def chatterbot_dir(language: str = "english") -> Path:
     without importing the package (its code is not needed, only its data)."""
     spec = importlib.util.find_spec("chatterbot_corpus")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("the 'chatterbot' conversations come from the PyPI package chatterbot-corpus: "
-                        "pip install chatterbot-corpus")
+        raise DataError(
+            "the 'chatterbot' conversations come from the PyPI package chatterbot-corpus: pip install chatterbot-corpus"
+        )
     root = Path(list(spec.submodule_search_locations)[0]) / "data"
     d = root / language
     if not d.is_dir():
@@ -216,9 +226,11 @@ def chatterbot_conversations(language: str, notes: list[str]) -> list[list[dict]
             out.append([{"role": ROLES[k % 2], "content": u.strip()} for k, u in enumerate(conv)])
     if n_files == 0:
         raise DataError(f"chatterbot:{language}: no .yml files in {chatterbot_dir(language)}")
-    notes.append(f"chatterbot:{language}: {len(out)} conversations from {n_files} files"
-                 + (f"; {n_short} single-utterance conversation(s) skipped (no reply to learn)" if n_short else "")
-                 + (f"; {n_bad} conversation(s) with an empty or non-text utterance skipped" if n_bad else ""))
+    notes.append(
+        f"chatterbot:{language}: {len(out)} conversations from {n_files} files"
+        + (f"; {n_short} single-utterance conversation(s) skipped (no reply to learn)" if n_short else "")
+        + (f"; {n_bad} conversation(s) with an empty or non-text utterance skipped" if n_bad else "")
+    )
     return out
 
 
@@ -232,8 +244,10 @@ def parse_chat_spec(spec: str) -> tuple[str, str]:
     except DataError as e:
         raise DataError(f"{e}; for --task chat: 'chatterbot[:LANGUAGE]' or 'jsonl:PATH'") from None
     if kind != "jsonl":
-        raise DataError(f"--task chat reads 'chatterbot[:LANGUAGE]' (the offline default) or 'jsonl:PATH' with "
-                        f"{{\"messages\": [...]}} rows, not {spec!r}")
+        raise DataError(
+            f"--task chat reads 'chatterbot[:LANGUAGE]' (the offline default) or 'jsonl:PATH' with "
+            f'{{"messages": [...]}} rows, not {spec!r}'
+        )
     return kind, rest
 
 
@@ -269,19 +283,26 @@ def load_chat_dataset(spec: str, *, split_seed: int = 0) -> ChatDataset:
         order = rng.permutation(len(convs))
         n_val = n_test = max(1, int(round(0.1 * len(convs))))
         if len(convs) - n_val - n_test < 1:
-            raise DataError(f"{spec}: {len(convs)} conversation(s) are too few to split into train, validation "
-                            f"and test (at least 3)")
+            raise DataError(
+                f"{spec}: {len(convs)} conversation(s) are too few to split into train, validation "
+                f"and test (at least 3)"
+            )
         split = ChatSplit(convs)
-        test, validation, train = (split.take(order[:n_test]), split.take(order[n_test:n_test + n_val]),
-                                   split.take(order[n_test + n_val:]))
+        test, validation, train = (
+            split.take(order[:n_test]),
+            split.take(order[n_test : n_test + n_val]),
+            split.take(order[n_test + n_val :]),
+        )
         notes.append(f"split 80/10/10 by conversation, split_seed={split_seed}")
         fields["split_seed"] = split_seed
     else:
         d = Path(rest)
         files = {s: _find_split_file(d, s, "jsonl") for s in ("train", "validation", "test")}
         if files["train"] is None or files["test"] is None:
-            raise DataError(f"{d}: a chat data directory needs train.jsonl and test.jsonl (validation.jsonl "
-                            f"optional); it holds {sorted(p.name for p in d.iterdir())}")
+            raise DataError(
+                f"{d}: a chat data directory needs train.jsonl and test.jsonl (validation.jsonl "
+                f"optional); it holds {sorted(p.name for p in d.iterdir())}"
+            )
         parts = {s: ChatSplit(_jsonl_conversations(f, notes)) for s, f in files.items() if f is not None}
         train, test = parts["train"], parts["test"]
         if "validation" in parts:
@@ -290,8 +311,10 @@ def load_chat_dataset(spec: str, *, split_seed: int = 0) -> ChatDataset:
             order = rng.permutation(len(train))
             n_val = max(1, int(round(0.1 * len(train))))
             if len(train) - n_val < 1:
-                raise DataError(f"{files['train']}: {len(train)} conversation(s); at least 2 are needed to set "
-                                f"one aside for validation (or give validation.jsonl)")
+                raise DataError(
+                    f"{files['train']}: {len(train)} conversation(s); at least 2 are needed to set "
+                    f"one aside for validation (or give validation.jsonl)"
+                )
             validation, train = train.take(order[:n_val]), train.take(order[n_val:])
             notes.append(f"validation: {n_val} of the training conversations, split_seed={split_seed}")
             fields["split_seed"] = split_seed
@@ -359,11 +382,16 @@ def encode_chat(split: ChatSplit, tokenizer, max_len: int) -> EncodedChat:
         if len(ids) <= max_len:
             rows.append((ids, flags))
     n_skipped = len(split) - len(rows)
-    notes = [f"{n_skipped} of {len(split)} conversation(s) longer than --max-len {max_len} tokens skipped"] \
-        if n_skipped else []
+    notes = (
+        [f"{n_skipped} of {len(split)} conversation(s) longer than --max-len {max_len} tokens skipped"]
+        if n_skipped
+        else []
+    )
     if not rows:
-        raise DataError(f"no conversation of {len(split)} fits --max-len {max_len} tokens; raise --max-len (up to "
-                        f"the model's n_positions) or give shorter conversations")
+        raise DataError(
+            f"no conversation of {len(split)} fits --max-len {max_len} tokens; raise --max-len (up to "
+            f"the model's n_positions) or give shorter conversations"
+        )
     N = len(rows)
     ids = np.zeros((N, max_len), np.int32)
     mask = np.zeros((N, max_len), np.int32)
@@ -373,8 +401,8 @@ def encode_chat(split: ChatSplit, tokenizer, max_len: int) -> EncodedChat:
         L = len(row)
         ids[i, :L] = row
         mask[i, :L] = 1
-        targets[i, :L - 1] = row[1:]  # position t predicts token t + 1
-        loss_mask[i, :L - 1] = flags[1:]  # ... and counts where token t + 1 is a reply's
+        targets[i, : L - 1] = row[1:]  # position t predicts token t + 1
+        loss_mask[i, : L - 1] = flags[1:]  # ... and counts where token t + 1 is a reply's
     return EncodedChat(ids, mask, targets, loss_mask, 0, n_skipped, notes)
 
 
@@ -385,8 +413,13 @@ def reply_metrics(scores: np.ndarray, loss_mask: np.ndarray) -> dict:
     m = loss_mask.astype(np.float64)
     n = m.sum()
     loss = float(-(scores[..., 0].astype(np.float64) * m).sum() / n)
-    return {"perplexity": float(np.exp(loss)), "accuracy": float((scores[..., 1] * m).sum() / n), "loss": loss,
-            "n": int(len(loss_mask)), "n_tokens": int(n)}
+    return {
+        "perplexity": float(np.exp(loss)),
+        "accuracy": float((scores[..., 1] * m).sum() / n),
+        "loss": loss,
+        "n": int(len(loss_mask)),
+        "n_tokens": int(n),
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -432,28 +465,51 @@ class ChatTask(TaskHead):
         if not isinstance(data, ChatDataset):
             raise ValueError("the chat head learns replies: it needs conversation data (--task chat)")
 
-    def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,
-                splits=("train", "validation", "test"), training=True):
+    def prepare(
+        self,
+        data,
+        tokenizer,
+        *,
+        max_len,
+        budget,
+        seed,
+        val_examples,
+        log,
+        splits=("train", "validation", "test"),
+        training=True,
+    ):
         parts = budgeted_splits(data, splits, budget, seed, val_examples, log, "conversations")
         out = {}
         for name in splits:
             e = encode_chat(parts[name], tokenizer, max_len)
             for note in e.notes:
                 log(f"{name}: {note}")
-            out[name] = ({"input_ids": e.input_ids, "attention_mask": e.attention_mask, "targets": e.targets,
-                          "loss_mask": e.loss_mask}, e)
+            out[name] = (
+                {
+                    "input_ids": e.input_ids,
+                    "attention_mask": e.attention_mask,
+                    "targets": e.targets,
+                    "loss_mask": e.loss_mask,
+                },
+                e,
+            )
         return out
 
     def describe(self):
-        return {"format": "role markers as text, end-of-text after each reply (minitransfer/chat.py)",
-                "user_marker": USER, "assistant_marker": ASSISTANT}
+        return {
+            "format": "role markers as text, end-of-text after each reply (minitransfer/chat.py)",
+            "user_marker": USER,
+            "assistant_marker": ASSISTANT,
+        }
 
     @classmethod
     def from_info(cls, info, n_embd, source):
         said = (info.get("user_marker", USER), info.get("assistant_marker", ASSISTANT))
         if said != (USER, ASSISTANT):
-            raise ValueError(f"{source}: this chat model was trained with role markers {said}; this minitransfer "
-                             f"writes {(USER, ASSISTANT)}")
+            raise ValueError(
+                f"{source}: this chat model was trained with role markers {said}; this minitransfer "
+                f"writes {(USER, ASSISTANT)}"
+            )
         return cls()
 
 
@@ -486,8 +542,9 @@ def fit_history(history: list[dict], tokenizer, room: int) -> tuple[list[dict], 
     its question). The newest user message is never dropped (if it alone does
     not fit, the caller says so)."""
     dropped = 0
-    while dropped < len(history) - 1 and (len(prompt_ids(history[dropped:], tokenizer)) > room
-                                          or history[dropped]["role"] == "assistant"):
+    while dropped < len(history) - 1 and (
+        len(prompt_ids(history[dropped:], tokenizer)) > room or history[dropped]["role"] == "assistant"
+    ):
         dropped += 1
     return history[dropped:], dropped
 
@@ -504,7 +561,7 @@ def _held_back(text: str) -> int:
     last = text.rfind("\n")
     if last < 0:  # the reply's first line: it may be starting to write the user's turn
         return len(text) if USER.startswith(text) else 0
-    tail = text[last + 1:]
+    tail = text[last + 1 :]
     return len(text) - last if any(mk.startswith(tail) for mk in (USER, ASSISTANT)) else 0
 
 
@@ -539,16 +596,19 @@ def reply_stream(model, tokenizer, ids: list[int], max_new_tokens: int, **sampli
     yield (full, why)
 
 
-def chat_loop(model, tokenizer, *, max_new_tokens: int, seed: int, read=input, write=print, echo: bool = False,
-              **sampling) -> int:
+def chat_loop(
+    model, tokenizer, *, max_new_tokens: int, seed: int, read=input, write=print, echo: bool = False, **sampling
+) -> int:
     """Talk until an empty line, end of input or Ctrl-C. Each reply streams token
     by token; reply i samples with seed + i. ``echo`` repeats what was read
     (input that is not typed, e.g. piped, so the transcript shows both sides)."""
     n_pos = model.config.n_positions
     room = n_pos - max_new_tokens
     if room < 8:
-        raise ValueError(f"--max-new-tokens {max_new_tokens} leaves {room} of the model's {n_pos} positions for the "
-                         f"conversation; lower it")
+        raise ValueError(
+            f"--max-new-tokens {max_new_tokens} leaves {room} of the model's {n_pos} positions for the "
+            f"conversation; lower it"
+        )
     history: list[dict] = []
     turn = 0
     try:
@@ -567,8 +627,10 @@ def chat_loop(model, tokenizer, *, max_new_tokens: int, seed: int, read=input, w
             kept, dropped = fit_history(history, tokenizer, room)
             ids = prompt_ids(kept, tokenizer)
             if len(ids) > room:
-                write(f"(that message is {len(ids)} tokens with its markers; this model reads {n_pos} positions, "
-                      f"{max_new_tokens} of them kept for the reply (--max-new-tokens): say it shorter)")
+                write(
+                    f"(that message is {len(ids)} tokens with its markers; this model reads {n_pos} positions, "
+                    f"{max_new_tokens} of them kept for the reply (--max-new-tokens): say it shorter)"
+                )
                 history.pop()
                 continue
             if dropped:

@@ -35,8 +35,18 @@ from minitransfer.compare import check_same_compare, paired_difference
 from minitransfer.modes import get_mode
 from minitransfer.runs import check_out_folder
 
-RESULT_COLUMNS = ["mode", "seed", "n_train", "steps", "best_step", "val_perplexity", "test_perplexity",
-                  "test_accuracy", "test_loss", "wall_seconds"]
+RESULT_COLUMNS = [
+    "mode",
+    "seed",
+    "n_train",
+    "steps",
+    "best_step",
+    "val_perplexity",
+    "test_perplexity",
+    "test_accuracy",
+    "test_loss",
+    "wall_seconds",
+]
 
 
 @dataclasses.dataclass
@@ -62,8 +72,9 @@ def run_name(mode: str, seed: int) -> str:
     return f"{mode}-s{seed}"
 
 
-def compare_chat(base_model, data, tokenizer, cc: ChatCompareConfig, out: str | Path, *, log=print,
-                 progress: bool = True) -> dict:
+def compare_chat(
+    base_model, data, tokenizer, cc: ChatCompareConfig, out: str | Path, *, log=print, progress: bool = True
+) -> dict:
     """Run the grid, write the result files, return the summary."""
     from minitransfer.chat import ChatHead
     from minitransfer.model import GPT2
@@ -73,8 +84,10 @@ def compare_chat(base_model, data, tokenizer, cc: ChatCompareConfig, out: str | 
     check_out_folder(out, "compare")
     for m in cc.modes:
         if get_mode(m).frozen_backbone and not ChatHead.pooled_features:
-            raise ValueError(f"--modes: {m} caches one pooled vector per text, which the {ChatHead.kind} head "
-                             f"cannot use (it reads every position); choose among scratch, full and adapt")
+            raise ValueError(
+                f"--modes: {m} caches one pooled vector per text, which the {ChatHead.kind} head "
+                f"cannot use (it reads every position); choose among scratch, full and adapt"
+            )
     if len(set(cc.modes)) < len(cc.modes):
         raise ValueError(f"--modes names a mode more than once ({','.join(cc.modes)})")
     if cc.max_len > base_model.config.n_positions:
@@ -96,28 +109,56 @@ def compare_chat(base_model, data, tokenizer, cc: ChatCompareConfig, out: str | 
 
         acfg = AdaptConfig(parallel=cc.parallel, dtype=cc.dtype)
         if cc.adapt_steps is not None:
-            acfg = dataclasses.replace(acfg, steps=cc.adapt_steps, eval_every=max(1, min(acfg.eval_every,
-                                                                                        cc.adapt_steps)))
-        adapted = adapt_language_model(base_model, tokenizer, data, acfg, out / "adapted", progress=progress,
-                                       log=log).model
+            acfg = dataclasses.replace(
+                acfg, steps=cc.adapt_steps, eval_every=max(1, min(acfg.eval_every, cc.adapt_steps))
+            )
+        adapted = adapt_language_model(
+            base_model, tokenizer, data, acfg, out / "adapted", progress=progress, log=log
+        ).model
     starts = {"random": base_model, "pretrained": base_model, "adapted": adapted}
     rows = []
     grid = [(m, s) for s in cc.seed_ids() for m in cc.modes]
     for i, (mode, seed) in enumerate(grid):
-        cfg = TrainConfig(mode=mode, steps=cc.steps, epochs=cc.epochs, batch_size=cc.batch_size, max_len=cc.max_len,
-                          seed=seed, val_examples=cc.val_examples, parallel=cc.parallel, dtype=cc.dtype)
+        cfg = TrainConfig(
+            mode=mode,
+            steps=cc.steps,
+            epochs=cc.epochs,
+            batch_size=cc.batch_size,
+            max_len=cc.max_len,
+            seed=seed,
+            val_examples=cc.val_examples,
+            parallel=cc.parallel,
+            dtype=cc.dtype,
+        )
         name = run_name(mode, seed)
         done = (out / "runs" / name / "result.json").exists()
         log(f"[{i + 1}/{len(grid)}] {name}: {mode}, seed {seed}" + (" (finished earlier: read back)" if done else ""))
-        model = build_model(mode, starts[get_mode(mode).start], base_model.config, data, cfg, ChatHead,
-                            new_head=True)
-        r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False, log=lambda msg: None,
-                     keep_state=False, keep_best=False)
-        rows.append({"mode": mode, "seed": seed, "n_train": json.loads((out / "runs" / name / "result.json")
-                                                                       .read_text())["n_train"],
-                     "steps": r.steps, "best_step": r.best_step, "val_perplexity": r.best_val["perplexity"],
-                     "test_perplexity": r.test["perplexity"], "test_accuracy": r.test["accuracy"],
-                     "test_loss": r.test["loss"], "wall_seconds": round(r.wall_seconds, 2)})
+        model = build_model(mode, starts[get_mode(mode).start], base_model.config, data, cfg, ChatHead, new_head=True)
+        r = finetune(
+            model,
+            data,
+            tokenizer,
+            cfg,
+            out / "runs" / name,
+            progress=False,
+            log=lambda msg: None,
+            keep_state=False,
+            keep_best=False,
+        )
+        rows.append(
+            {
+                "mode": mode,
+                "seed": seed,
+                "n_train": json.loads((out / "runs" / name / "result.json").read_text())["n_train"],
+                "steps": r.steps,
+                "best_step": r.best_step,
+                "val_perplexity": r.best_val["perplexity"],
+                "test_perplexity": r.test["perplexity"],
+                "test_accuracy": r.test["accuracy"],
+                "test_loss": r.test["loss"],
+                "wall_seconds": round(r.wall_seconds, 2),
+            }
+        )
         log(f"    test reply perplexity {r.test['perplexity']:.2f}, next-token accuracy {r.test['accuracy']:.4f}")
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
@@ -138,9 +179,12 @@ def summarise_chat(rows: list[dict], cc: ChatCompareConfig, data, zero: dict, wa
     table = {}
     for m in cc.modes:
         ppl = [by[m, s]["test_perplexity"] for s in seeds]
-        table[m] = {"perplexity_per_seed": ppl, "perplexity_mean": float(np.mean(ppl)),
-                    "accuracy_mean": float(np.mean([by[m, s]["test_accuracy"] for s in seeds])),
-                    "loss_per_seed": [by[m, s]["test_loss"] for s in seeds]}
+        table[m] = {
+            "perplexity_per_seed": ppl,
+            "perplexity_mean": float(np.mean(ppl)),
+            "accuracy_mean": float(np.mean([by[m, s]["test_accuracy"] for s in seeds])),
+            "loss_per_seed": [by[m, s]["test_loss"] for s in seeds],
+        }
     gains = []
     for m in cc.modes:
         if m == "scratch" or "scratch" not in cc.modes:
@@ -151,29 +195,49 @@ def summarise_chat(rows: list[dict], cc: ChatCompareConfig, data, zero: dict, wa
         d = paired_difference(table[m]["loss_per_seed"], table["scratch"]["loss_per_seed"])
         ratio = {k: (math.exp(d[k]) if d[k] is not None else None) for k in ("mean", "low", "high")}
         gains.append({"mode": m, "over": "scratch", "loss_difference": d, "perplexity_ratio": ratio})
-    return {"task": "chat", "data": data.spec, "seeds": len(seeds), "first_seed": cc.first_seed,
-            "test_n": zero["n"], "test_reply_tokens": zero["n_tokens"], "zero_shot": zero, "table": table,
-            "gains": gains, "wall_seconds": wall_seconds, "config": dataclasses.asdict(cc)}
+    return {
+        "task": "chat",
+        "data": data.spec,
+        "seeds": len(seeds),
+        "first_seed": cc.first_seed,
+        "test_n": zero["n"],
+        "test_reply_tokens": zero["n_tokens"],
+        "zero_shot": zero,
+        "table": table,
+        "gains": gains,
+        "wall_seconds": wall_seconds,
+        "config": dataclasses.asdict(cc),
+    }
 
 
 def chat_summary_markdown(s: dict) -> str:
     from minitransfer.chat import ChatHead
 
     name = ChatHead.metric_names[ChatHead.best_metric]  # reply perplexity
-    lines = [f"Test {name} ({'lower' if ChatHead.best_is_lower else 'higher'} is better) on `{s['data']}` ({s['test_n']} test conversations, "
-             f"{s['test_reply_tokens']:,} reply tokens), {s['seeds']} seed(s) from {s['first_seed']}:", "",
-             f"| mode | {name} (mean) | per seed | {ChatHead.metric_names['accuracy']} (mean) |", "|---|---|---|---|",
-             f"| zero-shot (no chat fine-tuning) | {s['zero_shot']['perplexity']:.2f} | - | "
-             f"{100 * s['zero_shot']['accuracy']:.1f}% |"]
+    lines = [
+        f"Test {name} ({'lower' if ChatHead.best_is_lower else 'higher'} is better) on `{s['data']}` "
+        f"({s['test_n']} test conversations, "
+        f"{s['test_reply_tokens']:,} reply tokens), {s['seeds']} seed(s) from {s['first_seed']}:",
+        "",
+        f"| mode | {name} (mean) | per seed | {ChatHead.metric_names['accuracy']} (mean) |",
+        "|---|---|---|---|",
+        f"| zero-shot (no chat fine-tuning) | {s['zero_shot']['perplexity']:.2f} | - | "
+        f"{100 * s['zero_shot']['accuracy']:.1f}% |",
+    ]
     for m, cell in s["table"].items():
-        lines.append(f"| {m} | {cell['perplexity_mean']:.2f} | "
-                     f"{', '.join(f'{p:.2f}' for p in cell['perplexity_per_seed'])} | "
-                     f"{100 * cell['accuracy_mean']:.1f}% |")
+        lines.append(
+            f"| {m} | {cell['perplexity_mean']:.2f} | "
+            f"{', '.join(f'{p:.2f}' for p in cell['perplexity_per_seed'])} | "
+            f"{100 * cell['accuracy_mean']:.1f}% |"
+        )
     lines.append("")
     for g in s["gains"]:
         r, d = g["perplexity_ratio"], g["loss_difference"]
-        interval = (f"95% interval {r['low']:.3f} to {r['high']:.3f}, p = {d['p']:.3g}"
-                    + ("" if d["significant"] else ": the interval includes 1, no difference is shown")
-                    if r["low"] is not None else "no interval: it needs at least 2 seeds whose differences vary")
+        interval = (
+            f"95% interval {r['low']:.3f} to {r['high']:.3f}, p = {d['p']:.3g}"
+            + ("" if d["significant"] else ": the interval includes 1, no difference is shown")
+            if r["low"] is not None
+            else "no interval: it needs at least 2 seeds whose differences vary"
+        )
         lines.append(f"{g['mode']} vs {g['over']}: test perplexity x {r['mean']:.3f} (paired by seed; {interval}).")
     return "\n".join(lines) + "\n"

@@ -107,8 +107,10 @@ class ClassificationTask(TaskHead):
     @classmethod
     def check_budget(cls, budget, data):
         if budget < data.num_classes:
-            raise ValueError(f"{budget} is fewer labels than classes ({data.num_classes}); a stratified "
-                             f"budget needs at least one example per class")
+            raise ValueError(
+                f"{budget} is fewer labels than classes ({data.num_classes}); a stratified "
+                f"budget needs at least one example per class"
+            )
 
     # -- data --------------------------------------------------------------
     @classmethod
@@ -130,17 +132,33 @@ class ClassificationTask(TaskHead):
                 f"{len(data.label_names)} labels {list(data.label_names)}"
             )
 
-    def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,
-                splits=("train", "validation", "test"), training=True):
+    def prepare(
+        self,
+        data,
+        tokenizer,
+        *,
+        max_len,
+        budget,
+        seed,
+        val_examples,
+        log,
+        splits=("train", "validation", "test"),
+        training=True,
+    ):
         from minitransfer.data import label_budget
         from minitransfer.encoding import encode
 
-        parts = {"train": label_budget(data.train, budget, seed, data.num_classes), "validation": data.validation,
-                 "test": data.test}
+        parts = {
+            "train": label_budget(data.train, budget, seed, data.num_classes),
+            "validation": data.validation,
+            "test": data.test,
+        }
         if "validation" in splits and val_examples is not None and len(data.validation) > val_examples:
             parts["validation"] = label_budget(data.validation, val_examples, 0, data.num_classes)
-            log(f"validating on a fixed stratified subset of {val_examples} of {len(data.validation)} "
-                f"validation examples")
+            log(
+                f"validating on a fixed stratified subset of {val_examples} of {len(data.validation)} "
+                f"validation examples"
+            )
         out = {}
         for name in splits:
             part = parts[name]
@@ -182,8 +200,10 @@ class ClassificationTask(TaskHead):
         return {"score.weight": "score.weight"} if self.transformers_compatible else {}
 
     def hf_config(self):
-        out = {"id2label": {str(i): n for i, n in enumerate(self.labels)},
-               "label2id": {n: i for i, n in enumerate(self.labels)}}
+        out = {
+            "id2label": {str(i): n for i, n in enumerate(self.labels)},
+            "label2id": {n: i for i, n in enumerate(self.labels)},
+        }
         if self.transformers_compatible:  # (save_pretrained adds pad_token_id, which the pooling needs)
             out["architectures"] = ["GPT2ForSequenceClassification"]
         return out
@@ -208,16 +228,25 @@ class ClassificationHead(ClassificationTask):
 
     kind = "classification"
 
-    def __init__(self, n_embd: int, labels: list[str] | tuple[str, ...], *, pooling: str = "last",
-                 dropout: float = 0.1, bias: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        n_embd: int,
+        labels: list[str] | tuple[str, ...],
+        *,
+        pooling: str = "last",
+        dropout: float = 0.1,
+        bias: bool = True,
+        seed: int = 0,
+    ):
         if pooling not in ("last", "mean"):
             raise ValueError(f"unknown pooling {pooling!r}; expected 'last' or 'mean'")
         if len(labels) < 2:
             raise ValueError(f"a classifier needs at least 2 labels, got {list(labels)}")
         self.labels = tuple(str(x) for x in labels)
         self.pooling, self.dropout, self.bias = pooling, dropout, bool(bias)
-        self.score = nnx.Linear(n_embd, len(self.labels), use_bias=self.bias,
-                                kernel_init=nnx.initializers.normal(0.02), rngs=nnx.Rngs(seed))
+        self.score = nnx.Linear(
+            n_embd, len(self.labels), use_bias=self.bias, kernel_init=nnx.initializers.normal(0.02), rngs=nnx.Rngs(seed)
+        )
 
     def features(self, hidden, attention_mask):
         return pool(hidden, attention_mask, self.pooling)  # (B, C)
@@ -233,12 +262,20 @@ class ClassificationHead(ClassificationTask):
 
 def transformers_note(head: ClassificationTask) -> str:
     """Why transformers' GPT2ForSequenceClassification cannot represent ``head``, and which options give one it can."""
-    why = " and ".join(w for w in (f"{head.pooling} pooling" if head.pooling != "last" else "",
-                                   "a bias in its linear layer" if head.bias else "") if w)
-    return (f"transformers' GPT2ForSequenceClassification cannot represent this classifier's head ({why}; it "
-            f"reads the last real token through a linear layer without bias): there the backbone loads, but the "
-            f"head does not (transformers draws a random score.weight). For a classifier that opens there as "
-            f"the same model, fine-tune with --pooling last --no-head-bias")
+    why = " and ".join(
+        w
+        for w in (
+            f"{head.pooling} pooling" if head.pooling != "last" else "",
+            "a bias in its linear layer" if head.bias else "",
+        )
+        if w
+    )
+    return (
+        f"transformers' GPT2ForSequenceClassification cannot represent this classifier's head ({why}; it "
+        f"reads the last real token through a linear layer without bias): there the backbone loads, but the "
+        f"head does not (transformers draws a random score.weight). For a classifier that opens there as "
+        f"the same model, fine-tune with --pooling last --no-head-bias"
+    )
 
 
 def model_card(head: ClassificationTask) -> str:
@@ -247,11 +284,16 @@ def model_card(head: ClassificationTask) -> str:
         "It opens in transformers as the same classifier (same logits): "
         "`GPT2ForSequenceClassification.from_pretrained(THIS_FOLDER)` (its tokenizer pads with "
         "`<|endoftext|>`, the config's `pad_token_id`; a text that itself ends in that token is pooled "
-        "elsewhere there)." if head.transformers_compatible else head.transformers_note() + ".")
-    return (f"# A minitransfer classifier\n\n"
-            f"A GPT-2 backbone with a classification head: {head.pooling} pooling -> a linear layer "
-            f"{'with' if head.bias else 'without'} bias -> {len(head.labels)} labels: "
-            f"{', '.join(head.labels)}.\n\n"
-            f"Label texts with it: `minitransfer predict --model THIS_FOLDER --data texts.txt` (see "
-            f"docs/predict.md); score it: `minitransfer evaluate --model THIS_FOLDER`.\n\n"
-            f"## In transformers\n\n{transformers}\n")
+        "elsewhere there)."
+        if head.transformers_compatible
+        else head.transformers_note() + "."
+    )
+    return (
+        f"# A minitransfer classifier\n\n"
+        f"A GPT-2 backbone with a classification head: {head.pooling} pooling -> a linear layer "
+        f"{'with' if head.bias else 'without'} bias -> {len(head.labels)} labels: "
+        f"{', '.join(head.labels)}.\n\n"
+        f"Label texts with it: `minitransfer predict --model THIS_FOLDER --data texts.txt` (see "
+        f"docs/predict.md); score it: `minitransfer evaluate --model THIS_FOLDER`.\n\n"
+        f"## In transformers\n\n{transformers}\n"
+    )

@@ -38,10 +38,9 @@ from minitransfer.figures import plot_budget, plot_curves, summary_task
 from minitransfer.heads import TaskHead
 from minitransfer.model import GPT2
 from minitransfer.modes import get_mode
-from minitransfer.runs import check_out_folder
 from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
+from minitransfer.runs import SETTING_NAMES, check_out_folder
 from minitransfer.steps import compile_meter
-from minitransfer.runs import SETTING_NAMES
 from minitransfer.tasks import get_task
 from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune
 
@@ -137,14 +136,27 @@ def run_finished(out: Path, name: str) -> bool:
 # what a compare's runs do not depend on: which of them there are, and how they run or are kept
 GRID_ONLY = ("budgets", "modes", "seeds", "first_seed", "curve_budget", "parallel", "keep_checkpoints")
 # how a differing setting is named: by its option where one sets it; None: not named (it follows another)
-COMPARE_SETTING_NAMES = {"task": "--task", "steps": "--steps", "max_len": "--max-len", "batch_size": "--batch-size",
-                         "pooling": "--pooling", "dtype": "--dtype", "adapt.steps": "--adapt-steps",
-                         "split_seed": "--split-seed", "unfreeze": "--unfreeze", "lora_rank": "--lora-rank",
-                         "lora_alpha": "--lora-alpha",
-                         "val_examples": "validation examples per run (200 with --quick, 400 without)",
-                         **{k: f"CompareConfig.{k} (no option sets it)"
-                            for k in ("epochs", "max_steps", "min_steps", "frozen_min_steps", "evals_per_run")},
-                         "adapt.eval_every": None, "adapt.parallel": None, "adapt.dtype": None}
+COMPARE_SETTING_NAMES = {
+    "task": "--task",
+    "steps": "--steps",
+    "max_len": "--max-len",
+    "batch_size": "--batch-size",
+    "pooling": "--pooling",
+    "dtype": "--dtype",
+    "adapt.steps": "--adapt-steps",
+    "split_seed": "--split-seed",
+    "unfreeze": "--unfreeze",
+    "lora_rank": "--lora-rank",
+    "lora_alpha": "--lora-alpha",
+    "val_examples": "validation examples per run (200 with --quick, 400 without)",
+    **{
+        k: f"CompareConfig.{k} (no option sets it)"
+        for k in ("epochs", "max_steps", "min_steps", "frozen_min_steps", "evals_per_run")
+    },
+    "adapt.eval_every": None,
+    "adapt.parallel": None,
+    "adapt.dtype": None,
+}
 
 
 def check_same_compare(out: Path, record: dict) -> None:
@@ -176,8 +188,11 @@ def check_same_compare(out: Path, record: dict) -> None:
             pairs = [(f"{k}.{kk}", old.get(kk), v.get(kk)) for kk in keys]
         else:
             pairs = [(k, old, v)]
-        differ += [f"{COMPARE_SETTING_NAMES.get(name, name)}: {a!r} there, {b!r} now" for name, a, b in pairs
-                   if a != b and COMPARE_SETTING_NAMES.get(name, name) is not None]
+        differ += [
+            f"{COMPARE_SETTING_NAMES.get(name, name)}: {a!r} there, {b!r} now"
+            for name, a, b in pairs
+            if a != b and COMPARE_SETTING_NAMES.get(name, name) is not None
+        ]
     if before.get("data") != record["data"]:
         differ.append(f"data: {before.get('data')!r} there, {record['data']!r} now")
     elif before.get("rows") not in (None, record["rows"]):
@@ -185,8 +200,10 @@ def check_same_compare(out: Path, record: dict) -> None:
     # nothing finished there (an earlier call refused, say, its adaptation's settings after writing the
     # record): nothing to mix up, and the corrected command should run; the new record replaces the old
     if differ and any((out / "runs").glob("*/result.json")):
-        raise ValueError(f"{out} holds a compare with other settings ({'; '.join(differ)}); its finished runs "
-                         f"are not this compare's: choose another --out or delete it")
+        raise ValueError(
+            f"{out} holds a compare with other settings ({'; '.join(differ)}); its finished runs "
+            f"are not this compare's: choose another --out or delete it"
+        )
 
 
 def seed_ids(cc: CompareConfig) -> list[int]:
@@ -208,16 +225,22 @@ def check_modes(modes: list[str], head: type[TaskHead] = ClassificationHead) -> 
         raise ValueError(f"--modes names {', '.join(repeated)} more than once ({','.join(modes)})")
     trained = [m for m in modes if not get_mode(m).trains_nothing]
     if not trained:
-        raise ValueError(f"--modes {','.join(modes)} trains nothing: name a mode that trains beside it, to "
-                         f"compare against (e.g. --modes {','.join(modes)},probe)")
+        raise ValueError(
+            f"--modes {','.join(modes)} trains nothing: name a mode that trains beside it, to "
+            f"compare against (e.g. --modes {','.join(modes)},probe)"
+        )
     for m in modes:
         if get_mode(m).head == "prompt" and not issubclass(head, ClassificationHead):
-            raise ValueError(f"mode {m} reads the next-word head as a classifier, through a word per label; the "
-                             f"{head.kind} head's task has no labels to read: choose among scratch, full and adapt")
+            raise ValueError(
+                f"mode {m} reads the next-word head as a classifier, through a word per label; the "
+                f"{head.kind} head's task has no labels to read: choose among scratch, full and adapt"
+            )
         if get_mode(m).frozen_backbone and not head.pooled_features:
-            raise ValueError(f"mode {m} trains on a frozen backbone's cached features, one pooled vector per text; "
-                             f"the {head.kind} head reads every position, which such a cache does not hold: choose "
-                             f"among scratch, full and adapt")
+            raise ValueError(
+                f"mode {m} trains on a frozen backbone's cached features, one pooled vector per text; "
+                f"the {head.kind} head reads every position, which such a cache does not hold: choose "
+                f"among scratch, full and adapt"
+            )
     return trained
 
 
@@ -246,8 +269,9 @@ def compare(
     check_out_folder(out, "compare")
     head = get_task(cc.task).head
     if not head.compare_metrics:
-        raise ValueError(f"task {cc.task!r} has no label budgets to compare over (chat_compare.compare_chat "
-                         f"compares chat models)")
+        raise ValueError(
+            f"task {cc.task!r} has no label budgets to compare over (chat_compare.compare_chat compares chat models)"
+        )
     trained = check_modes(cc.modes, head)  # zero is not among them: it is scored once per prompt, below
     grid = [(b, m, s) for b in cc.budgets for s in seed_ids(cc) for m in trained]
     n_of = {b: len(data.train) if b == "all" else int(b) for b in cc.budgets}
@@ -260,10 +284,11 @@ def compare(
             raise ValueError(f"--budgets: {e}") from None
     small = [str(b) for b, n in n_of.items() if n < cc.batch_size]
     if small:  # finetune fits the batch to the budget; its runs here log nothing, so say it once
-        log(f"note: {' and '.join(small)} {head.budget_unit} are fewer than --batch-size {cc.batch_size}: at "
-            f"{'that budget' if len(small) == 1 else 'those budgets'} each step takes every labelled example")
-    record = {"config": json.loads(json.dumps(dataclasses.asdict(cc))), "data": data.spec,
-              "rows": data_rows_hash(data)}
+        log(
+            f"note: {' and '.join(small)} {head.budget_unit} are fewer than --batch-size {cc.batch_size}: at "
+            f"{'that budget' if len(small) == 1 else 'those budgets'} each step takes every labelled example"
+        )
+    record = {"config": json.loads(json.dumps(dataclasses.asdict(cc))), "data": data.spec, "rows": data_rows_hash(data)}
     check_same_compare(out, record)
     (out / "runs").mkdir(parents=True, exist_ok=True)  # once the settings are known to be good: not before
     (out / "compare.json").write_text(json.dumps(record, indent=2))
@@ -273,45 +298,77 @@ def compare(
         adapted = None
         if any(get_mode(m).start == "adapted" for m in cc.modes):
             adapt_cfg = dataclasses.replace(cc.adapt, parallel=cc.parallel, dtype=cc.dtype)
-            adapted = adapt_language_model(base_model, tokenizer, data, adapt_cfg, out / "adapted", progress=progress,
-                                           log=log)
+            adapted = adapt_language_model(
+                base_model, tokenizer, data, adapt_cfg, out / "adapted", progress=progress, log=log
+            )
             starts["adapted"] = adapted.model
+
         def run_config(budget, mode, seed) -> TrainConfig:
             steps = steps_for(cc, n_of[budget], mode)
             prompted = get_mode(mode).head == "prompt"
-            return TrainConfig(mode=mode, steps=steps, batch_size=cc.batch_size, max_len=cc.max_len,
-                               labels=None if budget == "all" else budget, seed=seed, lr=cc.lr.get(mode),
-                               val_examples=cc.val_examples, eval_every=max(1, steps // cc.evals_per_run),
-                               parallel=cc.parallel, dtype=cc.dtype, pooling=cc.pooling,
-                               prompt=cc.prompts[0] if prompted else None,
-                               label_words=tuple(cc.label_words) if prompted and cc.label_words else None,
-                               unfreeze=cc.unfreeze, lora_rank=cc.lora_rank, lora_alpha=cc.lora_alpha)
+            return TrainConfig(
+                mode=mode,
+                steps=steps,
+                batch_size=cc.batch_size,
+                max_len=cc.max_len,
+                labels=None if budget == "all" else budget,
+                seed=seed,
+                lr=cc.lr.get(mode),
+                val_examples=cc.val_examples,
+                eval_every=max(1, steps // cc.evals_per_run),
+                parallel=cc.parallel,
+                dtype=cc.dtype,
+                pooling=cc.pooling,
+                prompt=cc.prompts[0] if prompted else None,
+                label_words=tuple(cc.label_words) if prompted and cc.label_words else None,
+                unfreeze=cc.unfreeze,
+                lora_rank=cc.lora_rank,
+                lora_alpha=cc.lora_alpha,
+            )
 
         if "zero" in cc.modes:  # the next-word head as the classifier, before any label: once per prompt
             rows += zero_label_rows(base_model, data, tokenizer, cc, log)
 
         # frozen-backbone features, shared by every probe run: all of them computed first, in one fixed order
         feature_cache: dict = {}
-        frozen_left = any(get_mode(m).frozen_backbone and not run_finished(out, run_name(m, b, s))
-                          for b, m, s in grid)  # (all of them, even if some runs finished: the same bits)
-        warm = warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, feature_cache, head) \
-            if frozen_left else {"texts": 0, "seconds": 0.0, "modes": []}
+        frozen_left = any(
+            get_mode(m).frozen_backbone and not run_finished(out, run_name(m, b, s)) for b, m, s in grid
+        )  # (all of them, even if some runs finished: the same bits)
+        warm = (
+            warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, feature_cache, head)
+            if frozen_left
+            else {"texts": 0, "seconds": 0.0, "modes": []}
+        )
         if warm["texts"]:
-            log(f"frozen-backbone features: {warm['texts']:,} texts, computed once for every "
-                f"{'/'.join(warm['modes'])} run ({warm['seconds']:.1f} s)")
+            log(
+                f"frozen-backbone features: {warm['texts']:,} texts, computed once for every "
+                f"{'/'.join(warm['modes'])} run ({warm['seconds']:.1f} s)"
+            )
         bar = tqdm(total=len(grid), disable=not progress, desc="compare", unit="run", dynamic_ncols=True)
         for i, (budget, mode, seed) in enumerate(grid):
             name = run_name(mode, budget, seed)
             cfg = run_config(budget, mode, seed)
             done = " (finished earlier: its result is read back)" if run_finished(out, name) else ""
             read_back += bool(done)
-            bar.write(f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} {head.budget_unit}, seed {seed}, "
-                      f"{cfg.steps} steps{done}")
-            model = build_model(mode, starts[get_mode(mode).start], scratch_config, data, cfg, head, new_head=True,
-                                tokenizer=tokenizer)
-            r = finetune(model, data, tokenizer, cfg, out / "runs" / name, progress=False,
-                         log=lambda msg: None, feature_cache=feature_cache, keep_state=False,
-                         keep_best=cc.keep_checkpoints)
+            bar.write(
+                f"[{i + 1}/{len(grid)}] {name}: {mode} on {n_of[budget]} {head.budget_unit}, seed {seed}, "
+                f"{cfg.steps} steps{done}"
+            )
+            model = build_model(
+                mode, starts[get_mode(mode).start], scratch_config, data, cfg, head, new_head=True, tokenizer=tokenizer
+            )
+            r = finetune(
+                model,
+                data,
+                tokenizer,
+                cfg,
+                out / "runs" / name,
+                progress=False,
+                log=lambda msg: None,
+                feature_cache=feature_cache,
+                keep_state=False,
+                keep_best=cc.keep_checkpoints,
+            )
             res = json.loads((out / "runs" / name / "result.json").read_text())
             for phase, secs in (r.seconds or {"unknown": r.wall_seconds}).items():  # unknown: an older result.json
                 phases[phase] = phases.get(phase, 0.0) + secs
@@ -319,11 +376,26 @@ def compare(
                 truncated[split] = max(truncated.get(split, 0), n)
             run = {"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed}
             for h in r.history:
-                rows.append({**run, "split": "validation", "step": h["step"],
-                             **{m: h[f"val_{m}"] for m in head.metric_names}, "train_loss": h["train_loss"],
-                             "wall_seconds": ""})
-            rows.append({**run, "split": "test", "step": r.best_step, **{m: r.test[m] for m in head.metric_names},
-                         "train_loss": "", "wall_seconds": round(r.wall_seconds, 2)})
+                rows.append(
+                    {
+                        **run,
+                        "split": "validation",
+                        "step": h["step"],
+                        **{m: h[f"val_{m}"] for m in head.metric_names},
+                        "train_loss": h["train_loss"],
+                        "wall_seconds": "",
+                    }
+                )
+            rows.append(
+                {
+                    **run,
+                    "split": "test",
+                    "step": r.best_step,
+                    **{m: r.test[m] for m in head.metric_names},
+                    "train_loss": "",
+                    "wall_seconds": round(r.wall_seconds, 2),
+                }
+            )
             bar.update(1)
             headline = head.compare_metrics[0]
             bar.set_postfix_str(f"{name} test {head.metric_names[headline]} {r.test[headline]:.3f}")
@@ -337,13 +409,21 @@ def compare(
     summary["frozen_features"] = warm
     summary["runs_read_back"] = read_back
     summary["run_seconds_by_phase"] = {k: round(v, 2) for k, v in phases.items()}
-    summary["compile"] = {"programs": compiled["programs"], "seconds": round(compiled["seconds"], 2),
-                          "from_disk_cache": compiled["from_disk_cache"]}
+    summary["compile"] = {
+        "programs": compiled["programs"],
+        "seconds": round(compiled["seconds"], 2),
+        "from_disk_cache": compiled["from_disk_cache"],
+    }
     if adapted is not None:
-        summary["adapt"] = {"steps": adapted.steps, "train_seconds": adapted.train_seconds,
-                            "perplexity_before": adapted.perplexity_before,
-                            "perplexity_after": adapted.perplexity_after, "texts": adapted.n_texts,
-                            "tokens": adapted.n_tokens, "config": dataclasses.asdict(cc.adapt)}
+        summary["adapt"] = {
+            "steps": adapted.steps,
+            "train_seconds": adapted.train_seconds,
+            "perplexity_before": adapted.perplexity_before,
+            "perplexity_after": adapted.perplexity_after,
+            "texts": adapted.n_texts,
+            "tokens": adapted.n_tokens,
+            "config": dataclasses.asdict(cc.adapt),
+        }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(summary_markdown(summary))
     plot_curves(rows, cc, out / "curves.png", data.spec)
@@ -358,19 +438,35 @@ def zero_label_rows(base_model, data, tokenizer, cc: CompareConfig, log) -> list
     rows = []
     for i, prompt in enumerate(cc.prompts):
         t0 = time.perf_counter()
-        head = PromptHead.for_tokenizer(tokenizer, data.label_names, base_model.backbone, prompt=prompt,
-                                        words=cc.label_words)
+        head = PromptHead.for_tokenizer(
+            tokenizer, data.label_names, base_model.backbone, prompt=prompt, words=cc.label_words
+        )
         m = evaluate(GPT2(base_model.backbone, head), data, tokenizer, "test", max_len=cc.max_len, dtype=cc.dtype)
-        log(f"zero labels, prompt {prompt!r} -> {' / '.join(w.strip() for w in head.words)}: test accuracy "
-            f"{m['accuracy']:.3f}")
-        rows.append({"mode": "zero", "budget": 0, "n_train": 0, "seed": i, "split": "test", "step": 0,
-                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "loss": m["loss"], "train_loss": "",
-                     "wall_seconds": round(time.perf_counter() - t0, 2)})
+        log(
+            f"zero labels, prompt {prompt!r} -> {' / '.join(w.strip() for w in head.words)}: test accuracy "
+            f"{m['accuracy']:.3f}"
+        )
+        rows.append(
+            {
+                "mode": "zero",
+                "budget": 0,
+                "n_train": 0,
+                "seed": i,
+                "split": "test",
+                "step": 0,
+                "accuracy": m["accuracy"],
+                "macro_f1": m["macro_f1"],
+                "loss": m["loss"],
+                "train_loss": "",
+                "wall_seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
     return rows
 
 
-def warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, cache: dict,
-                         head: type[TaskHead] = ClassificationHead) -> dict:
+def warm_frozen_features(
+    grid, run_config, starts, scratch_config, data, tokenizer, cache: dict, head: type[TaskHead] = ClassificationHead
+) -> dict:
     """Every text a frozen-backbone run of ``grid`` will read (its budget's
     training examples, the validation subset, the test split), its features
     computed at once in a fixed order (``steps.warm_feature_cache``), so that
@@ -382,13 +478,21 @@ def warm_frozen_features(grid, run_config, starts, scratch_config, data, tokeniz
     for mode in dict.fromkeys(m for _, m, _ in grid if get_mode(m).frozen_backbone):
         runs = [(b, s) for b, m, s in grid if m == mode]
         cfg = run_config(runs[0][0], mode, runs[0][1])
-        model = build_model(mode, starts[get_mode(mode).start], scratch_config, data, cfg, head, new_head=True,
-                            tokenizer=tokenizer)
+        model = build_model(
+            mode, starts[get_mode(mode).start], scratch_config, data, cfg, head, new_head=True, tokenizer=tokenizer
+        )
         encs = []
         for budget, seed in runs:
             c = run_config(budget, mode, seed)
-            prepared = model.head.prepare(data, tokenizer, max_len=c.max_len, budget=c.labels, seed=seed,
-                                          val_examples=c.val_examples, log=lambda msg: None)
+            prepared = model.head.prepare(
+                data,
+                tokenizer,
+                max_len=c.max_len,
+                budget=c.labels,
+                seed=seed,
+                val_examples=c.val_examples,
+                log=lambda msg: None,
+            )
             encs += [e for _, e in prepared.values()]
         n += warm_feature_cache(model, encs, cfg.eval_batch_size or eval_batch_default(), cache, cfg.dtype)
         modes.append(mode)
@@ -442,11 +546,15 @@ def false_discovery(gains: list[dict], rate: float = 0.05) -> dict:
     cells = [c for g in gains for c in g["budgets"].values() if c.get("p") is not None]
     if not cells:
         return {"tests": 0, "rate": rate, "kept": []}
-    for c, q in zip(cells, stats.false_discovery_control([c["p"] for c in cells])):
+    for c, q in zip(cells, stats.false_discovery_control([c["p"] for c in cells]), strict=True):
         c["q"] = float(q)
         c["fdr_claim"] = bool(c["significant"] and q <= rate)
-    kept = [f"{g['mode']} over {g['over']} at {b}" + (f" ({g['metric'].replace('_', ' ')})" if "metric" in g else "")
-            for g in gains for b, c in g["budgets"].items() if c.get("fdr_claim")]
+    kept = [
+        f"{g['mode']} over {g['over']} at {b}" + (f" ({g['metric'].replace('_', ' ')})" if "metric" in g else "")
+        for g in gains
+        for b, c in g["budgets"].items()
+        if c.get("fdr_claim")
+    ]
     return {"tests": len(cells), "rate": rate, "kept": kept}
 
 
@@ -472,11 +580,20 @@ def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) ->
             for m in head.compare_metrics:
                 x = per_seed(mode, b, m)
                 ci = mean_interval(x)
-                cell.update({f"{m}_mean": float(x.mean()), f"{m}_std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
-                             f"{m}_ci95": list(ci) if ci else None, f"{m}_per_seed": x.tolist()})
+                cell.update(
+                    {
+                        f"{m}_mean": float(x.mean()),
+                        f"{m}_std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+                        f"{m}_ci95": list(ci) if ci else None,
+                        f"{m}_per_seed": x.tolist(),
+                    }
+                )
             cell.update({f"{m}_mean": float(per_seed(mode, b, m).mean()) for m in head.compare_means})
-            cell.update(seconds_mean=float(per_seed(mode, b, "wall_seconds").mean()),
-                        seeds=len(per_seed(mode, b, head.compare_metrics[0])), seed_ids=seeds_of(mode, b))
+            cell.update(
+                seconds_mean=float(per_seed(mode, b, "wall_seconds").mean()),
+                seeds=len(per_seed(mode, b, head.compare_metrics[0])),
+                seed_ids=seeds_of(mode, b),
+            )
             table.setdefault(mode, {})[str(b)] = cell
     budgets = [str(b) for b in cc.budgets]
     gains = paired_gains(table, modes, budgets, head.compare_metrics[0])
@@ -486,15 +603,28 @@ def summarise(rows: list[dict], cc: CompareConfig, data, wall_seconds: float) ->
     for g in gains:  # the cells keep the headline's gain over scratch, as summaries before `gains` existed did
         if g["over"] == "scratch":
             for b, d in g["budgets"].items():
-                table[g["mode"]][b].update(gain_over_scratch=d["mean"], gain_ci95=d["ci95"],
-                                           gain_significant=d["significant"])
-    return {"task": cc.task, "data": data.spec,
-            **({"labels": data.label_names} if hasattr(data, "label_names") else {}), "test_n": len(data.test),
-            **head.baselines(data), "budgets": budgets, "modes": modes, "seeds": cc.seeds,
-            "first_seed": cc.first_seed, "split_seed": cc.split_seed, "false_discovery": fdr,
-            "wall_seconds": wall_seconds,
-            "run_seconds_total": float(sum(float(r["wall_seconds"]) for r in test)), "table": table,
-            "gains": gains, **({"other_gains": other} if other else {}), **zero_label_summary(rows, cc)}
+                table[g["mode"]][b].update(
+                    gain_over_scratch=d["mean"], gain_ci95=d["ci95"], gain_significant=d["significant"]
+                )
+    return {
+        "task": cc.task,
+        "data": data.spec,
+        **({"labels": data.label_names} if hasattr(data, "label_names") else {}),
+        "test_n": len(data.test),
+        **head.baselines(data),
+        "budgets": budgets,
+        "modes": modes,
+        "seeds": cc.seeds,
+        "first_seed": cc.first_seed,
+        "split_seed": cc.split_seed,
+        "false_discovery": fdr,
+        "wall_seconds": wall_seconds,
+        "run_seconds_total": float(sum(float(r["wall_seconds"]) for r in test)),
+        "table": table,
+        "gains": gains,
+        **({"other_gains": other} if other else {}),
+        **zero_label_summary(rows, cc),
+    }
 
 
 def zero_label_summary(rows: list[dict], cc: CompareConfig) -> dict:
@@ -504,11 +634,17 @@ def zero_label_summary(rows: list[dict], cc: CompareConfig) -> dict:
         return {}
     acc = np.array([r["accuracy"] for r in zero], dtype=np.float64)
     ci = mean_interval(acc)
-    return {"zero_label": {"prompts": list(cc.prompts), "label_words": cc.label_words,
-                           "accuracy_per_prompt": acc.tolist(), "accuracy_mean": float(acc.mean()),
-                           "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                           "accuracy_ci95": list(ci) if ci else None,
-                           "macro_f1_mean": float(np.mean([r["macro_f1"] for r in zero]))}}
+    return {
+        "zero_label": {
+            "prompts": list(cc.prompts),
+            "label_words": cc.label_words,
+            "accuracy_per_prompt": acc.tolist(),
+            "accuracy_mean": float(acc.mean()),
+            "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "accuracy_ci95": list(ci) if ci else None,
+            "macro_f1_mean": float(np.mean([r["macro_f1"] for r in zero])),
+        }
+    }
 
 
 def gain_pairs(modes: list[str]) -> list[tuple[str, str]]:
@@ -534,20 +670,31 @@ def paired_gains(table: dict, modes: list[str], budgets: list[str], metric: str 
         for b in budgets:
             a, r = table[mode][b], table[over][b]
             if a["seeds"] != r["seeds"] or a.get("seed_ids") != r.get("seed_ids"):
-                raise ValueError(f"{mode} has seeds {a.get('seed_ids', a['seeds'])} at {b} labels but {over} has "
-                                 f"{r.get('seed_ids', r['seeds'])}; a paired difference needs the same seeds")
+                raise ValueError(
+                    f"{mode} has seeds {a.get('seed_ids', a['seeds'])} at {b} labels but {over} has "
+                    f"{r.get('seed_ids', r['seeds'])}; a paired difference needs the same seeds"
+                )
             d = paired_difference(a[f"{metric}_per_seed"], r[f"{metric}_per_seed"])
-            cells[b] = {"mean": d["mean"], "ci95": [d["low"], d["high"]] if d["low"] is not None else None,
-                        "p": d["p"], "significant": d["significant"], "seeds": d["n"]}
+            cells[b] = {
+                "mean": d["mean"],
+                "ci95": [d["low"], d["high"]] if d["low"] is not None else None,
+                "p": d["p"],
+                "significant": d["significant"],
+                "seeds": d["n"],
+            }
         out.append({"mode": mode, "over": over, "budgets": cells})
     return out
 
 
-PHASE_NAMES = {"train": "optimizer steps (compiling included)", "validate": "validation",
-               "test": "test evaluation", "prepare": "encoding the data (and a frozen backbone's features)",
-               "other": "the rest (optimizer set-up, checkpoints, logs)",
-               "earlier_calls": "the training of interrupted runs' earlier calls",
-               "unknown": "runs finished before minitransfer kept this breakdown"}
+PHASE_NAMES = {
+    "train": "optimizer steps (compiling included)",
+    "validate": "validation",
+    "test": "test evaluation",
+    "prepare": "encoding the data (and a frozen backbone's features)",
+    "other": "the rest (optimizer set-up, checkpoints, logs)",
+    "earlier_calls": "the training of interrupted runs' earlier calls",
+    "unknown": "runs finished before minitransfer kept this breakdown",
+}
 
 
 def truncation_text(s: dict) -> str:
@@ -555,16 +702,21 @@ def truncation_text(s: dict) -> str:
     one run): train 69, validation 36, test 269 of 3719.'"""
     t = s.get("truncated_to_max_len") or {}
     limit = f"--max-len {s['max_len']}" if s.get("max_len") else "--max-len"
-    parts = [f"{split} {t[split]:,}" + (f" of {s['test_n']:,}" if split == "test" and s.get("test_n") else "")
-             for split in ("train", "validation", "test") if t.get(split)]
+    parts = [
+        f"{split} {t[split]:,}" + (f" of {s['test_n']:,}" if split == "test" and s.get("test_n") else "")
+        for split in ("train", "validation", "test")
+        if t.get(split)
+    ]
     return f"Texts longer than {limit} tokens were cut to it (the most in any one run): {', '.join(parts)}."
 
 
 def phases_text(phases: dict) -> str:
     """'Of that: optimizer steps 61% (4.2 min), ...', largest first."""
     total = sum(phases.values()) or 1.0
-    parts = [f"{PHASE_NAMES.get(k, k)} {100 * v / total:.0f}% ({v / 60:.1f} min)"
-             for k, v in sorted(phases.items(), key=lambda kv: -kv[1])]
+    parts = [
+        f"{PHASE_NAMES.get(k, k)} {100 * v / total:.0f}% ({v / 60:.1f} min)"
+        for k, v in sorted(phases.items(), key=lambda kv: -kv[1])
+    ]
     return "Of that: " + ", ".join(parts) + "."
 
 
@@ -598,9 +750,11 @@ def fdr_text(fdr: dict, n_star: int) -> str:
         verdict = f"{len(kept)} of the {n_star} `*` claims still hold: {', '.join(kept)}."
     else:
         verdict = f"none of the {n_star} `*` claims holds."
-    return (f"Each interval is 95% on its own, and among {fdr['tests']} some may exclude zero by chance. Holding the "
-            f"false discovery rate (the expected share of wrong claims among those made) at {100 * fdr['rate']:.0f}% "
-            f"across all {fdr['tests']} (Benjamini-Hochberg on the paired t-tests' p-values), {verdict}")
+    return (
+        f"Each interval is 95% on its own, and among {fdr['tests']} some may exclude zero by chance. Holding the "
+        f"false discovery rate (the expected share of wrong claims among those made) at {100 * fdr['rate']:.0f}% "
+        f"across all {fdr['tests']} (Benjamini-Hochberg on the paired t-tests' p-values), {verdict}"
+    )
 
 
 def zero_label_text(s: dict) -> str:
@@ -608,17 +762,28 @@ def zero_label_text(s: dict) -> str:
     trained modes reached with the fewest labels, for scale."""
     z = s["zero_label"]
     n = len(z["prompts"])
-    spread = (f" ± {100 * z['accuracy_std']:.1f} (standard deviation over {n} prompts)" if n > 1 else "")
-    ci = (f"; 95% interval of the mean over prompts [{100 * z['accuracy_ci95'][0]:.1f}, "
-          f"{100 * z['accuracy_ci95'][1]:.1f}]" if z.get("accuracy_ci95") else "")
-    each = ", ".join(f"{p.strip()!r} {100 * a:.1f}" for p, a in zip(z["prompts"], z["accuracy_per_prompt"], strict=True))
-    words = (f"label words {', '.join(repr(w.strip()) for w in z['label_words'])}" if z.get("label_words")
-             else "the default label words")
+    spread = f" ± {100 * z['accuracy_std']:.1f} (standard deviation over {n} prompts)" if n > 1 else ""
+    ci = (
+        f"; 95% interval of the mean over prompts [{100 * z['accuracy_ci95'][0]:.1f}, "
+        f"{100 * z['accuracy_ci95'][1]:.1f}]"
+        if z.get("accuracy_ci95")
+        else ""
+    )
+    each = ", ".join(
+        f"{p.strip()!r} {100 * a:.1f}" for p, a in zip(z["prompts"], z["accuracy_per_prompt"], strict=True)
+    )
+    words = (
+        f"label words {', '.join(repr(w.strip()) for w in z['label_words'])}"
+        if z.get("label_words")
+        else "the default label words"
+    )
     first = s["budgets"][0] if s["budgets"] else None
     beside = "; ".join(f"{m} {100 * s['table'][m][first]['accuracy_mean']:.1f}" for m in s["modes"]) if first else ""
-    return (f"Zero labels (mode zero: {get_mode('zero').help}, {words}): test accuracy "
-            f"{100 * z['accuracy_mean']:.1f}%{spread}{ci}. Per prompt: {each}."
-            + (f" With {first} labels: {beside}." if beside else ""))
+    return (
+        f"Zero labels (mode zero: {get_mode('zero').help}, {words}): test accuracy "
+        f"{100 * z['accuracy_mean']:.1f}%{spread}{ci}. Per prompt: {each}."
+        + (f" With {first} labels: {beside}." if beside else "")
+    )
 
 
 def summary_markdown(s: dict) -> str:
@@ -632,32 +797,45 @@ def summary_markdown(s: dict) -> str:
         f"Test {names[main]} (%) on `{s['data']}` ({s['test_n']} test examples{baselines}), "
         + (f"mean ± standard deviation over {s['seeds']} seeds" if s["seeds"] > 1 else "one seed, so no spread to show")
         + (f" ({seeds_text(s['first_seed'], s['seeds'])})" if s.get("first_seed") else "")
-        + (f"; the data split with --split-seed {s['split_seed']}" if s.get("split_seed") else "") + ".",
-        "", head, rule,
+        + (f"; the data split with --split-seed {s['split_seed']}" if s.get("split_seed") else "")
+        + ".",
+        "",
+        head,
+        rule,
     ]
 
     def table_rows(metric):
         spread = (lambda cell: f" ± {100 * cell[f'{metric}_std']:.1f}") if s["seeds"] > 1 else (lambda cell: "")
-        return [f"| {mode} | " + " | ".join(f"{100 * s['table'][mode][b][f'{metric}_mean']:.1f}"
-                                              f"{spread(s['table'][mode][b])}" for b in budgets) + " |"
-                for mode in s["modes"]]
+        return [
+            f"| {mode} | "
+            + " | ".join(
+                f"{100 * s['table'][mode][b][f'{metric}_mean']:.1f}{spread(s['table'][mode][b])}" for b in budgets
+            )
+            + " |"
+            for mode in s["modes"]
+        ]
 
     def gain_tables(gains, metric, first):
         out = []
         for k, over in enumerate(dict.fromkeys(g["over"] for g in gains)):
             rows = [g for g in gains if g["over"] == over]
             if k == 0 and first:
-                intro = (f"Gain over {over} in {names[metric]} points: the mean of the per-seed differences (at a "
-                         f"given budget and seed both runs see the same labelled examples) with its 95% confidence "
-                         f"interval (Student's t over seeds" + (")" if s["seeds"] > 1 else "; one seed gives no "
-                                                                   "interval)")
-                         + ". `*`: the interval excludes zero, so the difference is a claim; without `*` it is not.")
+                intro = (
+                    f"Gain over {over} in {names[metric]} points: the mean of the per-seed differences (at a "
+                    f"given budget and seed both runs see the same labelled examples) with its 95% confidence "
+                    f"interval (Student's t over seeds"
+                    + (")" if s["seeds"] > 1 else "; one seed gives no interval)")
+                    + ". `*`: the interval excludes zero, so the difference is a claim; without `*` it is not."
+                )
             elif k == 0:
                 intro = f"Gain over {over} in {names[metric]} points, paired the same way."
             elif all(get_mode(g["mode"]).adds_to == over for g in rows):
                 what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
-                intro = (f"Gain over {over}, paired the same way: the stage that "
-                         + " and ".join(g["mode"] for g in rows) + f" adds to {over}, measured on its own ({what}).")
+                intro = (
+                    f"Gain over {over}, paired the same way: the stage that "
+                    + " and ".join(g["mode"] for g in rows)
+                    + f" adds to {over}, measured on its own ({what})."
+                )
             else:
                 what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
                 intro = f"Gain over {over}, paired the same way ({what})."
@@ -681,28 +859,40 @@ def summary_markdown(s: dict) -> str:
     lines += [""]
     if any((s.get("truncated_to_max_len") or {}).values()):  # what the metrics were measured on
         lines += [truncation_text(s), ""]
-    lines += [f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all"
-              + (f" ({s['runs_read_back']} of the {len(s['modes']) * len(s['budgets']) * s['seeds']} runs finished in "
-                 f"an earlier call, and their times are from then)" if s.get("runs_read_back") else "") + "."]
+    lines += [
+        f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all"
+        + (
+            f" ({s['runs_read_back']} of the {len(s['modes']) * len(s['budgets']) * s['seeds']} runs finished in "
+            f"an earlier call, and their times are from then)"
+            if s.get("runs_read_back")
+            else ""
+        )
+        + "."
+    ]
     if s.get("run_seconds_by_phase"):
         lines[-1] += " " + phases_text(s["run_seconds_by_phase"])
     if s.get("compile"):
-        lines[-1] += (f" Compiling (tracing, lowering and XLA's compiler), across the adaptation and the runs "
-                      f"and counted inside their times, took {s['compile']['seconds']:.1f} s for "
-                      f"{s['compile']['programs']} programs"
-                      # the runs read back compiled in their own call: what this one compiled is another count
-                      + (" in this call (the runs read back compiled in theirs)" if s.get("runs_read_back") else ""))
+        lines[-1] += (
+            f" Compiling (tracing, lowering and XLA's compiler), across the adaptation and the runs "
+            f"and counted inside their times, took {s['compile']['seconds']:.1f} s for "
+            f"{s['compile']['programs']} programs"
+            # the runs read back compiled in their own call: what this one compiled is another count
+            + (" in this call (the runs read back compiled in theirs)" if s.get("runs_read_back") else "")
+        )
         hits = s["compile"].get("from_disk_cache", 0)
         lines[-1] += f", {hits} of them read from JAX's compilation cache." if hits else "."
     if s.get("frozen_features", {}).get("texts"):
         w = s["frozen_features"]
-        lines.append(f"Frozen-backbone features ({', '.join(w['modes'])}): {w['texts']:,} texts, computed once, before "
-                     f"the runs, in {w['seconds']:.1f} s (not inside the runs' times).")
+        lines.append(
+            f"Frozen-backbone features ({', '.join(w['modes'])}): {w['texts']:,} texts, computed once, before "
+            f"the runs, in {w['seconds']:.1f} s (not inside the runs' times)."
+        )
     if "adapt" in s:
         a = s["adapt"]
         lines.append(
             f"Adaptation (mode adapt, once for every budget and seed): {a['steps']} next-word steps on the "
             f"{a['texts']:,} training texts ({a['tokens']:,} tokens, labels unused) in {a['train_seconds']:.0f} s; "
-            f"perplexity on held-out training texts {a['perplexity_before']:.1f} -> {a['perplexity_after']:.1f}.")
+            f"perplexity on held-out training texts {a['perplexity_before']:.1f} -> {a['perplexity_after']:.1f}."
+        )
     lines.append("")
     return "\n".join(lines)

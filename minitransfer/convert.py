@@ -107,7 +107,9 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
         ) from None
     except TypeError as e:
         # safetensors.numpy cannot represent bfloat16; tell the user what to do
-        raise CheckpointError(f"{path}: unsupported tensor dtype ({e}); save the checkpoint in float32/float16") from None
+        raise CheckpointError(
+            f"{path}: unsupported tensor dtype ({e}); save the checkpoint in float32/float16"
+        ) from None
 
 
 def _read_pickle(path: Path) -> dict[str, np.ndarray]:
@@ -164,8 +166,10 @@ def read_weights(directory: Path, *, allow_pickle: bool = False) -> tuple[dict[s
         )
     # floating-point tensors as float32; any other kind (the causal-mask buffers old checkpoints carry,
     # or a weight saved as integers by mistake) as it is, for check_weight to refuse where it is used
-    return {k: np.asarray(v, dtype=np.float32) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
-            for k, v in tensors.items()}, desc
+    return {
+        k: np.asarray(v, dtype=np.float32) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
+        for k, v in tensors.items()
+    }, desc
 
 
 def check_weight(name: str, t: np.ndarray, source: str) -> None:
@@ -176,8 +180,10 @@ def check_weight(name: str, t: np.ndarray, source: str) -> None:
         raise CheckpointError(f"{source}: tensor {name!r} holds {t.dtype} values; a GPT-2 weight is floating point")
     bad = int(t.size - np.count_nonzero(np.isfinite(t)))
     if bad:
-        raise CheckpointError(f"{source}: tensor {name!r} holds {bad:,} NaN or infinite value(s) of {t.size:,}; "
-                              f"the checkpoint is damaged (or was saved after training diverged)")
+        raise CheckpointError(
+            f"{source}: tensor {name!r} holds {bad:,} NaN or infinite value(s) of {t.size:,}; "
+            f"the checkpoint is damaged (or was saved after training diverged)"
+        )
 
 
 # ----------------------------------------------------------------------------
@@ -237,7 +243,7 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
     directory = resolve_source(source, allow_pickle=allow_pickle)
     config = load_config(directory)
     raw, desc = read_weights(directory, allow_pickle=allow_pickle)
-    head_tensors = {k[len(HEAD_PREFIX):]: raw.pop(k) for k in [k for k in raw if k.startswith(HEAD_PREFIX)]}
+    head_tensors = {k[len(HEAD_PREFIX) :]: raw.pop(k) for k in [k for k in raw if k.startswith(HEAD_PREFIX)]}
     info = read_head_info(directory)
     try:
         cls = head_class(info["head"], f"{directory}/config.json") if info is not None else None
@@ -266,7 +272,6 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
     if left:
         raise CheckpointError(f"{desc}: unexpected head tensors {left}")
     return GPT2(backbone, head)
-
 
 
 def training_info(source: str | os.PathLike) -> dict:
@@ -303,8 +308,11 @@ def pad_token_id(tokenizer: Any, config: GPT2Config) -> int:
     """The id transformers should read as padding in a saved classifier: the
     tokenizer's pad token if it has one, else its end-of-text token (GPT-2's
     convention), else the config's eos_token_id, else 0."""
-    for value in (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None),
-                  config.eos_token_id):
+    for value in (
+        getattr(tokenizer, "pad_token_id", None),
+        getattr(tokenizer, "eos_token_id", None),
+        config.eos_token_id,
+    ):
         if isinstance(value, int):
             return value
     return 0
@@ -321,7 +329,10 @@ def backbone_tensors(backbone: GPT2Backbone, prefix: str = "transformer.") -> di
 
 
 def save_pretrained(
-    model: GPT2, directory: str | os.PathLike, tokenizer: Any = None, extra: dict | None = None,
+    model: GPT2,
+    directory: str | os.PathLike,
+    tokenizer: Any = None,
+    extra: dict | None = None,
     files: list[str] | None = None,
 ) -> Path:
     """Write ``config.json`` + ``model.safetensors`` (+ tokenizer files) in the
@@ -385,6 +396,10 @@ def save_pretrained(
             tokenizer.model_max_length = before
             tokenizer.pad_token = pad_before
     if files is not None:  # (transformers lists added_tokens.json among its files even where it wrote none)
-        files += ["config.json", SAFETENSORS, *(["README.md"] if card is not None else []), *(Path(f).name for f in (tokenizer_files if tokenizer is not None else ())
-                                                 if Path(f).is_file())]
+        files += [
+            "config.json",
+            SAFETENSORS,
+            *(["README.md"] if card is not None else []),
+            *(Path(f).name for f in (tokenizer_files if tokenizer is not None else ()) if Path(f).is_file()),
+        ]
     return directory

@@ -34,10 +34,18 @@ from pathlib import Path
 import numpy as np
 
 from minitransfer.errors import DataError
+from minitransfer.readers import (
+    KINDS,
+    SPLITS,
+    canonical_label,
+    has_decimals,
+    kind_of,
+    label_vocabulary,
+    read_rows,
+    respelt_labels,
+    texts_and_raw_labels,
+)
 from minitransfer.sources import load_tfds, load_tweets
-from minitransfer.readers import (KINDS, SPLITS, canonical_label, has_decimals, kind_of, label_vocabulary, read_rows,
-                                  respelt_labels, texts_and_raw_labels)
-
 
 
 @dataclasses.dataclass
@@ -48,7 +56,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def take(self, idx) -> "Split":
+    def take(self, idx) -> Split:
         idx = np.asarray(idx, dtype=np.int64)
         return Split([self.texts[i] for i in idx], self.labels[idx])
 
@@ -94,7 +102,7 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int
         sizes = [int(round(f * len(idx))) for f in fractions[1:]]
         sizes.insert(0, len(idx) - sum(sizes))
         start = 0
-        for p, n in zip(parts, sizes):
+        for p, n in zip(parts, sizes, strict=True):
             p.append(idx[start : start + n])
             start += n
     return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
@@ -142,7 +150,7 @@ def label_budget(split: Split, n: int | str | None, seed: int, num_classes: int,
     classes = sorted(perms)
     counts = np.array([len(perms[c]) for c in classes])
     alloc = pick_order_counts(counts, n)
-    idx = np.concatenate([perms[c][:k] for c, k in zip(classes, alloc)])
+    idx = np.concatenate([perms[c][:k] for c, k in zip(classes, alloc, strict=True)])
     return split.take(np.sort(idx))
 
 
@@ -164,12 +172,20 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if p.exists() and p.is_file() and kind_of(p):
         return kind_of(p), spec
     if kind_of(p) and not p.exists():  # a file name the spec would take, were it there
-        raise DataError(f"{spec}: no such file (a data spec may be a path to a .{kind_of(p)} file, or "
-                        f"'{kind_of(p)}:PATH')")
+        raise DataError(
+            f"{spec}: no such file (a data spec may be a path to a .{kind_of(p)} file, or '{kind_of(p)}:PATH')"
+        )
     in_folder = next((k for k in ("jsonl", "csv", "tsv") if p.is_dir() and _find_split_file(p, "train", k)), None)
-    guess = (f"{in_folder}:{spec}" if in_folder else  # a folder of train/test files
-             f"jsonl:{spec.split(':', 1)[1]}" if spec.startswith("json:") else
-             "tfds:imdb_reviews" if spec.lower() == "imdb" else None)
+    guess = (
+        f"{in_folder}:{spec}"
+        if in_folder
+        # a folder of train/test files
+        else f"jsonl:{spec.split(':', 1)[1]}"
+        if spec.startswith("json:")
+        else "tfds:imdb_reviews"
+        if spec.lower() == "imdb"
+        else None
+    )
     raise DataError(
         f"data spec {spec!r} not understood; expected 'tweets', 'tfds:NAME[/CONFIG]', "
         f"'jsonl:PATH', 'csv:PATH', 'tsv:PATH' or 'txt:PATH' (for jsonl, csv and tsv, PATH may also be a folder "
@@ -237,8 +253,9 @@ def load_dataset(
     return Dataset(spec, list(label_names), splits["train"], splits["validation"], splits["test"], notes, fields)
 
 
-def _raw_splits(kind: str, rest: str, text_field: str, label_field: str, tfds_data_dir: str | None,
-                notes: list[str]) -> tuple[dict[str, tuple[list, list]], list[str]]:
+def _raw_splits(
+    kind: str, rest: str, text_field: str, label_field: str, tfds_data_dir: str | None, notes: list[str]
+) -> tuple[dict[str, tuple[list, list]], list[str]]:
     """The texts and raw labels behind a parsed spec, by split ("all" for a
     single file or corpus that is still to be split), and tfds' own label names."""
     if kind == "tweets":
@@ -258,8 +275,11 @@ def _raw_splits(kind: str, rest: str, text_field: str, label_field: str, tfds_da
                 f"{path}: a data directory needs train.{kind} and test.{kind} (optionally .gz, and "
                 f"validation.{kind}); it holds {sorted(p.name for p in path.iterdir())}"
             )
-        return {s: texts_and_raw_labels(read_rows(f, kind, notes), f, text_field, label_field, notes)
-                for s, f in files.items() if f is not None}, []
+        return {
+            s: texts_and_raw_labels(read_rows(f, kind, notes), f, text_field, label_field, notes)
+            for s, f in files.items()
+            if f is not None
+        }, []
     if path.exists():
         return {"all": texts_and_raw_labels(read_rows(path, kind, notes), path, text_field, label_field, notes)}, []
     raise DataError(f"{path}: no such file or directory")
@@ -272,13 +292,17 @@ def _label_names(all_raw: list, decimals: bool, notes: list[str]) -> list[str]:
     numbers = [n for n in label_names if re.fullmatch(r"-?\d+", n)]
     if numbers and len(numbers) < len(label_names):  # e.g. 0/1 labels and one "positive": a typo, or two schemes
         names = [n for n in label_names if n not in numbers]
-        notes.append(f"labels mix whole numbers ({', '.join(numbers[:5])}) and names ({', '.join(names[:5])}); "
-                     f"all are kept as classes, in alphabetical order")
+        notes.append(
+            f"labels mix whole numbers ({', '.join(numbers[:5])}) and names ({', '.join(names[:5])}); "
+            f"all are kept as classes, in alphabetical order"
+        )
     respelt = respelt_labels(all_raw, decimals)
     if respelt:
         shown = ", ".join(f"{k!r} as {v}" for k, v in sorted(respelt.items())[:5])
-        notes.append(f"labels written as whole numbers in another spelling are read as those numbers: {shown}"
-                     + (f" and {len(respelt) - 5} more" if len(respelt) > 5 else ""))
+        notes.append(
+            f"labels written as whole numbers in another spelling are read as those numbers: {shown}"
+            + (f" and {len(respelt) - 5} more" if len(respelt) > 5 else "")
+        )
     return label_names
 
 
@@ -289,9 +313,12 @@ def _check_splits(spec: str, splits: dict[str, Split], label_names: list[str], l
         if len(splits[name]) == 0:
             # a label per row (or nearly): the stratified split has nothing to put aside, and the label field
             # probably holds text (swapped --text-field and --label-field?)
-            hint = (f"; its {len(label_names):,} labels for {n_rows:,} rows look like text: is --label-field "
-                    f"{label_field!r} the right field?" if len(label_names) > max(20, n_rows // 2) else
-                    "; give more data")
+            hint = (
+                f"; its {len(label_names):,} labels for {n_rows:,} rows look like text: is --label-field "
+                f"{label_field!r} the right field?"
+                if len(label_names) > max(20, n_rows // 2)
+                else "; give more data"
+            )
             raise DataError(
                 f"{spec}: the {name} split is empty ({len(splits['train'])}/{len(splits['validation'])}/"
                 f"{len(splits['test'])} train/validation/test examples){hint}"
@@ -328,18 +355,22 @@ def overlap_notes(splits: dict[str, Split]) -> list[str]:
     memorising pass for understanding (the tweets corpus merges its repeats
     before splitting, so it has none)."""
     notes, seen = [], {}
-    for t, lab in zip(splits["train"].texts, splits["train"].labels.tolist()):
+    for t, lab in zip(splits["train"].texts, splits["train"].labels.tolist(), strict=True):
         seen.setdefault(t, set()).add(lab)
     repeats = len(splits["train"]) - len(seen)
     if repeats:
         conflicting = sum(len(labs) > 1 for labs in seen.values())
-        notes.append(f"train: {repeats} text(s) repeat an earlier training text word for word (kept)"
-                     + (f"; {conflicting} of the repeated texts carry more than one label" if conflicting else ""))
+        notes.append(
+            f"train: {repeats} text(s) repeat an earlier training text word for word (kept)"
+            + (f"; {conflicting} of the repeated texts carry more than one label" if conflicting else "")
+        )
     for name in ("validation", "test"):
         n = sum(t in seen for t in splits[name].texts)
         if n:
-            notes.append(f"{name}: {n} of {len(splits[name])} text(s) also appear in train word for word (kept; "
-                         f"they can be scored right by memory alone)")
+            notes.append(
+                f"{name}: {n} of {len(splits[name])} text(s) also appear in train word for word (kept; "
+                f"they can be scored right by memory alone)"
+            )
     return notes
 
 

@@ -13,7 +13,6 @@ import numpy as np
 
 from minitransfer.data import DataError, Split
 
-
 # ----------------------------------------------------------------------------
 # Tokenising for a classifier, and the order of batches
 # ----------------------------------------------------------------------------
@@ -45,7 +44,7 @@ def token_lengths(texts: list[str], tokenizer) -> np.ndarray:
 # the tokenizer's size, so added tokens start afresh; other changes to a
 # tokenizer object after use (a new normalizer, say) are not detected: load a
 # new tokenizer instead.
-_ENCODED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_ENCODED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 ENCODED_KEPT = 8
 
 
@@ -129,7 +128,7 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int) -> np.ndarray:
     pos = np.arange(step * batch_size, (step + 1) * batch_size)  # positions in the stream
     epochs = pos // n
     orders = {int(e): epoch_order(n, seed, int(e)) for e in np.unique(epochs)}
-    return np.array([orders[int(e)][p] for e, p in zip(epochs, pos % n)], dtype=np.int64)
+    return np.array([orders[int(e)][p] for e, p in zip(epochs, pos % n, strict=True)], dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------
@@ -174,7 +173,9 @@ def pack_blocks(texts: list[str], tokenizer, block_size: int, val_fraction: floa
     train, n_tok_train = pack(train_idx)
     val, n_tok_val = pack(val_idx)
     if len(train) == 0:
-        raise DataError(f"not enough text for one training block of {block_size + 1} tokens: the training texts "
-                        f"hold {n_tok_train:,} tokens (end-of-text markers included); give more text or a smaller "
-                        f"block size (--block-size)")
+        raise DataError(
+            f"not enough text for one training block of {block_size + 1} tokens: the training texts "
+            f"hold {n_tok_train:,} tokens (end-of-text markers included); give more text or a smaller "
+            f"block size (--block-size)"
+        )
     return Blocks(train, val, len(texts), n_tok_train + n_tok_val, dropped)

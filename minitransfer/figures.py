@@ -18,8 +18,10 @@ from minitransfer.tasks import get_task
 def summary_task(summary: dict) -> type[TaskHead]:
     """The head of the task a compare summary reports on; a summary that names none is refused."""
     if "task" not in summary:
-        raise ValueError("this compare summary names no task: it was written by an earlier minitransfer; run "
-                         "compare again to write it anew")
+        raise ValueError(
+            "this compare summary names no task: it was written by an earlier minitransfer; run "
+            "compare again to write it anew"
+        )
     return get_task(summary["task"]).head
 
 
@@ -29,8 +31,14 @@ def short_spec(spec: str) -> str:
     return Path(rest).name if kind in ("jsonl", "csv", "tsv", "txt") and rest else spec
 
 
-COLORS = {"scratch": "#7f7f7f", "probe": "#1f77b4", "full": "#d62728", "adapt": "#2ca02c", "zero": "#9467bd",
-          "prompt": "#9467bd"}
+COLORS = {
+    "scratch": "#7f7f7f",
+    "probe": "#1f77b4",
+    "full": "#d62728",
+    "adapt": "#2ca02c",
+    "zero": "#9467bd",
+    "prompt": "#9467bd",
+}
 
 
 def plot_curves(rows: list[dict], cc, path: Path, spec: str):
@@ -103,17 +111,26 @@ def plot_budget(summary: dict, path: Path, spec: str):
         if all(c.get(f"{metric}_ci95") for c in cells):
             bands[mode] = (x, *(np.array([100 * c[f"{metric}_ci95"][i] for c in cells]) for i in (0, 1)))
     baselines = {nm: 100 * summary[key] for key, nm in task.baseline_names.items() if key in summary}
-    ylim, drawn = accuracy_axis(means, min(baselines.values(), default=None),
-                                [(lo, hi) for _, lo, hi in bands.values()])
-    for mode, (x, lo, hi) in (bands.items() if drawn else ()):
+    ylim, drawn = accuracy_axis(
+        means, min(baselines.values(), default=None), [(lo, hi) for _, lo, hi in bands.values()]
+    )
+    for mode, (x, lo, hi) in bands.items() if drawn else ():
         ax.fill_between(x, lo, hi, alpha=0.15, color=COLORS.get(mode))
     zero = summary.get("zero_label")
     if zero:  # the next-word head before any label, drawn left of the smallest budget, where "0" stands
         x0 = min(c["n_train"] for c in summary["table"][summary["modes"][0]].values()) / 3
         ci = zero.get("accuracy_ci95")
         err = [[100 * (zero["accuracy_mean"] - ci[0])], [100 * (ci[1] - zero["accuracy_mean"])]] if ci else None
-        ax.errorbar([x0], [100 * zero["accuracy_mean"]], yerr=err, marker="D", capsize=4, color=COLORS["zero"],
-                    ls="none", label=f"zero labels (mean over {len(zero['prompts'])} prompts)")
+        ax.errorbar(
+            [x0],
+            [100 * zero["accuracy_mean"]],
+            yerr=err,
+            marker="D",
+            capsize=4,
+            color=COLORS["zero"],
+            ls="none",
+            label=f"zero labels (mean over {len(zero['prompts'])} prompts)",
+        )
         means.append(100 * zero["accuracy_mean"])
         if ci:
             ylim = (min(ylim[0], 100 * ci[0] - 1), max(ylim[1], 100 * ci[1] + 1))
@@ -122,10 +139,16 @@ def plot_budget(summary: dict, path: Path, spec: str):
     ax.set_ylim(*ylim)
     ax.set_ylabel(f"test {name} (%)")
     widest = max((float(np.max(hi - lo)) / 2 for _, lo, hi in bands.values()), default=0.0)
-    ax.set_title(f"Test {name} vs {task.budget_unit} on {short_spec(spec)}\n" + (
-        f"(band: each mean's 95% interval over {summary['seeds']} seeds; overlap is not the test)" if drawn else
-        f"(mean over {summary['seeds']} seeds; 95% intervals up to ±{widest:.0f} points: too wide to draw)"
-        if bands else f"(mean over {summary['seeds']} seed(s); no interval to draw)"))
+    ax.set_title(
+        f"Test {name} vs {task.budget_unit} on {short_spec(spec)}\n"
+        + (
+            f"(band: each mean's 95% interval over {summary['seeds']} seeds; overlap is not the test)"
+            if drawn
+            else f"(mean over {summary['seeds']} seeds; 95% intervals up to ±{widest:.0f} points: too wide to draw)"
+            if bands
+            else f"(mean over {summary['seeds']} seed(s); no interval to draw)"
+        )
+    )
     if with_gains:
         g = axes[0, 1]
         ref = gains[0]["over"]  # the main reference (scratch); a stage's own gain (adapt over full) dashed
@@ -134,11 +157,19 @@ def plot_budget(summary: dict, path: Path, spec: str):
             n = [summary["table"][gain["mode"]][b]["n_train"] for b in summary["budgets"]]
             x = np.array(n, dtype=float) * (1 + 0.06 * (k - (len(gains) - 1) / 2))  # side by side, bars apart
             m = np.array([100 * c["mean"] for c in cells])
-            style = dict(marker="o", color=COLORS.get(gain["mode"]), ls="-" if gain["over"] == ref else "--",
-                         label=gain["mode"] if gain["over"] == ref else f"{gain['mode']} over {gain['over']}")
+            style = dict(
+                marker="o",
+                color=COLORS.get(gain["mode"]),
+                ls="-" if gain["over"] == ref else "--",
+                label=gain["mode"] if gain["over"] == ref else f"{gain['mode']} over {gain['over']}",
+            )
             if all(c.get("ci95") for c in cells):
-                err = np.array([[100 * (c["mean"] - c["ci95"][0]) for c in cells],
-                                [100 * (c["ci95"][1] - c["mean"]) for c in cells]])
+                err = np.array(
+                    [
+                        [100 * (c["mean"] - c["ci95"][0]) for c in cells],
+                        [100 * (c["ci95"][1] - c["mean"]) for c in cells],
+                    ]
+                )
                 g.errorbar(x, m, yerr=err, capsize=4, **style)
                 barred = True
             else:
@@ -147,10 +178,19 @@ def plot_budget(summary: dict, path: Path, spec: str):
         g.set_ylabel(f"paired gain ({name} points)")
         others = [x for x in gains if x["over"] != ref]  # dashed: a stage on its own (adapt over full), or another pair
         stages = all(get_mode(x["mode"]).adds_to == x["over"] for x in others)
-        g.set_title(f"Paired gain over {ref}" + ((", and of a stage on its own (dashed)" if stages else
-                                                   ", and over other modes (dashed)") if others else "")
-                    + ("\n(error bars: 95% interval; crossing 0 = no evidence)"
-                       if barred else "\n(no interval to draw: one seed, or no spread)"))
+        g.set_title(
+            f"Paired gain over {ref}"
+            + (
+                (", and of a stage on its own (dashed)" if stages else ", and over other modes (dashed)")
+                if others
+                else ""
+            )
+            + (
+                "\n(error bars: 95% interval; crossing 0 = no evidence)"
+                if barred
+                else "\n(no interval to draw: one seed, or no spread)"
+            )
+        )
     for k, a in enumerate(axes[0]):
         a.set_xscale("log")
         ticks = [summary["table"][summary["modes"][0]][b]["n_train"] for b in summary["budgets"]]

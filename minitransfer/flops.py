@@ -23,8 +23,9 @@ PEAK_BF16_TFLOPS = {
 }
 
 
-def train_flops_per_token(n_layer: int, n_embd: int, context: int, vocab_size: int | None = None,
-                          n_inner: int | None = None) -> float:
+def train_flops_per_token(
+    n_layer: int, n_embd: int, context: int, vocab_size: int | None = None, n_inner: int | None = None
+) -> float:
     """Model FLOPs to train on one token at this context length (forward + backward)."""
     ff = n_inner or 4 * n_embd
     matmul_weights = n_layer * (4 * n_embd * n_embd + 2 * n_embd * ff)  # qkv + proj + MLP in and out

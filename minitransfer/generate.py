@@ -87,8 +87,9 @@ def _full_step(params, ids, key, *, graphdef, greedy, temperature, top_k, top_p)
     return _pick(logits, key, greedy, temperature, top_k, top_p)
 
 
-def _setup(model: GPT2, P: int, max_new_tokens: int, temperature: float, top_k, top_p, greedy: bool, seed: int,
-           prompt=None):
+def _setup(
+    model: GPT2, P: int, max_new_tokens: int, temperature: float, top_k, top_p, greedy: bool, seed: int, prompt=None
+):
     """Check a generation request (``prompt``: its token ids); (weights, static
     sampling settings, one PRNG key per new token)."""
     if P == 0:
@@ -103,15 +104,23 @@ def _setup(model: GPT2, P: int, max_new_tokens: int, temperature: float, top_k, 
             f"n_positions={model.config.n_positions}"
         )
     if temperature <= 0:
-        raise ValueError(f"--temperature must be > 0, got {temperature} (for the likeliest token every time, use --greedy)")
+        raise ValueError(
+            f"--temperature must be > 0, got {temperature} (for the likeliest token every time, use --greedy)"
+        )
     if top_k is not None and not 1 <= top_k <= model.config.vocab_size:
-        raise ValueError(f"--top-k must be between 1 and the vocabulary's {model.config.vocab_size} tokens, "
-                         f"got {top_k}")
+        raise ValueError(
+            f"--top-k must be between 1 and the vocabulary's {model.config.vocab_size} tokens, got {top_k}"
+        )
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"--top-p must be in (0, 1], got {top_p} (1 keeps every token)")
     graphdef, params = nnx.split(model)
-    sampling = dict(graphdef=graphdef, greedy=greedy, temperature=float(temperature), top_k=top_k,
-                    top_p=None if top_p is None else float(top_p))
+    sampling = dict(
+        graphdef=graphdef,
+        greedy=greedy,
+        temperature=float(temperature),
+        top_k=top_k,
+        top_p=None if top_p is None else float(top_p),
+    )
     return params, sampling, jax.random.split(jax.random.key(seed), max_new_tokens)
 
 
@@ -133,8 +142,9 @@ def generate(
     ``use_cache=False`` recomputes the whole prefix per token: slower, same result
     (the tests check that), kept to show what the cache saves."""
     prompt = np.asarray(prompt_ids, dtype=np.int32).reshape(1, -1)  # (1, P)
-    params, sampling, keys = _setup(model, prompt.shape[1], max_new_tokens, temperature, top_k, top_p, greedy, seed,
-                                    prompt)
+    params, sampling, keys = _setup(
+        model, prompt.shape[1], max_new_tokens, temperature, top_k, top_p, greedy, seed, prompt
+    )
     out: list[int] = []
     if use_cache:
         tokens = np.asarray(_generate_cached(params, prompt, keys, max_new_tokens=max_new_tokens, **sampling))[0]
@@ -189,8 +199,7 @@ def next_word_probs(model: GPT2, ids: list[int]) -> np.ndarray:
     if not 1 <= len(ids) <= model.config.n_positions:
         raise ValueError(f"need 1 to {model.config.n_positions} tokens of context, got {len(ids)}")
     graphdef, params = nnx.split(model)
-    return np.asarray(_next_word_probs(params, _pad(ids, model.config.n_positions), len(ids) - 1,
-                                       graphdef=graphdef))
+    return np.asarray(_next_word_probs(params, _pad(ids, model.config.n_positions), len(ids) - 1, graphdef=graphdef))
 
 
 def next_word_candidates(model: GPT2, tokenizer, prompt: str, top_k: int = 5) -> list[dict]:
@@ -208,8 +217,10 @@ def top_candidates(probs: np.ndarray, tokenizer, top_k: int) -> list[dict]:
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
     top = np.argsort(-probs, kind="stable")[:top_k]
-    return [{"rank": r + 1, "id": int(i), "token": tokenizer.decode([int(i)]), "prob": float(probs[i])}
-            for r, i in enumerate(top)]
+    return [
+        {"rank": r + 1, "id": int(i), "token": tokenizer.decode([int(i)]), "prob": float(probs[i])}
+        for r, i in enumerate(top)
+    ]
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", *_SAMPLING))
@@ -233,9 +244,18 @@ def _decode_one(params, token, cache, pos, key, *, graphdef, greedy, temperature
     return _pick(m.backbone.wte.attend(hidden[:, -1]), key, greedy, temperature, top_k, top_p), cache
 
 
-def stream(model: GPT2, prompt_ids: list[int], max_new_tokens: int, *, temperature: float = 1.0,
-           top_k: int | None = None, top_p: float | None = None, seed: int = 0, greedy: bool = False,
-           eos_id: int | None = None):
+def stream(
+    model: GPT2,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+    greedy: bool = False,
+    eos_id: int | None = None,
+):
     """Like ``generate``, but yields each new token id as soon as it exists (for
     a page that shows tokens arriving). Each token is one compiled decode step
     with the key/value cache; the same seed gives the same tokens as ``generate``."""

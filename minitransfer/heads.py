@@ -24,7 +24,8 @@ named by its path (``score.kernel`` -> ``head.score.weight``).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -86,9 +87,19 @@ class TaskHead(nnx.Module):
     def check_data(self, data: Any) -> None:
         """Raise ValueError if this head cannot train on ``data`` (e.g. other labels)."""
 
-    def prepare(self, data: Any, tokenizer, *, max_len: int, budget, seed: int, val_examples: int | None,
-                log: Callable[[str], None], splits=("train", "validation", "test"), training: bool = True,
-                ) -> dict[str, tuple[dict[str, np.ndarray], Any]]:
+    def prepare(
+        self,
+        data: Any,
+        tokenizer,
+        *,
+        max_len: int,
+        budget,
+        seed: int,
+        val_examples: int | None,
+        log: Callable[[str], None],
+        splits=("train", "validation", "test"),
+        training: bool = True,
+    ) -> dict[str, tuple[dict[str, np.ndarray], Any]]:
         """Each of ``splits`` -> (arrays for batches, encoded examples for
         ``metrics``). ``budget`` limits the training examples (None: all);
         ``val_examples`` picks a fixed validation subset. ``training``: the
@@ -142,12 +153,20 @@ class TaskHead(nnx.Module):
     def hf_tensors(self) -> dict[str, np.ndarray]:
         """Its weights saved under transformers' names (instead of ``tensors``); {} where none."""
         named = dict(weights(self))
-        return {theirs: np.ascontiguousarray(np.asarray(named[ours].get_value(), np.float32).T)
-                for ours, theirs in self.hf_layout().items()}
+        return {
+            theirs: np.ascontiguousarray(np.asarray(named[ours].get_value(), np.float32).T)
+            for ours, theirs in self.hf_layout().items()
+        }
 
     @classmethod
-    def restore(cls, info: dict, n_embd: int, tensors: dict[str, np.ndarray], source: str,
-                hf_tensors: dict[str, np.ndarray] | None = None) -> TaskHead:
+    def restore(
+        cls,
+        info: dict,
+        n_embd: int,
+        tensors: dict[str, np.ndarray],
+        source: str,
+        hf_tensors: dict[str, np.ndarray] | None = None,
+    ) -> TaskHead:
         """The inverse of ``describe`` + ``tensors`` (+ ``hf_tensors``): pops every tensor it uses."""
         head = cls.from_info(info, n_embd, source)
         hf, hf_tensors = head.hf_layout(), hf_tensors if hf_tensors is not None else {}
@@ -169,8 +188,10 @@ _LEAF = {"kernel": "weight", "scale": "weight", "embedding": "weight"}
 
 def weights(head: nnx.Module) -> list[tuple[str, nnx.Variable]]:
     """Each of the head's parameters with its checkpoint name: ('score', 'kernel') -> 'score.weight'."""
-    return [(".".join([str(p) for p in path[:-1]] + [_LEAF.get(path[-1], str(path[-1]))]), var)
-            for path, var in nnx.to_flat_state(nnx.state(head, nnx.Param))]
+    return [
+        (".".join([str(p) for p in path[:-1]] + [_LEAF.get(path[-1], str(path[-1]))]), var)
+        for path, var in nnx.to_flat_state(nnx.state(head, nnx.Param))
+    ]
 
 
 def _take(tensors: dict, name: str, shape: tuple, source: str, note: str, prefix: str = "") -> np.ndarray:

@@ -59,9 +59,7 @@ def _download_from_hub(repo_id: str, allow_pickle: bool = False) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except RepositoryNotFoundError:
-        raise CheckpointError(
-            f"{repo_id!r} is neither a local directory nor a model on the Hugging Face hub"
-        ) from None
+        raise CheckpointError(f"{repo_id!r} is neither a local directory nor a model on the Hugging Face hub") from None
     except Exception as e:
         shipped = shipped_checkpoint()  # by its absolute path: a relative one is what just failed
         raise CheckpointError(
@@ -69,7 +67,8 @@ def _download_from_hub(repo_id: str, allow_pickle: bool = False) -> Path:
             f"the Hugging Face hub, which is unreachable ({type(e).__name__}). Without network, "
             f"pass a local checkpoint directory instead (config.json + model.safetensors; a relative path is "
             f"read from the current folder, {Path.cwd()}), e.g. "
-            + (f"the shipped {shipped} or " if shipped else "") + "one written by `minitransfer convert`."
+            + (f"the shipped {shipped} or " if shipped else "")
+            + "one written by `minitransfer convert`."
         ) from None
 
 

@@ -7,7 +7,7 @@ re-running the same command resumes exactly where it stopped is the
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -72,9 +72,20 @@ class LoopResult:
         return max(0.0, s["loop"] - s["first_step"] - s.get("validate", 0) - s.get("on_best", 0) - s.get("save", 0))
 
 
-def train_loop(params, opt_state, train_step: Callable, get_batch: Callable[[int], dict], schedule: Schedule,
-               validation: Validation, run: RunFolder, *, desc: str, progress: bool = True,
-               log: Callable[[str], None] = print, parallel=None) -> LoopResult:
+def train_loop(
+    params,
+    opt_state,
+    train_step: Callable,
+    get_batch: Callable[[int], dict],
+    schedule: Schedule,
+    validation: Validation,
+    run: RunFolder,
+    *,
+    desc: str,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    parallel=None,
+) -> LoopResult:
     """Run ``train_step`` on batch ``get_batch(s)`` for steps s = (where ``run``
     stopped) .. ``schedule.total``; validate every ``schedule.eval_every``
     steps and at the end, keep the best weights, and let ``run`` save."""
@@ -123,16 +134,26 @@ def train_loop(params, opt_state, train_step: Callable, get_batch: Callable[[int
                         validation.on_best(params, step + 1, metrics)
             bar.set_postfix(loss=f"{loss:.3f}", **validation.show(metrics))
             if not progress:  # no bar: a line per validation, so that a long run is not silent
-                log(f"{desc} step {step + 1}/{schedule.total}: train loss {loss:.4f}, " + ", ".join(
-                    f"{k} {int(v)}" if k.endswith("_n") else f"{k} {v:.4f}" for k, v in metrics.items()))
+                log(
+                    f"{desc} step {step + 1}/{schedule.total}: train loss {loss:.4f}, "
+                    + ", ".join(f"{k} {int(v)}" if k.endswith("_n") else f"{k} {v:.4f}" for k, v in metrics.items())
+                )
             with watch("save"):
                 run.save(params, opt_state, best, step + 1, history, done["seconds"] + watch.elapsed())
 
     watch.seconds["loop"] = watch.elapsed()
     steps_run = schedule.total - start
-    return LoopResult(params, best["params"] if best["params"] is not None else params, best["step"],
-                      best["metrics"] or {}, history, schedule.total, steps_run,
-                      done["seconds"] + watch.seconds["loop"], watch.seconds)
+    return LoopResult(
+        params,
+        best["params"] if best["params"] is not None else params,
+        best["step"],
+        best["metrics"] or {},
+        history,
+        schedule.total,
+        steps_run,
+        done["seconds"] + watch.seconds["loop"],
+        watch.seconds,
+    )
 
 
 def last_finite_loss(losses: list, step: int, run: RunFolder) -> float:
@@ -141,7 +162,9 @@ def last_finite_loss(losses: list, step: int, run: RunFolder) -> float:
     losses = np.asarray(jax.device_get(losses), dtype=np.float64)  # (steps since the last validation,)
     bad = np.flatnonzero(~np.isfinite(losses))
     if bad.size:
-        raise TrainingError(f"the training loss became {losses[bad[0]]} at step {step - len(losses) + bad[0] + 1} "
-                            f"(peak lr {run.settings.get('lr', float('nan')):g}); training stopped. Try a lower "
-                            f"{run.name('lr')}." + run.diverged())
+        raise TrainingError(
+            f"the training loss became {losses[bad[0]]} at step {step - len(losses) + bad[0] + 1} "
+            f"(peak lr {run.settings.get('lr', float('nan')):g}); training stopped. Try a lower "
+            f"{run.name('lr')}." + run.diverged()
+        )
     return float(losses[-1])

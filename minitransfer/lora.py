@@ -38,8 +38,13 @@ class ScaledLoRALinear(nnx.LoRALinear):
 
     def __init__(self, linear: nnx.Linear, *, rank: int, alpha: float, rngs: nnx.Rngs):
         super().__init__(
-            linear.in_features, linear.out_features, lora_rank=rank, use_bias=linear.bias is not None,
-            dtype=linear.dtype, param_dtype=linear.param_dtype, precision=linear.precision,
+            linear.in_features,
+            linear.out_features,
+            lora_rank=rank,
+            use_bias=linear.bias is not None,
+            dtype=linear.dtype,
+            param_dtype=linear.param_dtype,
+            precision=linear.precision,
             # the pretrained weights, not fresh ones: the initializers hand them over
             kernel_init=lambda key, shape, dtype: linear.kernel[...],
             bias_init=lambda key, shape, dtype: linear.bias[...],
@@ -54,8 +59,12 @@ class ScaledLoRALinear(nnx.LoRALinear):
         """A plain ``nnx.Linear`` computing what this layer computes: ``W + scale * A @ B``."""
         kernel = self.kernel[...] + self.scale * (self.lora.lora_a[...] @ self.lora.lora_b[...])  # (C_in, C_out)
         return nnx.Linear(
-            self.in_features, self.out_features, use_bias=self.bias is not None, dtype=self.dtype,
-            param_dtype=self.param_dtype, precision=self.precision,
+            self.in_features,
+            self.out_features,
+            use_bias=self.bias is not None,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            precision=self.precision,
             kernel_init=lambda key, shape, dtype: kernel.astype(dtype),
             bias_init=lambda key, shape, dtype: self.bias[...],
             rngs=nnx.Rngs(0),  # (no random draw reaches the weights: the initializers ignore their keys)

@@ -88,7 +88,7 @@ class GPT2Config:
 
     # -- Hugging Face config.json <-> GPT2Config ------------------------------
     @classmethod
-    def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "GPT2Config":
+    def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> GPT2Config:
         if not isinstance(d, dict):
             raise ValueError(f"{source}: expected a JSON object of model settings, found {type(d).__name__}")
         model_type = d.get("model_type")
@@ -103,8 +103,11 @@ class GPT2Config:
             raise ValueError(f"{source}: missing required GPT-2 fields {missing}")
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner"):
             v = d.get(name)
-            if name in d and not (v is None and name == "n_inner") and (
-                    not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            if (
+                name in d
+                and not (v is None and name == "n_inner")
+                and (not isinstance(v, int) or isinstance(v, bool) or v < 1)
+            ):
                 raise ValueError(f"{source}: {name} must be a positive whole number, got {v!r}")
         for name in ("layer_norm_epsilon", "embd_pdrop", "attn_pdrop", "resid_pdrop", "initializer_range"):
             if name not in d:  # absent: GPT2Config's default (transformers' too)
@@ -124,7 +127,7 @@ class GPT2Config:
             raise ValueError(f"{source}: {e}") from None
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> "GPT2Config":
+    def from_json_file(cls, path: str | Path) -> GPT2Config:
         path = Path(path)
         try:
             d = json.loads(path.read_text())
@@ -258,8 +261,15 @@ class CausalSelfAttention(nnx.Module):
             allowed = jnp.tril(jnp.ones((T, T), dtype=bool))[None, None]  # (1, 1, T, T)
             if attention_mask is not None:
                 allowed = allowed & attention_mask.astype(bool)[:, None, None, :]  # (B, 1, T, T)
-            y = explicit_attention(split_heads(q, self.n_head), split_heads(k, self.n_head),
-                                   split_heads(v, self.n_head), allowed, self.scale, self.attn_pdrop, k_attn)
+            y = explicit_attention(
+                split_heads(q, self.n_head),
+                split_heads(k, self.n_head),
+                split_heads(v, self.n_head),
+                allowed,
+                self.scale,
+                self.attn_pdrop,
+                k_attn,
+            )
             y = merge_heads(y)  # (B, T, C): heads side by side
         return dropout(self.c_proj(y), self.resid_pdrop, k_resid)  # (B, T, C)
 
@@ -321,8 +331,12 @@ def fused_attention(q, k, v, n_head: int, attention_mask, scale: float, implemen
     H, D = n_head, C // n_head
     lengths = None if attention_mask is None else attention_mask.sum(-1).astype(jnp.int32)  # (B,)
     y = jax.nn.dot_product_attention(
-        q.reshape(B, T, H, D), k.reshape(B, T, H, D), v.reshape(B, T, H, D),  # 3 x (B, T, H, D)
-        scale=scale, is_causal=True, key_value_seq_lengths=lengths,
+        q.reshape(B, T, H, D),
+        k.reshape(B, T, H, D),
+        v.reshape(B, T, H, D),  # 3 x (B, T, H, D)
+        scale=scale,
+        is_causal=True,
+        key_value_seq_lengths=lengths,
         query_seq_lengths=None if lengths is None else jnp.full((B,), T, jnp.int32),
         implementation=implementation,
     )  # (B, T, H, D)
@@ -421,8 +435,10 @@ def check_token_ids(ids, vocab_size: int, what: str) -> None:
     if ids.size:
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= vocab_size:
-            raise ValueError(f"{what} holds token id {hi if hi >= vocab_size else lo}, outside the model's vocabulary "
-                             f"(ids 0..{vocab_size - 1}): were they made by another model's tokenizer?")
+            raise ValueError(
+                f"{what} holds token id {hi if hi >= vocab_size else lo}, outside the model's vocabulary "
+                f"(ids 0..{vocab_size - 1}): were they made by another model's tokenizer?"
+            )
 
 
 class GPT2Backbone(nnx.Module):
@@ -460,9 +476,7 @@ class GPT2Backbone(nnx.Module):
         """
         B, T = input_ids.shape
         if T > self.config.n_positions:
-            raise ValueError(
-                f"sequence length {T} exceeds the model's n_positions={self.config.n_positions}"
-            )
+            raise ValueError(f"sequence length {T} exceeds the model's n_positions={self.config.n_positions}")
         if is_concrete(input_ids):  # (inside jit the values are not known: not checkable)
             check_token_ids(input_ids, self.config.vocab_size, "input_ids")
         if attention_mask is not None and is_concrete(attention_mask) and self.config.n_layer:
@@ -475,7 +489,7 @@ class GPT2Backbone(nnx.Module):
 
         x = lookup(self.wte, input_ids) + lookup(self.wpe, pos)  # (B, T, C): what + where
         x = dropout(x, self.config.embd_pdrop, keys[0])
-        for block, key in zip(self.h, keys[1:]):
+        for block, key in zip(self.h, keys[1:], strict=True):
             x = block(x, attention_mask, key)  # (B, T, C)
         return self.ln_f(x)  # (B, T, C)
 
@@ -492,9 +506,11 @@ class GPT2Backbone(nnx.Module):
         right = np.arange(mask.shape[1])[None, :] < real.sum(-1, keepdims=True)  # (B, T): [1, 1, .., 0, 0]
         if not (real == right).all():
             row = int(np.flatnonzero((real != right).any(-1))[0])
-            raise ValueError(f"attention_mask row {row} is not right-padded (real tokens first, then padding), "
-                             f"which the fused attention needs: it takes each row's number of real tokens. Pad on "
-                             f"the right, or use set_attention(model, 'explicit')")
+            raise ValueError(
+                f"attention_mask row {row} is not right-padded (real tokens first, then padding), "
+                f"which the fused attention needs: it takes each row's number of real tokens. Pad on "
+                f"the right, or use set_attention(model, 'explicit')"
+            )
 
     def init_cache(self, batch_size: int, max_len: int) -> dict:
         """An empty key/value cache for ``max_len`` positions: for each layer,
@@ -503,8 +519,10 @@ class GPT2Backbone(nnx.Module):
         slicing and re-stacking the whole cache."""
         c = self.config
         shape = (batch_size, c.n_head, max_len, c.n_embd // c.n_head)
-        return {"k": tuple(jnp.zeros(shape, jnp.float32) for _ in range(c.n_layer)),
-                "v": tuple(jnp.zeros(shape, jnp.float32) for _ in range(c.n_layer))}
+        return {
+            "k": tuple(jnp.zeros(shape, jnp.float32) for _ in range(c.n_layer)),
+            "v": tuple(jnp.zeros(shape, jnp.float32) for _ in range(c.n_layer)),
+        }
 
     def decode(self, input_ids: jax.Array, cache: dict, start: jax.Array) -> tuple[jax.Array, dict]:
         """Run tokens at positions ``start .. start+T-1`` (B, T) against a
@@ -592,6 +610,6 @@ class GPT2(nnx.Module):
         return self.head(hidden, attention_mask, self.backbone, dropout_key=k_head)
 
     @classmethod
-    def language_model(cls, config: GPT2Config, seed: int = 0) -> "GPT2":
+    def language_model(cls, config: GPT2Config, seed: int = 0) -> GPT2:
         """A randomly initialised GPT-2 with its next-word head (GPT-2's init scheme)."""
         return cls(GPT2Backbone(config, rngs=nnx.Rngs(seed)), NextWordHead())

@@ -34,7 +34,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flax import nnx
 
@@ -182,27 +183,67 @@ def _selected(mode: Mode) -> dict[str, bool]:
     return {part: any(p[0] == part for p in paths) for part in ("backbone", "head")}
 
 
-MODES: dict[str, Mode] = {m.name: m for m in (
-    Mode("scratch", "random", EVERYTHING, 3e-4, 1e-3, "random weights, backbone and head train"),
-    Mode("probe", "pretrained", HEAD, 3e-3, 1e-2, "pretrained backbone frozen, only a new head trains"),
-    Mode("top", "pretrained", RunFilter(top_blocks), 1e-4, 5e-4,  # full's rates (not tuned)
-         "ULMFiT-style partial unfreezing: the last --unfreeze blocks (default 1), the final layer norm and a new "
-         "head train; the rest stays as pretrained", options=("unfreeze",)),
-    # LoRA takes larger steps than full fine-tuning (its adapters start at zero, and only they move)
-    Mode("lora", "pretrained", nnx.Any(nnx.LoRAParam, HEAD), 5e-4, 2e-3,
-         "low-rank adapters (rank --lora-rank, scale --lora-alpha / rank) beside every attention and MLP "
-         "projection, and a new head, train; the pretrained weights stay frozen; saved merged into plain GPT-2 "
-         "weights", prepare=_add_adapters, finish=_merge_adapters, options=("lora_rank", "lora_alpha")),
-    Mode("full", "pretrained", EVERYTHING, 1e-4, 5e-4, "every pretrained weight and a new head train"),
-    Mode("adapt", "adapted", EVERYTHING, 1e-4, 5e-4,
-         "ULMFiT: next-word training on the task's training texts first, then as full", adds_to="full"),
-    Mode("zero", "pretrained", NOTHING, 0.0, 0.0,
-         "the next-word head itself as the classifier, before any label (a prompt after each text, a word "
-         "per label); nothing trains", head="prompt"),
-    Mode("prompt", "pretrained", EVERYTHING, 1e-4, 5e-4,
-         "the next-word head kept as the classifier (as zero), then every weight trains as in full",
-         also_over=("probe", "full"), head="prompt"),
-)}
+MODES: dict[str, Mode] = {
+    m.name: m
+    for m in (
+        Mode("scratch", "random", EVERYTHING, 3e-4, 1e-3, "random weights, backbone and head train"),
+        Mode("probe", "pretrained", HEAD, 3e-3, 1e-2, "pretrained backbone frozen, only a new head trains"),
+        Mode(
+            "top",
+            "pretrained",
+            RunFilter(top_blocks),
+            1e-4,
+            5e-4,  # full's rates (not tuned)
+            "ULMFiT-style partial unfreezing: the last --unfreeze blocks (default 1), the final layer norm and a new "
+            "head train; the rest stays as pretrained",
+            options=("unfreeze",),
+        ),
+        # LoRA takes larger steps than full fine-tuning (its adapters start at zero, and only they move)
+        Mode(
+            "lora",
+            "pretrained",
+            nnx.Any(nnx.LoRAParam, HEAD),
+            5e-4,
+            2e-3,
+            "low-rank adapters (rank --lora-rank, scale --lora-alpha / rank) beside every attention and MLP "
+            "projection, and a new head, train; the pretrained weights stay frozen; saved merged into plain GPT-2 "
+            "weights",
+            prepare=_add_adapters,
+            finish=_merge_adapters,
+            options=("lora_rank", "lora_alpha"),
+        ),
+        Mode("full", "pretrained", EVERYTHING, 1e-4, 5e-4, "every pretrained weight and a new head train"),
+        Mode(
+            "adapt",
+            "adapted",
+            EVERYTHING,
+            1e-4,
+            5e-4,
+            "ULMFiT: next-word training on the task's training texts first, then as full",
+            adds_to="full",
+        ),
+        Mode(
+            "zero",
+            "pretrained",
+            NOTHING,
+            0.0,
+            0.0,
+            "the next-word head itself as the classifier, before any label (a prompt after each text, a word "
+            "per label); nothing trains",
+            head="prompt",
+        ),
+        Mode(
+            "prompt",
+            "pretrained",
+            EVERYTHING,
+            1e-4,
+            5e-4,
+            "the next-word head kept as the classifier (as zero), then every weight trains as in full",
+            also_over=("probe", "full"),
+            head="prompt",
+        ),
+    )
+}
 
 
 def get_mode(name: str) -> Mode:

@@ -16,7 +16,6 @@ import optax
 
 from minitransfer.modes import get_mode
 
-
 # ----------------------------------------------------------------------------
 # Optimizer: AdamW, warmup + decay, clipping, no decay on biases/LayerNorm
 # ----------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class Parallel:
         if jax.process_count() > 1:
             # each host holds only its own rows of the global batch
             i, hosts = jax.process_index(), jax.process_count()
-            return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)[i::hosts])
-                    for k, v in batch.items()}
+            return {
+                k: jax.make_array_from_process_local_data(sharding, np.asarray(v)[i::hosts]) for k, v in batch.items()
+            }
         return jax.device_put(batch, sharding)

@@ -25,8 +25,8 @@ import dataclasses
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -64,9 +64,11 @@ def input_kind(path: Path) -> str:
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if ext not in INPUT_KINDS:
-        raise DataError(f"{path}: unknown kind of file ({'.' + ext if ext else 'no extension'}); predict reads "
-                        f".jsonl (a JSON object per line), .csv or .tsv (a header row, then one text per row) or "
-                        f".txt (one text per line), each also gzipped (.gz)")
+        raise DataError(
+            f"{path}: unknown kind of file ({'.' + ext if ext else 'no extension'}); predict reads "
+            f".jsonl (a JSON object per line), .csv or .tsv (a header row, then one text per row) or "
+            f".txt (one text per line), each also gzipped (.gz)"
+        )
     return ext
 
 
@@ -96,48 +98,69 @@ def read_texts(path: str | os.PathLike, text_field: str = "text") -> Texts:
         values, lines = [], []
         for i, row in enumerate(rows):
             if text_field not in row:
-                raise DataError(f"{path}, {rows.where(i)}: no field {text_field!r} (the row has "
-                                f"{sorted(row) or 'no fields'}); choose the field holding the text with --text-field")
+                raise DataError(
+                    f"{path}, {rows.where(i)}: no field {text_field!r} (the row has "
+                    f"{sorted(row) or 'no fields'}); choose the field holding the text with --text-field"
+                )
             value = row[text_field]
             if value is not None and not isinstance(value, str):
-                raise DataError(f"{path}, {rows.where(i)}: the {text_field!r} is {str(value)[:40]!r} "
-                                f"({type(value).__name__}), not text; choose the text field with --text-field")
+                raise DataError(
+                    f"{path}, {rows.where(i)}: the {text_field!r} is {str(value)[:40]!r} "
+                    f"({type(value).__name__}), not text; choose the text field with --text-field"
+                )
             values.append(value or "")  # (None: a csv row shorter than its header)
             lines.append(rows.lines[i] if rows.lines is not None else i + 1)
     texts, kept, empty = [], [], []
-    for value, line in zip(values, lines):
+    for value, line in zip(values, lines, strict=True):
         if value.strip():
             texts.append(value)
             kept.append(line)
         else:
             empty.append(line)
     if not texts:
-        raise DataError(f"{path}: every text is empty ({len(empty)} "
-                        + ("line(s)" if kind == "txt" else f"row(s), field {text_field!r}") + "); nothing to label")
+        raise DataError(
+            f"{path}: every text is empty ({len(empty)} "
+            + ("line(s)" if kind == "txt" else f"row(s), field {text_field!r}")
+            + "); nothing to label"
+        )
     return Texts(texts, kept, empty, notes)
 
 
-def predict_texts(model, tokenizer, texts: Texts, *, max_len: int, batch_size: int | None = None,
-                  dtype: str = "float32", progress: bool = True) -> Predictions:
+def predict_texts(
+    model,
+    tokenizer,
+    texts: Texts,
+    *,
+    max_len: int,
+    batch_size: int | None = None,
+    dtype: str = "float32",
+    progress: bool = True,
+) -> Predictions:
     """Every text's logits and label probabilities under a classifier: the
     texts encoded as ``evaluate`` encodes them (right-padded, cut to
     ``max_len`` tokens), in batches through the evaluation step."""
     from flax import nnx
 
+    from minitransfer.classify import ClassificationHead
     from minitransfer.data import Split
     from minitransfer.encoding import encode
-    from minitransfer.classify import ClassificationHead
     from minitransfer.steps import check_dtype, eval_batch_default, forward_tokens, make_eval_step, predict
 
     if not isinstance(model.head, ClassificationHead):
         raise ValueError(f"predict needs a classifier; this model has a {model.head.kind} head")
     check_dtype(dtype)
-    e = encode(Split(texts.texts, np.zeros(len(texts.texts), np.int32)), tokenizer, max_len,
-               model.head.text_suffix(tokenizer))  # (a prompt head's prompt ends every text, as in training)
+    e = encode(
+        Split(texts.texts, np.zeros(len(texts.texts), np.int32)), tokenizer, max_len, model.head.text_suffix(tokenizer)
+    )  # (a prompt head's prompt ends every text, as in training)
     graphdef, params = nnx.split(model)
     eval_step = make_eval_step(graphdef, forward_tokens, dtype)
-    logits = predict(eval_step, params, {"input_ids": e.input_ids, "attention_mask": e.attention_mask},
-                     batch_size or eval_batch_default(), "predict" if progress else None)
+    logits = predict(
+        eval_step,
+        params,
+        {"input_ids": e.input_ids, "attention_mask": e.attention_mask},
+        batch_size or eval_batch_default(),
+        "predict" if progress else None,
+    )
     z = logits.astype(np.float64)
     z = np.exp(z - z.max(-1, keepdims=True))
     return Predictions(texts, model.head.labels, logits, z / z.sum(-1, keepdims=True), e.lengths > max_len, max_len)
@@ -147,10 +170,18 @@ def rows_of(p: Predictions, digits: int = 6) -> list[dict]:
     """One dict per text: line, text, label, probabilities (rounded to
     ``digits`` decimals) and whether the text was truncated."""
     out = []
-    for i, (text, line, label) in enumerate(zip(p.texts.texts, p.texts.lines, p.predicted)):
-        out.append({"line": line, "text": text, "label": label,
-                    "probabilities": {name: round(float(q), digits) for name, q in zip(p.labels, p.probabilities[i])},
-                    "truncated": bool(p.truncated[i])})
+    for i, (text, line, label) in enumerate(zip(p.texts.texts, p.texts.lines, p.predicted, strict=True)):
+        out.append(
+            {
+                "line": line,
+                "text": text,
+                "label": label,
+                "probabilities": {
+                    name: round(float(q), digits) for name, q in zip(p.labels, p.probabilities[i], strict=True)
+                },
+                "truncated": bool(p.truncated[i]),
+            }
+        )
     return out
 
 
@@ -186,8 +217,10 @@ def check_out_file(out: str | None, data: str) -> None:
         return
     path = Path(out)
     if not path.name.lower().endswith(OUTPUT_KINDS):
-        raise ValueError(f"--out {out}: expected a file name ending in .jsonl (JSON lines) or .csv; leave --out out "
-                         f"to print JSON lines")
+        raise ValueError(
+            f"--out {out}: expected a file name ending in .jsonl (JSON lines) or .csv; leave --out out "
+            f"to print JSON lines"
+        )
     if path.is_dir():
         raise ValueError(f"--out {out} is a folder; --out names the file to write (.jsonl or .csv)")
     if path.exists() and Path(data).exists() and path.resolve() == Path(data).resolve():
@@ -202,13 +235,17 @@ def summary(p: Predictions, source: str, out: str | None, max_len_from: str = "-
     for label in p.predicted:
         counts[label] += 1
     n = len(p.texts.texts)
-    lines = [f"labelled {n:,} text{'s' if n != 1 else ''} with {source}: "
-             + ", ".join(f"{name} {c:,}" for name, c in counts.items())]
+    lines = [
+        f"labelled {n:,} text{'s' if n != 1 else ''} with {source}: "
+        + ", ".join(f"{name} {c:,}" for name, c in counts.items())
+    ]
     empty = p.texts.empty_lines
     if empty:
         shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
-        lines.append(f"skipped {len(empty):,} empty text{'s' if len(empty) != 1 else ''} (line{'s' if len(empty) != 1 else ''} "
-                     f"{shown}): no label for them")
+        lines.append(
+            f"skipped {len(empty):,} empty text{'s' if len(empty) != 1 else ''} (line{'s' if len(empty) != 1 else ''} "
+            f"{shown}): no label for them"
+        )
     cut = int(p.truncated.sum())
     if cut:
         lines.append(f"{cut:,} of {n:,} texts truncated to the first {p.max_len} tokens ({max_len_from})")
@@ -225,10 +262,14 @@ def check_classifier(source: str) -> None:
     kind = info.get("head") if info else "next-word"
     if kind in ("classification", "prompt"):  # (a prompt head is a classifier that reads the next-word head)
         return
-    what = {"next-word": "a language model (a next-word head)",
-            "span": "a question-answering model (a span head, finetune --task qa)"}.get(kind, f"a {kind!r} head")
-    raise ValueError(f"{source} is {what}; predict expects a classifier fine-tuned with `minitransfer finetune "
-                     f"--task classify` (its RUN/best folder)")
+    what = {
+        "next-word": "a language model (a next-word head)",
+        "span": "a question-answering model (a span head, finetune --task qa)",
+    }.get(kind, f"a {kind!r} head")
+    raise ValueError(
+        f"{source} is {what}; predict expects a classifier fine-tuned with `minitransfer finetune "
+        f"--task classify` (its RUN/best folder)"
+    )
 
 
 def load_fine_tuned(source: str, max_len: int | None, model=None):
@@ -242,8 +283,7 @@ def load_fine_tuned(source: str, max_len: int | None, model=None):
     check_tokenizer_fits(tokenizer, model.config, source)
     info = training_info(source)
     if max_len is not None and not 1 <= max_len <= model.config.n_positions:
-        raise ValueError(f"--max-len {max_len} is outside 1..{model.config.n_positions} (the model's "
-                         f"n_positions)")
+        raise ValueError(f"--max-len {max_len} is outside 1..{model.config.n_positions} (the model's n_positions)")
     return model, tokenizer, info, max_len or info.get("max_len") or model.config.n_positions
 
 
@@ -259,11 +299,17 @@ def run(args, log: Callable[[str], None]) -> int:
     for n in texts.notes:
         log(f"data: {n}")
     model, tokenizer, info, max_len = load_fine_tuned(args.model, args.max_len)
-    max_len_from = ("--max-len" if args.max_len else "the max_len the model was trained with" if info.get("max_len")
-                    else "the model's n_positions")
+    max_len_from = (
+        "--max-len"
+        if args.max_len
+        else "the max_len the model was trained with"
+        if info.get("max_len")
+        else "the model's n_positions"
+    )
     dtype = info.get("dtype") if info.get("dtype") in COMPUTE_DTYPES else "float32"  # as it was validated
-    p = predict_texts(model, tokenizer, texts, max_len=max_len, batch_size=args.batch_size, dtype=dtype,
-                      progress=not args.no_progress)
+    p = predict_texts(
+        model, tokenizer, texts, max_len=max_len, batch_size=args.batch_size, dtype=dtype, progress=not args.no_progress
+    )
     write_predictions(p, args.out_file)
     for line in summary(p, args.model, args.out_file, max_len_from):
         log(line)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +20,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from minitransfer.encoding import batch_indices, fit_batch_size
 from minitransfer.convert import save_pretrained
+from minitransfer.encoding import batch_indices, fit_batch_size
 from minitransfer.errors import TrainingError
 from minitransfer.flops import device_peak_tflops, mfu, train_flops_per_token
 from minitransfer.loop import LoopResult, Schedule, Validation, train_loop
@@ -90,13 +90,15 @@ def language_model_from(source, dropout: float = 0.0):
     """(model, tokenizer) of a pretrained checkpoint, ready for more next-word
     training: its weights and shape, with ``dropout`` in every dropout slot."""
     from minitransfer.convert import load_pretrained
-    from minitransfer.tokenizer import load_tokenizer
     from minitransfer.model import NextWordHead
+    from minitransfer.tokenizer import load_tokenizer
 
     loaded = load_pretrained(source)
     if not isinstance(loaded.head, NextWordHead):
-        raise TrainingError(f"{source}: holds a {type(loaded.head).__name__}; next-word training needs a language "
-                            f"model (a checkpoint with its next-word head)")
+        raise TrainingError(
+            f"{source}: holds a {type(loaded.head).__name__}; next-word training needs a language "
+            f"model (a checkpoint with its next-word head)"
+        )
     config = dataclasses.replace(loaded.config, embd_pdrop=dropout, attn_pdrop=dropout, resid_pdrop=dropout)
     model = GPT2.language_model(config)
     nnx.update(model, nnx.state(loaded, nnx.Param))
@@ -152,18 +154,28 @@ def pretrain(
         raise TrainingError("no validation blocks: give more text or a larger validation fraction")
     # the tokens themselves are the run's: the same file, edited, is other text; and the validation
     # blocks choose the checkpoint kept
-    settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"},
-                "text_tokens": array_hash(train_blocks), "validation_tokens": array_hash(val_blocks)}
-    run = RunFolder(out, run_key({**settings, **(identity or {}), "model": dataclasses.asdict(model.config)}),
-                    settings, names=names)
-    batch_size = fit_batch_size(cfg.batch_size, len(train_blocks), f"training blocks of {cfg.block_size} tokens",
-                                log, option=run.name("batch_size"))
+    settings = {
+        **{k: v for k, v in dataclasses.asdict(cfg).items() if k != "parallel"},
+        "text_tokens": array_hash(train_blocks),
+        "validation_tokens": array_hash(val_blocks),
+    }
+    run = RunFolder(
+        out, run_key({**settings, **(identity or {}), "model": dataclasses.asdict(model.config)}), settings, names=names
+    )
+    batch_size = fit_batch_size(
+        cfg.batch_size,
+        len(train_blocks),
+        f"training blocks of {cfg.block_size} tokens",
+        log,
+        option=run.name("batch_size"),
+    )
     cfg = dataclasses.replace(cfg, batch_size=batch_size)
 
     # ---- optimizer and steps ----------------------------------------------------------
     graphdef, params = nnx.split(model)
-    opt_state, parallel, train_step = setup_training(cfg, graphdef, params, next_word_loss, cfg.steps,
-                                                     model.config.n_layer)
+    opt_state, parallel, train_step = setup_training(
+        cfg, graphdef, params, next_word_loss, cfg.steps, model.config.n_layer
+    )
     block_loss = make_block_loss(graphdef, cfg.dtype)
 
     def validate(params):
@@ -172,18 +184,33 @@ def pretrain(
 
     def save_best(params, step, metrics):
         if out is not None:
-            save_pretrained(nnx.merge(graphdef, params), out, tokenizer,
-                            extra={"pretrain_step": step, "val_perplexity": metrics["val_perplexity"]})
+            save_pretrained(
+                nnx.merge(graphdef, params),
+                out,
+                tokenizer,
+                extra={"pretrain_step": step, "val_perplexity": metrics["val_perplexity"]},
+            )
 
     # ---- train ----------------------------------------------------------------------------
     n = len(train_blocks)
     loop = train_loop(
-        params, opt_state, train_step,
+        params,
+        opt_state,
+        train_step,
         lambda step: {"tokens": train_blocks[batch_indices(step, cfg.batch_size, n, cfg.seed)]},
         Schedule(cfg.steps, cfg.eval_every, lr_values(cfg, cfg.steps), cfg.seed),
-        Validation(validate, lambda new, old: new["val_loss"] < old["val_loss"], save_best,
-                   lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"}),
-        run, desc="pretrain", progress=progress, log=log, parallel=parallel)
+        Validation(
+            validate,
+            lambda new, old: new["val_loss"] < old["val_loss"],
+            save_best,
+            lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
+        ),
+        run,
+        desc="pretrain",
+        progress=progress,
+        log=log,
+        parallel=parallel,
+    )
     nnx.update(model, loop.best_params)
 
     # ---- throughput -------------------------------------------------------------------------
@@ -191,10 +218,21 @@ def pretrain(
     if speed:
         log(speed_line(speed))
     return PretrainResult(
-        run.out, loop.best_step, loop.best_metrics.get("val_loss", float("nan")),
-        loop.best_metrics.get("val_perplexity", float("nan")), loop.step,
-        loop.step * cfg.batch_size * cfg.block_size, loop.steps_per_second, watch.elapsed(), loop.history,
-        loop.steps_run, len(val_blocks), loop.train_seconds, **speed, batch_size_used=cfg.batch_size)
+        run.out,
+        loop.best_step,
+        loop.best_metrics.get("val_loss", float("nan")),
+        loop.best_metrics.get("val_perplexity", float("nan")),
+        loop.step,
+        loop.step * cfg.batch_size * cfg.block_size,
+        loop.steps_per_second,
+        watch.elapsed(),
+        loop.history,
+        loop.steps_run,
+        len(val_blocks),
+        loop.train_seconds,
+        **speed,
+        batch_size_used=cfg.batch_size,
+    )
 
 
 def throughput(loop: LoopResult, config, cfg: PretrainConfig) -> dict:
@@ -206,20 +244,34 @@ def throughput(loop: LoopResult, config, cfg: PretrainConfig) -> dict:
     all_in = loop.steps_run * block_tokens / max(1e-9, loop.seconds["loop"])
     # after one step there is no separate steady rate: tokens_per_second is then the all-in one
     tok_s = (loop.steps_run - 1) * block_tokens / steady if steady > 0 else all_in
-    fps = tok_s * train_flops_per_token(config.n_layer, config.n_embd, cfg.block_size, config.vocab_size,
-                                        config.n_inner)
-    return {"tokens_per_second": tok_s, "model_tflops_per_second": fps / 1e12, "mfu": mfu(fps, device_peak_tflops()),
-            "tokens_per_second_all_in": all_in if steady > 0 else None}
+    fps = tok_s * train_flops_per_token(
+        config.n_layer, config.n_embd, cfg.block_size, config.vocab_size, config.n_inner
+    )
+    return {
+        "tokens_per_second": tok_s,
+        "model_tflops_per_second": fps / 1e12,
+        "mfu": mfu(fps, device_peak_tflops()),
+        "tokens_per_second_all_in": all_in if steady > 0 else None,
+    }
 
 
 def speed_line(speed: dict) -> str:
     u, all_in = speed["mfu"], speed["tokens_per_second_all_in"]
-    return (f"next-word training: {speed['tokens_per_second']:,.0f} tokens/s, "
-            f"{speed['model_tflops_per_second']:.3f} model TFLOP/s"
-            + (f", MFU {100 * u:.1f}% of the device's bf16 peak" if u is not None else
-               " (MFU: no spec-sheet peak known for this device)")
-            + (f", over the steps after the first (all in, with compiling, validation and checkpoints: "
-               f"{all_in:,.0f} tokens/s)" if all_in else ""))
+    return (
+        f"next-word training: {speed['tokens_per_second']:,.0f} tokens/s, "
+        f"{speed['model_tflops_per_second']:.3f} model TFLOP/s"
+        + (
+            f", MFU {100 * u:.1f}% of the device's bf16 peak"
+            if u is not None
+            else " (MFU: no spec-sheet peak known for this device)"
+        )
+        + (
+            f", over the steps after the first (all in, with compiling, validation and checkpoints: "
+            f"{all_in:,.0f} tokens/s)"
+            if all_in
+            else ""
+        )
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -227,29 +279,56 @@ def speed_line(speed: dict) -> str:
 # ----------------------------------------------------------------------------
 
 
-def pretrain_card(*, data: str, documents: int, result: PretrainResult, config, cfg: PretrainConfig, n_params: int,
-                  report: dict, command: str, init_from: str | None = None, cleaning: str | None = None) -> dict:
+def pretrain_card(
+    *,
+    data: str,
+    documents: int,
+    result: PretrainResult,
+    config,
+    cfg: PretrainConfig,
+    n_params: int,
+    report: dict,
+    command: str,
+    init_from: str | None = None,
+    cleaning: str | None = None,
+) -> dict:
     """What a pretraining run records about itself (OUT/pretrain.json), for the model card."""
     import os
     import platform
 
     r = result
     return {
-        "data": data, "documents": documents, "tokens_seen": r.tokens_seen, "parameters": n_params,
+        "data": data,
+        "documents": documents,
+        "tokens_seen": r.tokens_seen,
+        "parameters": n_params,
         **({"cleaning": cleaning} if cleaning else {}),
-        "config": dataclasses.asdict(config), "best_step": r.best_step,
+        "config": dataclasses.asdict(config),
+        "best_step": r.best_step,
         # the settings as trained: a batch larger than the data was fitted to it (the one asked is kept beside)
-        "pretrain": {**dataclasses.asdict(cfg), "batch_size": r.batch_size_used or cfg.batch_size,
-                     **({"batch_size_asked": cfg.batch_size}
-                        if r.batch_size_used and r.batch_size_used != cfg.batch_size else {})},
-        "val_loss": r.val_loss, "val_perplexity": r.val_perplexity, "wall_seconds": r.train_seconds,
-        "steps_per_second": r.steps / r.train_seconds if r.train_seconds else float("nan"), "report": report,
-        "command": command, "val_blocks": r.val_blocks, "tokens_per_second": r.tokens_per_second,
-        "model_tflops_per_second": r.model_tflops_per_second, "mfu": r.mfu,
+        "pretrain": {
+            **dataclasses.asdict(cfg),
+            "batch_size": r.batch_size_used or cfg.batch_size,
+            **(
+                {"batch_size_asked": cfg.batch_size}
+                if r.batch_size_used and r.batch_size_used != cfg.batch_size
+                else {}
+            ),
+        },
+        "val_loss": r.val_loss,
+        "val_perplexity": r.val_perplexity,
+        "wall_seconds": r.train_seconds,
+        "steps_per_second": r.steps / r.train_seconds if r.train_seconds else float("nan"),
+        "report": report,
+        "command": command,
+        "val_blocks": r.val_blocks,
+        "tokens_per_second": r.tokens_per_second,
+        "model_tflops_per_second": r.model_tflops_per_second,
+        "mfu": r.mfu,
         "tokens_per_second_all_in": r.tokens_per_second_all_in,
         **({"init_from": init_from, "init_card": read_card(init_from)} if init_from else {}),
         "hardware": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
-                    f"jax {jax.__version__} on {jax.devices()[0].platform}".replace("  ", " "),
+        f"jax {jax.__version__} on {jax.devices()[0].platform}".replace("  ", " "),
     }
 
 
@@ -279,8 +358,11 @@ def model_card(c: dict) -> str:
     cfg = c["config"]
     rep = c["report"]
     stages = lineage(c)
-    origin = ("trained from random initialisation" if not c.get("init_from") else
-              f"whose next-word training continued from `{c['init_from']}`")
+    origin = (
+        "trained from random initialisation"
+        if not c.get("init_from")
+        else f"whose next-word training continued from `{c['init_from']}`"
+    )
     lines = [
         f"# {Path(c.get('name', 'model')).name if c.get('name') else 'A small GPT-2 pretrained with minitransfer'}",
         "",
@@ -297,8 +379,12 @@ def model_card(c: dict) -> str:
         f"| shape | n_layer={cfg['n_layer']}, n_head={cfg['n_head']}, n_embd={cfg['n_embd']}, "
         f"vocab_size={cfg['vocab_size']}, n_positions={cfg['n_positions']} |",
         f"| steps | {c['pretrain']['steps']} x batch {c['pretrain']['batch_size']}"
-        + (f" (asked {c['pretrain']['batch_size_asked']}: more than the data's blocks)"
-           if "batch_size_asked" in c["pretrain"] else "") + " x block "
+        + (
+            f" (asked {c['pretrain']['batch_size_asked']}: more than the data's blocks)"
+            if "batch_size_asked" in c["pretrain"]
+            else ""
+        )
+        + " x block "
         f"{c['pretrain']['block_size']}, peak lr {c['pretrain']['lr']:g} ({c['pretrain']['schedule']}) |",
         f"| validation perplexity | {c['val_perplexity']:.2f} (held-out {c['val_blocks']} blocks, "
         f"best at step {c['best_step']}) |",
@@ -309,23 +395,41 @@ def model_card(c: dict) -> str:
         if not prev:  # a hub checkpoint, say: what it was trained on is not ours to count
             row += " (a checkpoint without a minitransfer model card: its training is not counted)"
         else:
-            row += (f" ({prev['tokens_seen']:,} tokens on `{prev['data']}` in {prev['wall_seconds'] / 60:.1f} min; "
-                    f"validation perplexity {prev['val_perplexity']:.2f}); tokens seen in all {len(stages)} stages: "
-                    f"{sum(st['tokens_seen'] for st in stages):,}")
+            row += (
+                f" ({prev['tokens_seen']:,} tokens on `{prev['data']}` in {prev['wall_seconds'] / 60:.1f} min; "
+                f"validation perplexity {prev['val_perplexity']:.2f}); tokens seen in all {len(stages)} stages: "
+                f"{sum(st['tokens_seen'] for st in stages):,}"
+            )
             if stages[0].get("init_from"):  # the first stage we know of continued a card-less checkpoint
                 row += f" (and whatever `{stages[0]['init_from']}` had seen)"
         lines.append(row + " |")
     if rep:
-        lines.append(f"| perplexity on a fixed slice | {rep['perplexity']:.2f} on the first {rep['n_texts']} texts of "
-                     f"`{rep['text']}` (blocks of {rep['block_size']}) |")
+        lines.append(
+            f"| perplexity on a fixed slice | {rep['perplexity']:.2f} on the first {rep['n_texts']} texts of "
+            f"`{rep['text']}` (blocks of {rep['block_size']}) |"
+        )
     lines += [
         f"| wall time | {c['wall_seconds'] / 60:.1f} min ({c['steps_per_second']:.2f} steps/s) |",
-        *([f"| throughput | {c['tokens_per_second']:,.0f} tokens/s, {c['model_tflops_per_second']:.3f} model "
-           f"TFLOP/s" + (f", MFU {100 * c['mfu']:.1f}% of the device's bf16 peak" if c.get("mfu") else
-                         " (no spec-sheet peak for this device, so no MFU)")
-           + (f", over the steps after the first (all in, with compiling, validation and checkpoints: "
-              f"{c['tokens_per_second_all_in']:,.0f} tokens/s)" if c.get("tokens_per_second_all_in") else "") + " |"]
-          if c.get("tokens_per_second") else []),
+        *(
+            [
+                f"| throughput | {c['tokens_per_second']:,.0f} tokens/s, {c['model_tflops_per_second']:.3f} model "
+                f"TFLOP/s"
+                + (
+                    f", MFU {100 * c['mfu']:.1f}% of the device's bf16 peak"
+                    if c.get("mfu")
+                    else " (no spec-sheet peak for this device, so no MFU)"
+                )
+                + (
+                    f", over the steps after the first (all in, with compiling, validation and checkpoints: "
+                    f"{c['tokens_per_second_all_in']:,.0f} tokens/s)"
+                    if c.get("tokens_per_second_all_in")
+                    else ""
+                )
+                + " |"
+            ]
+            if c.get("tokens_per_second")
+            else []
+        ),
         f"| hardware | {c['hardware']} |",
         "",
         "Reproduce with:",

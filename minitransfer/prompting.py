@@ -41,9 +41,11 @@ DEFAULT_PROMPTS = (" Overall, it was", " In short, it was", " All in all, it was
 # The usual spellings of sentiment labels, and a word for each. Labels spelt
 # otherwise need label_words (the command line's --label-words).
 DEFAULT_LABEL_WORDS = {
-    "negative": " terrible", "neg": " terrible",
+    "negative": " terrible",
+    "neg": " terrible",
     "neutral": " okay",
-    "positive": " great", "pos": " great",
+    "positive": " great",
+    "pos": " great",
 }
 # 0 and 1 as the two classes of a binary sentiment set (IMDB, SST-2, Yelp polarity: 1 is positive)
 BINARY_LABEL_WORDS = {"0": " terrible", "1": " great"}
@@ -54,8 +56,10 @@ def default_label_words(labels: list[str]) -> list[str]:
     table = {**DEFAULT_LABEL_WORDS, **(BINARY_LABEL_WORDS if sorted(labels) == ["0", "1"] else {})}
     missing = [x for x in labels if str(x).lower() not in table]
     if missing:
-        raise ValueError(f"no default label word for label(s) {missing} of {list(labels)}: give one per label, "
-                         f"as label_words (on the command line: --label-words {','.join(f'{x}=WORD' for x in labels)})")
+        raise ValueError(
+            f"no default label word for label(s) {missing} of {list(labels)}: give one per label, "
+            f"as label_words (on the command line: --label-words {','.join(f'{x}=WORD' for x in labels)})"
+        )
     return [table[str(x).lower()] for x in labels]
 
 
@@ -65,14 +69,18 @@ def parse_label_words(text: str, labels: list[str]) -> list[str]:
     for part in text.split(","):
         label, sep, word = part.partition("=")
         if not sep or not label.strip() or not word.strip():
-            raise ValueError(f"label words: {part!r} is not LABEL=WORD (expected e.g. "
-                             f"{','.join(f'{x}=WORD' for x in labels)})")
+            raise ValueError(
+                f"label words: {part!r} is not LABEL=WORD (expected e.g. {','.join(f'{x}=WORD' for x in labels)})"
+            )
         pairs[label.strip()] = " " + word.strip()
     unknown = sorted(set(pairs) - set(labels))
     missing = [x for x in labels if x not in pairs]
     if unknown or missing:
-        raise ValueError(f"label words name {sorted(pairs)}, the data's labels are {list(labels)}"
-                         + (f"; not labels: {unknown}" if unknown else "") + (f"; no word for: {missing}" if missing else ""))
+        raise ValueError(
+            f"label words name {sorted(pairs)}, the data's labels are {list(labels)}"
+            + (f"; not labels: {unknown}" if unknown else "")
+            + (f"; no word for: {missing}" if missing else "")
+        )
     return [pairs[x] for x in labels]
 
 
@@ -90,8 +98,10 @@ def word_ids(tokenizer, words: list[str]) -> tuple[int, ...]:
         ids = token_ids(tokenizer, w, "label word")
         if len(ids) != 1:
             pieces = [tokenizer.decode([i]) for i in ids]
-            raise ValueError(f"label word {w!r} is {len(ids)} tokens {pieces} in this model's tokenizer; a label "
-                             f"word must be one token: choose another")
+            raise ValueError(
+                f"label word {w!r} is {len(ids)} tokens {pieces} in this model's tokenizer; a label "
+                f"word must be one token: choose another"
+            )
         out.append(ids[0])
     if len(set(out)) != len(out):
         raise ValueError(f"label words {words} are not all different tokens")
@@ -110,8 +120,16 @@ class PromptHead(ClassificationHead):
     kind = "prompt"
     pooled_features = False  # it reads wte's rows, which a frozen backbone's cached features do not hold
 
-    def __init__(self, labels, *, prompt: str, words: list[str], prompt_ids: tuple[int, ...],
-                 label_ids: tuple[int, ...], dropout: float = 0.1):
+    def __init__(
+        self,
+        labels,
+        *,
+        prompt: str,
+        words: list[str],
+        prompt_ids: tuple[int, ...],
+        label_ids: tuple[int, ...],
+        dropout: float = 0.1,
+    ):
         if len(label_ids) != len(labels) or len(words) != len(labels):
             raise ValueError(f"{len(labels)} labels {list(labels)} need as many label words, got {list(words)}")
         self.labels = tuple(str(x) for x in labels)
@@ -122,12 +140,26 @@ class PromptHead(ClassificationHead):
         self.calibration = nnx.Param(jnp.zeros((len(labels),), jnp.float32))  # (K,): see calibrate
 
     @classmethod
-    def for_tokenizer(cls, tokenizer, labels, backbone, *, prompt: str = DEFAULT_PROMPTS[0],
-                      words: list[str] | None = None, dropout: float = 0.1) -> "PromptHead":
+    def for_tokenizer(
+        cls,
+        tokenizer,
+        labels,
+        backbone,
+        *,
+        prompt: str = DEFAULT_PROMPTS[0],
+        words: list[str] | None = None,
+        dropout: float = 0.1,
+    ) -> PromptHead:
         """The head for ``labels``, its words as the tokenizer's ids, calibrated on ``backbone``."""
         words = list(words) if words is not None else default_label_words(list(labels))
-        head = cls(labels, prompt=prompt, words=words, prompt_ids=token_ids(tokenizer, prompt, "prompt"),
-                   label_ids=word_ids(tokenizer, words), dropout=dropout)
+        head = cls(
+            labels,
+            prompt=prompt,
+            words=words,
+            prompt_ids=token_ids(tokenizer, prompt, "prompt"),
+            label_ids=word_ids(tokenizer, words),
+            dropout=dropout,
+        )
         head.calibrate(backbone)
         return head
 
@@ -149,33 +181,48 @@ class PromptHead(ClassificationHead):
         return False  # its weights are wte's rows, read after a prompt: no transformers class computes that
 
     def transformers_note(self):
-        return (f"transformers has no class for a prompt head (it scores the label words' next-word logits after "
-                f"the prompt {self.prompt!r}): there the backbone loads, and GPT2LMHeadModel's next-word logits "
-                f"at the words {list(self.words)} after that prompt, plus the saved calibration, are its scores")
+        return (
+            f"transformers has no class for a prompt head (it scores the label words' next-word logits after "
+            f"the prompt {self.prompt!r}): there the backbone loads, and GPT2LMHeadModel's next-word logits "
+            f"at the words {list(self.words)} after that prompt, plus the saved calibration, are its scores"
+        )
 
     def model_card(self):
         return None
 
     def text_suffix(self, tokenizer) -> tuple[int, ...]:
         if token_ids(tokenizer, self.prompt, "prompt") != self.prompt_ids:
-            raise ValueError(f"the prompt {self.prompt!r} tokenises differently with this tokenizer than with the "
-                             f"model's own")
+            raise ValueError(
+                f"the prompt {self.prompt!r} tokenises differently with this tokenizer than with the model's own"
+            )
         return self.prompt_ids
 
     def features(self, hidden, attention_mask):  # a frozen backbone's cached features cannot hold wte's rows
         raise ValueError("the prompt head reads the token embedding, which a frozen-feature cache does not hold")
 
     def describe(self):
-        return {"labels": list(self.labels), "prompt": self.prompt, "words": list(self.words),
-                "prompt_ids": list(self.prompt_ids), "label_ids": list(self.label_ids), "dropout": self.dropout}
+        return {
+            "labels": list(self.labels),
+            "prompt": self.prompt,
+            "words": list(self.words),
+            "prompt_ids": list(self.prompt_ids),
+            "label_ids": list(self.label_ids),
+            "dropout": self.dropout,
+        }
 
     @classmethod
     def from_info(cls, info, n_embd, source):
         missing = [k for k in ("labels", "prompt", "words", "prompt_ids", "label_ids") if k not in info]
         if missing:
             raise ValueError(f"{source}: config.json's 'minitransfer' section for a prompt head lacks {missing}")
-        return cls(info["labels"], prompt=info["prompt"], words=info["words"], prompt_ids=tuple(info["prompt_ids"]),
-                   label_ids=tuple(info["label_ids"]), dropout=info.get("dropout", 0.1))
+        return cls(
+            info["labels"],
+            prompt=info["prompt"],
+            words=info["words"],
+            prompt_ids=tuple(info["prompt_ids"]),
+            label_ids=tuple(info["label_ids"]),
+            dropout=info.get("dropout", 0.1),
+        )
 
     @classmethod
     def for_data(cls, n_embd, data, **options):

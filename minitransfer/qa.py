@@ -48,9 +48,10 @@ class QASplit:
     def __len__(self) -> int:
         return len(self.questions)
 
-    def take(self, idx) -> "QASplit":
-        return QASplit(*([field[i] for i in idx] for field in
-                         (self.questions, self.contexts, self.answers, self.starts)))
+    def take(self, idx) -> QASplit:
+        return QASplit(
+            *([field[i] for i in idx] for field in (self.questions, self.contexts, self.answers, self.starts))
+        )
 
     @property
     def texts(self) -> list[str]:
@@ -58,7 +59,7 @@ class QASplit:
         its questions): what ULMFiT's middle stage (``adapt``) trains on."""
         return list(dict.fromkeys(self.contexts))
 
-    def subset(self, n: int | str | None, seed: int, what: str) -> "QASplit":
+    def subset(self, n: int | str | None, seed: int, what: str) -> QASplit:
         """``n`` examples (a number, or "all"/None for every one) in a fixed seeded order."""
         if n is None or n == "all":
             return self
@@ -105,29 +106,43 @@ def qa_split_from_rows(rows: list[dict], source: str) -> QASplit:
         i = rows.where(n) if isinstance(rows, Rows) else f"row {n + 1}"
         missing = [k for k in ("question", "context") if k not in row]
         if missing or ("answers" not in row and "answer" not in row):
-            raise DataError(f"{source}, {i}: no field {(missing or ['answers'])[0]!r}; "
-                            f"it has {sorted(row)} (expected question, context and answers or answer)")
+            raise DataError(
+                f"{source}, {i}: no field {(missing or ['answers'])[0]!r}; "
+                f"it has {sorted(row)} (expected question, context and answers or answer)"
+            )
         for k in ("question", "context"):
             if not isinstance(row[k], (str, bytes)):
-                raise DataError(f"{source}, {i}: the {k!r} is {type(row[k]).__name__} {str(row[k])[:40]!r}; "
-                                f"expected a string")
+                raise DataError(
+                    f"{source}, {i}: the {k!r} is {type(row[k]).__name__} {str(row[k])[:40]!r}; expected a string"
+                )
         context = _text(row["context"])
         answers = row.get("answers", row.get("answer"))
         if isinstance(answers, dict):
             if "text" not in answers:
-                raise DataError(f"{source}, {i}: the answers have no 'text' (it has {sorted(answers)}); expected "
-                                f"SQuAD's {{\"text\": [...], \"answer_start\": [...]}}")
+                raise DataError(
+                    f"{source}, {i}: the answers have no 'text' (it has {sorted(answers)}); expected "
+                    f'SQuAD\'s {{"text": [...], "answer_start": [...]}}'
+                )
             texts = list(np.atleast_1d(answers["text"]))
             starts = list(np.atleast_1d(answers.get("answer_start", [-1] * len(texts))))
-            if not all(isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_))
-                       or isinstance(s, (float, np.floating)) and float(s).is_integer() for s in starts):
-                raise DataError(f"{source}, {i}: the answer_start is {answers['answer_start']!r}; expected "
-                                f"whole numbers (character offsets into the context)")
+            if not all(
+                isinstance(s, (int, np.integer))
+                and not isinstance(s, (bool, np.bool_))
+                or isinstance(s, (float, np.floating))
+                and float(s).is_integer()
+                for s in starts
+            ):
+                raise DataError(
+                    f"{source}, {i}: the answer_start is {answers['answer_start']!r}; expected "
+                    f"whole numbers (character offsets into the context)"
+                )
             starts = [int(s) for s in starts]
             if len(starts) != len(texts):  # which start goes with which answer? (was read as not in the context)
                 if isinstance(rows, Rows):  # a file: the user's to fix
-                    raise DataError(f"{source}, {i}: {len(texts)} answer text(s) but {len(starts)} "
-                                    f"answer_start(s); SQuAD's answers pair them one to one")
+                    raise DataError(
+                        f"{source}, {i}: {len(texts)} answer text(s) but {len(starts)} "
+                        f"answer_start(s); SQuAD's answers pair them one to one"
+                    )
                 # a catalogue's rows (tfds: its test mocks draw the two lists at random): the texts are looked
                 # for in the context, as for answers given without offsets (a moved start is counted there)
                 starts = [-1] * len(texts)
@@ -145,8 +160,9 @@ def qa_split_from_rows(rows: list[dict], source: str) -> QASplit:
     return out
 
 
-def load_qa_dataset(spec: str, *, split_seed: int = 0, val_fraction: float = 0.1,
-                    data_dir: str | None = None) -> QADataset:
+def load_qa_dataset(
+    spec: str, *, split_seed: int = 0, val_fraction: float = 0.1, data_dir: str | None = None
+) -> QADataset:
     """``tfds:squad`` (or another tfds dataset with SQuAD's features) or
     ``jsonl:PATH`` (a directory with train/test .jsonl files). SQuAD's
     validation split becomes the test split, and a seeded ``val_fraction`` of
@@ -186,8 +202,10 @@ def _load_tfds_qa(name: str, data_dir: str | None) -> dict[str, QASplit]:
             src = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
         except Exception:
             if not _network_available():
-                raise DataError(f"tfds:{name} is not downloaded yet, and there is no network to download it; "
-                                f"use --data jsonl:PATH with question/context/answers rows") from None
+                raise DataError(
+                    f"tfds:{name} is not downloaded yet, and there is no network to download it; "
+                    f"use --data jsonl:PATH with question/context/answers rows"
+                ) from None
             src = tfds.data_source(name, split=split, data_dir=data_dir, download=True)
         out[ours] = qa_split_from_rows([dict(ex) for ex in src], f"tfds:{name} {split}")
     return out
@@ -238,7 +256,7 @@ def _answer_chars(context: str, text: str, start: int) -> tuple[int, int, bool] 
     first where no start was given: counted by the caller, since a repair the
     user is not told about hides a data bug)."""
     moved = False
-    if 0 <= start and context[start:start + len(text)] == text:
+    if 0 <= start and context[start : start + len(text)] == text:
         a, b = start, start + len(text)
     else:
         found = [m.start() for m in re.finditer(re.escape(text), context)] if text.strip() else []
@@ -284,19 +302,22 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
     for i in range(N):
         p = prompts[i]
         if len(p) > max_len // 2:  # keep room for the context: the question's end matters most
-            p, n_long_question = p[-(max_len // 2):], n_long_question + 1
+            p, n_long_question = p[-(max_len // 2) :], n_long_question + 1
         room = max_len - len(p)
         c_ids, c_off = ctx["input_ids"][i], _trim(split.contexts[i], ctx["offset_mapping"][i])
         if len(c_ids) > room:
             c_ids, c_off, n_truncated = c_ids[:room], c_off[:room], n_truncated + 1
         row = p + c_ids
-        ids[i, :len(row)] = row
-        mask[i, :len(row)] = 1
-        ctx_mask[i, len(p):len(row)] = 1
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+        ctx_mask[i, len(p) : len(row)] = 1
         if c_off:
-            offsets[i, len(p):len(row)] = np.asarray(c_off, np.int32)
-        span = _answer_chars(split.contexts[i], split.answers[i][0] if split.answers[i] else "",
-                             split.starts[i][0] if split.starts[i] else -1)
+            offsets[i, len(p) : len(row)] = np.asarray(c_off, np.int32)
+        span = _answer_chars(
+            split.contexts[i],
+            split.answers[i][0] if split.answers[i] else "",
+            split.starts[i][0] if split.starts[i] else -1,
+        )
         if span is None:
             n_missing += 1
             ok = False
@@ -321,14 +342,27 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
     if n_cut_answer:
         notes.append(f"{n_cut_answer} example(s) whose answer was cut off with the context {what}")
     if n_moved:
-        notes.append(f"{n_moved} example(s) whose answer_start did not point at the answer's text: the text's "
-                     f"first occurrence in the context was used instead")
+        notes.append(
+            f"{n_moved} example(s) whose answer_start did not point at the answer's text: the text's "
+            f"first occurrence in the context was used instead"
+        )
     k = np.flatnonzero(keep)
     if not len(k):
-        raise DataError(f"no example of {N} has its answer inside the first {max_len} tokens; "
-                        f"raise --max-len or check the answers")
-    return EncodedQA(ids[k], mask[k], ctx_mask[k], start[k], end[k], offsets[k],
-                     [split.contexts[j] for j in k], [split.answers[j] for j in k], n_truncated, notes)
+        raise DataError(
+            f"no example of {N} has its answer inside the first {max_len} tokens; raise --max-len or check the answers"
+        )
+    return EncodedQA(
+        ids[k],
+        mask[k],
+        ctx_mask[k],
+        start[k],
+        end[k],
+        offsets[k],
+        [split.contexts[j] for j in k],
+        [split.answers[j] for j in k],
+        n_truncated,
+        notes,
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -336,8 +370,11 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
 # ----------------------------------------------------------------------------
 
 
-def best_spans(outputs: np.ndarray, enc: EncodedQA, max_answer_tokens: int = MAX_ANSWER_TOKENS,
-               ) -> list[tuple[str, float]]:
+def best_spans(
+    outputs: np.ndarray,
+    enc: EncodedQA,
+    max_answer_tokens: int = MAX_ANSWER_TOKENS,
+) -> list[tuple[str, float]]:
     """For each example: the context span with the highest start + end score
     (start <= end < start + max_answer_tokens, both in the context), as the
     context's own text, with that score."""
@@ -375,9 +412,11 @@ def _f1(prediction: str, truth: str) -> float:
 
 def squad_scores(predictions: list[str], answers: list[list[str]]) -> dict:
     """exact_match and f1 (fractions in [0, 1]), each the best over an example's reference answers."""
-    em = [max(float(normalize_answer(p) == normalize_answer(a)) for a in refs) if refs else 0.0
-          for p, refs in zip(predictions, answers)]
-    f1 = [max(_f1(p, a) for a in refs) if refs else 0.0 for p, refs in zip(predictions, answers)]
+    em = [
+        max(float(normalize_answer(p) == normalize_answer(a)) for a in refs) if refs else 0.0
+        for p, refs in zip(predictions, answers, strict=True)
+    ]
+    f1 = [max(_f1(p, a) for a in refs) if refs else 0.0 for p, refs in zip(predictions, answers, strict=True)]
     return {"exact_match": float(np.mean(em)), "f1": float(np.mean(f1)), "n": len(predictions)}
 
 
@@ -414,8 +453,19 @@ class SpanTask(TaskHead):
         if not isinstance(data, QADataset):
             raise ValueError("the span head answers questions: it needs question-answering data (--task qa)")
 
-    def prepare(self, data, tokenizer, *, max_len, budget, seed, val_examples, log,
-                splits=("train", "validation", "test"), training=True):
+    def prepare(
+        self,
+        data,
+        tokenizer,
+        *,
+        max_len,
+        budget,
+        seed,
+        val_examples,
+        log,
+        splits=("train", "validation", "test"),
+        training=True,
+    ):
         parts = budgeted_splits(data, splits, budget, seed, val_examples, log, "examples")
         out = {}
         for name in splits:
@@ -423,8 +473,16 @@ class SpanTask(TaskHead):
             e = encode_qa(parts[name], tokenizer, max_len, drop_unanswerable=training and name == "train")
             for note in e.notes:
                 log(f"{name}: {note}")
-            out[name] = ({"input_ids": e.input_ids, "attention_mask": e.attention_mask,
-                          "context_mask": e.context_mask, "start": e.start, "end": e.end}, e)
+            out[name] = (
+                {
+                    "input_ids": e.input_ids,
+                    "attention_mask": e.attention_mask,
+                    "context_mask": e.context_mask,
+                    "start": e.start,
+                    "end": e.end,
+                },
+                e,
+            )
         return out
 
     def describe(self):
@@ -458,20 +516,27 @@ class SpanHead(SpanTask):
         return self.qa_outputs(dropout(hidden, self.dropout, dropout_key))  # (B, T, 2)
 
 
-def answer(model, tokenizer, question: str, context: str, max_len: int | None = None,
-           notes: list[str] | None = None) -> tuple[str, float]:
+def answer(
+    model, tokenizer, question: str, context: str, max_len: int | None = None, notes: list[str] | None = None
+) -> tuple[str, float]:
     """The answer a span model finds in ``context``, and its score. What the
     encoding had to cut (a context longer than ``max_len`` leaves room for)
     is appended to ``notes``: the answer can only come from what is left."""
     if not question.strip() or not context.strip():
-        raise ValueError(f"an empty {'question' if not question.strip() else 'context'}: a span model answers "
-                         f"a question from a context, so both need text")
+        raise ValueError(
+            f"an empty {'question' if not question.strip() else 'context'}: a span model answers "
+            f"a question from a context, so both need text"
+        )
     max_len = min(max_len or model.config.n_positions, model.config.n_positions)
     enc = encode_qa(QASplit([question], [context], [[""]], [[-1]]), tokenizer, max_len)
     if notes is not None:  # (answer has no --max-len: the length is the one the model was fine-tuned with)
-        notes.extend(n.replace(f"--max-len {max_len} tokens", f"the {max_len} tokens the model reads "
-                               f"(its fine-tuning max_len)").replace("half of --max-len", f"half of those {max_len}")
-                     for n in enc.notes if "contexts cut to fit" in n or "longer than half" in n)
+        notes.extend(
+            n.replace(
+                f"--max-len {max_len} tokens", f"the {max_len} tokens the model reads (its fine-tuning max_len)"
+            ).replace("half of --max-len", f"half of those {max_len}")
+            for n in enc.notes
+            if "contexts cut to fit" in n or "longer than half" in n
+        )
     outputs = np.asarray(model(jnp.asarray(enc.input_ids), jnp.asarray(enc.attention_mask)), np.float32)
     return best_spans(outputs, enc)[0]
 
@@ -480,13 +545,15 @@ def answer(model, tokenizer, question: str, context: str, max_len: int | None = 
 # A toy task, to watch a span head learn in seconds (the tests and lecture 6)
 # ----------------------------------------------------------------------------
 
-_FILLER = ("we walked along the river and talked about the weather for a while then went home "
-           "after lunch because it started to rain quite hard over the hills").split()
+_FILLER = (
+    "we walked along the river and talked about the weather for a while then went home "
+    "after lunch because it started to rain quite hard over the hills"
+).split()
 _CITIES = ["Paris", "New York", "Tokyo", "Buenos Aires", "Cairo", "Oslo", "Hong Kong", "Lima", "Sydney", "Rome"]
 
 
 def toy_city_questions(n: int, seed: int) -> QASplit:
-    """"Which city?" over a sentence of filler words with one city (one or
+    """ "Which city?" over a sentence of filler words with one city (one or
     two words) somewhere in it. Learnable from the tokens alone, and far from
     chance: a random span of the ~20 context tokens is right about 1 time in 200."""
     rng = np.random.default_rng(seed)
@@ -501,4 +568,3 @@ def toy_city_questions(n: int, seed: int) -> QASplit:
         out.answers.append([city])
         out.starts.append([len(before) + 1 if before else 0])
     return out
-

@@ -37,8 +37,10 @@ def read_text(path: Path, notes: list[str]) -> str:
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(raw) >= 4 and b"\x00\x00" in (raw[0:4:2], raw[1:4:2])):
-        raise DataError(f"{path}: looks like UTF-16 text (a UTF-16 byte-order mark, or NUL bytes among its first "
-                        f"characters; or another binary encoding); minitransfer reads UTF-8: save the file as UTF-8")
+        raise DataError(
+            f"{path}: looks like UTF-16 text (a UTF-16 byte-order mark, or NUL bytes among its first "
+            f"characters; or another binary encoding); minitransfer reads UTF-8: save the file as UTF-8"
+        )
     try:
         return raw.decode("utf-8-sig")  # -sig: a leading byte-order mark is not part of the first field's name
     except UnicodeDecodeError:
@@ -125,8 +127,10 @@ def read_delimited(text: str, path: Path, kind: str) -> Rows:
         fields = reader.fieldnames or []  # reads the header
         repeated = sorted({f for f in fields if fields.count(f) > 1})
         if repeated:  # DictReader would keep the last column of each name and drop the others, silently
-            raise DataError(f"{path}, line 1: the header names {', '.join(repr(f) for f in repeated)} more than "
-                            f"once ({', '.join(fields)}); each column needs its own name")
+            raise DataError(
+                f"{path}, line 1: the header names {', '.join(repr(f) for f in repeated)} more than "
+                f"once ({', '.join(fields)}); each column needs its own name"
+            )
         while True:
             start = row_start(reader.line_num)
             try:
@@ -135,20 +139,26 @@ def read_delimited(text: str, path: Path, kind: str) -> Rows:
                 break
             if any(v is None for v in row.values()) and any("\n" in v for v in row.values() if v):
                 # a short row whose field spans lines: a quote opened and never closed swallowed what followed
-                raise DataError(f"{path}, line {start}: a quoted field runs from here to line {reader.line_num}, "
-                                f"and the row ends short of values ({len(fields)} columns: {', '.join(fields)}); "
-                                f"if a quote is never closed, close it, or double a quote mark that is part of "
-                                f"the text")
+                raise DataError(
+                    f"{path}, line {start}: a quoted field runs from here to line {reader.line_num}, "
+                    f"and the row ends short of values ({len(fields)} columns: {', '.join(fields)}); "
+                    f"if a quote is never closed, close it, or double a quote mark that is part of "
+                    f"the text"
+                )
             extra = [v for v in row.pop(None, []) if v.strip()]
             if extra:
-                raise DataError(f"{path}, line {start}: {len(fields) + len(extra)} values, the header has "
-                                f"{len(fields)} columns ({', '.join(fields)}); a field that holds {shown} must "
-                                f"be in double quotes")
+                raise DataError(
+                    f"{path}, line {start}: {len(fields) + len(extra)} values, the header has "
+                    f"{len(fields)} columns ({', '.join(fields)}); a field that holds {shown} must "
+                    f"be in double quotes"
+                )
             rows.append(row)
             row_lines.append(start)
     except csv.Error as e:
-        raise DataError(f"{path}, the row from line {start}: not valid {kind.upper()} ({e}); a field that holds "
-                        f"{shown}, a quote or a line break must be in double quotes, its own quotes doubled") from None
+        raise DataError(
+            f"{path}, the row from line {start}: not valid {kind.upper()} ({e}); a field that holds "
+            f"{shown}, a quote or a line break must be in double quotes, its own quotes doubled"
+        ) from None
     if not rows:
         raise DataError(f"{path}: a header row but no data rows")
     return Rows(rows, row_lines, delimited=True)
@@ -164,14 +174,20 @@ def texts_and_raw_labels(rows, path, text_field, label_field, notes, need_labels
         # one field whose name holds another delimiter: a tab- or semicolon-separated file read as CSV
         other = next((d for d in ("\t", ";", ",") if len(first) == 1 and d in next(iter(first))), None)
         shown = {"\t": "tabs", ";": "semicolons", ",": "commas"}.get(other)
-        hint = ("They look like question answering data (question, context): `minitransfer finetune --task qa` "
-                "reads them." if qa else
-                f"The header row holds {shown}: the file is not separated the way its spec reads it"
-                + (" (tab-separated: give it as tsv:PATH)." if other == "\t" else
-                   " (minitransfer reads commas with csv: and tabs with tsv:)." if other == ";" else
-                   " (comma-separated: give it as csv:PATH).")
-                if other else "Choose with --text-field/--label-field (the first row is read as the header: the "
-                              "field names).")
+        hint = (
+            "They look like question answering data (question, context): `minitransfer finetune --task qa` reads them."
+            if qa
+            else f"The header row holds {shown}: the file is not separated the way its spec reads it"
+            + (
+                " (tab-separated: give it as tsv:PATH)."
+                if other == "\t"
+                else " (minitransfer reads commas with csv: and tabs with tsv:)."
+                if other == ";"
+                else " (comma-separated: give it as csv:PATH)."
+            )
+            if other
+            else "Choose with --text-field/--label-field (the first row is read as the header: the field names)."
+        )
         raise DataError(f"{path}: no field {missing[0]!r}; the rows have fields {sorted(first)}. " + hint)
     texts, labels, empty = [], [], 0
     where = rows.where if isinstance(rows, Rows) else (lambda i: f"row {i + 1}")
@@ -181,8 +197,10 @@ def texts_and_raw_labels(rows, path, text_field, label_field, notes, need_labels
             raise DataError(f"{path}, {where(i)}: no field {f!r} (fields: {sorted(row)})")
         t = row[text_field]
         if t is not None and not isinstance(t, str):  # a number or a list as "text" is a wrong field, not text
-            raise DataError(f"{path}, {where(i)}: the {text_field!r} is {str(t)[:40]!r} ({type(t).__name__}), "
-                            f"not text; choose the text field with --text-field")
+            raise DataError(
+                f"{path}, {where(i)}: the {text_field!r} is {str(t)[:40]!r} ({type(t).__name__}), "
+                f"not text; choose the text field with --text-field"
+            )
         if t is None or not t.strip():
             empty += 1
             continue
@@ -190,13 +208,25 @@ def texts_and_raw_labels(rows, path, text_field, label_field, notes, need_labels
             lab = row[label_field]
             if lab is None or (isinstance(lab, str) and not lab.strip()):
                 short = lab is None and getattr(rows, "delimited", False)
-                raise DataError(f"{path}, {where(i)}: the {label_field!r} is " + (
-                    "empty (the row has fewer values than the header has columns)" if short else
-                    "null" if lab is None else "empty"))
-            if not isinstance(lab, (str, int, float)) or isinstance(lab, bool) or (
-                    isinstance(lab, float) and not lab.is_integer()):
-                raise DataError(f"{path}, {where(i)}: the {label_field!r} is {lab!r}; a label is a name (a string) "
-                                f"or a whole number")
+                raise DataError(
+                    f"{path}, {where(i)}: the {label_field!r} is "
+                    + (
+                        "empty (the row has fewer values than the header has columns)"
+                        if short
+                        else "null"
+                        if lab is None
+                        else "empty"
+                    )
+                )
+            if (
+                not isinstance(lab, (str, int, float))
+                or isinstance(lab, bool)
+                or (isinstance(lab, float) and not lab.is_integer())
+            ):
+                raise DataError(
+                    f"{path}, {where(i)}: the {label_field!r} is {lab!r}; a label is a name (a string) "
+                    f"or a whole number"
+                )
             labels.append(lab)
         texts.append(str(t))
     if empty:
@@ -242,5 +272,8 @@ def canonical_label(x, decimals: bool = False) -> str:
 def respelt_labels(raw_labels: list, decimals: bool = False) -> dict[str, str]:
     """Labels written as text whose whole-number reading differs from their
     spelling ({"01": "1", "1.0": "1"}), for a note: merged, but said."""
-    return {s: canonical_label(s, decimals) for s in {x.strip() for x in raw_labels if isinstance(x, str)}
-            if canonical_label(s, decimals) != s}
+    return {
+        s: canonical_label(s, decimals)
+        for s in {x.strip() for x in raw_labels if isinstance(x, str)}
+        if canonical_label(s, decimals) != s
+    }

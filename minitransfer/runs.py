@@ -68,9 +68,11 @@ def check_out_folder(out: str | Path, command: str) -> None:
             # another command's folder: say whose
             owner = next((c for c, marks in MARKS.items() if c != "finetune" and set(marks) & set(foreign)), None)
             whose = f"a `minitransfer {owner}` run's files" if owner else "files that are not a training run's"
-            raise TrainingError(f"--out {out} holds {whose} ({', '.join(foreign[:5])}"
-                                f"{' ...' if len(foreign) > 5 else ''}); a run would write among them: choose an "
-                                f"empty or new folder")
+            raise TrainingError(
+                f"--out {out} holds {whose} ({', '.join(foreign[:5])}"
+                f"{' ...' if len(foreign) > 5 else ''}); a run would write among them: choose an "
+                f"empty or new folder"
+            )
         return
     here = {p.name for p in out.iterdir()}
     for other, marks in MARKS.items():
@@ -78,24 +80,31 @@ def check_out_folder(out: str | Path, command: str) -> None:
         if other != command and found:
             raise TrainingError(
                 f"--out {out} holds a `minitransfer {other}` run ({', '.join(found)}); "
-                f"`minitransfer {command}` would write among its files: choose an empty or new folder")
+                f"`minitransfer {command}` would write among its files: choose an empty or new folder"
+            )
     own = [m for m in (*MARKS.get(command, ()), *RUN_STATE) if m in here]
     if command == "convert" and own:
         raise TrainingError(
             f"--out {out} holds a training run ({', '.join(own)}); converting into it would replace its "
-            f"checkpoint under its model card and resumable state: choose an empty or new folder")
+            f"checkpoint under its model card and resumable state: choose an empty or new folder"
+        )
     if command == "pretrain" and "pretrain.json" in here and "state" not in here:
         raise TrainingError(
             f"--out {out} holds a finished pretraining run without its resumable state (as shipped "
             f"checkpoints are); pretraining would write over its model: choose an empty or new folder (to go "
-            f"on from that model, give it as --init-from)")
+            f"on from that model, give it as --init-from)"
+        )
     checkpoint = [m for m in CHECKPOINT if m in here]
     if command in ("pretrain", "compare") and checkpoint and not own:
-        what, option = (("pretraining would write over it", "--init-from") if command == "pretrain" else
-                        ("compare would write among its files", "--model"))
+        what, option = (
+            ("pretraining would write over it", "--init-from")
+            if command == "pretrain"
+            else ("compare would write among its files", "--model")
+        )
         raise TrainingError(
             f"--out {out} holds a saved model ({', '.join(checkpoint)}) that no `minitransfer {command}` run "
-            f"wrote; {what}: choose an empty or new folder (to start from that model, give it as {option})")
+            f"wrote; {what}: choose an empty or new folder (to start from that model, give it as {option})"
+        )
 
 
 # ----------------------------------------------------------------------------
@@ -131,19 +140,26 @@ def other_run(out: Path, finished: bool, there: dict, now: dict, names: dict | N
     differ (``names``: how to call a setting; None leaves it out, a setting
     that follows from another), or what else can, where none does."""
     names = {**SETTING_NAMES, **(names or {})}
-    differ = [f"{names.get(k, k)}: {there[k]!r} there, {v!r} now" for k, v in now.items()
-              if k in there and there[k] != v and names.get(k, k) is not None]
-    return TrainingError(f"{out} holds {'a finished run' if finished else 'a run'} with other "
-                         + (f"settings ({'; '.join(differ)})" if differ else OTHER_RUN)
-                         + "; choose another --out or delete it")
+    differ = [
+        f"{names.get(k, k)}: {there[k]!r} there, {v!r} now"
+        for k, v in now.items()
+        if k in there and there[k] != v and names.get(k, k) is not None
+    ]
+    return TrainingError(
+        f"{out} holds {'a finished run' if finished else 'a run'} with other "
+        + (f"settings ({'; '.join(differ)})" if differ else OTHER_RUN)
+        + "; choose another --out or delete it"
+    )
 
 
 def _read_record(path: Path) -> dict:
     record = json.loads(path.read_text())
     if record.get("format") != FORMAT:
-        raise TrainingError(f"{path} was written by another version of minitransfer (format "
-                            f"{record.get('format', 'unrecorded')}, this one reads {FORMAT}); choose another --out "
-                            f"or delete {path.parent}")
+        raise TrainingError(
+            f"{path} was written by another version of minitransfer (format "
+            f"{record.get('format', 'unrecorded')}, this one reads {FORMAT}); choose another --out "
+            f"or delete {path.parent}"
+        )
     return record
 
 
@@ -165,8 +181,9 @@ class RunFolder:
     costs less than saving its weights and optimizer state at every
     validation (compare's); the metrics log is still written."""
 
-    def __init__(self, out: str | Path | None, key: str, settings: dict, *, resumable: bool = True,
-                 names: dict | None = None):
+    def __init__(
+        self, out: str | Path | None, key: str, settings: dict, *, resumable: bool = True, names: dict | None = None
+    ):
         self.out = Path(out) if out is not None else None
         self.key, self.resumable, self.names = key, resumable, names or {}
         self.settings = json.loads(json.dumps(settings, default=str))  # as state.json will hold them
@@ -192,8 +209,9 @@ class RunFolder:
         copies of the model, no longer needed."""
         if self.out is None:
             return
-        (self.out / "result.json").write_text(json.dumps(
-            {"format": FORMAT, "run_key": self.key, "settings": self.settings, **record}, indent=2) + "\n")
+        (self.out / "result.json").write_text(
+            json.dumps({"format": FORMAT, "run_key": self.key, "settings": self.settings, **record}, indent=2) + "\n"
+        )
         shutil.rmtree(self.out / "state", ignore_errors=True)
         shutil.rmtree(self.out / "state.new", ignore_errors=True)  # left by a crash while saving, if any
 
@@ -218,8 +236,12 @@ class RunFolder:
             best = {"step": st["best_step"], "metrics": st["best_metrics"], "params": None}
             if (state / "best_params.safetensors").exists():
                 best["params"] = _load_tree(params, state / "best_params.safetensors")
-            progress = {"step": st["step"], "history": self.history()[: st["n_log"]], "best": best,
-                        "seconds": st["train_seconds"]}
+            progress = {
+                "step": st["step"],
+                "history": self.history()[: st["n_log"]],
+                "best": best,
+                "seconds": st["train_seconds"],
+            }
         if progress["history"] or (self.out / "metrics.jsonl").exists():  # cut to the state's step
             self.write_log(progress["history"])
         return params, opt_state, progress
@@ -240,10 +262,20 @@ class RunFolder:
         _save_tree(opt_state, new / "opt_state.safetensors")
         if best["params"] is not None:
             _save_tree(best["params"], new / "best_params.safetensors")
-        (new / "state.json").write_text(json.dumps({
-            "format": FORMAT, "run_key": self.key, "settings": self.settings, "step": step,
-            "best_step": best["step"], "best_metrics": best["metrics"], "n_log": len(history),
-            "train_seconds": train_seconds}))
+        (new / "state.json").write_text(
+            json.dumps(
+                {
+                    "format": FORMAT,
+                    "run_key": self.key,
+                    "settings": self.settings,
+                    "step": step,
+                    "best_step": best["step"],
+                    "best_metrics": best["metrics"],
+                    "n_log": len(history),
+                    "train_seconds": train_seconds,
+                }
+            )
+        )
         shutil.rmtree(state, ignore_errors=True)
         new.rename(state)
 
@@ -253,8 +285,10 @@ class RunFolder:
         if self.out is None or not (self.out / "state").exists():
             return ""
         shutil.rmtree(self.out / "state")
-        return (f" Its resumable state in {self.out / 'state'} was removed (resuming would diverge the same way), "
-                f"so the same --out can be run again with a lower one.")
+        return (
+            f" Its resumable state in {self.out / 'state'} was removed (resuming would diverge the same way), "
+            f"so the same --out can be run again with a lower one."
+        )
 
     # -- the metrics log ------------------------------------------------------------
 
@@ -282,8 +316,10 @@ def _load_tree(like, path: Path):
     flat = load_file(str(path))
     leaves, treedef = jax.tree.flatten(like)
     if len(flat) != len(leaves):
-        raise TrainingError(f"{path}: holds {len(flat)} arrays, the run expects {len(leaves)}; delete "
-                            f"{path.parent.parent} to start over")
+        raise TrainingError(
+            f"{path}: holds {len(flat)} arrays, the run expects {len(leaves)}; delete "
+            f"{path.parent.parent} to start over"
+        )
     return jax.tree.unflatten(treedef, [jnp.asarray(flat[str(i)]) for i in range(len(leaves))])
 
 

@@ -52,14 +52,14 @@ def load_tweets(notes: list[str]):
     rows = read_rows(path, "csv", notes)
     texts, raw = texts_and_raw_labels(rows, path, "text", "sentiment", notes)
     repaired = [repair_tweet(t) for t in texts]
-    n_changed = sum(a != b for a, b in zip(texts, repaired))
+    n_changed = sum(a != b for a, b in zip(texts, repaired, strict=True))
     notes.append(f"tweets: encoding damage (mojibake runs) removed from {n_changed} tweet(s)")
     # Retweets make exact duplicates; a duplicate on both sides of the
     # train/test line would inflate test accuracy, so each text is kept once,
     # with the label most of its copies carry; texts whose copies tie between
     # labels are dropped.
     votes: dict[str, dict] = {}
-    for t, lab in zip(repaired, raw):
+    for t, lab in zip(repaired, raw, strict=True):
         if t:
             votes.setdefault(t, {}).setdefault(lab, 0)
             votes[t][lab] += 1
@@ -94,8 +94,14 @@ def _network_available(host: str = "storage.googleapis.com", timeout: float = 3.
         return False
 
 
-def load_tfds(name: str, text_field: str, label_field: str, data_dir: str | None, notes: list[str],
-               splits: tuple[str, ...] = SPLITS):
+def load_tfds(
+    name: str,
+    text_field: str,
+    label_field: str,
+    data_dir: str | None,
+    notes: list[str],
+    splits: tuple[str, ...] = SPLITS,
+):
     try:
         import tensorflow_datasets as tfds
     except ImportError:

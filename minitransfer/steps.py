@@ -12,7 +12,7 @@ import functools
 import hashlib
 import json
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,12 +20,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from minitransfer.encoding import Encoded
 from minitransfer.classify import ClassificationHead
+from minitransfer.encoding import Encoded
 from minitransfer.model import GPT2
 from minitransfer.optim import layer_decay, make_optimizer
 from minitransfer.parallel import Parallel
-
 
 # ----------------------------------------------------------------------------
 # The jitted steps
@@ -75,8 +74,9 @@ def matmul_dtypes(jitted, *args) -> collections.Counter:
     return found
 
 
-def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation, out_shardings=None,
-                    dtype: str = "float32"):
+def make_train_step(
+    graphdef, loss_fn: Callable, tx: optax.GradientTransformation, out_shardings=None, dtype: str = "float32"
+):
     """One optimizer step as a pure function, compiled once.
 
     ``loss_fn(net, batch, dropout_key) -> scalar`` where ``net`` is the module
@@ -157,8 +157,11 @@ def with_rest(step: Callable, rest) -> Callable:
 # jax.monitoring's events for the three stages of turning a Python function
 # into a program: tracing it to a jaxpr, lowering that to StableHLO, and
 # XLA's compiler (the last is sent once per program compiled)
-COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                  "/jax/core/compile/backend_compile_duration")
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
 
 
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # a program read from the disk cache, not compiled
@@ -219,10 +222,22 @@ def setup_training(cfg, graphdef, params, loss_fn: Callable, total_steps: int, n
         step = make_train_step(graphdef, loss_fn, tx, shardings, cfg.dtype)
         return opt_state, parallel, with_rest(step, None if rest is None else parallel.place(rest))
     # (the trained weights' tree: a filter that trains other weights of the same model needs its own step)
-    key = ("train", graphdef, jax.tree.structure(params), loss_fn, cfg.dtype, cfg.clip_norm, cfg.weight_decay,
-           layer_decay(cfg), n_layer)
-    return opt_state, parallel, with_rest(_cached(key, lambda: make_train_step(graphdef, loss_fn, tx, None, cfg.dtype)),
-                                          rest)
+    key = (
+        "train",
+        graphdef,
+        jax.tree.structure(params),
+        loss_fn,
+        cfg.dtype,
+        cfg.clip_norm,
+        cfg.weight_decay,
+        layer_decay(cfg),
+        n_layer,
+    )
+    return (
+        opt_state,
+        parallel,
+        with_rest(_cached(key, lambda: make_train_step(graphdef, loss_fn, tx, None, cfg.dtype)), rest),
+    )
 
 
 def make_eval_step(graphdef, forward: Callable, dtype: str = "float32", rest=None):
@@ -316,7 +331,7 @@ def batched(arrays: dict[str, np.ndarray], batch_size: int, order: np.ndarray | 
     order = np.arange(n) if order is None else order
     for start in range(0, n, batch_size):
         interrupt.check()  # evaluation and feature passes can be long: a swallowed Ctrl-C is acted on here too
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         pad = batch_size - len(idx)
         full = np.concatenate([idx, np.full(pad, idx[0])]) if pad else idx
         batch = {k: v[full] for k, v in arrays.items()}
@@ -338,8 +353,9 @@ def length_order(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
 IN_FLIGHT = 8  # evaluation batches queued on the device before the host reads one back
 
 
-def predict(eval_step, params, arrays: dict[str, np.ndarray], batch_size: int, progress: str | None = None
-            ) -> np.ndarray:
+def predict(
+    eval_step, params, arrays: dict[str, np.ndarray], batch_size: int, progress: str | None = None
+) -> np.ndarray:
     """eval_step over all rows, in length-sorted batches; outputs in row order.
     ``progress``: a progress bar of that name (for passes long enough to wait on)."""
     from tqdm.auto import tqdm
@@ -359,8 +375,7 @@ def predict(eval_step, params, arrays: dict[str, np.ndarray], batch_size: int, p
         out.append(o)
 
     n = len(next(iter(arrays.values())))
-    with tqdm(total=n, desc=progress, unit="example", disable=progress is None, leave=False,
-              dynamic_ncols=True) as bar:
+    with tqdm(total=n, desc=progress, unit="example", disable=progress is None, leave=False, dynamic_ncols=True) as bar:
         for batch, n_real in batched(arrays, batch_size, order):
             pending.append((eval_step(params, batch), n_real))
             if len(pending) > IN_FLIGHT:
@@ -382,9 +397,15 @@ def _pooled_features(net: GPT2, batch, key):
     return net.head.features(hidden, batch["attention_mask"])  # (B, C)
 
 
-def backbone_features(model: GPT2, enc: Encoded, batch_size: int, cache: dict | None = None,
-                      texts: list[str] | None = None, dtype: str = "float32", progress: str | None = None
-                      ) -> np.ndarray:
+def backbone_features(
+    model: GPT2,
+    enc: Encoded,
+    batch_size: int,
+    cache: dict | None = None,
+    texts: list[str] | None = None,
+    dtype: str = "float32",
+    progress: str | None = None,
+) -> np.ndarray:
     """Pooled hidden states (N, C) of the frozen backbone, computed once.
 
     This is what makes probing fast: the expensive part of the network runs
@@ -401,7 +422,7 @@ def backbone_features(model: GPT2, enc: Encoded, batch_size: int, cache: dict | 
     todo = np.asarray([i for i, t in enumerate(texts) if t not in store], dtype=np.int64)
     if len(todo):
         new = predict(features, params, {k: v[todo] for k, v in arrays.items()}, batch_size, progress)
-        store.update({texts[i]: f for i, f in zip(todo, new)})
+        store.update({texts[i]: f for i, f in zip(todo, new, strict=True)})
     return np.stack([store[t] for t in texts])
 
 
@@ -424,9 +445,14 @@ def warm_feature_cache(model: GPT2, encs: list, batch_size: int, cache: dict, dt
     if not rows:
         return 0
     texts = sorted(rows)
-    union = Encoded(np.stack([rows[t][0].input_ids[rows[t][1]] for t in texts]),
-                    np.stack([rows[t][0].attention_mask[rows[t][1]] for t in texts]),
-                    np.zeros(len(texts), np.int32), np.zeros(len(texts), np.int32), 0, texts)
+    union = Encoded(
+        np.stack([rows[t][0].input_ids[rows[t][1]] for t in texts]),
+        np.stack([rows[t][0].attention_mask[rows[t][1]] for t in texts]),
+        np.zeros(len(texts), np.int32),
+        np.zeros(len(texts), np.int32),
+        0,
+        texts,
+    )
     before = len(cache.get(_feature_key(model, union.input_ids.shape[1], dtype), {}))
     backbone_features(model, union, batch_size, cache, texts, dtype)
     return len(cache[_feature_key(model, union.input_ids.shape[1], dtype)]) - before
@@ -435,6 +461,8 @@ def warm_feature_cache(model: GPT2, encs: list, batch_size: int, cache: dict, dt
 def weights_fingerprint(module) -> str:
     """A short hash of a module's weights (sum and sum of squares per array):
     cheap, and different for different starting points."""
-    stats = [(float(np.asarray(x, np.float64).sum()), float(np.square(np.asarray(x, np.float64)).sum()))
-             for x in jax.tree.leaves(nnx.state(module, nnx.Param))]
+    stats = [
+        (float(np.asarray(x, np.float64).sum()), float(np.square(np.asarray(x, np.float64)).sum()))
+        for x in jax.tree.leaves(nnx.state(module, nnx.Param))
+    ]
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]

@@ -11,7 +11,7 @@ registers every head kind a checkpoint may name (``heads.HEADS``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from minitransfer import prompting  # noqa: F401  (registers the prompt head: a classifier's checkpoint kind)
 from minitransfer.chat import ChatHead
@@ -48,16 +48,32 @@ class Task:
     default_mode: str = "probe"  # what --mode is when not given
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("classify", ClassificationHead, _load_classification,
-         "text classification (a label per text; --text-field/--label-field)"),
-    Task("qa", SpanHead, _load_qa,
-         "extractive question answering (question, context, answers: tfds:squad or jsonl:DIR)"),
-    Task("chat", ChatHead, _load_chat,
-         "replies in conversations, the loss on the replies only (chatterbot, the packaged corpus, or "
-         "jsonl:PATH with {\"messages\": [{\"role\", \"content\"}, ...]} rows)",
-         default_data="chatterbot", default_mode="full"),
-)}
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task(
+            "classify",
+            ClassificationHead,
+            _load_classification,
+            "text classification (a label per text; --text-field/--label-field)",
+        ),
+        Task(
+            "qa",
+            SpanHead,
+            _load_qa,
+            "extractive question answering (question, context, answers: tfds:squad or jsonl:DIR)",
+        ),
+        Task(
+            "chat",
+            ChatHead,
+            _load_chat,
+            "replies in conversations, the loss on the replies only (chatterbot, the packaged corpus, or "
+            'jsonl:PATH with {"messages": [{"role", "content"}, ...]} rows)',
+            default_data="chatterbot",
+            default_mode="full",
+        ),
+    )
+}
 
 
 def get_task(name: str) -> Task:
@@ -70,10 +86,12 @@ def task_of(head: TaskHead) -> Task:
     for t in TASKS.values():
         if isinstance(head, t.head):
             return t
-    raise ValueError(f"no task trains a {type(head).__name__}; expected one of {[t.head.__name__ for t in TASKS.values()]}")
+    raise ValueError(
+        f"no task trains a {type(head).__name__}; expected one of {[t.head.__name__ for t in TASKS.values()]}"
+    )
 
 
 def metrics_text(metrics: dict, head: TaskHead, prefix: str = "") -> str:
-    """"accuracy 0.8123, macro-F1 0.8011, loss 0.4410 (n=400)": the head's metrics in words."""
+    """ "accuracy 0.8123, macro-F1 0.8011, loss 0.4410 (n=400)": the head's metrics in words."""
     parts = [f"{prefix}{label} {metrics[key]:.4f}" for key, label in head.metric_names.items() if key in metrics]
     return ", ".join(parts) + (f" (n={metrics['n']})" if "n" in metrics else "")

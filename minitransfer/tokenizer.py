@@ -21,8 +21,9 @@ EOT = "<|endoftext|>"  # GPT-2's one special token: end of text, also used as BO
 
 
 # what to do about a checkpoint saved without its tokenizer
-SAVE_WITH_TOKENIZER = ("Save the checkpoint with a tokenizer, e.g. `minitransfer convert SOURCE --out DIR "
-                       "--tokenizer TOKENIZER_DIR`.")
+SAVE_WITH_TOKENIZER = (
+    "Save the checkpoint with a tokenizer, e.g. `minitransfer convert SOURCE --out DIR --tokenizer TOKENIZER_DIR`."
+)
 
 
 def load_tokenizer(source: str | os.PathLike, option: str | None = None):
@@ -45,8 +46,11 @@ def load_tokenizer(source: str | os.PathLike, option: str | None = None):
     except (CheckpointError, OSError, ValueError) as e:
         said = str(e).removeprefix(f"{source}: ")  # the path is named once, after the option
         # where the option named the tokenizer, convert --tokenizer is no way out: what the option takes is
-        said = said.replace(SAVE_WITH_TOKENIZER, f"{option} takes a folder holding them, 'gpt2' (the GPT-2 "
-                                                 f"vocabulary that ships with minitransfer) or a hub id.")
+        said = said.replace(
+            SAVE_WITH_TOKENIZER,
+            f"{option} takes a folder holding them, 'gpt2' (the GPT-2 "
+            f"vocabulary that ships with minitransfer) or a hub id.",
+        )
         raise CheckpointError(f"{option} {source}: {said}") from None
 
 
@@ -82,8 +86,9 @@ def _load_tokenizer(source: str | os.PathLike):
             shutil.copy(directory / "vocab.bpe", Path(tmp) / "merges.txt")
             return GPT2TokenizerFast.from_pretrained(tmp)
     if not any((directory / f).exists() for f in ("tokenizer.json", "vocab.json")):
-        raise CheckpointError(f"{directory}: no tokenizer files (tokenizer.json, or vocab.json + merges.txt). "
-                              + SAVE_WITH_TOKENIZER)
+        raise CheckpointError(
+            f"{directory}: no tokenizer files (tokenizer.json, or vocab.json + merges.txt). " + SAVE_WITH_TOKENIZER
+        )
     try:
         if _tokenizer_class(directory) in ("GPT2Tokenizer", "GPT2TokenizerFast"):
             # the same class AutoTokenizer picks for these, without importing what AutoTokenizer imports
@@ -96,10 +101,14 @@ def _load_tokenizer(source: str | os.PathLike):
     except (CheckpointError, KeyboardInterrupt):
         raise
     except Exception as e:  # a damaged file: the parser's message alone named no file
-        files = [f for f in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
-                 if (directory / f).exists()]
-        raise CheckpointError(f"{directory}: cannot load its tokenizer ({', '.join(files)}): "
-                              f"{type(e).__name__}: {e}") from None
+        files = [
+            f
+            for f in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
+            if (directory / f).exists()
+        ]
+        raise CheckpointError(
+            f"{directory}: cannot load its tokenizer ({', '.join(files)}): {type(e).__name__}: {e}"
+        ) from None
 
 
 def check_tokenizer_fits(tokenizer, config, where: str) -> None:
@@ -111,7 +120,8 @@ def check_tokenizer_fits(tokenizer, config, where: str) -> None:
         raise CheckpointError(
             f"{where}: the tokenizer has {len(tokenizer):,} tokens but the model's vocab_size is "
             f"{config.vocab_size:,}: ids from {config.vocab_size:,} up would fall outside the embedding table "
-            f"(the model's output would be NaN). Use the tokenizer the model was trained with.")
+            f"(the model's output would be NaN). Use the tokenizer the model was trained with."
+        )
 
 
 def _tokenizer_class(directory: Path) -> str | None:
@@ -123,8 +133,10 @@ def _tokenizer_class(directory: Path) -> str | None:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable JSON file ({e}); a tokenizer's settings are expected "
-                              f"there, as transformers' save_pretrained writes them") from None
+        raise CheckpointError(
+            f"{path}: not a readable JSON file ({e}); a tokenizer's settings are expected "
+            f"there, as transformers' save_pretrained writes them"
+        ) from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: expected a JSON object of tokenizer settings, found {type(config).__name__}")
     return config.get("tokenizer_class")
@@ -140,7 +152,9 @@ def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int = 2):
     if vocab_size < 257:
         raise ValueError(f"vocab_size must be at least 257 (256 bytes + {EOT}), got {vocab_size}")
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
-    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=min_frequency,
-                            special_tokens=[EOT], show_progress=False)
-    return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOT, eos_token=EOT, unk_token=EOT,
-                             model_max_length=1_000_000_000)  # minitransfer truncates itself, and says so
+    bpe.train_from_iterator(
+        texts, vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[EOT], show_progress=False
+    )
+    return GPT2TokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token=EOT, eos_token=EOT, unk_token=EOT, model_max_length=1_000_000_000
+    )  # minitransfer truncates itself, and says so

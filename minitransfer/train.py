@@ -29,17 +29,17 @@ import hashlib
 import json
 import math
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import numpy as np
 from flax import nnx
 
-from minitransfer.data import Dataset, data_record
-from minitransfer.encoding import batch_indices, fit_batch_size
 from minitransfer.classify import ClassificationHead
 from minitransfer.convert import save_pretrained
+from minitransfer.data import Dataset, data_record
+from minitransfer.encoding import batch_indices, fit_batch_size
 from minitransfer.errors import TrainingError
 from minitransfer.heads import TaskHead
 from minitransfer.loop import LoopResult, Schedule, Validation, train_loop
@@ -49,9 +49,21 @@ from minitransfer.modes import MODES, get_mode
 from minitransfer.optim import check_optimizer_settings, lr_values
 from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
 from minitransfer.runs import RunFolder, Stopwatch, check_out_folder, run_key
-from minitransfer.steps import (CLASSIFY_FEATURES, CLASSIFY_TOKENS, backbone_features, check_dtype,
-                                eval_batch_default, eval_forward, forward_features, make_eval_step, predict,
-                                setup_training, split_trained, weights_fingerprint, within)
+from minitransfer.steps import (
+    CLASSIFY_FEATURES,
+    CLASSIFY_TOKENS,
+    backbone_features,
+    check_dtype,
+    eval_batch_default,
+    eval_forward,
+    forward_features,
+    make_eval_step,
+    predict,
+    setup_training,
+    split_trained,
+    weights_fingerprint,
+    within,
+)
 
 
 def default_lr(mode: str, config: GPT2Config) -> float:
@@ -80,7 +92,9 @@ class TrainConfig:
     labels: int | str | None = None  # label budget; None: all
     seed: int = 0
     pooling: str = "last"
-    head_bias: bool = True  # False: a classification head transformers' GPT2ForSequenceClassification loads (with last pooling)
+    head_bias: bool = (
+        True  # False: a classification head transformers' GPT2ForSequenceClassification loads (with last pooling)
+    )
     head_dropout: float = 0.1
     eval_batch_size: int | None = None  # None: steps.eval_batch_default() (32 on a CPU, 64 on an accelerator)
     # modes that keep the next-word head (zero, prompt: prompting.py): the prompt after each text, and a
@@ -96,20 +110,32 @@ class TrainConfig:
     def __post_init__(self):
         check_dtype(self.dtype)
         if get_mode(self.mode).trains_nothing:
-            raise ValueError(f"mode {self.mode!r} trains nothing: `minitransfer compare --modes {self.mode}` scores "
-                             f"it on the test split, and mode prompt fine-tunes from it")
+            raise ValueError(
+                f"mode {self.mode!r} trains nothing: `minitransfer compare --modes {self.mode}` scores "
+                f"it on the test split, and mode prompt fine-tunes from it"
+            )
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}; expected 'linear' or 'cosine'")
         if self.max_len is not None and self.max_len < 1:  # steps, batch_size, eval_every: check_optimizer_settings
             raise ValueError(f"--max-len must be at least 1, got {self.max_len}")
         if self.val_examples is not None and self.val_examples < 1:  # (None: the command line's 0, all of them)
-            raise ValueError(f"--val-examples must be at least 1 (or 0 on the command line, None here: the whole "
-                             f"validation split), got {self.val_examples}")
+            raise ValueError(
+                f"--val-examples must be at least 1 (or 0 on the command line, None here: the whole "
+                f"validation split), got {self.val_examples}"
+            )
         if not 0 < self.epochs < float("inf"):
             raise ValueError(f"--epochs must be a positive, finite number, got {self.epochs}")
-        if self.labels is not None and self.labels != "all" and not (
-                isinstance(self.labels, int) and self.labels >= 1
-                or isinstance(self.labels, str) and self.labels.isdecimal() and int(self.labels) >= 1):
+        if (
+            self.labels is not None
+            and self.labels != "all"
+            and not (
+                isinstance(self.labels, int)
+                and self.labels >= 1
+                or isinstance(self.labels, str)
+                and self.labels.isdecimal()
+                and int(self.labels) >= 1
+            )
+        ):
             raise ValueError(f"--labels must be a number of examples (at least 1) or 'all', got {self.labels!r}")
         check_optimizer_settings(self)
         if not 0 < self.lr_decay_per_layer <= 1:
@@ -117,7 +143,9 @@ class TrainConfig:
         if not 0 <= self.head_dropout < 1:
             raise ValueError(f"the head's dropout must be in [0, 1), got {self.head_dropout:g}")
         if self.unfreeze < 1:  # (its upper bound, the model's depth: modes.top_blocks)
-            raise ValueError(f"--unfreeze must be at least 1 (the number of top blocks that train), got {self.unfreeze}")
+            raise ValueError(
+                f"--unfreeze must be at least 1 (the number of top blocks that train), got {self.unfreeze}"
+            )
         if self.lora_rank < 1:
             raise ValueError(f"--lora-rank must be at least 1, got {self.lora_rank}")
         if not 0 < self.lora_alpha < float("inf"):
@@ -151,26 +179,44 @@ class RunResult:
     seconds: dict = dataclasses.field(default_factory=dict)
 
 
-def build_model(mode: str, base: GPT2 | None, config: GPT2Config, data, cfg: TrainConfig,
-                head_cls: type[TaskHead] = ClassificationHead, new_head: bool = False, tokenizer=None) -> GPT2:
+def build_model(
+    mode: str,
+    base: GPT2 | None,
+    config: GPT2Config,
+    data,
+    cfg: TrainConfig,
+    head_cls: type[TaskHead] = ClassificationHead,
+    new_head: bool = False,
+    tokenizer=None,
+) -> GPT2:
     """The model to train: a backbone (pretrained, or random for ``scratch``)
     plus a ``head_cls`` head for ``data``: the checkpoint's own head when it
     is of that kind and fits the data (unless ``new_head``), a fresh one
     otherwise. A mode that keeps the next-word head (``Mode.head == "prompt"``)
     gets a ``PromptHead``, whose label words the ``tokenizer`` turns into ids."""
+
     def fresh():
-        return head_cls.for_data(config.n_embd, data, dropout=cfg.head_dropout, seed=cfg.seed, pooling=cfg.pooling,
-                                 bias=cfg.head_bias)
+        return head_cls.for_data(
+            config.n_embd, data, dropout=cfg.head_dropout, seed=cfg.seed, pooling=cfg.pooling, bias=cfg.head_bias
+        )
 
     if get_mode(mode).head == "prompt":
         if head_cls is not ClassificationHead or tokenizer is None:
-            raise TrainingError(f"mode {mode!r} keeps the next-word head as a classifier: it needs a classification "
-                                f"task and the model's tokenizer")
+            raise TrainingError(
+                f"mode {mode!r} keeps the next-word head as a classifier: it needs a classification "
+                f"task and the model's tokenizer"
+            )
         assert base is not None
         backbone = nnx.clone(base).backbone
         try:
-            head = PromptHead.for_tokenizer(tokenizer, data.label_names, backbone, words=cfg.label_words,
-                                            prompt=cfg.prompt or DEFAULT_PROMPTS[0], dropout=cfg.head_dropout)
+            head = PromptHead.for_tokenizer(
+                tokenizer,
+                data.label_names,
+                backbone,
+                words=cfg.label_words,
+                prompt=cfg.prompt or DEFAULT_PROMPTS[0],
+                dropout=cfg.head_dropout,
+            )
         except ValueError as e:
             raise TrainingError(str(e)) from None
         return GPT2(backbone, head)
@@ -188,19 +234,34 @@ def build_model(mode: str, base: GPT2 | None, config: GPT2Config, data, cfg: Tra
         try:
             base.head.check_data(data)
         except ValueError as e:
-            raise TrainingError(f"the checkpoint's head does not fit: {e}. Pass --new-head to replace the head "
-                                f"with a fresh one for this data.") from None
+            raise TrainingError(
+                f"the checkpoint's head does not fit: {e}. Pass --new-head to replace the head "
+                f"with a fresh one for this data."
+            ) from None
         return base
     return GPT2(base.backbone, fresh())
 
 
 def build_classifier(
-    mode: str, base: GPT2 | None, config: GPT2Config, labels: list[str], cfg: TrainConfig, new_head: bool = False,
+    mode: str,
+    base: GPT2 | None,
+    config: GPT2Config,
+    labels: list[str],
+    cfg: TrainConfig,
+    new_head: bool = False,
     tokenizer=None,
 ) -> GPT2:
     """``build_model`` with a classification head for ``labels``."""
-    return build_model(mode, base, config, types.SimpleNamespace(label_names=list(labels)), cfg,
-                       ClassificationHead, new_head, tokenizer)
+    return build_model(
+        mode,
+        base,
+        config,
+        types.SimpleNamespace(label_names=list(labels)),
+        cfg,
+        ClassificationHead,
+        new_head,
+        tokenizer,
+    )
 
 
 def finetune(
@@ -232,18 +293,32 @@ def finetune(
     # ---- the run: its settings, and whether it has finished already ----------
     watch = Stopwatch()
     head = check_fits(model, data, tokenizer, cfg)
-    cfg = dataclasses.replace(cfg, lr=cfg.lr or default_lr(cfg.mode, model.config),
-                              eval_batch_size=cfg.eval_batch_size or eval_batch_default())
+    cfg = dataclasses.replace(
+        cfg,
+        lr=cfg.lr or default_lr(cfg.mode, model.config),
+        eval_batch_size=cfg.eval_batch_size or eval_batch_default(),
+    )
     run = open_run(model, data, tokenizer, cfg, out, keep_state)
     if (done := run.finished()) is not None:
         log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
-        return RunResult(run.out, *(done[k] for k in ("best_step", "best_val", "test", "steps", "steps_per_second",
-                                                      "wall_seconds")), run.history(), done["seconds"])
+        return RunResult(
+            run.out,
+            *(done[k] for k in ("best_step", "best_val", "test", "steps", "steps_per_second", "wall_seconds")),
+            run.history(),
+            done["seconds"],
+        )
 
     # ---- data: the head says what its batches hold (budget, validation subset, encoding), and what trains
     with watch("prepare"):
-        prepared = head.prepare(data, tokenizer, max_len=cfg.max_len, budget=cfg.labels, seed=cfg.seed,
-                                val_examples=cfg.val_examples, log=log)
+        prepared = head.prepare(
+            data,
+            tokenizer,
+            max_len=cfg.max_len,
+            budget=cfg.labels,
+            seed=cfg.seed,
+            val_examples=cfg.val_examples,
+            log=log,
+        )
         enc = {name: examples for name, (_, examples) in prepared.items()}
 
         mode = get_mode(cfg.mode)
@@ -252,8 +327,10 @@ def finetune(
     # ---- optimizer and steps ----------------------------------------------------
     graphdef, params, rest = split_trained(net, trains)  # rest: what stays frozen (None: nothing)
     n_train = len(enc["train"])
-    asked, cfg = cfg, dataclasses.replace(cfg, batch_size=fit_batch_size(cfg.batch_size, n_train, "training examples",
-                                                                          log))
+    asked, cfg = (
+        cfg,
+        dataclasses.replace(cfg, batch_size=fit_batch_size(cfg.batch_size, n_train, "training examples", log)),
+    )
     total = cfg.total_steps(n_train)
     opt_state, parallel, train_step = setup_training(cfg, graphdef, params, loss, total, model.config.n_layer, rest)
     eval_step = make_eval_step(graphdef, forward, cfg.dtype, rest)
@@ -264,24 +341,47 @@ def finetune(
 
     def save_best(params, step, metrics=None):
         trained = _with_params(net, params, model)
-        save_pretrained(mode.finished(nnx.clone(trained)), run.out / "best", tokenizer,
-                        extra={"max_len": cfg.max_len, "mode": cfg.mode, "step": step,
-                               "val_examples": len(enc["validation"]), "dtype": cfg.dtype, **data_record(data)})
+        save_pretrained(
+            mode.finished(nnx.clone(trained)),
+            run.out / "best",
+            tokenizer,
+            extra={
+                "max_len": cfg.max_len,
+                "mode": cfg.mode,
+                "step": step,
+                "val_examples": len(enc["validation"]),
+                "dtype": cfg.dtype,
+                **data_record(data),
+            },
+        )
         save_adapters(trained, run.out / "best")  # lora: the adapters alone too (the other modes have none)
 
     # ---- train ------------------------------------------------------------------
     loop = train_loop(
-        params, opt_state, train_step,
+        params,
+        opt_state,
+        train_step,
         lambda step: {k: v[batch_indices(step, cfg.batch_size, n_train, cfg.seed)] for k, v in arrays["train"].items()},
         Schedule(total, cfg.eval_every or max(1, total // 10), lr_values(cfg, total), cfg.seed),
-        Validation(validate, head.better, save_best if out is not None and keep_state else None,
-                   lambda m: {f"val_{head.best_metric}": f"{m[f'val_{head.best_metric}']:.3f}"}),
-        run, desc=cfg.mode, progress=progress, log=log, parallel=parallel)
+        Validation(
+            validate,
+            head.better,
+            save_best if out is not None and keep_state else None,
+            lambda m: {f"val_{head.best_metric}": f"{m[f'val_{head.best_metric}']:.3f}"},
+        ),
+        run,
+        desc=cfg.mode,
+        progress=progress,
+        log=log,
+        parallel=parallel,
+    )
 
     # ---- test the best weights ----------------------------------------------------
     with watch("test"):
-        test = head.metrics(predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size,
-                                    "test" if progress else None), enc["test"])
+        test = head.metrics(
+            predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size, "test" if progress else None),
+            enc["test"],
+        )
     # the trained weights go back into the caller's model (lora's merged into its plain weights)
     nnx.update(model, nnx.state(mode.finished(_with_params(net, loop.best_params, model))))
     if out is not None and not keep_state and keep_best:  # best/ was not written along the way
@@ -290,15 +390,27 @@ def finetune(
     # ---- record -------------------------------------------------------------------
     seconds, wall = run_seconds(watch, loop)
     best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
-    run.finish({"mode": cfg.mode, "best_step": loop.best_step, "best_val": best_val, "test": test,
-                "steps": loop.step, "steps_per_second": loop.steps_per_second, "wall_seconds": wall,
-                "seconds": seconds, "n_train": n_train, "config": dataclasses.asdict(asked),
-                "batch_size_used": cfg.batch_size,
-                # what the run did, whichever of epochs and steps it was given
-                "epochs_trained": round(loop.step * cfg.batch_size / n_train, 3),
-                "truncated": {name: e.n_truncated for name, e in enc.items()}})
-    return RunResult(run.out, loop.best_step, best_val, test, loop.step, loop.steps_per_second, wall, loop.history,
-                     seconds)
+    run.finish(
+        {
+            "mode": cfg.mode,
+            "best_step": loop.best_step,
+            "best_val": best_val,
+            "test": test,
+            "steps": loop.step,
+            "steps_per_second": loop.steps_per_second,
+            "wall_seconds": wall,
+            "seconds": seconds,
+            "n_train": n_train,
+            "config": dataclasses.asdict(asked),
+            "batch_size_used": cfg.batch_size,
+            # what the run did, whichever of epochs and steps it was given
+            "epochs_trained": round(loop.step * cfg.batch_size / n_train, 3),
+            "truncated": {name: e.n_truncated for name, e in enc.items()},
+        }
+    )
+    return RunResult(
+        run.out, loop.best_step, best_val, test, loop.step, loop.steps_per_second, wall, loop.history, seconds
+    )
 
 
 def open_run(model: GPT2, data, tokenizer, cfg: TrainConfig, out, keep_state: bool) -> RunFolder:
@@ -308,12 +420,21 @@ def open_run(model: GPT2, data, tokenizer, cfg: TrainConfig, out, keep_state: bo
     starting weights."""
     if out is not None:
         check_out_folder(out, "finetune")
-    settings = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ignored_settings(cfg.mode)},
-                "data_rows": data_rows_hash(data)}
-    key = run_key({**settings, "weights": weights_fingerprint(model), "data": data.spec,
-                   "tokenizer": [len(tokenizer), tokenizer.encode("minitransfer: the same tokenizer?")],
-                   "n": [len(data.train), len(data.validation), len(data.test)],
-                   "label_names": getattr(data, "label_names", None), "model": dataclasses.asdict(model.config)})
+    settings = {
+        **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ignored_settings(cfg.mode)},
+        "data_rows": data_rows_hash(data),
+    }
+    key = run_key(
+        {
+            **settings,
+            "weights": weights_fingerprint(model),
+            "data": data.spec,
+            "tokenizer": [len(tokenizer), tokenizer.encode("minitransfer: the same tokenizer?")],
+            "n": [len(data.train), len(data.validation), len(data.test)],
+            "label_names": getattr(data, "label_names", None),
+            "model": dataclasses.asdict(model.config),
+        }
+    )
     return RunFolder(out, key, settings, resumable=keep_state)
 
 
@@ -330,15 +451,28 @@ def what_trains(model: GPT2, cfg: TrainConfig, prepared: dict, feature_cache: di
         arrays = {name: a for name, (a, _) in prepared.items()}
         return mode.prepared(model, cfg), arrays, eval_forward(head), CLASSIFY_TOKENS, trains
     if not isinstance(head, ClassificationHead):
-        raise TrainingError(f"mode {cfg.mode!r} caches one pooled feature vector per text, which only the "
-                            f"classification head reads; the {head.kind} head reads every position: use full, "
-                            f"adapt or scratch")
+        raise TrainingError(
+            f"mode {cfg.mode!r} caches one pooled feature vector per text, which only the "
+            f"classification head reads; the {head.kind} head reads every position: use full, "
+            f"adapt or scratch"
+        )
     enc = {name: examples for name, (_, examples) in prepared.items()}
     log(f"{cfg.mode}: computing frozen-backbone features once for {sum(len(e) for e in enc.values())} examples")
-    arrays = {name: {"features": backbone_features(model, e, cfg.eval_batch_size, feature_cache, e.texts, cfg.dtype,
-                                                   progress=f"{name} features" if progress else None),
-                     "labels": e.labels}
-              for name, e in enc.items()}
+    arrays = {
+        name: {
+            "features": backbone_features(
+                model,
+                e,
+                cfg.eval_batch_size,
+                feature_cache,
+                e.texts,
+                cfg.dtype,
+                progress=f"{name} features" if progress else None,
+            ),
+            "labels": e.labels,
+        }
+        for name, e in enc.items()
+    }
     return head, arrays, forward_features, CLASSIFY_FEATURES, within("head", trains)
 
 
@@ -374,9 +508,12 @@ def run_seconds(watch: Stopwatch, loop: LoopResult) -> tuple[dict, float]:
     run "earlier_calls" (the training loops of the calls it resumed: what
     those calls spent outside their loops is not known), adding up to it."""
     s = loop.seconds
-    seconds = {"prepare": watch.seconds["prepare"],
-               "train": max(0.0, s["loop"] - s.get("validate", 0) - s.get("on_best", 0) - s.get("save", 0)),
-               "validate": s.get("validate", 0.0), "test": watch.seconds["test"]}
+    seconds = {
+        "prepare": watch.seconds["prepare"],
+        "train": max(0.0, s["loop"] - s.get("validate", 0) - s.get("on_best", 0) - s.get("save", 0)),
+        "validate": s.get("validate", 0.0),
+        "test": watch.seconds["test"],
+    }
     earlier = max(0.0, loop.train_seconds - s["loop"])
     wall = watch.elapsed() + earlier
     seconds["other"] = max(0.0, wall - earlier - sum(seconds.values()))
@@ -423,9 +560,17 @@ def data_rows_hash(data) -> str:
     return h.hexdigest()[:16]
 
 
-def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | None = None,
-             batch_size: int | None = None, val_examples: int | None = None,
-             log: Callable[[str], None] = lambda message: None, dtype: str = "float32") -> dict:
+def evaluate(
+    model: GPT2,
+    data,
+    tokenizer,
+    split: str = "test",
+    max_len: int | None = None,
+    batch_size: int | None = None,
+    val_examples: int | None = None,
+    log: Callable[[str], None] = lambda message: None,
+    dtype: str = "float32",
+) -> dict:
     """The head's metrics (accuracy, macro-F1, loss and n for a classifier;
     exact match and F1 for a span head) on one split.
 
@@ -441,9 +586,17 @@ def evaluate(model: GPT2, data, tokenizer, split: str = "test", max_len: int | N
     except ValueError as e:
         raise TrainingError(f"{e}; evaluate needs data labelled as the model's training data was") from None
     data.split(split)  # an unknown split name fails here, with the names there are
-    arrays, examples = head.prepare(data, tokenizer, max_len=max_len or model.config.n_positions, budget=None,
-                                    seed=0, val_examples=val_examples, log=log, splits=(split,),
-                                    training=False)[split]
+    arrays, examples = head.prepare(
+        data,
+        tokenizer,
+        max_len=max_len or model.config.n_positions,
+        budget=None,
+        seed=0,
+        val_examples=val_examples,
+        log=log,
+        splits=(split,),
+        training=False,
+    )[split]
     graphdef, params = nnx.split(model)
     check_dtype(dtype)
     eval_step = make_eval_step(graphdef, eval_forward(head), dtype)

@@ -40,7 +40,7 @@ def _title_and_intro(nb) -> tuple[str, str]:
     paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip() and not p.strip().startswith("#")]
     intro = paras[0] if paras else ""
     if intro.endswith(":") and ". " in intro:  # it leads into a list the index does not show: its sentences before
-        intro = intro[:intro.rindex(". ") + 1]
+        intro = intro[: intro.rindex(". ") + 1]
     return title, intro
 
 
@@ -53,10 +53,12 @@ def _kernel_died(path: Path, nb, running: int | None, fast: bool) -> str:
     if running in code:
         first = next((ln for ln in nb.cells[running].source.splitlines() if ln.strip()), "")
         where = f" while code cell {code.index(running) + 1} of {len(code)} was running ({first.strip()[:80]!r})"
-    return (f"{path.name}: the lecture's Python process died{where}: a crash in native code (JAX, a "
-            f"GPU library; JAX runs work asynchronously, so possibly an earlier cell's) or the machine "
-            f"running out of memory. The notebook cannot say which; run the lecture as a script to see "
-            f"it: MINITRANSFER_FAST={int(fast)} python -X faulthandler {path}")
+    return (
+        f"{path.name}: the lecture's Python process died{where}: a crash in native code (JAX, a "
+        f"GPU library; JAX runs work asynchronously, so possibly an earlier cell's) or the machine "
+        f"running out of memory. The notebook cannot say which; run the lecture as a script to see "
+        f"it: MINITRANSFER_FAST={int(fast)} python -X faulthandler {path}"
+    )
 
 
 def _kernel_config(sockets: str | None):
@@ -106,8 +108,7 @@ def _execute_interruptibly(client) -> None:
     worker = threading.Thread(target=work, name="lecture-kernel", daemon=True)
     previous = None  # (only where signals arrive, and not over a handler someone else installed)
     try:
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
             previous = signal.signal(signal.SIGTERM, on_sigterm)
         worker.start()
         while not done.wait(0.2):
@@ -155,21 +156,31 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
     title, intro = _title_and_intro(nb)
     work = out / "_work" / path.stem
     work.mkdir(parents=True, exist_ok=True)
-    env_before = {k: os.environ.get(k)
-                  for k in ("MINITRANSFER_FAST", "MINITRANSFER_LECTURE_OUT", "MPLBACKEND", "PYTHONPATH")}
+    env_before = {
+        k: os.environ.get(k) for k in ("MINITRANSFER_FAST", "MINITRANSFER_LECTURE_OUT", "MPLBACKEND", "PYTHONPATH")
+    }
     # the kernel imports the same minitransfer as this process, installed or not
     here = str(REPO)
-    os.environ.update({"MINITRANSFER_FAST": "1" if fast else "0", "MINITRANSFER_LECTURE_OUT": str(work),
-                       "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-                       "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))})
+    os.environ.update(
+        {
+            "MINITRANSFER_FAST": "1" if fast else "0",
+            "MINITRANSFER_LECTURE_OUT": str(work),
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])),
+        }
+    )
     started = []  # nbclient's on_cell_start calls: which cell is running if the kernel dies
     sockets = tempfile.TemporaryDirectory(prefix="minitransfer-kernel-") if os.name == "posix" else None
     t0 = time.perf_counter()
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                config=_kernel_config(sockets and sockets.name),
-                                on_cell_start=lambda cell, cell_index: started.append(cell_index),
-                                resources={"metadata": {"path": str(work)}})
+        client = NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            config=_kernel_config(sockets and sockets.name),
+            on_cell_start=lambda cell, cell_index: started.append(cell_index),
+            resources={"metadata": {"path": str(work)}},
+        )
         _execute_interruptibly(client)
     except CellExecutionError as e:
         raise BookError(f"{path.name} failed while building the book:\n{str(e)[-3000:]}") from None
@@ -184,24 +195,37 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
             else:
                 os.environ[k] = v
     seconds = time.perf_counter() - t0
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     if errors:
         raise BookError(f"{path.name}: a cell raised {errors[0].get('ename')}: {errors[0].get('evalue')}")
     for c in nb.cells:  # tqdm's "IProgress not found" notice is about notebook widgets, not the lecture
         if c.cell_type == "code":
-            c.outputs = [o for o in c.get("outputs", []) if not (o.get("output_type") == "stream"
-                         and o.get("name") == "stderr" and "TqdmWarning" in o.get("text", ""))]
-    figures = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                  if "image/png" in o.get("data", {}))
+            c.outputs = [
+                o
+                for o in c.get("outputs", [])
+                if not (
+                    o.get("output_type") == "stream"
+                    and o.get("name") == "stderr"
+                    and "TqdmWarning" in o.get("text", "")
+                )
+            ]
+    figures = sum(
+        1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+    )
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     # the template loads require.js and MathJax from a CDN; no lecture needs them,
     # and the book must open offline
     body = re.sub(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', "", body)
-    nav = (f'<nav style="font:14px system-ui;padding:10px 20px;border-bottom:1px solid #ddd">'
-           f'<a href="index.html">minitransfer lectures</a> · {html.escape(title)}</nav>')
+    nav = (
+        f'<nav style="font:14px system-ui;padding:10px 20px;border-bottom:1px solid #ddd">'
+        f'<a href="index.html">minitransfer lectures</a> · {html.escape(title)}</nav>'
+    )
     body = re.sub(r"(<body[^>]*>)", r"\1" + nav, body, count=1)
-    body = re.sub(r"<title>.*?</title>", lambda m: f"<title>{html.escape(title)}</title>", body, count=1)  # not "Notebook"
+    body = re.sub(
+        r"<title>.*?</title>", lambda m: f"<title>{html.escape(title)}</title>", body, count=1
+    )  # not "Notebook"
     (out / f"{path.stem}.html").write_text(body)
     nbformat.write(nb, out / "_work" / f"{path.stem}.ipynb")
     page = {"name": path.stem, "title": title, "intro": intro, "seconds": seconds, "figures": figures, "fast": fast}
@@ -229,8 +253,11 @@ def build_site(out: str | Path, *, fast: bool = False, only: list[str] | None = 
         built += 1
     write_index(out, pages, seconds=time.perf_counter() - t0)
     kept = len(pages) - built
-    log(f"wrote {out / 'index.html'} ({built} lecture(s) built in {time.perf_counter() - t0:.0f} s"
-        + (f"; {kept} built earlier, still listed" if kept else "") + ")")
+    log(
+        f"wrote {out / 'index.html'} ({built} lecture(s) built in {time.perf_counter() - t0:.0f} s"
+        + (f"; {kept} built earlier, still listed" if kept else "")
+        + ")"
+    )
     return pages
 
 
@@ -248,8 +275,14 @@ def earlier_page(out: Path, path: Path) -> dict | None:
         pass
     # a page built before builds kept a record: its title from the page itself, its mode unknown
     title = re.search(r"<title>(.*?)</title>", html_page.read_text(errors="replace"), re.S)
-    return {"name": path.stem, "title": html.unescape(title[1]) if title else path.stem, "intro": "", "seconds": 0.0,
-            "figures": None, "fast": None}
+    return {
+        "name": path.stem,
+        "title": html.unescape(title[1]) if title else path.stem,
+        "intro": "",
+        "seconds": 0.0,
+        "figures": None,
+        "fast": None,
+    }
 
 
 def write_index(out: Path, pages: list[dict], *, seconds: float) -> None:
@@ -265,14 +298,16 @@ def write_index(out: Path, pages: list[dict], *, seconds: float) -> None:
     elif n_fast == 0:
         mode = "full settings"
     else:
-        mode = (f"mixed: {', '.join(p['name'][:2] for p in pages if p.get('fast'))} in fast mode (tiny settings, "
-                f"the numbers mean little), the others with full settings")
+        mode = (
+            f"mixed: {', '.join(p['name'][:2] for p in pages if p.get('fast'))} in fast mode (tiny settings, "
+            f"the numbers mean little), the others with full settings"
+        )
     if unknown and pages_known:
         mode += f"; {', '.join(unknown)} from an earlier build, settings not recorded"
 
     items = "\n".join(
-        f'<li><a href="{p["name"]}.html">{html.escape(p["title"])}</a>'
-        f'{mistune.html(p["intro"])}</li>' for p in pages)
+        f'<li><a href="{p["name"]}.html">{html.escape(p["title"])}</a>{mistune.html(p["intro"])}</li>' for p in pages
+    )
     (out / "index.html").write_text(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>minitransfer: the lectures</title>
 <style>

@@ -43,17 +43,32 @@ def head_label(model: GPT2) -> str:
     head = model.head
     vocab, width = model.backbone.wte.embedding[...].shape
     if isinstance(head, NextWordHead):
-        return f"{type(head).__name__}:\nhidden @ wte.T (tied to the embedding)\n(B, T, {width}) -> (B, T, {vocab}): the next word"
+        return (
+            f"{type(head).__name__}:\nhidden @ wte.T (tied to the embedding)\n"
+            f"(B, T, {width}) -> (B, T, {vocab}): the next word"
+        )
     if isinstance(head, ClassificationHead):
         c_in, k = head.score.kernel[...].shape  # (C, K)
-        return (f"{type(head).__name__}:\n{head.pooling} pool -> dropout -> Linear({c_in}, {k})\n"
-                f"(B, T, {width}) -> (B, {k}): {' / '.join(head.labels)}")
+        return (
+            f"{type(head).__name__}:\n{head.pooling} pool -> dropout -> Linear({c_in}, {k})\n"
+            f"(B, T, {width}) -> (B, {k}): {' / '.join(head.labels)}"
+        )
     return f"{type(head).__name__}"
 
 
 def _box(ax, x, y, w, h, text, colour, *, dashed=False, fontsize=8):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02", facecolor=colour,
-                                edgecolor="#555555", linestyle="--" if dashed else "-", linewidth=1.0))
+    ax.add_patch(
+        FancyBboxPatch(
+            (x, y),
+            w,
+            h,
+            boxstyle="round,pad=0.02",
+            facecolor=colour,
+            edgecolor="#555555",
+            linestyle="--" if dashed else "-",
+            linewidth=1.0,
+        )
+    )
     ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
 
 
@@ -71,8 +86,9 @@ def _column(ax, x, title, rows, head_text, head_colour, *, chopped=False):
         ax.plot([x, x + w], [head_y, head_y + h * 1.5], color="#c00000", linewidth=1.5)
         ax.plot([x, x + w], [head_y + h * 1.5, head_y], color="#c00000", linewidth=1.5)
         ax.plot([x - 0.1, x + w + 0.1], [head_y - 0.13] * 2, color="#c00000", linestyle=":", linewidth=1.5)
-    ax.annotate("", xy=(x + w / 2, head_y), xytext=(x + w / 2, y - gap),
-                arrowprops=dict(arrowstyle="->", color="#555555"))
+    ax.annotate(
+        "", xy=(x + w / 2, head_y), xytext=(x + w / 2, y - gap), arrowprops=dict(arrowstyle="->", color="#555555")
+    )
 
 
 def draw_head_swap(pretrained: GPT2, fine_tuned: GPT2, path: str | Path | None = None):
@@ -83,15 +99,23 @@ def draw_head_swap(pretrained: GPT2, fine_tuned: GPT2, path: str | Path | None =
     """
     rows = backbone_rows(pretrained)
     if backbone_rows(fine_tuned) != rows:
-        raise ValueError("pretrained and fine_tuned must share a backbone shape: "
-                         f"{backbone_rows(pretrained)} vs {backbone_rows(fine_tuned)}")
+        raise ValueError(
+            "pretrained and fine_tuned must share a backbone shape: "
+            f"{backbone_rows(pretrained)} vs {backbone_rows(fine_tuned)}"
+        )
     fig, ax = plt.subplots(figsize=(11.5, 4.0))
     _column(ax, 0.0, "1. pretrain: next-word prediction", rows, head_label(pretrained), NEXT_WORD_COLOUR)
-    _column(ax, 3.8, "2. chop off the next-word head", rows, head_label(pretrained), NEXT_WORD_COLOUR,
-            chopped=True)
+    _column(ax, 3.8, "2. chop off the next-word head", rows, head_label(pretrained), NEXT_WORD_COLOUR, chopped=True)
     _column(ax, 7.6, "3. put on a task head, fine-tune", rows, head_label(fine_tuned), NEW_HEAD_COLOUR)
-    ax.text(5.45, -0.35, "blue: the backbone, whose weights carry over from step 1 to step 3 "
-            "(the next-word head owns none: it reads wte)", ha="center", fontsize=8.5, color="#333333")
+    ax.text(
+        5.45,
+        -0.35,
+        "blue: the backbone, whose weights carry over from step 1 to step 3 "
+        "(the next-word head owns none: it reads wte)",
+        ha="center",
+        fontsize=8.5,
+        color="#333333",
+    )
     ax.set_xlim(-0.15, 11.05)
     ax.set_ylim(-0.55, 4.65)
     ax.axis("off")
@@ -108,8 +132,7 @@ def main(argv: list[str]) -> int:
 
     out = Path(argv[0]) if argv else Path("docs/head_swap.png")
     lm = load_pretrained(str(shipped_checkpoint()))
-    clf = GPT2(lm.backbone, ClassificationHead(lm.config.n_embd, ["negative", "neutral", "positive"],
-                                               pooling="mean"))
+    clf = GPT2(lm.backbone, ClassificationHead(lm.config.n_embd, ["negative", "neutral", "positive"], pooling="mean"))
     draw_head_swap(lm, clf, out)
     print(f"wrote {out}")
     return 0

@@ -29,8 +29,9 @@ def out_dir() -> Path:
     p.mkdir(parents=True, exist_ok=True)
     if not chosen and not _told:  # (the book and the tests choose a folder of their own: nothing to say)
         _told.append(p)
-        print(f"(this lecture's figures and files go to {p.resolve()}/; MINITRANSFER_LECTURE_OUT chooses another "
-              f"folder)")
+        print(
+            f"(this lecture's figures and files go to {p.resolve()}/; MINITRANSFER_LECTURE_OUT chooses another folder)"
+        )
     return p
 
 

@@ -76,8 +76,10 @@ class Playground:
         self.source, self.classifier_source = str(source), classifier
         self.model = load_pretrained(source)
         if not isinstance(self.model.head, NextWordHead):
-            raise ValueError(f"{source} has a fine-tuned {self.model.head.kind} head; --model needs a language model "
-                             f"(give the classifier with --classifier)")
+            raise ValueError(
+                f"{source} has a fine-tuned {self.model.head.kind} head; --model needs a language model "
+                f"(give the classifier with --classifier)"
+            )
         self.tokenizer = load_tokenizer(source)
         check_tokenizer_fits(self.tokenizer, self.model.config, str(source))
         self.eos = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
@@ -85,9 +87,11 @@ class Playground:
         if classifier is not None:
             self.classifier = load_pretrained(classifier)
             if not isinstance(self.classifier.head, ClassificationHead):
-                raise ValueError(f"{classifier} has a {self.classifier.head.kind} head, not a classification head; "
-                                 f"--classifier needs the OUT/best of `minitransfer finetune --task classify` "
-                                 f"(the default task)")
+                raise ValueError(
+                    f"{classifier} has a {self.classifier.head.kind} head, not a classification head; "
+                    f"--classifier needs the OUT/best of `minitransfer finetune --task classify` "
+                    f"(the default task)"
+                )
             self.classifier_tokenizer = load_tokenizer(classifier)
             check_tokenizer_fits(self.classifier_tokenizer, self.classifier.config, str(classifier))
             meta = Path(classifier) / "config.json"
@@ -101,14 +105,24 @@ class Playground:
 
     def info(self) -> dict:
         c = self.model.config
-        out = {"model": self.source, "next_word_head": f"NextWordHead (tied to the {c.vocab_size:,}-token embedding)",
-               "n_positions": c.n_positions, "shape": f"{c.n_layer} layers x {c.n_embd} wide",
-               "classifier": None, "chat_model": self.model.head.kind == "chat"}
+        out = {
+            "model": self.source,
+            "next_word_head": f"NextWordHead (tied to the {c.vocab_size:,}-token embedding)",
+            "n_positions": c.n_positions,
+            "shape": f"{c.n_layer} layers x {c.n_embd} wide",
+            "classifier": None,
+            "chat_model": self.model.head.kind == "chat",
+        }
         if self.classifier is not None:
             h = self.classifier.head
-            out["classifier"] = {"path": self.classifier_source, "labels": list(h.labels), "pooling": h.pooling,
-                                 "head": f"{type(h).__name__} ({h.pooling} pooling -> {len(h.labels)} classes)",
-                                 "mode": self.classifier_mode, "max_len": self.classifier_max_len}
+            out["classifier"] = {
+                "path": self.classifier_source,
+                "labels": list(h.labels),
+                "pooling": h.pooling,
+                "head": f"{type(h).__name__} ({h.pooling} pooling -> {len(h.labels)} classes)",
+                "mode": self.classifier_mode,
+                "max_len": self.classifier_max_len,
+            }
         return out
 
     def context(self, text: str, room: int) -> tuple[list[int], int, bool]:
@@ -129,8 +143,12 @@ class Playground:
         ids, dropped, uncond = self.context(text, self.model.config.n_positions)
         with self.lock:
             probs = next_word_probs(self.model, ids)
-        return {"candidates": top_candidates(probs, self.tokenizer, top_k), "n_tokens": len(ids),
-                "dropped": dropped, "unconditional": uncond}
+        return {
+            "candidates": top_candidates(probs, self.tokenizer, top_k),
+            "n_tokens": len(ids),
+            "dropped": dropped,
+            "unconditional": uncond,
+        }
 
     def classify(self, text: str) -> dict:
         from flax import nnx
@@ -139,8 +157,11 @@ class Playground:
         from minitransfer.steps import forward_tokens, make_eval_step
 
         if self.classifier is None:  # 409: the request is fine, the server is not in a state to answer it
-            raise BadRequest("no classifier is loaded in this playground, so there are no class probabilities to "
-                             "give; start it with --classifier DIR (a model from minitransfer finetune)", 409)
+            raise BadRequest(
+                "no classifier is loaded in this playground, so there are no class probabilities to "
+                "give; start it with --classifier DIR (a model from minitransfer finetune)",
+                409,
+            )
         ids = self.classifier_tokenizer.encode(text) if text else []
         unconditional = not ids  # the classifier's answer before any text: its prior, from the end-of-text token
         if unconditional:
@@ -158,19 +179,33 @@ class Playground:
             logits = np.asarray(make_eval_step(graphdef, forward_tokens)(params, batch))[0]  # (K,)
         p = np.exp(logits - logits.max())
         p /= p.sum()
-        return {"labels": list(self.classifier.head.labels), "probs": [float(x) for x in p],
-                "n_tokens": len(ids), "ignored": ignored, "unconditional": unconditional}
+        return {
+            "labels": list(self.classifier.head.labels),
+            "probs": [float(x) for x in p],
+            "n_tokens": len(ids),
+            "ignored": ignored,
+            "unconditional": unconditional,
+        }
 
-    def generate_events(self, text: str, max_new_tokens: int, temperature: float, top_k: int | None,
-                        top_p: float | None, seed: int):
+    def generate_events(
+        self, text: str, max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None, seed: int
+    ):
         """Yield one dict per new token, then a final one with ``done`` and the speed."""
         from minitransfer.generate import stream
 
         room = self.model.config.n_positions - max_new_tokens
         ids, dropped, _ = self.context(text, room)
         yield {"start": True, "dropped": dropped, "n_tokens": len(ids)}
-        gen = stream(self.model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                     seed=seed, eos_id=self.eos)
+        gen = stream(
+            self.model,
+            ids,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            eos_id=self.eos,
+        )
         n, t0, prev = 0, time.perf_counter(), ""
         new_ids: list[int] = []
         while True:
@@ -185,17 +220,28 @@ class Playground:
             # decode the whole continuation each time: a token can end in the
             # middle of a UTF-8 character that the next token completes
             full = self.tokenizer.decode(new_ids)
-            piece, prev = full[len(prev):], full
+            piece, prev = full[len(prev) :], full
             yield {"token": piece, "id": t}
         secs = time.perf_counter() - t0
         # the speed counts every token the model produced (an end-of-text too: it took a step); "tokens", the
         # ones the page shows
-        yield {"done": True, "tokens": len(new_ids), "seconds": secs,
-               "tokens_per_second": n / secs if secs > 0 else None, "ended": "end-of-text" if n > len(new_ids) else
-               "max_new_tokens"}
+        yield {
+            "done": True,
+            "tokens": len(new_ids),
+            "seconds": secs,
+            "tokens_per_second": n / secs if secs > 0 else None,
+            "ended": "end-of-text" if n > len(new_ids) else "max_new_tokens",
+        }
 
-    def chat_events(self, messages: list[dict], max_new_tokens: int, temperature: float, top_k: int | None,
-                    top_p: float | None, seed: int):
+    def chat_events(
+        self,
+        messages: list[dict],
+        max_new_tokens: int,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        seed: int,
+    ):
         """Yield the start (messages dropped to fit), one dict per piece of the reply, then ``done``
         with the whole reply and why it ended (``chat.reply_stream``: end-of-text, role marker, or
         max_new_tokens)."""
@@ -205,12 +251,22 @@ class Playground:
         kept, dropped = fit_history(messages, self.tokenizer, room)
         ids = prompt_ids(kept, self.tokenizer)
         if len(ids) > room:
-            raise BadRequest(f"the last message is {len(ids)} tokens with its markers; this model reads "
-                             f"{self.model.config.n_positions} positions, {max_new_tokens} of them kept for the reply "
-                             f"(max_new_tokens): say it shorter")
+            raise BadRequest(
+                f"the last message is {len(ids)} tokens with its markers; this model reads "
+                f"{self.model.config.n_positions} positions, {max_new_tokens} of them kept for the reply "
+                f"(max_new_tokens): say it shorter"
+            )
         yield {"start": True, "dropped": dropped, "n_tokens": len(ids)}
-        gen = reply_stream(self.model, self.tokenizer, ids, max_new_tokens, temperature=temperature, top_k=top_k,
-                           top_p=top_p, seed=seed)
+        gen = reply_stream(
+            self.model,
+            self.tokenizer,
+            ids,
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+        )
         while True:
             with self.lock:  # one model call (a decode step) at a time, as generate_events
                 piece = next(gen, None)
@@ -249,8 +305,11 @@ async def _json_body(request, fields: tuple[str, ...], needs_text: bool = True) 
     """The request's JSON object, whose keys must be among ``fields``: a
     misspelt setting (``temprature``) is an error, not silently the default.
     ``needs_text``: the body must hold a string field "text" (every endpoint but /api/chat)."""
-    too_big = BadRequest(f"the request body is over the playground's limit of {MAX_BODY_BYTES:,} bytes (the model "
-                         f"reads at most a few thousand characters of it)", 413)
+    too_big = BadRequest(
+        f"the request body is over the playground's limit of {MAX_BODY_BYTES:,} bytes (the model "
+        f"reads at most a few thousand characters of it)",
+        413,
+    )
     try:
         declared = int(request.headers.get("content-length", 0))
     except ValueError:
@@ -271,22 +330,25 @@ async def _json_body(request, fields: tuple[str, ...], needs_text: bool = True) 
     except json.JSONDecodeError as e:
         raise BadRequest(f"the request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object, such as {\"text\": \"...\"}")
+        raise BadRequest('the request body must be a JSON object, such as {"text": "..."}')
     unknown = sorted(set(body) - set(fields))
     if unknown:
-        raise BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}; this endpoint reads "
-                         f"{', '.join(map(repr, fields))}")
+        raise BadRequest(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; this endpoint reads {', '.join(map(repr, fields))}"
+        )
     if not needs_text:
         return body
     if "text" not in body:
-        raise BadRequest("field 'text' is missing: the request body is {\"text\": \"...\"} and any settings")
+        raise BadRequest('field \'text\' is missing: the request body is {"text": "..."} and any settings')
     if not isinstance(body["text"], str):
         raise BadRequest("field 'text' must be a string")
     try:  # JSON's \ud800 escapes decode to lone surrogates: not text the tokenizer can take
         body["text"].encode("utf-8")
     except UnicodeEncodeError as e:
-        raise BadRequest(f"field 'text' holds a lone UTF-16 surrogate (\\u{ord(body['text'][e.start]):04x} at "
-                         f"character {e.start}), which is not a character") from None
+        raise BadRequest(
+            f"field 'text' holds a lone UTF-16 surrogate (\\u{ord(body['text'][e.start]):04x} at "
+            f"character {e.start}), which is not a character"
+        ) from None
     return body
 
 
@@ -325,8 +387,10 @@ def chat_messages(body: dict) -> list[dict]:
     from minitransfer.chat import check_messages
 
     if "messages" not in body:
-        raise BadRequest("field 'messages' is missing: the request body is {\"messages\": [{\"role\": "
-                         "\"user\", \"content\": \"...\"}, ...]} and any settings")
+        raise BadRequest(
+            'field \'messages\' is missing: the request body is {"messages": [{"role": '
+            '"user", "content": "..."}, ...]} and any settings'
+        )
     try:
         messages = check_messages(body["messages"], "the request")
     except DataError as e:
@@ -400,8 +464,9 @@ def create_app(pg: Playground):
 
     async def chat(request):
         try:
-            body = await _json_body(request, ("messages", "max_new_tokens", "temperature", "top_k", "top_p", "seed"),
-                                    needs_text=False)
+            body = await _json_body(
+                request, ("messages", "max_new_tokens", "temperature", "top_k", "top_p", "seed"), needs_text=False
+            )
             messages = chat_messages(body)
             settings = sampling(pg, body)
             events = pg.chat_events(messages, **settings)
@@ -436,23 +501,27 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def serve(source: str, classifier: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          log=print) -> int:
+def serve(source: str, classifier: str | None = None, host: str = "127.0.0.1", port: int = 8000, log=print) -> int:
     """Load, warm up, and serve until Ctrl-C."""
     import uvicorn
 
     if not port_free(host, port):
         raise ValueError(f"port {port} on {host} is already in use; choose another with --port")
     if host not in ("127.0.0.1", "localhost", "::1"):
-        log(f"warning: listening on {host}: anyone who can reach this machine on port {port} can use the "
-            f"playground (and your CPU); the default --host 127.0.0.1 keeps it to this machine")
+        log(
+            f"warning: listening on {host}: anyone who can reach this machine on port {port} can use the "
+            f"playground (and your CPU); the default --host 127.0.0.1 keeps it to this machine"
+        )
     pg = None
     try:  # Ctrl-C at any point (loading, compiling, serving) ends cleanly
         t0 = time.perf_counter()
         pg = Playground(source, classifier)
         pg.warm_up()
-        log(f"playground: {source}" + (f" + classifier {classifier}" if classifier else "")
-            + f" loaded and compiled in {time.perf_counter() - t0:.1f} s")
+        log(
+            f"playground: {source}"
+            + (f" + classifier {classifier}" if classifier else "")
+            + f" loaded and compiled in {time.perf_counter() - t0:.1f} s"
+        )
         config = uvicorn.Config(create_app(pg), host=host, port=port, log_level="warning")
         log(f"open http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/  (Ctrl-C stops)")
         uvicorn.Server(config).run()

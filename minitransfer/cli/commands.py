@@ -13,7 +13,6 @@ from pathlib import Path
 
 from minitransfer.assets import shipped_checkpoint
 
-
 # ----------------------------------------------------------------------------
 # convert
 # ----------------------------------------------------------------------------
@@ -21,14 +20,16 @@ from minitransfer.assets import shipped_checkpoint
 
 def cmd_convert(args) -> int:
     from minitransfer.convert import load_pretrained, save_pretrained
+    from minitransfer.model import num_params
     from minitransfer.runs import check_out_folder
     from minitransfer.tokenizer import load_tokenizer
-    from minitransfer.model import num_params
 
     t0 = time.perf_counter()
     if Path(args.source).exists() and Path(args.out).resolve() == Path(args.source).resolve():
-        raise ValueError(f"--out {args.out} is the checkpoint being converted; writing there would replace its "
-                         f"files (and drop what minitransfer does not carry over); choose another folder")
+        raise ValueError(
+            f"--out {args.out} is the checkpoint being converted; writing there would replace its "
+            f"files (and drop what minitransfer does not carry over); choose another folder"
+        )
     check_out_folder(args.out, "convert")
     model = load_pretrained(args.source, allow_pickle=args.allow_pickle)
     tokenizer = None
@@ -51,8 +52,12 @@ def cmd_convert(args) -> int:
         + (f" (and its {model.head.kind} head's {num_params(model.head):,})" if num_params(model.head) else "")
         + "\n"
         f"  files: {', '.join(written)}"
-        + (f" (also in that folder, not written now: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''})"
-           if others else "") + "\n"
+        + (
+            f" (also in that folder, not written now: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''})"
+            if others
+            else ""
+        )
+        + "\n"
         f"  took {time.perf_counter() - t0:.1f} s"
     )
     said = model.head.transformers_note()
@@ -68,20 +73,23 @@ def cmd_convert(args) -> int:
 
 def cmd_next_word(args) -> int:
     from minitransfer.convert import load_pretrained
-    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.generate import next_word_candidates
-
     from minitransfer.model import NextWordHead
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     source = model_or_default(args)
     model = load_pretrained(source, allow_pickle=args.allow_pickle)
     if not isinstance(model.head, NextWordHead):
-        raise ValueError(f"{source} has a fine-tuned {model.head.kind} head; next-word needs a language model checkpoint")
+        raise ValueError(
+            f"{source} has a fine-tuned {model.head.kind} head; next-word needs a language model checkpoint"
+        )
     tokenizer = load_tokenizer(source)
     check_tokenizer_fits(tokenizer, model.config, source)
     if args.top_k > model.config.vocab_size:  # (generate refuses such a --top-k: there it would sample nonsense)
-        print(f"note: --top-k {args.top_k} is more than the model's {model.config.vocab_size:,} tokens: all are "
-              f"listed", file=sys.stderr)
+        print(
+            f"note: --top-k {args.top_k} is more than the model's {model.config.vocab_size:,} tokens: all are listed",
+            file=sys.stderr,
+        )
     cands = next_word_candidates(model, tokenizer, args.prompt, args.top_k)
     if args.json:
         print(json.dumps({"prompt": args.prompt, "candidates": cands}, indent=2))
@@ -121,7 +129,9 @@ def cmd_data(args) -> int:
     for name in ("train", "validation", "test"):
         s = d.split(name)
         counts = np.bincount(s.labels, minlength=d.num_classes)
-        per = ", ".join(f"{n}: {c} ({100 * c / max(len(s), 1):.0f}%)" for n, c in zip(d.label_names, counts))
+        per = ", ".join(
+            f"{n}: {c} ({100 * c / max(len(s), 1):.0f}%)" for n, c in zip(d.label_names, counts, strict=True)
+        )
         print(f"  {name:<10} {len(s):>7} examples   {per}")
     for n in d.notes:
         print(f"  note: {n}")
@@ -150,9 +160,12 @@ def _chat_data(args) -> int:
     print(f"{args.spec}: conversations (user and assistant messages), split by conversation")
     for name in ("train", "validation", "test"):
         convs = d.split(name).conversations
-        row = {"conversations": len(convs), "messages": sum(len(c) for c in convs),
-               "replies": sum(m["role"] == "assistant" for c in convs for m in c),
-               "words": sum(len(m["content"].split()) for c in convs for m in c)}
+        row = {
+            "conversations": len(convs),
+            "messages": sum(len(c) for c in convs),
+            "replies": sum(m["role"] == "assistant" for c in convs for m in c),
+            "words": sum(len(m["content"].split()) for c in convs for m in c),
+        }
         total = {k: total[k] + v for k, v in row.items()}
         print(f"  {name:<10} " + ", ".join(f"{v:>6,} {k}" for k, v in row.items()))
     print(f"  {'all':<10} " + ", ".join(f"{v:>6,} {k}" for k, v in total.items()))
@@ -165,8 +178,10 @@ def _chat_data(args) -> int:
     for name in ("train", "validation", "test"):
         lengths = np.asarray([len(encode_conversation(c, tokenizer)[0]) for c in d.split(name).conversations])
         over = int((lengths > args.max_len).sum())
-        print(f"  {name:<10} {_percentiles(lengths)}   --max-len {args.max_len} would skip {over} "
-              f"({100 * over / len(lengths):.1f}%)")
+        print(
+            f"  {name:<10} {_percentiles(lengths)}   --max-len {args.max_len} would skip {over} "
+            f"({100 * over / len(lengths):.1f}%)"
+        )
     return 0
 
 
@@ -204,8 +219,10 @@ def cmd_answer(args) -> int:
 
     model = load_pretrained(args.model)
     if not isinstance(model.head, SpanHead):
-        raise ValueError(f"{args.model} has a {model.head.kind} head, not a question-answering (span) head; "
-                         f"train one with: minitransfer finetune --task qa ...")
+        raise ValueError(
+            f"{args.model} has a {model.head.kind} head, not a question-answering (span) head; "
+            f"train one with: minitransfer finetune --task qa ..."
+        )
     max_len = training_info(args.model).get("max_len")  # the length it was fine-tuned at
     tokenizer = load_tokenizer(args.model)
     check_tokenizer_fits(tokenizer, model.config, args.model)
@@ -228,8 +245,10 @@ def cmd_evaluate(args) -> int:
     from minitransfer.train import evaluate
 
     if args.all_validation and args.split != "validation":
-        raise ValueError(f"--all-validation chooses which validation examples to score; it needs "
-                         f"--split validation (this is --split {args.split})")
+        raise ValueError(
+            f"--all-validation chooses which validation examples to score; it needs "
+            f"--split validation (this is --split {args.split})"
+        )
     model = load_pretrained(args.model)
     if args.task is not None:
         from minitransfer.tasks import get_task
@@ -240,13 +259,20 @@ def cmd_evaluate(args) -> int:
             # data and metrics
             model = GPT2(model.backbone, ChatHead())
         elif not isinstance(model.head, task.head):
-            raise ValueError(f"{args.model} has a {model.head.kind} head, not one for --task {args.task}"
-                             + (" (of a language model, only --task chat scores its replies)"
-                                if type(model.head) is NextWordHead else ""))
+            raise ValueError(
+                f"{args.model} has a {model.head.kind} head, not one for --task {args.task}"
+                + (
+                    " (of a language model, only --task chat scores its replies)"
+                    if type(model.head) is NextWordHead
+                    else ""
+                )
+            )
     if type(model.head) is NextWordHead:  # before the data loads
-        raise ValueError(f"{args.model} is a language model (a next-word head): evaluate scores a model "
-                         f"fine-tuned by `minitransfer finetune` on labelled data, or a language model's replies "
-                         f"with --task chat; for this one, try `minitransfer next-word` or `minitransfer generate`")
+        raise ValueError(
+            f"{args.model} is a language model (a next-word head): evaluate scores a model "
+            f"fine-tuned by `minitransfer finetune` on labelled data, or a language model's replies "
+            f"with --task chat; for this one, try `minitransfer next-word` or `minitransfer generate`"
+        )
     model, tokenizer, info, max_len = load_fine_tuned(args.model, args.max_len, model)
     if args.data is None and type(model.head) is ChatHead and "data" not in info:  # a language model, zero-shot
         args.data, said = "chatterbot", "the default of --task chat"
@@ -263,26 +289,40 @@ def cmd_evaluate(args) -> int:
             setattr(args, option, value if isinstance(value, type(default)) else default)
     if recorded:
         print(f"({', '.join(recorded)}: as the model's config.json records its fine-tuning)", file=sys.stderr)
-    data = task_of(model.head).load(args.data, text_field=args.text_field, label_field=args.label_field,
-                                    split_seed=args.split_seed)
+    data = task_of(model.head).load(
+        args.data, text_field=args.text_field, label_field=args.label_field, split_seed=args.split_seed
+    )
     for n in data.notes:  # rows dropped, merged or repaired: said here as finetune says them (stderr: --json)
         print(f"data: {n}", file=sys.stderr)
     val_examples = None
     if args.split == "validation" and not args.all_validation and info.get("val_examples"):
         val_examples = info["val_examples"]
         if val_examples < len(data.validation):
-            print(f"(validation: the fixed subset of {val_examples} examples the model was validated on "
-                  f"during training; --all-validation for all {len(data.validation)})", file=sys.stderr)
+            print(
+                f"(validation: the fixed subset of {val_examples} examples the model was validated on "
+                f"during training; --all-validation for all {len(data.validation)})",
+                file=sys.stderr,
+            )
     from minitransfer.steps import COMPUTE_DTYPES
 
     dtype = info.get("dtype") if info.get("dtype") in COMPUTE_DTYPES else "float32"  # as it was validated
-    m = evaluate(model, data, tokenizer, split=args.split, max_len=max_len, val_examples=val_examples,
-                 log=lambda message: print(f"data: {message}", file=sys.stderr), dtype=dtype)
+    m = evaluate(
+        model,
+        data,
+        tokenizer,
+        split=args.split,
+        max_len=max_len,
+        val_examples=val_examples,
+        log=lambda message: print(f"data: {message}", file=sys.stderr),
+        dtype=dtype,
+    )
     if args.json:
         print(_json.dumps({"split": args.split, **m}))
     else:
-        print(f"{args.model} on {args.data} [{args.split}]: {metrics_text(m, model.head)}"
-              + (f" ({m['n_truncated']} truncated to {max_len} tokens)" if m["n_truncated"] else ""))
+        print(
+            f"{args.model} on {args.data} [{args.split}]: {metrics_text(m, model.head)}"
+            + (f" ({m['n_truncated']} truncated to {max_len} tokens)" if m["n_truncated"] else "")
+        )
     return 0
 
 
@@ -320,27 +360,39 @@ def recorded_data(info: dict) -> tuple[str, str]:
 
 def cmd_generate(args) -> int:
     from minitransfer.convert import load_pretrained
-    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
     from minitransfer.generate import generate
-
     from minitransfer.model import NextWordHead
+    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     if args.num_samples < 1:  # before the model loads
         raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
     if args.greedy and args.num_samples > 1:  # greedy takes the likeliest token: no seed changes it
-        print(f"note: --greedy gives the same continuation every time: --num-samples {args.num_samples} prints it "
-              f"once (sampling, without --greedy, gives a different one per seed)", file=sys.stderr)
+        print(
+            f"note: --greedy gives the same continuation every time: --num-samples {args.num_samples} prints it "
+            f"once (sampling, without --greedy, gives a different one per seed)",
+            file=sys.stderr,
+        )
         args.num_samples = 1
     model = load_pretrained(model_or_default(args), allow_pickle=args.allow_pickle)
     if not isinstance(model.head, NextWordHead):
-        raise ValueError(f"{model_or_default(args)} has a fine-tuned {model.head.kind} head; generate needs a "
-                         f"language model")
+        raise ValueError(
+            f"{model_or_default(args)} has a fine-tuned {model.head.kind} head; generate needs a language model"
+        )
     tokenizer = load_tokenizer(model_or_default(args))
     check_tokenizer_fits(tokenizer, model.config, model_or_default(args))
     ids = tokenizer.encode(args.prompt)
     for i in range(args.num_samples):
-        new = generate(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                       top_p=args.top_p, seed=args.seed + i, greedy=args.greedy, eos_id=tokenizer.eos_token_id)
+        new = generate(
+            model,
+            ids,
+            args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed + i,
+            greedy=args.greedy,
+            eos_id=tokenizer.eos_token_id,
+        )
         if args.num_samples > 1:
             print(f"--- sample {i + 1} (seed {args.seed + i})")
         print(args.prompt + tokenizer.decode(new))
@@ -356,21 +408,36 @@ def cmd_chat(args) -> int:
     source = model_or_default(args)
     model = load_pretrained(source, allow_pickle=args.allow_pickle)
     if not isinstance(model.head, NextWordHead):
-        raise ValueError(f"{source} has a fine-tuned {model.head.kind} head; chat needs a language model, best one "
-                         f"fine-tuned with `minitransfer finetune --task chat`")
+        raise ValueError(
+            f"{source} has a fine-tuned {model.head.kind} head; chat needs a language model, best one "
+            f"fine-tuned with `minitransfer finetune --task chat`"
+        )
     tokenizer = load_tokenizer(source)
     check_tokenizer_fits(tokenizer, model.config, source)
     end_of_text(tokenizer)  # the format needs one: said before the first message, not after it
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
-    what = ("a chat model (finetune --task chat)" if isinstance(model.head, ChatHead) else
-            "a language model not fine-tuned for chat: expect continuations more than replies")
-    print(f"chatting with {source}, {what}; it reads {model.config.n_positions} tokens of conversation. "
-          f"An empty line, end of input (Ctrl-D) or Ctrl-C ends the chat.")
+    what = (
+        "a chat model (finetune --task chat)"
+        if isinstance(model.head, ChatHead)
+        else "a language model not fine-tuned for chat: expect continuations more than replies"
+    )
+    print(
+        f"chatting with {source}, {what}; it reads {model.config.n_positions} tokens of conversation. "
+        f"An empty line, end of input (Ctrl-D) or Ctrl-C ends the chat."
+    )
     sys.stdout.flush()
-    return chat_loop(model, tokenizer, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                     echo=not sys.stdin.isatty(), temperature=args.temperature, top_k=args.top_k,
-                     top_p=args.top_p, greedy=args.greedy)
+    return chat_loop(
+        model,
+        tokenizer,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        echo=not sys.stdin.isatty(),
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        greedy=args.greedy,
+    )
 
 
 def cmd_playground(args) -> int:
@@ -382,15 +449,15 @@ def cmd_playground(args) -> int:
 
 
 def cmd_lectures(args) -> int:
-    from minitransfer.apps.book import build_site
-
-    from minitransfer.apps.book import lecture_paths
+    from minitransfer.apps.book import build_site, lecture_paths
 
     if args.only:
         stems = [p.stem for p in lecture_paths()]
         unknown = [o for o in args.only if not any(s.startswith(o) for s in stems)]
         if unknown:
-            raise ValueError(f"--only {' '.join(unknown)}: no lecture's name starts with that; the lectures are "
-                             f"{', '.join(stems)} (e.g. --only 01 04)")
+            raise ValueError(
+                f"--only {' '.join(unknown)}: no lecture's name starts with that; the lectures are "
+                f"{', '.join(stems)} (e.g. --only 01 04)"
+            )
     build_site(args.out, fast=args.fast or os.environ.get("MINITRANSFER_FAST") == "1", only=args.only)
     return 0

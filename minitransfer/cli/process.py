@@ -9,7 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 
 
@@ -30,8 +29,12 @@ def huge_pages_env() -> dict[str, str] | None:
     import platform
 
     tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if (sys.platform != "linux" or os.environ.get("MINITRANSFER_NO_HUGEPAGES", "") not in ("", "0")
-            or "glibc.malloc.hugetlb" in tunables or platform.libc_ver()[0] != "glibc"):
+    if (
+        sys.platform != "linux"
+        or os.environ.get("MINITRANSFER_NO_HUGEPAGES", "") not in ("", "0")
+        or "glibc.malloc.hugetlb" in tunables
+        or platform.libc_ver()[0] != "glibc"
+    ):
         return None
     try:
         thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
@@ -66,8 +69,10 @@ def host_processor() -> str:
 
     features = ""
     try:
-        features = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                         if line.startswith(("flags", "Features"))), "")
+        features = next(
+            (line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith(("flags", "Features"))),
+            "",
+        )
     except OSError:
         pass
     return f"{platform.machine() or 'cpu'}-{hashlib.sha256(features.encode()).hexdigest()[:10]}"

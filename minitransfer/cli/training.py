@@ -16,7 +16,6 @@ from pathlib import Path
 from minitransfer.assets import shipped_checkpoint
 from minitransfer.cli.commands import model_or_default
 
-
 # ----------------------------------------------------------------------------
 # finetune
 # ----------------------------------------------------------------------------
@@ -31,8 +30,10 @@ def split_seed_notes(split_seed: int, data, spec: str) -> list[str]:
     if "split_seed" not in data.fields:  # (recorded only where a split drew)
         return [f"--split-seed {split_seed} has no effect: {spec} comes with its own splits"]
     if not any(n.startswith("split 80/10/10") for n in data.notes):
-        return [f"--split-seed {split_seed} draws only the validation set: {spec} comes with its own test split, "
-                f"which stays as it is"]
+        return [
+            f"--split-seed {split_seed} draws only the validation set: {spec} comes with its own test split, "
+            f"which stays as it is"
+        ]
     return []
 
 
@@ -40,8 +41,8 @@ def cmd_finetune(args) -> int:
     from minitransfer.convert import load_config, load_pretrained, resolve_source
     from minitransfer.model import named_config
     from minitransfer.modes import get_mode
-    from minitransfer.tasks import get_task, metrics_text
     from minitransfer.runs import check_out_folder
+    from minitransfer.tasks import get_task, metrics_text
     from minitransfer.tokenizer import load_tokenizer
     from minitransfer.train import TrainConfig, build_model, finetune
 
@@ -49,13 +50,28 @@ def cmd_finetune(args) -> int:
     if args.mode is None:  # not given: the task's default
         args.mode = task.default_mode
     cfg = TrainConfig(
-        mode=args.mode, steps=args.steps, epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
-        batch_size=args.batch_size, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
-        weight_decay=args.weight_decay, lr_decay_per_layer=args.lr_decay_per_layer,
-        eval_every=args.eval_every, val_examples=None if args.val_examples == 0 else args.val_examples,
-        max_len=args.max_len, labels=args.labels, seed=args.seed, pooling=args.pooling, head_bias=args.head_bias,
-        parallel=args.parallel, dtype=args.dtype, prompt=args.prompt,
-        unfreeze=args.unfreeze, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+        mode=args.mode,
+        steps=args.steps,
+        epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        warmup=args.warmup,
+        weight_decay=args.weight_decay,
+        lr_decay_per_layer=args.lr_decay_per_layer,
+        eval_every=args.eval_every,
+        val_examples=None if args.val_examples == 0 else args.val_examples,
+        max_len=args.max_len,
+        labels=args.labels,
+        seed=args.seed,
+        pooling=args.pooling,
+        head_bias=args.head_bias,
+        parallel=args.parallel,
+        dtype=args.dtype,
+        prompt=args.prompt,
+        unfreeze=args.unfreeze,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
     )
     check_out_folder(args.out, "finetune")  # before the data, and before mode adapt writes OUT/adapted
     if args.data is None:
@@ -65,8 +81,11 @@ def cmd_finetune(args) -> int:
     if args.mode == "scratch" and args.config and not (args.tokenizer or args.model or shipped_checkpoint()):
         raise ValueError("--config needs a tokenizer: pass --tokenizer or --model")
     # the tokenizer before the data, which can take a while to load: a wrong path is said at once
-    tokenizer = (load_tokenizer(args.tokenizer, option="--tokenizer") if args.tokenizer
-                 else load_tokenizer(model_or_default(args)))
+    tokenizer = (
+        load_tokenizer(args.tokenizer, option="--tokenizer")
+        if args.tokenizer
+        else load_tokenizer(model_or_default(args))
+    )
     if not (args.mode == "scratch" and args.config):  # the model's folder, or its download, before the data too
         resolve_source(model_or_default(args), allow_pickle=args.allow_pickle)
     data = task.load(args.data, text_field=args.text_field, label_field=args.label_field, split_seed=args.split_seed)
@@ -92,19 +111,29 @@ def cmd_finetune(args) -> int:
     if get_mode(args.mode).start == "adapted":
         from minitransfer.adapt import AdaptConfig, adapt_language_model
 
-        acfg = AdaptConfig(steps=args.adapt_steps, eval_every=max(1, min(50, args.adapt_steps)), seed=args.seed,
-                           parallel=args.parallel, dtype=args.dtype)
-        base = adapt_language_model(base, tokenizer, data, acfg, Path(args.out) / "adapted",
-                                    progress=not args.no_progress).model
+        acfg = AdaptConfig(
+            steps=args.adapt_steps,
+            eval_every=max(1, min(50, args.adapt_steps)),
+            seed=args.seed,
+            parallel=args.parallel,
+            dtype=args.dtype,
+        )
+        base = adapt_language_model(
+            base, tokenizer, data, acfg, Path(args.out) / "adapted", progress=not args.no_progress
+        ).model
     model = build_model(args.mode, base, config, data, cfg, task.head, new_head=args.new_head, tokenizer=tokenizer)
     kept = getattr(model.head, "pooling", args.pooling)  # a checkpoint's own classifier keeps its pooling
     own_head = base is not None and not args.new_head and type(base.head) is type(model.head)
     if own_head and args.pooling != TrainConfig.pooling and kept != args.pooling:
-        print(f"note: --pooling {args.pooling} has no effect: the model's own classification head (pooling "
-              f"{kept}) goes on training; --new-head puts on a fresh one that pools as asked")
+        print(
+            f"note: --pooling {args.pooling} has no effect: the model's own classification head (pooling "
+            f"{kept}) goes on training; --new-head puts on a fresh one that pools as asked"
+        )
     if own_head and not args.head_bias and getattr(model.head, "bias", False):
-        print("note: --no-head-bias has no effect: the model's own classification head (with a bias) goes on "
-              "training; --new-head puts on a fresh one without")
+        print(
+            "note: --no-head-bias has no effect: the model's own classification head (with a bias) goes on "
+            "training; --new-head puts on a fresh one without"
+        )
     r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress)
     best = model.head.best_metric
     print(
@@ -128,15 +157,20 @@ def ignored_finetune_options(args, cfg) -> list[str]:
 
     mode, notes = get_mode(args.mode), []
     if args.config and args.mode != "scratch":
-        notes.append(f"--config {args.config} has no effect in mode {args.mode}: only scratch builds a new "
-                     f"architecture; {args.mode} keeps --model's")
+        notes.append(
+            f"--config {args.config} has no effect in mode {args.mode}: only scratch builds a new "
+            f"architecture; {args.mode} keeps --model's"
+        )
     if args.adapt_steps != AdaptConfig.steps and mode.start != "adapted":
-        notes.append(f"--adapt-steps {args.adapt_steps} has no effect in mode {args.mode}: only adapt runs "
-                     f"next-word steps first")
+        notes.append(
+            f"--adapt-steps {args.adapt_steps} has no effect in mode {args.mode}: only adapt runs next-word steps first"
+        )
     if cfg.lr_decay_per_layer != 1.0 and layer_decay(cfg) == 1.0:
         why = "its backbone is frozen" if mode.frozen_backbone else "its backbone starts from random weights"
-        notes.append(f"--lr-decay-per-layer {cfg.lr_decay_per_layer:g} has no effect in mode {args.mode} "
-                     f"({why}): it scales the learning rate of a pretrained backbone's layers as they train")
+        notes.append(
+            f"--lr-decay-per-layer {cfg.lr_decay_per_layer:g} has no effect in mode {args.mode} "
+            f"({why}): it scales the learning rate of a pretrained backbone's layers as they train"
+        )
     for name, option in (("unfreeze", "--unfreeze"), ("lora_rank", "--lora-rank"), ("lora_alpha", "--lora-alpha")):
         if getattr(cfg, name) != getattr(type(cfg), name) and name not in mode.options:
             reader = next(m.name for m in MODES.values() if name in m.options)
@@ -144,14 +178,21 @@ def ignored_finetune_options(args, cfg) -> list[str]:
     if mode.head != "prompt":
         for opt, given in (("--prompt", args.prompt), ("--label-words", args.label_words)):
             if given is not None:
-                notes.append(f"{opt} has no effect in mode {args.mode}: only a mode that keeps the next-word head "
-                             f"(prompt) reads it")
+                notes.append(
+                    f"{opt} has no effect in mode {args.mode}: only a mode that keeps the next-word head "
+                    f"(prompt) reads it"
+                )
     elif args.pooling != "last":
-        notes.append(f"--pooling {args.pooling} has no effect in mode {args.mode}: the prompt head reads the "
-                     f"prompt's last token, where the next word is predicted")
+        notes.append(
+            f"--pooling {args.pooling} has no effect in mode {args.mode}: the prompt head reads the "
+            f"prompt's last token, where the next word is predicted"
+        )
     if args.task != "classify":
-        for opt, given, default in (("--pooling", args.pooling, "last"), ("--text-field", args.text_field, "text"),
-                                    ("--label-field", args.label_field, "label")):
+        for opt, given, default in (
+            ("--pooling", args.pooling, "last"),
+            ("--text-field", args.text_field, "text"),
+            ("--label-field", args.label_field, "label"),
+        ):
             if given != default:
                 notes.append(f"{opt} {given} has no effect with --task {args.task}: only classification reads it")
         if not args.head_bias:
@@ -174,23 +215,40 @@ def cmd_pretrain(args) -> int:
     from minitransfer.runs import check_out_folder
     from minitransfer.steps import weights_fingerprint
 
-    command = "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command_line is None \
+    command = (
+        "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if args.command_line is None
         else args.command_line
+    )
     out = Path(args.out)
     check_out_folder(out, "pretrain")  # before the minutes of tokenizer training and pretraining
     report_texts = check_pretrain_args(args)
-    cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
-                         eval_every=args.eval_every, seed=args.seed, parallel=args.parallel,
-                         dtype=args.dtype)
+    cfg = PretrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        block_size=args.block_size,
+        lr=args.lr,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        parallel=args.parallel,
+        dtype=args.dtype,
+    )
     texts = load_texts(args.data, text_field=args.text_field)
-    print(f"pretraining text: {len(texts)} documents from {args.data}"
-          + (" (the training split's texts only: no validation or test text is read)"
-             if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:")) else ""))
+    print(
+        f"pretraining text: {len(texts)} documents from {args.data}"
+        + (
+            " (the training split's texts only: no validation or test text is read)"
+            if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:"))
+            else ""
+        )
+    )
     cleaning = None
     if args.html_line_breaks:
         texts, changed, breaks = html_line_breaks(texts)
-        cleaning = (f"HTML line breaks turned into newlines: {breaks:,} in {changed:,} of the {len(texts):,} "
-                    f"documents; nothing else changed")
+        cleaning = (
+            f"HTML line breaks turned into newlines: {breaks:,} in {changed:,} of the {len(texts):,} "
+            f"documents; nothing else changed"
+        )
         print(f"cleaning: {cleaning}")
         if report_texts is not None:
             report_texts = html_line_breaks(report_texts)[0]
@@ -203,20 +261,30 @@ def cmd_pretrain(args) -> int:
         try:
             pack_blocks(report_texts, tokenizer, args.block_size, val_fraction=0.0)
         except DataError:
-            raise ValueError(f"--report-text {args.report_text}: its first {len(report_texts)} text(s) hold fewer "
-                             f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
-                             f"on") from None
+            raise ValueError(
+                f"--report-text {args.report_text}: its first {len(report_texts)} text(s) hold fewer "
+                f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
+                f"on"
+            ) from None
     save_tokenizer()  # once the text is known to fill a block (not before)
-    print(f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
-          f"validation blocks of {args.block_size + 1}"
-          + (f" (the first {cfg.val_blocks:,}, from held-out texts in a seeded random order, are scored at each "
-             f"evaluation)" if len(blocks.validation) > cfg.val_blocks
-             else "") + f"; {blocks.n_dropped_tokens:,} tail tokens dropped; "
-          f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs")
+    print(
+        f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
+        f"validation blocks of {args.block_size + 1}"
+        + (
+            f" (the first {cfg.val_blocks:,}, from held-out texts in a seeded random order, are scored at each "
+            f"evaluation)"
+            if len(blocks.validation) > cfg.val_blocks
+            else ""
+        )
+        + f"; {blocks.n_dropped_tokens:,} tail tokens dropped; "
+        f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs"
+    )
     model = GPT2.language_model(config, seed=args.seed) if init is None else init
     n_params = num_params(model)
-    print(f"model: n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
-          f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters")
+    print(
+        f"model: n_layer={config.n_layer} n_head={config.n_head} n_embd={config.n_embd} "
+        f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters"
+    )
     if init is not None:  # where the continued training starts from, on the blocks it will be scored on
         from flax import nnx
 
@@ -225,24 +293,52 @@ def cmd_pretrain(args) -> int:
         graphdef, params = nnx.split(init)
         start = block_perplexity(make_block_loss(graphdef, cfg.dtype), params, blocks.validation[: cfg.val_blocks])[1]
         print(f"validation perplexity of {args.init_from} before this training: {start:.1f}")
-    r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress,
-                 identity={"data": args.data, "tokenizer": args.tokenizer,
-                           **({"init_from": weights_fingerprint(init)} if init is not None else {}),
-                           **({"html_line_breaks": True} if args.html_line_breaks else {})})
+    r = pretrain(
+        model,
+        blocks,
+        tokenizer,
+        cfg,
+        out,
+        progress=not args.no_progress,
+        identity={
+            "data": args.data,
+            "tokenizer": args.tokenizer,
+            **({"init_from": weights_fingerprint(init)} if init is not None else {}),
+            **({"html_line_breaks": True} if args.html_line_breaks else {}),
+        },
+    )
     if r.steps_run == 0 and (out / "pretrain.json").exists():
         print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
         return 0
     report = {}
     if report_texts is not None:
         ppl = text_perplexity(model, tokenizer, report_texts, args.block_size)
-        report = {"text": args.report_text, "n_texts": len(report_texts), "block_size": args.block_size,
-                  "perplexity": ppl}
+        report = {
+            "text": args.report_text,
+            "n_texts": len(report_texts),
+            "block_size": args.block_size,
+            "perplexity": ppl,
+        }
         print(f"perplexity on the first {len(report_texts)} texts of {args.report_text}: {ppl:.2f}")
-    write_model_card(out, pretrain_card(
-        data=args.data, documents=len(texts), result=r, config=config, cfg=cfg, n_params=n_params, report=report,
-        command=command, init_from=args.init_from if init is not None else None, cleaning=cleaning))
-    print(f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.train_seconds / 60:.1f} min: "
-          f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}")
+    write_model_card(
+        out,
+        pretrain_card(
+            data=args.data,
+            documents=len(texts),
+            result=r,
+            config=config,
+            cfg=cfg,
+            n_params=n_params,
+            report=report,
+            command=command,
+            init_from=args.init_from if init is not None else None,
+            cleaning=cleaning,
+        ),
+    )
+    print(
+        f"pretrained {n_params:,} parameters on {r.tokens_seen:,} tokens in {r.train_seconds / 60:.1f} min: "
+        f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}"
+    )
     return 0
 
 
@@ -250,13 +346,18 @@ def check_pretrain_args(args) -> list[str] | None:
     """The settings that can be checked before minutes of tokenizer training
     and pretraining; returns the texts of --report-text (read now, so that a
     bad row is said before the training, not after it)."""
-    from minitransfer.readers import read_rows, texts_and_raw_labels
     from minitransfer.model import NAMED_CONFIGS
+    from minitransfer.readers import read_rows, texts_and_raw_labels
 
-    if args.init_from and (args.tokenizer != "train:8192" or args.config or any(
-            getattr(args, k) is not None for k in ("n_layer", "n_head", "n_embd", "n_positions"))):
-        raise ValueError("--init-from takes the shape and tokenizer of its checkpoint; drop --tokenizer, "
-                         "--config, --n-layer, --n-head, --n-embd and --n-positions")
+    if args.init_from and (
+        args.tokenizer != "train:8192"
+        or args.config
+        or any(getattr(args, k) is not None for k in ("n_layer", "n_head", "n_embd", "n_positions"))
+    ):
+        raise ValueError(
+            "--init-from takes the shape and tokenizer of its checkpoint; drop --tokenizer, "
+            "--config, --n-layer, --n-head, --n-embd and --n-positions"
+        )
     # settings that can be checked now, not after minutes of tokenizer training or pretraining
     if not 0 < args.val_fraction < 1:
         raise ValueError(f"--val-fraction must be between 0 and 1 (a share of the texts), got {args.val_fraction}")
@@ -269,24 +370,36 @@ def check_pretrain_args(args) -> list[str] | None:
         if args.report_n < 1:
             raise ValueError(f"--report-n must be at least 1, got {args.report_n}")
         rows = read_rows(Path(args.report_text), "jsonl", [])
-        report_texts, _ = texts_and_raw_labels(type(rows)(rows[: args.report_n], rows.lines[: args.report_n]),
-                                                Path(args.report_text), "text", None, [], need_labels=False)
+        report_texts, _ = texts_and_raw_labels(
+            type(rows)(rows[: args.report_n], rows.lines[: args.report_n]),
+            Path(args.report_text),
+            "text",
+            None,
+            [],
+            need_labels=False,
+        )
     if not args.init_from:  # the model's shape: known before a tokenizer is trained for it
         named = dict(NAMED_CONFIGS[args.config]) if args.config else {}
         missing = [k for k in ("n_layer", "n_head", "n_embd") if k not in named and getattr(args, k) is None]
         if missing:
-            raise ValueError(f"give --config NAME or all of --n-layer --n-head --n-embd (missing "
-                             f"{', '.join('--' + k.replace('_', '-') for k in missing)})")
+            raise ValueError(
+                f"give --config NAME or all of --n-layer --n-head --n-embd (missing "
+                f"{', '.join('--' + k.replace('_', '-') for k in missing)})"
+            )
         for k in ("n_layer", "n_head", "n_embd", "n_positions"):
             if getattr(args, k) is not None and getattr(args, k) < 1:
                 raise ValueError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(args, k)}")
         n_embd, n_head = args.n_embd or named.get("n_embd"), args.n_head or named.get("n_head")
         if n_embd % n_head:  # (--config's values where the options do not override them)
-            raise ValueError(f"n_embd {n_embd} must be a multiple of n_head {n_head} (each head gets n_embd / "
-                             f"n_head dimensions); set --n-embd or --n-head")
+            raise ValueError(
+                f"n_embd {n_embd} must be a multiple of n_head {n_head} (each head gets n_embd / "
+                f"n_head dimensions); set --n-embd or --n-head"
+            )
         if args.n_positions is not None and args.block_size > args.n_positions:
-            raise ValueError(f"--block-size {args.block_size} exceeds --n-positions {args.n_positions}: a block "
-                             f"must fit the positions the model has")
+            raise ValueError(
+                f"--block-size {args.block_size} exceeds --n-positions {args.n_positions}: a block "
+                f"must fit the positions the model has"
+            )
     return report_texts
 
 
@@ -309,8 +422,9 @@ def pretrain_tokenizer(args, texts: list[str], out: Path):
         try:
             vocab = int(args.tokenizer.split(":", 1)[1])
         except ValueError:
-            raise ValueError(f"--tokenizer {args.tokenizer}: train:N needs a whole number of tokens, "
-                             f"e.g. train:8192") from None
+            raise ValueError(
+                f"--tokenizer {args.tokenizer}: train:N needs a whole number of tokens, e.g. train:8192"
+            ) from None
         # what the tokenizer in OUT was trained for: a rerun reuses it only for the same text and size
         # (a run that failed later, or another run's folder, must not lend its vocabulary silently)
         trained_for = {"tokenizer": args.tokenizer, "data": args.data, "text_field": args.text_field}
@@ -324,18 +438,26 @@ def pretrain_tokenizer(args, texts: list[str], out: Path):
                 known = isinstance(before, dict) and {"tokenizer", "data"} <= set(before)
                 raise ValueError(
                     f"{out}/tokenizer.json was "
-                    + (f"trained for another run ({before['tokenizer']} on {before['data']})" if known else
-                       f"not trained by this command (no {record.name} beside it)")
-                    + f", not for --tokenizer {args.tokenizer} on {args.data}; choose another --out or delete it")
+                    + (
+                        f"trained for another run ({before['tokenizer']} on {before['data']})"
+                        if known
+                        else f"not trained by this command (no {record.name} beside it)"
+                    )
+                    + f", not for --tokenizer {args.tokenizer} on {args.data}; choose another --out or delete it"
+                )
             tokenizer = load_tokenizer(out)  # resuming: the vocabulary must not change
-            print(f"tokenizer: reusing {out}/tokenizer.json ({len(tokenizer)} tokens), trained for this run's "
-                  f"text and size")
+            print(
+                f"tokenizer: reusing {out}/tokenizer.json ({len(tokenizer)} tokens), trained for this run's "
+                f"text and size"
+            )
         else:
             print(f"tokenizer: training a {vocab}-token byte-level BPE on the pretraining text")
             tokenizer = train_tokenizer(texts, vocab)
             if len(tokenizer) < vocab:  # BPE merges only pairs the text repeats: a small text runs out of them
-                print(f"note: the text yields {len(tokenizer):,} tokens, fewer than the {vocab:,} asked: it repeats "
-                      f"too few character pairs for more merges (the model's vocabulary is {len(tokenizer):,})")
+                print(
+                    f"note: the text yields {len(tokenizer):,} tokens, fewer than the {vocab:,} asked: it repeats "
+                    f"too few character pairs for more merges (the model's vocabulary is {len(tokenizer):,})"
+                )
             new_tokenizer = tokenizer
     else:
         tokenizer = load_tokenizer(args.tokenizer, option="--tokenizer")
@@ -362,11 +484,18 @@ def pretrain_shape(args, init, tokenizer):
         if getattr(args, k) is not None:
             shape[k] = getattr(args, k)
     if init is None:
-        shape["n_positions"] = max(args.block_size, shape.get("n_positions", 0)) if args.n_positions is None \
-            else args.n_positions
-    config = GPT2Config(**shape, vocab_size=len(tokenizer), embd_pdrop=args.dropout, attn_pdrop=args.dropout,
-                        resid_pdrop=args.dropout, bos_token_id=tokenizer.eos_token_id,
-                        eos_token_id=tokenizer.eos_token_id)
+        shape["n_positions"] = (
+            max(args.block_size, shape.get("n_positions", 0)) if args.n_positions is None else args.n_positions
+        )
+    config = GPT2Config(
+        **shape,
+        vocab_size=len(tokenizer),
+        embd_pdrop=args.dropout,
+        attn_pdrop=args.dropout,
+        resid_pdrop=args.dropout,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     return config
 
 
@@ -377,8 +506,8 @@ def pretrain_shape(args, init, tokenizer):
 
 def cmd_compare(args) -> int:
     from minitransfer.compare import compare, seeds_text
-    from minitransfer.modes import get_mode
     from minitransfer.convert import load_pretrained
+    from minitransfer.modes import get_mode
     from minitransfer.runs import check_out_folder
     from minitransfer.tasks import get_task
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
@@ -392,11 +521,16 @@ def cmd_compare(args) -> int:
         if args.task != "classify":
             raise ValueError(f"--task {args.task} needs --data (e.g. jsonl:DIR with train.jsonl and test.jsonl)")
         args.data = task.default_data
-    ignored = [o for o, given in (("--prompt", args.prompt), ("--label-words", args.label_words),
-                                  ("--pooling", args.pooling)) if given]
+    ignored = [
+        o
+        for o, given in (("--prompt", args.prompt), ("--label-words", args.label_words), ("--pooling", args.pooling))
+        if given
+    ]
     if args.task != "classify" and ignored:  # said before any work, not silently without effect
-        raise ValueError(f"{', '.join(ignored)}: not read by compare --task {args.task} (its head reads every "
-                         f"position, and it has no labels to put words to)")
+        raise ValueError(
+            f"{', '.join(ignored)}: not read by compare --task {args.task} (its head reads every "
+            f"position, and it has no labels to put words to)"
+        )
     cc = compare_config(args, task)
     # the model first: a wrong --model is said at once, not after the data has loaded
     t_model = time.perf_counter()
@@ -419,21 +553,27 @@ def cmd_compare(args) -> int:
 
         cc.label_words = parse_label_words(args.label_words, data.label_names)
     n_runs = len(cc.budgets) * len([m for m in cc.modes if not get_mode(m).trains_nothing]) * cc.seeds
-    print(f"compare: {source} on {args.data}: budgets {cc.budgets} x modes {cc.modes} x {cc.seeds} seed(s) "
-          f"({seeds_text(cc.first_seed, cc.seeds)}) = {n_runs} runs -> {args.out}")
+    print(
+        f"compare: {source} on {args.data}: budgets {cc.budgets} x modes {cc.modes} x {cc.seeds} seed(s) "
+        f"({seeds_text(cc.first_seed, cc.seeds)}) = {n_runs} runs -> {args.out}"
+    )
     t_compare = time.perf_counter()
     s = compare(base, base.config, data, tokenizer, cc, args.out, progress=not args.no_progress)
     t_end = time.perf_counter()
     print()
     print((Path(args.out) / "summary.md").read_text())
-    print(f"wrote {args.out}/results.csv, summary.json, summary.md, curves.png, budget.png "
-          f"({s['wall_seconds'] / 60:.1f} min)")
+    print(
+        f"wrote {args.out}/results.csv, summary.json, summary.md, curves.png, budget.png "
+        f"({s['wall_seconds'] / 60:.1f} min)"
+    )
     # where the command's time outside the runs goes: on a GPU it is a large part of a short compare
     start = f"starting Python and its imports {started:.1f} s, " if started is not None else ""
     whole = f"; {started + t_end - t_model:.0f} s for the whole command" if started is not None else ""
-    print(f"Outside the runs: {start}loading the model (JAX starts its device here) {t_data - t_model:.1f} s, the data "
-          f"{t_compare - t_data:.1f} s, writing the results and figures {t_end - t_compare - s['wall_seconds']:.1f} s"
-          f"{whole}.")
+    print(
+        f"Outside the runs: {start}loading the model (JAX starts its device here) {t_data - t_model:.1f} s, the data "
+        f"{t_compare - t_data:.1f} s, writing the results and figures {t_end - t_compare - s['wall_seconds']:.1f} s"
+        f"{whole}."
+    )
     return 0
 
 
@@ -446,12 +586,20 @@ def compare_config(args, task):
     from minitransfer.compare import CompareConfig, check_modes, parse_budgets
 
     if args.quick:
-        cc = CompareConfig(budgets=[100, 300], seeds=2, steps=20, val_examples=200, evals_per_run=4,
-                           adapt=AdaptConfig(steps=30, eval_every=15))
+        cc = CompareConfig(
+            budgets=[100, 300],
+            seeds=2,
+            steps=20,
+            val_examples=200,
+            evals_per_run=4,
+            adapt=AdaptConfig(steps=30, eval_every=15),
+        )
     else:
         cc = CompareConfig()
     if args.adapt_steps is not None:
-        cc.adapt = dataclasses.replace(cc.adapt, steps=args.adapt_steps, eval_every=max(1, min(cc.adapt.eval_every, args.adapt_steps)))
+        cc.adapt = dataclasses.replace(
+            cc.adapt, steps=args.adapt_steps, eval_every=max(1, min(cc.adapt.eval_every, args.adapt_steps))
+        )
     if args.budgets is not None:
         if not args.budgets.replace(",", "").strip():
             raise ValueError("--budgets is empty; give label counts, e.g. --budgets 100,300,1000 (or all)")
@@ -482,13 +630,22 @@ def cmd_compare_chat(args, source: str) -> int:
     from minitransfer.modes import get_mode
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
-    ignored = [o for o, given in (("--budgets", args.budgets), ("--pooling", args.pooling),
-                                  ("--keep-checkpoints", args.keep_checkpoints),
-                                  ("--text-field", args.text_field != "text"),
-                                  ("--label-field", args.label_field != "label")) if given]
+    ignored = [
+        o
+        for o, given in (
+            ("--budgets", args.budgets),
+            ("--pooling", args.pooling),
+            ("--keep-checkpoints", args.keep_checkpoints),
+            ("--text-field", args.text_field != "text"),
+            ("--label-field", args.label_field != "label"),
+        )
+        if given
+    ]
     if ignored:  # said before any work, not silently without effect
-        raise ValueError(f"{', '.join(ignored)}: not read by compare --task chat (it trains on every training "
-                         f"conversation; its head reads every position)")
+        raise ValueError(
+            f"{', '.join(ignored)}: not read by compare --task chat (it trains on every training "
+            f"conversation; its head reads every position)"
+        )
     cc = ChatCompareConfig(steps=20, seeds=2, val_examples=200) if args.quick else ChatCompareConfig()
     if args.modes is not None:
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -504,8 +661,10 @@ def cmd_compare_chat(args, source: str) -> int:
     cc.first_seed, cc.split_seed, cc.parallel, cc.dtype = args.first_seed, args.split_seed, args.parallel, args.dtype
     if args.adapt_steps is not None:
         if "adapt" not in cc.modes:
-            raise ValueError(f"--adapt-steps {args.adapt_steps} has no effect: only mode adapt runs next-word steps "
-                             f"first (--modes {','.join(cc.modes)})")
+            raise ValueError(
+                f"--adapt-steps {args.adapt_steps} has no effect: only mode adapt runs next-word steps "
+                f"first (--modes {','.join(cc.modes)})"
+            )
         cc.adapt_steps = args.adapt_steps
     tokenizer = load_tokenizer(source)
     base = load_pretrained(source, allow_pickle=args.allow_pickle)
@@ -513,8 +672,10 @@ def cmd_compare_chat(args, source: str) -> int:
     data = load_chat_dataset(args.data or "chatterbot", split_seed=cc.split_seed)
     for n in data.notes:
         print(f"data: {n}")
-    print(f"compare --task chat: {source} on {data.spec}: modes {cc.modes} x {cc.seeds} seed(s) "
-          f"({seeds_text(cc.first_seed, cc.seeds)}) = {len(cc.modes) * cc.seeds} runs -> {args.out}")
+    print(
+        f"compare --task chat: {source} on {data.spec}: modes {cc.modes} x {cc.seeds} seed(s) "
+        f"({seeds_text(cc.first_seed, cc.seeds)}) = {len(cc.modes) * cc.seeds} runs -> {args.out}"
+    )
     s = compare_chat(base, data, tokenizer, cc, args.out, progress=not args.no_progress)
     print()
     print((Path(args.out) / "summary.md").read_text())

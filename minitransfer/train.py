@@ -151,6 +151,14 @@ class TrainConfig:
         if not 0 < self.lora_alpha < float("inf"):
             raise ValueError(f"--lora-alpha must be a positive, finite number, got {self.lora_alpha:g}")
 
+    def resolved(self, config: GPT2Config) -> TrainConfig:
+        """These settings with the defaults that depend on the model and device filled in."""
+        return dataclasses.replace(
+            self,
+            lr=self.lr or default_lr(self.mode, config),
+            eval_batch_size=self.eval_batch_size or eval_batch_default(),
+        )
+
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
             return int(self.steps)
@@ -177,6 +185,17 @@ class RunResult:
     # (the training loops of the calls it resumed), so that they add up to wall_seconds; a finished
     # run reads them back from result.json; empty for an interrupted run
     seconds: dict = dataclasses.field(default_factory=dict)
+
+    RECORDED = ("best_step", "best_val", "test", "steps", "steps_per_second", "wall_seconds", "seconds")
+
+    def record(self) -> dict:
+        """What result.json keeps of it."""
+        return {k: getattr(self, k) for k in self.RECORDED}
+
+    @classmethod
+    def of(cls, out, record: dict, history: list[dict]) -> RunResult:
+        """A finished run's result, read back from its record."""
+        return cls(out, *(record[k] for k in cls.RECORDED[:-1]), history, record["seconds"])
 
 
 def build_model(
@@ -279,34 +298,19 @@ def finetune(
 ) -> RunResult:
     """Train ``model`` (backbone + a task head: its loss, metrics and batches) on ``data`` per ``cfg``.
 
-    With ``out``, writes ``out/best`` (the best checkpoint by validation
-    ``head.best_metric``, loadable by ``load_pretrained``), ``out/metrics.jsonl``
-    and ``out/result.json``; re-running with the same ``out`` resumes an
-    interrupted run (Ctrl-C) or returns a finished one as it is (``runs.py``).
-    ``feature_cache`` (probe): a dict kept by the caller across runs, so that
-    a frozen backbone's features of the same texts are computed once.
-    ``keep_state=False`` saves neither the resumable state nor ``out/best``
-    along the way, only ``out/best`` at the end (``keep_best=False``: not
-    even that): for compare's dozens of short runs, where saving weights at
-    every validation would cost more than redoing an interrupted run.
+    With ``out``: ``out/best`` (the best checkpoint by validation), ``out/metrics.jsonl``, ``out/result.json``;
+    the same ``out`` again resumes an interrupted run or returns a finished one (``runs.py``). ``feature_cache``:
+    probe's features kept across runs. ``keep_state=False``: nothing saved along the way, ``out/best`` at the end
+    (``keep_best=False``: not even that), for compare's short runs, cheaper to redo than to save at each validation.
     """
     # ---- the run: its settings, and whether it has finished already ----------
     watch = Stopwatch()
     head = check_fits(model, data, tokenizer, cfg)
-    cfg = dataclasses.replace(
-        cfg,
-        lr=cfg.lr or default_lr(cfg.mode, model.config),
-        eval_batch_size=cfg.eval_batch_size or eval_batch_default(),
-    )
+    cfg = cfg.resolved(model.config)
     run = open_run(model, data, tokenizer, cfg, out, keep_state)
     if (done := run.finished()) is not None:
         log(f"{out}: this run already finished (best step {done['best_step']}); skipping")
-        return RunResult(
-            run.out,
-            *(done[k] for k in ("best_step", "best_val", "test", "steps", "steps_per_second", "wall_seconds")),
-            run.history(),
-            done["seconds"],
-        )
+        return RunResult.of(run.out, done, run.history())
 
     # ---- data: the head says what its batches hold (budget, validation subset, encoding), and what trains
     with watch("prepare"):
@@ -325,63 +329,46 @@ def finetune(
         net, arrays, forward, loss, trains = what_trains(model, cfg, prepared, feature_cache, progress, log)
 
     # ---- optimizer and steps ----------------------------------------------------
+    how = {"progress": progress, "log": log}
     graphdef, params, rest = split_trained(net, trains)  # rest: what stays frozen (None: nothing)
     n_train = len(enc["train"])
-    asked, cfg = (
-        cfg,
-        dataclasses.replace(cfg, batch_size=fit_batch_size(cfg.batch_size, n_train, "training examples", log)),
-    )
+    batch_size = fit_batch_size(cfg.batch_size, n_train, "training examples", log)
+    asked, cfg = cfg, dataclasses.replace(cfg, batch_size=batch_size)
     total = cfg.total_steps(n_train)
-    opt_state, parallel, train_step = setup_training(cfg, graphdef, params, loss, total, model.config.n_layer, rest)
+    opt_state, how["parallel"], train_step = setup_training(
+        cfg, graphdef, params, loss, total, model.config.n_layer, rest
+    )
     eval_step = make_eval_step(graphdef, forward, cfg.dtype, rest)
 
     def validate(params):
         val = head.metrics(predict(eval_step, params, arrays["validation"], cfg.eval_batch_size), enc["validation"])
         return {f"val_{k}": v for k, v in val.items()}
 
+    card = {"max_len": cfg.max_len, "mode": cfg.mode, "val_examples": len(enc["validation"]), "dtype": cfg.dtype}
+
     def save_best(params, step, metrics=None):
         trained = _with_params(net, params, model)
-        save_pretrained(
-            mode.finished(nnx.clone(trained)),
-            run.out / "best",
-            tokenizer,
-            extra={
-                "max_len": cfg.max_len,
-                "mode": cfg.mode,
-                "step": step,
-                "val_examples": len(enc["validation"]),
-                "dtype": cfg.dtype,
-                **data_record(data),
-            },
-        )
+        extra = {**card, "step": step, **data_record(data)}
+        save_pretrained(mode.finished(nnx.clone(trained)), run.out / "best", tokenizer, extra=extra)
         save_adapters(trained, run.out / "best")  # lora: the adapters alone too (the other modes have none)
 
+    def get_batch(step):
+        return {k: v[batch_indices(step, cfg.batch_size, n_train, cfg.seed)] for k, v in arrays["train"].items()}
+
     # ---- train ------------------------------------------------------------------
-    loop = train_loop(
-        params,
-        opt_state,
-        train_step,
-        lambda step: {k: v[batch_indices(step, cfg.batch_size, n_train, cfg.seed)] for k, v in arrays["train"].items()},
-        Schedule(total, cfg.eval_every or max(1, total // 10), lr_values(cfg, total), cfg.seed),
-        Validation(
-            validate,
-            head.better,
-            save_best if out is not None and keep_state else None,
-            lambda m: {f"val_{head.best_metric}": f"{m[f'val_{head.best_metric}']:.3f}"},
-        ),
-        run,
-        desc=cfg.mode,
-        progress=progress,
-        log=log,
-        parallel=parallel,
+    schedule = Schedule(total, cfg.eval_every or max(1, total // 10), lr_values(cfg, total), cfg.seed)
+    best = f"val_{head.best_metric}"
+    validation = Validation(
+        validate, head.better, save_best if out and keep_state else None, lambda m: {best: f"{m[best]:.3f}"}
     )
+    loop = train_loop(params, opt_state, train_step, get_batch, schedule, validation, run, desc=cfg.mode, **how)
 
     # ---- test the best weights ----------------------------------------------------
     with watch("test"):
-        test = head.metrics(
-            predict(eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size, "test" if progress else None),
-            enc["test"],
+        outputs = predict(
+            eval_step, loop.best_params, arrays["test"], cfg.eval_batch_size, "test" if progress else None
         )
+        test = head.metrics(outputs, enc["test"])
     # the trained weights go back into the caller's model (lora's merged into its plain weights)
     nnx.update(model, nnx.state(mode.finished(_with_params(net, loop.best_params, model))))
     if out is not None and not keep_state and keep_best:  # best/ was not written along the way
@@ -390,27 +377,25 @@ def finetune(
     # ---- record -------------------------------------------------------------------
     seconds, wall = run_seconds(watch, loop)
     best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
-    run.finish(
-        {
-            "mode": cfg.mode,
-            "best_step": loop.best_step,
-            "best_val": best_val,
-            "test": test,
-            "steps": loop.step,
-            "steps_per_second": loop.steps_per_second,
-            "wall_seconds": wall,
-            "seconds": seconds,
-            "n_train": n_train,
-            "config": dataclasses.asdict(asked),
-            "batch_size_used": cfg.batch_size,
-            # what the run did, whichever of epochs and steps it was given
-            "epochs_trained": round(loop.step * cfg.batch_size / n_train, 3),
-            "truncated": {name: e.n_truncated for name, e in enc.items()},
-        }
-    )
-    return RunResult(
-        run.out, loop.best_step, best_val, test, loop.step, loop.steps_per_second, wall, loop.history, seconds
-    )
+    result = RunResult(run.out, loop.best_step, best_val, test, loop.step, loop.steps_per_second, wall, loop.history)
+    result.seconds = seconds
+    run.finish({**result.record(), **what_ran(asked, cfg, enc)})
+    return result
+
+
+def what_ran(asked: TrainConfig, trained: TrainConfig, enc: dict) -> dict:
+    """What result.json records of a run beside its result: the settings as asked (a re-run finds its
+    run by them), the batch it trained with, the epochs that made (whichever of epochs and steps it was
+    given) and how many texts of each split were cut to max_len."""
+    n_train = len(enc["train"])
+    return {
+        "mode": trained.mode,
+        "n_train": n_train,
+        "config": dataclasses.asdict(asked),
+        "batch_size_used": trained.batch_size,
+        "truncated": {name: e.n_truncated for name, e in enc.items()},
+        "epochs_trained": round(trained.total_steps(n_train) * trained.batch_size / n_train, 3),
+    }
 
 
 def open_run(model: GPT2, data, tokenizer, cfg: TrainConfig, out, keep_state: bool) -> RunFolder:

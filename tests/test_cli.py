@@ -251,7 +251,8 @@ def test_the_command_asks_for_deterministic_gpu_operations_unless_told(monkeypat
     """The console script adds XLA's determinism flag before JAX starts (a
     GPU otherwise sums the embedding's gradient in a different order every
     run); a choice already in XLA_FLAGS, on or off, is kept as it is."""
-    from minitransfer import cli, process
+    from minitransfer import cli
+    from minitransfer.cli import process
 
     seen = {}
     monkeypatch.setattr(cli, "restart_with_huge_pages", lambda: None)

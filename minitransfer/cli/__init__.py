@@ -850,7 +850,3 @@ def entry() -> int:
     except KeyboardInterrupt:  # before a command's own handling starts (its imports): one line, not a traceback
         print("\nminitransfer: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(entry())

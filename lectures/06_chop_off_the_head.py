@@ -57,6 +57,12 @@ from minitransfer.data import load_dataset
 from minitransfer.train import TrainConfig, build_classifier, finetune
 
 data = load_dataset("tweets")
+if FAST:  # a small test split: in fast mode the mechanics matter, not the numbers
+    import dataclasses
+
+    from minitransfer.data import label_budget
+
+    data = dataclasses.replace(data, test=label_budget(data.test, 400, 0, data.num_classes, "test subset"))
 cfg = TrainConfig(mode="probe", labels=200 if FAST else 1000, steps=30 if FAST else 200, max_len=64,
                   val_examples=200 if FAST else 1000)
 model = build_classifier("probe", lm, lm.config, data.label_names, cfg)
@@ -142,7 +148,7 @@ from minitransfer.qa import QADataset, answer, toy_city_questions
 from minitransfer.train import build_model
 
 qa_data = QADataset(toy_city_questions(400, 0), toy_city_questions(50, 1), toy_city_questions(100, 2), "toy")
-qa_cfg = TrainConfig(mode="full", steps=60 if FAST else 300, batch_size=32, max_len=40, lr=1e-3,
+qa_cfg = TrainConfig(mode="full", steps=60 if FAST else 300, batch_size=16 if FAST else 32, max_len=40, lr=1e-3,
                      val_examples=None, head_dropout=0.0)
 qa_model = build_model("full", lm, lm.config, qa_data, qa_cfg, SpanHead)
 qa = finetune(qa_model, qa_data, tok, qa_cfg, progress=False, log=lambda m: None)

@@ -218,11 +218,13 @@ source = pretrained_source()
 base = mt.load_pretrained(source)
 tok = mt.load_tokenizer(source)
 data = load_dataset("tweets")
-if FAST:  # a small test split: in fast mode the mechanics matter, not the numbers
-    data = dataclasses.replace(data, test=label_budget(data.test, 400, 0, data.num_classes, "test subset"))
+if FAST:  # small splits and batches: in fast mode the mechanics matter, not the numbers
+    data = dataclasses.replace(data, train=label_budget(data.train, 2000, 0, data.num_classes, "train subset"),
+                               test=label_budget(data.test, 200, 0, data.num_classes, "test subset"))
 cc = CompareConfig(budgets=[50, 200] if FAST else [100, 300], seeds=2 if FAST else 3,
                    steps=10 if FAST else None, val_examples=100 if FAST else 500, evals_per_run=2 if FAST else 5,
-                   adapt=AdaptConfig(steps=20, eval_every=10) if FAST else AdaptConfig())
+                   **(dict(batch_size=16, max_len=32) if FAST else {}),
+                   adapt=AdaptConfig(steps=20, eval_every=10, batch_size=16, block_size=32) if FAST else AdaptConfig())
 out = out_dir() / "07_compare"
 shutil.rmtree(out, ignore_errors=True)  # a fresh run every time: here the point is to watch it run
 summary = compare(base, base.config, data, tok, cc, out, progress=False)

@@ -42,6 +42,17 @@ if "MINITRANSFER_COMPILATION_CACHE" not in os.environ:
     os.environ["MINITRANSFER_COMPILATION_CACHE"] = _cache
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
+# The same folder serves as JAX's persistent compilation cache for every process of the run: this one,
+# the lectures' kernels and scripts, the subprocesses. Many tests build the same small programs again
+# (a jitted function made anew per call, the same lecture in the book and as a script, a fresh process per
+# command); each is compiled once and read back after. Every program is kept, whatever its compile time, as
+# the command keeps them (process.enable_compilation_cache). Same program, same results: the cache only
+# skips XLA's compiler. MINITRANSFER_COMPILATION_CACHE=0 runs the tests without it.
+_chosen = os.environ["MINITRANSFER_COMPILATION_CACHE"]
+if _chosen.lower() not in ("0", "off", "false", "no") and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _chosen
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
 # Same seed, same result is tested; on a GPU, XLA's scatter-add (the
 # embedding's gradient) sums with atomics in whatever order threads arrive
 # unless asked to be deterministic. Read when the backend starts, which is

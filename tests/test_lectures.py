@@ -31,7 +31,8 @@ def test_there_are_seven_to_nine_lectures():
 @pytest.mark.parametrize("path", AS_SCRIPTS, ids=[p.stem for p in AS_SCRIPTS])
 def test_lecture_runs(path, tmp_path):
     env = {**os.environ, "MINITRANSFER_FAST": "1", "MINITRANSFER_LECTURE_OUT": str(tmp_path), "MPLBACKEND": "Agg"}
-    env.pop("XLA_FLAGS", None)
+    # (XLA_FLAGS kept, as the book's kernels keep them: with the same flags, the programs the book compiled
+    # are read back from the run's compilation cache instead of compiled again; see conftest.py)
     # the lecture imports this checkout's minitransfer, installed or not
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     t = time.perf_counter()

@@ -81,8 +81,8 @@ for name, text in samples.items():
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minitransfer.data import load_dataset
 from minitransfer.apps.lecture import FAST, out_dir, pretrained_source
+from minitransfer.data import load_dataset
 
 tweets = load_dataset("tweets").train.texts[: 300 if FAST else 3000]
 small = load_tokenizer(pretrained_source())

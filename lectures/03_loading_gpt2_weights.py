@@ -16,8 +16,8 @@ from transformers import GPT2Config as HFConfig
 from transformers import GPT2LMHeadModel
 
 import minitransfer as mt
-from minitransfer.convert import backbone_from_tensors, hf_name, normalize_state_dict
 from minitransfer.apps.lecture import FAST, out_dir, show
+from minitransfer.convert import backbone_from_tensors, hf_name, normalize_state_dict
 
 show(hf_name)
 

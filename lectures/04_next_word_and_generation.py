@@ -14,10 +14,9 @@ import jax
 import numpy as np
 
 import minitransfer as mt
-from minitransfer.generate import next_word_candidates
-from minitransfer.generate import filter_logits, generate
-from minitransfer.model import NextWordHead
 from minitransfer.apps.lecture import FAST, out_dir, pretrained_source, show
+from minitransfer.generate import filter_logits, generate, next_word_candidates
+from minitransfer.model import NextWordHead
 
 show(NextWordHead)
 
@@ -49,8 +48,10 @@ show(filter_logits)
 logits = np.asarray(model(np.asarray([tok.encode("This movie was")], np.int32))[0, -1:])
 for t in (0.5, 1.0, 1.5):
     p = np.asarray(jax.nn.softmax(filter_logits(logits, t, None, None)))[0]
-    print(f"temperature {t}: top token gets {100 * p.max():.1f}%, "
-          f"{int((np.cumsum(np.sort(p)[::-1]) < 0.9).sum()) + 1} tokens cover 90%")
+    print(
+        f"temperature {t}: top token gets {100 * p.max():.1f}%, "
+        f"{int((np.cumsum(np.sort(p)[::-1]) < 0.9).sum()) + 1} tokens cover 90%"
+    )
 
 # %% [markdown]
 # **The picture every explanation of GPT-2 draws:** the next-word head's
@@ -63,10 +64,14 @@ import matplotlib.pyplot as plt
 
 top10 = np.argsort(-logits[0])[:10]
 labels = [tok.decode([int(i)]).replace(" ", "·") for i in top10]
-settings = [("temperature 1", 1.0, None), ("temperature 0.5", 0.5, None), ("temperature 1.5", 1.5, None),
-            ("top-k 3", 1.0, 3)]
+settings = [
+    ("temperature 1", 1.0, None),
+    ("temperature 0.5", 0.5, None),
+    ("temperature 1.5", 1.5, None),
+    ("top-k 3", 1.0, 3),
+]
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.6), sharey=True)
-for ax, (name, t, k) in zip(axes, settings):
+for ax, (name, t, k) in zip(axes, settings, strict=True):
     p = np.asarray(jax.nn.softmax(filter_logits(logits, t, k, None)))[0][top10]
     ax.barh(range(10)[::-1], 100 * p, color="#3d7bd9")
     ax.set_yticks(range(10)[::-1], labels, fontfamily="monospace")
@@ -120,6 +125,7 @@ for seed in range(3):
 # without the cache, for growing prompt lengths. Without it, every new token
 # re-reads the whole prefix, so its cost grows with the length; with it, the
 # cost stays flat. (Each point is the best of a few calls, after compiling.)
+
 
 # %%
 def per_token(n_prompt: int, use_cache: bool, n_new: int = 8) -> float:

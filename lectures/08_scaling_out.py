@@ -34,9 +34,11 @@ print(jax.devices())
 # why minitransfer pads every training batch to one shape (`--max-len`),
 # and every evaluation batch to one of a few lengths.
 
+
 # %%
 def gelu_mlp(w1, w2, x):
     return jax.nn.gelu(x @ w1) @ w2
+
 
 w1, w2 = jnp.ones((256, 1024)) * 0.01, jnp.ones((1024, 256)) * 0.01
 x = jnp.ones((512, 256))
@@ -119,8 +121,11 @@ from minitransfer.steps import classification_loss, forward_tokens, make_train_s
 from minitransfer.train import TrainConfig
 
 rng = np.random.default_rng(0)
-batch = {"input_ids": rng.integers(0, 512, (16, 32)).astype(np.int32),
-         "attention_mask": np.ones((16, 32), np.int32), "labels": rng.integers(0, 2, 16).astype(np.int32)}
+batch = {
+    "input_ids": rng.integers(0, 512, (16, 32)).astype(np.int32),
+    "attention_mask": np.ones((16, 32), np.int32),
+    "labels": rng.integers(0, 2, 16).astype(np.int32),
+}
 for strategy in ("none", "data", "fsdp"):
     tc = TrainConfig(mode="full", steps=10, warmup=0.0, lr=1e-3)
     tx = make_optimizer(tc, params, 10, cfg.n_layer)
@@ -132,8 +137,13 @@ for strategy in ("none", "data", "fsdp"):
     p1, o1, m = step(p0, o0, par.place_batch(batch), jax.random.key(0), tc.lr)  # last: this step's learning rate
     print(f"{strategy:>5}: loss {float(m['loss']):.6f} on {par.n_devices} device(s)")
 kernel = p1["backbone"]["h"][0]["mlp"]["c_fc"]["kernel"][...]
-print("FSDP c_fc kernel", kernel.shape, "->", kernel.addressable_shards[0].data.shape,
-      f"on each of {len(kernel.addressable_shards)} devices")
+print(
+    "FSDP c_fc kernel",
+    kernel.shape,
+    "->",
+    kernel.addressable_shards[0].data.shape,
+    f"on each of {len(kernel.addressable_shards)} devices",
+)
 jax.debug.visualize_array_sharding(kernel)
 
 # %% [markdown]
@@ -158,8 +168,10 @@ for dtype in ("float32", "bfloat16"):
     found = matmul_dtypes(step, p0, o0, batch, jax.random.key(0), tc.lr)  # reads the program; runs nothing
     p1, o1, m = step(p0, o0, batch, jax.random.key(0), tc.lr)
     kernel = p1["backbone"]["h"][0]["mlp"]["c_fc"]["kernel"][...]
-    print(f"{dtype:>8}: loss {float(m['loss']):.5f}; the updated weights are still {kernel.dtype}; "
-          f"the step's matmuls by operand dtype: {dict(found)}")
+    print(
+        f"{dtype:>8}: loss {float(m['loss']):.5f}; the updated weights are still {kernel.dtype}; "
+        f"the step's matmuls by operand dtype: {dict(found)}"
+    )
 
 # %% [markdown]
 # **What you see:** the two losses agree to about three digits, the weights
@@ -253,11 +265,15 @@ real = mask.astype(bool)[:, :, None]  # (B, T, 1)
 diff = jnp.abs(hidden["explicit"] - hidden["fused"]) * real
 print(f"max |explicit - fused| over real tokens: {float(diff.max()):.2e}")
 set_attention(bb, "auto")
-print("in bfloat16 without attention dropout, 'auto' picks here:",
-      bb.h[0].attn.fused(jnp.bfloat16, dropout_active=False) or "explicit")
+print(
+    "in bfloat16 without attention dropout, 'auto' picks here:",
+    bb.h[0].attn.fused(jnp.bfloat16, dropout_active=False) or "explicit",
+)
 B_, H_, T_ = 32, 12, 512
-print(f"explicit attention at the 124M shape, batch {B_} x {T_}: each (B, H, T, T) float32 tensor is "
-      f"{B_ * H_ * T_ * T_ * 4 / 1e6:.0f} MB per layer")
+print(
+    f"explicit attention at the 124M shape, batch {B_} x {T_}: each (B, H, T, T) float32 tensor is "
+    f"{B_ * H_ * T_ * T_ * 4 / 1e6:.0f} MB per layer"
+)
 
 # %% [markdown]
 # On an H100, after section 4's fix, the bfloat16 step at batch 32 x 512

@@ -25,9 +25,12 @@ from minitransfer.assets import GPT2_BPE_DIR as GPT2_TOKENIZER_FILES  # noqa: E4
 
 def needs_imdb(test):
     """Mark a test that reads the IMDB reviews: skipped, with the reason, where they are absent."""
-    reason = (f"needs the IMDB reviews at {IMDB} (train.jsonl.gz, test.jsonl.gz); set "
-              f"MINITRANSFER_SHARED_DATA to the folder holding imdb/")
+    reason = (
+        f"needs the IMDB reviews at {IMDB} (train.jsonl.gz, test.jsonl.gz); set "
+        f"MINITRANSFER_SHARED_DATA to the folder holding imdb/"
+    )
     return pytest.mark.imdb(pytest.mark.skipif(not (IMDB / "test.jsonl.gz").exists(), reason=reason)(test))
+
 
 # keep tests off the network whatever the machine: hub look-ups fail fast
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -126,10 +129,12 @@ def ctrl_c_after(step: int, also=lambda message: None):
     """A log for a run without progress bar (which logs a line per validation)
     that presses Ctrl-C once step ``step``'s validation has been logged: the
     loop saves it, then stops before the next step, as at a real Ctrl-C."""
+
     def log(message):
         also(message)
         if f" step {step}/" in message:
             from minitransfer import interrupt
 
             interrupt.request()
+
     return log

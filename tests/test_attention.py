@@ -14,8 +14,9 @@ import minitransfer as mt
 from minitransfer.model import set_attention
 from minitransfer.steps import cast_for_compute
 
-CFG = mt.GPT2Config(n_layer=2, n_head=4, n_embd=64, vocab_size=211, n_positions=64,
-                    embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
+CFG = mt.GPT2Config(
+    n_layer=2, n_head=4, n_embd=64, vocab_size=211, n_positions=64, embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0
+)
 IDS = np.random.default_rng(0).integers(0, 211, (3, 40)).astype(np.int32)
 # right padding, as encoding.encode builds it: full row, 25 real tokens, 3 real tokens
 MASK = np.array([[1] * 40, [1] * 25 + [0] * 15, [1] * 3 + [0] * 37], np.int32)
@@ -50,11 +51,14 @@ def attention_grads(kind: str, dtype: str):
     def loss(p):
         logits = nnx.merge(graphdef, cast_for_compute(p, dtype))(jnp.asarray(IDS), jnp.asarray(MASK))  # (B, T, V)
         return (logits.astype(jnp.float32).mean(-1) * MASK).sum()
+
     return jax.tree.leaves(jax.grad(loss)(params))
 
 
 def test_fused_attention_gradients_equal_explicit():
-    for g_explicit, g_fused in zip(attention_grads("explicit", "float32"), attention_grads("fused", "float32")):
+    for g_explicit, g_fused in zip(
+        attention_grads("explicit", "float32"), attention_grads("fused", "float32"), strict=True
+    ):
         np.testing.assert_allclose(np.asarray(g_fused), np.asarray(g_explicit), rtol=1e-4, atol=1e-6)
 
 
@@ -66,7 +70,9 @@ def test_fused_attention_gradients_in_bfloat16():
     path), and on the CPU the two paths agree to 0.4%; a wrong mask or scale
     moves them by far more than 5%."""
     worst = 0.0
-    for g_explicit, g_fused in zip(attention_grads("explicit", "bfloat16"), attention_grads("fused", "bfloat16")):
+    for g_explicit, g_fused in zip(
+        attention_grads("explicit", "bfloat16"), attention_grads("fused", "bfloat16"), strict=True
+    ):
         g_explicit, g_fused = np.asarray(g_explicit, np.float64), np.asarray(g_fused, np.float64)
         scale = np.linalg.norm(g_explicit)
         if scale > 0:
@@ -88,15 +94,18 @@ def test_auto_stays_explicit_on_cpu_and_fused_refuses_attention_dropout():
         set_attention(model, "flash")
 
 
-@pytest.mark.parametrize("capability,n_embd,n_head,dtype,auto,fused", [
-    ((9, 0), 256, 4, jnp.bfloat16, "cudnn", "cudnn"),  # GPT-2's 64-wide heads on an H100
-    ((8, 0), 64, 8, jnp.float16, "cudnn", "cudnn"),  # 8-wide heads on an A100
-    ((9, 0), 48, 4, jnp.bfloat16, None, "xla"),  # 12-wide heads: not a multiple of 8
-    ((9, 0), 256, 1, jnp.bfloat16, None, "xla"),  # 256-wide heads: over 128
-    ((7, 5), 256, 4, jnp.bfloat16, None, "xla"),  # a T4: before Ampere
-    (None, 256, 4, jnp.bfloat16, None, "xla"),  # a CPU, TPU or ROCm GPU
-    ((9, 0), 256, 4, jnp.float32, None, "xla"),  # cuDNN's kernel takes 16-bit inputs only
-])
+@pytest.mark.parametrize(
+    "capability,n_embd,n_head,dtype,auto,fused",
+    [
+        ((9, 0), 256, 4, jnp.bfloat16, "cudnn", "cudnn"),  # GPT-2's 64-wide heads on an H100
+        ((8, 0), 64, 8, jnp.float16, "cudnn", "cudnn"),  # 8-wide heads on an A100
+        ((9, 0), 48, 4, jnp.bfloat16, None, "xla"),  # 12-wide heads: not a multiple of 8
+        ((9, 0), 256, 1, jnp.bfloat16, None, "xla"),  # 256-wide heads: over 128
+        ((7, 5), 256, 4, jnp.bfloat16, None, "xla"),  # a T4: before Ampere
+        (None, 256, 4, jnp.bfloat16, None, "xla"),  # a CPU, TPU or ROCm GPU
+        ((9, 0), 256, 4, jnp.float32, None, "xla"),  # cuDNN's kernel takes 16-bit inputs only
+    ],
+)
 def test_auto_takes_cudnn_only_where_it_can_run(monkeypatch, capability, n_embd, n_head, dtype, auto, fused):
     """JAX raises, instead of falling back, when cuDNN's flash attention cannot
     take a shape or a GPU: "auto" must choose it only where it runs, and a
@@ -118,13 +127,16 @@ def _device(platform_version: str, **attributes):
     return type("Device", (), {"client": client, **attributes})()
 
 
-@pytest.mark.parametrize("backend,device,expected", [
-    ("gpu", _device("cuda 12080", compute_capability="8.6"), (8, 6)),
-    ("gpu", _device("rocm 60342", compute_capability="9.0"), None),  # ROCm: not cuDNN, whatever it reports
-    ("gpu", _device("cuda 12080"), None),  # no compute capability reported
-    ("gpu", _device("cuda 12080", compute_capability="sm_90a"), None),  # one it cannot read
-    ("tpu", _device("PJRT C API", compute_capability="9.0"), None),
-])
+@pytest.mark.parametrize(
+    "backend,device,expected",
+    [
+        ("gpu", _device("cuda 12080", compute_capability="8.6"), (8, 6)),
+        ("gpu", _device("rocm 60342", compute_capability="9.0"), None),  # ROCm: not cuDNN, whatever it reports
+        ("gpu", _device("cuda 12080"), None),  # no compute capability reported
+        ("gpu", _device("cuda 12080", compute_capability="sm_90a"), None),  # one it cannot read
+        ("tpu", _device("PJRT C API", compute_capability="9.0"), None),
+    ],
+)
 def test_gpu_compute_capability_reads_cuda_devices_only(monkeypatch, backend, device, expected):
     from minitransfer import model as model_mod
 

@@ -70,8 +70,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                    reason="needs headless Chromium: apt-get install chromium chromium-driver (.ci/run does)")
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs headless Chromium: apt-get install chromium chromium-driver (.ci/run does)",
+)
 def test_book_renders_in_headless_chromium(site, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -79,9 +81,17 @@ def test_book_renders_in_headless_chromium(site, tmp_path):
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-              "--window-size=1100,1300"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1100,1300",
+    ):
         opts.add_argument(a)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     try:
@@ -108,8 +118,9 @@ def test_a_lecture_whose_process_dies_names_the_cell_and_how_to_see_why(tmp_path
     from minitransfer.apps.book import BookError, build_lecture
 
     lecture = tmp_path / "09_dies.py"
-    lecture.write_text("# %% [markdown]\n# # Lecture 9: dies\n\n# %%\nx = 1\n\n"
-                       "# %%\nimport os\nos._exit(1)\n\n# %%\nprint('never')\n")
+    lecture.write_text(
+        "# %% [markdown]\n# # Lecture 9: dies\n\n# %%\nx = 1\n\n# %%\nimport os\nos._exit(1)\n\n# %%\nprint('never')\n"
+    )
     with pytest.raises(BookError) as e:
         build_lecture(lecture, tmp_path / "site", fast=True, timeout=120)
     message = str(e.value)
@@ -160,17 +171,27 @@ def test_ctrl_c_or_sigterm_stops_a_lecture_build_and_its_kernel(tmp_path, signam
 
     marker = tmp_path / "cell-started"
     lecture = tmp_path / "09_slow.py"
-    lecture.write_text("# %% [markdown]\n# # Lecture 9: slow\n\n# %%\nimport os, pathlib, time\n"
-                       f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\ntime.sleep(120)\n")
-    script = ("import sys\nfrom pathlib import Path\nfrom minitransfer.apps.book import build_lecture\n"
-              f"try:\n    build_lecture(Path({str(lecture)!r}), Path({str(tmp_path / 'site')!r}), fast=True)\n"
-              "except KeyboardInterrupt:\n    print('interrupted', file=sys.stderr)\n    sys.exit(130)\n")
+    lecture.write_text(
+        "# %% [markdown]\n# # Lecture 9: slow\n\n# %%\nimport os, pathlib, time\n"
+        f"pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))\ntime.sleep(120)\n"
+    )
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom minitransfer.apps.book import build_lecture\n"
+        f"try:\n    build_lecture(Path({str(lecture)!r}), Path({str(tmp_path / 'site')!r}), fast=True)\n"
+        "except KeyboardInterrupt:\n    print('interrupted', file=sys.stderr)\n    sys.exit(130)\n"
+    )
     tmp = private_tmp
     # (SIGINT's default action in the child even where this run was started with SIGINT ignored, as a shell
     # without job control starts a background job: Python then leaves it ignored and no KeyboardInterrupt comes)
-    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True, env={**os.environ, "TMPDIR": str(tmp)},
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    p = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not marker.exists() and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.2)

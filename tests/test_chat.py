@@ -11,9 +11,20 @@ import numpy as np
 import pytest
 
 import minitransfer as mt
-from minitransfer.chat import (ASSISTANT, USER, ChatHead, ChatSplit, chat_loop, chatterbot_conversations,
-                               encode_chat, encode_conversation, fit_history, load_chat_dataset, prompt_ids,
-                               reply_stream)
+from minitransfer.chat import (
+    ASSISTANT,
+    USER,
+    ChatHead,
+    ChatSplit,
+    chat_loop,
+    chatterbot_conversations,
+    encode_chat,
+    encode_conversation,
+    fit_history,
+    load_chat_dataset,
+    prompt_ids,
+    reply_stream,
+)
 from minitransfer.cli import main
 from minitransfer.data import DataError
 from minitransfer.heads import HEADS
@@ -38,8 +49,17 @@ def _write_jsonl(path, rows):
 def _rows(n, seed=0):
     rng = np.random.default_rng(seed)
     words = "hello there how are you fine thanks good day what is your name my name is bot".split()
-    return [{"messages": _conv(*(" ".join(rng.choice(words, size=int(rng.integers(1, 5)))) + f" {i}"
-                                 for _ in range(int(rng.integers(1, 3)) * 2)))} for i in range(n)]
+    return [
+        {
+            "messages": _conv(
+                *(
+                    " ".join(rng.choice(words, size=int(rng.integers(1, 5)))) + f" {i}"
+                    for _ in range(int(rng.integers(1, 3)) * 2)
+                )
+            )
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +79,32 @@ def test_a_conversation_becomes_the_documented_tokens_and_mask(gpt2_tokenizer):
     eos = tok.eos_token_id
     ids, flags = encode_conversation(_conv("Hi there", "Hello!", "How are you?", "Fine."), tok)
     enc = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
-    want = ([eos] + enc("User: Hi there\n") + enc("Assistant:") + enc(" Hello!") + [eos]
-            + enc("User: How are you?\n") + enc("Assistant:") + enc(" Fine.") + [eos])
+    want = (
+        [eos]
+        + enc("User: Hi there\n")
+        + enc("Assistant:")
+        + enc(" Hello!")
+        + [eos]
+        + enc("User: How are you?\n")
+        + enc("Assistant:")
+        + enc(" Fine.")
+        + [eos]
+    )
     assert ids == want
     # the reply flags: exactly the replies' tokens and the end-of-text closing each
-    reply = [t for t, f in zip(ids, flags) if f]
+    reply = [t for t, f in zip(ids, flags, strict=True) if f]
     assert reply == enc(" Hello!") + [eos] + enc(" Fine.") + [eos]
-    assert tok.decode(ids) == ("<|endoftext|>User: Hi there\nAssistant: Hello!<|endoftext|>User: How are you?\n"
-                               "Assistant: Fine.<|endoftext|>")
+    assert tok.decode(ids) == (
+        "<|endoftext|>User: Hi there\nAssistant: Hello!<|endoftext|>User: How are you?\nAssistant: Fine.<|endoftext|>"
+    )
     # what chat feeds the model before a reply is the training prefix up to that reply
-    assert prompt_ids(_conv("Hi there"), tok) == want[:len([eos] + enc("User: Hi there\n") + enc("Assistant:"))]
+    assert prompt_ids(_conv("Hi there"), tok) == want[: len([eos] + enc("User: Hi there\n") + enc("Assistant:"))]
 
     e = encode_chat(ChatSplit([_conv("Hi there", "Hello!", "How are you?", "Fine.")]), tok, 48)
     L = len(ids)
-    assert e.targets[0, :L - 1].tolist() == ids[1:] and e.attention_mask[0].sum() == L
+    assert e.targets[0, : L - 1].tolist() == ids[1:] and e.attention_mask[0].sum() == L
     # position t predicts token t + 1: counted where that token is a reply's
-    assert e.loss_mask[0, :L - 1].tolist() == flags[1:] and e.loss_mask[0, L - 1:].sum() == 0
+    assert e.loss_mask[0, : L - 1].tolist() == flags[1:] and e.loss_mask[0, L - 1 :].sum() == 0
 
 
 def test_the_loss_ignores_the_prompt_tokens_and_counts_the_replies(gpt2_tokenizer):
@@ -124,17 +154,24 @@ def test_chatterbot_yaml_becomes_alternating_messages(tmp_path, monkeypatch):
 
     d = tmp_path / "english"
     d.mkdir()
-    (d / "a.yml").write_text("categories:\n- x\nconversations:\n- - Do you like cheese?\n  - yes\n"
-                             "- - Hello\n  - Hi\n  - How are you?\n  - no\n- - Only one utterance\n")
+    (d / "a.yml").write_text(
+        "categories:\n- x\nconversations:\n- - Do you like cheese?\n  - yes\n"
+        "- - Hello\n  - Hi\n  - How are you?\n  - no\n- - Only one utterance\n"
+    )
     (d / "b.yml").write_text("conversations:\n- - Is 42 a number?\n  - 42\n- - ''\n  - empty question\n")
     monkeypatch.setattr(chat, "chatterbot_dir", lambda language="english": d)
     notes = []
     convs = chatterbot_conversations("english", notes)
     # strings stay strings (YAML 1.1 would read yes/no as booleans and 42 as a number)
-    assert convs == [_conv("Do you like cheese?", "yes"), _conv("Hello", "Hi", "How are you?", "no"),
-                     _conv("Is 42 a number?", "42")]
-    assert ("2 files; 1 single-utterance conversation(s) skipped (no reply to learn); 1 conversation(s) with an "
-            "empty or non-text utterance skipped") in notes[0]
+    assert convs == [
+        _conv("Do you like cheese?", "yes"),
+        _conv("Hello", "Hi", "How are you?", "no"),
+        _conv("Is 42 a number?", "42"),
+    ]
+    assert (
+        "2 files; 1 single-utterance conversation(s) skipped (no reply to learn); 1 conversation(s) with an "
+        "empty or non-text utterance skipped"
+    ) in notes[0]
 
 
 def test_the_packaged_corpus_loads_offline_split_by_conversation():
@@ -143,7 +180,9 @@ def test_the_packaged_corpus_loads_offline_split_by_conversation():
     assert d.train.conversations == again.train.conversations  # the same default, the same draw
     key = lambda c: tuple((m["role"], m["content"]) for m in c)  # noqa: E731
     parts = [set(map(key, s.conversations)) for s in (d.train, d.validation, d.test)]
-    assert all(len(p) == len(s) for p, s in zip(parts, (d.train, d.validation, d.test)))  # repeats kept once
+    assert all(
+        len(p) == len(s) for p, s in zip(parts, (d.train, d.validation, d.test), strict=True)
+    )  # repeats kept once
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     assert len(d.train) > 500 and abs(len(d.test) - len(d.validation)) <= 1
     assert any("repeated conversation(s) kept once" in n for n in d.notes)
@@ -170,16 +209,21 @@ def test_split_is_by_conversation_and_seeded(tmp_path):
     assert ds.test.conversations == [r["messages"] for r in _rows(5, 2)]
 
 
-@pytest.mark.parametrize("row, said", [
-    ({"messages": _conv("hi")}, r"c.jsonl, line 2: no assistant message"),
-    ({"messages": [{"role": "system", "content": "be nice"}, *_conv("hi", "yo")]},
-     r"c.jsonl, line 2, messages\[0\]: unknown role 'system'; expected 'user' or 'assistant'"),
-    ({"messages": _conv("hi", "  ")}, r"c.jsonl, line 2, messages\[1\]: the 'content' is empty"),
-    ({"messages": [{"role": "user"}]}, r"c.jsonl, line 2, messages\[0\]: no field 'content'"),
-    ({"messages": _conv("hi", 3)}, r"messages\[1\]: the 'content' is int"),
-    ({"turns": _conv("hi", "yo")}, r"c.jsonl, line 2: no field 'messages'"),
-    ({"messages": []}, r"c.jsonl, line 2: 'messages' is list"),
-])
+@pytest.mark.parametrize(
+    "row, said",
+    [
+        ({"messages": _conv("hi")}, r"c.jsonl, line 2: no assistant message"),
+        (
+            {"messages": [{"role": "system", "content": "be nice"}, *_conv("hi", "yo")]},
+            r"c.jsonl, line 2, messages\[0\]: unknown role 'system'; expected 'user' or 'assistant'",
+        ),
+        ({"messages": _conv("hi", "  ")}, r"c.jsonl, line 2, messages\[1\]: the 'content' is empty"),
+        ({"messages": [{"role": "user"}]}, r"c.jsonl, line 2, messages\[0\]: no field 'content'"),
+        ({"messages": _conv("hi", 3)}, r"messages\[1\]: the 'content' is int"),
+        ({"turns": _conv("hi", "yo")}, r"c.jsonl, line 2: no field 'messages'"),
+        ({"messages": []}, r"c.jsonl, line 2: 'messages' is list"),
+    ],
+)
 def test_bad_rows_are_errors_naming_file_line_and_field(tmp_path, row, said):
     f = _write_jsonl(tmp_path / "c.jsonl", [{"messages": _conv("hi", "yo")}, row, *_rows(5)])
     with pytest.raises(DataError, match=said):
@@ -213,8 +257,31 @@ def test_a_conversation_longer_than_the_context_is_skipped_and_counted(gpt2_toke
 def test_finetune_and_evaluate_task_chat_end_to_end(tmp_path, lm_dir, capsys):
     f = _write_jsonl(tmp_path / "c.jsonl", _rows(40))
     run = tmp_path / "run"
-    assert main(["finetune", "--task", "chat", "--model", str(lm_dir), "--mode", "full", "--data", f"jsonl:{f}",
-                 "--steps", "4", "--batch-size", "8", "--max-len", "48", "--out", str(run), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--task",
+                "chat",
+                "--model",
+                str(lm_dir),
+                "--mode",
+                "full",
+                "--data",
+                f"jsonl:{f}",
+                "--steps",
+                "4",
+                "--batch-size",
+                "8",
+                "--max-len",
+                "48",
+                "--out",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "split 80/10/10 by conversation" in out and "best validation reply perplexity" in out
     assert "test reply perplexity" in out and "reply next-token accuracy" in out
@@ -240,8 +307,26 @@ def test_finetune_and_evaluate_task_chat_end_to_end(tmp_path, lm_dir, capsys):
 
 def test_compare_task_chat_pairs_modes_by_seed_and_reads_finished_runs_back(tmp_path, lm_dir, capsys):
     f = _write_jsonl(tmp_path / "c.jsonl", _rows(40))
-    argv = ["compare", "--task", "chat", "--model", str(lm_dir), "--data", f"jsonl:{f}", "--seeds", "2",
-            "--steps", "2", "--batch-size", "8", "--max-len", "48", "--out", str(tmp_path / "cmp"), "--no-progress"]
+    argv = [
+        "compare",
+        "--task",
+        "chat",
+        "--model",
+        str(lm_dir),
+        "--data",
+        f"jsonl:{f}",
+        "--seeds",
+        "2",
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-len",
+        "48",
+        "--out",
+        str(tmp_path / "cmp"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     s = json.loads((tmp_path / "cmp" / "summary.json").read_text())
@@ -361,10 +446,12 @@ def test_chat_on_a_random_checkpoint_of_the_124m_shape(tmp_path, gpt2_tokenizer,
 
 
 def test_data_command_counts_conversations(tmp_path, capsys):
-    f = _write_jsonl(tmp_path / "c.jsonl", [{"messages": _conv("hi there", "hello you", "bye", "bye now")}] * 1
-                     + [{"messages": _conv(f"q {i}", f"a {i}")} for i in range(9)])
-    assert main(["data", "--task", "chat", f"jsonl:{f}", "--tokenizer", str(SHIPPED),
-                 "--max-len", "8"]) == 0
+    f = _write_jsonl(
+        tmp_path / "c.jsonl",
+        [{"messages": _conv("hi there", "hello you", "bye", "bye now")}] * 1
+        + [{"messages": _conv(f"q {i}", f"a {i}")} for i in range(9)],
+    )
+    assert main(["data", "--task", "chat", f"jsonl:{f}", "--tokenizer", str(SHIPPED), "--max-len", "8"]) == 0
     out = capsys.readouterr().out
     # 10 conversations, 22 messages, 11 replies, 7 + 9 x 4 words; split 8/1/1
     assert "all            10 conversations,     22 messages,     11 replies,     43 words" in out
@@ -381,6 +468,7 @@ def test_compare_task_chat_has_its_own_default_folders(tmp_path, lm_dir, monkeyp
     monkeypatch.setattr(minitransfer.chat_compare, "compare_chat", lambda *a, **k: seen.append(a[4]) or 1 / 0)
     for quick, folder in ((["--quick"], "runs/compare-chat-quick"), ([], "runs/compare-chat")):
         with pytest.raises(ZeroDivisionError):
-            main(["compare", "--task", "chat", "--model", str(lm_dir), "--data", f"jsonl:{f}", "--max-len", "48",
-                  *quick])
+            main(
+                ["compare", "--task", "chat", "--model", str(lm_dir), "--data", f"jsonl:{f}", "--max-len", "48", *quick]
+            )
         assert seen.pop() == folder

@@ -51,8 +51,23 @@ def test_next_word_table(tmp_path, gpt2_tokenizer, capsys):
     out = capsys.readouterr().out
     assert "what comes next" in out and out.count("%") == 5
     # greedy has no randomness: several samples would be one continuation printed under several seeds
-    assert main(["generate", "--model", str(d), "--prompt", "Hello", "--greedy", "--num-samples", "3",
-                 "--max-new-tokens", "3"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(d),
+                "--prompt",
+                "Hello",
+                "--greedy",
+                "--num-samples",
+                "3",
+                "--max-new-tokens",
+                "3",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert "note: --greedy gives the same continuation every time: --num-samples 3 prints it once" in err
     assert "--- sample" not in out
@@ -93,19 +108,35 @@ def test_sampling_and_run_counts_out_of_range_are_one_clear_line(tmp_path, gpt2_
     _, d = _gpt2_vocab_checkpoint(tmp_path, gpt2_tokenizer)
     for argv, message in (
         (["next-word", "--model", str(d), "--prompt", "hi", "--top-k", "0"], "--top-k must be at least 1, got 0"),
-        (["generate", "--model", str(d), "--prompt", "hi", "--top-k", "0"], "--top-k must be between 1 and the "
-         "vocabulary's 50257 tokens, got 0"),
+        (
+            ["generate", "--model", str(d), "--prompt", "hi", "--top-k", "0"],
+            "--top-k must be between 1 and the vocabulary's 50257 tokens, got 0",
+        ),
         (["generate", "--model", str(d), "--prompt", "hi", "--top-k", "60000"], "got 60000"),
         (["generate", "--model", str(d), "--prompt", "hi", "--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5"),
         (["generate", "--model", str(d), "--prompt", "hi", "--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
         # before any data loads or any adaptation runs (this spec would fail to load)
-        (["compare", "--seeds", "0", "--data", f"jsonl:{tmp_path / 'missing.jsonl'}", "--out", str(tmp_path / "c")],
-         "--seeds must be at least 1, got 0"),
-        (["compare", "--steps", "0", "--data", f"jsonl:{tmp_path / 'missing.jsonl'}", "--out", str(tmp_path / "c")],
-         "--steps must be at least 1, got 0"),
+        (
+            ["compare", "--seeds", "0", "--data", f"jsonl:{tmp_path / 'missing.jsonl'}", "--out", str(tmp_path / "c")],
+            "--seeds must be at least 1, got 0",
+        ),
+        (
+            ["compare", "--steps", "0", "--data", f"jsonl:{tmp_path / 'missing.jsonl'}", "--out", str(tmp_path / "c")],
+            "--steps must be at least 1, got 0",
+        ),
         # a wrong --model before the data (this spec would fail to load too)
-        (["compare", "--model", str(tmp_path / "no-model"), "--data", f"jsonl:{tmp_path / 'missing.jsonl'}",
-          "--out", str(tmp_path / "c")], "no such checkpoint directory"),
+        (
+            [
+                "compare",
+                "--model",
+                str(tmp_path / "no-model"),
+                "--data",
+                f"jsonl:{tmp_path / 'missing.jsonl'}",
+                "--out",
+                str(tmp_path / "c"),
+            ],
+            "no such checkpoint directory",
+        ),
     ):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
@@ -123,14 +154,16 @@ def test_an_unknown_option_is_reported_with_its_commands_usage(capsys):
     # (compare has no --labels; its nearest option is named as a guess)
     assert "unrecognized arguments: --labels 100; did you mean --label-words? (see minitransfer compare --help)" in err
     # a misspelt option: the one meant
-    for argv, meant in ((["finetune", "--out", "o", "--lables", "300"], "--labels"),
-                        (["finetune", "--out", "o", "--max_len", "64"], "--max-len"),
-                        (["compare", "--bugdets=100"], "--budgets"),
-                        # cut short: refused (an abbreviation could change meaning as options are added)
-                        (["finetune", "--out", "o", "--lab", "300"], "--label-field / --labels / --label-words"),
-                        (["finetune", "--out", "o", "--epoch", "2"], "--epochs"),
-                        (["compare", "--adapt", "5"], "--adapt-steps"),
-                        (["generate", "--prompt", "x", "--max", "64"], "--max-new-tokens")):
+    for argv, meant in (
+        (["finetune", "--out", "o", "--lables", "300"], "--labels"),
+        (["finetune", "--out", "o", "--max_len", "64"], "--max-len"),
+        (["compare", "--bugdets=100"], "--budgets"),
+        # cut short: refused (an abbreviation could change meaning as options are added)
+        (["finetune", "--out", "o", "--lab", "300"], "--label-field / --labels / --label-words"),
+        (["finetune", "--out", "o", "--epoch", "2"], "--epochs"),
+        (["compare", "--adapt", "5"], "--adapt-steps"),
+        (["generate", "--prompt", "x", "--max", "64"], "--max-new-tokens"),
+    ):
         with pytest.raises(SystemExit):
             main(argv)
         assert f"; did you mean {meant}? (see minitransfer" in capsys.readouterr().err, argv
@@ -153,16 +186,20 @@ def test_data_command_reports_counts_and_truncation(tmp_path, capsys):
     assert "would truncate 21 (50.0%)" in out
     # a tokenizer that is not there: the data's counts still print, and the message names the option
     assert main(["data", f"jsonl:{p}", "--tokenizer", str(tmp_path / "nope")]) == 0
-    assert f"(no token statistics: --tokenizer {tmp_path / 'nope'}: no such checkpoint directory)" \
+    assert (
+        f"(no token statistics: --tokenizer {tmp_path / 'nope'}: no such checkpoint directory)"
         in capsys.readouterr().out
+    )
 
 
 def test_a_tokenizer_option_that_cannot_load_is_named_before_the_data_loads(tmp_path, capsys):
     from tests.conftest import REPO
 
     (tmp_path / "empty").mkdir()
-    for command in (["finetune", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "o")],
-                    ["convert", str(REPO / "checkpoints" / "minigpt2-imdb"), "--out", str(tmp_path / "c")]):
+    for command in (
+        ["finetune", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "o")],
+        ["convert", str(REPO / "checkpoints" / "minigpt2-imdb"), "--out", str(tmp_path / "c")],
+    ):
         assert main([*command, "--tokenizer", str(tmp_path / "empty")]) == 2
         err = capsys.readouterr().err
         assert f"error: --tokenizer {tmp_path / 'empty'}: no tokenizer files" in err, err
@@ -175,24 +212,42 @@ def test_an_empty_model_folder_is_said_to_be_no_checkpoint(tmp_path, capsys):
     "no config.json". Now every command says the same, before the data loads."""
     (tmp_path / "empty").mkdir()
     empty = str(tmp_path / "empty")
-    for command in (["finetune", "--mode", "probe", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "o")],
-                    ["compare", "--quick", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "c")],
-                    ["next-word", "--prompt", "Hi"]):
+    for command in (
+        ["finetune", "--mode", "probe", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "o")],
+        ["compare", "--quick", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "c")],
+        ["next-word", "--prompt", "Hi"],
+    ):
         assert main([*command, "--model", empty]) == 2, command
         err = capsys.readouterr().err
         assert f"{empty}: no config.json (every Hugging Face checkpoint has one)" in err, (command, err)
         assert "tokenizer" not in err and len(err.strip().splitlines()) == 1, (command, err)
     # a hub id that cannot be downloaded (tests run offline): said before the data loads, not after it
-    assert main(["finetune", "--mode", "probe", "--model", "gpt2", "--data", "jsonl:/not/read.jsonl",
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--mode",
+                "probe",
+                "--model",
+                "gpt2",
+                "--data",
+                "jsonl:/not/read.jsonl",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "'gpt2' is not a local directory" in err and "/not/read.jsonl" not in err, err
     # a checkpoint folder that has its config but no tokenizer still says what is missing, and how to save it
     (tmp_path / "notok").mkdir()
     (tmp_path / "notok" / "config.json").write_text("{}")
     assert main(["finetune", "--mode", "probe", "--model", str(tmp_path / "notok"), "--out", str(tmp_path / "o")]) == 2
-    assert "no tokenizer files (tokenizer.json, or vocab.json + merges.txt). Save the checkpoint with a tokenizer" \
+    assert (
+        "no tokenizer files (tokenizer.json, or vocab.json + merges.txt). Save the checkpoint with a tokenizer"
         in capsys.readouterr().err
+    )
 
 
 def test_data_command_bad_spec(capsys, tmp_path):
@@ -200,17 +255,26 @@ def test_data_command_bad_spec(capsys, tmp_path):
     assert "not understood" in capsys.readouterr().err
     # the likely meaning, where there is one
     (tmp_path / "train.csv").write_text("text,label\nhi,a\n")
-    for spec, guess in ((str(tmp_path), f"csv:{tmp_path}"), ("json:x.json", "jsonl:x.json"), ("imdb", "tfds:imdb_reviews")):
+    for spec, guess in (
+        (str(tmp_path), f"csv:{tmp_path}"),
+        ("json:x.json", "jsonl:x.json"),
+        ("imdb", "tfds:imdb_reviews"),
+    ):
         assert main(["data", spec]) == 2
         assert f"did you mean {guess!r}?" in capsys.readouterr().err, spec
     # a file separated by tabs or semicolons, read as CSV: one field named by the whole header row
     (tmp_path / "tabs.csv").write_text("text\tlabel\ngreat movie\tpos\n")
     (tmp_path / "semi.csv").write_text("text;label\ngreat movie;pos\n")
     (tmp_path / "nohead.csv").write_text("great movie,1\nbad,0\n")
-    for name, says in (("tabs.csv", "The header row holds tabs: the file is not separated the way its spec reads it "
-                                    "(tab-separated: give it as tsv:PATH)."),
-                       ("semi.csv", "The header row holds semicolons"),
-                       ("nohead.csv", "the first row is read as the header")):
+    for name, says in (
+        (
+            "tabs.csv",
+            "The header row holds tabs: the file is not separated the way its spec reads it "
+            "(tab-separated: give it as tsv:PATH).",
+        ),
+        ("semi.csv", "The header row holds semicolons"),
+        ("nohead.csv", "the first row is read as the header"),
+    ):
         assert main(["data", f"csv:{tmp_path / name}"]) == 2
         assert says in capsys.readouterr().err, name
 
@@ -267,7 +331,11 @@ def test_the_command_asks_for_deterministic_gpu_operations_unless_told(monkeypat
     finally:
         signal.signal(signal.SIGINT, before)
     # before the compilation cache (whose keys include the flags) and the command
-    assert seen["at_cache"] == seen["at_main"] == "--xla_force_host_platform_device_count=2 " + process.GPU_DETERMINISM_FLAG
+    assert (
+        seen["at_cache"]
+        == seen["at_main"]
+        == "--xla_force_host_platform_device_count=2 " + process.GPU_DETERMINISM_FLAG
+    )
     monkeypatch.delenv("XLA_FLAGS")
     assert process.make_gpu_deterministic() and os.environ["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=true"
     for chosen in ("--xla_gpu_deterministic_ops=false", "--xla_gpu_deterministic_ops=true --xla_dump_to=/tmp/x"):
@@ -295,14 +363,23 @@ def test_the_command_reads_compiled_programs_back_from_its_cache(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env["MINITRANSFER_COMPILATION_CACHE"] = str(tmp_path / "cache")
-    runs = [json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                                      check=True).stdout.splitlines()[-1]) for _ in range(2)]
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+            ).stdout.splitlines()[-1]
+        )
+        for _ in range(2)
+    ]
     assert runs[0]["dir"] == str(tmp_path / "cache") and any((tmp_path / "cache").iterdir())
     assert runs[0]["from_disk_cache"] == 0 and runs[1]["from_disk_cache"] == runs[1]["programs"] >= 1
     assert runs[0]["y"] == runs[1]["y"]
     env["MINITRANSFER_COMPILATION_CACHE"] = "0"
-    off = json.loads(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                                    check=True).stdout.splitlines()[-1])
+    off = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout.splitlines()[-1]
+    )
     assert off["dir"] == "None" and off["from_disk_cache"] == 0
 
 
@@ -312,42 +389,98 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
     out = str(tmp_path / "o")
     cases = [
         (["data", "tweets", "--max-len", "0"], "--max-len must be at least 1"),
-        (["convert", str(REPO / "checkpoints" / "minigpt2-imdb"), "--out", str(REPO / "checkpoints" / "minigpt2-imdb")],
-         "is the checkpoint being converted"),
+        (
+            [
+                "convert",
+                str(REPO / "checkpoints" / "minigpt2-imdb"),
+                "--out",
+                str(REPO / "checkpoints" / "minigpt2-imdb"),
+            ],
+            "is the checkpoint being converted",
+        ),
         (["generate", "--prompt", "hi", "--num-samples", "0"], "--num-samples must be at least 1"),
         (["playground", "--port", "99999"], "--port must be between 1 and 65535"),
         (["compare", "--modes", ",", "--out", out], "--modes is empty"),
         (["lectures", "--only", "1", "--out", out], "--only 1: no lecture's name starts with that"),
         (["finetune", "--mode", "full", "--lr", "-1", "--out", out], "--lr must be a positive, finite number"),
-        (["finetune", "--mode", "full", "--lr", "inf", "--out", out], "--lr must be a positive, finite number, got inf"),
+        (
+            ["finetune", "--mode", "full", "--lr", "inf", "--out", out],
+            "--lr must be a positive, finite number, got inf",
+        ),
         (["finetune", "--mode", "full", "--weight-decay", "nan", "--out", out], "--weight-decay must be at least 0"),
         (["finetune", "--mode", "full", "--epochs", "inf", "--out", out], "--epochs must be a positive, finite"),
-        (["finetune", "--mode", "full", "--labels", "abc", "--out", out],
-         "--labels must be a number of examples (at least 1) or 'all', got 'abc'"),
+        (
+            ["finetune", "--mode", "full", "--labels", "abc", "--out", out],
+            "--labels must be a number of examples (at least 1) or 'all', got 'abc'",
+        ),
         (["finetune", "--mode", "full", "--labels", "1.5", "--out", out], "--labels must be a number of examples"),
         (["finetune", "--mode", "full", "--warmup", "2", "--out", out], "--warmup is a fraction of the steps"),
         (["finetune", "--mode", "full", "--weight-decay", "-0.1", "--out", out], "--weight-decay must be at least 0"),
         (["finetune", "--mode", "full", "--lr-decay-per-layer", "0", "--out", out], "--lr-decay-per-layer must be in"),
-        (["pretrain", "--data", "tweets", "--n-layer", "1", "--n-head", "1", "--n-embd", "8", "--steps", "0",
-          "--out", out], "--steps must be at least 1"),
-        (["pretrain", "--data", "tweets", "--n-layer", "1", "--n-head", "1", "--n-embd", "8", "--lr", "0",
-          "--out", out], "--lr must be a positive, finite number"),
+        (
+            [
+                "pretrain",
+                "--data",
+                "tweets",
+                "--n-layer",
+                "1",
+                "--n-head",
+                "1",
+                "--n-embd",
+                "8",
+                "--steps",
+                "0",
+                "--out",
+                out,
+            ],
+            "--steps must be at least 1",
+        ),
+        (
+            [
+                "pretrain",
+                "--data",
+                "tweets",
+                "--n-layer",
+                "1",
+                "--n-head",
+                "1",
+                "--n-embd",
+                "8",
+                "--lr",
+                "0",
+                "--out",
+                out,
+            ],
+            "--lr must be a positive, finite number",
+        ),
         # the shape is checked before a tokenizer is trained for it (which left tokenizer.json in OUT)
-        (["pretrain", "--data", "tweets", "--n-layer", "2", "--out", out],
-         "give --config NAME or all of --n-layer --n-head --n-embd (missing --n-head, --n-embd)"),
-        (["pretrain", "--data", "tweets", "--config", "tiny", "--n-head", "3", "--out", out],
-         "n_embd 64 must be a multiple of n_head 3"),  # --config's n_embd with the option's n_head
-        (["pretrain", "--data", "tweets", "--config", "tiny", "--n-positions", "0", "--out", out],
-         "--n-positions must be at least 1, got 0"),
-        (["pretrain", "--data", "tweets", "--config", "tiny", "--n-positions", "64", "--out", out],
-         "--block-size 128 exceeds --n-positions 64"),
+        (
+            ["pretrain", "--data", "tweets", "--n-layer", "2", "--out", out],
+            "give --config NAME or all of --n-layer --n-head --n-embd (missing --n-head, --n-embd)",
+        ),
+        (
+            ["pretrain", "--data", "tweets", "--config", "tiny", "--n-head", "3", "--out", out],
+            "n_embd 64 must be a multiple of n_head 3",
+        ),  # --config's n_embd with the option's n_head
+        (
+            ["pretrain", "--data", "tweets", "--config", "tiny", "--n-positions", "0", "--out", out],
+            "--n-positions must be at least 1, got 0",
+        ),
+        (
+            ["pretrain", "--data", "tweets", "--config", "tiny", "--n-positions", "64", "--out", out],
+            "--block-size 128 exceeds --n-positions 64",
+        ),
         # seeds become 32-bit JAX keys (a 20-digit one was a traceback; -1 an error naming no option)
-        (["finetune", "--mode", "full", "--seed", "99999999999999999999", "--out", out],
-         "--seed must be a whole number from 0 to 2,147,483,647, got 99999999999999999999"),
+        (
+            ["finetune", "--mode", "full", "--seed", "99999999999999999999", "--out", out],
+            "--seed must be a whole number from 0 to 2,147,483,647, got 99999999999999999999",
+        ),
         (["generate", "--prompt", "hi", "--seed", "-1"], "--seed must be a whole number from 0 to 2,147,483,647"),
         # bytes that are not UTF-8 reach Python as lone surrogates, which the tokenizer refused with a traceback
-        (["next-word", "--prompt", b"caf\xe9 is".decode("utf-8", "surrogateescape")],
-         "--prompt is not valid UTF-8 (byte 0xe9 at character 3)"),
+        (
+            ["next-word", "--prompt", b"caf\xe9 is".decode("utf-8", "surrogateescape")],
+            "--prompt is not valid UTF-8 (byte 0xe9 at character 3)",
+        ),
         (["next-word", "--prompt", "a\ud800"], "--prompt is not valid UTF-8 (a lone surrogate \\ud800 at character 1)"),
         (["convert", "caf\udce9", "--out", out], "source is not valid UTF-8 (byte 0xe9 at character 3)"),
     ]
@@ -359,12 +492,16 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
     # --out under a file: said before any work (was "[Errno 20] Not a directory" after loading the data)
     (tmp_path / "f").write_text("x")
     assert main(["finetune", "--out", str(tmp_path / "f" / "run")]) == 2
-    assert f"--out {tmp_path / 'f' / 'run'}: {tmp_path / 'f'} is a file, so the folder cannot be created" \
+    assert (
+        f"--out {tmp_path / 'f' / 'run'}: {tmp_path / 'f'} is a file, so the folder cannot be created"
         in capsys.readouterr().err
+    )
     # a folder of other files: refused before the data loads (and before mode adapt writes OUT/adapted in it)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
-    assert main(["finetune", "--mode", "adapt", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "mine")]) == 2
+    assert (
+        main(["finetune", "--mode", "adapt", "--data", "jsonl:/not/read.jsonl", "--out", str(tmp_path / "mine")]) == 2
+    )
     assert "holds files that are not a training run's (notes.txt)" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
     # pretrain, compare and convert refuse another command's run, or a checkpoint they did not write,
@@ -384,20 +521,32 @@ def test_option_values_out_of_range_are_refused_before_any_work(tmp_path, capsys
     (cmp / "runs").mkdir(parents=True)
     (cmp / "compare.json").write_text("{}")
     for argv, says in (
-        (["pretrain", "--data", "tweets", "--config", "tiny", "--out", str(ft)],
-         "holds a `minitransfer finetune` run (result.json, best); `minitransfer pretrain` would write among"),
-        (["pretrain", "--data", "tweets", "--config", "tiny", "--out", str(ckpt)],
-         "holds a saved model (config.json, model.safetensors) that no `minitransfer pretrain` run wrote; "
-         "pretraining would write over it"),
+        (
+            ["pretrain", "--data", "tweets", "--config", "tiny", "--out", str(ft)],
+            "holds a `minitransfer finetune` run (result.json, best); `minitransfer pretrain` would write among",
+        ),
+        (
+            ["pretrain", "--data", "tweets", "--config", "tiny", "--out", str(ckpt)],
+            "holds a saved model (config.json, model.safetensors) that no `minitransfer pretrain` run wrote; "
+            "pretraining would write over it",
+        ),
         (["compare", "--quick", "--out", str(pre)], "holds a `minitransfer pretrain` run (pretrain.json)"),
-        (["pretrain", "--data", "tweets", "--config", "tiny", "--out", str(REPO / "checkpoints" / "minigpt2-imdb")],
-         "holds a finished pretraining run without its resumable state"),
+        (
+            ["pretrain", "--data", "tweets", "--config", "tiny", "--out", str(REPO / "checkpoints" / "minigpt2-imdb")],
+            "holds a finished pretraining run without its resumable state",
+        ),
         (["compare", "--quick", "--out", str(ckpt)], "compare would write among its files"),
         (["convert", str(ckpt), "--out", str(pre)], "holds a `minitransfer pretrain` run (pretrain.json)"),
         (["convert", str(ckpt), "--out", str(ft)], "holds a `minitransfer finetune` run"),
         # finetune names the other command too (it said only "files that are not a training run's")
-        (["finetune", "--mode", "probe", "--out", str(pre)], "holds a `minitransfer pretrain` run's files (pretrain.json)"),
-        (["finetune", "--mode", "probe", "--out", str(cmp)], "holds a `minitransfer compare` run's files (compare.json, runs)"),
+        (
+            ["finetune", "--mode", "probe", "--out", str(pre)],
+            "holds a `minitransfer pretrain` run's files (pretrain.json)",
+        ),
+        (
+            ["finetune", "--mode", "probe", "--out", str(cmp)],
+            "holds a `minitransfer compare` run's files (compare.json, runs)",
+        ),
     ):
         before = {p: sorted(q.name for q in p.iterdir()) for p in (ft, ckpt, pre, cmp)}
         assert main(argv) == 2, argv
@@ -439,16 +588,22 @@ def test_the_command_takes_ctrl_c_from_its_first_moment():
 
     from minitransfer import interrupt
 
-    r = subprocess.run([sys.executable, "-c", "import sys, minitransfer.cli; print('jax' in sys.modules)"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", "import sys, minitransfer.cli; print('jax' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.stdout.strip() == "False", r.stdout + r.stderr
     saved = (sys.unraisablehook, signal.getsignal(signal.SIGINT), interrupt._quiet_unraisable.__defaults__)
     seen = []
     try:
         interrupt._quiet_unraisable.__defaults__ = (lambda u: seen.append(type(u.exc_value).__name__),)
         assert interrupt.install()
-        fake = lambda e: types.SimpleNamespace(exc_value=e, exc_type=type(e), exc_traceback=None,  # noqa: E731
-                                                err_msg=None, object=None)
+
+        def fake(e):
+            return types.SimpleNamespace(exc_value=e, exc_type=type(e), exc_traceback=None, err_msg=None, object=None)
+
         interrupt._flag[0] = True
         sys.unraisablehook(fake(KeyboardInterrupt()))
         sys.unraisablehook(fake(ValueError("a real one")))
@@ -479,8 +634,12 @@ def test_convert_lists_the_files_it_wrote_not_what_was_there(tmp_path, capsys):
     from minitransfer.convert import save_pretrained
 
     written = []
-    save_pretrained(mt.load_pretrained(REPO / "checkpoints" / "minigpt2-imdb"), tmp_path / "d",
-                    mt.load_tokenizer(REPO / "checkpoints" / "minigpt2-imdb"), files=written)
+    save_pretrained(
+        mt.load_pretrained(REPO / "checkpoints" / "minigpt2-imdb"),
+        tmp_path / "d",
+        mt.load_tokenizer(REPO / "checkpoints" / "minigpt2-imdb"),
+        files=written,
+    )
     assert sorted(written) == sorted(p.name for p in (tmp_path / "d").iterdir())
 
 
@@ -492,6 +651,7 @@ def test_version_and_python_dash_m(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"minitransfer {minitransfer.__version__}"
-    r = subprocess.run([sys.executable, "-m", "minitransfer", "--version"], capture_output=True, text=True,
-                       cwd=REPO, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "minitransfer", "--version"], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert r.returncode == 0 and r.stdout.strip() == f"minitransfer {minitransfer.__version__}", r.stderr

@@ -21,8 +21,13 @@ def setup(tmp_path_factory, gpt2_tokenizer):
     cfg = mt.GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
     mt.save_pretrained(mt.GPT2.language_model(cfg, seed=5), d / "pre", tokenizer=gpt2_tokenizer)
     rng = np.random.default_rng(0)
-    rows = [{"text": f"item {i} is {rng.choice(['good', 'fine', 'great'] if i % 2 else ['bad', 'poor'])}",
-             "label": "pos" if i % 2 else "neg"} for i in range(200)]
+    rows = [
+        {
+            "text": f"item {i} is {rng.choice(['good', 'fine', 'great'] if i % 2 else ['bad', 'poor'])}",
+            "label": "pos" if i % 2 else "neg",
+        }
+        for i in range(200)
+    ]
     (d / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return d
 
@@ -37,18 +42,39 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     saves = []
     save = minitransfer.convert.save_pretrained
     monkeypatch.setattr(minitransfer.loop, "_save_state", no_state)
-    monkeypatch.setattr(minitransfer.convert, "save_pretrained", lambda m, d, *a, **k: saves.append(d) or save(m, d, *a, **k))
+    monkeypatch.setattr(
+        minitransfer.convert, "save_pretrained", lambda m, d, *a, **k: saves.append(d) or save(m, d, *a, **k)
+    )
     out = tmp_path / "cmp"
-    args = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}",
-            "--budgets", "20,60", "--seeds", "2", "--steps", "4", "--max-len", "12", "--out", str(out),
-            "--modes", "scratch,probe,full",  # mode adapt: tests/test_transfer.py
-            "--no-progress"]
+    args = [
+        "compare",
+        "--model",
+        str(setup / "pre"),
+        "--data",
+        f"jsonl:{setup / 'kw.jsonl'}",
+        "--budgets",
+        "20,60",
+        "--seeds",
+        "2",
+        "--steps",
+        "4",
+        "--max-len",
+        "12",
+        "--out",
+        str(out),
+        "--modes",
+        "scratch,probe,full",  # mode adapt: tests/test_transfer.py
+        "--no-progress",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     # the time outside the runs, in parts (a GPU's compare spent a third of its 55 s there)
-    outside = re.search(r"Outside the runs: (?:starting Python and its imports ([\d.]+) s, )?loading the model "
-                        r"\(JAX starts its device here\) ([\d.]+) s, the data ([\d.]+) s, writing the results "
-                        r"and figures ([\d.]+) s(?:; (\d+) s for the whole command)?\.", printed)
+    outside = re.search(
+        r"Outside the runs: (?:starting Python and its imports ([\d.]+) s, )?loading the model "
+        r"\(JAX starts its device here\) ([\d.]+) s, the data ([\d.]+) s, writing the results "
+        r"and figures ([\d.]+) s(?:; (\d+) s for the whole command)?\.",
+        printed,
+    )
     assert outside, "no 'Outside the runs' line"
     assert float(outside[2]) > 0 and float(outside[4]) > 0
     if sys.platform == "linux":  # the process's age comes from /proc: this test's process started minutes ago at most
@@ -68,7 +94,10 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     md = (out / "summary.md").read_text()
     assert "| probe |" in md and "20 labels" in md
     # paired: at a budget and seed, every mode trained on the same examples
-    n = {json.loads((out / "runs" / f"{m}-b20-s1" / "result.json").read_text())["n_train"] for m in ("scratch", "probe", "full")}
+    n = {
+        json.loads((out / "runs" / f"{m}-b20-s1" / "result.json").read_text())["n_train"]
+        for m in ("scratch", "probe", "full")
+    }
     assert n == {20}
     # where the time went: every phase, adding up to each run's wall time, summed in the summary
     for m in ("scratch", "probe", "full"):
@@ -92,16 +121,22 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
     assert list(csv.DictReader(open(out / "results.csv"))) == rows
     assert json.loads((out / "summary.json").read_text())["run_seconds_by_phase"] == phases  # read back, not zeroed
-    assert "[5/12] probe-b20-s1: probe on 20 labels, seed 1, 4 steps (finished earlier: its result is read back)" \
+    assert (
+        "[5/12] probe-b20-s1: probe on 20 labels, seed 1, 4 steps (finished earlier: its result is read back)"
         in capsys.readouterr().out
-    assert "in all (12 of the 12 runs finished in an earlier call, and their times are from then)." in \
-        (out / "summary.md").read_text()
+    )
+    assert (
+        "in all (12 of the 12 runs finished in an earlier call, and their times are from then)."
+        in (out / "summary.md").read_text()
+    )
     assert " programs in this call (the runs read back compiled in theirs)" in (out / "summary.md").read_text()
     # other settings in the same --out: refused before any run, each difference named (a bigger grid is not
     # another setting: its new runs run, its old ones are read back)
     assert main([*args, "--steps", "5", "--max-len", "10"]) == 2
-    assert (f"{out} holds a compare with other settings (--steps: 4 there, 5 now; --max-len: 12 there, 10 now); its "
-            f"finished runs are not this compare's") in capsys.readouterr().err
+    assert (
+        f"{out} holds a compare with other settings (--steps: 4 there, 5 now; --max-len: 12 there, 10 now); its "
+        f"finished runs are not this compare's"
+    ) in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
     from minitransfer.compare import check_same_compare
 
@@ -112,8 +147,11 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     newer = {**record, "config": {**record["config"], "a_setting_added_later": 1}}  # the record predates it: fine
     check_same_compare(out, newer)
     # a setting no option sets is named for what sets it (--quick), not by its field name
-    with pytest.raises(ValueError, match=r"validation examples per run \(200 with --quick, 400 without\): "
-                                         r"\d+ there, 123 now"):
+    with pytest.raises(
+        ValueError,
+        match=r"validation examples per run \(200 with --quick, 400 without\): "
+        r"\d+ there, 123 now",
+    ):
         check_same_compare(out, {**record, "config": {**record["config"], "val_examples": 123}})
     # the adaptation's settings matter only to a call that runs mode adapt
     other_adapt = {**record["config"]["adapt"], "steps": 999}
@@ -123,8 +161,21 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
 
     # --keep-checkpoints: each run keeps its best checkpoint, written once, at its end
     kept = tmp_path / "kept"
-    assert main([*[str(kept) if a == str(out) else a for a in args], "--budgets", "20", "--seeds", "1",
-                 "--modes", "scratch,full", "--keep-checkpoints"]) == 0
+    assert (
+        main(
+            [
+                *[str(kept) if a == str(out) else a for a in args],
+                "--budgets",
+                "20",
+                "--seeds",
+                "1",
+                "--modes",
+                "scratch,full",
+                "--keep-checkpoints",
+            ]
+        )
+        == 0
+    )
     runs = sorted((kept / "runs").iterdir())
     assert len(runs) == 2 and sorted(saves) == [run / "best" for run in runs]
     for run in runs:
@@ -140,13 +191,35 @@ def test_a_probe_run_redone_alone_repeats_itself_bit_for_bit(setup, tmp_path):
 
     rng = np.random.default_rng(1)
     words = ["good", "fine", "great", "bad", "poor", "awful", "the", "film", "was", "quite", "and", "so"]
-    rows = [{"text": " ".join(rng.choice(words, size=int(rng.integers(2, 28)))) + f" {i}",
-             "label": "pos" if i % 2 else "neg"} for i in range(600)]  # lengths spread over two length buckets
+    rows = [
+        {
+            "text": " ".join(rng.choice(words, size=int(rng.integers(2, 28)))) + f" {i}",
+            "label": "pos" if i % 2 else "neg",
+        }
+        for i in range(600)
+    ]  # lengths spread over two length buckets
     (tmp_path / "varied.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "cmp"
-    args = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{tmp_path / 'varied.jsonl'}",
-            "--budgets", "50,300", "--seeds", "1", "--steps", "3", "--max-len", "32", "--modes", "probe",
-            "--out", str(out), "--no-progress"]
+    args = [
+        "compare",
+        "--model",
+        str(setup / "pre"),
+        "--data",
+        f"jsonl:{tmp_path / 'varied.jsonl'}",
+        "--budgets",
+        "50,300",
+        "--seeds",
+        "1",
+        "--steps",
+        "3",
+        "--max-len",
+        "32",
+        "--modes",
+        "probe",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     first = (out / "results.csv").read_text()
     shutil.rmtree(out / "runs" / "probe-b300-s0")
@@ -162,8 +235,20 @@ def test_budgets_and_modes_are_checked_before_the_adaptation_runs(setup, tmp_pat
         raise AssertionError("the settings should have been refused before the adaptation")
 
     monkeypatch.setattr(minitransfer.compare, "adapt_language_model", no_adaptation)
-    common = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}", "--seeds", "1",
-              "--max-len", "12", "--out", str(tmp_path / "c"), "--no-progress"]
+    common = [
+        "compare",
+        "--model",
+        str(setup / "pre"),
+        "--data",
+        f"jsonl:{setup / 'kw.jsonl'}",
+        "--seeds",
+        "1",
+        "--max-len",
+        "12",
+        "--out",
+        str(tmp_path / "c"),
+        "--no-progress",
+    ]
     assert main([*common, "--budgets", "1", "--modes", "scratch,adapt"]) == 2
     assert "--budgets: 1 is fewer labels than classes (2)" in capsys.readouterr().err
     assert main([*common, "--budgets", "10", "--modes", "probe,adapt,probe"]) == 2
@@ -179,14 +264,33 @@ def test_a_command_refused_before_any_run_finished_can_be_corrected(setup, tmp_p
     few = tmp_path / "few.jsonl"  # too little text to hold out a block for measuring the adaptation
     few.write_text("".join(json.dumps({"text": "ok", "label": ["neg", "pos"][i % 2]}) + "\n" for i in range(40)))
     out = tmp_path / "c"
-    common = ["compare", "--model", str(setup / "pre"), "--seeds", "1", "--budgets", "10", "--modes", "adapt",
-              "--steps", "2", "--adapt-steps", "2", "--max-len", "12", "--out", str(out), "--no-progress"]
+    common = [
+        "compare",
+        "--model",
+        str(setup / "pre"),
+        "--seeds",
+        "1",
+        "--budgets",
+        "10",
+        "--modes",
+        "adapt",
+        "--steps",
+        "2",
+        "--adapt-steps",
+        "2",
+        "--max-len",
+        "12",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main([*common, "--data", f"jsonl:{few}"]) == 2
     assert "too little to measure the adaptation" in capsys.readouterr().err
     assert main([*common, "--data", f"jsonl:{setup / 'kw.jsonl'}"]) == 0
     # the model holds 32 positions, fewer than the adaptation's 64-token blocks: it adapts on 32, and says so
-    assert "adapt: blocks of 32 tokens, the model's n_positions (the adaptation asked for 64)" in \
-        capsys.readouterr().out
+    assert (
+        "adapt: blocks of 32 tokens, the model's n_positions (the adaptation asked for 64)" in capsys.readouterr().out
+    )
     assert json.loads((out / "compare.json").read_text())["data"] == f"jsonl:{setup / 'kw.jsonl'}"
     # once a run has finished there, other settings are refused as before
     assert main([*common, "--data", f"jsonl:{setup / 'kw.jsonl'}", "--max-len", "10"]) == 2
@@ -194,14 +298,34 @@ def test_a_command_refused_before_any_run_finished_can_be_corrected(setup, tmp_p
 
 
 def test_a_replication_runs_other_seeds_on_another_split_and_says_so(setup, tmp_path, capsys):
-    common = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}", "--budgets", "20",
-              "--seeds", "2", "--steps", "2", "--max-len", "12", "--modes", "scratch,probe", "--no-progress"]
+    common = [
+        "compare",
+        "--model",
+        str(setup / "pre"),
+        "--data",
+        f"jsonl:{setup / 'kw.jsonl'}",
+        "--budgets",
+        "20",
+        "--seeds",
+        "2",
+        "--steps",
+        "2",
+        "--max-len",
+        "12",
+        "--modes",
+        "scratch,probe",
+        "--no-progress",
+    ]
     out = tmp_path / "rep"
     assert main([*common, "--first-seed", "4", "--split-seed", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "x 2 seed(s) (seeds 4-5) = 4 runs" in printed
-    assert sorted(p.name for p in (out / "runs").iterdir()) == ["probe-b20-s4", "probe-b20-s5", "scratch-b20-s4",
-                                                                "scratch-b20-s5"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "probe-b20-s4",
+        "probe-b20-s5",
+        "scratch-b20-s4",
+        "scratch-b20-s5",
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["first_seed"] == 4 and summary["split_seed"] == 1
     assert summary["table"]["scratch"]["20"]["seed_ids"] == [4, 5]
@@ -216,8 +340,10 @@ def test_a_replication_runs_other_seeds_on_another_split_and_says_so(setup, tmp_
     (d / "train.jsonl").write_text("".join(lines[:150]))
     (d / "test.jsonl").write_text("".join(lines[150:]))
     (d / "validation.jsonl").write_text("".join(lines[150:]))
-    assert main([*common, "--data", f"jsonl:{d}", "--split-seed", "3", "--seeds", "1",
-                 "--out", str(tmp_path / "own")]) == 0
+    assert (
+        main([*common, "--data", f"jsonl:{d}", "--split-seed", "3", "--seeds", "1", "--out", str(tmp_path / "own")])
+        == 0
+    )
     assert f"note: --split-seed 3 has no effect: jsonl:{d} comes with its own splits" in capsys.readouterr().out
     # texts cut to --max-len: said once (in the summary the command prints), not twice
     assert main([*common, "--max-len", "2", "--seeds", "1", "--out", str(tmp_path / "short")]) == 0
@@ -234,7 +360,18 @@ def test_the_quick_smoke_run_has_its_own_default_folder(setup, monkeypatch, tmp_
     monkeypatch.setattr(minitransfer.compare, "compare", lambda *a, **k: seen.append(a[5]) or 1 / 0)
     for quick, folder in ((["--quick"], "runs/compare-quick"), ([], "runs/compare")):
         with pytest.raises(ZeroDivisionError):
-            main(["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}", "--max-len", "12", *quick])
+            main(
+                [
+                    "compare",
+                    "--model",
+                    str(setup / "pre"),
+                    "--data",
+                    f"jsonl:{setup / 'kw.jsonl'}",
+                    "--max-len",
+                    "12",
+                    *quick,
+                ]
+            )
         assert seen.pop() == folder
 
 
@@ -254,8 +391,9 @@ def test_compare_starts_every_run_from_the_same_pretrained_weights(setup, tmp_pa
     base = mt.load_pretrained(setup / "pre")
     before = weights_fingerprint(base)
     data = load_dataset(f"jsonl:{setup / 'kw.jsonl'}")
-    cc = CompareConfig(budgets=[20], modes=["full", "probe"], seeds=1, steps=3, max_len=12, val_examples=10,
-                       evals_per_run=1)
+    cc = CompareConfig(
+        budgets=[20], modes=["full", "probe"], seeds=1, steps=3, max_len=12, val_examples=10, evals_per_run=1
+    )
     compare(base, base.config, data, gpt2_tokenizer, cc, tmp_path / "c", progress=False)
     assert weights_fingerprint(base) == before
 
@@ -301,21 +439,48 @@ def test_compare_runs_question_answering_on_budgets_of_questions(tmp_path, gpt2_
     d.mkdir()
     for name, n, seed in (("train", 80, 0), ("test", 30, 1)):
         q = toy_city_questions(n, seed)
-        rows = [{"question": a, "context": c, "answers": {"text": t, "answer_start": st}}
-                for a, c, t, st in zip(q.questions, q.contexts, q.answers, q.starts)]
+        rows = [
+            {"question": a, "context": c, "answers": {"text": t, "answer_start": st}}
+            for a, c, t, st in zip(q.questions, q.contexts, q.answers, q.starts, strict=True)
+        ]
         (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "cmp"
-    common = ["compare", "--task", "qa", "--model", str(tmp_path / "pre"), "--data", f"jsonl:{d}", "--seeds", "2",
-              "--steps", "3", "--max-len", "40", "--no-progress"]
+    common = [
+        "compare",
+        "--task",
+        "qa",
+        "--model",
+        str(tmp_path / "pre"),
+        "--data",
+        f"jsonl:{d}",
+        "--seeds",
+        "2",
+        "--steps",
+        "3",
+        "--max-len",
+        "40",
+        "--no-progress",
+    ]
     assert main([*common, "--budgets", "20,40", "--modes", "scratch,full", "--out", str(out)]) == 0
     assert "[8/8] full-b40-s1: full on 40 questions, seed 1, 3 steps" in capsys.readouterr().out
     for f in ("results.csv", "summary.json", "summary.md", "curves.png", "budget.png"):
         assert (out / f).exists() and (out / f).stat().st_size > 0, f
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert list(rows[0]) == ["mode", "budget", "n_train", "seed", "split", "step", "exact_match", "f1",
-                             "train_loss", "wall_seconds"]
+    assert list(rows[0]) == [
+        "mode",
+        "budget",
+        "n_train",
+        "seed",
+        "split",
+        "step",
+        "exact_match",
+        "f1",
+        "train_loss",
+        "wall_seconds",
+    ]
     assert {(r["budget"], r["mode"], r["seed"]) for r in rows if r["split"] == "test"} == {
-        (b, m, s) for b in ("20", "40") for m in ("scratch", "full") for s in ("0", "1")}
+        (b, m, s) for b in ("20", "40") for m in ("scratch", "full") for s in ("0", "1")
+    }
     summary = json.loads((out / "summary.json").read_text())
     assert summary["task"] == "qa" and "majority_baseline" not in summary and "labels" not in summary
     test = {(r["mode"], r["budget"], r["seed"]): r for r in rows if r["split"] == "test"}
@@ -328,8 +493,14 @@ def test_compare_runs_question_answering_on_budgets_of_questions(tmp_path, gpt2_
         assert [(g["mode"], g["over"]) for g in gs] == [("full", "scratch")]
         f, s = (np.array(summary["table"][m]["20"][f"{metric}_per_seed"]) for m in ("full", "scratch"))
         assert gs[0]["budgets"]["20"]["mean"] == pytest.approx(float(np.mean(f - s)))
-        assert set(gs[0]["budgets"]["20"]) == {"mean", "ci95", "p", "significant", "seeds", *(
-            ("q", "fdr_claim") if gs[0]["budgets"]["20"]["p"] is not None else ())}
+        assert set(gs[0]["budgets"]["20"]) == {
+            "mean",
+            "ci95",
+            "p",
+            "significant",
+            "seeds",
+            *(("q", "fdr_claim") if gs[0]["budgets"]["20"]["p"] is not None else ()),
+        }
     assert gains["exact_match"][0]["metric"] == "exact_match" and "metric" not in gains["f1"][0]
     assert summary["table"]["full"]["20"]["gain_over_scratch"] == gains["f1"][0]["budgets"]["20"]["mean"]
     md = (out / "summary.md").read_text()
@@ -339,8 +510,10 @@ def test_compare_runs_question_answering_on_budgets_of_questions(tmp_path, gpt2_
     # a frozen backbone's cached features hold one pooled vector per text: the span head reads every position
     assert main([*common, "--budgets", "20", "--modes", "scratch,probe", "--out", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err
-    assert "mode probe trains on a frozen backbone's cached features" in err and "the span head reads every " \
-        "position" in err
+    assert (
+        "mode probe trains on a frozen backbone's cached features" in err
+        and "the span head reads every position" in err
+    )
     assert main([*common, "--budgets", "20", "--modes", "zero,full", "--out", str(tmp_path / "z")]) == 2
     assert "mode zero reads the next-word head as a classifier" in capsys.readouterr().err
     assert main([*common, "--budgets", "20", "--pooling", "last", "--out", str(tmp_path / "z")]) == 2

@@ -51,8 +51,16 @@ def test_logit_parity_small_configs(tmp_path, config):
 def test_logit_parity_124m_shape_real_vocab(tmp_path, gpt2_tokenizer):
     """The full GPT-2 small shape (12 layers, 768 wide, 1024 positions, the real
     50,257-token vocabulary), random weights, on real GPT-2 token ids."""
-    hf = make_hf_gpt2(seed=2, n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024,
-                      bos_token_id=50256, eos_token_id=50256)
+    hf = make_hf_gpt2(
+        seed=2,
+        n_layer=12,
+        n_head=12,
+        n_embd=768,
+        vocab_size=50257,
+        n_positions=1024,
+        bos_token_id=50256,
+        eos_token_id=50256,
+    )
     assert sum(p.numel() for p in hf.parameters()) == 124_439_808
     hf.save_pretrained(tmp_path)
     model = mt.load_pretrained(tmp_path)
@@ -97,7 +105,7 @@ def test_padded_batch_matches_each_sequence_alone(tiny_checkpoint, side):
 
 def _hub_style(tensors, n_layer, n_positions, *, buffers, masked_bias, lm_head):
     """Rewrite what save_pretrained wrote into the form of the hub's gpt2 files."""
-    out = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in tensors.items()}
+    out = {k[len("transformer.") :] if k.startswith("transformer.") else k: v for k, v in tensors.items()}
     if buffers:
         causal = np.tril(np.ones((n_positions, n_positions), np.float32))[None, None]
         for i in range(n_layer):
@@ -164,8 +172,14 @@ def test_pytorch_model_bin_needs_allow_pickle(tiny_checkpoint, tmp_path, hub_sty
     hf, d = tiny_checkpoint
     sd = {k: v.clone() for k, v in hf.state_dict().items()}
     if hub_style:
-        tensors = _hub_style({k: v.numpy() for k, v in sd.items()}, hf.config.n_layer, hf.config.n_positions,
-                             buffers=True, masked_bias=True, lm_head=True)
+        tensors = _hub_style(
+            {k: v.numpy() for k, v in sd.items()},
+            hf.config.n_layer,
+            hf.config.n_positions,
+            buffers=True,
+            masked_bias=True,
+            lm_head=True,
+        )
         sd = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}
     shutil.copy(d / "config.json", tmp_path)
     torch.save(sd, tmp_path / "pytorch_model.bin")
@@ -229,7 +243,9 @@ def _copy_ckpt(d, tmp_path, mutate=None):
 def test_missing_tensor(tiny_checkpoint, tmp_path):
     _, d = tiny_checkpoint
     out = _copy_ckpt(d, tmp_path, lambda t: t.pop("transformer.h.1.mlp.c_fc.weight"))
-    with pytest.raises(CheckpointError, match=r"missing tensor 'h\.1\.mlp\.c_fc\.weight' \(expected shape \(32, 128\)\)"):
+    with pytest.raises(
+        CheckpointError, match=r"missing tensor 'h\.1\.mlp\.c_fc\.weight' \(expected shape \(32, 128\)\)"
+    ):
         mt.load_pretrained(out)
 
 
@@ -244,12 +260,20 @@ def test_wrong_shape(tiny_checkpoint, tmp_path):
         mt.load_pretrained(out)
 
 
-@pytest.mark.parametrize("damage,says", [
-    (lambda t: t["transformer.h.0.attn.c_attn.weight"].__setitem__((0, 0), np.nan),
-     r"tensor 'h\.0\.attn\.c_attn\.weight' holds 1 NaN or infinite value\(s\) of 3,072; the checkpoint is damaged"),
-    (lambda t: t.__setitem__("transformer.ln_f.bias", t["transformer.ln_f.bias"].astype(np.int32)),
-     r"tensor 'ln_f\.bias' holds int32 values; a GPT-2 weight is floating point"),
-])
+@pytest.mark.parametrize(
+    "damage,says",
+    [
+        (
+            lambda t: t["transformer.h.0.attn.c_attn.weight"].__setitem__((0, 0), np.nan),
+            r"tensor 'h\.0\.attn\.c_attn\.weight' holds 1 NaN or infinite value\(s\) of 3,072; "
+            r"the checkpoint is damaged",
+        ),
+        (
+            lambda t: t.__setitem__("transformer.ln_f.bias", t["transformer.ln_f.bias"].astype(np.int32)),
+            r"tensor 'ln_f\.bias' holds int32 values; a GPT-2 weight is floating point",
+        ),
+    ],
+)
 def test_weights_that_are_not_finite_floats_are_refused_by_name(tiny_checkpoint, tmp_path, damage, says):
     # a NaN weight once ranked next words by "nan%" and generated end-of-text; an integer one was cast
     _, d = tiny_checkpoint
@@ -337,19 +361,22 @@ def test_config_json_without_the_optional_numbers_takes_the_defaults():
     assert mt.GPT2Config.from_hf_dict(d).layer_norm_epsilon == 1e-5  # (was refused as "got 0.0")
 
 
-@pytest.mark.parametrize("change,says", [
-    (lambda d: [1, 2], "expected a JSON object of model settings, found list"),
-    (lambda d: {**d, "n_layer": "four"}, "n_layer must be a positive whole number, got 'four'"),
-    (lambda d: {**d, "n_head": True}, "n_head must be a positive whole number, got True"),
-    (lambda d: {**d, "n_embd": 0}, "n_embd must be a positive whole number, got 0"),
-    (lambda d: {**d, "resid_pdrop": "0.1"}, "resid_pdrop must be a number, got '0.1'"),
-    (lambda d: {**d, "minitransfer": {"max_len": "long"}}, "minitransfer.max_len must be a positive whole number"),
-    (lambda d: {**d, "minitransfer": ["x"]}, "'minitransfer' section must be a JSON object"),
-    # values of the right type that would train or predict NaN without a word
-    (lambda d: {**d, "attn_pdrop": 5.0}, "attn_pdrop is a dropout rate, from 0 up to (not including) 1; got 5.0"),
-    (lambda d: {**d, "layer_norm_epsilon": -1}, "layer_norm_epsilon must be a small positive number, got -1"),
-    (lambda d: {**d, "n_head": 3}, "n_embd=128 must be divisible by n_head=3"),  # with the file named too
-])
+@pytest.mark.parametrize(
+    "change,says",
+    [
+        (lambda d: [1, 2], "expected a JSON object of model settings, found list"),
+        (lambda d: {**d, "n_layer": "four"}, "n_layer must be a positive whole number, got 'four'"),
+        (lambda d: {**d, "n_head": True}, "n_head must be a positive whole number, got True"),
+        (lambda d: {**d, "n_embd": 0}, "n_embd must be a positive whole number, got 0"),
+        (lambda d: {**d, "resid_pdrop": "0.1"}, "resid_pdrop must be a number, got '0.1'"),
+        (lambda d: {**d, "minitransfer": {"max_len": "long"}}, "minitransfer.max_len must be a positive whole number"),
+        (lambda d: {**d, "minitransfer": ["x"]}, "'minitransfer' section must be a JSON object"),
+        # values of the right type that would train or predict NaN without a word
+        (lambda d: {**d, "attn_pdrop": 5.0}, "attn_pdrop is a dropout rate, from 0 up to (not including) 1; got 5.0"),
+        (lambda d: {**d, "layer_norm_epsilon": -1}, "layer_norm_epsilon must be a small positive number, got -1"),
+        (lambda d: {**d, "n_head": 3}, "n_embd=128 must be divisible by n_head=3"),  # with the file named too
+    ],
+)
 def test_config_json_of_the_wrong_types_is_one_clear_error(tmp_path, change, says):
     import shutil
 

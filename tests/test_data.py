@@ -20,7 +20,10 @@ def _write_jsonl(path, rows):
 
 
 def _rows(n=100, labels=("neg", "pos", "neutral")):
-    return [{"text": f"example number {i} says {labels[i % len(labels)]}", "label": labels[i % len(labels)]} for i in range(n)]
+    return [
+        {"text": f"example number {i} says {labels[i % len(labels)]}", "label": labels[i % len(labels)]}
+        for i in range(n)
+    ]
 
 
 def test_tweets_corpus():
@@ -156,12 +159,12 @@ def test_encode_reuses_the_same_texts_and_stays_exact(gpt2_tokenizer):
     grown.add_tokens(["<new-token>"])
     e = encode(text, grown, max_len=12)
     want = grown(text.texts[0], add_special_tokens=False)["input_ids"]
-    assert e.input_ids[0, :len(want)].tolist() == want and len(gpt2_tokenizer) in want
+    assert e.input_ids[0, : len(want)].tolist() == want and len(gpt2_tokenizer) in want
     assert len(gpt2_tokenizer) not in encode(text, gpt2_tokenizer, max_len=12).input_ids[0].tolist()
     grown.add_tokens(["<other>"])  # the same tokenizer object, grown again: not served from the old result
     again = encode(text, grown, max_len=12)
     want = grown(text.texts[0], add_special_tokens=False)["input_ids"]
-    assert again.input_ids[0, :len(want)].tolist() == want and len(gpt2_tokenizer) + 1 in want
+    assert again.input_ids[0, : len(want)].tolist() == want and len(gpt2_tokenizer) + 1 in want
     for i in range(encoding.ENCODED_KEPT + 2):  # the memory stays bounded
         encode(Split([f"text number {i}"], np.array([0], np.int32)), gpt2_tokenizer, max_len=6)
     assert len(encoding._ENCODED[gpt2_tokenizer]) == encoding.ENCODED_KEPT
@@ -231,27 +234,43 @@ def test_missing_label_field(tmp_path):
         load_dataset(f"csv:{p}")
 
 
-@pytest.mark.parametrize("kind,body,message", [
-    # an unquoted comma: the row's "label" would be a piece of its text
-    ("csv", 'text,label\n"fine, quoted",pos\nreview 7, with an unquoted comma,pos\n',
-     r"d.csv, line 3: 3 values, the header has 2 columns \(text, label\); a field that holds a comma must be in "
-     r"double quotes"),
-    ("tsv", "text\tlabel\nok\tpos\na\tstray tab\tneg\n", r"d.tsv, line 3: 3 values, the header has 2 columns"),
-    ("csv", "text,label\nok,pos\nonly text\n", r"d.csv, line 3: the 'label' is empty \(the row has fewer values "
-     r"than the header has columns\)"),  # a short row
-    ("csv", "text,label\nok,pos\n\n\nreview 9, unquoted,neg\n", r"d.csv, line 5: 3 values"),  # after blank lines
-    ("csv", '"text,label\nhello,pos\n', r"d.csv, the row from line 1: not valid CSV"),  # a broken header
-    # an unterminated quote would swallow every later row into one text
-    ("csv", 'text,label\nok,pos\n"unterminated,pos\nsecond,neg\nthird,pos\n',
-     r"d.csv, the row from line 3: not valid CSV \(unexpected end of data\)"),
-    # TSV reads quotes leniently, so there the same swallowing shows as a short row whose text spans lines
-    ("tsv", 'text\tlabel\nok\tpos\n"unterminated\tpos\nsecond\tneg\nthird\tpos\n',
-     r"d.tsv, line 3: a quoted field runs from here to line 5, and the row ends short of values"),
-    # line numbers count "\n" as the csv reader does: a form feed inside a text is not a line break
-    ("csv", 'text,label\n"a\x0c\x0cb",pos\nreview 9, unquoted,neg\n', r"d.csv, line 3: 3 values"),
-    # a repeated column name: only its last column would be read, silently
-    ("csv", "text,label,text\nhello,pos,other\n", r"d.csv, line 1: the header names 'text' more than once"),
-])
+@pytest.mark.parametrize(
+    "kind,body,message",
+    [
+        # an unquoted comma: the row's "label" would be a piece of its text
+        (
+            "csv",
+            'text,label\n"fine, quoted",pos\nreview 7, with an unquoted comma,pos\n',
+            r"d.csv, line 3: 3 values, the header has 2 columns \(text, label\); a field that holds a comma must be in "
+            r"double quotes",
+        ),
+        ("tsv", "text\tlabel\nok\tpos\na\tstray tab\tneg\n", r"d.tsv, line 3: 3 values, the header has 2 columns"),
+        (
+            "csv",
+            "text,label\nok,pos\nonly text\n",
+            r"d.csv, line 3: the 'label' is empty \(the row has fewer values "
+            r"than the header has columns\)",
+        ),  # a short row
+        ("csv", "text,label\nok,pos\n\n\nreview 9, unquoted,neg\n", r"d.csv, line 5: 3 values"),  # after blank lines
+        ("csv", '"text,label\nhello,pos\n', r"d.csv, the row from line 1: not valid CSV"),  # a broken header
+        # an unterminated quote would swallow every later row into one text
+        (
+            "csv",
+            'text,label\nok,pos\n"unterminated,pos\nsecond,neg\nthird,pos\n',
+            r"d.csv, the row from line 3: not valid CSV \(unexpected end of data\)",
+        ),
+        # TSV reads quotes leniently, so there the same swallowing shows as a short row whose text spans lines
+        (
+            "tsv",
+            'text\tlabel\nok\tpos\n"unterminated\tpos\nsecond\tneg\nthird\tpos\n',
+            r"d.tsv, line 3: a quoted field runs from here to line 5, and the row ends short of values",
+        ),
+        # line numbers count "\n" as the csv reader does: a form feed inside a text is not a line break
+        ("csv", 'text,label\n"a\x0c\x0cb",pos\nreview 9, unquoted,neg\n', r"d.csv, line 3: 3 values"),
+        # a repeated column name: only its last column would be read, silently
+        ("csv", "text,label,text\nhello,pos,other\n", r"d.csv, line 1: the header names 'text' more than once"),
+    ],
+)
 def test_csv_rows_that_do_not_line_up_with_the_header_are_errors(tmp_path, kind, body, message):
     p = tmp_path / f"d.{kind}"
     p.write_text(body)
@@ -290,16 +309,22 @@ def test_rows_with_empty_text_are_dropped_and_counted(tmp_path):
 
 def test_texts_repeated_within_train_or_across_splits_are_counted(tmp_path):
     rows = _rows(90)
-    train = rows[:40] + [{"text": "same old text", "label": "pos"}, {"text": "same old text", "label": "neg"},
-                         {"text": "said twice", "label": "pos"}, {"text": "said twice", "label": "pos"}]
+    train = rows[:40] + [
+        {"text": "same old text", "label": "pos"},
+        {"text": "same old text", "label": "neg"},
+        {"text": "said twice", "label": "pos"},
+        {"text": "said twice", "label": "pos"},
+    ]
     _write_jsonl(tmp_path / "train.jsonl", train)
     _write_jsonl(tmp_path / "validation.jsonl", rows[40:60])
     _write_jsonl(tmp_path / "test.jsonl", rows[60:90] + [{"text": "said twice", "label": "pos"}, rows[0]])
     d = load_dataset(f"jsonl:{tmp_path}")
     assert len(d.train) == 44 and len(d.test) == 32  # counted, not dropped
     notes = " | ".join(d.notes)
-    assert "train: 2 text(s) repeat an earlier training text word for word (kept); 1 of the repeated texts carry " \
-           "more than one label" in notes, notes
+    assert (
+        "train: 2 text(s) repeat an earlier training text word for word (kept); 1 of the repeated texts carry "
+        "more than one label" in notes
+    ), notes
     assert "test: 2 of 32 text(s) also appear in train word for word" in notes and "validation:" not in notes
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -360,20 +385,31 @@ def test_tfds_without_network(tmp_path, monkeypatch, caplog):
     # This machine has no network, so the real check fails; make that
     # explicit so the test means the same on a machine that has one.
     monkeypatch.setattr("minitransfer.sources._network_available", lambda *a, **k: False)
-    with caplog.at_level("WARNING"), pytest.raises(
-            DataError, match=r"tfds:imdb_reviews is not downloaded yet.*no network.*jsonl:PATH"):
+    with (
+        caplog.at_level("WARNING"),
+        pytest.raises(DataError, match=r"tfds:imdb_reviews is not downloaded yet.*no network.*jsonl:PATH"),
+    ):
         load_dataset("tfds:imdb_reviews", tfds_data_dir=str(tmp_path))
     # the error is the one line said: not after tfds' own "Variant folder ... has no dataset_info.json"
     assert not [r.getMessage() for r in caplog.records if "dataset_info.json" in r.getMessage()]
 
 
-@pytest.mark.parametrize("row,message", [
-    ({"text": "fine", "label": ["a"]}, r"line 1: the 'label' is \['a'\]; a label is a name \(a string\) or a whole number"),
-    ({"text": "fine", "label": 1.5}, r"line 1: the 'label' is 1.5; a label is a name"),
-    ({"text": "fine", "label": True}, r"line 1: the 'label' is True; a label is a name"),
-    ({"text": "fine", "label": None}, r"line 1: the 'label' is null$"),
-    ({"text": 5, "label": "pos"}, r"line 1: the 'text' is '5' \(int\), not text; choose the text field with --text-field"),
-])
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        (
+            {"text": "fine", "label": ["a"]},
+            r"line 1: the 'label' is \['a'\]; a label is a name \(a string\) or a whole number",
+        ),
+        ({"text": "fine", "label": 1.5}, r"line 1: the 'label' is 1.5; a label is a name"),
+        ({"text": "fine", "label": True}, r"line 1: the 'label' is True; a label is a name"),
+        ({"text": "fine", "label": None}, r"line 1: the 'label' is null$"),
+        (
+            {"text": 5, "label": "pos"},
+            r"line 1: the 'text' is '5' \(int\), not text; choose the text field with --text-field",
+        ),
+    ],
+)
 def test_jsonl_values_of_the_wrong_kind_are_errors_not_strings(tmp_path, row, message):
     """Found by a new-user run: a list or 1.5 became the class "['a']" or
     '1.5', a number became text, silently. Whole numbers and names stay labels."""
@@ -413,8 +449,9 @@ def test_files_that_would_be_misread_are_refused_with_the_cause(tmp_path):
 def test_a_field_longer_than_the_csv_modules_default_limit_is_read(tmp_path):
     p = tmp_path / "long.csv"
     long = "word " * 40_000  # 200,000 characters: over the csv module's 131,072
-    p.write_text("text,label\n" + "".join(f"{long if i == 0 else f'short {i}'},{'pos' if i % 2 else 'neg'}\n"
-                                          for i in range(20)))
+    p.write_text(
+        "text,label\n" + "".join(f"{long if i == 0 else f'short {i}'},{'pos' if i % 2 else 'neg'}\n" for i in range(20))
+    )
     d = load_dataset(f"csv:{p}")
     assert max(len(t) for s in (d.train, d.validation, d.test) for t in s.texts) == len(long)
 
@@ -455,8 +492,8 @@ def test_split_seed_notes_say_what_a_split_seed_did_not_draw(tmp_path):
     """finetune and compare share these notes: data with all three splits
     ignores --split-seed; data with train and test has only its validation
     set drawn; one file is split whole (no note)."""
-    from minitransfer.qa import load_qa_dataset
     from minitransfer.cli.training import split_seed_notes
+    from minitransfer.qa import load_qa_dataset
 
     rows = [{"text": f"text {i}", "label": "ab"[i % 2]} for i in range(40)]
     for name in ("three", "two"):
@@ -464,20 +501,27 @@ def test_split_seed_notes_say_what_a_split_seed_did_not_draw(tmp_path):
         for split in ("train", "validation", "test") if name == "three" else ("train", "test"):
             (tmp_path / name / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "one.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    said = {name: split_seed_notes(1, load_dataset(f"jsonl:{tmp_path / name}", split_seed=1), name)
-            for name in ("three", "two", "one.jsonl")}
-    assert said == {"three": ["--split-seed 1 has no effect: three comes with its own splits"],
-                    "two": ["--split-seed 1 draws only the validation set: two comes with its own test split, "
-                            "which stays as it is"],
-                    "one.jsonl": []}
+    said = {
+        name: split_seed_notes(1, load_dataset(f"jsonl:{tmp_path / name}", split_seed=1), name)
+        for name in ("three", "two", "one.jsonl")
+    }
+    assert said == {
+        "three": ["--split-seed 1 has no effect: three comes with its own splits"],
+        "two": [
+            "--split-seed 1 draws only the validation set: two comes with its own test split, which stays as it is"
+        ],
+        "one.jsonl": [],
+    }
     assert split_seed_notes(0, load_dataset(f"jsonl:{tmp_path / 'three'}"), "three") == []
     # question answering draws its validation questions from train the same way, and records the seed
-    qa_rows = [{"question": "q?", "context": f"c {i}", "answers": {"text": ["c"], "answer_start": [0]}}
-               for i in range(20)]
+    qa_rows = [
+        {"question": "q?", "context": f"c {i}", "answers": {"text": ["c"], "answer_start": [0]}} for i in range(20)
+    ]
     (tmp_path / "qa").mkdir()
     for split in ("train", "test"):
         (tmp_path / "qa" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa_rows))
     qa = load_qa_dataset(f"jsonl:{tmp_path / 'qa'}", split_seed=1)
     assert qa.fields == {"split_seed": 1}
-    assert split_seed_notes(1, qa, "qa") == ["--split-seed 1 draws only the validation set: qa comes with its "
-                                             "own test split, which stays as it is"]
+    assert split_seed_notes(1, qa, "qa") == [
+        "--split-seed 1 draws only the validation set: qa comes with its own test split, which stays as it is"
+    ]

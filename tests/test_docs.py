@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from minitransfer.apps.diagrams import backbone_rows, draw_head_swap, head_label
 from minitransfer.classify import ClassificationHead
 from minitransfer.cli import build_parser
-from minitransfer.apps.diagrams import backbone_rows, draw_head_swap, head_label
 from minitransfer.model import GPT2, GPT2Config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,8 +117,11 @@ def test_head_swap_diagram_reads_its_labels_from_the_model(tmp_path):
     config = GPT2Config(vocab_size=97, n_positions=24, n_embd=16, n_layer=3, n_head=2)
     lm = GPT2.language_model(config)
     clf = GPT2(lm.backbone, ClassificationHead(16, ["spam", "ham", "eggs"], pooling="mean"))
-    assert backbone_rows(lm) == ["wte: Embed(97, 16)  +  wpe: Embed(24, 16)",
-                                 "h[0..2]: 3 x Block (attention + MLP)", "ln_f: LayerNorm(16)"]
+    assert backbone_rows(lm) == [
+        "wte: Embed(97, 16)  +  wpe: Embed(24, 16)",
+        "h[0..2]: 3 x Block (attention + MLP)",
+        "ln_f: LayerNorm(16)",
+    ]
     assert "(B, T, 16) -> (B, T, 97)" in head_label(lm)
     assert "Linear(16, 3)" in head_label(clf) and "spam / ham / eggs" in head_label(clf)
     draw_head_swap(lm, clf, tmp_path / "swap.png")

@@ -10,8 +10,8 @@ import pytest
 
 import minitransfer as mt
 from minitransfer.cli import main
-from tests.conftest import REPO
 from minitransfer.generate import filter_logits, generate
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +93,36 @@ def test_pretrain_lowers_val_loss_and_transformers_loads_it(tmp_path, capsys):
     out = tmp_path / "lm"
     report = tmp_path / "report.jsonl"  # held-out text: test tweets, never pretrained on
     report.write_text("".join(json.dumps({"text": t}) + "\n" for t in load_dataset("tweets").test.texts[:40]))
-    args = ["pretrain", "--data", "tweets", "--out", str(out), "--n-layer", "2", "--n-head", "2",
-            "--n-embd", "32", "--tokenizer", "train:400", "--steps", "30", "--eval-every", "10",
-            "--batch-size", "8", "--block-size", "32", "--lr", "3e-3", "--no-progress",
-            "--report-text", str(report), "--report-n", "20"]
+    args = [
+        "pretrain",
+        "--data",
+        "tweets",
+        "--out",
+        str(out),
+        "--n-layer",
+        "2",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "32",
+        "--tokenizer",
+        "train:400",
+        "--steps",
+        "30",
+        "--eval-every",
+        "10",
+        "--batch-size",
+        "8",
+        "--block-size",
+        "32",
+        "--lr",
+        "3e-3",
+        "--no-progress",
+        "--report-text",
+        str(report),
+        "--report-n",
+        "20",
+    ]
     assert main(args) == 0
     log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [10, 20, 30]
@@ -111,8 +137,11 @@ def test_pretrain_lowers_val_loss_and_transformers_loads_it(tmp_path, capsys):
     assert len(tok) == 400
     # throughput: the steps after the first (no compiling, validation, checkpoints), and all in
     printed = capsys.readouterr().out
-    rate = re.search(r"next-word training: ([\d,]+) tokens/s.*over the steps after the first \(all in, with "
-                     r"compiling, validation and checkpoints: ([\d,]+) tokens/s\)", printed)
+    rate = re.search(
+        r"next-word training: ([\d,]+) tokens/s.*over the steps after the first \(all in, with "
+        r"compiling, validation and checkpoints: ([\d,]+) tokens/s\)",
+        printed,
+    )
     assert rate, printed
     steady, all_in = (float(x.replace(",", "")) for x in rate.groups())
     assert steady > all_in > 0
@@ -120,9 +149,13 @@ def test_pretrain_lowers_val_loss_and_transformers_loads_it(tmp_path, capsys):
     # (printed to the unit: within half a token/s of the record, however slow the machine)
     assert record["tokens_per_second"] == pytest.approx(steady, abs=0.5)
     assert record["tokens_per_second_all_in"] == pytest.approx(all_in, abs=0.5)
-    assert f"{steady:,.0f} tokens/s" in card and f"all in, with compiling, validation and checkpoints: {all_in:,.0f}" in card
-    assert main(["generate", "--model", str(out), "--prompt", "This movie was", "--max-new-tokens", "5",
-                 "--greedy"]) == 0
+    assert (
+        f"{steady:,.0f} tokens/s" in card
+        and f"all in, with compiling, validation and checkpoints: {all_in:,.0f}" in card
+    )
+    assert (
+        main(["generate", "--model", str(out), "--prompt", "This movie was", "--max-new-tokens", "5", "--greedy"]) == 0
+    )
     assert capsys.readouterr().out.startswith("This movie was")
 
 
@@ -132,16 +165,36 @@ def test_pretrain_checks_settings_first_and_reuses_only_its_own_tokenizer(tmp_pa
     settings) is not reused silently; a rerun of the same run reuses its own."""
     import shutil
 
-    base = ["pretrain", "--data", "tweets", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
-            "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--block-size", "16", "--no-progress"]
+    base = [
+        "pretrain",
+        "--data",
+        "tweets",
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "16",
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--batch-size",
+        "4",
+        "--block-size",
+        "16",
+        "--no-progress",
+    ]
     (tmp_path / "rep.jsonl").write_text('{"text": "great movie"}\n{"txt": "x"}\n')  # a bad second row
-    for extra, says in ((["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
-                        (["--dropout", "2"], "--dropout must be in [0, 1)"),
-                        (["--n-head", "3"], "n_embd 16 must be a multiple of n_head 3"),
-                        (["--report-text", str(tmp_path / "none.jsonl")], "no such file"),
-                        (["--report-text", str(tmp_path / "rep.jsonl")], "rep.jsonl, line 2: no field 'text'"),
-                        (["--report-text", str(tmp_path / "rep.jsonl"), "--report-n", "0"], "--report-n must be at"),
-                        (["--tokenizer", "train:abc"], "train:N needs a whole number")):
+    for extra, says in (
+        (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
+        (["--dropout", "2"], "--dropout must be in [0, 1)"),
+        (["--n-head", "3"], "n_embd 16 must be a multiple of n_head 3"),
+        (["--report-text", str(tmp_path / "none.jsonl")], "no such file"),
+        (["--report-text", str(tmp_path / "rep.jsonl")], "rep.jsonl, line 2: no field 'text'"),
+        (["--report-text", str(tmp_path / "rep.jsonl"), "--report-n", "0"], "--report-n must be at"),
+        (["--tokenizer", "train:abc"], "train:N needs a whole number"),
+    ):
         assert main([*base, "--out", str(tmp_path / "bad"), *extra]) == 2, extra
         assert says in capsys.readouterr().err, extra
     assert not (tmp_path / "bad").exists()  # refused before anything was trained or written

@@ -30,11 +30,15 @@ def test_a_heads_weights_are_named_by_their_path_as_the_checkpoints_name_them():
     assert {k: v.shape for k, v in t.items()} == {"score.weight": (32, 3), "score.bias": (3,)}  # the kernel as is
 
 
-@pytest.mark.parametrize("head", [
-    lambda: ClassificationHead(32, ["neg", "pos"], pooling="mean", seed=1),
-    lambda: ClassificationHead(32, ["neg", "pos", "mid"], bias=False, seed=2),  # transformers' score.weight
-    lambda: SpanHead(32, seed=3),
-], ids=["classification", "transformers-classification", "span"])
+@pytest.mark.parametrize(
+    "head",
+    [
+        lambda: ClassificationHead(32, ["neg", "pos"], pooling="mean", seed=1),
+        lambda: ClassificationHead(32, ["neg", "pos", "mid"], bias=False, seed=2),  # transformers' score.weight
+        lambda: SpanHead(32, seed=3),
+    ],
+    ids=["classification", "transformers-classification", "span"],
+)
 def test_every_head_saves_and_restores_its_weights_through_one_generic_path(head, tmp_path, gpt2_tokenizer):
     model = mt.GPT2(mt.GPT2Backbone(mt.GPT2Config(**TINY), rngs=nnx.Rngs(0)), head())
     mt.save_pretrained(model, tmp_path / "m", tokenizer=gpt2_tokenizer)
@@ -54,14 +58,16 @@ def test_every_head_saves_and_restores_its_weights_through_one_generic_path(head
 def test_a_wrong_shaped_head_tensor_is_named_with_what_it_should_be(tmp_path, gpt2_tokenizer):
     from safetensors.numpy import save_file
 
-    model = mt.GPT2(mt.GPT2Backbone(mt.GPT2Config(**TINY), rngs=nnx.Rngs(0)),
-                    ClassificationHead(32, ["neg", "pos"]))
+    model = mt.GPT2(mt.GPT2Backbone(mt.GPT2Config(**TINY), rngs=nnx.Rngs(0)), ClassificationHead(32, ["neg", "pos"]))
     mt.save_pretrained(model, tmp_path, tokenizer=gpt2_tokenizer)
     tensors = load_file(str(tmp_path / "model.safetensors"))
     tensors["head.score.weight"] = np.zeros((32, 3), np.float32)
     save_file(tensors, str(tmp_path / "model.safetensors"))
-    with pytest.raises(mt.CheckpointError, match=r"tensor 'head\.score\.weight' has shape \(32, 3\), expected "
-                                                 r"\(32, 2\) for 2 labels \['neg', 'pos'\]"):
+    with pytest.raises(
+        mt.CheckpointError,
+        match=r"tensor 'head\.score\.weight' has shape \(32, 3\), expected "
+        r"\(32, 2\) for 2 labels \['neg', 'pos'\]",
+    ):
         mt.load_pretrained(tmp_path)
 
 

@@ -52,4 +52,6 @@ def test_lecture_5_shows_the_loop_that_training_runs():
     source = (REPO / "lectures" / "05_pretraining_is_the_expensive_part.py").read_text()
     assert "from minitransfer.loop import train_loop" in source and "\nshow(train_loop)\n" in source
     assert minitransfer.train.train_loop is minitransfer.loop.train_loop is minitransfer.pretrain.train_loop
-    assert all("train_loop(" in inspect.getsource(f) for f in (minitransfer.train.finetune, minitransfer.pretrain.pretrain))
+    assert all(
+        "train_loop(" in inspect.getsource(f) for f in (minitransfer.train.finetune, minitransfer.pretrain.pretrain)
+    )

@@ -29,8 +29,13 @@ def keyword_data(tmp_path_factory):
     rng = np.random.default_rng(0)
     fillers = ["the film", "my day", "this phone", "our trip", "that song", "the food"]
     words = {"neg": ["awful", "terrible", "bad"], "pos": ["great", "lovely", "good"]}
-    rows = [{"text": f"{rng.choice(fillers)} was {rng.choice(words['pos' if i % 2 else 'neg'])}",
-             "label": "pos" if i % 2 else "neg"} for i in range(240)]
+    rows = [
+        {
+            "text": f"{rng.choice(fillers)} was {rng.choice(words['pos' if i % 2 else 'neg'])}",
+            "label": "pos" if i % 2 else "neg",
+        }
+        for i in range(240)
+    ]
     (d / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return load_dataset(f"jsonl:{d / 'kw.jsonl'}")
 
@@ -47,8 +52,7 @@ def _cfg(**kw):
 
 
 def _model(pretrained_dir, data, cfg):
-    return build_classifier(cfg.mode, mt.load_pretrained(pretrained_dir), mt.GPT2Config(**TINY), data.label_names,
-                            cfg)
+    return build_classifier(cfg.mode, mt.load_pretrained(pretrained_dir), mt.GPT2Config(**TINY), data.label_names, cfg)
 
 
 def _flat(module) -> dict:
@@ -70,8 +74,9 @@ def test_each_mode_says_what_trains_as_a_filter():
 
 
 @pytest.mark.parametrize("k", [1, 2])
-def test_top_trains_only_the_last_blocks_the_final_layer_norm_and_the_head(k, pretrained_dir, keyword_data,
-                                                                           gpt2_tokenizer, tmp_path):
+def test_top_trains_only_the_last_blocks_the_final_layer_norm_and_the_head(
+    k, pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path
+):
     cfg = _cfg(mode="top", unfreeze=k, steps=4, eval_every=2)
     model = _model(pretrained_dir, keyword_data, cfg)
     before = _flat(model)
@@ -93,8 +98,9 @@ def test_lora_trains_only_the_adapters_and_the_head(pretrained_dir, keyword_data
     cfg = _cfg(mode="lora", lora_rank=4, lora_alpha=8)
     model = _model(pretrained_dir, keyword_data, cfg)
     prepared = get_mode("lora").prepared(model, cfg)
-    assert prepared is not model and not any(isinstance(getattr(o, n), ScaledLoRALinear)
-                                             for o, n in [(b.attn, "c_attn") for b in model.backbone.h])
+    assert prepared is not model and not any(
+        isinstance(getattr(o, n), ScaledLoRALinear) for o, n in [(b.attn, "c_attn") for b in model.backbone.h]
+    )
     _, trained, _ = split_trained(prepared, get_mode("lora").filter(cfg, 2))
     names = [".".join(map(str, p)) for p, _ in nnx.to_flat_state(trained)]
     assert names and all(n.startswith("head.") or ".lora.lora_" in n for n in names), names
@@ -111,13 +117,15 @@ def test_lora_trains_only_the_adapters_and_the_head(pretrained_dir, keyword_data
     after = _flat(model)
     assert after.keys() == before.keys()  # the caller's model stays a plain GPT-2: the adapters merged in
     moved = sorted(n for n in after if not np.array_equal(after[n], before[n]))
-    projection_kernels = {f"backbone.h.{i}.{p}.kernel" for i in range(2)
-                          for p in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")}
+    projection_kernels = {
+        f"backbone.h.{i}.{p}.kernel" for i in range(2) for p in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+    }
     assert set(moved) == projection_kernels | {"head.score.kernel", "head.score.bias"}, moved
 
 
-def test_lora_checkpoint_merges_the_adapters_and_opens_in_transformers(pretrained_dir, keyword_data,
-                                                                       gpt2_tokenizer, tmp_path):
+def test_lora_checkpoint_merges_the_adapters_and_opens_in_transformers(
+    pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path
+):
     import torch
     from safetensors import safe_open
     from transformers import GPT2ForSequenceClassification
@@ -133,15 +141,17 @@ def test_lora_checkpoint_merges_the_adapters_and_opens_in_transformers(pretraine
         a, b = f.get_tensor("h.1.mlp.c_fc.lora_a"), f.get_tensor("h.1.mlp.c_fc.lora_b")
         assert len(f.keys()) == 16 and a.shape == (32, 4) and b.shape == (4, 128) and np.abs(b).max() > 0
     saved = mt.load_pretrained(best)
-    np.testing.assert_allclose(_flat(saved)["backbone.h.1.mlp.c_fc.kernel"],
-                               base["backbone.h.1.mlp.c_fc.kernel"] + 2.0 * a @ b, atol=1e-6)
+    np.testing.assert_allclose(
+        _flat(saved)["backbone.h.1.mlp.c_fc.kernel"], base["backbone.h.1.mlp.c_fc.kernel"] + 2.0 * a @ b, atol=1e-6
+    )
     hf, loading = GPT2ForSequenceClassification.from_pretrained(best, output_loading_info=True)
     assert not loading["missing_keys"] and not loading["unexpected_keys"], loading
     ids = np.array([[11, 12, 13, 14, 15], [21, 22, 23, 50256, 50256]], np.int32)
     mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], np.int32)
     with torch.no_grad():
-        theirs = hf.eval()(input_ids=torch.tensor(ids, dtype=torch.long),
-                           attention_mask=torch.tensor(mask, dtype=torch.long)).logits.numpy()
+        theirs = hf.eval()(
+            input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long)
+        ).logits.numpy()
     ours = np.asarray(saved(ids, mask))
     np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(model(ids, mask)), ours, atol=1e-6)  # the caller's model: the same
@@ -164,14 +174,23 @@ def test_merging_adapters_keeps_what_the_model_computes(pretrained_dir):
 @pytest.mark.parametrize("mode", ["top", "lora"])
 def test_an_interrupted_run_resumes_exactly(mode, pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):
     cfg = _cfg(mode=mode, unfreeze=2, lora_rank=2)
-    a = finetune(_model(pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, tmp_path / "a",
-                 progress=False)
+    a = finetune(
+        _model(pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, tmp_path / "a", progress=False
+    )
     with pytest.raises(KeyboardInterrupt):
-        finetune(_model(pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, tmp_path / "b",
-                 progress=False, log=ctrl_c_after(6))
+        finetune(
+            _model(pretrained_dir, keyword_data, cfg),
+            keyword_data,
+            gpt2_tokenizer,
+            cfg,
+            tmp_path / "b",
+            progress=False,
+            log=ctrl_c_after(6),
+        )
     assert json.loads((tmp_path / "b" / "state" / "state.json").read_text())["step"] == 6
-    b = finetune(_model(pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, tmp_path / "b",
-                 progress=False)
+    b = finetune(
+        _model(pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, tmp_path / "b", progress=False
+    )
     assert a.test == b.test and a.best_step == b.best_step and a.best_val == b.best_val
     assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
     wa, wb = mt.load_pretrained(tmp_path / "a" / "best"), mt.load_pretrained(tmp_path / "b" / "best")
@@ -198,14 +217,46 @@ def test_mode_options_key_only_their_own_mode(pretrained_dir, keyword_data, gpt2
 
 def test_finetune_command_runs_top_and_lora(pretrained_dir, keyword_data, tmp_path, capsys):
     data = tmp_path / "kw.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "label": keyword_data.label_names[y]}) + "\n"
-                            for split in (keyword_data.train, keyword_data.validation, keyword_data.test)
-                            for t, y in zip(split.texts, split.labels)))
-    common = ["--model", str(pretrained_dir), "--data", f"jsonl:{data}", "--steps", "2", "--eval-every", "2",
-              "--max-len", "12", "--batch-size", "8", "--no-progress"]
+    data.write_text(
+        "".join(
+            json.dumps({"text": t, "label": keyword_data.label_names[y]}) + "\n"
+            for split in (keyword_data.train, keyword_data.validation, keyword_data.test)
+            for t, y in zip(split.texts, split.labels, strict=True)
+        )
+    )
+    common = [
+        "--model",
+        str(pretrained_dir),
+        "--data",
+        f"jsonl:{data}",
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--max-len",
+        "12",
+        "--batch-size",
+        "8",
+        "--no-progress",
+    ]
     assert main(["finetune", "--mode", "top", "--unfreeze", "2", *common, "--out", str(tmp_path / "top")]) == 0
-    assert main(["finetune", "--mode", "lora", "--lora-rank", "2", *common, "--lora-alpha", "4",
-                 "--out", str(tmp_path / "lora")]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--mode",
+                "lora",
+                "--lora-rank",
+                "2",
+                *common,
+                "--lora-alpha",
+                "4",
+                "--out",
+                str(tmp_path / "lora"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "lora" / "best" / ADAPTERS_FILE).exists()
     assert json.loads((tmp_path / "lora" / "result.json").read_text())["config"]["lora_rank"] == 2
     assert main(["finetune", "--mode", "full", "--unfreeze", "2", *common, "--out", str(tmp_path / "full")]) == 0

@@ -51,8 +51,7 @@ def test_install_keeps_what_the_machine_has(kit, tmp_path, capfd, monkeypatch):
     out = capfd.readouterr().out  # (the probe is a subprocess: its lines reach the file descriptor)
     assert "installed 0 of 1 carried wheels" in out and "(kept as they are): numpy" in out
     assert "every module imports" in out
-    assert f"export PYTHONPATH={tmp_path / 'site'}:{REPO} JUPYTER_PATH={tmp_path / 'site' / 'share' / 'jupyter'}" \
-        in out
+    assert f"export PYTHONPATH={tmp_path / 'site'}:{REPO} JUPYTER_PATH={tmp_path / 'site' / 'share' / 'jupyter'}" in out
 
 
 def test_the_probe_names_a_module_that_does_not_import(kit, tmp_path, capfd, monkeypatch):

@@ -76,22 +76,25 @@ def test_empty_and_too_long_text(client):
     assert c["unconditional"] and c["n_tokens"] == 1 and abs(sum(c["probs"]) - 1) < 1e-5
 
 
-@pytest.mark.parametrize("body,message", [
-    (b'{"text": "\xff\xfe"}', "not valid UTF-8"),
-    (b'{"text": "unclosed', "not valid JSON"),
-    (b'["a list"]', "must be a JSON object"),
-    (b'{"text": 5}', "'text' must be a string"),
-    (b'{"text": "a", "top_k": "many"}', "'top_k' must be a number"),
-    (b'{"text": "a", "top_k": 0}', "'top_k' must be between 1 and 50"),
-    (b'{"text": "a", "topk": 3}', "unknown field(s) 'topk'; this endpoint reads 'text', 'top_k'"),
-    (b'{"txt": "a"}', "unknown field(s) 'txt'"),
-    (b'{}', "field 'text' is missing"),
-    (b'{"text": "a", "top_k": "3"}', "'top_k' must be a number, got \"3\""),
-    (b'{"text": "a", "top_k": true}', "'top_k' must be a number, got true"),  # as JSON writes it
-    (b'{"text": "a\\ud800b"}', "field 'text' holds a lone UTF-16 surrogate (\\ud800 at character 1)"),
-    (b'{"text": "a", "top_k": 2.5}', "'top_k' must be a whole number, got 2.5"),
-    (b'{"text": "a", "top_k": NaN}', "'top_k' must be a whole number, got nan"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (b'{"text": "\xff\xfe"}', "not valid UTF-8"),
+        (b'{"text": "unclosed', "not valid JSON"),
+        (b'["a list"]', "must be a JSON object"),
+        (b'{"text": 5}', "'text' must be a string"),
+        (b'{"text": "a", "top_k": "many"}', "'top_k' must be a number"),
+        (b'{"text": "a", "top_k": 0}', "'top_k' must be between 1 and 50"),
+        (b'{"text": "a", "topk": 3}', "unknown field(s) 'topk'; this endpoint reads 'text', 'top_k'"),
+        (b'{"txt": "a"}', "unknown field(s) 'txt'"),
+        (b"{}", "field 'text' is missing"),
+        (b'{"text": "a", "top_k": "3"}', "'top_k' must be a number, got \"3\""),
+        (b'{"text": "a", "top_k": true}', "'top_k' must be a number, got true"),  # as JSON writes it
+        (b'{"text": "a\\ud800b"}', "field 'text' holds a lone UTF-16 surrogate (\\ud800 at character 1)"),
+        (b'{"text": "a", "top_k": 2.5}', "'top_k' must be a whole number, got 2.5"),
+        (b'{"text": "a", "top_k": NaN}', "'top_k' must be a whole number, got nan"),
+    ],
+)
 def test_bad_requests_are_400_with_a_message(client, body, message):
     r = client.post("/api/candidates", content=body)
     assert r.status_code == 400 and message in r.json()["error"]
@@ -125,8 +128,11 @@ def test_classify_without_classifier_checks_the_body_then_is_409(dirs):
         assert r.status_code == 409 and "no classifier is loaded" in r.json()["error"]
         assert "--classifier" in r.json()["error"]
         # a bad body is said as one (as with a classifier), not hidden behind "no classifier"
-        for body, status, said in (({"txt": "x"}, 400, "unknown field(s) 'txt'"),
-                                   ({"text": 3}, 400, "must be a string"), ("[1, 2]", 400, "must be a JSON object")):
+        for body, status, said in (
+            ({"txt": "x"}, 400, "unknown field(s) 'txt'"),
+            ({"text": 3}, 400, "must be a string"),
+            ("[1, 2]", 400, "must be a JSON object"),
+        ):
             r = c.post("/api/classify", **({"content": body} if isinstance(body, str) else {"json": body}))
             assert r.status_code == status and said in r.json()["error"], body
         assert c.get("/api/info").json()["classifier"] is None
@@ -143,8 +149,9 @@ def test_a_2mb_body_to_a_real_server_is_answered_413_not_reset(dirs):
     from minitransfer.apps.playground import Playground, create_app
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Playground(str(dirs / "lm"))), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(Playground(str(dirs / "lm"))), host="127.0.0.1", port=port, log_level="warning")
+    )
     th = threading.Thread(target=server.run)
     th.start()
     try:
@@ -157,8 +164,12 @@ def test_a_2mb_body_to_a_real_server_is_answered_413_not_reset(dirs):
             c.request("POST", path, body=big, headers={"Content-Type": "application/json"})
             r = c.getresponse()
             assert r.status == 413 and "over the playground's limit" in json.loads(r.read())["error"], path
-            c.request("POST", "/api/candidates", body=b'{"text": "hi", "top_k": 2}',
-                      headers={"Content-Type": "application/json"})
+            c.request(
+                "POST",
+                "/api/candidates",
+                body=b'{"text": "hi", "top_k": 2}',
+                headers={"Content-Type": "application/json"},
+            )
             r = c.getresponse()
             assert r.status == 200 and len(json.loads(r.read())["candidates"]) == 2
             c.close()
@@ -179,8 +190,9 @@ def test_generate_streams_the_same_tokens_as_generate(client):
     assert ev[0]["start"] and ev[-1]["done"] and ev[-1]["tokens_per_second"] > 0
     ids = [e["id"] for e in ev if "id" in e]
     pg = client.pg
-    ref = mt.generate.generate(pg.model, pg.tokenizer.encode("The movie was"), 8, temperature=0.9, top_p=0.9,
-                               seed=3, eos_id=pg.eos)
+    ref = mt.generate.generate(
+        pg.model, pg.tokenizer.encode("The movie was"), 8, temperature=0.9, top_p=0.9, seed=3, eos_id=pg.eos
+    )
     assert ids == [t for t in ref if t != pg.eos]
     assert "".join(e["token"] for e in ev if "token" in e) == pg.tokenizer.decode(ids)
     assert ev[-1]["tokens"] == len(ids)  # the tokens shown (an end-of-text is not one)
@@ -190,16 +202,27 @@ def test_generate_streams_the_same_tokens_as_generate(client):
 def test_chat_streams_the_reply_the_chat_command_would_write(client):
     from minitransfer.chat import prompt_ids, reply_stream
 
-    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-                {"role": "user", "content": "How are you?"}]
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "How are you?"},
+    ]
     body = {"messages": messages, "max_new_tokens": 6, "temperature": 0.9, "seed": 5}
     r = client.post("/api/chat", json=body)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     ev = _events(r.text)
     assert ev[0] == {"start": True, "dropped": 0, "n_tokens": len(prompt_ids(messages, client.pg.tokenizer))}
     assert ev[-1]["done"] and "".join(e["token"] for e in ev if "token" in e) == ev[-1]["reply"]
-    *_, (reply, why) = reply_stream(client.pg.model, client.pg.tokenizer, prompt_ids(messages, client.pg.tokenizer), 6,
-                                    temperature=0.9, top_k=None, top_p=0.95, seed=5)
+    *_, (reply, why) = reply_stream(
+        client.pg.model,
+        client.pg.tokenizer,
+        prompt_ids(messages, client.pg.tokenizer),
+        6,
+        temperature=0.9,
+        top_k=None,
+        top_p=0.95,
+        seed=5,
+    )
     assert (ev[-1]["reply"], ev[-1]["ended"]) == (reply, why)
     # a conversation too long for the 32 positions: the oldest messages go, and the first event says how many
     long = [{"role": ("user", "assistant")[k % 2], "content": f"message {k} of a long chat"} for k in range(7)]
@@ -207,17 +230,22 @@ def test_chat_streams_the_reply_the_chat_command_would_write(client):
     assert ev[0]["dropped"] > 0 and ev[0]["n_tokens"] <= 28 and ev[-1]["done"]
 
 
-@pytest.mark.parametrize("body, said", [
-    ({"text": "hi"}, "unknown field(s) 'text'"),
-    ({}, "field 'messages' is missing"),
-    ({"messages": []}, "'messages' is list"),
-    ({"messages": [{"role": "system", "content": "x"}]}, "messages[0]: unknown role 'system'"),
-    ({"messages": [{"role": "user", "content": " "}]}, "messages[0]: the 'content' is empty"),
-    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
-     "the last message must be the user's"),
-    ({"messages": [{"role": "user", "content": "word " * 40}], "max_new_tokens": 4}, "say it shorter"),
-    ({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, "'temperature' must be a number"),
-])
+@pytest.mark.parametrize(
+    "body, said",
+    [
+        ({"text": "hi"}, "unknown field(s) 'text'"),
+        ({}, "field 'messages' is missing"),
+        ({"messages": []}, "'messages' is list"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0]: unknown role 'system'"),
+        ({"messages": [{"role": "user", "content": " "}]}, "messages[0]: the 'content' is empty"),
+        (
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+            "the last message must be the user's",
+        ),
+        ({"messages": [{"role": "user", "content": "word " * 40}], "max_new_tokens": 4}, "say it shorter"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, "'temperature' must be a number"),
+    ],
+)
 def test_chat_bad_requests_are_400_with_a_message(client, body, said):
     r = client.post("/api/chat", json=body)
     assert r.status_code == 400 and said in r.json()["error"], r.json()
@@ -264,8 +292,13 @@ def _free_port() -> int:
 
 
 def _start(args: list[str], env=None) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "minitransfer.cli", "playground", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minitransfer.cli", "playground", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     lines = []
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -284,11 +317,16 @@ def test_port_in_use_is_one_clear_line(dirs):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        r = subprocess.run([sys.executable, "-m", "minitransfer.cli", "playground", "--model", str(dirs / "lm"),
-                            "--port", str(port)], capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "minitransfer.cli", "playground", "--model", str(dirs / "lm"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert r.returncode == 2
-    assert r.stderr.strip() == (f"minitransfer playground: error: port {port} on 127.0.0.1 is already in use; "
-                                f"choose another with --port")
+    assert r.stderr.strip() == (
+        f"minitransfer playground: error: port {port} on 127.0.0.1 is already in use; choose another with --port"
+    )
 
 
 def test_ctrl_c_exits_cleanly_and_exposure_warns(dirs):
@@ -317,8 +355,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                    reason="needs headless Chromium: apt-get install chromium chromium-driver (.ci/run does)")
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs headless Chromium: apt-get install chromium chromium-driver (.ci/run does)",
+)
 def test_page_in_headless_chromium(dirs, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -327,22 +367,52 @@ def test_page_in_headless_chromium(dirs, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     from minitransfer.assets import shipped_checkpoint
-
     from minitransfer.cli import main
 
     model = shipped_checkpoint() or dirs / "lm"
     # a real (if quick) classifier for the second panel: a probe on 1,000 labelled tweets
-    assert main(["finetune", "--model", str(model), "--mode", "probe", "--labels", "1000", "--steps", "150",
-                 "--max-len", "64", "--pooling", "mean", "--val-examples", "200", "--out", str(tmp_path / "probe"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(model),
+                "--mode",
+                "probe",
+                "--labels",
+                "1000",
+                "--steps",
+                "150",
+                "--max-len",
+                "64",
+                "--pooling",
+                "mean",
+                "--val-examples",
+                "200",
+                "--out",
+                str(tmp_path / "probe"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     clf = tmp_path / "probe" / "best"
     port = _free_port()
     proc, _ = _start(["--model", str(model), "--classifier", str(clf), "--port", str(port)])
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,900",
+    ):
         opts.add_argument(a)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     try:
@@ -357,7 +427,8 @@ def test_page_in_headless_chromium(dirs, tmp_path):
         def rows(selector):  # (data-prob, data-token) of each bar, read in one go (bars are redrawn often)
             return driver.execute_script(
                 "return [...document.querySelectorAll(arguments[0])].map(li => [li.dataset.prob, li.dataset.token])",
-                selector)
+                selector,
+            )
 
         box = driver.find_element(By.ID, "text")
         box.send_keys("The acting was terrible and the plot")

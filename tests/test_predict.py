@@ -18,9 +18,13 @@ from minitransfer.qa import SpanHead
 TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
 MAX_LEN = 12  # the classifier's max_len: the long text below is cut to it
 
-TEXTS = ["the film was great", "my day was awful", "this phone was lovely",
-         "our trip was terrible and the hotel was worse, the food was cold, the staff were rude, we left early",
-         "that song was good"]
+TEXTS = [
+    "the film was great",
+    "my day was awful",
+    "this phone was lovely",
+    "our trip was terrible and the hotel was worse, the food was cold, the staff were rude, we left early",
+    "that song was good",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +35,37 @@ def dirs(tmp_path_factory, gpt2_tokenizer):
     mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=123), d / "pre", tokenizer=gpt2_tokenizer)
     rng = np.random.default_rng(0)
     words = {"neg": ["awful", "terrible", "bad"], "pos": ["great", "lovely", "good"]}
-    rows = [{"text": f"{rng.choice(['the film', 'my day', 'this phone'])} was {rng.choice(words[lab])}", "label": lab}
-            for lab in ("neg", "pos") * 40]
+    rows = [
+        {"text": f"{rng.choice(['the film', 'my day', 'this phone'])} was {rng.choice(words[lab])}", "label": lab}
+        for lab in ("neg", "pos") * 40
+    ]
     (d / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert main(["finetune", "--model", str(d / "pre"), "--mode", "full", "--data", f"jsonl:{d / 'kw.jsonl'}",
-                 "--out", str(d / "run"), "--steps", "3", "--batch-size", "8", "--max-len", str(MAX_LEN),
-                 "--pooling", "last", "--no-head-bias", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(d / "pre"),
+                "--mode",
+                "full",
+                "--data",
+                f"jsonl:{d / 'kw.jsonl'}",
+                "--out",
+                str(d / "run"),
+                "--steps",
+                "3",
+                "--batch-size",
+                "8",
+                "--max-len",
+                str(MAX_LEN),
+                "--pooling",
+                "last",
+                "--no-head-bias",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return d
 
 
@@ -51,8 +80,9 @@ def solo_logits(model, tokenizer, texts, max_len):
 
 def _write_inputs(d):
     """The same texts as JSONL, CSV and TXT; each with one empty text (line 3 of the txt)."""
-    (d / "in.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n"
-                                        for i, t in enumerate(TEXTS[:2] + [" "] + TEXTS[2:])))
+    (d / "in.jsonl").write_text(
+        "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(TEXTS[:2] + [" "] + TEXTS[2:]))
+    )
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["id", "text"])
@@ -76,17 +106,24 @@ def test_predict_labels_every_text_as_evaluate_would(dirs, tmp_path, capsys, kin
         assert captured.out == ""
         rows = []
         for r in csv.DictReader(io.StringIO((tmp_path / out).read_text())):
-            rows.append({"line": int(r["line"]), "text": r["text"], "label": r["label"],
-                         "probabilities": {k[5:]: float(v) for k, v in r.items() if k.startswith("prob_")},
-                         "truncated": r["truncated"] == "True"})
+            rows.append(
+                {
+                    "line": int(r["line"]),
+                    "text": r["text"],
+                    "label": r["label"],
+                    "probabilities": {k[5:]: float(v) for k, v in r.items() if k.startswith("prob_")},
+                    "truncated": r["truncated"] == "True",
+                }
+            )
     else:
         rows = [json.loads(line) for line in (tmp_path / out).read_text().splitlines()]
     model = mt.load_pretrained(best)
     labels = list(model.head.labels)
     assert labels == ["neg", "pos"]
     assert [r["text"] for r in rows] == TEXTS  # one row per non-empty text, in input order
-    assert [r["line"] for r in rows] == ([1, 2, 4, 5, 6] if kind == "txt" else [1, 2, 4, 5, 6] if kind == "jsonl"
-                                         else [2, 3, 5, 6, 7])  # (the csv's header is line 1)
+    assert [r["line"] for r in rows] == (
+        [1, 2, 4, 5, 6] if kind == "txt" else [1, 2, 4, 5, 6] if kind == "jsonl" else [2, 3, 5, 6, 7]
+    )  # (the csv's header is line 1)
     for r in rows:
         assert list(r["probabilities"]) == labels and r["label"] in labels
         assert abs(sum(r["probabilities"].values()) - 1) < 1e-5
@@ -115,20 +152,32 @@ def test_bad_input_is_refused_naming_file_row_and_field(dirs, tmp_path, capsys):
     cases = [
         (["--model", best, "--data", str(tmp_path / "missing.jsonl")], f"{tmp_path / 'missing.jsonl'}: no such file"),
         (["--model", best, "--data", str(tmp_path)], f"{tmp_path} is a folder; --data names one file of texts"),
-        (["--model", best, "--data", str(tmp_path / "texts.xlsx")],
-         "texts.xlsx: unknown kind of file (.xlsx); predict reads .jsonl"),
-        (["--model", best, "--data", str(tmp_path / "nofield.jsonl")],
-         f"{tmp_path / 'nofield.jsonl'}, line 2: no field 'text' (the row has ['body'])"),
-        (["--model", best, "--data", str(tmp_path / "nofield.csv"), "--text-field", "tweet"],
-         f"{tmp_path / 'nofield.csv'}, line 2: no field 'tweet' (the row has ['body', 'id'])"),
+        (
+            ["--model", best, "--data", str(tmp_path / "texts.xlsx")],
+            "texts.xlsx: unknown kind of file (.xlsx); predict reads .jsonl",
+        ),
+        (
+            ["--model", best, "--data", str(tmp_path / "nofield.jsonl")],
+            f"{tmp_path / 'nofield.jsonl'}, line 2: no field 'text' (the row has ['body'])",
+        ),
+        (
+            ["--model", best, "--data", str(tmp_path / "nofield.csv"), "--text-field", "tweet"],
+            f"{tmp_path / 'nofield.csv'}, line 2: no field 'tweet' (the row has ['body', 'id'])",
+        ),
         (["--model", best, "--data", str(tmp_path / "empty.txt")], "every text is empty (2 line(s)); nothing to label"),
-        (["--model", str(dirs / "pre"), "--data", str(tmp_path / "ok.txt")],
-         "is a language model (a next-word head); predict expects a classifier fine-tuned with `minitransfer "
-         "finetune --task classify`"),
-        (["--model", str(tmp_path / "qa"), "--data", str(tmp_path / "ok.txt")],
-         "is a question-answering model (a span head, finetune --task qa); predict expects a classifier"),
-        (["--model", best, "--data", str(tmp_path / "ok.txt"), "--out", str(tmp_path / "p.txt")],
-         "expected a file name ending in .jsonl (JSON lines) or .csv"),
+        (
+            ["--model", str(dirs / "pre"), "--data", str(tmp_path / "ok.txt")],
+            "is a language model (a next-word head); predict expects a classifier fine-tuned with `minitransfer "
+            "finetune --task classify`",
+        ),
+        (
+            ["--model", str(tmp_path / "qa"), "--data", str(tmp_path / "ok.txt")],
+            "is a question-answering model (a span head, finetune --task qa); predict expects a classifier",
+        ),
+        (
+            ["--model", best, "--data", str(tmp_path / "ok.txt"), "--out", str(tmp_path / "p.txt")],
+            "expected a file name ending in .jsonl (JSON lines) or .csv",
+        ),
         (["--model", best, "--data", str(tmp_path / "ok.txt"), "--max-len", "0"], "--max-len 0 is outside 1..32"),
     ]
     for argv, said in cases:
@@ -161,8 +210,9 @@ def test_a_classifier_without_bias_opens_in_transformers_with_the_same_logits(di
     assert "opens in transformers as the same classifier" in (best / "README.md").read_text()
 
 
-@pytest.mark.parametrize("pooling,bias,why", [("last", True, "a bias in its linear layer"),
-                                              ("mean", False, "mean pooling")])
+@pytest.mark.parametrize(
+    "pooling,bias,why", [("last", True, "a bias in its linear layer"), ("mean", False, "mean pooling")]
+)
 def test_a_head_transformers_cannot_represent_is_said_plainly(dirs, tmp_path, capsys, pooling, bias, why):
     pre = mt.load_pretrained(dirs / "pre")
     head = ClassificationHead(32, ["a", "b", "c"], pooling=pooling, bias=bias, seed=2)
@@ -183,11 +233,33 @@ def test_a_head_transformers_cannot_represent_is_said_plainly(dirs, tmp_path, ca
 
 
 def test_finetune_says_when_its_classifier_is_not_one_transformers_loads(dirs, tmp_path, capsys):
-    assert main(["finetune", "--model", str(dirs / "pre"), "--mode", "probe", "--data", f"jsonl:{dirs / 'kw.jsonl'}",
-                 "--out", str(tmp_path / "run"), "--steps", "1", "--batch-size", "8", "--max-len", "8",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(dirs / "pre"),
+                "--mode",
+                "probe",
+                "--data",
+                f"jsonl:{dirs / 'kw.jsonl'}",
+                "--out",
+                str(tmp_path / "run"),
+                "--steps",
+                "1",
+                "--batch-size",
+                "8",
+                "--max-len",
+                "8",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert ("note: transformers' GPT2ForSequenceClassification cannot represent this classifier's head (a bias in "
-            "its linear layer;") in out and "fine-tune with --pooling last --no-head-bias" in out
+    assert (
+        "note: transformers' GPT2ForSequenceClassification cannot represent this classifier's head (a bias in "
+        "its linear layer;"
+    ) in out and "fine-tune with --pooling last --no-head-bias" in out
     config = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
     assert config["minitransfer"]["bias"] is True and "pad_token_id" not in config

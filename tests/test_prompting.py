@@ -23,8 +23,13 @@ def setup(tmp_path_factory, gpt2_tokenizer):
     cfg = mt.GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50257, n_positions=32)
     mt.save_pretrained(mt.GPT2.language_model(cfg, seed=3), d / "pre", tokenizer=gpt2_tokenizer)
     rng = np.random.default_rng(0)
-    rows = [{"text": f"item {i} is {rng.choice(['good', 'fine'] if i % 2 else ['bad', 'poor'])}",
-             "label": "positive" if i % 2 else "negative"} for i in range(120)]
+    rows = [
+        {
+            "text": f"item {i} is {rng.choice(['good', 'fine'] if i % 2 else ['bad', 'poor'])}",
+            "label": "positive" if i % 2 else "negative",
+        }
+        for i in range(120)
+    ]
     (d / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return d
 
@@ -81,40 +86,114 @@ def test_label_words_defaults_parsing_and_refusals(gpt2_tokenizer):
 
 def test_finetune_mode_prompt_saves_a_classifier_that_loads_back(setup, tmp_path, gpt2_tokenizer, capsys):
     out = tmp_path / "run"
-    assert main(["finetune", "--mode", "prompt", "--model", str(setup / "pre"), "--data",
-                 f"jsonl:{setup / 'kw.jsonl'}", "--steps", "3", "--max-len", "16", "--out", str(out),
-                 "--label-words", "negative=bad,positive=good", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--mode",
+                "prompt",
+                "--model",
+                str(setup / "pre"),
+                "--data",
+                f"jsonl:{setup / 'kw.jsonl'}",
+                "--steps",
+                "3",
+                "--max-len",
+                "16",
+                "--out",
+                str(out),
+                "--label-words",
+                "negative=bad,positive=good",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     best = mt.load_pretrained(out / "best")
     assert isinstance(best.head, PromptHead) and best.head.words == (" bad", " good")
     info = json.loads((out / "best" / "config.json").read_text())["minitransfer"]
     assert info["head"] == "prompt" and info["prompt"] == " Overall, it was"
     assert main(["evaluate", "--model", str(out / "best"), "--json"]) == 0
     printed = capsys.readouterr().out
-    assert json.loads(printed[printed.index("{"):])["accuracy"] >= 0
+    assert json.loads(printed[printed.index("{") :])["accuracy"] >= 0
     # predict labels new texts with it, the prompt appended as in training
     texts = tmp_path / "new.txt"
     texts.write_text("item 7 is good\nitem 8 is bad\n")
-    assert main(["predict", "--model", str(out / "best"), "--data", str(texts), "--out", str(tmp_path / "p.jsonl"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(out / "best"),
+                "--data",
+                str(texts),
+                "--out",
+                str(tmp_path / "p.jsonl"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["label"] in ("negative", "positive") for r in rows] == [True, True]
     # the mode trains nothing at zero: finetune says where it is scored instead
-    assert main(["finetune", "--mode", "zero", "--model", str(setup / "pre"), "--data",
-                 f"jsonl:{setup / 'kw.jsonl'}", "--steps", "3", "--out", str(tmp_path / "z"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--mode",
+                "zero",
+                "--model",
+                str(setup / "pre"),
+                "--data",
+                f"jsonl:{setup / 'kw.jsonl'}",
+                "--steps",
+                "3",
+                "--out",
+                str(tmp_path / "z"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr()
     assert "trains nothing" in err.err and "data:" not in err.out  # said before the data loads
 
 
 def test_compare_scores_zero_labels_once_per_prompt_and_draws_it(setup, tmp_path, capsys):
     out = tmp_path / "cmp"
-    args = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}", "--budgets", "20",
-            "--seeds", "2", "--steps", "3", "--max-len", "16", "--modes", "zero,probe,prompt", "--out", str(out),
-            "--prompt", " Overall, it was", "--prompt", " In short, it was", "--prompt", " It was", "--no-progress"]
+    args = [
+        "compare",
+        "--model",
+        str(setup / "pre"),
+        "--data",
+        f"jsonl:{setup / 'kw.jsonl'}",
+        "--budgets",
+        "20",
+        "--seeds",
+        "2",
+        "--steps",
+        "3",
+        "--max-len",
+        "16",
+        "--modes",
+        "zero,probe,prompt",
+        "--out",
+        str(out),
+        "--prompt",
+        " Overall, it was",
+        "--prompt",
+        " In short, it was",
+        "--prompt",
+        " It was",
+        "--no-progress",
+    ]
     assert main(args) == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
     zero = [r for r in rows if r["mode"] == "zero"]
-    assert [(r["budget"], r["n_train"], r["seed"], r["split"]) for r in zero] == [("0", "0", str(i), "test")
-                                                                                   for i in range(3)]
+    assert [(r["budget"], r["n_train"], r["seed"], r["split"]) for r in zero] == [
+        ("0", "0", str(i), "test") for i in range(3)
+    ]
     s = json.loads((out / "summary.json").read_text())
     assert s["modes"] == ["probe", "prompt"]  # the table's modes: zero is its own line
     z = s["zero_label"]
@@ -126,8 +205,18 @@ def test_compare_scores_zero_labels_once_per_prompt_and_draws_it(setup, tmp_path
     assert "Zero labels (mode zero" in md and "Per prompt: 'Overall, it was'" in md
     assert "Gain over probe" in md
     assert (out / "budget.png").stat().st_size > 0
-    only_zero = ["compare", "--model", str(setup / "pre"), "--data", f"jsonl:{setup / 'kw.jsonl'}", "--modes", "zero",
-                 "--out", str(tmp_path / "z"), "--no-progress"]
+    only_zero = [
+        "compare",
+        "--model",
+        str(setup / "pre"),
+        "--data",
+        f"jsonl:{setup / 'kw.jsonl'}",
+        "--modes",
+        "zero",
+        "--out",
+        str(tmp_path / "z"),
+        "--no-progress",
+    ]
     capsys.readouterr()
     assert main(only_zero) == 2
     assert "trains nothing: name a mode that trains beside it" in capsys.readouterr().err

@@ -11,8 +11,18 @@ import minitransfer as mt
 from minitransfer.cli import main
 from minitransfer.data import DataError
 from minitransfer.heads import HEADS
-from minitransfer.qa import (QADataset, QASplit, SpanHead, answer, best_spans, encode_qa, load_qa_dataset,
-                             normalize_answer, squad_scores, toy_city_questions)
+from minitransfer.qa import (
+    QADataset,
+    QASplit,
+    SpanHead,
+    answer,
+    best_spans,
+    encode_qa,
+    load_qa_dataset,
+    normalize_answer,
+    squad_scores,
+    toy_city_questions,
+)
 from minitransfer.train import TrainConfig, build_model, evaluate, finetune
 
 TINY = dict(n_layer=2, n_head=2, n_embd=64, n_positions=64, vocab_size=50257)
@@ -39,9 +49,12 @@ def test_span_head_is_registered_and_saves_round_trip(tmp_path, gpt2_tokenizer):
 
 
 def test_encoding_maps_answers_to_tokens_and_back(gpt2_tokenizer):
-    split = QASplit(["Who?", "Where?", "What?"],
-                    ["It was Ada Lovelace who wrote it.", "In the old town of Tallinn.", "Nothing here."],
-                    [["Ada Lovelace"], ["Tallinn"], ["absent"]], [[7], [-1], [0]])
+    split = QASplit(
+        ["Who?", "Where?", "What?"],
+        ["It was Ada Lovelace who wrote it.", "In the old town of Tallinn.", "Nothing here."],
+        [["Ada Lovelace"], ["Tallinn"], ["absent"]],
+        [[7], [-1], [0]],
+    )
     enc = encode_qa(split, gpt2_tokenizer, 32)
     assert len(enc) == 3 and any("not in its context" in n for n in enc.notes)
     for i, text in enumerate(["Ada Lovelace", "Tallinn"]):
@@ -58,8 +71,9 @@ def test_encoding_maps_answers_to_tokens_and_back(gpt2_tokenizer):
 
 def test_a_wrong_answer_start_is_repaired_and_counted(gpt2_tokenizer):
     # answer_start 0 does not point at "Tallinn": the text's first occurrence is used, and the repair is said
-    split = QASplit(["Where?", "Where?"], ["In the old town of Tallinn.", "Tallinn is old."],
-                    [["Tallinn"], ["Tallinn"]], [[0], [0]])
+    split = QASplit(
+        ["Where?", "Where?"], ["In the old town of Tallinn.", "Tallinn is old."], [["Tallinn"], ["Tallinn"]], [[0], [0]]
+    )
     enc = encode_qa(split, gpt2_tokenizer, 32)
     lo, hi = enc.offsets[0, enc.start[0], 0], enc.offsets[0, enc.end[0], 1]
     assert enc.contexts[0][lo:hi] == "Tallinn"
@@ -81,15 +95,25 @@ def test_truncation_is_counted_and_cut_answers_dropped_for_training(gpt2_tokeniz
 
 def test_squad_metrics_follow_the_official_definitions():
     assert normalize_answer("The  Eiffel-Tower!") == "eiffeltower"
-    s = squad_scores(["the Eiffel Tower", "Paris France", "nothing"],
-                     [["Eiffel Tower"], ["Paris", "in Paris"], ["Rome"]])
+    s = squad_scores(
+        ["the Eiffel Tower", "Paris France", "nothing"], [["Eiffel Tower"], ["Paris", "in Paris"], ["Rome"]]
+    )
     assert s["exact_match"] == pytest.approx(1 / 3)
     assert s["f1"] == pytest.approx((1 + 2 * 0.5 * 1 / 1.5 + 0) / 3)
 
 
 def test_span_head_learns_the_synthetic_task_clearly_above_chance(synthetic, gpt2_tokenizer, tmp_path):
-    cfg = TrainConfig(mode="scratch", steps=300, batch_size=32, max_len=40, lr=3e-3, eval_every=100,
-                      val_examples=None, head_dropout=0.0, seed=0)
+    cfg = TrainConfig(
+        mode="scratch",
+        steps=300,
+        batch_size=32,
+        max_len=40,
+        lr=3e-3,
+        eval_every=100,
+        val_examples=None,
+        head_dropout=0.0,
+        seed=0,
+    )
     model = build_model("scratch", None, mt.GPT2Config(**TINY), synthetic, cfg, SpanHead)
     r = finetune(model, synthetic, gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
     # chance: a random valid span of the ~25 context tokens is right well under 1% of the time
@@ -117,7 +141,9 @@ def test_tfds_squad_through_mock_data(gpt2_tokenizer):
     with tfds.testing.mock_data(num_examples=12):
         data = load_qa_dataset("tfds:squad")
     assert len(data.train) and len(data.validation) and len(data.test)
-    assert all(isinstance(q, str) and isinstance(c, str) for q, c in zip(data.test.questions, data.test.contexts))
+    assert all(
+        isinstance(q, str) and isinstance(c, str) for q, c in zip(data.test.questions, data.test.contexts, strict=True)
+    )
     # mock answers are random strings, mostly not in their (random) contexts: every one is accounted for
     enc = encode_qa(data.test, gpt2_tokenizer, 64)
     assert len(enc) == len(data.test)
@@ -127,27 +153,77 @@ def test_cli_finetune_qa_and_answer(tmp_path, gpt2_tokenizer, capsys):
     d = tmp_path / "qa"
     d.mkdir()
     for name, split in (("train", synthetic_split(40, 5)), ("test", synthetic_split(10, 6))):
-        rows = [{"question": q, "context": c, "answers": {"text": a, "answer_start": s}}
-                for q, c, a, s in zip(split.questions, split.contexts, split.answers, split.starts)]
+        rows = [
+            {"question": q, "context": c, "answers": {"text": a, "answer_start": s}}
+            for q, c, a, s in zip(split.questions, split.contexts, split.answers, split.starts, strict=True)
+        ]
         (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     lm = tmp_path / "lm"
     mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY)), lm, gpt2_tokenizer)
-    assert main(["finetune", "--task", "qa", "--model", str(lm), "--mode", "full", "--data", f"jsonl:{d}",
-                 "--steps", "3", "--max-len", "40", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--task",
+                "qa",
+                "--model",
+                str(lm),
+                "--mode",
+                "full",
+                "--data",
+                f"jsonl:{d}",
+                "--steps",
+                "3",
+                "--max-len",
+                "40",
+                "--out",
+                str(tmp_path / "run"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "test exact match" in out and "test F1" in out
-    assert main(["answer", "--model", str(tmp_path / "run" / "best"), "--question", "Which city?",
-                 "--context", "we walked to Rome and back"]) == 0
+    assert (
+        main(
+            [
+                "answer",
+                "--model",
+                str(tmp_path / "run" / "best"),
+                "--question",
+                "Which city?",
+                "--context",
+                "we walked to Rome and back",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "answer:" in out and "note:" not in out
     # a context longer than the model was trained to read is cut, and said so; an empty one is refused
-    assert main(["answer", "--model", str(tmp_path / "run" / "best"), "--question", "Which city?",
-                 "--context", "we walked along the river " * 20 + "to Rome"]) == 0
+    assert (
+        main(
+            [
+                "answer",
+                "--model",
+                str(tmp_path / "run" / "best"),
+                "--question",
+                "Which city?",
+                "--context",
+                "we walked along the river " * 20 + "to Rome",
+            ]
+        )
+        == 0
+    )
     # (answer has no --max-len: the note names the length the model was fine-tuned with)
-    assert ("note: 1 of 1 contexts cut to fit the 40 tokens the model reads (its fine-tuning max_len)"
-            in capsys.readouterr().out)
-    assert main(["answer", "--model", str(tmp_path / "run" / "best"), "--question", "Which city?",
-                 "--context", " "]) == 2
+    assert (
+        "note: 1 of 1 contexts cut to fit the 40 tokens the model reads (its fine-tuning max_len)"
+        in capsys.readouterr().out
+    )
+    assert (
+        main(["answer", "--model", str(tmp_path / "run" / "best"), "--question", "Which city?", "--context", " "]) == 2
+    )
     assert "an empty context" in capsys.readouterr().err
 
 
@@ -162,7 +238,10 @@ def test_bad_qa_rows_name_the_field(tmp_path):
     for change, message in [
         ({"context": 5}, r"train.jsonl, line 2: the 'context' is int '5'; expected a string"),
         ({"answers": {"answer_start": [2]}}, r"line 2: the answers have no 'text'"),
-        ({"answers": {"text": ["b"], "answer_start": ["two"]}}, r"line 2: the answer_start is \['two'\]; expected whole"),
+        (
+            {"answers": {"text": ["b"], "answer_start": ["two"]}},
+            r"line 2: the answer_start is \['two'\]; expected whole",
+        ),
         ({"answers": [3]}, r"line 2: the answer 3 is int; expected strings"),
         ({"answers": {"text": ["b"], "answer_start": [2.7]}}, r"line 2: the answer_start is \[2.7\]; expected whole"),
         ({"answers": {"text": ["b"], "answer_start": [True]}}, r"line 2: the answer_start is \[True\]; expected"),
@@ -198,7 +277,7 @@ def test_qa_edge_cases_found_in_review(gpt2_tokenizer):
     ws = QASplit(["Who?"], ["The Denver Broncos won."], [["Denver Broncos "]], [[4]])
     enc = encode_qa(ws, gpt2_tokenizer, 32, drop_unanswerable=True)
     assert len(enc) == 1
-    assert enc.contexts[0][enc.offsets[0, enc.start[0], 0]:enc.offsets[0, enc.end[0], 1]] == "Denver Broncos"
+    assert enc.contexts[0][enc.offsets[0, enc.start[0], 0] : enc.offsets[0, enc.end[0], 1]] == "Denver Broncos"
     # an empty context decodes to no answer instead of failing
     empty = encode_qa(QASplit(["Who?"], [""], [["x"]], [[-1]]), gpt2_tokenizer, 32)
     assert best_spans(np.zeros((1, 32, 2), np.float32), empty)[0][0] == ""

@@ -26,10 +26,12 @@ def test_size_budget():
 
 @needs_imdb
 def test_perplexity_on_fixed_imdb_test_slice_matches_model_card(card):
-    from minitransfer.readers import read_rows
     from minitransfer.pretrain import text_perplexity
+    from minitransfer.readers import read_rows
 
-    m = re.search(r"perplexity on a fixed slice \| ([\d.]+) on the first (\d+) texts of `[^`]*` \(blocks of (\d+)\)", card)
+    m = re.search(
+        r"perplexity on a fixed slice \| ([\d.]+) on the first (\d+) texts of `[^`]*` \(blocks of (\d+)\)", card
+    )
     assert m, "MODEL_CARD.md has no fixed-slice perplexity line"
     expected, n, block = float(m.group(1)), int(m.group(2)), int(m.group(3))
     texts = [r["text"] for r in read_rows(IMDB / "test.jsonl.gz", "jsonl", [])[:n]]
@@ -73,8 +75,13 @@ def test_model_card_is_written_from_its_record_and_counts_every_stage(card):
     assert card.startswith(model_card(record))  # then notes written by hand
     assert "continued from `runs/minigpt2-imdb-stage1`" in card and "random initialisation" not in card
     assert "tokens seen in all 2 stages: 30,720,000" in card
-    child = dict(record, init_from=str(CKPT), init_card=record, tokens_seen=81_920,
-                 command="minitransfer pretrain --init-from checkpoints/minigpt2-imdb --data tweets --out runs/lm")
+    child = dict(
+        record,
+        init_from=str(CKPT),
+        init_card=record,
+        tokens_seen=81_920,
+        command="minitransfer pretrain --init-from checkpoints/minigpt2-imdb --data tweets --out runs/lm",
+    )
     text = model_card(child)
     assert "tokens seen in all 3 stages: 30,801,920" in text
     commands = [line for line in text.splitlines() if line.startswith("minitransfer pretrain")]
@@ -99,8 +106,10 @@ def test_its_tokenizer_loads_as_autotokenizer_would_and_without_pytorch():
     assert ours.special_tokens_map == theirs.special_tokens_map and ours.pad_token == theirs.pad_token
     for text in ("This movie was great!", " héllo wörld <|endoftext|> x", "\n\n  tabs\tand  spaces 123"):
         assert ours(text)["input_ids"] == theirs(text)["input_ids"], text
-    script = ("import sys; import minitransfer as mt; "
-              f"mt.load_tokenizer({str(ckpt)!r}); mt.load_pretrained({str(ckpt)!r}); print('torch' in sys.modules)")
+    script = (
+        "import sys; import minitransfer as mt; "
+        f"mt.load_tokenizer({str(ckpt)!r}); mt.load_pretrained({str(ckpt)!r}); print('torch' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "False", "loading the shipped checkpoint imported PyTorch"
@@ -138,8 +147,11 @@ def test_a_tokenizer_larger_than_the_vocabulary_is_refused(tmp_path, capsys):
     for f in ("tokenizer.json", "tokenizer_config.json"):
         (mixed / f).unlink()
     big.save_pretrained(mixed)
-    for cmd in (["next-word", "--prompt", "Hello world"], ["generate", "--prompt", "Hello", "--max-new-tokens", "2"],
-                ["convert", str(mixed), "--out", str(tmp_path / "again")]):
+    for cmd in (
+        ["next-word", "--prompt", "Hello world"],
+        ["generate", "--prompt", "Hello", "--max-new-tokens", "2"],
+        ["convert", str(mixed), "--out", str(tmp_path / "again")],
+    ):
         args = cmd if cmd[0] == "convert" else [*cmd, "--model", str(mixed)]
         assert main(args) == 2, cmd
         err = capsys.readouterr().err

@@ -20,7 +20,6 @@ from minitransfer.optim import layer_lr_factors
 from minitransfer.train import TrainConfig, build_classifier, finetune
 from tests.conftest import ctrl_c_after
 
-
 TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
 
 
@@ -116,8 +115,9 @@ def test_loss_falls_in_every_mode(mode, pretrained_dir, keyword_data, gpt2_token
     model = _model(mode, pretrained_dir, keyword_data, cfg)
     r = finetune(model, keyword_data, gpt2_tokenizer, cfg, None, progress=False)
     first, last = r.history[0]["val_loss"], min(h["val_loss"] for h in r.history)
-    initial = mt.train.evaluate(_model(mode, pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer,
-                                "validation", max_len=12)
+    initial = mt.train.evaluate(
+        _model(mode, pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, "validation", max_len=12
+    )
     print(f"{mode}: val loss {initial['loss']:.3f} -> {first:.3f} -> {last:.3f}, test acc {r.test['accuracy']:.3f}")
     assert last < initial["loss"] - 0.05
     assert r.test["accuracy"] > 0.7
@@ -125,17 +125,36 @@ def test_loss_falls_in_every_mode(mode, pretrained_dir, keyword_data, gpt2_token
 
 def test_interrupted_and_resumed_run_matches_uninterrupted(pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):
     cfg = _cfg(mode="full", steps=12, eval_every=3)
-    a = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
-                 tmp_path / "a", progress=False)
+    a = finetune(
+        _model("full", pretrained_dir, keyword_data, cfg),
+        keyword_data,
+        gpt2_tokenizer,
+        cfg,
+        tmp_path / "a",
+        progress=False,
+    )
     t0 = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
-                 tmp_path / "b", progress=False, log=ctrl_c_after(6))
+        finetune(
+            _model("full", pretrained_dir, keyword_data, cfg),
+            keyword_data,
+            gpt2_tokenizer,
+            cfg,
+            tmp_path / "b",
+            progress=False,
+            log=ctrl_c_after(6),
+        )
     partial_seconds = time.perf_counter() - t0
     state = json.loads((tmp_path / "b" / "state" / "state.json").read_text())
     assert state["step"] == 6 and not (tmp_path / "b" / "result.json").exists()
-    b = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
-                 tmp_path / "b", progress=False)
+    b = finetune(
+        _model("full", pretrained_dir, keyword_data, cfg),
+        keyword_data,
+        gpt2_tokenizer,
+        cfg,
+        tmp_path / "b",
+        progress=False,
+    )
     assert a.test == b.test and a.best_step == b.best_step and a.best_val == b.best_val
     # the resumed run's wall time counts the first call's training too, as a phase of its own
     res_b = json.loads((tmp_path / "b" / "result.json").read_text())
@@ -153,19 +172,41 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(pretrained_dir, keywo
     assert a.best_step < cfg.steps
     d_dir = tmp_path / "d"
     with pytest.raises(KeyboardInterrupt):
-        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, d_dir,
-                 progress=False, log=ctrl_c_after(6), keep_state=False)
+        finetune(
+            _model("full", pretrained_dir, keyword_data, cfg),
+            keyword_data,
+            gpt2_tokenizer,
+            cfg,
+            d_dir,
+            progress=False,
+            log=ctrl_c_after(6),
+            keep_state=False,
+        )
     assert not (d_dir / "state").exists() and not (d_dir / "best").exists()
     said = []
-    d = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, d_dir,
-                 progress=False, keep_state=False, log=said.append)
+    d = finetune(
+        _model("full", pretrained_dir, keyword_data, cfg),
+        keyword_data,
+        gpt2_tokenizer,
+        cfg,
+        d_dir,
+        progress=False,
+        keep_state=False,
+        log=said.append,
+    )
     assert not any("resuming" in m for m in said), said
     assert d.test == a.test and d.best_step == a.best_step and d.history == a.history
     jax.tree.map(np.testing.assert_array_equal, nnx.state(wa), nnx.state(mt.load_pretrained(d_dir / "best")))
     assert json.loads((d_dir / "best" / "config.json").read_text())["minitransfer"]["step"] == a.best_step
     # a third run with the same directory is recognised as finished
-    c = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
-                 tmp_path / "b", progress=False)
+    c = finetune(
+        _model("full", pretrained_dir, keyword_data, cfg),
+        keyword_data,
+        gpt2_tokenizer,
+        cfg,
+        tmp_path / "b",
+        progress=False,
+    )
     assert c.test == a.test
 
 
@@ -181,8 +222,10 @@ def test_save_load_identical_predictions_and_evaluate_reproduces_val(
     np.testing.assert_array_equal(np.asarray(model(ids)), np.asarray(loaded(ids)))
     spec = keyword_data.spec
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data", spec,
-                 "--split", "validation", "--json"]) == 0
+    assert (
+        main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data", spec, "--split", "validation", "--json"])
+        == 0
+    )
     got = json.loads(capsys.readouterr().out)
     assert got["n"] == 10 and got["accuracy"] == r.best_val["accuracy"]
     assert abs(got["loss"] - r.best_val["loss"]) < 1e-6
@@ -190,11 +233,21 @@ def test_save_load_identical_predictions_and_evaluate_reproduces_val(
     assert json.loads(capsys.readouterr().out)["accuracy"] == r.test["accuracy"]
     # a bfloat16 run's validation is reproduced in bfloat16 (in float32 its loss differs)
     cfg16 = _cfg(mode="full", steps=4, eval_every=4, val_examples=10, dtype="bfloat16")
-    r16 = finetune(_model("full", pretrained_dir, keyword_data, cfg16), keyword_data, gpt2_tokenizer, cfg16,
-                   tmp_path / "run16", progress=False)
+    r16 = finetune(
+        _model("full", pretrained_dir, keyword_data, cfg16),
+        keyword_data,
+        gpt2_tokenizer,
+        cfg16,
+        tmp_path / "run16",
+        progress=False,
+    )
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(tmp_path / "run16" / "best"), "--data", spec,
-                 "--split", "validation", "--json"]) == 0
+    assert (
+        main(
+            ["evaluate", "--model", str(tmp_path / "run16" / "best"), "--data", spec, "--split", "validation", "--json"]
+        )
+        == 0
+    )
     assert abs(json.loads(capsys.readouterr().out)["loss"] - r16.best_val["loss"]) < 1e-6
     # what the data's loading dropped or repaired is said, as finetune says it (on stderr, beside --json)
     from pathlib import Path
@@ -216,16 +269,34 @@ def test_one_real_step_on_tfds_mock_data(pretrained_dir, gpt2_tokenizer):
     assert r.steps == 1 and np.isfinite(r.test["loss"])
 
 
-def test_ctrl_c_says_how_to_resume_instead_of_a_traceback(pretrained_dir, keyword_data, tmp_path, capsys,
-                                                          monkeypatch):
+def test_ctrl_c_says_how_to_resume_instead_of_a_traceback(pretrained_dir, keyword_data, tmp_path, capsys, monkeypatch):
     import minitransfer.train
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(minitransfer.train, "train_loop", interrupted)
-    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "full", "--data", keyword_data.spec,
-                 "--steps", "4", "--max-len", "12", "--no-progress", "--out", str(tmp_path / "f")]) == 130
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(pretrained_dir),
+                "--mode",
+                "full",
+                "--data",
+                keyword_data.spec,
+                "--steps",
+                "4",
+                "--max-len",
+                "12",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "f"),
+            ]
+        )
+        == 130
+    )
     err = capsys.readouterr().err
     assert "minitransfer finetune: interrupted; re-run the same command to resume" in err
     assert "Traceback" not in err
@@ -234,28 +305,82 @@ def test_ctrl_c_says_how_to_resume_instead_of_a_traceback(pretrained_dir, keywor
 def test_cli_finetune_all_modes_and_skip(pretrained_dir, keyword_data, tmp_path, capsys):
     spec = keyword_data.spec
     common = ["--data", spec, "--steps", "4", "--batch-size", "8", "--max-len", "12", "--no-progress"]
-    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--out", str(tmp_path / "p"), *common]) == 0
+    assert (
+        main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--out", str(tmp_path / "p"), *common])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "test accuracy" in out
     # --no-progress: no bar, so a line per evaluation
     assert "probe step 4/4: train loss " in out and ", val_accuracy " in out and re.search(r"val_n \d+(,|\n)", out)
     # continuing from a classifier keeps its head, and so its pooling: an asked-for other pooling is said to do nothing
-    assert main(["finetune", "--model", str(tmp_path / "p" / "best"), "--mode", "full", "--pooling", "mean",
-                 "--out", str(tmp_path / "p2"), *common]) == 0
-    assert ("note: --pooling mean has no effect: the model's own classification head (pooling last) goes on "
-            "training") in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(tmp_path / "p" / "best"),
+                "--mode",
+                "full",
+                "--pooling",
+                "mean",
+                "--out",
+                str(tmp_path / "p2"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        "note: --pooling mean has no effect: the model's own classification head (pooling last) goes on training"
+    ) in capsys.readouterr().out
     # evaluate without --data: the data the model was fine-tuned on, as its config.json records it
     assert main(["evaluate", "--model", str(tmp_path / "p" / "best"), "--json"]) == 0
     out, err = capsys.readouterr()
     assert f"(--data: {spec}, the data the model was fine-tuned on)" in err and json.loads(out)["n"] > 0
-    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "scratch", "--config", "tiny",
-                 "--out", str(tmp_path / "s"), *common]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(pretrained_dir),
+                "--mode",
+                "scratch",
+                "--config",
+                "tiny",
+                "--out",
+                str(tmp_path / "s"),
+                *common,
+            ]
+        )
+        == 0
+    )
     assert mt.load_pretrained(tmp_path / "s" / "best").config.n_embd == 64  # 'tiny', not --model's 32
-    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "full", "--labels", "20",
-                 "--lr-decay-per-layer", "0.5", "--out", str(tmp_path / "f"), *common]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(pretrained_dir),
+                "--mode",
+                "full",
+                "--labels",
+                "20",
+                "--lr-decay-per-layer",
+                "0.5",
+                "--out",
+                str(tmp_path / "f"),
+                *common,
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "f" / "result.json").read_text())["n_train"] == 20
     capsys.readouterr()
-    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--out", str(tmp_path / "p"), *common]) == 0
+    assert (
+        main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--out", str(tmp_path / "p"), *common])
+        == 0
+    )
     assert "already finished" in capsys.readouterr().out
 
 
@@ -267,9 +392,18 @@ def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretraine
     tok = mt.load_tokenizer(pretrained_dir)
     said = []
     cfg = TrainConfig(mode="full", steps=2, batch_size=10**9, max_len=12, labels=20, eval_every=2, val_examples=8)
-    r = finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, tok, cfg, tmp_path / "f",
-                 progress=False, log=said.append)
-    assert "note: --batch-size 1000000000 is more than the 20 training examples: each step takes all 20 (batch 20)" in said
+    r = finetune(
+        _model("full", pretrained_dir, keyword_data, cfg),
+        keyword_data,
+        tok,
+        cfg,
+        tmp_path / "f",
+        progress=False,
+        log=said.append,
+    )
+    assert (
+        "note: --batch-size 1000000000 is more than the 20 training examples: each step takes all 20 (batch 20)" in said
+    )
     result = json.loads((tmp_path / "f" / "result.json").read_text())
     assert result["batch_size_used"] == 20 and result["config"]["batch_size"] == 10**9 and r.steps == 2
     assert result["epochs_trained"] == 2.0  # 2 steps of all 20 examples, whatever config's epochs says
@@ -277,24 +411,42 @@ def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretraine
     import jax
 
     assert cfg.eval_batch_size is None and result["config"]["eval_batch_size"] == (
-        32 if jax.default_backend() == "cpu" else 64)
+        32 if jax.default_backend() == "cpu" else 64
+    )
     blocks = pack_blocks(keyword_data.train.texts, tok, block_size=16, val_fraction=0.1, seed=0)
     said.clear()
     lm = mt.GPT2.language_model(mt.load_pretrained(pretrained_dir).config, seed=0)
     pcfg = PretrainConfig(steps=1, batch_size=10**9, block_size=16, eval_every=1)
     pr = pretrain(lm, blocks, tok, pcfg, progress=False, log=said.append)
     n = len(blocks.train)
-    assert f"note: --batch-size 1000000000 is more than the {n:,} training blocks of 16 tokens: each step takes all " \
-           f"{n:,} (batch {n:,})" in said
+    assert (
+        f"note: --batch-size 1000000000 is more than the {n:,} training blocks of 16 tokens: each step takes all "
+        f"{n:,} (batch {n:,})" in said
+    )
     # the model card records the batch trained with, and the one asked beside it
-    card = pretrain_card(data="keywords", documents=20, result=pr, config=lm.config, cfg=pcfg, n_params=1,
-                         report={}, command="minitransfer pretrain ...")
+    card = pretrain_card(
+        data="keywords",
+        documents=20,
+        result=pr,
+        config=lm.config,
+        cfg=pcfg,
+        n_params=1,
+        report={},
+        command="minitransfer pretrain ...",
+    )
     assert pr.batch_size_used == n and card["pretrain"]["batch_size"] == n
     assert card["pretrain"]["batch_size_asked"] == 10**9
     assert f"x batch {n} (asked 1000000000: more than the data's blocks) x block 16" in model_card(card)
     said.clear()  # the adaptation calls pretrain with settings that are not command-line options: named as such
-    pretrain(lm, blocks, tok, PretrainConfig(steps=1, batch_size=10**9, block_size=16, eval_every=1), progress=False,
-             log=said.append, names={"batch_size": "the adaptation's batch size"})
+    pretrain(
+        lm,
+        blocks,
+        tok,
+        PretrainConfig(steps=1, batch_size=10**9, block_size=16, eval_every=1),
+        progress=False,
+        log=said.append,
+        names={"batch_size": "the adaptation's batch size"},
+    )
     assert any(m.startswith("note: the adaptation's batch size 1000000000 is more than") for m in said), said
 
 
@@ -345,8 +497,10 @@ def test_finetune_names_the_options_its_task_and_mode_do_not_read():
     assert "--lr-decay-per-layer 0.5 has no effect in mode probe (its backbone is frozen)" in got[2]
     assert "starts from random weights" in notes("--mode", "scratch", "--lr-decay-per-layer", "0.5")[0]
     got = notes("--task", "qa", "--mode", "full", "--pooling", "mean", "--text-field", "body")
-    assert got == ["--pooling mean has no effect with --task qa: only classification reads it",
-                   "--text-field body has no effect with --task qa: only classification reads it"]
+    assert got == [
+        "--pooling mean has no effect with --task qa: only classification reads it",
+        "--text-field body has no effect with --task qa: only classification reads it",
+    ]
 
 
 # ----------------------------------------------------------------------------
@@ -363,7 +517,9 @@ def test_head_label_mismatch_suggests_new_head(pretrained_dir, keyword_data, tmp
     common = ["--data", keyword_data.spec, "--steps", "2", "--max-len", "12", "--no-progress"]
     assert main(["finetune", "--model", str(tmp_path / "clf"), "--out", str(tmp_path / "o1"), *common]) == 2
     assert "--new-head" in capsys.readouterr().err
-    assert main(["finetune", "--model", str(tmp_path / "clf"), "--new-head", "--out", str(tmp_path / "o2"), *common]) == 0
+    assert (
+        main(["finetune", "--model", str(tmp_path / "clf"), "--new-head", "--out", str(tmp_path / "o2"), *common]) == 0
+    )
 
 
 def test_evaluate_says_what_it_needs_without_finetune_only_hints(pretrained_dir, keyword_data, tmp_path, capsys):
@@ -378,11 +534,25 @@ def test_evaluate_says_what_it_needs_without_finetune_only_hints(pretrained_dir,
     err = capsys.readouterr().err
     assert "is a language model (a next-word head)" in err and "missing.jsonl" not in err
     assert main(["evaluate", "--model", str(tmp_path / "clf"), "--data", keyword_data.spec, "--all-validation"]) == 2
-    assert "--all-validation chooses which validation examples to score; it needs --split validation" in \
-        capsys.readouterr().err
+    assert (
+        "--all-validation chooses which validation examples to score; it needs --split validation"
+        in capsys.readouterr().err
+    )
     # a --max-len the model cannot take: named, before the data loads
-    assert main(["evaluate", "--model", str(tmp_path / "clf"), "--data", f"jsonl:{tmp_path / 'missing.jsonl'}",
-                 "--max-len", "1000"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "clf"),
+                "--data",
+                f"jsonl:{tmp_path / 'missing.jsonl'}",
+                "--max-len",
+                "1000",
+            ]
+        )
+        == 2
+    )
     assert "--max-len 1000 is outside 1..32 (the model's n_positions)" in capsys.readouterr().err
 
 
@@ -391,14 +561,20 @@ def test_a_scratch_backbone_and_its_head_draw_different_numbers():
     from minitransfer.train import build_classifier
 
     for seed in (0, 3):
-        m = build_classifier("scratch", None, mt.named_config("tiny", vocab_size=100), ["a", "b", "c"],
-                             TrainConfig(mode="scratch", seed=seed))
+        m = build_classifier(
+            "scratch",
+            None,
+            mt.named_config("tiny", vocab_size=100),
+            ["a", "b", "c"],
+            TrainConfig(mode="scratch", seed=seed),
+        )
         head = np.asarray(m.head.score.kernel[...]).ravel()
-        assert not np.allclose(head, np.asarray(m.backbone.wte.embedding[...]).ravel()[:head.size])
+        assert not np.allclose(head, np.asarray(m.backbone.wte.embedding[...]).ravel()[: head.size])
 
 
-def test_evaluate_finds_a_relative_data_path_and_its_fields_from_another_folder(pretrained_dir, keyword_data,
-                                                                               tmp_path, capsys, monkeypatch):
+def test_evaluate_finds_a_relative_data_path_and_its_fields_from_another_folder(
+    pretrained_dir, keyword_data, tmp_path, capsys, monkeypatch
+):
     import csv
 
     (tmp_path / "a").mkdir()
@@ -406,38 +582,99 @@ def test_evaluate_finds_a_relative_data_path_and_its_fields_from_another_folder(
     with open(tmp_path / "a" / "reviews.csv", "w", newline="") as f:  # fields other than text/label
         w = csv.writer(f)
         w.writerow(["review", "stars"])
-        w.writerows(zip(keyword_data.train.texts, keyword_data.train.labels.tolist()))
+        w.writerows(zip(keyword_data.train.texts, keyword_data.train.labels.tolist(), strict=True))
     (tmp_path / "b" / "reviews.csv").write_text("review,stars\nnot,this\n")  # the same name elsewhere
     monkeypatch.chdir(tmp_path / "a")
-    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--data", "reviews.csv",
-                 "--text-field", "review", "--label-field", "stars", "--steps", "2", "--max-len", "12",
-                 "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(pretrained_dir),
+                "--mode",
+                "probe",
+                "--data",
+                "reviews.csv",
+                "--text-field",
+                "review",
+                "--label-field",
+                "stars",
+                "--steps",
+                "2",
+                "--max-len",
+                "12",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     monkeypatch.chdir(tmp_path / "b")
     assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--json"]) == 0
     out, err = capsys.readouterr()
-    assert (f"(--data: csv:{tmp_path / 'a' / 'reviews.csv'}, the data the model was fine-tuned on, given as "
-            f"reviews.csv)") in err
+    assert (
+        f"(--data: csv:{tmp_path / 'a' / 'reviews.csv'}, the data the model was fine-tuned on, given as reviews.csv)"
+    ) in err
     assert "(--text-field review, --label-field stars: as the model's config.json records its fine-tuning)" in err
     assert json.loads(out)["n"] > 0
     # a field given on the command line wins over the recorded one; with --data given, the others still apply
     assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--text-field", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
-    assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data",
-                 f"csv:{tmp_path / 'a' / 'reviews.csv'}", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "run" / "best"),
+                "--data",
+                f"csv:{tmp_path / 'a' / 'reviews.csv'}",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["n"] > 0
     # a model fine-tuned on another draw of the split (finetune --split-seed, as compare --split-seed draws
     # it): evaluated on that draw's test set
     from minitransfer.data import load_dataset
 
-    other = load_dataset(f"csv:{tmp_path / 'a' / 'reviews.csv'}", text_field="review", label_field="stars",
-                         split_seed=1)
-    assert other.test.texts != load_dataset(f"csv:{tmp_path / 'a' / 'reviews.csv'}", text_field="review",
-                                            label_field="stars").test.texts  # another draw indeed
+    other = load_dataset(
+        f"csv:{tmp_path / 'a' / 'reviews.csv'}", text_field="review", label_field="stars", split_seed=1
+    )
+    assert (
+        other.test.texts
+        != load_dataset(f"csv:{tmp_path / 'a' / 'reviews.csv'}", text_field="review", label_field="stars").test.texts
+    )  # another draw indeed
     monkeypatch.chdir(tmp_path / "a")
-    assert main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--data", "reviews.csv",
-                 "--text-field", "review", "--label-field", "stars", "--split-seed", "1", "--steps", "2",
-                 "--max-len", "12", "--no-progress", "--out", str(tmp_path / "run1")]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(pretrained_dir),
+                "--mode",
+                "probe",
+                "--data",
+                "reviews.csv",
+                "--text-field",
+                "review",
+                "--label-field",
+                "stars",
+                "--split-seed",
+                "1",
+                "--steps",
+                "2",
+                "--max-len",
+                "12",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "run1"),
+            ]
+        )
+        == 0
+    )
     assert "data: split 80/10/10, stratified by label, split_seed=1" in capsys.readouterr().out
     r = json.loads((tmp_path / "run1" / "result.json").read_text())
     monkeypatch.chdir(tmp_path / "b")
@@ -451,8 +688,9 @@ def test_evaluate_finds_a_relative_data_path_and_its_fields_from_another_folder(
     assert "(--data: reviews.csv, the data the model was fine-tuned on)" in capsys.readouterr().err
 
 
-def test_a_ctrl_c_that_python_swallows_still_stops_training(pretrained_dir, keyword_data, gpt2_tokenizer,
-                                                          tmp_path, monkeypatch):
+def test_a_ctrl_c_that_python_swallows_still_stops_training(
+    pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path, monkeypatch
+):
     # Ctrl-C raised inside a callback whose exceptions Python ignores (JAX's garbage-collection hook) was
     # dropped, and training ran to its end; the loop now also checks a flag the signal sets
     import os
@@ -477,8 +715,14 @@ def test_a_ctrl_c_that_python_swallows_still_stops_training(pretrained_dir, keyw
     cfg = _cfg(mode="full", steps=10, eval_every=10)
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
-        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
-                 tmp_path / "run", progress=False)
+        finetune(
+            _model("full", pretrained_dir, keyword_data, cfg),
+            keyword_data,
+            gpt2_tokenizer,
+            cfg,
+            tmp_path / "run",
+            progress=False,
+        )
     assert max(seen) == 2  # stopped before step 3's batch
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no evaluation yet: no empty log left behind
@@ -487,29 +731,46 @@ def test_a_ctrl_c_that_python_swallows_still_stops_training(pretrained_dir, keyw
 def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):
     cfg = _cfg(mode="full", lr=1e30, steps=20, warmup=0.0, clip_norm=1e30)
     with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+.*lower --lr"):
-        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None,
-                 progress=False)
+        finetune(
+            _model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None, progress=False
+        )
     # with --out: the state it would resume from (and diverge again) goes, so a lower lr can use the same --out
     cfg = _cfg(mode="full", lr=1e4, steps=20, eval_every=1, warmup=0.0, clip_norm=1e30)
     with pytest.raises(TrainingError, match=r"lower --lr\. Its resumable state in .* was removed"):
-        finetune(_model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg,
-                 tmp_path / "o", progress=False)
+        finetune(
+            _model("full", pretrained_dir, keyword_data, cfg),
+            keyword_data,
+            gpt2_tokenizer,
+            cfg,
+            tmp_path / "o",
+            progress=False,
+        )
     assert not (tmp_path / "o" / "state").exists()
     from minitransfer.runs import RunFolder  # a diverged model's validation loss is NaN: written as null
 
-    RunFolder(tmp_path, "key", {}).write_log([{"step": 1, "val_loss": float("nan"), "train_loss": float("inf"), "val_accuracy": 0.5}])
-    assert (tmp_path / "metrics.jsonl").read_text() == \
-        '{"step": 1, "val_loss": null, "train_loss": null, "val_accuracy": 0.5}\n'
+    RunFolder(tmp_path, "key", {}).write_log(
+        [{"step": 1, "val_loss": float("nan"), "train_loss": float("inf"), "val_accuracy": 0.5}]
+    )
+    assert (
+        tmp_path / "metrics.jsonl"
+    ).read_text() == '{"step": 1, "val_loss": null, "train_loss": null, "val_accuracy": 0.5}\n'
     lower = _cfg(mode="full", lr=1e-3, steps=2, eval_every=1)
-    finetune(_model("full", pretrained_dir, keyword_data, lower), keyword_data, gpt2_tokenizer, lower,
-             tmp_path / "o", progress=False)
+    finetune(
+        _model("full", pretrained_dir, keyword_data, lower),
+        keyword_data,
+        gpt2_tokenizer,
+        lower,
+        tmp_path / "o",
+        progress=False,
+    )
 
 
 def test_max_len_beyond_positions(pretrained_dir, keyword_data, gpt2_tokenizer):
     cfg = _cfg(mode="probe", max_len=64)
     with pytest.raises(TrainingError, match=r"--max-len 64 exceeds the model's n_positions=32"):
-        finetune(_model("probe", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None,
-                 progress=False)
+        finetune(
+            _model("probe", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None, progress=False
+        )
 
 
 def test_unknown_mode_and_config(capsys):
@@ -530,30 +791,63 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     base = mt.load_pretrained(pretrained_dir)
     before = weights_fingerprint(base)
     cfg = _cfg(mode="full", steps=3, eval_every=3)
-    finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
-             gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
+    finetune(
+        build_classifier("full", base, base.config, keyword_data.label_names, cfg),
+        keyword_data,
+        gpt2_tokenizer,
+        cfg,
+        tmp_path / "run",
+        progress=False,
+    )
     assert weights_fingerprint(base) == before  # the next run starts from the same weights
     other = mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=99)
     model = build_classifier("full", other, other.config, keyword_data.label_names, cfg)
-    with pytest.raises(TrainingError, match="holds a finished run with other data, tokenizer, model shape or starting weights"):
+    with pytest.raises(
+        TrainingError, match="holds a finished run with other data, tokenizer, model shape or starting weights"
+    ):
         finetune(model, keyword_data, gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
     # other settings: the message names each one that differs
     cfg4 = _cfg(mode="full", steps=4, eval_every=3)
     with pytest.raises(TrainingError, match=r"holds a finished run with other settings \(steps: 3 there, 4 now\)"):
-        finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg4), keyword_data,
-                 gpt2_tokenizer, cfg4, tmp_path / "run", progress=False)
+        finetune(
+            build_classifier("full", base, base.config, keyword_data.label_names, cfg4),
+            keyword_data,
+            gpt2_tokenizer,
+            cfg4,
+            tmp_path / "run",
+            progress=False,
+        )
     # an interrupted run's directory is refused to a different run too (by its resumable state)
     cfg = _cfg(mode="full", steps=6, eval_every=3)
     with pytest.raises(KeyboardInterrupt):
-        finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
-                 gpt2_tokenizer, cfg, tmp_path / "cut", progress=False, log=ctrl_c_after(3))
+        finetune(
+            build_classifier("full", base, base.config, keyword_data.label_names, cfg),
+            keyword_data,
+            gpt2_tokenizer,
+            cfg,
+            tmp_path / "cut",
+            progress=False,
+            log=ctrl_c_after(3),
+        )
     with pytest.raises(TrainingError, match="holds a run with other data, tokenizer, model shape or starting weights"):
-        finetune(build_classifier("full", other, other.config, keyword_data.label_names, cfg), keyword_data,
-                 gpt2_tokenizer, cfg, tmp_path / "cut", progress=False)
+        finetune(
+            build_classifier("full", other, other.config, keyword_data.label_names, cfg),
+            keyword_data,
+            gpt2_tokenizer,
+            cfg,
+            tmp_path / "cut",
+            progress=False,
+        )
     cfg7 = _cfg(mode="full", steps=7, eval_every=3)  # and names the settings that differ, as a finished run's does
     with pytest.raises(TrainingError, match=r"holds a run with other settings \(steps: 6 there, 7 now\)"):
-        finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg7), keyword_data,
-                 gpt2_tokenizer, cfg7, tmp_path / "cut", progress=False)
+        finetune(
+            build_classifier("full", base, base.config, keyword_data.label_names, cfg7),
+            keyword_data,
+            gpt2_tokenizer,
+            cfg7,
+            tmp_path / "cut",
+            progress=False,
+        )
     # a folder written by another version of minitransfer is refused in one line, finished or not, not read
     import shutil
 
@@ -563,23 +857,38 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     del res["format"]
     (tmp_path / "old" / "result.json").write_text(json.dumps(res))
     model3 = build_classifier("full", base, base.config, keyword_data.label_names, c3)
-    with pytest.raises(TrainingError, match=r"old/result.json was written by another version of minitransfer "
-                                            r"\(format unrecorded, this one reads \d+\); choose another --out or "
-                                            r"delete .*old"):
+    with pytest.raises(
+        TrainingError,
+        match=r"old/result.json was written by another version of minitransfer "
+        r"\(format unrecorded, this one reads \d+\); choose another --out or "
+        r"delete .*old",
+    ):
         finetune(model3, keyword_data, gpt2_tokenizer, c3, tmp_path / "old", progress=False)
     state = json.loads((tmp_path / "cut" / "state" / "state.json").read_text())
     (tmp_path / "cut" / "state" / "state.json").write_text(json.dumps({**state, "format": 1}))
     with pytest.raises(TrainingError, match=r"state.json was written by another version of minitransfer \(format 1"):
-        finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
-                 gpt2_tokenizer, cfg, tmp_path / "cut", progress=False)
+        finetune(
+            build_classifier("full", base, base.config, keyword_data.label_names, cfg),
+            keyword_data,
+            gpt2_tokenizer,
+            cfg,
+            tmp_path / "cut",
+            progress=False,
+        )
     (tmp_path / "cut" / "state" / "state.json").write_text(json.dumps(state))
     # a folder with other files in it is not a run's: a run would overwrite its metrics.jsonl, delete its state/
     (tmp_path / "mine" / "state").mkdir(parents=True)
     (tmp_path / "mine" / "state" / "important.txt").write_text("x")
     (tmp_path / "mine" / "notes.txt").write_text("x")
     with pytest.raises(TrainingError, match=r"--out .*mine holds files that are not a training run's \(notes.txt\)"):
-        finetune(build_classifier("full", base, base.config, keyword_data.label_names, cfg), keyword_data,
-                 gpt2_tokenizer, cfg, tmp_path / "mine", progress=False)
+        finetune(
+            build_classifier("full", base, base.config, keyword_data.label_names, cfg),
+            keyword_data,
+            gpt2_tokenizer,
+            cfg,
+            tmp_path / "mine",
+            progress=False,
+        )
     # the same file edited (one label flipped: same spec, same sizes, same labels) is other data,
     # finished or not: said as the data's rows
     import copy
@@ -587,10 +896,19 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     edited = copy.deepcopy(keyword_data)
     edited.train.labels[0] = 1 - edited.train.labels[0]
     for run, c in (("run", _cfg(mode="full", steps=3, eval_every=3)), ("cut", cfg)):
-        with pytest.raises(TrainingError, match=r"holds a (finished )?run with other settings \(the data's rows "
-                                                r"\(a hash of every text and label\): '?[0-9a-f]{16}'? there, "):
-            finetune(build_classifier("full", base, base.config, keyword_data.label_names, c), edited,
-                     gpt2_tokenizer, c, tmp_path / run, progress=False)
+        with pytest.raises(
+            TrainingError,
+            match=r"holds a (finished )?run with other settings \(the data's rows "
+            r"\(a hash of every text and label\): '?[0-9a-f]{16}'? there, ",
+        ):
+            finetune(
+                build_classifier("full", base, base.config, keyword_data.label_names, c),
+                edited,
+                gpt2_tokenizer,
+                c,
+                tmp_path / run,
+                progress=False,
+            )
 
 
 def test_tokenizer_larger_than_vocab_is_refused(keyword_data, gpt2_tokenizer):
@@ -602,8 +920,11 @@ def test_tokenizer_larger_than_vocab_is_refused(keyword_data, gpt2_tokenizer):
 
 
 def test_bad_numbers_are_refused():
-    for kw, msg in ((dict(steps=0), "--steps must be at least 1"), (dict(eval_every=0), "--eval-every"),
-                    (dict(epochs=0), "--epochs must be a positive, finite number")):
+    for kw, msg in (
+        (dict(steps=0), "--steps must be at least 1"),
+        (dict(eval_every=0), "--eval-every"),
+        (dict(epochs=0), "--epochs must be a positive, finite number"),
+    ):
         with pytest.raises(ValueError, match=msg):
             TrainConfig(**kw)
 
@@ -623,8 +944,11 @@ def test_train_step_derives_the_step_dropout_key_inside(pretrained_dir):
     model = mt.GPT2(mt.load_pretrained(pretrained_dir).backbone, ClassificationHead(32, ["a", "b"], dropout=0.5))
     graphdef, params = nnx.split(model)
     rng = np.random.default_rng(0)
-    batch = {"input_ids": rng.integers(0, 50257, (4, 16)).astype(np.int32),
-             "attention_mask": np.ones((4, 16), np.int32), "labels": rng.integers(0, 2, 4).astype(np.int32)}
+    batch = {
+        "input_ids": rng.integers(0, 50257, (4, 16)).astype(np.int32),
+        "attention_mask": np.ones((4, 16), np.int32),
+        "labels": rng.integers(0, 2, 4).astype(np.int32),
+    }
     cfg = TrainConfig(mode="full", lr=1e-3, steps=10)
     tx = make_optimizer(cfg, params, 10, 2)
     step = make_train_step(graphdef, classification_loss(forward_tokens), tx)
@@ -649,8 +973,11 @@ def test_bfloat16_mixed_precision_step_tracks_float32(pretrained_dir):
     model = mt.GPT2(mt.load_pretrained(pretrained_dir).backbone, ClassificationHead(32, ["a", "b"]))
     graphdef, params = nnx.split(model)
     rng = np.random.default_rng(0)
-    batch = {"input_ids": rng.integers(0, 50257, (4, 16)).astype(np.int32),
-             "attention_mask": np.ones((4, 16), np.int32), "labels": rng.integers(0, 2, 4).astype(np.int32)}
+    batch = {
+        "input_ids": rng.integers(0, 50257, (4, 16)).astype(np.int32),
+        "attention_mask": np.ones((4, 16), np.int32),
+        "labels": rng.integers(0, 2, 4).astype(np.int32),
+    }
     out = {}
     for dtype in ("float32", "bfloat16"):
         cfg = TrainConfig(mode="full", lr=1e-3, warmup=0.0, steps=10, dtype=dtype)
@@ -685,22 +1012,37 @@ def test_every_matmul_of_a_step_runs_in_the_compute_dtype(dtype):
     back to float32: "bfloat16" only rounded the weights."""
     from minitransfer.model import NextWordHead
     from minitransfer.optim import make_optimizer
-    from minitransfer.steps import CLASSIFY_FEATURES, classification_loss, forward_tokens, head_loss_tokens, \
-        make_train_step, matmul_dtypes
+    from minitransfer.steps import (
+        CLASSIFY_FEATURES,
+        classification_loss,
+        forward_tokens,
+        head_loss_tokens,
+        make_train_step,
+        matmul_dtypes,
+    )
 
     cfg = mt.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=97, n_positions=32)
     B, T = 2, 8
-    batch = {"input_ids": np.zeros((B, T), np.int32), "attention_mask": np.ones((B, T), np.int32),
-             "labels": np.zeros(B, np.int32), "targets": np.zeros((B, T), np.int32),
-             "features": np.zeros((B, 32), np.float32)}  # a frozen backbone's cached features (probe)
+    batch = {
+        "input_ids": np.zeros((B, T), np.int32),
+        "attention_mask": np.ones((B, T), np.int32),
+        "labels": np.zeros(B, np.int32),
+        "targets": np.zeros((B, T), np.int32),
+        "features": np.zeros((B, 32), np.float32),
+    }  # a frozen backbone's cached features (probe)
     want = {"float32": "f32", "bfloat16": "bf16"}[dtype]
     backbone = lambda: mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0))  # noqa: E731
     # per layer, forward: qkv, q k, weights v, proj, 2 MLP; the backward has twice as many
     for what, net, loss, at_least in (
-            ("classification", mt.GPT2(backbone(), ClassificationHead(32, ["a", "b"])),
-             classification_loss(forward_tokens), 18 * cfg.n_layer),
-            ("next word", mt.GPT2(backbone(), NextWordHead()), head_loss_tokens, 18 * cfg.n_layer),
-            ("probe head on cached features", ClassificationHead(32, ["a", "b"]), CLASSIFY_FEATURES, 2)):
+        (
+            "classification",
+            mt.GPT2(backbone(), ClassificationHead(32, ["a", "b"])),
+            classification_loss(forward_tokens),
+            18 * cfg.n_layer,
+        ),
+        ("next word", mt.GPT2(backbone(), NextWordHead()), head_loss_tokens, 18 * cfg.n_layer),
+        ("probe head on cached features", ClassificationHead(32, ["a", "b"]), CLASSIFY_FEATURES, 2),
+    ):
         graphdef, params = nnx.split(net)
         tx = make_optimizer(TrainConfig(mode="full", steps=2, lr=1e-3, dtype=dtype), params, 2, 2)
         step = make_train_step(graphdef, loss, tx, dtype=dtype)
@@ -716,8 +1058,9 @@ def test_bfloat16_embedding_gradient_sums_in_float32():
     a float32 copy of the table."""
     from minitransfer.steps import cast_for_compute, classification_loss, forward_tokens
 
-    cfg = mt.GPT2Config(n_layer=1, n_head=2, n_embd=64, vocab_size=512, n_positions=256,
-                        embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
+    cfg = mt.GPT2Config(
+        n_layer=1, n_head=2, n_embd=64, vocab_size=512, n_positions=256, embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0
+    )
     graphdef, params = nnx.split(mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(64, ["a", "b"])))
     rng = np.random.default_rng(0)
     ids = np.full((8, 256), 7, np.int32)
@@ -725,8 +1068,9 @@ def test_bfloat16_embedding_gradient_sums_in_float32():
     batch = {"input_ids": ids, "attention_mask": np.ones_like(ids), "labels": rng.integers(0, 2, 8).astype(np.int32)}
 
     def row7(dtype):
-        loss = lambda p: classification_loss(forward_tokens)(nnx.merge(graphdef, cast_for_compute(p, dtype)),  # noqa
-                                                             batch, None)
+        def loss(p):
+            return classification_loss(forward_tokens)(nnx.merge(graphdef, cast_for_compute(p, dtype)), batch, None)
+
         return np.asarray(jax.grad(loss)(params)["backbone"]["wte"]["embedding"][...][7], np.float64)
 
     g32, g16 = row7("float32"), row7("bfloat16")
@@ -736,9 +1080,28 @@ def test_bfloat16_embedding_gradient_sums_in_float32():
 
 
 def test_cli_finetune_bfloat16(pretrained_dir, keyword_data, tmp_path, capsys):
-    rc = main(["finetune", "--model", str(pretrained_dir), "--data", keyword_data.spec, "--mode", "full",
-               "--steps", "2", "--batch-size", "8", "--max-len", "12", "--dtype", "bfloat16",
-               "--out", str(tmp_path / "run"), "--no-progress"])
+    rc = main(
+        [
+            "finetune",
+            "--model",
+            str(pretrained_dir),
+            "--data",
+            keyword_data.spec,
+            "--mode",
+            "full",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--max-len",
+            "12",
+            "--dtype",
+            "bfloat16",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr()
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["config"]["dtype"] == "bfloat16" and 0 <= result["test"]["accuracy"] <= 1

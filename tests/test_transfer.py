@@ -15,10 +15,10 @@ import pytest
 from flax import nnx
 
 import minitransfer as mt
+from minitransfer.classify import ClassificationHead
 from minitransfer.cli import main
 from minitransfer.compare import gain_text, paired_difference
 from minitransfer.data import load_dataset
-from minitransfer.classify import ClassificationHead
 from minitransfer.optim import make_optimizer
 from minitransfer.steps import CLASSIFY_TOKENS, forward_tokens, make_eval_step, make_train_step, predict
 from minitransfer.train import TrainConfig
@@ -39,13 +39,18 @@ def test_step_with_lr_argument_equals_optax_adamw():
     model = mt.GPT2(mt.GPT2Backbone(mt.GPT2Config(**TINY), rngs=nnx.Rngs(0)), ClassificationHead(32, ["a", "b"]))
     graphdef, params = nnx.split(model)
     rng = np.random.default_rng(0)
-    batch = {"input_ids": rng.integers(0, 50257, (4, 8)).astype(np.int32),
-             "attention_mask": np.ones((4, 8), np.int32), "labels": np.array([0, 1, 0, 1], np.int32)}
+    batch = {
+        "input_ids": rng.integers(0, 50257, (4, 8)).astype(np.int32),
+        "attention_mask": np.ones((4, 8), np.int32),
+        "labels": np.array([0, 1, 0, 1], np.int32),
+    }
     cfg = TrainConfig(mode="full", lr=1e-2, weight_decay=0.1, steps=3)
     tx = make_optimizer(cfg, params, 3, 2)
     step = make_train_step(graphdef, CLASSIFY_TOKENS, tx)
-    ref_tx = optax.chain(optax.clip_by_global_norm(1.0),
-                         optax.adamw(1e-2, weight_decay=0.1, mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)))
+    ref_tx = optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adamw(1e-2, weight_decay=0.1, mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)),
+    )
     p, o = jax.tree.map(jnp.copy, params), tx.init(params)
     rp, ro = jax.tree.map(jnp.copy, params), ref_tx.init(params)
 
@@ -63,8 +68,10 @@ def test_step_with_lr_argument_equals_optax_adamw():
 
 
 def test_length_sorted_evaluation_gives_the_same_outputs():
-    model = mt.GPT2(mt.GPT2Backbone(mt.GPT2Config(**TINY), rngs=nnx.Rngs(1)),
-                    ClassificationHead(32, ["a", "b", "c"], pooling="mean"))
+    model = mt.GPT2(
+        mt.GPT2Backbone(mt.GPT2Config(**TINY), rngs=nnx.Rngs(1)),
+        ClassificationHead(32, ["a", "b", "c"], pooling="mean"),
+    )
     graphdef, params = nnx.split(model)
     rng = np.random.default_rng(1)
     lengths = rng.integers(1, 33, 50)
@@ -74,7 +81,7 @@ def test_length_sorted_evaluation_gives_the_same_outputs():
     arrays = {"input_ids": ids, "attention_mask": mask}
     ev = make_eval_step(graphdef, forward_tokens)
     sorted_out = predict(ev, params, arrays, 8)
-    plain = np.concatenate([np.asarray(ev(params, {k: v[i:i + 1] for k, v in arrays.items()})) for i in range(50)])
+    plain = np.concatenate([np.asarray(ev(params, {k: v[i : i + 1] for k, v in arrays.items()})) for i in range(50)])
     np.testing.assert_allclose(sorted_out, plain, atol=2e-5)
 
 
@@ -96,8 +103,10 @@ def test_paired_difference_interval():
         assert flat["low"] is None and flat["p"] is None and not flat["significant"], flat
     assert paired_difference(np.array([0.5, np.nan]), np.array([0.4, 0.4]))["low"] is None
     assert gain_text({"mean": 0.01, "ci95": None, "significant": False, "seeds": 3}) == "+1.0 (no spread: no interval)"
-    assert gain_text({"mean": float("nan"), "ci95": None, "significant": False, "seeds": 3}) == \
-        "+nan (not finite: no interval)"
+    assert (
+        gain_text({"mean": float("nan"), "ci95": None, "significant": False, "seeds": 3})
+        == "+nan (not finite: no interval)"
+    )
     cell = {"gain_over_scratch": d["mean"], "gain_ci95": [d["low"], d["high"]], "gain_significant": True}
     assert gain_text(cell) == "+15.0 [+2.6, +27.4]*"
 
@@ -107,21 +116,50 @@ def test_the_summary_pairs_each_mode_with_scratch_and_adapt_with_full_too(tmp_pa
     from minitransfer.figures import plot_budget
 
     assert gain_pairs(["scratch", "probe", "full", "adapt"]) == [
-        ("probe", "scratch"), ("full", "scratch"), ("adapt", "scratch"), ("adapt", "full")]
+        ("probe", "scratch"),
+        ("full", "scratch"),
+        ("adapt", "scratch"),
+        ("adapt", "full"),
+    ]
     assert gain_pairs(["full", "adapt"]) == [("adapt", "full")]  # no scratch: the first mode named is the reference
     assert gain_pairs(["adapt", "full"]) == [("full", "adapt")]  # not the same pair twice, mirrored
     assert gain_pairs(["scratch"]) == []
     acc = {"scratch": [0.50, 0.52, 0.51], "full": [0.53, 0.53, 0.55], "adapt": [0.56, 0.57, 0.58]}
-    table = {m: {"100": {"accuracy_per_seed": a, "accuracy_mean": float(np.mean(a)), "accuracy_std": 0.01,
-                         "seeds": 3, "n_train": 100}} for m, a in acc.items()}
+    table = {
+        m: {
+            "100": {
+                "accuracy_per_seed": a,
+                "accuracy_mean": float(np.mean(a)),
+                "accuracy_std": 0.01,
+                "seeds": 3,
+                "n_train": 100,
+            }
+        }
+        for m, a in acc.items()
+    }
     gains = paired_gains(table, ["scratch", "full", "adapt"], ["100"])
     over_full = gains[-1]
     assert (over_full["mode"], over_full["over"]) == ("adapt", "full")
     d = paired_difference(np.array(acc["adapt"]), np.array(acc["full"]))  # differences 0.03, 0.04, 0.03
-    assert over_full["budgets"]["100"] == {"mean": d["mean"], "ci95": [d["low"], d["high"]], "p": d["p"],
-                                           "significant": d["significant"], "seeds": 3}
-    s = {"task": "classify", "data": "toy", "test_n": 10, "majority_baseline": 0.5, "budgets": ["100"], "seeds": 3,
-         "modes": ["scratch", "full", "adapt"], "table": table, "gains": gains, "run_seconds_total": 1.0}
+    assert over_full["budgets"]["100"] == {
+        "mean": d["mean"],
+        "ci95": [d["low"], d["high"]],
+        "p": d["p"],
+        "significant": d["significant"],
+        "seeds": 3,
+    }
+    s = {
+        "task": "classify",
+        "data": "toy",
+        "test_n": 10,
+        "majority_baseline": 0.5,
+        "budgets": ["100"],
+        "seeds": 3,
+        "modes": ["scratch", "full", "adapt"],
+        "table": table,
+        "gains": gains,
+        "run_seconds_total": 1.0,
+    }
     md = summary_markdown(s)
     assert "Gain over scratch in accuracy points" in md
     assert "Gain over full, paired the same way: the stage that adapt adds to full" in md
@@ -140,19 +178,27 @@ def test_the_false_discovery_sentence_says_which_claims_survive_the_table_as_a_f
     from minitransfer.compare import false_discovery, fdr_text
 
     def gain(mode, ps):  # cells with p-values, significant where p < 0.05 (as a 95% interval is)
-        return {"mode": mode, "over": "scratch",
-                "budgets": {str(b): {"p": p, "significant": p < 0.05} for b, p in zip((100, 300, 1000), ps)}}
+        return {
+            "mode": mode,
+            "over": "scratch",
+            "budgets": {str(b): {"p": p, "significant": p < 0.05} for b, p in zip((100, 300, 1000), ps, strict=True)},
+        }
 
     gains = [gain("probe", [0.04, 0.5, 0.9]), gain("adapt", [0.001, 0.002, 0.01])]
     fdr = false_discovery(gains)
     # Benjamini-Hochberg over 6 p-values (sorted 0.001 0.002 0.01 0.04 0.5 0.9): p * 6 / rank, then the
     # running minimum from the largest: 0.006 0.006 0.02 0.06 0.6 0.9
-    assert fdr["tests"] == 6 and fdr["kept"] == ["adapt over scratch at 100", "adapt over scratch at 300",
-                                                 "adapt over scratch at 1000"]
+    assert fdr["tests"] == 6 and fdr["kept"] == [
+        "adapt over scratch at 100",
+        "adapt over scratch at 300",
+        "adapt over scratch at 1000",
+    ]
     assert gains[1]["budgets"]["100"]["q"] == pytest.approx(0.006)
     assert gains[0]["budgets"]["100"]["q"] == pytest.approx(0.06)
-    assert fdr_text(fdr, 4).endswith("3 of the 4 `*` claims still hold: adapt over scratch at 100, adapt over "
-                                     "scratch at 300, adapt over scratch at 1000.")
+    assert fdr_text(fdr, 4).endswith(
+        "3 of the 4 `*` claims still hold: adapt over scratch at 100, adapt over "
+        "scratch at 300, adapt over scratch at 1000."
+    )
     gains = [gain("probe", [0.001, 0.002, 0.01]), gain("adapt", [0.001, 0.002, 0.01])]
     assert fdr_text(false_discovery(gains), 6).endswith("all 6 `*` claims still hold.")
     fdr = false_discovery([gain("probe", [0.04, 0.5, 0.9]), gain("adapt", [0.03, 0.6, 0.7])])
@@ -163,15 +209,34 @@ def test_the_false_discovery_sentence_says_which_claims_survive_the_table_as_a_f
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory, gpt2_tokenizer):
     d = tmp_path_factory.mktemp("lm")
-    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**{**TINY, "n_positions": 64}), seed=3), d,
-                       tokenizer=gpt2_tokenizer)
+    mt.save_pretrained(
+        mt.GPT2.language_model(mt.GPT2Config(**{**TINY, "n_positions": 64}), seed=3), d, tokenizer=gpt2_tokenizer
+    )
     return d
 
 
 def test_pretrain_init_from_continues_the_checkpoint(lm_dir, tmp_path, capsys):
     out = tmp_path / "more"
-    args = ["pretrain", "--init-from", str(lm_dir), "--data", "tweets", "--out", str(out), "--steps", "6",
-            "--eval-every", "3", "--batch-size", "4", "--block-size", "32", "--lr", "1e-3", "--no-progress"]
+    args = [
+        "pretrain",
+        "--init-from",
+        str(lm_dir),
+        "--data",
+        "tweets",
+        "--out",
+        str(out),
+        "--steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--batch-size",
+        "4",
+        "--block-size",
+        "32",
+        "--lr",
+        "1e-3",
+        "--no-progress",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "training split's texts only" in printed and f"continuing from {lm_dir}" in printed
@@ -193,13 +258,40 @@ def test_html_line_breaks_become_newlines_and_the_model_card_says_so(lm_dir, tmp
     from minitransfer.data import html_line_breaks
 
     assert html_line_breaks(["a<br />b<BR/>c<br>d", "plain", "x <br /><br /> y"]) == (
-        ["a\nb\nc\nd", "plain", "x \n\n y"], 2, 5)
+        ["a\nb\nc\nd", "plain", "x \n\n y"],
+        2,
+        5,
+    )
     docs = tmp_path / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"text": f"review {i} was long.<br /><br />The end {i}, and more words "
-                                                f"to fill a block of tokens."}) + "\n" for i in range(40)))
+    docs.write_text(
+        "".join(
+            json.dumps(
+                {"text": f"review {i} was long.<br /><br />The end {i}, and more words to fill a block of tokens."}
+            )
+            + "\n"
+            for i in range(40)
+        )
+    )
     out = tmp_path / "clean"
-    args = ["pretrain", "--init-from", str(lm_dir), "--data", f"jsonl:{docs}", "--out", str(out), "--steps", "2",
-            "--eval-every", "2", "--batch-size", "4", "--block-size", "16", "--html-line-breaks", "--no-progress"]
+    args = [
+        "pretrain",
+        "--init-from",
+        str(lm_dir),
+        "--data",
+        f"jsonl:{docs}",
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--batch-size",
+        "4",
+        "--block-size",
+        "16",
+        "--html-line-breaks",
+        "--no-progress",
+    ]
     assert main(args) == 0
     said = "HTML line breaks turned into newlines: 80 in 40 of the 40 documents; nothing else changed"
     assert f"cleaning: {said}" in capsys.readouterr().out
@@ -212,18 +304,43 @@ def test_html_line_breaks_become_newlines_and_the_model_card_says_so(lm_dir, tmp
 
 def test_compare_with_adapt_runs_the_adaptation_once(lm_dir, tmp_path, capsys):
     rng = np.random.default_rng(0)
-    rows = [{"text": f"item {i} was delivered on a rainy tuesday to the house at the end of the long road, "
-                     f"and it is {rng.choice(['good', 'fine', 'great'] if i % 2 else ['bad', 'poor'])}",
-             "label": "pos" if i % 2 else "neg"} for i in range(200)]
+    rows = [
+        {
+            "text": f"item {i} was delivered on a rainy tuesday to the house at the end of the long road, "
+            f"and it is {rng.choice(['good', 'fine', 'great'] if i % 2 else ['bad', 'poor'])}",
+            "label": "pos" if i % 2 else "neg",
+        }
+        for i in range(200)
+    ]
     (tmp_path / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "cmp"
-    args = ["compare", "--model", str(lm_dir), "--data", f"jsonl:{tmp_path / 'kw.jsonl'}", "--budgets", "20",
-            "--seeds", "2", "--steps", "3", "--max-len", "32", "--modes", "scratch,adapt", "--adapt-steps", "4",
-            "--out", str(out), "--no-progress"]
+    args = [
+        "compare",
+        "--model",
+        str(lm_dir),
+        "--data",
+        f"jsonl:{tmp_path / 'kw.jsonl'}",
+        "--budgets",
+        "20",
+        "--seeds",
+        "2",
+        "--steps",
+        "3",
+        "--max-len",
+        "32",
+        "--modes",
+        "scratch,adapt",
+        "--adapt-steps",
+        "4",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["adapt"]["steps"] == 4 and summary["adapt"]["texts"] == len(load_dataset(
-        f"jsonl:{tmp_path / 'kw.jsonl'}").train)
+    assert summary["adapt"]["steps"] == 4 and summary["adapt"]["texts"] == len(
+        load_dataset(f"jsonl:{tmp_path / 'kw.jsonl'}").train
+    )
     assert (out / "adapted" / "model.safetensors").exists()
     cell = summary["table"]["adapt"]["20"]
     assert len(cell["gain_ci95"]) == 2 and cell["seeds"] == 2

@@ -34,7 +34,7 @@ for m in MODES.values():
 # %%
 from minitransfer.adapt import adapt_language_model
 
-show(adapt_language_model, start="    texts = data.train.texts", stop='    log(f"adapt: held-out perplexity')
+show(adapt_language_model, start="    texts = data.train.texts", stop="    return AdaptResult")
 
 # %% [markdown]
 # ## Differences you can trust

@@ -66,6 +66,16 @@ class AdaptResult:
     n_tokens: int
 
 
+# how messages name the adaptation's settings, which are not pretrain's command-line options: a run of
+# another length is said as the option that sets it (eval_every follows it)
+NAMES = {
+    "batch_size": "the adaptation's batch size (AdaptConfig.batch_size)",
+    "lr": "learning rate for the adaptation (AdaptConfig.lr; no command-line option sets it)",
+    "steps": "--adapt-steps",
+    "eval_every": None,
+}
+
+
 def adapt_language_model(
     base: GPT2,
     tokenizer,
@@ -122,23 +132,8 @@ def adapt_language_model(
         f"{cfg.batch_size} x {cfg.block_size}"
     )
     t0 = time.perf_counter()
-    r = pretrain(
-        model,
-        blocks,
-        tokenizer,
-        pcfg,
-        out,
-        progress=progress,
-        log=log,
-        identity={"adapt_data": data.spec, "n_texts": len(texts), "base": weights_fingerprint(base)},
-        names={
-            "batch_size": "the adaptation's batch size (AdaptConfig.batch_size)",
-            "lr": "learning rate for the adaptation (AdaptConfig.lr; no command-line option sets it)",
-            # a run of another length: said as the option that sets it; eval_every follows it
-            "steps": "--adapt-steps",
-            "eval_every": None,
-        },
-    )
+    identity = {"adapt_data": data.spec, "n_texts": len(texts), "base": weights_fingerprint(base)}
+    r = pretrain(model, blocks, tokenizer, pcfg, out, progress=progress, log=log, identity=identity, names=NAMES)
     log(
         f"adapt: held-out perplexity {before:.1f} -> {r.val_perplexity:.1f} "
         f"({r.train_seconds:.0f} s of training; {time.perf_counter() - t0:.0f} s this call)"

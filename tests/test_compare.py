@@ -34,14 +34,14 @@ def setup(tmp_path_factory, gpt2_tokenizer):
 
 def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, capsys, monkeypatch):
     import minitransfer.convert
-    import minitransfer.loop
+    import minitransfer.runs
 
     def no_state(*args, **kwargs):
         raise AssertionError("compare's runs write no resumable training state")
 
     saves = []
     save = minitransfer.convert.save_pretrained
-    monkeypatch.setattr(minitransfer.loop, "_save_state", no_state)
+    monkeypatch.setattr(minitransfer.runs, "_save_tree", no_state)  # what a run's resumable state is written with
     monkeypatch.setattr(
         minitransfer.convert, "save_pretrained", lambda m, d, *a, **k: saves.append(d) or save(m, d, *a, **k)
     )

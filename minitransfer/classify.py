@@ -219,11 +219,8 @@ class ClassificationTask(TaskHead):
 class ClassificationHead(ClassificationTask):
     """Hidden states (B, T, C) -> class logits (B, K): pool -> dropout -> linear.
 
-    ``labels`` are the class names in logit order; they travel with the head
-    so that a saved classifier knows what its outputs mean. ``bias``: whether
-    the linear layer adds a bias (the default). transformers'
-    ``GPT2ForSequenceClassification`` is this head with last-token pooling and
-    no bias. Its task (loss, metrics, data, checkpoints): ``ClassificationTask``.
+    ``labels``: the class names in logit order, saved with the head. Last-token pooling without a
+    bias is transformers' ``GPT2ForSequenceClassification``. Its task around it: ``ClassificationTask``.
     """
 
     kind = "classification"

@@ -35,6 +35,7 @@ def setup(tmp_path_factory, gpt2_tokenizer):
 def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, capsys, monkeypatch):
     import minitransfer.convert
     import minitransfer.runs
+    import minitransfer.train
 
     def no_state(*args, **kwargs):
         raise AssertionError("compare's runs write no resumable training state")
@@ -42,8 +43,8 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
     saves = []
     save = minitransfer.convert.save_pretrained
     monkeypatch.setattr(minitransfer.runs, "_save_tree", no_state)  # what a run's resumable state is written with
-    monkeypatch.setattr(
-        minitransfer.convert, "save_pretrained", lambda m, d, *a, **k: saves.append(d) or save(m, d, *a, **k)
+    monkeypatch.setattr(  # the name finetune saves its best checkpoint with
+        minitransfer.train, "save_pretrained", lambda m, d, *a, **k: saves.append(d) or save(m, d, *a, **k)
     )
     out = tmp_path / "cmp"
     args = [

@@ -159,16 +159,10 @@ def pretrain(
         "text_tokens": array_hash(train_blocks),
         "validation_tokens": array_hash(val_blocks),
     }
-    run = RunFolder(
-        out, run_key({**settings, **(identity or {}), "model": dataclasses.asdict(model.config)}), settings, names=names
-    )
-    batch_size = fit_batch_size(
-        cfg.batch_size,
-        len(train_blocks),
-        f"training blocks of {cfg.block_size} tokens",
-        log,
-        option=run.name("batch_size"),
-    )
+    key = run_key({**settings, **(identity or {}), "model": dataclasses.asdict(model.config)})
+    run = RunFolder(out, key, settings, names=names)
+    what = f"training blocks of {cfg.block_size} tokens"
+    batch_size = fit_batch_size(cfg.batch_size, len(train_blocks), what, log, option=run.name("batch_size"))
     cfg = dataclasses.replace(cfg, batch_size=batch_size)
 
     # ---- optimizer and steps ----------------------------------------------------------
@@ -184,46 +178,36 @@ def pretrain(
 
     def save_best(params, step, metrics):
         if out is not None:
-            save_pretrained(
-                nnx.merge(graphdef, params),
-                out,
-                tokenizer,
-                extra={"pretrain_step": step, "val_perplexity": metrics["val_perplexity"]},
-            )
+            extra = {"pretrain_step": step, "val_perplexity": metrics["val_perplexity"]}
+            save_pretrained(nnx.merge(graphdef, params), out, tokenizer, extra=extra)
+
+    def get_batch(step):
+        return {"tokens": train_blocks[batch_indices(step, cfg.batch_size, len(train_blocks), cfg.seed)]}
 
     # ---- train ----------------------------------------------------------------------------
-    n = len(train_blocks)
-    loop = train_loop(
-        params,
-        opt_state,
-        train_step,
-        lambda step: {"tokens": train_blocks[batch_indices(step, cfg.batch_size, n, cfg.seed)]},
-        Schedule(cfg.steps, cfg.eval_every, lr_values(cfg, cfg.steps), cfg.seed),
-        Validation(
-            validate,
-            lambda new, old: new["val_loss"] < old["val_loss"],
-            save_best,
-            lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
-        ),
-        run,
-        desc="pretrain",
-        progress=progress,
-        log=log,
-        parallel=parallel,
+    schedule = Schedule(cfg.steps, cfg.eval_every, lr_values(cfg, cfg.steps), cfg.seed)
+    validation = Validation(
+        validate,
+        lambda new, old: new["val_loss"] < old["val_loss"],
+        save_best,
+        lambda m: {"val_ppl": f"{m['val_perplexity']:.1f}"},
     )
+    how = {"progress": progress, "log": log, "parallel": parallel}
+    loop = train_loop(params, opt_state, train_step, get_batch, schedule, validation, run, desc="pretrain", **how)
     nnx.update(model, loop.best_params)
 
     # ---- throughput -------------------------------------------------------------------------
     speed = throughput(loop, model.config, cfg) if loop.steps_run else {}
     if speed:
         log(speed_line(speed))
+    best = {k: loop.best_metrics.get(k, float("nan")) for k in ("val_loss", "val_perplexity")}
+    tokens = loop.step * cfg.batch_size * cfg.block_size
     return PretrainResult(
         run.out,
         loop.best_step,
-        loop.best_metrics.get("val_loss", float("nan")),
-        loop.best_metrics.get("val_perplexity", float("nan")),
+        *best.values(),
         loop.step,
-        loop.step * cfg.batch_size * cfg.block_size,
+        tokens,
         loop.steps_per_second,
         watch.elapsed(),
         loop.history,

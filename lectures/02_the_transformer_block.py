@@ -36,7 +36,7 @@ show(Block)
 
 # %%
 show(CausalSelfAttention.__call__)
-# (the fused branch: the same attention as one call, a kernel for GPUs, lecture 8's subject)
+# (the fused branch: the same attention as one call, a kernel for GPUs, lecture 9's subject)
 show(explicit_attention)
 
 # %% [markdown]

@@ -164,7 +164,7 @@ for frm, to in (("100", "300"), ("300", "1000")):
 #
 # **What `--model gpt2` changes.** OpenAI's 124M GPT-2 read about 40 GB of
 # web text (WebText: pages linked from Reddit posts, Radford et al. 2019),
-# informal writing included; lecture 5 estimates what pretraining costs at
+# informal writing included; lecture 4 estimates what pretraining costs at
 # that scale. Its features should be far more general, so one would expect the
 # probe and `full` to gain much more, and stage 2 to matter less. Expect, not
 # know: nothing here has measured it (a compare with it needs a GPU to run in

@@ -254,7 +254,7 @@ class CausalSelfAttention(nnx.Module):
         k_attn, k_resid = split_key(dropout_key, 2)
         q, k, v = jnp.split(self.c_attn(x), 3, axis=-1)  # 3 x (B, T, C): one matmul for every head
         implementation = self.fused(q.dtype, k_attn is not None and self.attn_pdrop > 0)
-        if implementation is not None:  # the same attention in one call (lecture 8)
+        if implementation is not None:  # the same attention in one call (lecture 9)
             y = fused_attention(q, k, v, self.n_head, attention_mask, self.scale, implementation)  # (B, T, C)
         else:
             # may query t look at key s?  only the past (causal), and never padding

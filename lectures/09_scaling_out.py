@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lecture 8: scaling out: jit, pytrees, sharding, fused attention, TPUs
+# # Lecture 9 (appendix): scaling out: jit, pytrees, sharding, fused attention, TPUs
 #
 # Everything so far ran on one CPU. The same code runs on a GPU, a TPU, or
 # many of them, because of a few JAX ideas, one section each: jit,

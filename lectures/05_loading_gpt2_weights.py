@@ -1,7 +1,7 @@
 # %% [markdown]
-# # Lecture 3: loading GPT-2's weights
+# # Lecture 5: loading GPT-2's weights
 #
-# OpenAI trained GPT-2 once, at great cost (lecture 5). Transfer learning
+# OpenAI trained GPT-2 once, at great cost (lecture 4). Transfer learning
 # starts by *loading* those weights into our own code. A Hugging Face
 # checkpoint is a `config.json` (the shape) plus `model.safetensors` (named
 # tensors). Conversion means: build a model of that shape, then copy each

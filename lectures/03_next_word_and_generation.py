@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lecture 4: next-word prediction and generation
+# # Lecture 3: next-word prediction and generation
 #
 # A language model's whole output is one thing: for every position, a score
 # (*logit*) for every token in the vocabulary, saying how likely that token is
@@ -22,7 +22,7 @@ show(NextWordHead)
 
 # %% [markdown]
 # We use the small GPT-2 that minitransfer pretrained on movie reviews
-# (`checkpoints/minigpt2-imdb`, lecture 5); where that folder is absent (a
+# (`checkpoints/minigpt2-imdb`, lecture 4); where that folder is absent (a
 # wheel install), OpenAI's `gpt2` from the hub, which needs network once. **What you see:** the model's top candidates after a prompt, with
 # its probability for each: softmax turns logits into probabilities that sum
 # to 1.

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lecture 5: pretraining is the expensive part
+# # Lecture 4: pretraining is the expensive part
 #
 # Training a Transformer costs about **6 · N · D** floating-point operations
 # (FLOPs): N parameters, D training tokens, and per token 2N FLOPs for the

@@ -1,0 +1,64 @@
+"""The book published in docs/book/ matches the lectures, the code they show
+and the data they read; and the record that says so can fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from minitransfer.apps import provenance
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_staleness_check_sees_every_kind_of_change(tmp_path, monkeypatch):
+    monkeypatch.setattr(provenance, "REPO", tmp_path)
+    lecture = tmp_path / "lectures" / "01_x.py"
+    data = tmp_path / "docs" / "compare" / "results.csv"
+    for f, text in ((lecture, "print(1)\n"), (data, "mode,acc\nfull,0.5\n")):
+        f.parent.mkdir(parents=True)
+        f.write_text(text)
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv(provenance.RECORD_ENV, str(record))
+    provenance.note_shown(provenance.page_inputs)  # a function whose source exists
+    provenance.note_read(data.parent)  # a folder: each file in it
+    provenance.note_read(tmp_path / ".venv" / "lib.py")  # not an input: never recorded
+    inputs = provenance.page_inputs(lecture, record)
+    assert set(inputs["files"]) == {"docs/compare/results.csv"}
+    assert set(inputs["shown"]) == {"minitransfer.apps.provenance:page_inputs"}
+
+    page = provenance.embed("<html><body><p>a page</p></body></html>", inputs)
+    assert provenance.read_embedded(page) == inputs
+    assert provenance.stale_inputs(inputs) == []
+
+    data.write_text("mode,acc\nfull,0.6\n")
+    lecture.write_text("print(2)\n")
+    inputs["shown"]["minitransfer.apps.provenance:gone_function"] = "0" * 64
+    assert provenance.stale_inputs(inputs) == [
+        "lectures/01_x.py changed",
+        "docs/compare/results.csv changed",
+        "minitransfer.apps.provenance:gone_function (shown) no longer exists",
+    ]
+    inputs["shown"]["minitransfer.apps.provenance:page_inputs"] = "0" * 64
+    assert "minitransfer.apps.provenance:page_inputs (shown) changed" in provenance.stale_inputs(inputs)
+    data.unlink()
+    assert "docs/compare/results.csv is gone" in provenance.stale_inputs(inputs)
+
+
+def test_a_lecture_process_records_the_repository_files_it_opens(tmp_path):
+    import subprocess
+    import sys
+
+    record = tmp_path / "record.jsonl"
+    code = (
+        "from minitransfer.apps import provenance\n"
+        "provenance.start_recording()\n"
+        "open('README.md').read()\n"  # read: an input
+        "open('pyproject.toml', 'rb').read()\n"
+        f"open({str(tmp_path / 'out.txt')!r}, 'w').write('x')\n"  # outside the repository: not an input
+        "import minitransfer.model\n"  # code is not data
+    )
+    env = {**__import__("os").environ, provenance.RECORD_ENV: str(record)}
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True)
+    files = {value for kind, value in map(json.loads, record.read_text().splitlines()) if kind == "file"}
+    assert files == {"README.md", "pyproject.toml"}

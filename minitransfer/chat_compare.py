@@ -31,9 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from minitransfer.adapt import AdaptConfig, adapt_language_model
+from minitransfer.chat import ChatHead
 from minitransfer.compare import check_same_compare, paired_difference
+from minitransfer.model import GPT2
 from minitransfer.modes import get_mode
 from minitransfer.runs import check_out_folder
+from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune
 
 RESULT_COLUMNS = [
     "mode",
@@ -76,10 +80,6 @@ def compare_chat(
     base_model, data, tokenizer, cc: ChatCompareConfig, out: str | Path, *, log=print, progress: bool = True
 ) -> dict:
     """Run the grid, write the result files, return the summary."""
-    from minitransfer.chat import ChatHead
-    from minitransfer.model import GPT2
-    from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune
-
     out = Path(out)
     check_out_folder(out, "compare")
     for m in cc.modes:
@@ -105,8 +105,6 @@ def compare_chat(
 
     adapted = None
     if any(get_mode(m).start == "adapted" for m in cc.modes):
-        from minitransfer.adapt import AdaptConfig, adapt_language_model
-
         acfg = AdaptConfig(parallel=cc.parallel, dtype=cc.dtype)
         if cc.adapt_steps is not None:
             acfg = dataclasses.replace(
@@ -211,8 +209,6 @@ def summarise_chat(rows: list[dict], cc: ChatCompareConfig, data, zero: dict, wa
 
 
 def chat_summary_markdown(s: dict) -> str:
-    from minitransfer.chat import ChatHead
-
     name = ChatHead.metric_names[ChatHead.best_metric]  # reply perplexity
     lines = [
         f"Test {name} ({'lower' if ChatHead.best_is_lower else 'higher'} is better) on `{s['data']}` "

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
+from tqdm.auto import tqdm
 
 from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.classify import ClassificationHead
@@ -40,7 +42,7 @@ from minitransfer.model import GPT2
 from minitransfer.modes import get_mode
 from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
 from minitransfer.runs import SETTING_NAMES, check_out_folder
-from minitransfer.steps import compile_meter
+from minitransfer.steps import compile_meter, eval_batch_default, warm_feature_cache
 from minitransfer.tasks import get_task
 from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune
 
@@ -263,8 +265,6 @@ def compare(
     progress: bool = True,
 ) -> dict:
     """Run the grid and write every result file; returns the summary."""
-    from tqdm.auto import tqdm
-
     out = Path(out)
     check_out_folder(out, "compare")
     head = get_task(cc.task).head
@@ -472,8 +472,6 @@ def warm_frozen_features(
     computed at once in a fixed order (``steps.warm_feature_cache``), so that
     each run reads the same bits whether or not the runs before it ran in
     this call (a resumed compare repeats an uninterrupted one exactly)."""
-    from minitransfer.steps import eval_batch_default, warm_feature_cache
-
     t0, n, modes = time.perf_counter(), 0, []
     for mode in dict.fromkeys(m for _, m, _ in grid if get_mode(m).frozen_backbone):
         runs = [(b, s) for b, m, s in grid if m == mode]
@@ -506,8 +504,6 @@ def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) ->
     differences do not vary: a t-interval is then the point itself, which
     says nothing about the next seed (two seeds each 100 test examples ahead
     would read as certain)."""
-    from scipy import stats
-
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     out = {"mean": float(d.mean()), "low": None, "high": None, "p": None, "significant": False, "n": int(len(d))}
     if len(d) >= 2 and np.all(np.isfinite(d)) and np.ptp(d) > SPREAD_TOLERANCE:
@@ -525,8 +521,6 @@ SPREAD_TOLERANCE = 1e-9
 def mean_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
     """Student-t confidence interval of a mean over seeds (None for one seed,
     or values that do not vary: see ``paired_difference``)."""
-    from scipy import stats
-
     x = np.asarray(x, np.float64)
     if len(x) < 2 or not np.all(np.isfinite(x)) or np.ptp(x) <= SPREAD_TOLERANCE:
         return None
@@ -541,8 +535,6 @@ def false_discovery(gains: list[dict], rate: float = 0.05) -> dict:
     (Benjamini-Hochberg on the paired t-tests' p-values, scipy's
     ``false_discovery_control``); each cell gets its adjusted p-value
     ``q``. Returns what the summary says of it."""
-    from scipy import stats
-
     cells = [c for g in gains for c in g["budgets"].values() if c.get("p") is not None]
     if not cells:
         return {"tests": 0, "rate": rate, "kept": []}

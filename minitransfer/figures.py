@@ -43,7 +43,7 @@ COLORS = {
 
 def plot_curves(rows: list[dict], cc, path: Path, spec: str):
     """The headline metric on the validation split against the step, at ``cc.curve_budget`` (a CompareConfig)."""
-    import matplotlib
+    import matplotlib  # here: slow to import, and only the figures need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -89,7 +89,7 @@ def plot_budget(summary: dict, path: Path, spec: str):
     interval of the mean over seeds). Right: its paired gains (``gain_pairs``:
     over scratch, and a stage's own, dashed) with their 95% intervals as error
     bars; a bar that crosses zero is no evidence of a difference."""
-    import matplotlib
+    import matplotlib  # (here: see plot_curves)
     import matplotlib.ticker
 
     matplotlib.use("Agg")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import platform
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,15 +22,16 @@ import numpy as np
 import optax
 from flax import nnx
 
-from minitransfer.convert import save_pretrained
-from minitransfer.encoding import batch_indices, fit_batch_size
+from minitransfer.convert import load_pretrained, save_pretrained
+from minitransfer.encoding import batch_indices, fit_batch_size, pack_blocks
 from minitransfer.errors import TrainingError
 from minitransfer.flops import device_peak_tflops, mfu, train_flops_per_token
 from minitransfer.loop import LoopResult, Schedule, Validation, train_loop
-from minitransfer.model import GPT2
+from minitransfer.model import GPT2, NextWordHead
 from minitransfer.optim import check_optimizer_settings, lr_values
 from minitransfer.runs import RunFolder, Stopwatch, array_hash, run_key
 from minitransfer.steps import batched, cast_for_compute, check_dtype, setup_training
+from minitransfer.tokenizer import load_tokenizer
 
 
 @dataclasses.dataclass
@@ -79,8 +82,6 @@ def block_perplexity(block_loss, params, blocks: np.ndarray, batch_size: int = 3
 
 def text_perplexity(model: GPT2, tokenizer, texts: list[str], block_size: int = 128) -> float:
     """Perplexity of ``model`` on ``texts`` packed into blocks (all held out)."""
-    from minitransfer.encoding import pack_blocks
-
     blocks = pack_blocks(texts, tokenizer, block_size, val_fraction=0.0).train
     graphdef, params = nnx.split(model)
     return block_perplexity(make_block_loss(graphdef), params, blocks)[1]
@@ -89,10 +90,6 @@ def text_perplexity(model: GPT2, tokenizer, texts: list[str], block_size: int = 
 def language_model_from(source, dropout: float = 0.0):
     """(model, tokenizer) of a pretrained checkpoint, ready for more next-word
     training: its weights and shape, with ``dropout`` in every dropout slot."""
-    from minitransfer.convert import load_pretrained
-    from minitransfer.model import NextWordHead
-    from minitransfer.tokenizer import load_tokenizer
-
     loaded = load_pretrained(source)
     if not isinstance(loaded.head, NextWordHead):
         raise TrainingError(
@@ -277,9 +274,6 @@ def pretrain_card(
     cleaning: str | None = None,
 ) -> dict:
     """What a pretraining run records about itself (OUT/pretrain.json), for the model card."""
-    import os
-    import platform
-
     r = result
     return {
         "data": data,

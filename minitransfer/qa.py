@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import re
 import string
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -33,6 +34,8 @@ from flax import nnx
 from minitransfer.data import DataError, parse_spec
 from minitransfer.dropout import dropout
 from minitransfer.heads import TaskHead, budgeted_splits, register_head
+from minitransfer.readers import Rows, read_rows
+from minitransfer.sources import _network_available
 
 PROMPT = "Question: {question}\nContext:"
 MAX_ANSWER_TOKENS = 30  # the longest span decoding considers, as in SQuAD baselines
@@ -99,8 +102,6 @@ def qa_split_from_rows(rows: list[dict], source: str) -> QASplit:
     ``{"text": [...], "answer_start": [...]}``, or a list of strings) or a
     single ``answer`` string. A bad row is named by its line where the rows
     know their lines (``data.Rows``), else by its number from 1."""
-    from minitransfer.readers import Rows
-
     out = QASplit([], [], [], [])
     for n, row in enumerate(rows):
         i = rows.where(n) if isinstance(rows, Rows) else f"row {n + 1}"
@@ -190,12 +191,10 @@ def load_qa_dataset(
 
 
 def _load_tfds_qa(name: str, data_dir: str | None) -> dict[str, QASplit]:
-    try:
+    try:  # here: slow to import, and only tfds: specs need it
         import tensorflow_datasets as tfds
     except ImportError:
         raise DataError("tfds: specs need tensorflow-datasets: pip install tensorflow-datasets") from None
-    from minitransfer.sources import _network_available
-
     out = {}
     for split, ours in (("train", "train"), ("validation", "test")):
         try:
@@ -212,10 +211,6 @@ def _load_tfds_qa(name: str, data_dir: str | None) -> dict[str, QASplit]:
 
 
 def _load_jsonl_qa(path: str, notes: list[str]) -> dict[str, QASplit]:
-    from pathlib import Path
-
-    from minitransfer.readers import read_rows
-
     p = Path(path)
     if not p.is_dir():
         raise DataError(f"{p}: expected a directory with train.jsonl and test.jsonl (validation.jsonl optional)")

@@ -65,6 +65,18 @@ class AdaptResult:
     n_texts: int
     n_tokens: int
 
+    def record(self, cfg: AdaptConfig) -> dict:
+        """What a compare's summary keeps of the adaptation (``cfg``: its settings)."""
+        return {
+            "steps": self.steps,
+            "train_seconds": self.train_seconds,
+            "perplexity_before": self.perplexity_before,
+            "perplexity_after": self.perplexity_after,
+            "texts": self.n_texts,
+            "tokens": self.n_tokens,
+            "config": dataclasses.asdict(cfg),
+        }
+
 
 # how messages name the adaptation's settings, which are not pretrain's command-line options: a run of
 # another length is said as the option that sets it (eval_every follows it)

@@ -33,7 +33,7 @@ import numpy as np
 
 from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.chat import ChatHead
-from minitransfer.compare import check_same_compare, paired_difference
+from minitransfer.compare import paired_difference, write_record
 from minitransfer.model import GPT2
 from minitransfer.modes import get_mode
 from minitransfer.runs import check_out_folder
@@ -94,9 +94,7 @@ def compare_chat(
         raise ValueError(f"--max-len {cc.max_len} exceeds the model's n_positions={base_model.config.n_positions}")
     settings = {"task": "chat", **json.loads(json.dumps(dataclasses.asdict(cc)))}
     record = {"config": settings, "data": data.spec, "rows": data_rows_hash(data)}
-    check_same_compare(out, record)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(json.dumps(record, indent=2))
+    write_record(out, record)
     t0 = time.perf_counter()
 
     # the reference: the pretrained model's replies as they are (the chat head is its own next-word head)

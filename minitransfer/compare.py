@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.classify import ClassificationHead
+from minitransfer.errors import SettingError
 from minitransfer.figures import plot_budget, plot_curves, summary_task
 from minitransfer.heads import TaskHead
 from minitransfer.model import GPT2
@@ -108,22 +109,6 @@ class CompareConfig:
     unfreeze: int = 1
     lora_rank: int = 8
     lora_alpha: float = 16.0
-
-
-def parse_budgets(text: str) -> list:
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if part == "all":
-            out.append("all")
-        elif part.isdigit() and int(part) > 0:
-            out.append(int(part))
-        else:
-            raise ValueError(f"--budgets: {part!r} is neither a positive number nor 'all'")
-    repeated = sorted({str(b) for b in out if out.count(b) > 1})
-    if repeated:  # each budget is a column of the tables and a point of the curves
-        raise ValueError(f"--budgets: {', '.join(repeated)} given more than once")
-    return out
 
 
 def run_name(mode: str, budget, seed: int) -> str:
@@ -208,6 +193,14 @@ def check_same_compare(out: Path, record: dict) -> None:
         )
 
 
+def write_record(out: Path, record: dict) -> None:
+    """OUT/compare.json (``record``: the settings, the data and a hash of its rows), once
+    ``check_same_compare`` has found nothing there that it would mix up with."""
+    check_same_compare(out, record)
+    (out / "runs").mkdir(parents=True, exist_ok=True)  # once the settings are known to be good: not before
+    (out / "compare.json").write_text(json.dumps(record, indent=2))
+
+
 def seed_ids(cc: CompareConfig) -> list[int]:
     return list(range(cc.first_seed, cc.first_seed + cc.seeds))
 
@@ -253,6 +246,65 @@ def steps_for(cc: CompareConfig, n_train: int, mode: str = "full") -> int:
     return max(steps, cc.frozen_min_steps) if get_mode(mode).frozen_backbone else steps
 
 
+def check_settings(cc: CompareConfig) -> list[str]:
+    """Refuse settings no run could use, before any work (the command line calls it before the data
+    loads, ``compare`` again for every other caller); return the modes that train."""
+    head = get_task(cc.task).head
+    if not head.compare_metrics:
+        raise ValueError(
+            f"task {cc.task!r} has no label budgets to compare over (chat_compare.compare_chat compares chat models)"
+        )
+    trained = check_modes(cc.modes, head)  # zero is not among them: it is scored once per prompt
+    for name in ("seeds", "steps", "max_len", "batch_size"):
+        if getattr(cc, name) is not None and getattr(cc, name) < 1:
+            raise SettingError(f"`{name}` must be at least 1, got {getattr(cc, name)}")
+    return trained
+
+
+def budget_sizes(cc: CompareConfig, data, head: type[TaskHead], log=print) -> dict:
+    """How many training examples each budget takes, each checked against the data."""
+    n_of = {b: len(data.train) if b == "all" else int(b) for b in cc.budgets}
+    for b, n in n_of.items():
+        if n > len(data.train):
+            raise SettingError(f"`budgets`: {b} is larger than the training split ({len(data.train)} examples)")
+        try:
+            head.check_budget(n, data)
+        except ValueError as e:
+            raise SettingError(f"`budgets`: {e}") from None
+    small = [str(b) for b, n in n_of.items() if n < cc.batch_size]
+    if small:  # finetune fits the batch to the budget; its runs here log nothing, so say it once
+        log(
+            f"note: {' and '.join(small)} {head.budget_unit} are fewer than --batch-size {cc.batch_size}: at "
+            f"{'that budget' if len(small) == 1 else 'those budgets'} each step takes every labelled example"
+        )
+    return n_of
+
+
+def run_config(cc: CompareConfig, budget, mode: str, seed: int, n_train: int) -> TrainConfig:
+    """The fine-tuning settings of one run of the grid."""
+    steps = steps_for(cc, n_train, mode)
+    prompted = get_mode(mode).head == "prompt"
+    return TrainConfig(
+        mode=mode,
+        steps=steps,
+        batch_size=cc.batch_size,
+        max_len=cc.max_len,
+        labels=None if budget == "all" else budget,
+        seed=seed,
+        lr=cc.lr.get(mode),
+        val_examples=cc.val_examples,
+        eval_every=max(1, steps // cc.evals_per_run),
+        parallel=cc.parallel,
+        dtype=cc.dtype,
+        pooling=cc.pooling,
+        prompt=cc.prompts[0] if prompted else None,
+        label_words=tuple(cc.label_words) if prompted and cc.label_words else None,
+        unfreeze=cc.unfreeze,
+        lora_rank=cc.lora_rank,
+        lora_alpha=cc.lora_alpha,
+    )
+
+
 def compare(
     base_model,
     scratch_config,
@@ -265,35 +317,20 @@ def compare(
     progress: bool = True,
 ) -> dict:
     """Run the grid and write every result file; returns the summary."""
+    # ---- the settings, against the data: before the adaptation's minutes, not after them
     out = Path(out)
     check_out_folder(out, "compare")
     head = get_task(cc.task).head
-    if not head.compare_metrics:
-        raise ValueError(
-            f"task {cc.task!r} has no label budgets to compare over (chat_compare.compare_chat compares chat models)"
-        )
-    trained = check_modes(cc.modes, head)  # zero is not among them: it is scored once per prompt, below
+    trained = check_settings(cc)
+    n_of = budget_sizes(cc, data, head, log)
+    settings = json.loads(json.dumps(dataclasses.asdict(cc)))
+    write_record(out, {"config": settings, "data": data.spec, "rows": data_rows_hash(data)})
     grid = [(b, m, s) for b in cc.budgets for s in seed_ids(cc) for m in trained]
-    n_of = {b: len(data.train) if b == "all" else int(b) for b in cc.budgets}
-    for b, n in n_of.items():  # before the adaptation's minutes, not after them
-        if n > len(data.train):
-            raise ValueError(f"--budgets: {b} is larger than the training split ({len(data.train)} examples)")
-        try:
-            head.check_budget(n, data)
-        except ValueError as e:
-            raise ValueError(f"--budgets: {e}") from None
-    small = [str(b) for b, n in n_of.items() if n < cc.batch_size]
-    if small:  # finetune fits the batch to the budget; its runs here log nothing, so say it once
-        log(
-            f"note: {' and '.join(small)} {head.budget_unit} are fewer than --batch-size {cc.batch_size}: at "
-            f"{'that budget' if len(small) == 1 else 'those budgets'} each step takes every labelled example"
-        )
-    record = {"config": json.loads(json.dumps(dataclasses.asdict(cc))), "data": data.spec, "rows": data_rows_hash(data)}
-    check_same_compare(out, record)
-    (out / "runs").mkdir(parents=True, exist_ok=True)  # once the settings are known to be good: not before
-    (out / "compare.json").write_text(json.dumps(record, indent=2))
+    configs = {(b, m, s): run_config(cc, b, m, s, n_of[b]) for b, m, s in grid}
+
     rows, t0, truncated, phases, read_back = [], time.perf_counter(), {}, {}, 0
     with compile_meter() as compiled:  # across the adaptation and every run
+        # ---- where the runs start: the checkpoint, or it adapted to the task's text (once for all)
         starts = {"random": base_model, "pretrained": base_model}
         adapted = None
         if any(get_mode(m).start == "adapted" for m in cc.modes):
@@ -302,52 +339,18 @@ def compare(
                 base_model, tokenizer, data, adapt_cfg, out / "adapted", progress=progress, log=log
             )
             starts["adapted"] = adapted.model
-
-        def run_config(budget, mode, seed) -> TrainConfig:
-            steps = steps_for(cc, n_of[budget], mode)
-            prompted = get_mode(mode).head == "prompt"
-            return TrainConfig(
-                mode=mode,
-                steps=steps,
-                batch_size=cc.batch_size,
-                max_len=cc.max_len,
-                labels=None if budget == "all" else budget,
-                seed=seed,
-                lr=cc.lr.get(mode),
-                val_examples=cc.val_examples,
-                eval_every=max(1, steps // cc.evals_per_run),
-                parallel=cc.parallel,
-                dtype=cc.dtype,
-                pooling=cc.pooling,
-                prompt=cc.prompts[0] if prompted else None,
-                label_words=tuple(cc.label_words) if prompted and cc.label_words else None,
-                unfreeze=cc.unfreeze,
-                lora_rank=cc.lora_rank,
-                lora_alpha=cc.lora_alpha,
-            )
-
         if "zero" in cc.modes:  # the next-word head as the classifier, before any label: once per prompt
             rows += zero_label_rows(base_model, data, tokenizer, cc, log)
 
-        # frozen-backbone features, shared by every probe run: all of them computed first, in one fixed order
+        # ---- frozen-backbone features, shared by every probe run: all of them computed first, in one fixed order
         feature_cache: dict = {}
-        frozen_left = any(
-            get_mode(m).frozen_backbone and not run_finished(out, run_name(m, b, s)) for b, m, s in grid
-        )  # (all of them, even if some runs finished: the same bits)
-        warm = (
-            warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, feature_cache, head)
-            if frozen_left
-            else {"texts": 0, "seconds": 0.0, "modes": []}
-        )
-        if warm["texts"]:
-            log(
-                f"frozen-backbone features: {warm['texts']:,} texts, computed once for every "
-                f"{'/'.join(warm['modes'])} run ({warm['seconds']:.1f} s)"
-            )
+        warm = warm_frozen_features(out, configs, starts, scratch_config, data, tokenizer, feature_cache, head, log)
+
+        # ---- the runs: each quiet (the bar says which runs), keeping its result (and its best weights if asked)
+        quietly = {"progress": False, "log": lambda msg: None, "keep_state": False, "keep_best": cc.keep_checkpoints}
         bar = tqdm(total=len(grid), disable=not progress, desc="compare", unit="run", dynamic_ncols=True)
         for i, (budget, mode, seed) in enumerate(grid):
-            name = run_name(mode, budget, seed)
-            cfg = run_config(budget, mode, seed)
+            name, cfg = run_name(mode, budget, seed), configs[budget, mode, seed]
             done = " (finished earlier: its result is read back)" if run_finished(out, name) else ""
             read_back += bool(done)
             bar.write(
@@ -357,78 +360,69 @@ def compare(
             model = build_model(
                 mode, starts[get_mode(mode).start], scratch_config, data, cfg, head, new_head=True, tokenizer=tokenizer
             )
-            r = finetune(
-                model,
-                data,
-                tokenizer,
-                cfg,
-                out / "runs" / name,
-                progress=False,
-                log=lambda msg: None,
-                feature_cache=feature_cache,
-                keep_state=False,
-                keep_best=cc.keep_checkpoints,
-            )
+            r = finetune(model, data, tokenizer, cfg, out / "runs" / name, feature_cache=feature_cache, **quietly)
             res = json.loads((out / "runs" / name / "result.json").read_text())
             for phase, secs in (r.seconds or {"unknown": r.wall_seconds}).items():  # unknown: an older result.json
                 phases[phase] = phases.get(phase, 0.0) + secs
             for split, n in res.get("truncated", {}).items():
                 truncated[split] = max(truncated.get(split, 0), n)
-            run = {"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed}
-            for h in r.history:
-                rows.append(
-                    {
-                        **run,
-                        "split": "validation",
-                        "step": h["step"],
-                        **{m: h[f"val_{m}"] for m in head.metric_names},
-                        "train_loss": h["train_loss"],
-                        "wall_seconds": "",
-                    }
-                )
-            rows.append(
-                {
-                    **run,
-                    "split": "test",
-                    "step": r.best_step,
-                    **{m: r.test[m] for m in head.metric_names},
-                    "train_loss": "",
-                    "wall_seconds": round(r.wall_seconds, 2),
-                }
-            )
+            rows += run_rows(r, {"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed}, head)
             bar.update(1)
             headline = head.compare_metrics[0]
             bar.set_postfix_str(f"{name} test {head.metric_names[headline]} {r.test[headline]:.3f}")
         bar.close()
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=result_columns(head))
-        w.writeheader()
-        w.writerows(rows)
+
+    # ---- the results
     summary = summarise(rows, cc, data, time.perf_counter() - t0)
     summary["truncated_to_max_len"], summary["max_len"] = truncated, cc.max_len
     summary["frozen_features"] = warm
     summary["runs_read_back"] = read_back
     summary["run_seconds_by_phase"] = {k: round(v, 2) for k, v in phases.items()}
-    summary["compile"] = {
-        "programs": compiled["programs"],
-        "seconds": round(compiled["seconds"], 2),
-        "from_disk_cache": compiled["from_disk_cache"],
-    }
+    summary["compile"] = {**compiled, "seconds": round(compiled["seconds"], 2)}  # programs, seconds, from_disk_cache
     if adapted is not None:
-        summary["adapt"] = {
-            "steps": adapted.steps,
-            "train_seconds": adapted.train_seconds,
-            "perplexity_before": adapted.perplexity_before,
-            "perplexity_after": adapted.perplexity_after,
-            "texts": adapted.n_texts,
-            "tokens": adapted.n_tokens,
-            "config": dataclasses.asdict(cc.adapt),
+        summary["adapt"] = adapted.record(cc.adapt)
+    write_results(out, rows, summary, head, cc, data.spec)
+    return summary
+
+
+def run_rows(r, run: dict, head: type[TaskHead]) -> list[dict]:
+    """results.csv's rows of one run (``run``: its mode, budget, n_train and seed): one per validation, then
+    the test split's, of the best weights."""
+    rows = [
+        {
+            **run,
+            "split": "validation",
+            "step": h["step"],
+            **{m: h[f"val_{m}"] for m in head.metric_names},
+            "train_loss": h["train_loss"],
+            "wall_seconds": "",
         }
+        for h in r.history
+    ]
+    test = {m: r.test[m] for m in head.metric_names}
+    rows.append(
+        {
+            **run,
+            "split": "test",
+            "step": r.best_step,
+            **test,
+            "train_loss": "",
+            "wall_seconds": round(r.wall_seconds, 2),
+        }
+    )
+    return rows
+
+
+def write_results(out: Path, rows: list[dict], summary: dict, head: type[TaskHead], cc: CompareConfig, spec: str):
+    """results.csv, summary.json, summary.md and the two figures."""
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=result_columns(head))
+        w.writeheader()
+        w.writerows(rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(summary_markdown(summary))
-    plot_curves(rows, cc, out / "curves.png", data.spec)
-    plot_budget(summary, out / "budget.png", data.spec)
-    return summary
+    plot_curves(rows, cc, out / "curves.png", spec)
+    plot_budget(summary, out / "budget.png", spec)
 
 
 def zero_label_rows(base_model, data, tokenizer, cc: CompareConfig, log) -> list[dict]:
@@ -465,23 +459,33 @@ def zero_label_rows(base_model, data, tokenizer, cc: CompareConfig, log) -> list
 
 
 def warm_frozen_features(
-    grid, run_config, starts, scratch_config, data, tokenizer, cache: dict, head: type[TaskHead] = ClassificationHead
+    out: Path,
+    configs: dict,
+    starts: dict,
+    scratch_config,
+    data,
+    tokenizer,
+    cache: dict,
+    head: type[TaskHead] = ClassificationHead,
+    log=print,
 ) -> dict:
-    """Every text a frozen-backbone run of ``grid`` will read (its budget's
-    training examples, the validation subset, the test split), its features
-    computed at once in a fixed order (``steps.warm_feature_cache``), so that
-    each run reads the same bits whether or not the runs before it ran in
-    this call (a resumed compare repeats an uninterrupted one exactly)."""
+    """Every text a frozen-backbone run of ``configs`` (the grid's, by budget, mode and seed) will read (its
+    budget's training examples, the validation subset, the test split), its features computed at once in a
+    fixed order (``steps.warm_feature_cache``), so that each run reads the same bits whether or not the runs
+    before it ran in this call (a resumed compare repeats an uninterrupted one exactly). All of them while
+    one such run of ``out`` is left to do, none when none is."""
+    if not any(get_mode(m).frozen_backbone and not run_finished(out, run_name(m, b, s)) for b, m, s in configs):
+        return {"texts": 0, "seconds": 0.0, "modes": []}
     t0, n, modes = time.perf_counter(), 0, []
-    for mode in dict.fromkeys(m for _, m, _ in grid if get_mode(m).frozen_backbone):
-        runs = [(b, s) for b, m, s in grid if m == mode]
-        cfg = run_config(runs[0][0], mode, runs[0][1])
+    for mode in dict.fromkeys(m for _, m, _ in configs if get_mode(m).frozen_backbone):
+        runs = [(b, s) for b, m, s in configs if m == mode]
+        cfg = configs[runs[0][0], mode, runs[0][1]]
         model = build_model(
             mode, starts[get_mode(mode).start], scratch_config, data, cfg, head, new_head=True, tokenizer=tokenizer
         )
         encs = []
         for budget, seed in runs:
-            c = run_config(budget, mode, seed)
+            c = configs[budget, mode, seed]
             prepared = model.head.prepare(
                 data,
                 tokenizer,
@@ -494,7 +498,13 @@ def warm_frozen_features(
             encs += [e for _, e in prepared.values()]
         n += warm_feature_cache(model, encs, cfg.eval_batch_size or eval_batch_default(), cache, cfg.dtype)
         modes.append(mode)
-    return {"texts": n, "seconds": round(time.perf_counter() - t0, 2), "modes": modes}
+    warm = {"texts": n, "seconds": round(time.perf_counter() - t0, 2), "modes": modes}
+    if n:
+        log(
+            f"frozen-backbone features: {n:,} texts, computed once for every {'/'.join(modes)} run "
+            f"({warm['seconds']:.1f} s)"
+        )
+    return warm
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict:

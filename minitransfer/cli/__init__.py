@@ -689,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         from minitransfer.parallel import maybe_initialize_distributed
 
         maybe_initialize_distributed()
-    from minitransfer.errors import BookError, CheckpointError, DataError, TrainingError
+    from minitransfer.errors import BookError, CheckpointError, DataError, SettingError, TrainingError
 
     if args.command == "compare" and args.out is None:  # its default, here: before the checks of --out below
         args.out = ("runs/compare" if args.task == "classify" else f"runs/compare-{args.task}") + (
@@ -724,6 +724,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         return args.func(args)
+    except SettingError as e:  # the library names its settings as Python spells them; here, as their options
+        print(f"minitransfer {args.command}: error: {e.named(option)}", file=sys.stderr)
+        return 2
     except (CheckpointError, DataError, TrainingError, BookError, ValueError, OSError) as e:
         # OSError: FileNotFoundError, PermissionError, a full disk...: its message names the path
         print(f"minitransfer {args.command}: error: {e}", file=sys.stderr)
@@ -740,6 +743,12 @@ def main(argv: list[str] | None = None) -> int:
         interrupt.clear()  # acted on
         print(f"\nminitransfer {args.command}: interrupted" + RESUMES.get(args.command, ""), file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
+
+
+def option(setting: str) -> str:
+    """The option that sets a library setting: ``max_len`` -> ``--max-len``. The one place where the
+    command line turns the names the library speaks in (``errors.SettingError``) into its flags."""
+    return "--" + setting.replace("_", "-")
 
 
 def option_guesses(parser: argparse.ArgumentParser, unknown: list[str]) -> str:

@@ -583,7 +583,7 @@ def compare_config(args, task):
     import dataclasses
 
     from minitransfer.adapt import AdaptConfig
-    from minitransfer.compare import CompareConfig, check_modes, parse_budgets
+    from minitransfer.compare import CompareConfig, check_settings
 
     if args.quick:
         cc = CompareConfig(
@@ -608,7 +608,6 @@ def compare_config(args, task):
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if args.modes is not None and not args.modes.replace(",", "").strip():
         raise ValueError("--modes is empty; name one or more of the modes, e.g. --modes scratch,full")
-    check_modes(cc.modes, task.head)  # before minutes of data loading
     cc.task = args.task
     cc.parallel, cc.dtype, cc.keep_checkpoints = args.parallel, args.dtype, args.keep_checkpoints
     cc.first_seed, cc.split_seed = args.first_seed, args.split_seed
@@ -616,10 +615,25 @@ def compare_config(args, task):
     for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
         if getattr(args, name) is not None:
             setattr(cc, name, getattr(args, name))
-    for name in ("seeds", "steps", "max_len", "batch_size"):  # before minutes of data loading and adaptation
-        if getattr(cc, name) is not None and getattr(cc, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cc, name)}")
+    check_settings(cc)  # before minutes of data loading and adaptation (compare checks them again)
     return cc
+
+
+def parse_budgets(text: str) -> list:
+    """--budgets's text as compare's budgets: label counts, or 'all'."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "all":
+            out.append("all")
+        elif part.isdigit() and int(part) > 0:
+            out.append(int(part))
+        else:
+            raise ValueError(f"--budgets: {part!r} is neither a positive number nor 'all'")
+    repeated = sorted({str(b) for b in out if out.count(b) > 1})
+    if repeated:  # each budget is a column of the tables and a point of the curves
+        raise ValueError(f"--budgets: {', '.join(repeated)} given more than once")
+    return out
 
 
 def cmd_compare_chat(args, source: str) -> int:

@@ -789,10 +789,10 @@ def zero_label_text(s: dict) -> str:
 
 
 def summary_markdown(s: dict) -> str:
+    """summary.md: the headline metric's table and its paired gains, the same for each other compare
+    metric, then what the claims, the truncation and the time say."""
     task = summary_task(s)
-    budgets, names = s["budgets"], task.metric_names
-    head = "| mode | " + " | ".join(f"{b} {task.budget_unit}" for b in budgets) + " |"
-    rule = "| --- | " + " | ".join("---" for _ in budgets) + " |"
+    names = task.metric_names
     main, *others = task.compare_metrics
     baselines = "".join(f"; {name} {100 * s[key]:.1f}%" for key, name in task.baseline_names.items() if key in s)
     lines = [
@@ -802,58 +802,16 @@ def summary_markdown(s: dict) -> str:
         + (f"; the data split with --split-seed {s['split_seed']}" if s.get("split_seed") else "")
         + ".",
         "",
-        head,
-        rule,
+        *table_head(s),
+        *metric_rows(s, main),
     ]
-
-    def table_rows(metric):
-        spread = (lambda cell: f" ± {100 * cell[f'{metric}_std']:.1f}") if s["seeds"] > 1 else (lambda cell: "")
-        return [
-            f"| {mode} | "
-            + " | ".join(
-                f"{100 * s['table'][mode][b][f'{metric}_mean']:.1f}{spread(s['table'][mode][b])}" for b in budgets
-            )
-            + " |"
-            for mode in s["modes"]
-        ]
-
-    def gain_tables(gains, metric, first):
-        out = []
-        for k, over in enumerate(dict.fromkeys(g["over"] for g in gains)):
-            rows = [g for g in gains if g["over"] == over]
-            if k == 0 and first:
-                intro = (
-                    f"Gain over {over} in {names[metric]} points: the mean of the per-seed differences (at a "
-                    f"given budget and seed both runs see the same labelled examples) with its 95% confidence "
-                    f"interval (Student's t over seeds"
-                    + (")" if s["seeds"] > 1 else "; one seed gives no interval)")
-                    + ". `*`: the interval excludes zero, so the difference is a claim; without `*` it is not."
-                )
-            elif k == 0:
-                intro = f"Gain over {over} in {names[metric]} points, paired the same way."
-            elif all(get_mode(g["mode"]).adds_to == over for g in rows):
-                what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
-                intro = (
-                    f"Gain over {over}, paired the same way: the stage that "
-                    + " and ".join(g["mode"] for g in rows)
-                    + f" adds to {over}, measured on its own ({what})."
-                )
-            else:
-                what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
-                intro = f"Gain over {over}, paired the same way ({what})."
-            out += ["", intro, "", head, rule]
-            for g in rows:
-                out.append(f"| {g['mode']} | " + " | ".join(gain_text(g["budgets"][b]) for b in budgets) + " |")
-        return out
-
-    lines += table_rows(main)
     if s.get("zero_label"):
         lines += ["", zero_label_text(s)]
     gains = list(s["gains"])
-    lines += gain_tables(s["gains"], main, first=True)
+    lines += gain_tables(s, s["gains"], main, first=True)
     for m in others:  # the task's other compare metrics, each from the same runs
-        lines += ["", f"Test {names[m]} (%) of the same runs:", "", head, rule, *table_rows(m)]
-        lines += gain_tables(s["other_gains"][m], m, first=False)
+        lines += ["", f"Test {names[m]} (%) of the same runs:", "", *table_head(s), *metric_rows(s, m)]
+        lines += gain_tables(s, s["other_gains"][m], m, first=False)
         gains += s["other_gains"][m]
     fdr = s.get("false_discovery")
     if fdr and fdr["tests"] > 1:
@@ -861,28 +819,7 @@ def summary_markdown(s: dict) -> str:
     lines += [""]
     if any((s.get("truncated_to_max_len") or {}).values()):  # what the metrics were measured on
         lines += [truncation_text(s), ""]
-    lines += [
-        f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all"
-        + (
-            f" ({s['runs_read_back']} of the {len(s['modes']) * len(s['budgets']) * s['seeds']} runs finished in "
-            f"an earlier call, and their times are from then)"
-            if s.get("runs_read_back")
-            else ""
-        )
-        + "."
-    ]
-    if s.get("run_seconds_by_phase"):
-        lines[-1] += " " + phases_text(s["run_seconds_by_phase"])
-    if s.get("compile"):
-        lines[-1] += (
-            f" Compiling (tracing, lowering and XLA's compiler), across the adaptation and the runs "
-            f"and counted inside their times, took {s['compile']['seconds']:.1f} s for "
-            f"{s['compile']['programs']} programs"
-            # the runs read back compiled in their own call: what this one compiled is another count
-            + (" in this call (the runs read back compiled in theirs)" if s.get("runs_read_back") else "")
-        )
-        hits = s["compile"].get("from_disk_cache", 0)
-        lines[-1] += f", {hits} of them read from JAX's compilation cache." if hits else "."
+    lines.append(time_text(s))
     if s.get("frozen_features", {}).get("texts"):
         w = s["frozen_features"]
         lines.append(
@@ -898,3 +835,84 @@ def summary_markdown(s: dict) -> str:
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def table_head(s: dict) -> list[str]:
+    """A summary table's head: a column per budget."""
+    unit = summary_task(s).budget_unit
+    return [
+        "| mode | " + " | ".join(f"{b} {unit}" for b in s["budgets"]) + " |",
+        "| --- | " + " | ".join("---" for _ in s["budgets"]) + " |",
+    ]
+
+
+def metric_rows(s: dict, metric: str) -> list[str]:
+    """A row per mode: its mean ``metric`` (%) at each budget, ± its standard deviation over the seeds."""
+    spread = (lambda cell: f" ± {100 * cell[f'{metric}_std']:.1f}") if s["seeds"] > 1 else (lambda cell: "")
+    return [
+        f"| {mode} | "
+        + " | ".join(
+            f"{100 * s['table'][mode][b][f'{metric}_mean']:.1f}{spread(s['table'][mode][b])}" for b in s["budgets"]
+        )
+        + " |"
+        for mode in s["modes"]
+    ]
+
+
+def gain_tables(s: dict, gains: list[dict], metric: str, first: bool) -> list[str]:
+    """A table of paired gains in ``metric`` per reference mode, each after a line that says what it holds
+    (``first``: the summary's first, which says how a gain is computed)."""
+    names, out = summary_task(s).metric_names, []
+    for k, over in enumerate(dict.fromkeys(g["over"] for g in gains)):
+        rows = [g for g in gains if g["over"] == over]
+        if k == 0 and first:
+            intro = (
+                f"Gain over {over} in {names[metric]} points: the mean of the per-seed differences (at a "
+                f"given budget and seed both runs see the same labelled examples) with its 95% confidence "
+                f"interval (Student's t over seeds"
+                + (")" if s["seeds"] > 1 else "; one seed gives no interval)")
+                + ". `*`: the interval excludes zero, so the difference is a claim; without `*` it is not."
+            )
+        elif k == 0:
+            intro = f"Gain over {over} in {names[metric]} points, paired the same way."
+        elif all(get_mode(g["mode"]).adds_to == over for g in rows):
+            what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
+            intro = (
+                f"Gain over {over}, paired the same way: the stage that "
+                + " and ".join(g["mode"] for g in rows)
+                + f" adds to {over}, measured on its own ({what})."
+            )
+        else:
+            what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
+            intro = f"Gain over {over}, paired the same way ({what})."
+        out += ["", intro, "", *table_head(s)]
+        for g in rows:
+            out.append(f"| {g['mode']} | " + " | ".join(gain_text(g["budgets"][b]) for b in s["budgets"]) + " |")
+    return out
+
+
+def time_text(s: dict) -> str:
+    """What the runs took: in all, by phase, and compiling."""
+    text = (
+        f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all"
+        + (
+            f" ({s['runs_read_back']} of the {len(s['modes']) * len(s['budgets']) * s['seeds']} runs finished in "
+            f"an earlier call, and their times are from then)"
+            if s.get("runs_read_back")
+            else ""
+        )
+        + "."
+    )
+    if s.get("run_seconds_by_phase"):
+        text += " " + phases_text(s["run_seconds_by_phase"])
+    if s.get("compile"):
+        text += (
+            f" Compiling (tracing, lowering and XLA's compiler), across the adaptation and the runs "
+            f"and counted inside their times, took {s['compile']['seconds']:.1f} s for "
+            f"{s['compile']['programs']} programs"
+            # the runs read back compiled in their own call: what this one compiled is another count
+            + (" in this call (the runs read back compiled in theirs)" if s.get("runs_read_back") else "")
+        )
+        hits = s["compile"].get("from_disk_cache", 0)
+        text += f", {hits} of them read from JAX's compilation cache." if hits else "."
+    return text

@@ -45,7 +45,7 @@ from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
 from minitransfer.runs import SETTING_NAMES, check_out_folder
 from minitransfer.steps import compile_meter, eval_batch_default, warm_feature_cache
 from minitransfer.tasks import get_task
-from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune
+from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune, prepare_run
 
 
 def result_columns(head: type[TaskHead]) -> list[str]:
@@ -485,16 +485,7 @@ def warm_frozen_features(
         )
         encs = []
         for budget, seed in runs:
-            c = configs[budget, mode, seed]
-            prepared = model.head.prepare(
-                data,
-                tokenizer,
-                max_len=c.max_len,
-                budget=c.labels,
-                seed=seed,
-                val_examples=c.val_examples,
-                log=lambda msg: None,
-            )
+            prepared = prepare_run(model.head, data, tokenizer, configs[budget, mode, seed], log=lambda msg: None)
             encs += [e for _, e in prepared.values()]
         n += warm_feature_cache(model, encs, cfg.eval_batch_size or eval_batch_default(), cache, cfg.dtype)
         modes.append(mode)

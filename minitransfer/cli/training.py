@@ -638,10 +638,9 @@ def parse_budgets(text: str) -> list:
 
 def cmd_compare_chat(args, source: str) -> int:
     from minitransfer.chat import load_chat_dataset
-    from minitransfer.chat_compare import ChatCompareConfig, compare_chat
+    from minitransfer.chat_compare import ChatCompareConfig, check_settings, compare_chat
     from minitransfer.compare import seeds_text
     from minitransfer.convert import load_pretrained
-    from minitransfer.modes import get_mode
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     ignored = [
@@ -665,14 +664,11 @@ def cmd_compare_chat(args, source: str) -> int:
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         if not cc.modes:
             raise ValueError("--modes is empty; name one or more of scratch, full, adapt")
-        for m in cc.modes:
-            get_mode(m)
     for name in ("seeds", "steps", "max_len", "batch_size"):
         if getattr(args, name) is not None:
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
             setattr(cc, name, getattr(args, name))
     cc.first_seed, cc.split_seed, cc.parallel, cc.dtype = args.first_seed, args.split_seed, args.parallel, args.dtype
+    check_settings(cc)  # before the model and the data load (compare_chat checks them again)
     if args.adapt_steps is not None:
         if "adapt" not in cc.modes:
             raise ValueError(

@@ -69,7 +69,7 @@ import yaml
 
 from minitransfer.data import DataError, _find_split_file, parse_spec
 from minitransfer.generate import stream
-from minitransfer.heads import TaskHead, budgeted_splits, register_head
+from minitransfer.heads import TaskHead, budgeted_splits, encode_splits, register_head
 from minitransfer.model import NextWordHead
 from minitransfer.readers import read_rows
 
@@ -474,21 +474,11 @@ class ChatTask(TaskHead):
         training=True,
     ):
         parts = budgeted_splits(data, splits, budget, seed, val_examples, log, "conversations")
-        out = {}
-        for name in splits:
-            e = encode_chat(parts[name], tokenizer, max_len)
-            for note in e.notes:
-                log(f"{name}: {note}")
-            out[name] = (
-                {
-                    "input_ids": e.input_ids,
-                    "attention_mask": e.attention_mask,
-                    "targets": e.targets,
-                    "loss_mask": e.loss_mask,
-                },
-                e,
-            )
-        return out
+
+        def encode(name, conversations):
+            return encode_chat(conversations, tokenizer, max_len)
+
+        return encode_splits(parts, splits, encode, self.batch_fields, log)
 
     def describe(self):
         return {

@@ -33,7 +33,7 @@ from flax import nnx
 
 from minitransfer.data import DataError, parse_spec
 from minitransfer.dropout import dropout
-from minitransfer.heads import TaskHead, budgeted_splits, register_head
+from minitransfer.heads import TaskHead, budgeted_splits, encode_splits, register_head
 from minitransfer.readers import Rows, read_rows
 from minitransfer.sources import _network_available
 
@@ -462,23 +462,11 @@ class SpanTask(TaskHead):
         training=True,
     ):
         parts = budgeted_splits(data, splits, budget, seed, val_examples, log, "examples")
-        out = {}
-        for name in splits:
-            # training cannot learn from an answer it cannot see; evaluation counts it as a miss
-            e = encode_qa(parts[name], tokenizer, max_len, drop_unanswerable=training and name == "train")
-            for note in e.notes:
-                log(f"{name}: {note}")
-            out[name] = (
-                {
-                    "input_ids": e.input_ids,
-                    "attention_mask": e.attention_mask,
-                    "context_mask": e.context_mask,
-                    "start": e.start,
-                    "end": e.end,
-                },
-                e,
-            )
-        return out
+
+        def encode(name, examples):  # training cannot learn from an answer it cannot see; evaluation counts a miss
+            return encode_qa(examples, tokenizer, max_len, drop_unanswerable=training and name == "train")
+
+        return encode_splits(parts, splits, encode, self.batch_fields, log)
 
     def describe(self):
         return {"dropout": self.dropout}

@@ -293,15 +293,15 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
     end = np.zeros(N, np.int32)
     prompts = tokenizer([PROMPT.format(question=q) for q in split.questions], add_special_tokens=False)["input_ids"]
     ctx = tokenizer(split.contexts, add_special_tokens=False, return_offsets_mapping=True)
-    keep, n_truncated, n_cut_answer, n_missing, n_long_question, n_moved = [], 0, 0, 0, 0, 0
+    keep, n = [], collections.Counter()  # n: how many examples had what done to them (encoding_notes)
     for i in range(N):
         p = prompts[i]
         if len(p) > max_len // 2:  # keep room for the context: the question's end matters most
-            p, n_long_question = p[-(max_len // 2) :], n_long_question + 1
+            p, n["long_question"] = p[-(max_len // 2) :], n["long_question"] + 1
         room = max_len - len(p)
         c_ids, c_off = ctx["input_ids"][i], _trim(split.contexts[i], ctx["offset_mapping"][i])
         if len(c_ids) > room:
-            c_ids, c_off, n_truncated = c_ids[:room], c_off[:room], n_truncated + 1
+            c_ids, c_off, n["truncated"] = c_ids[:room], c_off[:room], n["truncated"] + 1
         row = p + c_ids
         ids[i, : len(row)] = row
         mask[i, : len(row)] = 1
@@ -314,33 +314,18 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
             split.starts[i][0] if split.starts[i] else -1,
         )
         if span is None:
-            n_missing += 1
+            n["missing"] += 1
             ok = False
         else:
             a, b, moved = span
-            n_moved += moved
+            n["moved"] += moved
             toks = [len(p) + k for k, (s, e) in enumerate(c_off) if e > a and s < b]  # tokens overlapping it
             ok = bool(toks) and c_off[toks[-1] - len(p)][1] >= b  # the whole answer survived truncation
             if ok:
                 start[i], end[i] = toks[0], toks[-1]
             else:
-                n_cut_answer += 1
+                n["cut_answer"] += 1
         keep.append(ok or not drop_unanswerable)
-    notes = []
-    if n_truncated:
-        notes.append(f"{n_truncated} of {N} contexts cut to fit --max-len {max_len} tokens")
-    if n_long_question:
-        notes.append(f"{n_long_question} question(s) longer than half of --max-len kept their last tokens only")
-    what = "dropped" if drop_unanswerable else "kept (unanswerable: they count as misses)"
-    if n_missing:
-        notes.append(f"{n_missing} example(s) whose answer is not in its context {what}")
-    if n_cut_answer:
-        notes.append(f"{n_cut_answer} example(s) whose answer was cut off with the context {what}")
-    if n_moved:
-        notes.append(
-            f"{n_moved} example(s) whose answer_start did not point at the answer's text: the text's "
-            f"first occurrence in the context was used instead"
-        )
     k = np.flatnonzero(keep)
     if not len(k):
         raise DataError(
@@ -355,9 +340,29 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
         offsets[k],
         [split.contexts[j] for j in k],
         [split.answers[j] for j in k],
-        n_truncated,
-        notes,
+        n["truncated"],
+        encoding_notes(n, N, max_len, drop_unanswerable),
     )
+
+
+def encoding_notes(n: collections.Counter, total: int, max_len: int, drop_unanswerable: bool) -> list[str]:
+    """What ``encode_qa`` says it did to some of the ``total`` examples (``n``: how many of each)."""
+    notes = []
+    if n["truncated"]:
+        notes.append(f"{n['truncated']} of {total} contexts cut to fit --max-len {max_len} tokens")
+    if n["long_question"]:
+        notes.append(f"{n['long_question']} question(s) longer than half of --max-len kept their last tokens only")
+    what = "dropped" if drop_unanswerable else "kept (unanswerable: they count as misses)"
+    if n["missing"]:
+        notes.append(f"{n['missing']} example(s) whose answer is not in its context {what}")
+    if n["cut_answer"]:
+        notes.append(f"{n['cut_answer']} example(s) whose answer was cut off with the context {what}")
+    if n["moved"]:
+        notes.append(
+            f"{n['moved']} example(s) whose answer_start did not point at the answer's text: the text's "
+            f"first occurrence in the context was used instead"
+        )
+    return notes
 
 
 # ----------------------------------------------------------------------------

@@ -82,9 +82,13 @@ def block_perplexity(block_loss, params, blocks: np.ndarray, batch_size: int = 3
 
 def text_perplexity(model: GPT2, tokenizer, texts: list[str], block_size: int = 128) -> float:
     """Perplexity of ``model`` on ``texts`` packed into blocks (all held out)."""
-    blocks = pack_blocks(texts, tokenizer, block_size, val_fraction=0.0).train
+    return model_perplexity(model, pack_blocks(texts, tokenizer, block_size, val_fraction=0.0).train)
+
+
+def model_perplexity(model: GPT2, blocks: np.ndarray, dtype: str = "float32") -> float:
+    """Perplexity of ``model`` on token ``blocks`` (N, T+1), computed in ``dtype``."""
     graphdef, params = nnx.split(model)
-    return block_perplexity(make_block_loss(graphdef), params, blocks)[1]
+    return block_perplexity(make_block_loss(graphdef, dtype), params, blocks)[1]
 
 
 def language_model_from(source, dropout: float = 0.0):

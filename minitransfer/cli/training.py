@@ -208,13 +208,19 @@ def ignored_finetune_options(args, cfg) -> list[str]:
 def cmd_pretrain(args) -> int:
     import shlex
 
-    from minitransfer.data import html_line_breaks, load_texts
     from minitransfer.encoding import pack_blocks
     from minitransfer.model import GPT2, num_params
-    from minitransfer.pretrain import PretrainConfig, pretrain, pretrain_card, text_perplexity, write_model_card
+    from minitransfer.pretrain import (
+        PretrainConfig,
+        model_perplexity,
+        pretrain,
+        pretrain_card,
+        write_model_card,
+    )
     from minitransfer.runs import check_out_folder
     from minitransfer.steps import weights_fingerprint
 
+    # ---- settings and text
     command = (
         "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         if args.command_line is None
@@ -223,62 +229,18 @@ def cmd_pretrain(args) -> int:
     out = Path(args.out)
     check_out_folder(out, "pretrain")  # before the minutes of tokenizer training and pretraining
     report_texts = check_pretrain_args(args)
-    cfg = PretrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        block_size=args.block_size,
-        lr=args.lr,
-        eval_every=args.eval_every,
-        seed=args.seed,
-        parallel=args.parallel,
-        dtype=args.dtype,
-    )
-    texts = load_texts(args.data, text_field=args.text_field)
-    print(
-        f"pretraining text: {len(texts)} documents from {args.data}"
-        + (
-            " (the training split's texts only: no validation or test text is read)"
-            if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:"))
-            else ""
-        )
-    )
-    cleaning = None
-    if args.html_line_breaks:
-        texts, changed, breaks = html_line_breaks(texts)
-        cleaning = (
-            f"HTML line breaks turned into newlines: {breaks:,} in {changed:,} of the {len(texts):,} "
-            f"documents; nothing else changed"
-        )
-        print(f"cleaning: {cleaning}")
-        if report_texts is not None:
-            report_texts = html_line_breaks(report_texts)[0]
+    options = ("steps", "batch_size", "block_size", "lr", "eval_every", "seed", "parallel", "dtype")
+    cfg = PretrainConfig(**{k: getattr(args, k) for k in options})  # the options of the same names
+    texts, report_texts, cleaning = pretraining_text(args, report_texts)
+
+    # ---- tokenizer, shape and blocks
     init, tokenizer, save_tokenizer = pretrain_tokenizer(args, texts, out)
     config = pretrain_shape(args, init, tokenizer)
     blocks = pack_blocks(texts, tokenizer, args.block_size, val_fraction=args.val_fraction, seed=args.seed)
-    if report_texts is not None:  # packed as text_perplexity will pack them after training
-        from minitransfer.data import DataError
-
-        try:
-            pack_blocks(report_texts, tokenizer, args.block_size, val_fraction=0.0)
-        except DataError:
-            raise ValueError(
-                f"--report-text {args.report_text}: its first {len(report_texts)} text(s) hold fewer "
-                f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
-                f"on"
-            ) from None
+    if report_texts is not None:
+        check_report_texts(args, report_texts, tokenizer)
     save_tokenizer()  # once the text is known to fill a block (not before)
-    print(
-        f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
-        f"validation blocks of {args.block_size + 1}"
-        + (
-            f" (the first {cfg.val_blocks:,}, from held-out texts in a seeded random order, are scored at each "
-            f"evaluation)"
-            if len(blocks.validation) > cfg.val_blocks
-            else ""
-        )
-        + f"; {blocks.n_dropped_tokens:,} tail tokens dropped; "
-        f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs"
-    )
+    print(packing_line(blocks, cfg))
     model = GPT2.language_model(config, seed=args.seed) if init is None else init
     n_params = num_params(model)
     print(
@@ -286,40 +248,21 @@ def cmd_pretrain(args) -> int:
         f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters"
     )
     if init is not None:  # where the continued training starts from, on the blocks it will be scored on
-        from flax import nnx
-
-        from minitransfer.pretrain import block_perplexity, make_block_loss
-
-        graphdef, params = nnx.split(init)
-        start = block_perplexity(make_block_loss(graphdef, cfg.dtype), params, blocks.validation[: cfg.val_blocks])[1]
+        start = model_perplexity(init, blocks.validation[: cfg.val_blocks], cfg.dtype)
         print(f"validation perplexity of {args.init_from} before this training: {start:.1f}")
-    r = pretrain(
-        model,
-        blocks,
-        tokenizer,
-        cfg,
-        out,
-        progress=not args.no_progress,
-        identity={
-            "data": args.data,
-            "tokenizer": args.tokenizer,
-            **({"init_from": weights_fingerprint(init)} if init is not None else {}),
-            **({"html_line_breaks": True} if args.html_line_breaks else {}),
-        },
-    )
+
+    # ---- train, then the model card
+    identity = {  # what else makes this run the one it is (part of its run key: runs.py)
+        "data": args.data,
+        "tokenizer": args.tokenizer,
+        **({"init_from": weights_fingerprint(init)} if init is not None else {}),
+        **({"html_line_breaks": True} if args.html_line_breaks else {}),
+    }
+    r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress, identity=identity)
     if r.steps_run == 0 and (out / "pretrain.json").exists():
         print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
         return 0
-    report = {}
-    if report_texts is not None:
-        ppl = text_perplexity(model, tokenizer, report_texts, args.block_size)
-        report = {
-            "text": args.report_text,
-            "n_texts": len(report_texts),
-            "block_size": args.block_size,
-            "perplexity": ppl,
-        }
-        print(f"perplexity on the first {len(report_texts)} texts of {args.report_text}: {ppl:.2f}")
+    report = report_perplexity(args, model, tokenizer, report_texts) if report_texts is not None else {}
     write_model_card(
         out,
         pretrain_card(
@@ -340,6 +283,74 @@ def cmd_pretrain(args) -> int:
         f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}"
     )
     return 0
+
+
+def pretraining_text(args, report_texts: list[str] | None) -> tuple[list[str], list[str] | None, str | None]:
+    """--data's texts (and --report-text's) as pretraining reads them: with --html-line-breaks, their HTML
+    line breaks turned into newlines, said in a line that the model card repeats (the third value)."""
+    from minitransfer.data import html_line_breaks, load_texts
+
+    texts = load_texts(args.data, text_field=args.text_field)
+    print(
+        f"pretraining text: {len(texts)} documents from {args.data}"
+        + (
+            " (the training split's texts only: no validation or test text is read)"
+            if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:"))
+            else ""
+        )
+    )
+    if not args.html_line_breaks:
+        return texts, report_texts, None
+    texts, changed, breaks = html_line_breaks(texts)
+    cleaning = (
+        f"HTML line breaks turned into newlines: {breaks:,} in {changed:,} of the {len(texts):,} "
+        f"documents; nothing else changed"
+    )
+    print(f"cleaning: {cleaning}")
+    if report_texts is not None:
+        report_texts = html_line_breaks(report_texts)[0]
+    return texts, report_texts, cleaning
+
+
+def report_perplexity(args, model, tokenizer, report_texts: list[str]) -> dict:
+    """The trained model's perplexity on --report-text's texts, said and recorded for the model card."""
+    from minitransfer.pretrain import text_perplexity
+
+    ppl = text_perplexity(model, tokenizer, report_texts, args.block_size)
+    print(f"perplexity on the first {len(report_texts)} texts of {args.report_text}: {ppl:.2f}")
+    return {"text": args.report_text, "n_texts": len(report_texts), "block_size": args.block_size, "perplexity": ppl}
+
+
+def check_report_texts(args, report_texts: list[str], tokenizer) -> None:
+    """Refuse, before training, --report-text's texts that do not fill one block (packed as
+    text_perplexity will pack them after training)."""
+    from minitransfer.data import DataError
+    from minitransfer.encoding import pack_blocks
+
+    try:
+        pack_blocks(report_texts, tokenizer, args.block_size, val_fraction=0.0)
+    except DataError:
+        raise ValueError(
+            f"--report-text {args.report_text}: its first {len(report_texts)} text(s) hold fewer "
+            f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
+            f"on"
+        ) from None
+
+
+def packing_line(blocks, cfg) -> str:
+    """What packing made of the text: blocks, tokens dropped, and how many passes over it the run makes."""
+    return (
+        f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
+        f"validation blocks of {cfg.block_size + 1}"
+        + (
+            f" (the first {cfg.val_blocks:,}, from held-out texts in a seeded random order, are scored at each "
+            f"evaluation)"
+            if len(blocks.validation) > cfg.val_blocks
+            else ""
+        )
+        + f"; {blocks.n_dropped_tokens:,} tail tokens dropped; "
+        f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * cfg.block_size):.2f} epochs"
+    )
 
 
 def check_pretrain_args(args) -> list[str] | None:

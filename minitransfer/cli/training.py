@@ -50,28 +50,9 @@ def cmd_finetune(args) -> int:
     if args.mode is None:  # not given: the task's default
         args.mode = task.default_mode
     cfg = TrainConfig(
-        mode=args.mode,
-        steps=args.steps,
+        **{k: getattr(args, k) for k in FINETUNE_OPTIONS},
         epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        warmup=args.warmup,
-        weight_decay=args.weight_decay,
-        lr_decay_per_layer=args.lr_decay_per_layer,
-        eval_every=args.eval_every,
-        val_examples=None if args.val_examples == 0 else args.val_examples,
-        max_len=args.max_len,
-        labels=args.labels,
-        seed=args.seed,
-        pooling=args.pooling,
-        head_bias=args.head_bias,
-        parallel=args.parallel,
-        dtype=args.dtype,
-        prompt=args.prompt,
-        unfreeze=args.unfreeze,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
+        val_examples=None if args.val_examples == 0 else args.val_examples,  # (0: the whole validation split)
     )
     check_out_folder(args.out, "finetune")  # before the data, and before mode adapt writes OUT/adapted
     if args.data is None:
@@ -109,31 +90,10 @@ def cmd_finetune(args) -> int:
             base = load_pretrained(source, allow_pickle=args.allow_pickle)
             config = base.config
     if get_mode(args.mode).start == "adapted":
-        from minitransfer.adapt import AdaptConfig, adapt_language_model
-
-        acfg = AdaptConfig(
-            steps=args.adapt_steps,
-            eval_every=max(1, min(50, args.adapt_steps)),
-            seed=args.seed,
-            parallel=args.parallel,
-            dtype=args.dtype,
-        )
-        base = adapt_language_model(
-            base, tokenizer, data, acfg, Path(args.out) / "adapted", progress=not args.no_progress
-        ).model
+        base = adapted_base(args, base, tokenizer, data)
     model = build_model(args.mode, base, config, data, cfg, task.head, new_head=args.new_head, tokenizer=tokenizer)
-    kept = getattr(model.head, "pooling", args.pooling)  # a checkpoint's own classifier keeps its pooling
-    own_head = base is not None and not args.new_head and type(base.head) is type(model.head)
-    if own_head and args.pooling != TrainConfig.pooling and kept != args.pooling:
-        print(
-            f"note: --pooling {args.pooling} has no effect: the model's own classification head (pooling "
-            f"{kept}) goes on training; --new-head puts on a fresh one that pools as asked"
-        )
-    if own_head and not args.head_bias and getattr(model.head, "bias", False):
-        print(
-            "note: --no-head-bias has no effect: the model's own classification head (with a bias) goes on "
-            "training; --new-head puts on a fresh one without"
-        )
+    for n in own_head_notes(args, base, model):
+        print(f"note: {n}")
     r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress)
     best = model.head.best_metric
     print(
@@ -145,6 +105,66 @@ def cmd_finetune(args) -> int:
     if said:
         print(f"note: {said}")
     return 0
+
+
+# TrainConfig's fields that finetune's options of the same names set as they are
+FINETUNE_OPTIONS = (
+    "mode",
+    "steps",
+    "batch_size",
+    "lr",
+    "schedule",
+    "warmup",
+    "weight_decay",
+    "lr_decay_per_layer",
+    "eval_every",
+    "max_len",
+    "labels",
+    "seed",
+    "pooling",
+    "head_bias",
+    "parallel",
+    "dtype",
+    "prompt",
+    "unfreeze",
+    "lora_rank",
+    "lora_alpha",
+)
+
+
+def adapted_base(args, base, tokenizer, data):
+    """Mode adapt's start: ``base`` after --adapt-steps next-word steps on the task's training text."""
+    from minitransfer.adapt import AdaptConfig, adapt_language_model
+
+    acfg = AdaptConfig(
+        steps=args.adapt_steps,
+        eval_every=max(1, min(50, args.adapt_steps)),
+        seed=args.seed,
+        parallel=args.parallel,
+        dtype=args.dtype,
+    )
+    out = Path(args.out) / "adapted"
+    return adapt_language_model(base, tokenizer, data, acfg, out, progress=not args.no_progress).model
+
+
+def own_head_notes(args, base, model) -> list[str]:
+    """The head options that have no effect because the checkpoint's own head goes on training."""
+    from minitransfer.train import TrainConfig
+
+    kept = getattr(model.head, "pooling", args.pooling)  # a checkpoint's own classifier keeps its pooling
+    own_head = base is not None and not args.new_head and type(base.head) is type(model.head)
+    notes = []
+    if own_head and args.pooling != TrainConfig.pooling and kept != args.pooling:
+        notes.append(
+            f"--pooling {args.pooling} has no effect: the model's own classification head (pooling "
+            f"{kept}) goes on training; --new-head puts on a fresh one that pools as asked"
+        )
+    if own_head and not args.head_bias and getattr(model.head, "bias", False):
+        notes.append(
+            "--no-head-bias has no effect: the model's own classification head (with a bias) goes on "
+            "training; --new-head puts on a fresh one without"
+        )
+    return notes
 
 
 def ignored_finetune_options(args, cfg) -> list[str]:

@@ -239,7 +239,6 @@ def cmd_evaluate(args) -> int:
 
     from minitransfer.chat import ChatHead
     from minitransfer.convert import load_pretrained
-    from minitransfer.model import GPT2, NextWordHead
     from minitransfer.predict import load_fine_tuned
     from minitransfer.tasks import metrics_text, task_of
     from minitransfer.train import evaluate
@@ -250,29 +249,7 @@ def cmd_evaluate(args) -> int:
             f"--split validation (this is --split {args.split})"
         )
     model = load_pretrained(args.model)
-    if args.task is not None:
-        from minitransfer.tasks import get_task
-
-        task = get_task(args.task)
-        if type(model.head) is NextWordHead and task.head is ChatHead:
-            # a language model's replies before any chat fine-tuning (zero-shot): the same head, the chat task's
-            # data and metrics
-            model = GPT2(model.backbone, ChatHead())
-        elif not isinstance(model.head, task.head):
-            raise ValueError(
-                f"{args.model} has a {model.head.kind} head, not one for --task {args.task}"
-                + (
-                    " (of a language model, only --task chat scores its replies)"
-                    if type(model.head) is NextWordHead
-                    else ""
-                )
-            )
-    if type(model.head) is NextWordHead:  # before the data loads
-        raise ValueError(
-            f"{args.model} is a language model (a next-word head): evaluate scores a model "
-            f"fine-tuned by `minitransfer finetune` on labelled data, or a language model's replies "
-            f"with --task chat; for this one, try `minitransfer next-word` or `minitransfer generate`"
-        )
+    model = scoring_model(args, model)  # before the data loads
     model, tokenizer, info, max_len = load_fine_tuned(args.model, args.max_len, model)
     if args.data is None and type(model.head) is ChatHead and "data" not in info:  # a language model, zero-shot
         args.data, said = "chatterbot", "the default of --task chat"
@@ -324,6 +301,39 @@ def cmd_evaluate(args) -> int:
             + (f" ({m['n_truncated']} truncated to {max_len} tokens)" if m["n_truncated"] else "")
         )
     return 0
+
+
+def scoring_model(args, model):
+    """The model evaluate scores: as loaded, or a language model with the chat head for --task chat
+    (its replies before any chat fine-tuning); refused where its head is not one for --task, or is a
+    language model's otherwise."""
+    from minitransfer.chat import ChatHead
+    from minitransfer.model import GPT2, NextWordHead
+
+    if args.task is not None:
+        from minitransfer.tasks import get_task
+
+        task = get_task(args.task)
+        if type(model.head) is NextWordHead and task.head is ChatHead:
+            # a language model's replies before any chat fine-tuning (zero-shot): the same head, the chat task's
+            # data and metrics
+            model = GPT2(model.backbone, ChatHead())
+        elif not isinstance(model.head, task.head):
+            raise ValueError(
+                f"{args.model} has a {model.head.kind} head, not one for --task {args.task}"
+                + (
+                    " (of a language model, only --task chat scores its replies)"
+                    if type(model.head) is NextWordHead
+                    else ""
+                )
+            )
+    if type(model.head) is NextWordHead:
+        raise ValueError(
+            f"{args.model} is a language model (a next-word head): evaluate scores a model "
+            f"fine-tuned by `minitransfer finetune` on labelled data, or a language model's replies "
+            f"with --task chat; for this one, try `minitransfer next-word` or `minitransfer generate`"
+        )
+    return model
 
 
 def cmd_predict(args) -> int:

@@ -34,7 +34,6 @@ import numpy as np
 from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.chat import ChatHead
 from minitransfer.compare import paired_difference, write_record
-from minitransfer.errors import SettingError
 from minitransfer.model import GPT2
 from minitransfer.modes import get_mode
 from minitransfer.runs import check_out_folder
@@ -82,15 +81,15 @@ def check_settings(cc: ChatCompareConfig) -> None:
     the data load, ``compare_chat`` again for every other caller)."""
     for m in cc.modes:
         if get_mode(m).frozen_backbone and not ChatHead.pooled_features:
-            raise SettingError(
+            raise ValueError(
                 f"`modes`: {m} caches one pooled vector per text, which the {ChatHead.kind} head "
                 f"cannot use (it reads every position); choose among scratch, full and adapt"
             )
     if len(set(cc.modes)) < len(cc.modes):
-        raise SettingError(f"`modes` names a mode more than once ({','.join(cc.modes)})")
+        raise ValueError(f"`modes` names a mode more than once ({','.join(cc.modes)})")
     for name in ("seeds", "steps", "max_len", "batch_size"):
         if getattr(cc, name) is not None and getattr(cc, name) < 1:
-            raise SettingError(f"`{name}` must be at least 1, got {getattr(cc, name)}")
+            raise ValueError(f"`{name}` must be at least 1, got {getattr(cc, name)}")
 
 
 def run_config(cc: ChatCompareConfig, mode: str, seed: int) -> TrainConfig:
@@ -133,7 +132,7 @@ def compare_chat(
     check_out_folder(out, "compare")
     check_settings(cc)
     if cc.max_len > base_model.config.n_positions:
-        raise SettingError(f"`max_len` {cc.max_len} exceeds the model's n_positions={base_model.config.n_positions}")
+        raise ValueError(f"`max_len` {cc.max_len} exceeds the model's n_positions={base_model.config.n_positions}")
     settings = {"task": "chat", **json.loads(json.dumps(dataclasses.asdict(cc)))}
     record = {"config": settings, "data": data.spec, "rows": data_rows_hash(data)}
     write_record(out, record)

@@ -36,7 +36,6 @@ from tqdm.auto import tqdm
 
 from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.classify import ClassificationHead
-from minitransfer.errors import SettingError
 from minitransfer.figures import plot_budget, plot_curves, summary_task
 from minitransfer.heads import TaskHead
 from minitransfer.model import GPT2
@@ -217,12 +216,12 @@ def check_modes(modes: list[str], head: type[TaskHead] = ClassificationHead) -> 
         get_mode(m)
     repeated = sorted({m for m in modes if modes.count(m) > 1})
     if repeated:  # every run of the mode twice, and two rows of the same name in each table
-        raise ValueError(f"--modes names {', '.join(repeated)} more than once ({','.join(modes)})")
+        raise ValueError(f"`modes` names {', '.join(repeated)} more than once ({','.join(modes)})")
     trained = [m for m in modes if not get_mode(m).trains_nothing]
     if not trained:
         raise ValueError(
-            f"--modes {','.join(modes)} trains nothing: name a mode that trains beside it, to "
-            f"compare against (e.g. --modes {','.join(modes)},probe)"
+            f"`modes` {','.join(modes)} trains nothing: name a mode that trains beside it, to "
+            f"compare against (e.g. `modes` {','.join(modes)},probe)"
         )
     for m in modes:
         if get_mode(m).head == "prompt" and not issubclass(head, ClassificationHead):
@@ -257,7 +256,7 @@ def check_settings(cc: CompareConfig) -> list[str]:
     trained = check_modes(cc.modes, head)  # zero is not among them: it is scored once per prompt
     for name in ("seeds", "steps", "max_len", "batch_size"):
         if getattr(cc, name) is not None and getattr(cc, name) < 1:
-            raise SettingError(f"`{name}` must be at least 1, got {getattr(cc, name)}")
+            raise ValueError(f"`{name}` must be at least 1, got {getattr(cc, name)}")
     return trained
 
 
@@ -266,11 +265,11 @@ def budget_sizes(cc: CompareConfig, data, head: type[TaskHead], log=print) -> di
     n_of = {b: len(data.train) if b == "all" else int(b) for b in cc.budgets}
     for b, n in n_of.items():
         if n > len(data.train):
-            raise SettingError(f"`budgets`: {b} is larger than the training split ({len(data.train)} examples)")
+            raise ValueError(f"`budgets`: {b} is larger than the training split ({len(data.train)} examples)")
         try:
             head.check_budget(n, data)
         except ValueError as e:
-            raise SettingError(f"`budgets`: {e}") from None
+            raise ValueError(f"`budgets`: {e}") from None
     small = [str(b) for b, n in n_of.items() if n < cc.batch_size]
     if small:  # finetune fits the batch to the budget; its runs here log nothing, so say it once
         log(

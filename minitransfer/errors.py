@@ -1,12 +1,14 @@
 """The errors minitransfer raises on purpose, in one place: each message says
 what was wrong (the file, field, tensor or setting) and what to do instead.
 The command line prints them as one line; anything else is a bug.
+
+A message names a setting (a function's parameter, a config's field) as
+Python spells it, in backticks: "`max_len` must be at least 1". The command
+line writes each such name as its own option ("--max-len must be at least
+1": ``cli.in_options``), so that only the command line speaks in flags.
 """
 
 from __future__ import annotations
-
-import re
-from collections.abc import Callable
 
 
 class DataError(ValueError):
@@ -23,13 +25,3 @@ class TrainingError(RuntimeError):
 
 class BookError(RuntimeError):
     """A lecture that cannot be run or built; the message says which and why."""
-
-
-class SettingError(ValueError):
-    """A setting (a function's parameter, a config's field) given a value it cannot take. The message
-    names each setting as Python spells it, in backticks (`max_len`); the command line shows its option
-    there instead (``named``), so that only the command line speaks in flags."""
-
-    def named(self, name: Callable[[str], str]) -> str:
-        """The message with each `setting` written as ``name(setting)``."""
-        return re.sub(r"`(\w+)`", lambda m: name(m[1]), str(self))

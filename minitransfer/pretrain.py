@@ -169,7 +169,7 @@ def pretrain(
     # ---- the run: its settings and blocks -------------------------------------------
     watch = Stopwatch()
     if cfg.block_size > model.config.n_positions:
-        raise TrainingError(f"--block-size {cfg.block_size} exceeds n_positions={model.config.n_positions}")
+        raise TrainingError(f"`block_size` {cfg.block_size} exceeds n_positions={model.config.n_positions}")
     train_blocks, val_blocks = blocks.train, blocks.validation[: cfg.val_blocks]  # (N, T+1) token ids each
     if len(val_blocks) == 0:
         raise TrainingError("no validation blocks: give more text or a larger validation fraction")

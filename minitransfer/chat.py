@@ -67,8 +67,8 @@ import numpy as np
 import optax
 import yaml
 
+from minitransfer import generate
 from minitransfer.data import DataError, _find_split_file, parse_spec
-from minitransfer.generate import stream
 from minitransfer.heads import TaskHead, budgeted_splits, encode_splits, register_head
 from minitransfer.model import NextWordHead
 from minitransfer.readers import read_rows
@@ -559,7 +559,7 @@ def reply_stream(model, tokenizer, ids: list[int], max_new_tokens: int, **sampli
     shown = 0
     why = "max-new-tokens"
     full = ""
-    for t in stream(model, ids, max_new_tokens, eos_id=eos, **sampling):
+    for t in generate.stream(model, ids, max_new_tokens, eos_id=eos, **sampling):
         if t == eos:
             why = "end-of-text"
             break

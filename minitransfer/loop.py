@@ -85,7 +85,7 @@ def train_loop(
     desc: str,
     progress: bool = True,
     log: Callable[[str], None] = print,
-    parallel=None,
+    parallel: Parallel | None = None,
 ) -> LoopResult:
     """Run ``train_step`` on batch ``get_batch(s)`` for steps s = (where ``run``
     stopped) .. ``schedule.total``; validate every ``schedule.eval_every``

@@ -24,7 +24,7 @@ from flax import nnx
 from minitransfer.data import Dataset
 from minitransfer.encoding import pack_blocks
 from minitransfer.errors import TrainingError
-from minitransfer.model import GPT2
+from minitransfer.model import GPT2, NextWordHead
 from minitransfer.pretrain import PretrainConfig, block_perplexity, make_block_loss, pretrain
 from minitransfer.steps import weights_fingerprint
 
@@ -65,6 +65,18 @@ class AdaptResult:
     n_texts: int
     n_tokens: int
 
+    def record(self, cfg: AdaptConfig) -> dict:
+        """What a compare's summary keeps of the adaptation (``cfg``: its settings)."""
+        return {
+            "steps": self.steps,
+            "train_seconds": self.train_seconds,
+            "perplexity_before": self.perplexity_before,
+            "perplexity_after": self.perplexity_after,
+            "texts": self.n_texts,
+            "tokens": self.n_tokens,
+            "config": dataclasses.asdict(cfg),
+        }
+
 
 # how messages name the adaptation's settings, which are not pretrain's command-line options: a run of
 # another length is said as the option that sets it (eval_every follows it)
@@ -91,8 +103,6 @@ def adapt_language_model(
     With ``out``, the adapted checkpoint (Hugging Face format) and its
     resumable state live there; a finished adaptation is loaded, not redone.
     """
-    from minitransfer.model import NextWordHead
-
     if not isinstance(base.head, NextWordHead):
         raise TrainingError("adaptation needs a language model (a checkpoint with its next-word head)")
     if cfg.block_size > base.config.n_positions:  # (no option sets it: the model's own limit decides)

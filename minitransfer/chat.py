@@ -65,10 +65,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import yaml
 
-from minitransfer.data import DataError
-from minitransfer.heads import TaskHead, budgeted_splits, register_head
+from minitransfer import generate
+from minitransfer.data import DataError, _find_split_file, parse_spec
+from minitransfer.heads import TaskHead, budgeted_splits, encode_splits, register_head
 from minitransfer.model import NextWordHead
+from minitransfer.readers import read_rows
 
 USER = "User:"
 ASSISTANT = "Assistant:"
@@ -179,8 +182,6 @@ def check_messages(msgs, where: str) -> list[dict]:
 
 
 def _jsonl_conversations(path: Path, notes: list[str]) -> list[list[dict]]:
-    from minitransfer.readers import read_rows
-
     rows = read_rows(path, "jsonl", notes)
     return [messages_from_row(row, f"{path}, {rows.where(i)}") for i, row in enumerate(rows)]
 
@@ -206,8 +207,6 @@ def chatterbot_conversations(language: str, notes: list[str]) -> list[list[dict]
     utterances alternating user, assistant, user, ... The YAML is read with
     PyYAML's BaseLoader, which keeps every value a string (the default loader
     would read a reply "yes" as the boolean True, and "no" as False)."""
-    import yaml
-
     out, n_short, n_bad, n_files = [], 0, 0, 0
     for f in sorted(chatterbot_dir(language).glob("*.yml")):
         n_files += 1
@@ -237,8 +236,6 @@ def chatterbot_conversations(language: str, notes: list[str]) -> list[list[dict]
 def parse_chat_spec(spec: str) -> tuple[str, str]:
     if spec == "chatterbot" or spec.startswith("chatterbot:"):
         return "chatterbot", spec.split(":", 1)[1] if ":" in spec else "english"
-    from minitransfer.data import parse_spec
-
     try:
         kind, rest = parse_spec(spec)
     except DataError as e:
@@ -266,8 +263,6 @@ def _dedupe(convs: list[list[dict]], notes: list[str], what: str) -> list[list[d
 
 def load_chat_dataset(spec: str, *, split_seed: int = 0) -> ChatDataset:
     """``chatterbot[:LANGUAGE]`` or ``jsonl:PATH`` as train/validation/test, split by conversation."""
-    from minitransfer.data import _find_split_file
-
     kind, rest = parse_chat_spec(spec)
     notes: list[str] = []
     fields: dict = {}
@@ -479,21 +474,11 @@ class ChatTask(TaskHead):
         training=True,
     ):
         parts = budgeted_splits(data, splits, budget, seed, val_examples, log, "conversations")
-        out = {}
-        for name in splits:
-            e = encode_chat(parts[name], tokenizer, max_len)
-            for note in e.notes:
-                log(f"{name}: {note}")
-            out[name] = (
-                {
-                    "input_ids": e.input_ids,
-                    "attention_mask": e.attention_mask,
-                    "targets": e.targets,
-                    "loss_mask": e.loss_mask,
-                },
-                e,
-            )
-        return out
+
+        def encode(name, conversations):
+            return encode_chat(conversations, tokenizer, max_len)
+
+        return encode_splits(parts, splits, encode, self.batch_fields, log)
 
     def describe(self):
         return {
@@ -569,14 +554,12 @@ def reply_stream(model, tokenizer, ids: list[int], max_new_tokens: int, **sampli
     """Yield the reply's text piece by piece as its tokens arrive (``generate.stream``,
     with the key/value cache), then one final ``(text, why)``: the whole reply and
     why it ended ("end-of-text", "role marker" or "max-new-tokens")."""
-    from minitransfer.generate import stream
-
     eos = end_of_text(tokenizer)
     new: list[int] = []
     shown = 0
     why = "max-new-tokens"
     full = ""
-    for t in stream(model, ids, max_new_tokens, eos_id=eos, **sampling):
+    for t in generate.stream(model, ids, max_new_tokens, eos_id=eos, **sampling):
         if t == eos:
             why = "end-of-text"
             break

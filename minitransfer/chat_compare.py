@@ -31,9 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from minitransfer.compare import check_same_compare, paired_difference
+from minitransfer.adapt import AdaptConfig, adapt_language_model
+from minitransfer.chat import ChatHead
+from minitransfer.compare import paired_difference, write_record
+from minitransfer.model import GPT2
 from minitransfer.modes import get_mode
 from minitransfer.runs import check_out_folder
+from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune
 
 RESULT_COLUMNS = [
     "mode",
@@ -72,41 +76,75 @@ def run_name(mode: str, seed: int) -> str:
     return f"{mode}-s{seed}"
 
 
+def check_settings(cc: ChatCompareConfig) -> None:
+    """Refuse settings no run could use, before any work (the command line calls it before the model and
+    the data load, ``compare_chat`` again for every other caller)."""
+    for m in cc.modes:
+        if get_mode(m).frozen_backbone and not ChatHead.pooled_features:
+            raise ValueError(
+                f"`modes`: {m} caches one pooled vector per text, which the {ChatHead.kind} head "
+                f"cannot use (it reads every position); choose among scratch, full and adapt"
+            )
+    if len(set(cc.modes)) < len(cc.modes):
+        raise ValueError(f"`modes` names a mode more than once ({','.join(cc.modes)})")
+    for name in ("seeds", "steps", "max_len", "batch_size"):
+        if getattr(cc, name) is not None and getattr(cc, name) < 1:
+            raise ValueError(f"`{name}` must be at least 1, got {getattr(cc, name)}")
+
+
+def run_config(cc: ChatCompareConfig, mode: str, seed: int) -> TrainConfig:
+    """The fine-tuning settings of one run of the grid."""
+    return TrainConfig(
+        mode=mode,
+        steps=cc.steps,
+        epochs=cc.epochs,
+        batch_size=cc.batch_size,
+        max_len=cc.max_len,
+        seed=seed,
+        val_examples=cc.val_examples,
+        parallel=cc.parallel,
+        dtype=cc.dtype,
+    )
+
+
+def run_row(mode: str, seed: int, n_train: int, r) -> dict:
+    """results.csv's row of one run (``r``: finetune's result)."""
+    return {
+        "mode": mode,
+        "seed": seed,
+        "n_train": n_train,
+        "steps": r.steps,
+        "best_step": r.best_step,
+        "val_perplexity": r.best_val["perplexity"],
+        "test_perplexity": r.test["perplexity"],
+        "test_accuracy": r.test["accuracy"],
+        "test_loss": r.test["loss"],
+        "wall_seconds": round(r.wall_seconds, 2),
+    }
+
+
 def compare_chat(
     base_model, data, tokenizer, cc: ChatCompareConfig, out: str | Path, *, log=print, progress: bool = True
 ) -> dict:
     """Run the grid, write the result files, return the summary."""
-    from minitransfer.chat import ChatHead
-    from minitransfer.model import GPT2
-    from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune
-
+    # ---- the settings, and the folder's record of them
     out = Path(out)
     check_out_folder(out, "compare")
-    for m in cc.modes:
-        if get_mode(m).frozen_backbone and not ChatHead.pooled_features:
-            raise ValueError(
-                f"--modes: {m} caches one pooled vector per text, which the {ChatHead.kind} head "
-                f"cannot use (it reads every position); choose among scratch, full and adapt"
-            )
-    if len(set(cc.modes)) < len(cc.modes):
-        raise ValueError(f"--modes names a mode more than once ({','.join(cc.modes)})")
+    check_settings(cc)
     if cc.max_len > base_model.config.n_positions:
-        raise ValueError(f"--max-len {cc.max_len} exceeds the model's n_positions={base_model.config.n_positions}")
+        raise ValueError(f"`max_len` {cc.max_len} exceeds the model's n_positions={base_model.config.n_positions}")
     settings = {"task": "chat", **json.loads(json.dumps(dataclasses.asdict(cc)))}
     record = {"config": settings, "data": data.spec, "rows": data_rows_hash(data)}
-    check_same_compare(out, record)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(json.dumps(record, indent=2))
+    write_record(out, record)
     t0 = time.perf_counter()
 
-    # the reference: the pretrained model's replies as they are (the chat head is its own next-word head)
+    # ---- the reference: the pretrained model's replies as they are (the chat head is its own next-word head)
     zero = evaluate(GPT2(base_model.backbone, ChatHead()), data, tokenizer, max_len=cc.max_len, dtype=cc.dtype)
     log(f"zero-shot (the pretrained model, no chat fine-tuning): test reply perplexity {zero['perplexity']:.2f}")
 
+    # ---- where the runs start: the checkpoint, or it adapted to the conversations' text (once for all)
     adapted = None
     if any(get_mode(m).start == "adapted" for m in cc.modes):
-        from minitransfer.adapt import AdaptConfig, adapt_language_model
-
         acfg = AdaptConfig(parallel=cc.parallel, dtype=cc.dtype)
         if cc.adapt_steps is not None:
             acfg = dataclasses.replace(
@@ -116,20 +154,12 @@ def compare_chat(
             base_model, tokenizer, data, acfg, out / "adapted", progress=progress, log=log
         ).model
     starts = {"random": base_model, "pretrained": base_model, "adapted": adapted}
+
+    # ---- the runs
     rows = []
     grid = [(m, s) for s in cc.seed_ids() for m in cc.modes]
     for i, (mode, seed) in enumerate(grid):
-        cfg = TrainConfig(
-            mode=mode,
-            steps=cc.steps,
-            epochs=cc.epochs,
-            batch_size=cc.batch_size,
-            max_len=cc.max_len,
-            seed=seed,
-            val_examples=cc.val_examples,
-            parallel=cc.parallel,
-            dtype=cc.dtype,
-        )
+        cfg = run_config(cc, mode, seed)
         name = run_name(mode, seed)
         done = (out / "runs" / name / "result.json").exists()
         log(f"[{i + 1}/{len(grid)}] {name}: {mode}, seed {seed}" + (" (finished earlier: read back)" if done else ""))
@@ -145,21 +175,11 @@ def compare_chat(
             keep_state=False,
             keep_best=False,
         )
-        rows.append(
-            {
-                "mode": mode,
-                "seed": seed,
-                "n_train": json.loads((out / "runs" / name / "result.json").read_text())["n_train"],
-                "steps": r.steps,
-                "best_step": r.best_step,
-                "val_perplexity": r.best_val["perplexity"],
-                "test_perplexity": r.test["perplexity"],
-                "test_accuracy": r.test["accuracy"],
-                "test_loss": r.test["loss"],
-                "wall_seconds": round(r.wall_seconds, 2),
-            }
-        )
+        n_train = json.loads((out / "runs" / name / "result.json").read_text())["n_train"]
+        rows.append(run_row(mode, seed, n_train, r))
         log(f"    test reply perplexity {r.test['perplexity']:.2f}, next-token accuracy {r.test['accuracy']:.4f}")
+
+    # ---- the results
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
         w.writeheader()
@@ -211,8 +231,6 @@ def summarise_chat(rows: list[dict], cc: ChatCompareConfig, data, zero: dict, wa
 
 
 def chat_summary_markdown(s: dict) -> str:
-    from minitransfer.chat import ChatHead
-
     name = ChatHead.metric_names[ChatHead.best_metric]  # reply perplexity
     lines = [
         f"Test {name} ({'lower' if ChatHead.best_is_lower else 'higher'} is better) on `{s['data']}` "

@@ -16,7 +16,9 @@ import numpy as np
 import optax
 from flax import nnx
 
+from minitransfer.data import canonical_label, label_budget
 from minitransfer.dropout import dropout
+from minitransfer.encoding import encode
 from minitransfer.heads import TaskHead, register_head
 
 
@@ -122,8 +124,6 @@ class ClassificationTask(TaskHead):
         return ()
 
     def check_data(self, data):
-        from minitransfer.data import canonical_label
-
         # (a model trained before whole-number labels were read as numbers has "1.0" where the data now says "1":
         # the same classes in the same order, so it still fits)
         if [canonical_label(x) for x in self.labels] != list(data.label_names):
@@ -145,9 +145,6 @@ class ClassificationTask(TaskHead):
         splits=("train", "validation", "test"),
         training=True,
     ):
-        from minitransfer.data import label_budget
-        from minitransfer.encoding import encode
-
         parts = {
             "train": label_budget(data.train, budget, seed, data.num_classes),
             "validation": data.validation,

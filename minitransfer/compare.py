@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
+from tqdm.auto import tqdm
 
 from minitransfer.adapt import AdaptConfig, adapt_language_model
 from minitransfer.classify import ClassificationHead
@@ -40,9 +42,9 @@ from minitransfer.model import GPT2
 from minitransfer.modes import get_mode
 from minitransfer.prompting import DEFAULT_PROMPTS, PromptHead
 from minitransfer.runs import SETTING_NAMES, check_out_folder
-from minitransfer.steps import compile_meter
+from minitransfer.steps import compile_meter, eval_batch_default, warm_feature_cache
 from minitransfer.tasks import get_task
-from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune
+from minitransfer.train import TrainConfig, build_model, data_rows_hash, evaluate, finetune, prepare_run
 
 
 def result_columns(head: type[TaskHead]) -> list[str]:
@@ -106,22 +108,6 @@ class CompareConfig:
     unfreeze: int = 1
     lora_rank: int = 8
     lora_alpha: float = 16.0
-
-
-def parse_budgets(text: str) -> list:
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if part == "all":
-            out.append("all")
-        elif part.isdigit() and int(part) > 0:
-            out.append(int(part))
-        else:
-            raise ValueError(f"--budgets: {part!r} is neither a positive number nor 'all'")
-    repeated = sorted({str(b) for b in out if out.count(b) > 1})
-    if repeated:  # each budget is a column of the tables and a point of the curves
-        raise ValueError(f"--budgets: {', '.join(repeated)} given more than once")
-    return out
 
 
 def run_name(mode: str, budget, seed: int) -> str:
@@ -206,6 +192,14 @@ def check_same_compare(out: Path, record: dict) -> None:
         )
 
 
+def write_record(out: Path, record: dict) -> None:
+    """OUT/compare.json (``record``: the settings, the data and a hash of its rows), once
+    ``check_same_compare`` has found nothing there that it would mix up with."""
+    check_same_compare(out, record)
+    (out / "runs").mkdir(parents=True, exist_ok=True)  # once the settings are known to be good: not before
+    (out / "compare.json").write_text(json.dumps(record, indent=2))
+
+
 def seed_ids(cc: CompareConfig) -> list[int]:
     return list(range(cc.first_seed, cc.first_seed + cc.seeds))
 
@@ -222,12 +216,12 @@ def check_modes(modes: list[str], head: type[TaskHead] = ClassificationHead) -> 
         get_mode(m)
     repeated = sorted({m for m in modes if modes.count(m) > 1})
     if repeated:  # every run of the mode twice, and two rows of the same name in each table
-        raise ValueError(f"--modes names {', '.join(repeated)} more than once ({','.join(modes)})")
+        raise ValueError(f"`modes` names {', '.join(repeated)} more than once ({','.join(modes)})")
     trained = [m for m in modes if not get_mode(m).trains_nothing]
     if not trained:
         raise ValueError(
-            f"--modes {','.join(modes)} trains nothing: name a mode that trains beside it, to "
-            f"compare against (e.g. --modes {','.join(modes)},probe)"
+            f"`modes` {','.join(modes)} trains nothing: name a mode that trains beside it, to "
+            f"compare against (e.g. `modes` {','.join(modes)},probe)"
         )
     for m in modes:
         if get_mode(m).head == "prompt" and not issubclass(head, ClassificationHead):
@@ -251,6 +245,65 @@ def steps_for(cc: CompareConfig, n_train: int, mode: str = "full") -> int:
     return max(steps, cc.frozen_min_steps) if get_mode(mode).frozen_backbone else steps
 
 
+def check_settings(cc: CompareConfig) -> list[str]:
+    """Refuse settings no run could use, before any work (the command line calls it before the data
+    loads, ``compare`` again for every other caller); return the modes that train."""
+    head = get_task(cc.task).head
+    if not head.compare_metrics:
+        raise ValueError(
+            f"task {cc.task!r} has no label budgets to compare over (chat_compare.compare_chat compares chat models)"
+        )
+    trained = check_modes(cc.modes, head)  # zero is not among them: it is scored once per prompt
+    for name in ("seeds", "steps", "max_len", "batch_size"):
+        if getattr(cc, name) is not None and getattr(cc, name) < 1:
+            raise ValueError(f"`{name}` must be at least 1, got {getattr(cc, name)}")
+    return trained
+
+
+def budget_sizes(cc: CompareConfig, data, head: type[TaskHead], log=print) -> dict:
+    """How many training examples each budget takes, each checked against the data."""
+    n_of = {b: len(data.train) if b == "all" else int(b) for b in cc.budgets}
+    for b, n in n_of.items():
+        if n > len(data.train):
+            raise ValueError(f"`budgets`: {b} is larger than the training split ({len(data.train)} examples)")
+        try:
+            head.check_budget(n, data)
+        except ValueError as e:
+            raise ValueError(f"`budgets`: {e}") from None
+    small = [str(b) for b, n in n_of.items() if n < cc.batch_size]
+    if small:  # finetune fits the batch to the budget; its runs here log nothing, so say it once
+        log(
+            f"note: {' and '.join(small)} {head.budget_unit} are fewer than --batch-size {cc.batch_size}: at "
+            f"{'that budget' if len(small) == 1 else 'those budgets'} each step takes every labelled example"
+        )
+    return n_of
+
+
+def run_config(cc: CompareConfig, budget, mode: str, seed: int, n_train: int) -> TrainConfig:
+    """The fine-tuning settings of one run of the grid."""
+    steps = steps_for(cc, n_train, mode)
+    prompted = get_mode(mode).head == "prompt"
+    return TrainConfig(
+        mode=mode,
+        steps=steps,
+        batch_size=cc.batch_size,
+        max_len=cc.max_len,
+        labels=None if budget == "all" else budget,
+        seed=seed,
+        lr=cc.lr.get(mode),
+        val_examples=cc.val_examples,
+        eval_every=max(1, steps // cc.evals_per_run),
+        parallel=cc.parallel,
+        dtype=cc.dtype,
+        pooling=cc.pooling,
+        prompt=cc.prompts[0] if prompted else None,
+        label_words=tuple(cc.label_words) if prompted and cc.label_words else None,
+        unfreeze=cc.unfreeze,
+        lora_rank=cc.lora_rank,
+        lora_alpha=cc.lora_alpha,
+    )
+
+
 def compare(
     base_model,
     scratch_config,
@@ -263,37 +316,20 @@ def compare(
     progress: bool = True,
 ) -> dict:
     """Run the grid and write every result file; returns the summary."""
-    from tqdm.auto import tqdm
-
+    # ---- the settings, against the data: before the adaptation's minutes, not after them
     out = Path(out)
     check_out_folder(out, "compare")
     head = get_task(cc.task).head
-    if not head.compare_metrics:
-        raise ValueError(
-            f"task {cc.task!r} has no label budgets to compare over (chat_compare.compare_chat compares chat models)"
-        )
-    trained = check_modes(cc.modes, head)  # zero is not among them: it is scored once per prompt, below
+    trained = check_settings(cc)
+    n_of = budget_sizes(cc, data, head, log)
+    settings = json.loads(json.dumps(dataclasses.asdict(cc)))
+    write_record(out, {"config": settings, "data": data.spec, "rows": data_rows_hash(data)})
     grid = [(b, m, s) for b in cc.budgets for s in seed_ids(cc) for m in trained]
-    n_of = {b: len(data.train) if b == "all" else int(b) for b in cc.budgets}
-    for b, n in n_of.items():  # before the adaptation's minutes, not after them
-        if n > len(data.train):
-            raise ValueError(f"--budgets: {b} is larger than the training split ({len(data.train)} examples)")
-        try:
-            head.check_budget(n, data)
-        except ValueError as e:
-            raise ValueError(f"--budgets: {e}") from None
-    small = [str(b) for b, n in n_of.items() if n < cc.batch_size]
-    if small:  # finetune fits the batch to the budget; its runs here log nothing, so say it once
-        log(
-            f"note: {' and '.join(small)} {head.budget_unit} are fewer than --batch-size {cc.batch_size}: at "
-            f"{'that budget' if len(small) == 1 else 'those budgets'} each step takes every labelled example"
-        )
-    record = {"config": json.loads(json.dumps(dataclasses.asdict(cc))), "data": data.spec, "rows": data_rows_hash(data)}
-    check_same_compare(out, record)
-    (out / "runs").mkdir(parents=True, exist_ok=True)  # once the settings are known to be good: not before
-    (out / "compare.json").write_text(json.dumps(record, indent=2))
+    configs = {(b, m, s): run_config(cc, b, m, s, n_of[b]) for b, m, s in grid}
+
     rows, t0, truncated, phases, read_back = [], time.perf_counter(), {}, {}, 0
     with compile_meter() as compiled:  # across the adaptation and every run
+        # ---- where the runs start: the checkpoint, or it adapted to the task's text (once for all)
         starts = {"random": base_model, "pretrained": base_model}
         adapted = None
         if any(get_mode(m).start == "adapted" for m in cc.modes):
@@ -302,52 +338,18 @@ def compare(
                 base_model, tokenizer, data, adapt_cfg, out / "adapted", progress=progress, log=log
             )
             starts["adapted"] = adapted.model
-
-        def run_config(budget, mode, seed) -> TrainConfig:
-            steps = steps_for(cc, n_of[budget], mode)
-            prompted = get_mode(mode).head == "prompt"
-            return TrainConfig(
-                mode=mode,
-                steps=steps,
-                batch_size=cc.batch_size,
-                max_len=cc.max_len,
-                labels=None if budget == "all" else budget,
-                seed=seed,
-                lr=cc.lr.get(mode),
-                val_examples=cc.val_examples,
-                eval_every=max(1, steps // cc.evals_per_run),
-                parallel=cc.parallel,
-                dtype=cc.dtype,
-                pooling=cc.pooling,
-                prompt=cc.prompts[0] if prompted else None,
-                label_words=tuple(cc.label_words) if prompted and cc.label_words else None,
-                unfreeze=cc.unfreeze,
-                lora_rank=cc.lora_rank,
-                lora_alpha=cc.lora_alpha,
-            )
-
         if "zero" in cc.modes:  # the next-word head as the classifier, before any label: once per prompt
             rows += zero_label_rows(base_model, data, tokenizer, cc, log)
 
-        # frozen-backbone features, shared by every probe run: all of them computed first, in one fixed order
+        # ---- frozen-backbone features, shared by every probe run: all of them computed first, in one fixed order
         feature_cache: dict = {}
-        frozen_left = any(
-            get_mode(m).frozen_backbone and not run_finished(out, run_name(m, b, s)) for b, m, s in grid
-        )  # (all of them, even if some runs finished: the same bits)
-        warm = (
-            warm_frozen_features(grid, run_config, starts, scratch_config, data, tokenizer, feature_cache, head)
-            if frozen_left
-            else {"texts": 0, "seconds": 0.0, "modes": []}
-        )
-        if warm["texts"]:
-            log(
-                f"frozen-backbone features: {warm['texts']:,} texts, computed once for every "
-                f"{'/'.join(warm['modes'])} run ({warm['seconds']:.1f} s)"
-            )
+        warm = warm_frozen_features(out, configs, starts, scratch_config, data, tokenizer, feature_cache, head, log)
+
+        # ---- the runs: each quiet (the bar says which runs), keeping its result (and its best weights if asked)
+        quietly = {"progress": False, "log": lambda msg: None, "keep_state": False, "keep_best": cc.keep_checkpoints}
         bar = tqdm(total=len(grid), disable=not progress, desc="compare", unit="run", dynamic_ncols=True)
         for i, (budget, mode, seed) in enumerate(grid):
-            name = run_name(mode, budget, seed)
-            cfg = run_config(budget, mode, seed)
+            name, cfg = run_name(mode, budget, seed), configs[budget, mode, seed]
             done = " (finished earlier: its result is read back)" if run_finished(out, name) else ""
             read_back += bool(done)
             bar.write(
@@ -357,78 +359,69 @@ def compare(
             model = build_model(
                 mode, starts[get_mode(mode).start], scratch_config, data, cfg, head, new_head=True, tokenizer=tokenizer
             )
-            r = finetune(
-                model,
-                data,
-                tokenizer,
-                cfg,
-                out / "runs" / name,
-                progress=False,
-                log=lambda msg: None,
-                feature_cache=feature_cache,
-                keep_state=False,
-                keep_best=cc.keep_checkpoints,
-            )
+            r = finetune(model, data, tokenizer, cfg, out / "runs" / name, feature_cache=feature_cache, **quietly)
             res = json.loads((out / "runs" / name / "result.json").read_text())
             for phase, secs in (r.seconds or {"unknown": r.wall_seconds}).items():  # unknown: an older result.json
                 phases[phase] = phases.get(phase, 0.0) + secs
             for split, n in res.get("truncated", {}).items():
                 truncated[split] = max(truncated.get(split, 0), n)
-            run = {"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed}
-            for h in r.history:
-                rows.append(
-                    {
-                        **run,
-                        "split": "validation",
-                        "step": h["step"],
-                        **{m: h[f"val_{m}"] for m in head.metric_names},
-                        "train_loss": h["train_loss"],
-                        "wall_seconds": "",
-                    }
-                )
-            rows.append(
-                {
-                    **run,
-                    "split": "test",
-                    "step": r.best_step,
-                    **{m: r.test[m] for m in head.metric_names},
-                    "train_loss": "",
-                    "wall_seconds": round(r.wall_seconds, 2),
-                }
-            )
+            rows += run_rows(r, {"mode": mode, "budget": budget, "n_train": n_of[budget], "seed": seed}, head)
             bar.update(1)
             headline = head.compare_metrics[0]
             bar.set_postfix_str(f"{name} test {head.metric_names[headline]} {r.test[headline]:.3f}")
         bar.close()
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=result_columns(head))
-        w.writeheader()
-        w.writerows(rows)
+
+    # ---- the results
     summary = summarise(rows, cc, data, time.perf_counter() - t0)
     summary["truncated_to_max_len"], summary["max_len"] = truncated, cc.max_len
     summary["frozen_features"] = warm
     summary["runs_read_back"] = read_back
     summary["run_seconds_by_phase"] = {k: round(v, 2) for k, v in phases.items()}
-    summary["compile"] = {
-        "programs": compiled["programs"],
-        "seconds": round(compiled["seconds"], 2),
-        "from_disk_cache": compiled["from_disk_cache"],
-    }
+    summary["compile"] = {**compiled, "seconds": round(compiled["seconds"], 2)}  # programs, seconds, from_disk_cache
     if adapted is not None:
-        summary["adapt"] = {
-            "steps": adapted.steps,
-            "train_seconds": adapted.train_seconds,
-            "perplexity_before": adapted.perplexity_before,
-            "perplexity_after": adapted.perplexity_after,
-            "texts": adapted.n_texts,
-            "tokens": adapted.n_tokens,
-            "config": dataclasses.asdict(cc.adapt),
+        summary["adapt"] = adapted.record(cc.adapt)
+    write_results(out, rows, summary, head, cc, data.spec)
+    return summary
+
+
+def run_rows(r, run: dict, head: type[TaskHead]) -> list[dict]:
+    """results.csv's rows of one run (``run``: its mode, budget, n_train and seed): one per validation, then
+    the test split's, of the best weights."""
+    rows = [
+        {
+            **run,
+            "split": "validation",
+            "step": h["step"],
+            **{m: h[f"val_{m}"] for m in head.metric_names},
+            "train_loss": h["train_loss"],
+            "wall_seconds": "",
         }
+        for h in r.history
+    ]
+    test = {m: r.test[m] for m in head.metric_names}
+    rows.append(
+        {
+            **run,
+            "split": "test",
+            "step": r.best_step,
+            **test,
+            "train_loss": "",
+            "wall_seconds": round(r.wall_seconds, 2),
+        }
+    )
+    return rows
+
+
+def write_results(out: Path, rows: list[dict], summary: dict, head: type[TaskHead], cc: CompareConfig, spec: str):
+    """results.csv, summary.json, summary.md and the two figures."""
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=result_columns(head))
+        w.writeheader()
+        w.writerows(rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(summary_markdown(summary))
-    plot_curves(rows, cc, out / "curves.png", data.spec)
-    plot_budget(summary, out / "budget.png", data.spec)
-    return summary
+    plot_curves(rows, cc, out / "curves.png", spec)
+    plot_budget(summary, out / "budget.png", spec)
 
 
 def zero_label_rows(base_model, data, tokenizer, cc: CompareConfig, log) -> list[dict]:
@@ -465,38 +458,43 @@ def zero_label_rows(base_model, data, tokenizer, cc: CompareConfig, log) -> list
 
 
 def warm_frozen_features(
-    grid, run_config, starts, scratch_config, data, tokenizer, cache: dict, head: type[TaskHead] = ClassificationHead
+    out: Path,
+    configs: dict,
+    starts: dict,
+    scratch_config,
+    data,
+    tokenizer,
+    cache: dict,
+    head: type[TaskHead] = ClassificationHead,
+    log=print,
 ) -> dict:
-    """Every text a frozen-backbone run of ``grid`` will read (its budget's
-    training examples, the validation subset, the test split), its features
-    computed at once in a fixed order (``steps.warm_feature_cache``), so that
-    each run reads the same bits whether or not the runs before it ran in
-    this call (a resumed compare repeats an uninterrupted one exactly)."""
-    from minitransfer.steps import eval_batch_default, warm_feature_cache
-
+    """Every text a frozen-backbone run of ``configs`` (the grid's, by budget, mode and seed) will read (its
+    budget's training examples, the validation subset, the test split), its features computed at once in a
+    fixed order (``steps.warm_feature_cache``), so that each run reads the same bits whether or not the runs
+    before it ran in this call (a resumed compare repeats an uninterrupted one exactly). All of them while
+    one such run of ``out`` is left to do, none when none is."""
+    if not any(get_mode(m).frozen_backbone and not run_finished(out, run_name(m, b, s)) for b, m, s in configs):
+        return {"texts": 0, "seconds": 0.0, "modes": []}
     t0, n, modes = time.perf_counter(), 0, []
-    for mode in dict.fromkeys(m for _, m, _ in grid if get_mode(m).frozen_backbone):
-        runs = [(b, s) for b, m, s in grid if m == mode]
-        cfg = run_config(runs[0][0], mode, runs[0][1])
+    for mode in dict.fromkeys(m for _, m, _ in configs if get_mode(m).frozen_backbone):
+        runs = [(b, s) for b, m, s in configs if m == mode]
+        cfg = configs[runs[0][0], mode, runs[0][1]]
         model = build_model(
             mode, starts[get_mode(mode).start], scratch_config, data, cfg, head, new_head=True, tokenizer=tokenizer
         )
         encs = []
         for budget, seed in runs:
-            c = run_config(budget, mode, seed)
-            prepared = model.head.prepare(
-                data,
-                tokenizer,
-                max_len=c.max_len,
-                budget=c.labels,
-                seed=seed,
-                val_examples=c.val_examples,
-                log=lambda msg: None,
-            )
+            prepared = prepare_run(model.head, data, tokenizer, configs[budget, mode, seed], log=lambda msg: None)
             encs += [e for _, e in prepared.values()]
         n += warm_feature_cache(model, encs, cfg.eval_batch_size or eval_batch_default(), cache, cfg.dtype)
         modes.append(mode)
-    return {"texts": n, "seconds": round(time.perf_counter() - t0, 2), "modes": modes}
+    warm = {"texts": n, "seconds": round(time.perf_counter() - t0, 2), "modes": modes}
+    if n:
+        log(
+            f"frozen-backbone features: {n:,} texts, computed once for every {'/'.join(modes)} run "
+            f"({warm['seconds']:.1f} s)"
+        )
+    return warm
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict:
@@ -506,8 +504,6 @@ def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) ->
     differences do not vary: a t-interval is then the point itself, which
     says nothing about the next seed (two seeds each 100 test examples ahead
     would read as certain)."""
-    from scipy import stats
-
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     out = {"mean": float(d.mean()), "low": None, "high": None, "p": None, "significant": False, "n": int(len(d))}
     if len(d) >= 2 and np.all(np.isfinite(d)) and np.ptp(d) > SPREAD_TOLERANCE:
@@ -525,8 +521,6 @@ SPREAD_TOLERANCE = 1e-9
 def mean_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
     """Student-t confidence interval of a mean over seeds (None for one seed,
     or values that do not vary: see ``paired_difference``)."""
-    from scipy import stats
-
     x = np.asarray(x, np.float64)
     if len(x) < 2 or not np.all(np.isfinite(x)) or np.ptp(x) <= SPREAD_TOLERANCE:
         return None
@@ -541,8 +535,6 @@ def false_discovery(gains: list[dict], rate: float = 0.05) -> dict:
     (Benjamini-Hochberg on the paired t-tests' p-values, scipy's
     ``false_discovery_control``); each cell gets its adjusted p-value
     ``q``. Returns what the summary says of it."""
-    from scipy import stats
-
     cells = [c for g in gains for c in g["budgets"].values() if c.get("p") is not None]
     if not cells:
         return {"tests": 0, "rate": rate, "kept": []}
@@ -787,10 +779,10 @@ def zero_label_text(s: dict) -> str:
 
 
 def summary_markdown(s: dict) -> str:
+    """summary.md: the headline metric's table and its paired gains, the same for each other compare
+    metric, then what the claims, the truncation and the time say."""
     task = summary_task(s)
-    budgets, names = s["budgets"], task.metric_names
-    head = "| mode | " + " | ".join(f"{b} {task.budget_unit}" for b in budgets) + " |"
-    rule = "| --- | " + " | ".join("---" for _ in budgets) + " |"
+    names = task.metric_names
     main, *others = task.compare_metrics
     baselines = "".join(f"; {name} {100 * s[key]:.1f}%" for key, name in task.baseline_names.items() if key in s)
     lines = [
@@ -800,58 +792,16 @@ def summary_markdown(s: dict) -> str:
         + (f"; the data split with --split-seed {s['split_seed']}" if s.get("split_seed") else "")
         + ".",
         "",
-        head,
-        rule,
+        *table_head(s),
+        *metric_rows(s, main),
     ]
-
-    def table_rows(metric):
-        spread = (lambda cell: f" ± {100 * cell[f'{metric}_std']:.1f}") if s["seeds"] > 1 else (lambda cell: "")
-        return [
-            f"| {mode} | "
-            + " | ".join(
-                f"{100 * s['table'][mode][b][f'{metric}_mean']:.1f}{spread(s['table'][mode][b])}" for b in budgets
-            )
-            + " |"
-            for mode in s["modes"]
-        ]
-
-    def gain_tables(gains, metric, first):
-        out = []
-        for k, over in enumerate(dict.fromkeys(g["over"] for g in gains)):
-            rows = [g for g in gains if g["over"] == over]
-            if k == 0 and first:
-                intro = (
-                    f"Gain over {over} in {names[metric]} points: the mean of the per-seed differences (at a "
-                    f"given budget and seed both runs see the same labelled examples) with its 95% confidence "
-                    f"interval (Student's t over seeds"
-                    + (")" if s["seeds"] > 1 else "; one seed gives no interval)")
-                    + ". `*`: the interval excludes zero, so the difference is a claim; without `*` it is not."
-                )
-            elif k == 0:
-                intro = f"Gain over {over} in {names[metric]} points, paired the same way."
-            elif all(get_mode(g["mode"]).adds_to == over for g in rows):
-                what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
-                intro = (
-                    f"Gain over {over}, paired the same way: the stage that "
-                    + " and ".join(g["mode"] for g in rows)
-                    + f" adds to {over}, measured on its own ({what})."
-                )
-            else:
-                what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
-                intro = f"Gain over {over}, paired the same way ({what})."
-            out += ["", intro, "", head, rule]
-            for g in rows:
-                out.append(f"| {g['mode']} | " + " | ".join(gain_text(g["budgets"][b]) for b in budgets) + " |")
-        return out
-
-    lines += table_rows(main)
     if s.get("zero_label"):
         lines += ["", zero_label_text(s)]
     gains = list(s["gains"])
-    lines += gain_tables(s["gains"], main, first=True)
+    lines += gain_tables(s, s["gains"], main, first=True)
     for m in others:  # the task's other compare metrics, each from the same runs
-        lines += ["", f"Test {names[m]} (%) of the same runs:", "", head, rule, *table_rows(m)]
-        lines += gain_tables(s["other_gains"][m], m, first=False)
+        lines += ["", f"Test {names[m]} (%) of the same runs:", "", *table_head(s), *metric_rows(s, m)]
+        lines += gain_tables(s, s["other_gains"][m], m, first=False)
         gains += s["other_gains"][m]
     fdr = s.get("false_discovery")
     if fdr and fdr["tests"] > 1:
@@ -859,28 +809,7 @@ def summary_markdown(s: dict) -> str:
     lines += [""]
     if any((s.get("truncated_to_max_len") or {}).values()):  # what the metrics were measured on
         lines += [truncation_text(s), ""]
-    lines += [
-        f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all"
-        + (
-            f" ({s['runs_read_back']} of the {len(s['modes']) * len(s['budgets']) * s['seeds']} runs finished in "
-            f"an earlier call, and their times are from then)"
-            if s.get("runs_read_back")
-            else ""
-        )
-        + "."
-    ]
-    if s.get("run_seconds_by_phase"):
-        lines[-1] += " " + phases_text(s["run_seconds_by_phase"])
-    if s.get("compile"):
-        lines[-1] += (
-            f" Compiling (tracing, lowering and XLA's compiler), across the adaptation and the runs "
-            f"and counted inside their times, took {s['compile']['seconds']:.1f} s for "
-            f"{s['compile']['programs']} programs"
-            # the runs read back compiled in their own call: what this one compiled is another count
-            + (" in this call (the runs read back compiled in theirs)" if s.get("runs_read_back") else "")
-        )
-        hits = s["compile"].get("from_disk_cache", 0)
-        lines[-1] += f", {hits} of them read from JAX's compilation cache." if hits else "."
+    lines.append(time_text(s))
     if s.get("frozen_features", {}).get("texts"):
         w = s["frozen_features"]
         lines.append(
@@ -896,3 +825,84 @@ def summary_markdown(s: dict) -> str:
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def table_head(s: dict) -> list[str]:
+    """A summary table's head: a column per budget."""
+    unit = summary_task(s).budget_unit
+    return [
+        "| mode | " + " | ".join(f"{b} {unit}" for b in s["budgets"]) + " |",
+        "| --- | " + " | ".join("---" for _ in s["budgets"]) + " |",
+    ]
+
+
+def metric_rows(s: dict, metric: str) -> list[str]:
+    """A row per mode: its mean ``metric`` (%) at each budget, ± its standard deviation over the seeds."""
+    spread = (lambda cell: f" ± {100 * cell[f'{metric}_std']:.1f}") if s["seeds"] > 1 else (lambda cell: "")
+    return [
+        f"| {mode} | "
+        + " | ".join(
+            f"{100 * s['table'][mode][b][f'{metric}_mean']:.1f}{spread(s['table'][mode][b])}" for b in s["budgets"]
+        )
+        + " |"
+        for mode in s["modes"]
+    ]
+
+
+def gain_tables(s: dict, gains: list[dict], metric: str, first: bool) -> list[str]:
+    """A table of paired gains in ``metric`` per reference mode, each after a line that says what it holds
+    (``first``: the summary's first, which says how a gain is computed)."""
+    names, out = summary_task(s).metric_names, []
+    for k, over in enumerate(dict.fromkeys(g["over"] for g in gains)):
+        rows = [g for g in gains if g["over"] == over]
+        if k == 0 and first:
+            intro = (
+                f"Gain over {over} in {names[metric]} points: the mean of the per-seed differences (at a "
+                f"given budget and seed both runs see the same labelled examples) with its 95% confidence "
+                f"interval (Student's t over seeds"
+                + (")" if s["seeds"] > 1 else "; one seed gives no interval)")
+                + ". `*`: the interval excludes zero, so the difference is a claim; without `*` it is not."
+            )
+        elif k == 0:
+            intro = f"Gain over {over} in {names[metric]} points, paired the same way."
+        elif all(get_mode(g["mode"]).adds_to == over for g in rows):
+            what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
+            intro = (
+                f"Gain over {over}, paired the same way: the stage that "
+                + " and ".join(g["mode"] for g in rows)
+                + f" adds to {over}, measured on its own ({what})."
+            )
+        else:
+            what = "; ".join(f"{g['mode']}: {get_mode(g['mode']).help}" for g in rows)
+            intro = f"Gain over {over}, paired the same way ({what})."
+        out += ["", intro, "", *table_head(s)]
+        for g in rows:
+            out.append(f"| {g['mode']} | " + " | ".join(gain_text(g["budgets"][b]) for b in s["budgets"]) + " |")
+    return out
+
+
+def time_text(s: dict) -> str:
+    """What the runs took: in all, by phase, and compiling."""
+    text = (
+        f"The runs took {s['run_seconds_total'] / 60:.1f} min of training and evaluation in all"
+        + (
+            f" ({s['runs_read_back']} of the {len(s['modes']) * len(s['budgets']) * s['seeds']} runs finished in "
+            f"an earlier call, and their times are from then)"
+            if s.get("runs_read_back")
+            else ""
+        )
+        + "."
+    )
+    if s.get("run_seconds_by_phase"):
+        text += " " + phases_text(s["run_seconds_by_phase"])
+    if s.get("compile"):
+        text += (
+            f" Compiling (tracing, lowering and XLA's compiler), across the adaptation and the runs "
+            f"and counted inside their times, took {s['compile']['seconds']:.1f} s for "
+            f"{s['compile']['programs']} programs"
+            # the runs read back compiled in their own call: what this one compiled is another count
+            + (" in this call (the runs read back compiled in theirs)" if s.get("runs_read_back") else "")
+        )
+        hits = s["compile"].get("from_disk_cache", 0)
+        text += f", {hits} of them read from JAX's compilation cache." if hits else "."
+    return text

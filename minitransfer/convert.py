@@ -24,11 +24,15 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
 
+from minitransfer import tasks  # noqa: F401  (registers every task's head kind)
 from minitransfer.errors import CheckpointError
-from minitransfer.heads import HEAD_PREFIX, TaskHead
+from minitransfer.heads import HEAD_PREFIX, TaskHead, head_class
 from minitransfer.hub import PICKLE, SAFETENSORS, SAFETENSORS_INDEX, load_config, resolve_source
 from minitransfer.model import GPT2, GPT2Backbone, GPT2Config, NextWordHead
+from minitransfer.tokenizer import check_tokenizer_fits
 
 # ----------------------------------------------------------------------------
 # Names: Flax parameter paths <-> Hugging Face tensor names
@@ -93,9 +97,6 @@ def normalize_state_dict(tensors: dict[str, np.ndarray], source: str) -> tuple[d
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     if not path.is_file():  # (a folder of that name read as "No such device (os error 19)")
         raise CheckpointError(f"{path}: not a file; expected the checkpoint's weights in safetensors format")
     try:
@@ -114,7 +115,7 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 def _read_pickle(path: Path) -> dict[str, np.ndarray]:
     try:
-        import torch
+        import torch  # optional (not a dependency): only a pickled checkpoint the user allows needs it
     except ImportError:
         raise CheckpointError(
             f"{path}: reading pytorch_model.bin needs PyTorch, which minitransfer does not "
@@ -237,9 +238,6 @@ def load_pretrained(source: str | os.PathLike, *, allow_pickle: bool = False) ->
     -> logits (B, T, V). A classifier saved by minitransfer comes back with its
     ``ClassificationHead`` and label names: ``model(input_ids)`` -> (B, K).
     """
-    from minitransfer import tasks  # noqa: F401  (registers every task's head kind)
-    from minitransfer.heads import head_class
-
     directory = resolve_source(source, allow_pickle=allow_pickle)
     config = load_config(directory)
     raw, desc = read_weights(directory, allow_pickle=allow_pickle)
@@ -347,10 +345,6 @@ def save_pretrained(
     transformers skips (its backbone still loads there). ``files``, where
     given, gets the names of the files written appended to it.
     """
-    from safetensors.numpy import save_file
-
-    from minitransfer.tokenizer import check_tokenizer_fits
-
     directory = Path(directory)
     if tokenizer is not None:  # before anything is written
         check_tokenizer_fits(tokenizer, model.config, f"saving to {directory}")

@@ -59,9 +59,9 @@ def encode(split: Split, tokenizer, max_len: int, suffix: tuple[int, ...] = ()) 
     same texts.
     """
     if max_len < 1:
-        raise DataError(f"--max-len must be at least 1, got {max_len}")
+        raise DataError(f"`max_len` must be at least 1, got {max_len}")
     if len(suffix) >= max_len:
-        raise DataError(f"a suffix of {len(suffix)} tokens leaves no room for the text in --max-len {max_len}")
+        raise DataError(f"a suffix of {len(suffix)} tokens leaves no room for the text in `max_len` {max_len}")
     try:
         kept = _ENCODED.setdefault(tokenizer, OrderedDict())
     except TypeError:  # a tokenizer that cannot be weakly referenced or hashed: no reuse

@@ -1,6 +1,11 @@
 """The errors minitransfer raises on purpose, in one place: each message says
 what was wrong (the file, field, tensor or setting) and what to do instead.
 The command line prints them as one line; anything else is a bug.
+
+A message names a setting (a function's parameter, a config's field) as
+Python spells it, in backticks: "`max_len` must be at least 1". The command
+line writes each such name as its own option ("--max-len must be at least
+1": ``cli.in_options``), so that only the command line speaks in flags.
 """
 
 from __future__ import annotations

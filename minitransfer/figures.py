@@ -43,7 +43,7 @@ COLORS = {
 
 def plot_curves(rows: list[dict], cc, path: Path, spec: str):
     """The headline metric on the validation split against the step, at ``cc.curve_budget`` (a CompareConfig)."""
-    import matplotlib
+    import matplotlib  # here: slow to import, and only the figures need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -89,7 +89,7 @@ def plot_budget(summary: dict, path: Path, spec: str):
     interval of the mean over seeds). Right: its paired gains (``gain_pairs``:
     over scratch, and a stage's own, dashed) with their 95% intervals as error
     bars; a bar that crosses zero is no evidence of a difference."""
-    import matplotlib
+    import matplotlib  # (here: see plot_curves)
     import matplotlib.ticker
 
     matplotlib.use("Agg")
@@ -101,7 +101,7 @@ def plot_budget(summary: dict, path: Path, spec: str):
     gains = summary["gains"]
     with_gains = bool(gains)
     fig, axes = plt.subplots(1, 2 if with_gains else 1, figsize=(12.5 if with_gains else 7, 4.6), squeeze=False)
-    ax, barred = axes[0, 0], False
+    ax = axes[0, 0]
     means = [100 * summary["table"][m][b][f"{metric}_mean"] for m in summary["modes"] for b in summary["budgets"]]
     bands = {}  # mode -> (x, lo, hi) arrays, where every budget has an interval
     for mode in summary["modes"]:
@@ -118,22 +118,7 @@ def plot_budget(summary: dict, path: Path, spec: str):
         ax.fill_between(x, lo, hi, alpha=0.15, color=COLORS.get(mode))
     zero = summary.get("zero_label")
     if zero:  # the next-word head before any label, drawn left of the smallest budget, where "0" stands
-        x0 = min(c["n_train"] for c in summary["table"][summary["modes"][0]].values()) / 3
-        ci = zero.get("accuracy_ci95")
-        err = [[100 * (zero["accuracy_mean"] - ci[0])], [100 * (ci[1] - zero["accuracy_mean"])]] if ci else None
-        ax.errorbar(
-            [x0],
-            [100 * zero["accuracy_mean"]],
-            yerr=err,
-            marker="D",
-            capsize=4,
-            color=COLORS["zero"],
-            ls="none",
-            label=f"zero labels (mean over {len(zero['prompts'])} prompts)",
-        )
-        means.append(100 * zero["accuracy_mean"])
-        if ci:
-            ylim = (min(ylim[0], 100 * ci[0] - 1), max(ylim[1], 100 * ci[1] + 1))
+        ylim = plot_zero_label(ax, summary, ylim)
     for nm, value in baselines.items():
         ax.axhline(value, ls="--", color="black", lw=0.8, label=nm)
     ax.set_ylim(*ylim)
@@ -150,47 +135,7 @@ def plot_budget(summary: dict, path: Path, spec: str):
         )
     )
     if with_gains:
-        g = axes[0, 1]
-        ref = gains[0]["over"]  # the main reference (scratch); a stage's own gain (adapt over full) dashed
-        for k, gain in enumerate(gains):
-            cells = [gain["budgets"][b] for b in summary["budgets"]]
-            n = [summary["table"][gain["mode"]][b]["n_train"] for b in summary["budgets"]]
-            x = np.array(n, dtype=float) * (1 + 0.06 * (k - (len(gains) - 1) / 2))  # side by side, bars apart
-            m = np.array([100 * c["mean"] for c in cells])
-            style = dict(
-                marker="o",
-                color=COLORS.get(gain["mode"]),
-                ls="-" if gain["over"] == ref else "--",
-                label=gain["mode"] if gain["over"] == ref else f"{gain['mode']} over {gain['over']}",
-            )
-            if all(c.get("ci95") for c in cells):
-                err = np.array(
-                    [
-                        [100 * (c["mean"] - c["ci95"][0]) for c in cells],
-                        [100 * (c["ci95"][1] - c["mean"]) for c in cells],
-                    ]
-                )
-                g.errorbar(x, m, yerr=err, capsize=4, **style)
-                barred = True
-            else:
-                g.plot(x, m, **style)
-        g.axhline(0, color="black", lw=0.8)
-        g.set_ylabel(f"paired gain ({name} points)")
-        others = [x for x in gains if x["over"] != ref]  # dashed: a stage on its own (adapt over full), or another pair
-        stages = all(get_mode(x["mode"]).adds_to == x["over"] for x in others)
-        g.set_title(
-            f"Paired gain over {ref}"
-            + (
-                (", and of a stage on its own (dashed)" if stages else ", and over other modes (dashed)")
-                if others
-                else ""
-            )
-            + (
-                "\n(error bars: 95% interval; crossing 0 = no evidence)"
-                if barred
-                else "\n(no interval to draw: one seed, or no spread)"
-            )
-        )
+        plot_gains(axes[0, 1], summary, name)
     for k, a in enumerate(axes[0]):
         a.set_xscale("log")
         ticks = [summary["table"][summary["modes"][0]][b]["n_train"] for b in summary["budgets"]]
@@ -206,3 +151,67 @@ def plot_budget(summary: dict, path: Path, spec: str):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_zero_label(ax, summary: dict, ylim: tuple) -> tuple:
+    """Mode zero's mean over prompts, with its 95% interval, left of the smallest budget; returns the
+    y-range widened to hold that interval."""
+    zero = summary["zero_label"]
+    x0 = min(c["n_train"] for c in summary["table"][summary["modes"][0]].values()) / 3
+    ci = zero.get("accuracy_ci95")
+    err = [[100 * (zero["accuracy_mean"] - ci[0])], [100 * (ci[1] - zero["accuracy_mean"])]] if ci else None
+    ax.errorbar(
+        [x0],
+        [100 * zero["accuracy_mean"]],
+        yerr=err,
+        marker="D",
+        capsize=4,
+        color=COLORS["zero"],
+        ls="none",
+        label=f"zero labels (mean over {len(zero['prompts'])} prompts)",
+    )
+    if ci:
+        return (min(ylim[0], 100 * ci[0] - 1), max(ylim[1], 100 * ci[1] + 1))
+    return ylim
+
+
+def plot_gains(g, summary: dict, name: str) -> None:
+    """The paired gains of the headline metric (``name``) against the budget, with their 95% intervals
+    as error bars."""
+    gains, barred = summary["gains"], False
+    ref = gains[0]["over"]  # the main reference (scratch); a stage's own gain (adapt over full) dashed
+    for k, gain in enumerate(gains):
+        cells = [gain["budgets"][b] for b in summary["budgets"]]
+        n = [summary["table"][gain["mode"]][b]["n_train"] for b in summary["budgets"]]
+        x = np.array(n, dtype=float) * (1 + 0.06 * (k - (len(gains) - 1) / 2))  # side by side, bars apart
+        m = np.array([100 * c["mean"] for c in cells])
+        style = dict(
+            marker="o",
+            color=COLORS.get(gain["mode"]),
+            ls="-" if gain["over"] == ref else "--",
+            label=gain["mode"] if gain["over"] == ref else f"{gain['mode']} over {gain['over']}",
+        )
+        if all(c.get("ci95") for c in cells):
+            err = np.array(
+                [
+                    [100 * (c["mean"] - c["ci95"][0]) for c in cells],
+                    [100 * (c["ci95"][1] - c["mean"]) for c in cells],
+                ]
+            )
+            g.errorbar(x, m, yerr=err, capsize=4, **style)
+            barred = True
+        else:
+            g.plot(x, m, **style)
+    g.axhline(0, color="black", lw=0.8)
+    g.set_ylabel(f"paired gain ({name} points)")
+    others = [x for x in gains if x["over"] != ref]  # dashed: a stage on its own (adapt over full), or another pair
+    stages = all(get_mode(x["mode"]).adds_to == x["over"] for x in others)
+    g.set_title(
+        f"Paired gain over {ref}"
+        + ((", and of a stage on its own (dashed)" if stages else ", and over other modes (dashed)") if others else "")
+        + (
+            "\n(error bars: 95% interval; crossing 0 = no evidence)"
+            if barred
+            else "\n(no interval to draw: one seed, or no spread)"
+        )
+    )

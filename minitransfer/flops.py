@@ -10,6 +10,8 @@ its specification sheet (a CPU has none here: give ``peak_tflops`` yourself).
 
 from __future__ import annotations
 
+import jax
+
 # Dense (not sparse) bfloat16 peak, TFLOP/s, from the vendors' data sheets.
 PEAK_BF16_TFLOPS = {
     "H100": 989.0,  # SXM; the PCIe card is 756
@@ -36,8 +38,6 @@ def train_flops_per_token(
 
 def device_peak_tflops(device=None) -> float | None:
     """The spec-sheet bf16 peak of a JAX device (default: the first), or None if unknown."""
-    import jax
-
     kind = (device or jax.devices()[0]).device_kind
     if "PCIe" in kind and "H100" in kind:
         return 756.0

@@ -227,3 +227,16 @@ def budgeted_splits(data, splits, budget, seed: int, val_examples: int | None, l
         parts["validation"] = data.validation.subset(val_examples, 0, "--val-examples")
         log(f"validating on a fixed subset of {val_examples} of {len(data.validation)} validation {what}")
     return parts
+
+
+def encode_splits(parts: dict, splits, encode: Callable, fields: tuple[str, ...], log) -> dict:
+    """Each of ``splits`` of ``parts`` encoded (``encode(name, items)``; what it noticed said in ``log``),
+    as (arrays, encoded): the arrays a batch holds, ``input_ids``, ``attention_mask`` and ``fields`` (the
+    head's ``batch_fields``)."""
+    out = {}
+    for name in splits:
+        e = encode(name, parts[name])
+        for note in e.notes:
+            log(f"{name}: {note}")
+        out[name] = ({k: getattr(e, k) for k in ("input_ids", "attention_mask", *fields)}, e)
+    return out

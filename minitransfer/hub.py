@@ -48,7 +48,7 @@ def resolve_source(source: str | os.PathLike, allow_pickle: bool = False) -> Pat
 
 
 def _download_from_hub(repo_id: str, allow_pickle: bool = False) -> Path:
-    try:
+    try:  # here: only a download needs it, and its import takes a while
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import RepositoryNotFoundError
     except ImportError:  # pragma: no cover - huggingface_hub comes with transformers

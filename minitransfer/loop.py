@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from minitransfer import interrupt
 from minitransfer.errors import TrainingError
+from minitransfer.parallel import Parallel
 from minitransfer.runs import RunFolder, Stopwatch
 
 
@@ -84,7 +85,7 @@ def train_loop(
     desc: str,
     progress: bool = True,
     log: Callable[[str], None] = print,
-    parallel=None,
+    parallel: Parallel | None = None,
 ) -> LoopResult:
     """Run ``train_step`` on batch ``get_batch(s)`` for steps s = (where ``run``
     stopped) .. ``schedule.total``; validate every ``schedule.eval_every``
@@ -94,13 +95,10 @@ def train_loop(
     start, history, best = done["step"], done["history"], done["best"]
     if 0 < start < schedule.total:
         log(f"{run.out}: resuming at step {start} of {schedule.total}")
-    if parallel is not None:
-        params, opt_state = parallel.place(params), parallel.place(opt_state)
-        if best["params"] is not None:
-            best["params"] = parallel.place(best["params"])
-    place_batch = parallel.place_batch if parallel is not None else (lambda batch: batch)
+    parallel = parallel if parallel is not None else Parallel("none")  # ("none" leaves every array where it is)
+    best["params"] = parallel.place(best["params"])
     # train_step donates its inputs: copies, so that the caller's weights survive whatever happens here
-    params, opt_state = jax.tree.map(jnp.copy, (params, opt_state))
+    params, opt_state = jax.tree.map(jnp.copy, parallel.place((params, opt_state)))
     key = jax.random.key(schedule.seed)
     watch = Stopwatch()
     # The losses stay on the device until the next validation: reading each one at once would make the
@@ -112,7 +110,7 @@ def train_loop(
     with bar, interrupt.checkpoints():
         for step in range(start, schedule.total):
             interrupt.check()  # a Ctrl-C that landed where Python ignores exceptions (interrupt.py)
-            batch = place_batch(get_batch(step))
+            batch = parallel.place_batch(get_batch(step))
             params, opt_state, m = train_step(params, opt_state, batch, key, schedule.lrs[step], step)
             pending.append(m["loss"])
             if step == start:  # one wait, so that compiling is not counted as training speed
@@ -134,26 +132,27 @@ def train_loop(
                         validation.on_best(params, step + 1, metrics)
             bar.set_postfix(loss=f"{loss:.3f}", **validation.show(metrics))
             if not progress:  # no bar: a line per validation, so that a long run is not silent
-                log(
-                    f"{desc} step {step + 1}/{schedule.total}: train loss {loss:.4f}, "
-                    + ", ".join(f"{k} {int(v)}" if k.endswith("_n") else f"{k} {v:.4f}" for k, v in metrics.items())
-                )
+                log(f"{desc} step {step + 1}/{schedule.total}: train loss {loss:.4f}, {metrics_line(metrics)}")
             with watch("save"):
                 run.save(params, opt_state, best, step + 1, history, done["seconds"] + watch.elapsed())
 
     watch.seconds["loop"] = watch.elapsed()
-    steps_run = schedule.total - start
     return LoopResult(
         params,
         best["params"] if best["params"] is not None else params,
         best["step"],
         best["metrics"] or {},
         history,
-        schedule.total,
-        steps_run,
-        done["seconds"] + watch.seconds["loop"],
-        watch.seconds,
+        step=schedule.total,
+        steps_run=schedule.total - start,
+        train_seconds=done["seconds"] + watch.seconds["loop"],
+        seconds=watch.seconds,
     )
+
+
+def metrics_line(metrics: dict) -> str:
+    """'val_loss 0.6931, val_accuracy 0.5000': a validation's metrics (counts, ``..._n``, as whole numbers)."""
+    return ", ".join(f"{k} {int(v)}" if k.endswith("_n") else f"{k} {v:.4f}" for k, v in metrics.items())
 
 
 def last_finite_loss(losses: list, step: int, run: RunFolder) -> float:

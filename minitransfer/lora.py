@@ -23,6 +23,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from flax import nnx
+from safetensors.numpy import save_file
 
 ADAPTERS_FILE = "adapters.safetensors"  # beside model.safetensors in a lora run's best/
 
@@ -116,8 +117,6 @@ def adapter_tensors(model) -> dict[str, np.ndarray]:
 def save_adapters(model, directory: str | Path) -> Path | None:
     """Write ``model``'s adapters (and their rank and scale) to
     ``directory/adapters.safetensors``; None where the model has none."""
-    from safetensors.numpy import save_file
-
     tensors = adapter_tensors(model)
     if not tensors:
         return None

@@ -39,6 +39,10 @@ from typing import Any
 
 from flax import nnx
 
+from minitransfer.classify import ClassificationHead
+from minitransfer.lora import add_adapters, merge_adapters
+from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
+
 # what trains in each mode, as nnx filters (see the module's docstring)
 HEAD = nnx.All(nnx.Param, nnx.PathContains("head"))  # the task head's weights
 EVERYTHING = nnx.Param
@@ -68,18 +72,6 @@ def top_blocks(cfg, n_layer: int):
         return path[:2] == ("backbone", "h") and int(path[2]) >= first
 
     return nnx.All(nnx.Param, nnx.Any(nnx.PathContains("head"), nnx.PathContains("ln_f"), in_top_blocks))
-
-
-def _add_adapters(model, cfg):
-    from minitransfer.lora import add_adapters
-
-    return add_adapters(model, cfg)
-
-
-def _merge_adapters(model):
-    from minitransfer.lora import merge_adapters
-
-    return merge_adapters(model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,9 +160,6 @@ _SAMPLE_SETTINGS = types.SimpleNamespace(unfreeze=1, lora_rank=1, lora_alpha=1.0
 def _selected(mode: Mode) -> dict[str, bool]:
     """Does ``mode``'s filter select any weight of the backbone, of the head,
     on a two-block model (shapes only: nothing is computed)?"""
-    from minitransfer.classify import ClassificationHead
-    from minitransfer.model import GPT2, GPT2Backbone, GPT2Config
-
     config = GPT2Config(vocab_size=4, n_positions=4, n_embd=4, n_layer=2, n_head=1)
 
     def sample():
@@ -208,8 +197,8 @@ MODES: dict[str, Mode] = {
             "low-rank adapters (rank --lora-rank, scale --lora-alpha / rank) beside every attention and MLP "
             "projection, and a new head, train; the pretrained weights stay frozen; saved merged into plain GPT-2 "
             "weights",
-            prepare=_add_adapters,
-            finish=_merge_adapters,
+            prepare=add_adapters,
+            finish=merge_adapters,
             options=("lora_rank", "lora_alpha"),
         ),
         Mode("full", "pretrained", EVERYTHING, 1e-4, 5e-4, "every pretrained weight and a new head train"),

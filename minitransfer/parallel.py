@@ -19,6 +19,8 @@ only its own slice of the global batch.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -31,8 +33,6 @@ def maybe_initialize_distributed() -> None:
     """Connect the hosts of a multi-host run (TPU pod slice). On a TPU VM
     ``jax.distributed.initialize()`` finds its peers by itself; elsewhere it
     reads JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID."""
-    import os
-
     if os.environ.get("MINITRANSFER_MULTIHOST") == "1":
         jax.distributed.initialize()
 

@@ -25,12 +25,20 @@ import dataclasses
 import io
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from flax import nnx
 
-from minitransfer.data import DataError
+from minitransfer.classify import ClassificationHead
+from minitransfer.convert import load_pretrained, read_head_info, resolve_source, training_info
+from minitransfer.data import DataError, Split
+from minitransfer.encoding import encode
+from minitransfer.readers import read_rows, read_text
+from minitransfer.steps import COMPUTE_DTYPES, check_dtype, eval_batch_default, forward_tokens, make_eval_step, predict
+from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
 INPUT_KINDS = ("jsonl", "csv", "tsv", "txt")
 OUTPUT_KINDS = (".jsonl", ".csv")
@@ -77,8 +85,6 @@ def read_texts(path: str | os.PathLike, text_field: str = "text") -> Texts:
     docstring). Refused with the file, line and field named: a missing file,
     an unknown extension, a row without ``text_field`` or with a value there
     that is not text, and a file without one non-empty text."""
-    from minitransfer.readers import read_rows, read_text
-
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
@@ -139,13 +145,6 @@ def predict_texts(
     """Every text's logits and label probabilities under a classifier: the
     texts encoded as ``evaluate`` encodes them (right-padded, cut to
     ``max_len`` tokens), in batches through the evaluation step."""
-    from flax import nnx
-
-    from minitransfer.classify import ClassificationHead
-    from minitransfer.data import Split
-    from minitransfer.encoding import encode
-    from minitransfer.steps import check_dtype, eval_batch_default, forward_tokens, make_eval_step, predict
-
     if not isinstance(model.head, ClassificationHead):
         raise ValueError(f"predict needs a classifier; this model has a {model.head.kind} head")
     check_dtype(dtype)
@@ -189,8 +188,6 @@ def write_predictions(p: Predictions, out: str | os.PathLike | None, stdout=None
     """JSON lines to ``out`` (or to ``stdout`` where ``out`` is None), or CSV
     where ``out`` ends in .csv (one ``prob_LABEL`` column per label). A file
     is written whole or not at all (written beside, then renamed)."""
-    import sys
-
     rows = rows_of(p)
     buf = io.StringIO(newline="")
     if out is not None and str(out).lower().endswith(".csv"):
@@ -256,8 +253,6 @@ def summary(p: Predictions, source: str, out: str | None, max_len_from: str = "-
 def check_classifier(source: str) -> None:
     """Refuse, from its config.json alone (before the weights load), a model
     that is not a classifier, in one line saying what was expected."""
-    from minitransfer.convert import read_head_info, resolve_source
-
     info = read_head_info(resolve_source(source))
     kind = info.get("head") if info else "next-word"
     if kind in ("classification", "prompt"):  # (a prompt head is a classifier that reads the next-word head)
@@ -275,9 +270,6 @@ def check_classifier(source: str) -> None:
 def load_fine_tuned(source: str, max_len: int | None, model=None):
     """A fine-tuned model to score texts with: the model (unless given), its tokenizer, what its training
     recorded, and the tokens per text (--max-len, else the max_len it was trained with, else n_positions)."""
-    from minitransfer.convert import load_pretrained, training_info
-    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
-
     model = model if model is not None else load_pretrained(source)
     tokenizer = load_tokenizer(source)
     check_tokenizer_fits(tokenizer, model.config, source)
@@ -289,8 +281,6 @@ def load_fine_tuned(source: str, max_len: int | None, model=None):
 
 def run(args, log: Callable[[str], None]) -> int:
     """``minitransfer predict`` (see cli.py)."""
-    from minitransfer.steps import COMPUTE_DTYPES
-
     check_out_file(args.out_file, args.data)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import platform
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,15 +22,16 @@ import numpy as np
 import optax
 from flax import nnx
 
-from minitransfer.convert import save_pretrained
-from minitransfer.encoding import batch_indices, fit_batch_size
+from minitransfer.convert import load_pretrained, save_pretrained
+from minitransfer.encoding import batch_indices, fit_batch_size, pack_blocks
 from minitransfer.errors import TrainingError
 from minitransfer.flops import device_peak_tflops, mfu, train_flops_per_token
 from minitransfer.loop import LoopResult, Schedule, Validation, train_loop
-from minitransfer.model import GPT2
+from minitransfer.model import GPT2, NextWordHead
 from minitransfer.optim import check_optimizer_settings, lr_values
 from minitransfer.runs import RunFolder, Stopwatch, array_hash, run_key
 from minitransfer.steps import batched, cast_for_compute, check_dtype, setup_training
+from minitransfer.tokenizer import load_tokenizer
 
 
 @dataclasses.dataclass
@@ -79,20 +82,18 @@ def block_perplexity(block_loss, params, blocks: np.ndarray, batch_size: int = 3
 
 def text_perplexity(model: GPT2, tokenizer, texts: list[str], block_size: int = 128) -> float:
     """Perplexity of ``model`` on ``texts`` packed into blocks (all held out)."""
-    from minitransfer.encoding import pack_blocks
+    return model_perplexity(model, pack_blocks(texts, tokenizer, block_size, val_fraction=0.0).train)
 
-    blocks = pack_blocks(texts, tokenizer, block_size, val_fraction=0.0).train
+
+def model_perplexity(model: GPT2, blocks: np.ndarray, dtype: str = "float32") -> float:
+    """Perplexity of ``model`` on token ``blocks`` (N, T+1), computed in ``dtype``."""
     graphdef, params = nnx.split(model)
-    return block_perplexity(make_block_loss(graphdef), params, blocks)[1]
+    return block_perplexity(make_block_loss(graphdef, dtype), params, blocks)[1]
 
 
 def language_model_from(source, dropout: float = 0.0):
     """(model, tokenizer) of a pretrained checkpoint, ready for more next-word
     training: its weights and shape, with ``dropout`` in every dropout slot."""
-    from minitransfer.convert import load_pretrained
-    from minitransfer.model import NextWordHead
-    from minitransfer.tokenizer import load_tokenizer
-
     loaded = load_pretrained(source)
     if not isinstance(loaded.head, NextWordHead):
         raise TrainingError(
@@ -125,6 +126,26 @@ class PretrainResult:
     tokens_per_second_all_in: float | None = None  # with compiling, validation, checkpoints (None: one step)
     batch_size_used: int | None = None  # the batch trained with: the one asked, or the data's size if that is smaller
 
+    @classmethod
+    def of_loop(cls, out, loop: LoopResult, cfg: PretrainConfig, wall_seconds: float, val_blocks: int, speed: dict):
+        """A run's result from its loop's (``speed``: ``throughput``'s, or nothing where no step ran)."""
+        best = {k: loop.best_metrics.get(k, float("nan")) for k in ("val_loss", "val_perplexity")}
+        return cls(
+            out,
+            loop.best_step,
+            *best.values(),
+            loop.step,
+            loop.step * cfg.batch_size * cfg.block_size,  # tokens seen
+            loop.steps_per_second,
+            wall_seconds,
+            loop.history,
+            loop.steps_run,
+            val_blocks,
+            loop.train_seconds,
+            **speed,
+            batch_size_used=cfg.batch_size,
+        )
+
 
 def pretrain(
     model: GPT2,
@@ -148,7 +169,7 @@ def pretrain(
     # ---- the run: its settings and blocks -------------------------------------------
     watch = Stopwatch()
     if cfg.block_size > model.config.n_positions:
-        raise TrainingError(f"--block-size {cfg.block_size} exceeds n_positions={model.config.n_positions}")
+        raise TrainingError(f"`block_size` {cfg.block_size} exceeds n_positions={model.config.n_positions}")
     train_blocks, val_blocks = blocks.train, blocks.validation[: cfg.val_blocks]  # (N, T+1) token ids each
     if len(val_blocks) == 0:
         raise TrainingError("no validation blocks: give more text or a larger validation fraction")
@@ -200,23 +221,7 @@ def pretrain(
     speed = throughput(loop, model.config, cfg) if loop.steps_run else {}
     if speed:
         log(speed_line(speed))
-    best = {k: loop.best_metrics.get(k, float("nan")) for k in ("val_loss", "val_perplexity")}
-    tokens = loop.step * cfg.batch_size * cfg.block_size
-    return PretrainResult(
-        run.out,
-        loop.best_step,
-        *best.values(),
-        loop.step,
-        tokens,
-        loop.steps_per_second,
-        watch.elapsed(),
-        loop.history,
-        loop.steps_run,
-        len(val_blocks),
-        loop.train_seconds,
-        **speed,
-        batch_size_used=cfg.batch_size,
-    )
+    return PretrainResult.of_loop(run.out, loop, cfg, watch.elapsed(), len(val_blocks), speed)
 
 
 def throughput(loop: LoopResult, config, cfg: PretrainConfig) -> dict:
@@ -277,9 +282,6 @@ def pretrain_card(
     cleaning: str | None = None,
 ) -> dict:
     """What a pretraining run records about itself (OUT/pretrain.json), for the model card."""
-    import os
-    import platform
-
     r = result
     return {
         "data": data,
@@ -374,19 +376,7 @@ def model_card(c: dict) -> str:
         f"best at step {c['best_step']}) |",
     ]
     if c.get("init_from"):
-        prev = c.get("init_card") or {}
-        row = f"| started from | `{c['init_from']}`"
-        if not prev:  # a hub checkpoint, say: what it was trained on is not ours to count
-            row += " (a checkpoint without a minitransfer model card: its training is not counted)"
-        else:
-            row += (
-                f" ({prev['tokens_seen']:,} tokens on `{prev['data']}` in {prev['wall_seconds'] / 60:.1f} min; "
-                f"validation perplexity {prev['val_perplexity']:.2f}); tokens seen in all {len(stages)} stages: "
-                f"{sum(st['tokens_seen'] for st in stages):,}"
-            )
-            if stages[0].get("init_from"):  # the first stage we know of continued a card-less checkpoint
-                row += f" (and whatever `{stages[0]['init_from']}` had seen)"
-        lines.append(row + " |")
+        lines.append(started_from_row(c, stages))
     if rep:
         lines.append(
             f"| perplexity on a fixed slice | {rep['perplexity']:.2f} on the first {rep['n_texts']} texts of "
@@ -394,26 +384,7 @@ def model_card(c: dict) -> str:
         )
     lines += [
         f"| wall time | {c['wall_seconds'] / 60:.1f} min ({c['steps_per_second']:.2f} steps/s) |",
-        *(
-            [
-                f"| throughput | {c['tokens_per_second']:,.0f} tokens/s, {c['model_tflops_per_second']:.3f} model "
-                f"TFLOP/s"
-                + (
-                    f", MFU {100 * c['mfu']:.1f}% of the device's bf16 peak"
-                    if c.get("mfu")
-                    else " (no spec-sheet peak for this device, so no MFU)"
-                )
-                + (
-                    f", over the steps after the first (all in, with compiling, validation and checkpoints: "
-                    f"{c['tokens_per_second_all_in']:,.0f} tokens/s)"
-                    if c.get("tokens_per_second_all_in")
-                    else ""
-                )
-                + " |"
-            ]
-            if c.get("tokens_per_second")
-            else []
-        ),
+        *([throughput_row(c)] if c.get("tokens_per_second") else []),
         f"| hardware | {c['hardware']} |",
         "",
         "Reproduce with:",
@@ -425,3 +396,41 @@ def model_card(c: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def started_from_row(c: dict, stages: list[dict]) -> str:
+    """The model card's row for the checkpoint a continued run started from: what it had seen, and all
+    the stages' tokens together."""
+    prev = c.get("init_card") or {}
+    row = f"| started from | `{c['init_from']}`"
+    if not prev:  # a hub checkpoint, say: what it was trained on is not ours to count
+        row += " (a checkpoint without a minitransfer model card: its training is not counted)"
+    else:
+        row += (
+            f" ({prev['tokens_seen']:,} tokens on `{prev['data']}` in {prev['wall_seconds'] / 60:.1f} min; "
+            f"validation perplexity {prev['val_perplexity']:.2f}); tokens seen in all {len(stages)} stages: "
+            f"{sum(st['tokens_seen'] for st in stages):,}"
+        )
+        if stages[0].get("init_from"):  # the first stage we know of continued a card-less checkpoint
+            row += f" (and whatever `{stages[0]['init_from']}` had seen)"
+    return row + " |"
+
+
+def throughput_row(c: dict) -> str:
+    """The model card's throughput row: tokens/s and model TFLOP/s (and MFU, where the device's peak is known)."""
+    return (
+        f"| throughput | {c['tokens_per_second']:,.0f} tokens/s, {c['model_tflops_per_second']:.3f} model "
+        f"TFLOP/s"
+        + (
+            f", MFU {100 * c['mfu']:.1f}% of the device's bf16 peak"
+            if c.get("mfu")
+            else " (no spec-sheet peak for this device, so no MFU)"
+        )
+        + (
+            f", over the steps after the first (all in, with compiling, validation and checkpoints: "
+            f"{c['tokens_per_second_all_in']:,.0f} tokens/s)"
+            if c.get("tokens_per_second_all_in")
+            else ""
+        )
+        + " |"
+    )

@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import re
 import string
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +33,9 @@ from flax import nnx
 
 from minitransfer.data import DataError, parse_spec
 from minitransfer.dropout import dropout
-from minitransfer.heads import TaskHead, budgeted_splits, register_head
+from minitransfer.heads import TaskHead, budgeted_splits, encode_splits, register_head
+from minitransfer.readers import Rows, read_rows
+from minitransfer.sources import _network_available
 
 PROMPT = "Question: {question}\nContext:"
 MAX_ANSWER_TOKENS = 30  # the longest span decoding considers, as in SQuAD baselines
@@ -99,8 +102,6 @@ def qa_split_from_rows(rows: list[dict], source: str) -> QASplit:
     ``{"text": [...], "answer_start": [...]}``, or a list of strings) or a
     single ``answer`` string. A bad row is named by its line where the rows
     know their lines (``data.Rows``), else by its number from 1."""
-    from minitransfer.readers import Rows
-
     out = QASplit([], [], [], [])
     for n, row in enumerate(rows):
         i = rows.where(n) if isinstance(rows, Rows) else f"row {n + 1}"
@@ -190,12 +191,10 @@ def load_qa_dataset(
 
 
 def _load_tfds_qa(name: str, data_dir: str | None) -> dict[str, QASplit]:
-    try:
+    try:  # here: slow to import, and only tfds: specs need it
         import tensorflow_datasets as tfds
     except ImportError:
         raise DataError("tfds: specs need tensorflow-datasets: pip install tensorflow-datasets") from None
-    from minitransfer.sources import _network_available
-
     out = {}
     for split, ours in (("train", "train"), ("validation", "test")):
         try:
@@ -212,10 +211,6 @@ def _load_tfds_qa(name: str, data_dir: str | None) -> dict[str, QASplit]:
 
 
 def _load_jsonl_qa(path: str, notes: list[str]) -> dict[str, QASplit]:
-    from pathlib import Path
-
-    from minitransfer.readers import read_rows
-
     p = Path(path)
     if not p.is_dir():
         raise DataError(f"{p}: expected a directory with train.jsonl and test.jsonl (validation.jsonl optional)")
@@ -298,15 +293,15 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
     end = np.zeros(N, np.int32)
     prompts = tokenizer([PROMPT.format(question=q) for q in split.questions], add_special_tokens=False)["input_ids"]
     ctx = tokenizer(split.contexts, add_special_tokens=False, return_offsets_mapping=True)
-    keep, n_truncated, n_cut_answer, n_missing, n_long_question, n_moved = [], 0, 0, 0, 0, 0
+    keep, n = [], collections.Counter()  # n: how many examples had what done to them (encoding_notes)
     for i in range(N):
         p = prompts[i]
         if len(p) > max_len // 2:  # keep room for the context: the question's end matters most
-            p, n_long_question = p[-(max_len // 2) :], n_long_question + 1
+            p, n["long_question"] = p[-(max_len // 2) :], n["long_question"] + 1
         room = max_len - len(p)
         c_ids, c_off = ctx["input_ids"][i], _trim(split.contexts[i], ctx["offset_mapping"][i])
         if len(c_ids) > room:
-            c_ids, c_off, n_truncated = c_ids[:room], c_off[:room], n_truncated + 1
+            c_ids, c_off, n["truncated"] = c_ids[:room], c_off[:room], n["truncated"] + 1
         row = p + c_ids
         ids[i, : len(row)] = row
         mask[i, : len(row)] = 1
@@ -319,33 +314,18 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
             split.starts[i][0] if split.starts[i] else -1,
         )
         if span is None:
-            n_missing += 1
+            n["missing"] += 1
             ok = False
         else:
             a, b, moved = span
-            n_moved += moved
+            n["moved"] += moved
             toks = [len(p) + k for k, (s, e) in enumerate(c_off) if e > a and s < b]  # tokens overlapping it
             ok = bool(toks) and c_off[toks[-1] - len(p)][1] >= b  # the whole answer survived truncation
             if ok:
                 start[i], end[i] = toks[0], toks[-1]
             else:
-                n_cut_answer += 1
+                n["cut_answer"] += 1
         keep.append(ok or not drop_unanswerable)
-    notes = []
-    if n_truncated:
-        notes.append(f"{n_truncated} of {N} contexts cut to fit --max-len {max_len} tokens")
-    if n_long_question:
-        notes.append(f"{n_long_question} question(s) longer than half of --max-len kept their last tokens only")
-    what = "dropped" if drop_unanswerable else "kept (unanswerable: they count as misses)"
-    if n_missing:
-        notes.append(f"{n_missing} example(s) whose answer is not in its context {what}")
-    if n_cut_answer:
-        notes.append(f"{n_cut_answer} example(s) whose answer was cut off with the context {what}")
-    if n_moved:
-        notes.append(
-            f"{n_moved} example(s) whose answer_start did not point at the answer's text: the text's "
-            f"first occurrence in the context was used instead"
-        )
     k = np.flatnonzero(keep)
     if not len(k):
         raise DataError(
@@ -360,9 +340,29 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
         offsets[k],
         [split.contexts[j] for j in k],
         [split.answers[j] for j in k],
-        n_truncated,
-        notes,
+        n["truncated"],
+        encoding_notes(n, N, max_len, drop_unanswerable),
     )
+
+
+def encoding_notes(n: collections.Counter, total: int, max_len: int, drop_unanswerable: bool) -> list[str]:
+    """What ``encode_qa`` says it did to some of the ``total`` examples (``n``: how many of each)."""
+    notes = []
+    if n["truncated"]:
+        notes.append(f"{n['truncated']} of {total} contexts cut to fit --max-len {max_len} tokens")
+    if n["long_question"]:
+        notes.append(f"{n['long_question']} question(s) longer than half of --max-len kept their last tokens only")
+    what = "dropped" if drop_unanswerable else "kept (unanswerable: they count as misses)"
+    if n["missing"]:
+        notes.append(f"{n['missing']} example(s) whose answer is not in its context {what}")
+    if n["cut_answer"]:
+        notes.append(f"{n['cut_answer']} example(s) whose answer was cut off with the context {what}")
+    if n["moved"]:
+        notes.append(
+            f"{n['moved']} example(s) whose answer_start did not point at the answer's text: the text's "
+            f"first occurrence in the context was used instead"
+        )
+    return notes
 
 
 # ----------------------------------------------------------------------------
@@ -467,23 +467,11 @@ class SpanTask(TaskHead):
         training=True,
     ):
         parts = budgeted_splits(data, splits, budget, seed, val_examples, log, "examples")
-        out = {}
-        for name in splits:
-            # training cannot learn from an answer it cannot see; evaluation counts it as a miss
-            e = encode_qa(parts[name], tokenizer, max_len, drop_unanswerable=training and name == "train")
-            for note in e.notes:
-                log(f"{name}: {note}")
-            out[name] = (
-                {
-                    "input_ids": e.input_ids,
-                    "attention_mask": e.attention_mask,
-                    "context_mask": e.context_mask,
-                    "start": e.start,
-                    "end": e.end,
-                },
-                e,
-            )
-        return out
+
+        def encode(name, examples):  # training cannot learn from an answer it cannot see; evaluation counts a miss
+            return encode_qa(examples, tokenizer, max_len, drop_unanswerable=training and name == "train")
+
+        return encode_splits(parts, splits, encode, self.batch_fields, log)
 
     def describe(self):
         return {"dropout": self.dropout}

@@ -102,7 +102,7 @@ def load_tfds(
     notes: list[str],
     splits: tuple[str, ...] = SPLITS,
 ):
-    try:
+    try:  # here: slow to import, and only tfds: specs need it
         import tensorflow_datasets as tfds
     except ImportError:
         raise DataError("tfds: specs need tensorflow-datasets: pip install tensorflow-datasets") from None
@@ -124,7 +124,7 @@ def load_tfds(
     names = list(getattr(label_feature, "names", []) or [])
 
     def source(split: str):
-        from absl import logging as absl_logging
+        from absl import logging as absl_logging  # tfds's logger: there only once tfds is imported
 
         # a dataset not prepared locally makes tfds warn "Variant folder ... has no dataset_info.json" before
         # failing; that failure is expected here (the download below follows, or an error that says why not)

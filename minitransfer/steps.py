@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from tqdm.auto import tqdm
 
+from minitransfer import interrupt
 from minitransfer.classify import ClassificationHead
 from minitransfer.encoding import Encoded
 from minitransfer.model import GPT2
@@ -311,8 +313,6 @@ def eval_batch_default() -> int:
     batches of 32 and 3.1-3.2 s in batches of 64 (best of 3): smaller batches
     stay in the cache and are cut shorter to their longest row. An accelerator
     wants fewer, larger calls: 64 there, as before."""
-    import jax
-
     return 32 if jax.default_backend() == "cpu" else 64
 
 
@@ -325,8 +325,6 @@ def batched(arrays: dict[str, np.ndarray], batch_size: int, order: np.ndarray | 
     compute but cannot change a real token's output (attention is causal and
     pooling is masked), so evaluating short texts together is faster and gives
     the same results."""
-    from minitransfer import interrupt
-
     n = len(next(iter(arrays.values())))
     order = np.arange(n) if order is None else order
     for start in range(0, n, batch_size):
@@ -358,8 +356,6 @@ def predict(
 ) -> np.ndarray:
     """eval_step over all rows, in length-sorted batches; outputs in row order.
     ``progress``: a progress bar of that name (for passes long enough to wait on)."""
-    from tqdm.auto import tqdm
-
     order = length_order(arrays)
     T = arrays["attention_mask"].shape[1] if "attention_mask" in arrays else None
     # Up to IN_FLIGHT batches are queued before the oldest result is read

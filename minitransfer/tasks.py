@@ -14,27 +14,22 @@ import dataclasses
 from collections.abc import Callable
 
 from minitransfer import prompting  # noqa: F401  (registers the prompt head: a classifier's checkpoint kind)
-from minitransfer.chat import ChatHead
+from minitransfer.chat import ChatHead, load_chat_dataset
 from minitransfer.classify import ClassificationHead
+from minitransfer.data import load_dataset
 from minitransfer.heads import TaskHead
-from minitransfer.qa import SpanHead
+from minitransfer.qa import SpanHead, load_qa_dataset
 
 
 def _load_classification(spec: str, text_field: str = "text", label_field: str = "label", split_seed: int = 0):
-    from minitransfer.data import load_dataset
-
     return load_dataset(spec, text_field=text_field, label_field=label_field, split_seed=split_seed)
 
 
 def _load_qa(spec: str, split_seed: int = 0, **_fields):
-    from minitransfer.qa import load_qa_dataset
-
     return load_qa_dataset(spec, split_seed=split_seed)
 
 
 def _load_chat(spec: str, split_seed: int = 0, **_fields):
-    from minitransfer.chat import load_chat_dataset
-
     return load_chat_dataset(spec, split_seed=split_seed)
 
 

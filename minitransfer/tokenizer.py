@@ -72,7 +72,7 @@ def _load_tokenizer(source: str | os.PathLike):
     (or ``openai-community/gpt2``) loads the copy of those two files that
     ships inside the package, offline; other hub ids go to the hub.
     """
-    from transformers import GPT2TokenizerFast
+    from transformers import GPT2TokenizerFast  # here: slow to import, and only a tokenizer needs it
 
     if str(source) in GPT2_TOKENIZER_IDS and not Path(source).exists():
         directory = GPT2_BPE_DIR  # the real GPT-2 vocabulary ships in the package: no hub, no network
@@ -146,7 +146,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int = 2):
     """A byte-level BPE (GPT-2's algorithm) with ``vocab_size`` tokens learned
     from ``texts``, as a transformers ``GPT2TokenizerFast`` that saves and
     loads like any other (``AutoTokenizer.from_pretrained`` reads it)."""
-    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers import ByteLevelBPETokenizer  # (here, as in _load_tokenizer: slow imports)
     from transformers import GPT2TokenizerFast
 
     if vocab_size < 257:

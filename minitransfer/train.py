@@ -197,6 +197,13 @@ class RunResult:
         """A finished run's result, read back from its record."""
         return cls(out, *(record[k] for k in cls.RECORDED[:-1]), history, record["seconds"])
 
+    @classmethod
+    def of_loop(cls, out, loop: LoopResult, test: dict, watch: Stopwatch) -> RunResult:
+        """A run's result from its loop's, its test metrics and the run's stopwatch (``run_seconds``)."""
+        seconds, wall = run_seconds(watch, loop)
+        best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
+        return cls(out, loop.best_step, best_val, test, loop.step, loop.steps_per_second, wall, loop.history, seconds)
+
 
 def build_model(
     mode: str,
@@ -304,7 +311,7 @@ def finetune(
     (``keep_best=False``: not even that), for compare's short runs, cheaper to redo than to save at each validation.
     """
     # ---- the run: its settings, and whether it has finished already ----------
-    watch = Stopwatch()
+    watch, mode = Stopwatch(), get_mode(cfg.mode)
     head = check_fits(model, data, tokenizer, cfg)
     cfg = cfg.resolved(model.config)
     run = open_run(model, data, tokenizer, cfg, out, keep_state)
@@ -314,40 +321,25 @@ def finetune(
 
     # ---- data: the head says what its batches hold (budget, validation subset, encoding), and what trains
     with watch("prepare"):
-        prepared = head.prepare(
-            data,
-            tokenizer,
-            max_len=cfg.max_len,
-            budget=cfg.labels,
-            seed=cfg.seed,
-            val_examples=cfg.val_examples,
-            log=log,
-        )
+        prepared = prepare_run(head, data, tokenizer, cfg, log)
         enc = {name: examples for name, (_, examples) in prepared.items()}
-
-        mode = get_mode(cfg.mode)
         net, arrays, forward, loss, trains = what_trains(model, cfg, prepared, feature_cache, progress, log)
 
     # ---- optimizer and steps ----------------------------------------------------
-    how = {"progress": progress, "log": log}
     graphdef, params, rest = split_trained(net, trains)  # rest: what stays frozen (None: nothing)
-    n_train = len(enc["train"])
-    batch_size = fit_batch_size(cfg.batch_size, n_train, "training examples", log)
-    asked, cfg = cfg, dataclasses.replace(cfg, batch_size=batch_size)
+    asked, n_train = cfg, len(enc["train"])  # asked: the settings as given, for the record
+    cfg = dataclasses.replace(cfg, batch_size=fit_batch_size(cfg.batch_size, n_train, "training examples", log))
     total = cfg.total_steps(n_train)
-    opt_state, how["parallel"], train_step = setup_training(
-        cfg, graphdef, params, loss, total, model.config.n_layer, rest
-    )
+    opt_state, parallel, train_step = setup_training(cfg, graphdef, params, loss, total, model.config.n_layer, rest)
     eval_step = make_eval_step(graphdef, forward, cfg.dtype, rest)
 
     def validate(params):
         val = head.metrics(predict(eval_step, params, arrays["validation"], cfg.eval_batch_size), enc["validation"])
         return {f"val_{k}": v for k, v in val.items()}
 
-    card = {"max_len": cfg.max_len, "mode": cfg.mode, "val_examples": len(enc["validation"]), "dtype": cfg.dtype}
-
     def save_best(params, step, metrics=None):
         trained = _with_params(net, params, model)
+        card = {"max_len": cfg.max_len, "mode": cfg.mode, "val_examples": len(enc["validation"]), "dtype": cfg.dtype}
         extra = {**card, "step": step, **data_record(data)}
         save_pretrained(mode.finished(nnx.clone(trained)), run.out / "best", tokenizer, extra=extra)
         save_adapters(trained, run.out / "best")  # lora: the adapters alone too (the other modes have none)
@@ -358,9 +350,9 @@ def finetune(
     # ---- train ------------------------------------------------------------------
     schedule = Schedule(total, cfg.eval_every or max(1, total // 10), lr_values(cfg, total), cfg.seed)
     best = f"val_{head.best_metric}"
-    validation = Validation(
-        validate, head.better, save_best if out and keep_state else None, lambda m: {best: f"{m[best]:.3f}"}
-    )
+    on_best = save_best if out and keep_state else None  # (compare's runs: best/ once, at the end)
+    validation = Validation(validate, head.better, on_best, lambda m: {best: f"{m[best]:.3f}"})
+    how = {"progress": progress, "log": log, "parallel": parallel}
     loop = train_loop(params, opt_state, train_step, get_batch, schedule, validation, run, desc=cfg.mode, **how)
 
     # ---- test the best weights ----------------------------------------------------
@@ -375,12 +367,17 @@ def finetune(
         save_best(loop.best_params, loop.best_step)
 
     # ---- record -------------------------------------------------------------------
-    seconds, wall = run_seconds(watch, loop)
-    best_val = {k[4:]: v for k, v in loop.best_metrics.items() if k.startswith("val_")}
-    result = RunResult(run.out, loop.best_step, best_val, test, loop.step, loop.steps_per_second, wall, loop.history)
-    result.seconds = seconds
+    result = RunResult.of_loop(run.out, loop, test, watch)
     run.finish({**result.record(), **what_ran(asked, cfg, enc)})
     return result
+
+
+def prepare_run(head: TaskHead, data, tokenizer, cfg: TrainConfig, log: Callable[[str], None]) -> dict:
+    """The head's arrays and examples for a run of ``cfg``: its budget of training examples, the fixed
+    validation subset, the test split (``TaskHead.prepare``)."""
+    return head.prepare(
+        data, tokenizer, max_len=cfg.max_len, budget=cfg.labels, seed=cfg.seed, val_examples=cfg.val_examples, log=log
+    )
 
 
 def what_ran(asked: TrainConfig, trained: TrainConfig, enc: dict) -> dict:

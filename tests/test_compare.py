@@ -12,7 +12,8 @@ import pytest
 
 import minitransfer as mt
 from minitransfer.cli import main
-from minitransfer.compare import RESULT_COLUMNS, parse_budgets
+from minitransfer.cli.training import parse_budgets
+from minitransfer.compare import RESULT_COLUMNS
 
 
 @pytest.fixture(scope="module")

@@ -724,9 +724,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         return args.func(args)
-    except (CheckpointError, DataError, TrainingError, BookError, ValueError, OSError) as e:
-        # OSError: FileNotFoundError, PermissionError, a full disk...: its message names the path
+    except OSError as e:  # FileNotFoundError, PermissionError, a full disk...: its message names the path
         print(f"minitransfer {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (CheckpointError, DataError, TrainingError, BookError, ValueError) as e:
+        print(
+            f"minitransfer {args.command}: error: {in_options(str(e), parser.commands[args.command])}", file=sys.stderr
+        )
         return 2
     except RuntimeError as e:  # the device's memory ran out: which options size it, not 25 lines of XLA
         said = out_of_memory_text(e, args)
@@ -740,6 +744,18 @@ def main(argv: list[str] | None = None) -> int:
         interrupt.clear()  # acted on
         print(f"\nminitransfer {args.command}: interrupted" + RESUMES.get(args.command, ""), file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
+
+
+def in_options(message: str, command: argparse.ArgumentParser) -> str:
+    """A library message as the command line says it: each setting the library names in backticks
+    (`max_len`) written as the option of ``command`` that sets it (--max-len). The one place where the
+    names the library speaks in become flags; a name that no option of the command sets stays as it is."""
+    flags = {
+        a.dest: next((o for o in a.option_strings if o == "--" + a.dest.replace("_", "-")), a.option_strings[-1])
+        for a in command._actions
+        if a.option_strings
+    }
+    return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], m[0]), message)
 
 
 def option_guesses(parser: argparse.ArgumentParser, unknown: list[str]) -> str:

@@ -71,20 +71,26 @@ def cmd_convert(args) -> int:
 # ----------------------------------------------------------------------------
 
 
-def cmd_next_word(args) -> int:
+def language_model(args, needs: str):
+    """(--model's source, its language model, its tokenizer); refused where the model has a fine-tuned head
+    (``needs``: what the command needs instead)."""
     from minitransfer.convert import load_pretrained
-    from minitransfer.generate import next_word_candidates
     from minitransfer.model import NextWordHead
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     source = model_or_default(args)
     model = load_pretrained(source, allow_pickle=args.allow_pickle)
     if not isinstance(model.head, NextWordHead):
-        raise ValueError(
-            f"{source} has a fine-tuned {model.head.kind} head; next-word needs a language model checkpoint"
-        )
+        raise ValueError(f"{source} has a fine-tuned {model.head.kind} head; {needs}")
     tokenizer = load_tokenizer(source)
     check_tokenizer_fits(tokenizer, model.config, source)
+    return source, model, tokenizer
+
+
+def cmd_next_word(args) -> int:
+    from minitransfer.generate import next_word_candidates
+
+    source, model, tokenizer = language_model(args, "next-word needs a language model checkpoint")
     if args.top_k > model.config.vocab_size:  # (generate refuses such a --top-k: there it would sample nonsense)
         print(
             f"note: --top-k {args.top_k} is more than the model's {model.config.vocab_size:,} tokens: all are listed",
@@ -239,7 +245,6 @@ def cmd_evaluate(args) -> int:
 
     from minitransfer.chat import ChatHead
     from minitransfer.convert import load_pretrained
-    from minitransfer.model import GPT2, NextWordHead
     from minitransfer.predict import load_fine_tuned
     from minitransfer.tasks import metrics_text, task_of
     from minitransfer.train import evaluate
@@ -250,29 +255,7 @@ def cmd_evaluate(args) -> int:
             f"--split validation (this is --split {args.split})"
         )
     model = load_pretrained(args.model)
-    if args.task is not None:
-        from minitransfer.tasks import get_task
-
-        task = get_task(args.task)
-        if type(model.head) is NextWordHead and task.head is ChatHead:
-            # a language model's replies before any chat fine-tuning (zero-shot): the same head, the chat task's
-            # data and metrics
-            model = GPT2(model.backbone, ChatHead())
-        elif not isinstance(model.head, task.head):
-            raise ValueError(
-                f"{args.model} has a {model.head.kind} head, not one for --task {args.task}"
-                + (
-                    " (of a language model, only --task chat scores its replies)"
-                    if type(model.head) is NextWordHead
-                    else ""
-                )
-            )
-    if type(model.head) is NextWordHead:  # before the data loads
-        raise ValueError(
-            f"{args.model} is a language model (a next-word head): evaluate scores a model "
-            f"fine-tuned by `minitransfer finetune` on labelled data, or a language model's replies "
-            f"with --task chat; for this one, try `minitransfer next-word` or `minitransfer generate`"
-        )
+    model = scoring_model(args, model)  # before the data loads
     model, tokenizer, info, max_len = load_fine_tuned(args.model, args.max_len, model)
     if args.data is None and type(model.head) is ChatHead and "data" not in info:  # a language model, zero-shot
         args.data, said = "chatterbot", "the default of --task chat"
@@ -326,6 +309,39 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def scoring_model(args, model):
+    """The model evaluate scores: as loaded, or a language model with the chat head for --task chat
+    (its replies before any chat fine-tuning); refused where its head is not one for --task, or is a
+    language model's otherwise."""
+    from minitransfer.chat import ChatHead
+    from minitransfer.model import GPT2, NextWordHead
+
+    if args.task is not None:
+        from minitransfer.tasks import get_task
+
+        task = get_task(args.task)
+        if type(model.head) is NextWordHead and task.head is ChatHead:
+            # a language model's replies before any chat fine-tuning (zero-shot): the same head, the chat task's
+            # data and metrics
+            model = GPT2(model.backbone, ChatHead())
+        elif not isinstance(model.head, task.head):
+            raise ValueError(
+                f"{args.model} has a {model.head.kind} head, not one for --task {args.task}"
+                + (
+                    " (of a language model, only --task chat scores its replies)"
+                    if type(model.head) is NextWordHead
+                    else ""
+                )
+            )
+    if type(model.head) is NextWordHead:
+        raise ValueError(
+            f"{args.model} is a language model (a next-word head): evaluate scores a model "
+            f"fine-tuned by `minitransfer finetune` on labelled data, or a language model's replies "
+            f"with --task chat; for this one, try `minitransfer next-word` or `minitransfer generate`"
+        )
+    return model
+
+
 def cmd_predict(args) -> int:
     from minitransfer.predict import run
 
@@ -359,10 +375,7 @@ def recorded_data(info: dict) -> tuple[str, str]:
 
 
 def cmd_generate(args) -> int:
-    from minitransfer.convert import load_pretrained
     from minitransfer.generate import generate
-    from minitransfer.model import NextWordHead
-    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     if args.num_samples < 1:  # before the model loads
         raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
@@ -373,13 +386,7 @@ def cmd_generate(args) -> int:
             file=sys.stderr,
         )
         args.num_samples = 1
-    model = load_pretrained(model_or_default(args), allow_pickle=args.allow_pickle)
-    if not isinstance(model.head, NextWordHead):
-        raise ValueError(
-            f"{model_or_default(args)} has a fine-tuned {model.head.kind} head; generate needs a language model"
-        )
-    tokenizer = load_tokenizer(model_or_default(args))
-    check_tokenizer_fits(tokenizer, model.config, model_or_default(args))
+    _, model, tokenizer = language_model(args, "generate needs a language model")
     ids = tokenizer.encode(args.prompt)
     for i in range(args.num_samples):
         new = generate(
@@ -401,19 +408,10 @@ def cmd_generate(args) -> int:
 
 def cmd_chat(args) -> int:
     from minitransfer.chat import ChatHead, chat_loop, end_of_text
-    from minitransfer.convert import load_pretrained
-    from minitransfer.model import NextWordHead
-    from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
-    source = model_or_default(args)
-    model = load_pretrained(source, allow_pickle=args.allow_pickle)
-    if not isinstance(model.head, NextWordHead):
-        raise ValueError(
-            f"{source} has a fine-tuned {model.head.kind} head; chat needs a language model, best one "
-            f"fine-tuned with `minitransfer finetune --task chat`"
-        )
-    tokenizer = load_tokenizer(source)
-    check_tokenizer_fits(tokenizer, model.config, source)
+    source, model, tokenizer = language_model(
+        args, "chat needs a language model, best one fine-tuned with `minitransfer finetune --task chat`"
+    )
     end_of_text(tokenizer)  # the format needs one: said before the first message, not after it
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")

@@ -50,28 +50,9 @@ def cmd_finetune(args) -> int:
     if args.mode is None:  # not given: the task's default
         args.mode = task.default_mode
     cfg = TrainConfig(
-        mode=args.mode,
-        steps=args.steps,
+        **{k: getattr(args, k) for k in FINETUNE_OPTIONS},
         epochs=args.epochs if args.epochs is not None else TrainConfig.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        warmup=args.warmup,
-        weight_decay=args.weight_decay,
-        lr_decay_per_layer=args.lr_decay_per_layer,
-        eval_every=args.eval_every,
-        val_examples=None if args.val_examples == 0 else args.val_examples,
-        max_len=args.max_len,
-        labels=args.labels,
-        seed=args.seed,
-        pooling=args.pooling,
-        head_bias=args.head_bias,
-        parallel=args.parallel,
-        dtype=args.dtype,
-        prompt=args.prompt,
-        unfreeze=args.unfreeze,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
+        val_examples=None if args.val_examples == 0 else args.val_examples,  # (0: the whole validation split)
     )
     check_out_folder(args.out, "finetune")  # before the data, and before mode adapt writes OUT/adapted
     if args.data is None:
@@ -109,31 +90,10 @@ def cmd_finetune(args) -> int:
             base = load_pretrained(source, allow_pickle=args.allow_pickle)
             config = base.config
     if get_mode(args.mode).start == "adapted":
-        from minitransfer.adapt import AdaptConfig, adapt_language_model
-
-        acfg = AdaptConfig(
-            steps=args.adapt_steps,
-            eval_every=max(1, min(50, args.adapt_steps)),
-            seed=args.seed,
-            parallel=args.parallel,
-            dtype=args.dtype,
-        )
-        base = adapt_language_model(
-            base, tokenizer, data, acfg, Path(args.out) / "adapted", progress=not args.no_progress
-        ).model
+        base = adapted_base(args, base, tokenizer, data)
     model = build_model(args.mode, base, config, data, cfg, task.head, new_head=args.new_head, tokenizer=tokenizer)
-    kept = getattr(model.head, "pooling", args.pooling)  # a checkpoint's own classifier keeps its pooling
-    own_head = base is not None and not args.new_head and type(base.head) is type(model.head)
-    if own_head and args.pooling != TrainConfig.pooling and kept != args.pooling:
-        print(
-            f"note: --pooling {args.pooling} has no effect: the model's own classification head (pooling "
-            f"{kept}) goes on training; --new-head puts on a fresh one that pools as asked"
-        )
-    if own_head and not args.head_bias and getattr(model.head, "bias", False):
-        print(
-            "note: --no-head-bias has no effect: the model's own classification head (with a bias) goes on "
-            "training; --new-head puts on a fresh one without"
-        )
+    for n in own_head_notes(args, base, model):
+        print(f"note: {n}")
     r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress)
     best = model.head.best_metric
     print(
@@ -145,6 +105,66 @@ def cmd_finetune(args) -> int:
     if said:
         print(f"note: {said}")
     return 0
+
+
+# TrainConfig's fields that finetune's options of the same names set as they are
+FINETUNE_OPTIONS = (
+    "mode",
+    "steps",
+    "batch_size",
+    "lr",
+    "schedule",
+    "warmup",
+    "weight_decay",
+    "lr_decay_per_layer",
+    "eval_every",
+    "max_len",
+    "labels",
+    "seed",
+    "pooling",
+    "head_bias",
+    "parallel",
+    "dtype",
+    "prompt",
+    "unfreeze",
+    "lora_rank",
+    "lora_alpha",
+)
+
+
+def adapted_base(args, base, tokenizer, data):
+    """Mode adapt's start: ``base`` after --adapt-steps next-word steps on the task's training text."""
+    from minitransfer.adapt import AdaptConfig, adapt_language_model
+
+    acfg = AdaptConfig(
+        steps=args.adapt_steps,
+        eval_every=max(1, min(50, args.adapt_steps)),
+        seed=args.seed,
+        parallel=args.parallel,
+        dtype=args.dtype,
+    )
+    out = Path(args.out) / "adapted"
+    return adapt_language_model(base, tokenizer, data, acfg, out, progress=not args.no_progress).model
+
+
+def own_head_notes(args, base, model) -> list[str]:
+    """The head options that have no effect because the checkpoint's own head goes on training."""
+    from minitransfer.train import TrainConfig
+
+    kept = getattr(model.head, "pooling", args.pooling)  # a checkpoint's own classifier keeps its pooling
+    own_head = base is not None and not args.new_head and type(base.head) is type(model.head)
+    notes = []
+    if own_head and args.pooling != TrainConfig.pooling and kept != args.pooling:
+        notes.append(
+            f"--pooling {args.pooling} has no effect: the model's own classification head (pooling "
+            f"{kept}) goes on training; --new-head puts on a fresh one that pools as asked"
+        )
+    if own_head and not args.head_bias and getattr(model.head, "bias", False):
+        notes.append(
+            "--no-head-bias has no effect: the model's own classification head (with a bias) goes on "
+            "training; --new-head puts on a fresh one without"
+        )
+    return notes
 
 
 def ignored_finetune_options(args, cfg) -> list[str]:
@@ -208,13 +228,19 @@ def ignored_finetune_options(args, cfg) -> list[str]:
 def cmd_pretrain(args) -> int:
     import shlex
 
-    from minitransfer.data import html_line_breaks, load_texts
     from minitransfer.encoding import pack_blocks
     from minitransfer.model import GPT2, num_params
-    from minitransfer.pretrain import PretrainConfig, pretrain, pretrain_card, text_perplexity, write_model_card
+    from minitransfer.pretrain import (
+        PretrainConfig,
+        model_perplexity,
+        pretrain,
+        pretrain_card,
+        write_model_card,
+    )
     from minitransfer.runs import check_out_folder
     from minitransfer.steps import weights_fingerprint
 
+    # ---- settings and text
     command = (
         "minitransfer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         if args.command_line is None
@@ -223,62 +249,18 @@ def cmd_pretrain(args) -> int:
     out = Path(args.out)
     check_out_folder(out, "pretrain")  # before the minutes of tokenizer training and pretraining
     report_texts = check_pretrain_args(args)
-    cfg = PretrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        block_size=args.block_size,
-        lr=args.lr,
-        eval_every=args.eval_every,
-        seed=args.seed,
-        parallel=args.parallel,
-        dtype=args.dtype,
-    )
-    texts = load_texts(args.data, text_field=args.text_field)
-    print(
-        f"pretraining text: {len(texts)} documents from {args.data}"
-        + (
-            " (the training split's texts only: no validation or test text is read)"
-            if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:"))
-            else ""
-        )
-    )
-    cleaning = None
-    if args.html_line_breaks:
-        texts, changed, breaks = html_line_breaks(texts)
-        cleaning = (
-            f"HTML line breaks turned into newlines: {breaks:,} in {changed:,} of the {len(texts):,} "
-            f"documents; nothing else changed"
-        )
-        print(f"cleaning: {cleaning}")
-        if report_texts is not None:
-            report_texts = html_line_breaks(report_texts)[0]
+    options = ("steps", "batch_size", "block_size", "lr", "eval_every", "seed", "parallel", "dtype")
+    cfg = PretrainConfig(**{k: getattr(args, k) for k in options})  # the options of the same names
+    texts, report_texts, cleaning = pretraining_text(args, report_texts)
+
+    # ---- tokenizer, shape and blocks
     init, tokenizer, save_tokenizer = pretrain_tokenizer(args, texts, out)
     config = pretrain_shape(args, init, tokenizer)
     blocks = pack_blocks(texts, tokenizer, args.block_size, val_fraction=args.val_fraction, seed=args.seed)
-    if report_texts is not None:  # packed as text_perplexity will pack them after training
-        from minitransfer.data import DataError
-
-        try:
-            pack_blocks(report_texts, tokenizer, args.block_size, val_fraction=0.0)
-        except DataError:
-            raise ValueError(
-                f"--report-text {args.report_text}: its first {len(report_texts)} text(s) hold fewer "
-                f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
-                f"on"
-            ) from None
+    if report_texts is not None:
+        check_report_texts(args, report_texts, tokenizer)
     save_tokenizer()  # once the text is known to fill a block (not before)
-    print(
-        f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
-        f"validation blocks of {args.block_size + 1}"
-        + (
-            f" (the first {cfg.val_blocks:,}, from held-out texts in a seeded random order, are scored at each "
-            f"evaluation)"
-            if len(blocks.validation) > cfg.val_blocks
-            else ""
-        )
-        + f"; {blocks.n_dropped_tokens:,} tail tokens dropped; "
-        f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * args.block_size):.2f} epochs"
-    )
+    print(packing_line(blocks, cfg))
     model = GPT2.language_model(config, seed=args.seed) if init is None else init
     n_params = num_params(model)
     print(
@@ -286,40 +268,21 @@ def cmd_pretrain(args) -> int:
         f"vocab={config.vocab_size} positions={config.n_positions}: {n_params:,} parameters"
     )
     if init is not None:  # where the continued training starts from, on the blocks it will be scored on
-        from flax import nnx
-
-        from minitransfer.pretrain import block_perplexity, make_block_loss
-
-        graphdef, params = nnx.split(init)
-        start = block_perplexity(make_block_loss(graphdef, cfg.dtype), params, blocks.validation[: cfg.val_blocks])[1]
+        start = model_perplexity(init, blocks.validation[: cfg.val_blocks], cfg.dtype)
         print(f"validation perplexity of {args.init_from} before this training: {start:.1f}")
-    r = pretrain(
-        model,
-        blocks,
-        tokenizer,
-        cfg,
-        out,
-        progress=not args.no_progress,
-        identity={
-            "data": args.data,
-            "tokenizer": args.tokenizer,
-            **({"init_from": weights_fingerprint(init)} if init is not None else {}),
-            **({"html_line_breaks": True} if args.html_line_breaks else {}),
-        },
-    )
+
+    # ---- train, then the model card
+    identity = {  # what else makes this run the one it is (part of its run key: runs.py)
+        "data": args.data,
+        "tokenizer": args.tokenizer,
+        **({"init_from": weights_fingerprint(init)} if init is not None else {}),
+        **({"html_line_breaks": True} if args.html_line_breaks else {}),
+    }
+    r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress, identity=identity)
     if r.steps_run == 0 and (out / "pretrain.json").exists():
         print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
         return 0
-    report = {}
-    if report_texts is not None:
-        ppl = text_perplexity(model, tokenizer, report_texts, args.block_size)
-        report = {
-            "text": args.report_text,
-            "n_texts": len(report_texts),
-            "block_size": args.block_size,
-            "perplexity": ppl,
-        }
-        print(f"perplexity on the first {len(report_texts)} texts of {args.report_text}: {ppl:.2f}")
+    report = report_perplexity(args, model, tokenizer, report_texts) if report_texts is not None else {}
     write_model_card(
         out,
         pretrain_card(
@@ -340,6 +303,74 @@ def cmd_pretrain(args) -> int:
         f"validation perplexity {r.val_perplexity:.2f} (step {r.best_step}); checkpoint in {out}"
     )
     return 0
+
+
+def pretraining_text(args, report_texts: list[str] | None) -> tuple[list[str], list[str] | None, str | None]:
+    """--data's texts (and --report-text's) as pretraining reads them: with --html-line-breaks, their HTML
+    line breaks turned into newlines, said in a line that the model card repeats (the third value)."""
+    from minitransfer.data import html_line_breaks, load_texts
+
+    texts = load_texts(args.data, text_field=args.text_field)
+    print(
+        f"pretraining text: {len(texts)} documents from {args.data}"
+        + (
+            " (the training split's texts only: no validation or test text is read)"
+            if not args.data.startswith(("txt:", "jsonl:", "csv:", "tsv:"))
+            else ""
+        )
+    )
+    if not args.html_line_breaks:
+        return texts, report_texts, None
+    texts, changed, breaks = html_line_breaks(texts)
+    cleaning = (
+        f"HTML line breaks turned into newlines: {breaks:,} in {changed:,} of the {len(texts):,} "
+        f"documents; nothing else changed"
+    )
+    print(f"cleaning: {cleaning}")
+    if report_texts is not None:
+        report_texts = html_line_breaks(report_texts)[0]
+    return texts, report_texts, cleaning
+
+
+def report_perplexity(args, model, tokenizer, report_texts: list[str]) -> dict:
+    """The trained model's perplexity on --report-text's texts, said and recorded for the model card."""
+    from minitransfer.pretrain import text_perplexity
+
+    ppl = text_perplexity(model, tokenizer, report_texts, args.block_size)
+    print(f"perplexity on the first {len(report_texts)} texts of {args.report_text}: {ppl:.2f}")
+    return {"text": args.report_text, "n_texts": len(report_texts), "block_size": args.block_size, "perplexity": ppl}
+
+
+def check_report_texts(args, report_texts: list[str], tokenizer) -> None:
+    """Refuse, before training, --report-text's texts that do not fill one block (packed as
+    text_perplexity will pack them after training)."""
+    from minitransfer.data import DataError
+    from minitransfer.encoding import pack_blocks
+
+    try:
+        pack_blocks(report_texts, tokenizer, args.block_size, val_fraction=0.0)
+    except DataError:
+        raise ValueError(
+            f"--report-text {args.report_text}: its first {len(report_texts)} text(s) hold fewer "
+            f"than the {args.block_size + 1} tokens of one block, too few to measure perplexity "
+            f"on"
+        ) from None
+
+
+def packing_line(blocks, cfg) -> str:
+    """What packing made of the text: blocks, tokens dropped, and how many passes over it the run makes."""
+    return (
+        f"packed {blocks.n_tokens:,} tokens into {len(blocks.train):,} training and {len(blocks.validation):,} "
+        f"validation blocks of {cfg.block_size + 1}"
+        + (
+            f" (the first {cfg.val_blocks:,}, from held-out texts in a seeded random order, are scored at each "
+            f"evaluation)"
+            if len(blocks.validation) > cfg.val_blocks
+            else ""
+        )
+        + f"; {blocks.n_dropped_tokens:,} tail tokens dropped; "
+        f"{cfg.steps * cfg.batch_size * cfg.block_size / max(1, len(blocks.train) * cfg.block_size):.2f} epochs"
+    )
 
 
 def check_pretrain_args(args) -> list[str] | None:
@@ -583,7 +614,7 @@ def compare_config(args, task):
     import dataclasses
 
     from minitransfer.adapt import AdaptConfig
-    from minitransfer.compare import CompareConfig, check_modes, parse_budgets
+    from minitransfer.compare import CompareConfig, check_settings
 
     if args.quick:
         cc = CompareConfig(
@@ -608,7 +639,6 @@ def compare_config(args, task):
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if args.modes is not None and not args.modes.replace(",", "").strip():
         raise ValueError("--modes is empty; name one or more of the modes, e.g. --modes scratch,full")
-    check_modes(cc.modes, task.head)  # before minutes of data loading
     cc.task = args.task
     cc.parallel, cc.dtype, cc.keep_checkpoints = args.parallel, args.dtype, args.keep_checkpoints
     cc.first_seed, cc.split_seed = args.first_seed, args.split_seed
@@ -616,18 +646,32 @@ def compare_config(args, task):
     for name in ("seeds", "steps", "max_len", "batch_size", "pooling"):
         if getattr(args, name) is not None:
             setattr(cc, name, getattr(args, name))
-    for name in ("seeds", "steps", "max_len", "batch_size"):  # before minutes of data loading and adaptation
-        if getattr(cc, name) is not None and getattr(cc, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cc, name)}")
+    check_settings(cc)  # before minutes of data loading and adaptation (compare checks them again)
     return cc
+
+
+def parse_budgets(text: str) -> list:
+    """--budgets's text as compare's budgets: label counts, or 'all'."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "all":
+            out.append("all")
+        elif part.isdigit() and int(part) > 0:
+            out.append(int(part))
+        else:
+            raise ValueError(f"--budgets: {part!r} is neither a positive number nor 'all'")
+    repeated = sorted({str(b) for b in out if out.count(b) > 1})
+    if repeated:  # each budget is a column of the tables and a point of the curves
+        raise ValueError(f"--budgets: {', '.join(repeated)} given more than once")
+    return out
 
 
 def cmd_compare_chat(args, source: str) -> int:
     from minitransfer.chat import load_chat_dataset
-    from minitransfer.chat_compare import ChatCompareConfig, compare_chat
+    from minitransfer.chat_compare import ChatCompareConfig, check_settings, compare_chat
     from minitransfer.compare import seeds_text
     from minitransfer.convert import load_pretrained
-    from minitransfer.modes import get_mode
     from minitransfer.tokenizer import check_tokenizer_fits, load_tokenizer
 
     ignored = [
@@ -651,14 +695,11 @@ def cmd_compare_chat(args, source: str) -> int:
         cc.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         if not cc.modes:
             raise ValueError("--modes is empty; name one or more of scratch, full, adapt")
-        for m in cc.modes:
-            get_mode(m)
     for name in ("seeds", "steps", "max_len", "batch_size"):
         if getattr(args, name) is not None:
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
             setattr(cc, name, getattr(args, name))
     cc.first_seed, cc.split_seed, cc.parallel, cc.dtype = args.first_seed, args.split_seed, args.parallel, args.dtype
+    check_settings(cc)  # before the model and the data load (compare_chat checks them again)
     if args.adapt_steps is not None:
         if "adapt" not in cc.modes:
             raise ValueError(

@@ -62,3 +62,20 @@ def test_a_lecture_process_records_the_repository_files_it_opens(tmp_path):
     subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True)
     files = {value for kind, value in map(json.loads, record.read_text().splitlines()) if kind == "file"}
     assert files == {"README.md", "pyproject.toml"}
+
+
+def test_a_lecture_as_a_notebook_for_colab(tmp_path):
+    import nbformat
+
+    from minitransfer.apps.colab import write_colab_notebook
+
+    lecture = tmp_path / "01_tiny.py"
+    lecture.write_text("# %% [markdown]\n# # Lecture 1: tiny\n\n# %%\nprint('hello')\n")
+    path = write_colab_notebook(lecture, tmp_path / "book")
+    assert path == tmp_path / "book" / "notebooks" / "01_tiny.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert [c.cell_type for c in nb.cells] == ["code", "markdown", "code"]
+    assert "pip" in nb.cells[0].source and nb.cells[2].source == "print('hello')"
+    assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
+    exec(nb.cells[0].source, {})  # where minitransfer is installed, the setup cell does nothing

@@ -128,7 +128,7 @@ from minitransfer.generate import next_word_probs
 
 swim = "The cat was swimming in the"
 swim_top = next_word_candidates(model, tok, swim, top_k=10)
-fig, ax = plt.subplots(figsize=(6.5, 3.8))
+fig, ax = plt.subplots(figsize=(7.5, 3.8))
 ax.barh(range(10)[::-1], [100 * c["prob"] for c in swim_top], color="#3d7bd9")
 ax.set_yticks(range(10)[::-1], [repr(c["token"]) for c in swim_top], fontfamily="monospace")
 ax.set_xlabel("probability (%)")

@@ -116,9 +116,11 @@ print("in the loss:", repr(tok.decode([i for i, f in zip(ids, in_loss, strict=Tr
 # training, so a model that gets them right has learnt to *copy* from the
 # user's turn, not to recall a name. **What you see:** the reply perplexity
 # (lower is better; 1 is perfect) and next-token accuracy on the held-out
-# conversations, before and after fine-tuning, then a greedy reply to a new
-# name. `docs/chat.md` has the real corpus (`chatterbot`) and the `chat`
-# command.
+# conversations, before and after fine-tuning, then a greedy reply to a name
+# it never saw. Read the name in that reply: the user's own name means the
+# model copies; a name from the training conversations means it has learnt
+# the reply's form but recalls a name instead of copying one.
+# `docs/chat.md` has the real corpus (`chatterbot`) and the `chat` command.
 
 # %%
 from minitransfer.chat import end_of_text, prompt_ids
@@ -207,16 +209,15 @@ plt.show()
 
 # %%
 shares = {}
-for name, options in (
-    ("probe", {}),
-    ("top", {"unfreeze": 1}),
-    ("lora", {"lora_rank": 8}),
-    ("lora", {"lora_rank": 1}),
-    ("full", {}),
+for label, name, options in (
+    ("probe", "probe", {}),
+    ("top, 1 block", "top", {"unfreeze": 1}),
+    ("lora, r = 8", "lora", {"lora_rank": 8}),
+    ("lora, r = 1", "lora", {"lora_rank": 1}),
+    ("full", "full", {}),
 ):
     cfg = TrainConfig(mode=name, **options)
     m = MODES[name].prepared(build_classifier(name, lm, lm.config, classifier.head.labels, cfg), cfg)
-    label = name + "".join(f" {k}={v}" for k, v in options.items())
     shares[label] = trainable_share(m, MODES[name].filter(cfg, lm.config.n_layer))
 for label, (n, total) in shares.items():
     print(f"{label:>14}: {n:>10,} of {total:>10,} weights train ({100 * n / total:5.2f}%)")

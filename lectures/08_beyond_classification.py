@@ -112,7 +112,8 @@ print("in the loss:", repr(tok.decode([i for i, f in zip(ids, in_loss, strict=Tr
 
 # %% [markdown]
 # A toy conversation to learn: the user says their name, the assistant
-# greets them by it. The names in the test conversations never occur in
+# greets them by it. The "names" are capitalised words of the model's own
+# vocabulary, 300 in training; those in the test conversations never occur in
 # training, so a model that gets them right has learnt to *copy* from the
 # user's turn, not to recall a name. **What you see:** the reply perplexity
 # (lower is better; 1 is perfect) and next-token accuracy on the held-out
@@ -127,12 +128,14 @@ from minitransfer.chat import end_of_text, prompt_ids
 from minitransfer.generate import generate
 from minitransfer.train import build_model, evaluate
 
-NAMES = (
-    "Ada Alan Grace Linus Ken Guido Barbara Donald Edsger John Margaret Niklaus Tim Bjarne Dennis Frances "
-    "Radia Leslie Hedy Claude Sophie Yukihiro Larry Anders Brian Rasmus Mary Shafi Whitfield Robin Karen "
-    "Jean Ivan Tony Rob Ward Adele Ada Edith Ruth Alice Bob Carol Dave Erin Frank Heidi Oscar Peggy Victor"
-).split()
-NAMES = list(dict.fromkeys(NAMES))  # (each once)
+# the "names": capitalised whole words of the model's own vocabulary (one token each), in a seeded order;
+# hundreds of them, so that recalling one from training rarely pays and copying the user's does
+NAMES = sorted(
+    t[1:]
+    for t in tok.get_vocab()
+    if t[:1] == "Ġ" and len(t) >= 5 and t[1].isupper() and t[2:].isalpha() and t[2:].islower()
+)
+NAMES = [NAMES[i] for i in np.random.default_rng(0).permutation(len(NAMES))][:400]
 
 
 def greetings(names):
@@ -144,7 +147,7 @@ def greetings(names):
     )
 
 
-chat_data = ChatDataset(greetings(NAMES[:30]), greetings(NAMES[30:35]), greetings(NAMES[35:]), "toy greetings")
+chat_data = ChatDataset(greetings(NAMES[:300]), greetings(NAMES[300:320]), greetings(NAMES[320:]), "toy greetings")
 chat_steps = 30 if FAST else 200
 chat_cfg = TrainConfig(
     mode="full", steps=chat_steps, batch_size=16, max_len=32, lr=1e-3, val_examples=None, eval_every=chat_steps // 2

@@ -15,6 +15,22 @@
 # library does it well); it only finds the right files. Here is the function
 # every command uses:
 
+# %% [markdown]
+# **The idea in one picture:** one word, from its bytes to its token ids, by
+# GPT-2's own merge table. Each row applies the next merge, lowest rank
+# (earliest learnt) first; the numbers are the merges' ranks among GPT-2's
+# 50,000. **What to see:** the frequent pieces (`·t`, `on`, `at`) are
+# merged first, the whole word never is: it ends as two tokens, two ids.
+
+# %%
+import matplotlib.pyplot as plt
+
+from minitransfer.apps.diagrams import draw_bpe
+from minitransfer.apps.lecture import gpt2_tokenizer, out_dir
+
+fig = draw_bpe(gpt2_tokenizer(), " tokenization", out_dir() / "01_diagram_bpe.png")
+plt.show()
+
 # %%
 from minitransfer.apps.lecture import gpt2_tokenizer, show
 from minitransfer.tokenizer import load_tokenizer

@@ -15,6 +15,23 @@
 # GPT-2 uses *pre-LayerNorm* residual blocks: normalise, transform, and *add*
 # the result back to the running "residual stream".
 
+# %% [markdown]
+# **The idea in one picture:** block 0 of the shipped stand-in, its sublayers
+# labelled with their live weight shapes. **What to see:** the blue residual
+# stream runs straight from bottom to top; attention and the MLP each read a
+# normalised copy of it and *add* their output back (the two `+`). Nothing in
+# a block replaces the stream, so a block can learn to do almost nothing.
+
+# %%
+import matplotlib.pyplot as plt
+
+import minitransfer as mt
+from minitransfer.apps.diagrams import draw_block
+from minitransfer.apps.lecture import out_dir, pretrained_source
+
+fig = draw_block(mt.load_pretrained(pretrained_source()).backbone, 0, out_dir() / "02_diagram_block.png")
+plt.show()
+
 # %%
 import jax
 import jax.numpy as jnp

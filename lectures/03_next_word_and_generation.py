@@ -7,6 +7,31 @@
 # state. In GPT-2 it is *tied* to the input embedding: a token's score is the
 # dot product of the hidden state with that token's own embedding vector.
 
+# %% [markdown]
+# **The idea in one picture.** Left: the next-word head of the shipped
+# stand-in turns the last position's hidden state into one logit per
+# vocabulary entry (the hidden state times the embedding table, transposed),
+# and softmax into a distribution: its live top five after the prompt.
+# Right: the key/value cache generation keeps, one `k` and one `v` array per
+# layer, with their shapes. **What to see:** the prompt fills its positions
+# once (blue); each new token adds one position to every layer's arrays
+# (orange) instead of recomputing the prefix.
+
+# %%
+import matplotlib.pyplot as plt
+
+import minitransfer as mt
+from minitransfer.apps.diagrams import draw_next_word_and_cache
+from minitransfer.apps.lecture import out_dir, pretrained_source
+
+fig = draw_next_word_and_cache(
+    mt.load_pretrained(pretrained_source()),
+    mt.load_tokenizer(pretrained_source()),
+    "The cat was swimming in the",
+    out_dir() / "03_diagram_next_word_and_cache.png",
+)
+plt.show()
+
 # %%
 import time
 
@@ -81,6 +106,42 @@ fig.suptitle(repr("This movie was") + " ... what comes next?")
 fig.tight_layout()
 fig.savefig(out_dir() / "04_next_word.png", dpi=100)
 plt.show()
+
+# %% [markdown]
+# ## What a model of movie reviews says a cat swims in
+#
+# Introductions to language models show one picture again and again: a
+# sentence about swimming, and the model's confidence in each candidate next
+# word, with the water on top. Here is that picture from the shipped
+# stand-in, which has read nothing but IMDB movie reviews. **What to see:**
+# which of its ten candidates are places one can swim in, and which come
+# from the world of film reviews; the line under the bars adds up what it
+# gives a few water words. A model knows the text it was trained on and
+# nothing else. With network, OpenAI's GPT-2 loads the same way
+# (`mt.load_pretrained("gpt2")` and `mt.load_tokenizer("gpt2")`) and draws
+# the same bars for comparison.
+
+# %%
+import matplotlib.pyplot as plt
+
+from minitransfer.generate import next_word_probs
+
+swim = "The cat was swimming in the"
+swim_top = next_word_candidates(model, tok, swim, top_k=10)
+fig, ax = plt.subplots(figsize=(7.5, 3.8))
+ax.barh(range(10)[::-1], [100 * c["prob"] for c in swim_top], color="#3d7bd9")
+ax.set_yticks(range(10)[::-1], [repr(c["token"]) for c in swim_top], fontfamily="monospace")
+ax.set_xlabel("probability (%)")
+ax.set_title(f"{swim!r} ... the shipped stand-in's next word")
+fig.tight_layout()
+fig.savefig(out_dir() / "03_swimming.png", dpi=100)
+plt.show()
+swim_probs = next_word_probs(model, tok.encode(swim))
+water = [w for w in (" water", " pool", " ocean", " sea", " lake", " river") if len(tok.encode(w)) == 1]
+print(
+    f"water words that are one token here ({', '.join(repr(w) for w in water)}): "
+    f"{100 * sum(swim_probs[tok.encode(w)[0]] for w in water):.1f}% together"
+)
 
 # %% [markdown]
 # ## The key/value cache

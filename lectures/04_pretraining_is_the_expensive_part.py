@@ -12,6 +12,59 @@
 # the cloud of the day. Here is the arithmetic behind such numbers; every
 # input is an assumption you can change.
 
+# %% [markdown]
+# **The idea in one picture:** training compute, 6 x parameters x tokens, on
+# a log scale, for the shipped stand-in, GPT-2's smallest model (124M) and
+# its largest (1.5B). Parameters are counted from the package's own configs
+# (`model.NAMED_CONFIGS`, and the stand-in's `config.json`). The stand-in's
+# tokens are measured: every stage of its `pretrain.json`. GPT-2's are **an
+# assumption**: OpenAI published the size of WebText (about 40 GB of text,
+# Radford et al. 2019, section 2.1), not how many tokens each model saw;
+# 1e11 is about ten passes over roughly 1e10 tokens. The time beside each bar
+# assumes one TPU v3 chip (123 TFLOP/s peak in bfloat16, Google's
+# cloud.google.com/tpu/docs/v3) running at 20% of its peak, **also an
+# assumption**. **What to see:** how many powers of ten lie between the
+# stand-in and GPT-2 1.5B, and that the fine-tuning runs of later lectures,
+# a few hundred steps on a small budget, would sit far left of the first bar.
+
+# %%
+import matplotlib.pyplot as plt
+
+from minitransfer.apps.diagrams import draw_pretraining_cost
+from minitransfer.apps.lecture import out_dir, pretrained_source
+from minitransfer.model import GPT2Config, named_config
+from minitransfer.pretrain import lineage, read_card
+
+card = read_card(pretrained_source())  # None for a hub id: the stand-in is then left out
+runs = []
+if card is not None:
+    stages = lineage(card)
+    runs.append(
+        dict(
+            name="the shipped stand-in",
+            config=GPT2Config(**card["config"]),
+            tokens=sum(st["tokens_seen"] for st in stages),
+            tokens_note=f"tokens: measured ({len(stages)} stage(s) of pretrain.json); "
+            f"it took {sum(st['wall_seconds'] for st in stages) / 60:.0f} min on {card.get('hardware', 'its machine')}",
+        )
+    )
+for name, config_name in (("GPT-2 124M", "gpt2"), ("GPT-2 1.5B", "gpt2-xl")):
+    runs.append(
+        dict(
+            name=name,
+            config=named_config(config_name),
+            tokens=1e11,
+            tokens_note="tokens: an assumption (about 10 passes over WebText); not published",
+        )
+    )
+tpu = dict(
+    name="one TPU v3 chip at 20% of peak",
+    flops_per_second=0.2 * 123e12,
+    note="123 TFLOP/s: a TPU v3 chip's bfloat16 peak (cloud.google.com/tpu/docs/v3); 20% of it: an assumption",
+)
+fig = draw_pretraining_cost(runs, out_dir() / "04_diagram_cost.png", device=tpu)
+plt.show()
+
 # %%
 from minitransfer.apps.lecture import FAST, SHARED_DATA, out_dir, show
 
@@ -119,6 +172,46 @@ ax.set_ylabel("validation loss (nats/token)")
 ax.set_title("next-word pretraining")
 fig.tight_layout()
 fig.savefig(out_dir() / "05_pretraining.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ## What pretraining bought
+#
+# The same prompt, read by two models of exactly the shipped stand-in's
+# shape: one with GPT-2's random initial weights (seed 0), one the checkpoint
+# that pretraining made. Their next-word candidates side by side (each panel
+# has its own scale), then 25 tokens sampled from each with the same seed and
+# settings. **What to see:** the random model gives every token of its
+# vocabulary about the same tiny probability (its top candidates are
+# arbitrary) and writes token salad; the pretrained one ranks words that can
+# follow the prompt and writes something like English. All of that
+# difference is what the pretraining run cost.
+
+# %%
+import minitransfer as mt
+from minitransfer.generate import generate, next_word_candidates
+
+standin = mt.load_pretrained(pretrained_source())
+standin_tok = mt.load_tokenizer(pretrained_source())
+random_init = mt.GPT2.language_model(standin.config, seed=0)
+swim = "The cat was swimming in the"
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+for ax, (name, m) in zip(
+    axes, [("random weights (GPT-2's init)", random_init), ("pretrained: the shipped stand-in", standin)], strict=True
+):
+    top = next_word_candidates(m, standin_tok, swim, top_k=8)
+    ax.barh(range(8)[::-1], [100 * c["prob"] for c in top], color="#3d7bd9")
+    ax.set_yticks(range(8)[::-1], [repr(c["token"]) for c in top], fontfamily="monospace")
+    ax.set_xlabel("probability (%)")
+    ax.set_title(name)
+    sample = generate(m, standin_tok.encode(swim), 25, temperature=0.8, top_p=0.95, seed=0)
+    print(f"{name}:\n    {standin_tok.decode(standin_tok.encode(swim) + sample)!r}")
+print(
+    f"(a uniform guess gives each of the {standin.config.vocab_size:,} tokens {100 / standin.config.vocab_size:.3f}%)"
+)
+fig.suptitle(f"{swim!r} ... next word, before and after pretraining")
+fig.tight_layout()
+fig.savefig(out_dir() / "04_what_pretraining_bought.png", dpi=100)
 plt.show()
 
 # %% [markdown]

@@ -7,6 +7,24 @@
 # tensors). Conversion means: build a model of that shape, then copy each
 # tensor into the parameter of the same name, checking every name and shape.
 
+# %% [markdown]
+# **The idea in one picture:** every tensor name of a Hugging Face GPT-2 file
+# beside the parameter of minitransfer's module tree it is copied into, for
+# the shipped stand-in's shape. The names on the left are made by the
+# converter's own `convert.hf_name` from the paths on the right. **What to
+# see:** one name per parameter, the same shape on both sides, and block
+# 0's twelve names repeated for every other block.
+
+# %%
+import matplotlib.pyplot as plt
+
+import minitransfer as mt
+from minitransfer.apps.diagrams import draw_checkpoint_mapping
+from minitransfer.apps.lecture import out_dir, pretrained_source
+
+fig = draw_checkpoint_mapping(mt.load_pretrained(pretrained_source()).backbone, out_dir() / "05_diagram_mapping.png")
+plt.show()
+
 # %%
 import tempfile
 

@@ -15,6 +15,26 @@
 # it is saved) is its *task*, which it inherits from `ClassificationTask` in
 # the same file, `minitransfer/classify.py`: a task is one file.
 
+# %% [markdown]
+# **The idea in one picture:** the shipped stand-in with its next-word head,
+# the head chopped off, and a three-class tweet classifier's head put on the
+# same backbone; every label is read off the two live models. **What to
+# see:** the blue backbone is the same in all three columns; only the top
+# box changes.
+
+# %%
+import matplotlib.pyplot as plt
+
+import minitransfer as mt
+from minitransfer.apps.diagrams import draw_head_swap
+from minitransfer.apps.lecture import out_dir, pretrained_source
+from minitransfer.classify import ClassificationHead
+
+lm = mt.load_pretrained(pretrained_source())
+classifier = mt.GPT2(lm.backbone, ClassificationHead(lm.config.n_embd, ["negative", "neutral", "positive"]))
+fig = draw_head_swap(lm, classifier, out_dir() / "06_diagram_head_swap.png")
+plt.show()
+
 # %%
 import numpy as np
 
@@ -122,54 +142,6 @@ for ax, (name, backbone) in zip(
 fig.tight_layout()
 fig.savefig(out_dir() / "06_features_pca.png", dpi=100)
 plt.show()
-
-# %% [markdown]
-# ## The same backbone, another head: question answering
-#
-# A classification head reads one position and answers "which class?". A
-# *span* head reads every position and answers "where in the text?": one
-# linear layer scores each token as the answer's first token and as its last.
-# The input is the question, then the context (the model is causal, so the
-# context must come after the question to be read in its light), and the
-# answer is the stretch of context between the best start and end. Its task
-# (`SpanTask`, beside it in `minitransfer/qa.py`) masks every position that is
-# not the context out of the loss and the decoding.
-
-# %%
-from minitransfer.qa import SpanHead
-
-show(SpanHead)
-answerer = mt.GPT2(lm.backbone, SpanHead(lm.config.n_embd))
-ids = np.asarray([tok.encode("Question: Which city?\nContext: we flew to Oslo")], np.int32)
-print("one backbone object for both heads:", answerer.backbone is classifier.backbone)
-print("classification head output:", np.asarray(classifier(ids)).shape, "(batch, classes)")
-print("span head output:          ", np.asarray(answerer(ids)).shape, "(batch, positions, start/end)")
-
-# %% [markdown]
-# Fine-tune it on a toy task (`qa.toy_city_questions`: "Which city?" over a
-# sentence of filler words with one city in it) through the very same loop.
-# Each head owns its loss and metrics (`SpanTask.loss`, exact match and F1),
-# so `finetune` did not change. **What you see:** exact match far above
-# chance (a random span is right about 1 time in 200) after a few seconds.
-
-# %%
-from minitransfer.qa import QADataset, answer, toy_city_questions
-from minitransfer.train import build_model
-
-qa_data = QADataset(toy_city_questions(400, 0), toy_city_questions(50, 1), toy_city_questions(100, 2), "toy")
-qa_cfg = TrainConfig(
-    mode="full",
-    steps=60 if FAST else 300,
-    batch_size=16 if FAST else 32,
-    max_len=40,
-    lr=1e-3,
-    val_examples=None,
-    head_dropout=0.0,
-)
-qa_model = build_model("full", lm, lm.config, qa_data, qa_cfg, SpanHead)
-qa = finetune(qa_model, qa_data, tok, qa_cfg, progress=False, log=lambda m: None)
-print(f"test exact match {qa.test['exact_match']:.2f}, F1 {qa.test['f1']:.2f} after {qa.steps} steps")
-print("answer:", answer(qa_model, tok, "Which city?", "after lunch we talked about Buenos Aires for a while")[0])
 
 # %% [markdown]
 # ## Try it

@@ -6,6 +6,23 @@
 # *same architecture*, started and trained four ways (one table in
 # `minitransfer/modes.py`):
 
+# %% [markdown]
+# **The idea in one picture:** ULMFiT's three stages (Howard & Ruder 2018),
+# each with the function and command that runs it here, and below, for
+# every mode of `minitransfer/modes.py`'s table, the stages it runs (blue)
+# and what its last stage trains. **What to see:** `scratch` skips both
+# next-word stages, `adapt` is the only mode that runs all three, and the
+# modes differ in stage 3 only by what they let train.
+
+# %%
+import matplotlib.pyplot as plt
+
+from minitransfer.apps.diagrams import draw_ulmfit
+from minitransfer.apps.lecture import out_dir
+
+fig = draw_ulmfit(path=out_dir() / "07_diagram_ulmfit.png")
+plt.show()
+
 # %%
 from minitransfer.apps.lecture import FAST, REPO, out_dir, pretrained_source, show
 from minitransfer.modes import MODES, Mode

@@ -28,6 +28,35 @@ from minitransfer.apps.lecture import out_dir
 print(jax.devices())
 
 # %% [markdown]
+# **The idea in one picture** (after the cell above, which must run before
+# anything imports JAX): where `--parallel data` and `--parallel fsdp` put a
+# batch and a few of the shipped stand-in's weights on this mesh of devices,
+# one colour per device, as `minitransfer/parallel.py`'s rules lay them out.
+# **What to see:** the batch is split along its first axis in both; `data`
+# keeps a whole copy of every weight on every device, `fsdp` splits each
+# weight along its largest axis that divides evenly, so a device holds
+# a fraction of it.
+
+# %%
+import matplotlib.pyplot as plt
+
+import minitransfer as mt
+from minitransfer.apps.diagrams import draw_sharding
+from minitransfer.apps.lecture import pretrained_source
+
+standin = mt.load_pretrained(pretrained_source()).backbone
+weights = {
+    "wte.embedding": standin.wte.embedding[...],
+    "h[0].attn.c_attn.kernel": standin.h[0].attn.c_attn.kernel[...],
+    "h[0].mlp.c_fc.kernel": standin.h[0].mlp.c_fc.kernel[...],
+    "h[0].ln_1.scale": standin.h[0].ln_1.scale[...],
+}
+fig = draw_sharding(
+    weights, (16, standin.config.n_positions), len(jax.devices()), out_dir() / "09_diagram_sharding.png"
+)
+plt.show()
+
+# %% [markdown]
 # ## 1. `jax.jit`: compile once, run many times
 # `jit` traces a Python function once per input *shape*, hands the whole
 # computation to the XLA compiler, and reuses the compiled program. That is

@@ -530,7 +530,7 @@ def answer(
 
 
 # ----------------------------------------------------------------------------
-# A toy task, to watch a span head learn in seconds (the tests and lecture 6)
+# A toy task, to watch a span head learn in seconds (the tests and lecture 8)
 # ----------------------------------------------------------------------------
 
 _FILLER = (

@@ -318,16 +318,16 @@ for b in (b for b in imdb["budgets"] if b in tweets["budgets"]):
 
 # %% [markdown]
 # **Exercise 4.** Change `Mode("probe", ...)` in `minitransfer/modes.py` to
-# start from `"adapted"` (a probe of the adapted model). Does the frozen
-# backbone still trail scratch where it did?
+# start from `"adapted"` (a probe of the adapted model). How do the probe's
+# verdicts against scratch change?
 
 # %% [markdown]
 # <details><summary>Answer</summary>
 #
 # Run `minitransfer compare --modes scratch,probe` with the change and read
-# the probe's verdicts against the default's. Expect the gap to narrow: the
+# the probe's verdicts against the default's. Expect its gains to rise: the
 # adapted backbone has read the task's own texts, so its features should fit
-# tweets better. Whether it narrows enough to matter is, again, for the
+# tweets better. Whether they rise enough to matter is, again, for the
 # paired intervals to say, and the comparison with the unchanged probe is a
 # paired one too (same seeds, same labelled subsets).
 #

@@ -68,7 +68,7 @@ def shown_source(obj, start: str | None = None, stop: str | None = None, *, sign
         while lo > 0 and lines[lo - 1].strip().startswith("#"):  # comments that open the body belong to it
             lo -= 1
         indent = lines[0][: len(lines[0]) - len(lines[0].lstrip())]
-        head = [f"{indent}def {fn.name}(...):\n"]
+        head = [f"{indent}def {fn.name}(...):  # signature and docstring: line {first}\n"]
     if start is not None:
         lo = next((i for i, line in enumerate(lines) if i >= lo and start in line), None)
         if lo is None:

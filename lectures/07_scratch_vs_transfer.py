@@ -156,8 +156,9 @@ for mode in ("probe", "full"):
 # reviews need not be one on tweets. The probe trains only a linear head on
 # features the backbone learnt for *movie reviews*; the features that
 # separate "great film" from "boring plot" need not be the ones that separate
-# a complaint from a neutral remark, and tweets tokenise into more, shorter
-# pieces under the stand-in's vocabulary. Scratch, meanwhile, learns
+# a complaint from a neutral remark, and the stand-in's vocabulary, learnt on
+# reviews, spends more tokens on a tweet than GPT-2's does (lecture 1's
+# picture). Scratch, meanwhile, learns
 # word-label associations directly. (These are reasons to expect a smaller
 # gain on tweets; the runs measure the gains, not the reasons.)
 #

@@ -12,8 +12,8 @@
 #    rare words a few pieces.
 #
 # minitransfer does not re-implement BPE (the Hugging Face `tokenizers`
-# library does it well); it only finds the right files. Here is the function
-# every command uses:
+# library does it well). Here is how it has the library learn a vocabulary
+# from texts, as `minitransfer pretrain --tokenizer train:N` does:
 
 # %% [markdown]
 # **The idea in one picture:** one word, from its bytes to its token ids, by
@@ -33,9 +33,9 @@ plt.show()
 
 # %%
 from minitransfer.apps.lecture import gpt2_tokenizer, show
-from minitransfer.tokenizer import load_tokenizer
+from minitransfer.tokenizer import load_tokenizer, train_tokenizer
 
-show(load_tokenizer)
+show(train_tokenizer)
 
 # %% [markdown]
 # The real GPT-2 vocabulary: 50,257 tokens (256 bytes + 50,000 merges + one
@@ -118,19 +118,43 @@ plt.show()
 
 # %% [markdown]
 # ## Try it
+
+# %% [markdown]
+# **Exercise 1.** Predict, then check: how many tokens is `" the"` (with its
+# space) in GPT-2's vocabulary, and how many is `"the"` at the start of a
+# text? Are they the same token?
+
+# %% tags=["answer"]
+print('" the" ->', tok.encode(" the"), ' "the" ->', tok.encode("the"))
+# One token each, but two different tokens: the space is part of the token, so
+# GPT-2 has a separate id for a word at the start of a text and after a space.
+
+# %% [markdown]
+# **Exercise 2.** Encode a sentence in a language you know that is not
+# English and compare its characters per token with the English line above.
+# Why does it matter for a model's cost?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
 #
-# 1. Predict, then check: how many tokens is `" the"` (with its space) in
-#    GPT-2's vocabulary, and how many is `"the"` at the start of a text?
-#    <details><summary>Answer</summary>One each, but different ids (262 and
-#    1169): the space is part of the token.</details>
-# 2. Encode a sentence in a language you know that is not English and
-#    compare its characters per token with the English line above. Why does
-#    it matter for a model's cost?
-#    <details><summary>Answer</summary>Fewer characters per token: GPT-2's
-#    merges were learnt mostly on English, so other languages (above all those
-#    in other scripts) split into more, shorter pieces. Context length and
-#    compute are counted in tokens, so the same text costs more and fits less
-#    of itself into the model's context.</details>
-# 3. `minitransfer.tokenizer.train_tokenizer(texts, 512)` learns a tiny
-#    vocabulary. Train one on 1,000 tweets and tokenise a tweet with it: which
-#    words stay whole?
+# Usually fewer characters per token (the German line above already shows
+# it): GPT-2's merges were learnt mostly on English, so other languages,
+# above all those in other scripts, split into more, shorter pieces. Context
+# length and compute are counted in tokens, so the same text costs more and
+# less of it fits into the model's context.
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 3.** `train_tokenizer(texts, 512)`, shown at the top, learns a
+# tiny vocabulary. Train one on 1,000 tweets and tokenise a tweet with it:
+# which words stay whole?
+
+# %% tags=["answer"]
+tiny = train_tokenizer(load_dataset("tweets").train.texts[:1000], 512)
+tweet = tweets[0]
+print(repr(tweet))
+print(" | ".join(tiny.decode([i]).replace(" ", "·") for i in tiny.encode(tweet)))
+# 512 tokens leave room for 512 - 257 = 255 merges, and only the commonest
+# words earn one: short, frequent words (" just", " my", " in", " you") stay
+# whole; rarer ones fall apart into pieces of a letter or two.

@@ -168,22 +168,50 @@ plt.show()
 
 # %% [markdown]
 # ## Try it
+
+# %% [markdown]
+# **Exercise 1.** Remove the causal mask (`jnp.where(...)`) in
+# `attention_maps` and redraw. What would a model trained with the mask make
+# of the future it never learnt to use?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
 #
-# 1. Remove the causal mask (`jnp.where(...)`) in `attention_maps` and redraw.
-#    What would a model trained with the mask make of the future it never
-#    learnt to use?
-#    <details><summary>Answer</summary>The maps fill in above the diagonal:
-#    each position now also attends to later ones. A model trained with the
-#    mask never had a later token in its sum, so its weights were never shaped
-#    for them: the outputs change in ways training never corrected, and next-word
-#    prediction would be cheating anyway (the answer is in the input).</details>
-# 2. In `CausalSelfAttention`, the scores are multiplied by `self.scale`
-#    (1/sqrt(D)). Predict what happens to a random model's attention rows
-#    if you drop the scale, then try it.
-#    <details><summary>Answer</summary>The scores' spread grows with
-#    sqrt(D), so the softmax sharpens. In this lecture's small random model
-#    the rows barely change; on `GPT2Config()`'s 768-wide shape they sharpen
-#    on arbitrary tokens: some rows put nearly all their weight on one
-#    token, others stay spread over a few. Sharper, not one-hot.</details>
-# 3. Find a head in the pretrained model that always looks at the previous
-#    token (a bright line just below the diagonal). Which block is it in?
+# The maps fill in above the diagonal: each position now also attends to
+# later ones. A model trained with the mask never had a later token in its
+# sum, so its weights were never shaped for them: the outputs change in ways
+# training never corrected, and next-word prediction would be cheating anyway
+# (the answer is in the input).
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 2.** In `CausalSelfAttention`, the scores are multiplied by
+# `self.scale` (1/sqrt(D)). Predict what happens to a random model's
+# attention rows if you drop the scale, then try it.
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# The scores' spread grows with sqrt(D), so the softmax sharpens. In this
+# lecture's small random model the rows barely change; on `GPT2Config()`'s
+# 768-wide shape they sharpen on arbitrary tokens: some rows put nearly all
+# their weight on one token, others stay spread over a few. Sharper, not
+# one-hot.
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 3.** Find a head in the pretrained model that looks at the
+# previous token (a bright line just below the diagonal). Which block is it
+# in? Rather than eyeballing every map, score each head by its mean weight on
+# that line.
+
+# %% tags=["answer"]
+maps = attention_maps(trained, ids)  # (L, H, T, T)
+previous = np.array([[np.diagonal(m, offset=-1).mean() for m in layer] for layer in maps])  # (L, H)
+layer, head = np.unravel_index(previous.argmax(), previous.shape)
+print(np.round(previous, 2), "\n(rows: blocks, columns: heads; 1.0 = all weight on the previous token)")
+print(f"block {layer}, head {head} puts {previous[layer, head]:.0%} of its weight on the previous token")
+# That is on one sentence: a head that looks one token back by position scores
+# high on any sentence, one that follows particular words does not. Try another.

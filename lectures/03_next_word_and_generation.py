@@ -3,8 +3,8 @@
 #
 # A language model's whole output is one thing: for every position, a score
 # (*logit*) for every token in the vocabulary, saying how likely that token is
-# to come next. The next-word head computes those scores from the last hidden
-# state. In GPT-2 it is *tied* to the input embedding: a token's score is the
+# to come next. The next-word head computes those scores from the hidden
+# state the last block writes at that position. In GPT-2 it is *tied* to the input embedding: a token's score is the
 # dot product of the hidden state with that token's own embedding vector.
 
 # %% [markdown]
@@ -216,19 +216,42 @@ plt.show()
 
 # %% [markdown]
 # ## Try it
+
+# %% [markdown]
+# **Exercise 1.** Predict the top candidate after `"The acting was terrible
+# and the plot"` before reading the first cell's output. Then try `"I loved"`
+# and `"Worst"`.
+
+# %% tags=["answer"]
+for prompt in ["The acting was terrible and the plot", "I loved", "Worst"]:
+    top = next_word_candidates(model, tok, prompt, top_k=3)
+    print(f"{prompt!r:>40} -> " + ", ".join(f"{c['token']!r} {100 * c['prob']:.0f}%" for c in top))
+# The model ranks what is likely to come next, not what is said about the film:
+# after "the plot", a verb that continues the sentence can outrank any verdict.
+
+# %% [markdown]
+# **Exercise 2.** Set `top_p=0.5` in the sampling loop above: are the three
+# samples more or less alike? Why?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
 #
-# 1. Predict the top candidate after `"The acting was terrible and the plot"`
-#    before running the first cell. Then try `"I loved"` and `"Worst"`.
-#    <details><summary>Answer</summary>The shipped stand-in puts `" was"`
-#    first (about 47%), then `" is"` (about 13%): a verb, as English
-#    grammar wants, before any word about the plot itself.</details>
-# 2. Set `top_p=0.5` in the sampling loop above: are the three samples more
-#    or less alike? Why?
-#    <details><summary>Answer</summary>More alike: only the few tokens that
-#    make up half the probability mass can ever be picked.</details>
-# 3. In `generate.filter_logits`, what happens with `temperature` close to 0?
-#    Why does minitransfer ask for `greedy=True` instead of accepting 0?
-#    <details><summary>Answer</summary>Logits are divided by the temperature:
-#    near 0 they grow without bound and the softmax overflows (at 0 it is a
-#    division by zero). The limit of temperature -> 0 is the argmax, which
-#    `greedy=True` computes directly and exactly.</details>
+# More alike: at every step only the few tokens that make up half the
+# probability mass can be picked, so the seeds have fewer ways to diverge.
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 3.** In `generate.filter_logits`, what happens with
+# `temperature` close to 0? Why does minitransfer ask for `greedy=True`
+# instead of accepting 0?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# Logits are divided by the temperature: near 0 they grow without bound and
+# the softmax overflows (at 0 it is a division by zero). The limit of
+# temperature -> 0 is the argmax, which `greedy=True` computes directly and
+# exactly.
+#
+# </details>

@@ -6,11 +6,12 @@
 # forward pass (a multiply and an add per weight) plus 4N for the backward
 # pass (gradients with respect to activations and to weights).
 #
-# ## Where a price like GPT-2's comes from
+# ## What a model like GPT-2 can cost
 # A public estimate (Sharir, Peleg & Shoham, *The Cost of Training NLP
 # Models*, 2020) put a 1.5B-parameter model like GPT-2 at $80k to $1.6M on
-# the cloud of the day. Here is the arithmetic behind such numbers; every
-# input is an assumption you can change.
+# the cloud of the day. The arithmetic below is not theirs: it is what the
+# formula gives under assumptions stated one by one, an expectation to put
+# beside their range, and every input is one you can change.
 
 # %% [markdown]
 # **The idea in one picture:** training compute, 6 x parameters x tokens, on
@@ -74,10 +75,11 @@ def train_flops(n_params, n_tokens):
 
 
 assumptions = {
-    # GPT-2 XL: 1.5e9 parameters. OpenAI did not publish the token count;
-    # WebText is ~40 GB of text (~1e10 tokens), seen for several epochs.
+    # GPT-2 XL: 1.5e9 parameters. WebText is 40 GB of text (Radford et al. 2019, section 2.1);
+    # at about 4 bytes per token (an assumption) that is ~1e10 tokens. OpenAI did not publish
+    # how many tokens training read.
     "parameters": 1.5e9,
-    "tokens": 1e10 * 10,  # ~10 epochs over WebText (an assumption)
+    "tokens": 1e10 * 10,  # an assumption: 10 passes over WebText
     # a TPU v3 chip: 123 TFLOP/s in bf16 with two cores (cloud.google.com/tpu/docs/v3), so 61.5 per core
     "peak_flops": 61.5e12,
     "utilisation": 0.2,  # an assumption: the share of peak that training really achieves
@@ -89,16 +91,16 @@ core_hours = flops / (assumptions["peak_flops"] * assumptions["utilisation"]) / 
 cost = core_hours * assumptions["dollars_per_core_hour"]
 print(f"training compute: {flops:.1e} FLOPs")
 print(f"core-hours at {assumptions['utilisation']:.0%} of peak: {core_hours:,.0f}")
-print(f"one training run: ${cost:,.0f}")
+print(f"one training run, expected under these assumptions: ${cost:,.0f}")
 print(f"a project of {assumptions['runs_per_project']} such runs: ${cost * assumptions['runs_per_project']:,.0f}")
 
 # %% [markdown]
-# One run lands in the tens of thousands of dollars; the millions come from
-# everything around it (many runs, search over settings, pricier hardware
-# configurations). Each assumption moves the answer by whole factors: such
-# estimates are orders of magnitude, not invoices. The point stands: the
-# pretrained weights embody far more compute than any fine-tuning you will do
-# with them. Compare our own laptop-scale run below: same formula, tiny N and D.
+# Each assumption moves the answer by whole factors (a utilisation of 0.4
+# halves it; twice the tokens double it): such figures are orders of
+# magnitude, not invoices, and how Sharir et al.'s range was reached is
+# theirs to say. What no reasonable choice of inputs changes: the pretrained
+# weights embody far more compute than any fine-tuning you will do with them.
+# Compare our own laptop-scale run below: same formula, tiny N and D.
 #
 # ## Our own pretraining run
 # `minitransfer pretrain` trains a GPT-2 from random weights with the same
@@ -111,15 +113,26 @@ from minitransfer.pretrain import next_word_loss
 show(next_word_loss)
 
 # %% [markdown]
-# The loop itself, whole: the very function `pretrain` and `finetune` call. It
-# picks up where an earlier call of the same run stopped (the run's folder
-# keeps the state: `runs.py`), then steps; every `eval_every` steps it waits
-# for the queued losses, validates, keeps the best weights and lets the run
-# save. Batch `s` and its dropout key are functions of the step alone, which
-# is why a resumed run repeats an uninterrupted one exactly.
+# The loop itself, whole, in its three parts: the very function `pretrain`
+# and `finetune` call. First it picks up where an earlier call of the same
+# run stopped (the run's folder keeps the state: `runs.py`):
 
 # %%
-show(train_loop)
+show(train_loop, signature=False, stop="# ---- the loop")
+
+# %% [markdown]
+# Then it steps. Batch `s` and its dropout key are functions of the step
+# alone, which is why a resumed run repeats an uninterrupted one exactly:
+
+# %%
+show(train_loop, start="# ---- the loop", stop="# ---- validate")
+
+# %% [markdown]
+# Every `eval_every` steps it waits for the queued losses, validates, keeps
+# the best weights and lets the run save:
+
+# %%
+show(train_loop, start="# ---- validate")
 
 # %% [markdown]
 # A short run on real text (IMDB's training reviews, or the training tweets). **What you see:** the
@@ -216,24 +229,64 @@ plt.show()
 
 # %% [markdown]
 # ## Try it
+
+# %% [markdown]
+# **Exercise 1.** With the formula above, what did the shipped stand-in's
+# pretraining cost? Its `pretrain.json` (and `MODEL_CARD.md`) give the
+# parameters and the tokens seen.
+
+# %% tags=["answer"]
+import json
+
+from minitransfer.assets import shipped_checkpoint
+
+shipped = shipped_checkpoint()
+if shipped is None:
+    print("no shipped checkpoint in this install (checkpoints/minigpt2-imdb): nothing to read")
+else:
+    card = json.loads((shipped / "pretrain.json").read_text())
+    f = train_flops(card["parameters"], card["tokens_seen"])
+    print(f"{card['parameters']:,} parameters x {card['tokens_seen']:,} tokens (its last stage): {f:.1e} FLOPs")
+    print(f"in {card['wall_seconds'] / 60:.0f} min on {card['hardware']}: {f / card['wall_seconds'] / 1e9:.0f} GFLOP/s")
+    print(f"GPT-2 XL under the assumptions above: {flops / f:,.0f} times as much")
+# (The stand-in continued an earlier run, --init-from: pretrain.json counts the
+# tokens of its last stage; MODEL_CARD.md adds the earlier stage's.)
+
+# %% [markdown]
+# **Exercise 2.** Double `steps` in the run above. Does the validation loss
+# halve? What does the curve's shape say about where extra compute goes?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
 #
-# 1. With the formula above, what does the shipped stand-in's pretraining
-#    cost? Its `MODEL_CARD.md` gives the parameters and tokens seen.
-#    <details><summary>Answer</summary>6 · N · D with N about 1.9M and D about
-#    30M tokens: a few times 1e14 FLOPs, minutes of one GPU, an hour or two
-#    of a laptop CPU.</details>
-# 2. Double `steps` in the run above. Does the validation loss halve? What
-#    does the curve's shape say about where extra compute goes?
-#    <details><summary>Answer</summary>No: the loss falls fast at first and
-#    then ever more slowly, so doubling the steps buys far less than the
-#    first half did. Extra compute goes into ever smaller gains, which is why
-#    scaling studies plot loss against compute on log axes.</details>
-# 3. `minitransfer pretrain --init-from checkpoints/minigpt2-imdb --data tweets
-#    --steps 300 --out runs/lm-tweets` continues pretraining on tweets (ULMFiT's
-#    middle stage, lecture 7). Its `metrics.jsonl` and model card give the
-#    validation perplexity on held-out tweets at the end. What was it before
-#    the first step? (Not the 87.8 the card quotes for the starting
-#    checkpoint: that is on IMDB reviews.)
-#    <details><summary>Hint</summary>`minitransfer compare --modes adapt`
-#    prints the tweet perplexity before and after its own adaptation: 639
-#    before, 38 after 600 steps (lecture 7).</details>
+# Expect not: the curve above falls fast at first and then ever more slowly,
+# so doubling the steps buys far less than the first half did. Extra compute
+# goes into ever smaller gains, which is why scaling studies plot loss
+# against compute on log axes.
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 3.** `minitransfer pretrain --init-from checkpoints/minigpt2-imdb
+# --data tweets --steps 300 --out runs/lm-tweets` continues pretraining on
+# tweets (ULMFiT's middle stage, lecture 7). Its `metrics.jsonl` and model
+# card give the validation perplexity on held-out tweets at the end. What was
+# it before the first step? (Not the perplexity the starting checkpoint's card
+# quotes: that is on IMDB reviews.)
+
+# %% tags=["answer"]
+from minitransfer.assets import REPO
+
+adapted = json.loads((REPO / "docs" / "compare" / "summary.json").read_text()).get("adapt")
+if shipped is not None:
+    print(f"the card's validation perplexity, on held-out IMDB reviews: {card['val_perplexity']:.1f}")
+if adapted:
+    print(
+        f"compare's middle stage on held-out tweets (docs/compare/summary.json): perplexity "
+        f"{adapted['perplexity_before']:.0f} before its first step, {adapted['perplexity_after']:.0f} "
+        f"after {adapted['steps']}"
+    )
+# `compare --modes adapt` runs the same stage and measures before it starts: on
+# tweets the stand-in is far more surprised than on the reviews it learnt from.
+# Your run holds out its own 2% of the tweets (--val-fraction), so expect a
+# number near compare's, not the same one.

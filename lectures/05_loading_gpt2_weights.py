@@ -1,8 +1,9 @@
 # %% [markdown]
 # # Lecture 5: loading GPT-2's weights
 #
-# OpenAI trained GPT-2 once, at great cost (lecture 4). Transfer learning
-# starts by *loading* those weights into our own code. A Hugging Face
+# OpenAI trained GPT-2 once, at a cost lecture 4 put in the tens of
+# thousands of dollars or more. Transfer learning starts by *loading* those
+# weights into our own code. A Hugging Face
 # checkpoint is a `config.json` (the shape) plus `model.safetensors` (named
 # tensors). Conversion means: build a model of that shape, then copy each
 # tensor into the parameter of the same name, checking every name and shape.
@@ -109,26 +110,56 @@ plt.show()
 
 # %% [markdown]
 # ## Try it
+
+# %% [markdown]
+# **Exercise 1.** Swap the query and key thirds of `c_attn` (a classic
+# porting bug) and re-run the parity check. Which number tells you? (The
+# converter copies tensors by name, whole: write the swap yourself, splitting
+# the weight and bias of each `attn.c_attn` into thirds with
+# `np.split(w, 3, axis=-1)` and putting them back in the order key, query,
+# value.)
+
+# %% tags=["answer"]
+for block in ours.backbone.h:
+    for param in (block.attn.c_attn.kernel, block.attn.c_attn.bias):
+        q, k, v = np.split(np.asarray(param[...]), 3, axis=-1)
+        param.set_value(np.concatenate([k, q, v], axis=-1))
+swapped = np.asarray(ours(ids.astype(np.int32)))
+print(f"max |minitransfer - transformers|: {np.abs(our_logits - ref_logits).max():.2e} loaded as it is")
+print(f"max |minitransfer - transformers|: {np.abs(swapped - ref_logits).max():.2e} with q and k swapped")
+# The max difference tells: it grows by orders of magnitude, far beyond float32
+# rounding. Swapping q and k gives query i the score that query j had for key i:
+# the score matrix is transposed, and the causal mask keeps the wrong half of
+# it. (Random weights make every query match every key about equally, lecture
+# 2, so here the swap moves the logits less than it would where attention is
+# peaked, as in a trained model.)
+
+
+# %% [markdown]
+# **Exercise 2.** Why does GPT-2 store `Conv1D` weights as (in, out), and why
+# does that mean *no* transpose for Flax's `Linear`, which also stores
+# (in, out)?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
 #
-# 1. In `convert.backbone_from_tensors`, swap the query and key thirds of
-#    `c_attn` (a classic porting bug) and re-run the parity check. Which
-#    number tells you? (The converter copies tensors by name, whole: you
-#    write the swap yourself, e.g. split the weight and bias of each
-#    `attn.c_attn` into thirds with `np.split(w, 3, axis=-1)` and put them
-#    back in the order key, query, value.)
-#    <details><summary>Answer</summary>The max difference between the two
-#    models' logits: it jumps from about 1e-5 to order 1. Swapping q and k
-#    gives query i the score that query j had for key i: the score matrix is
-#    transposed, and the causal mask keeps the wrong half of it.</details>
-# 2. Why does GPT-2 store `Conv1D` weights as (in, out), and why does that
-#    mean *no* transpose for Flax's `Linear`, which also stores (in, out)?
-#    <details><summary>Answer</summary>`Conv1D` computes `x @ W + b`, so W
-#    is (in, out), as Flax's `Linear` kernel is: the tensors copy over as
-#    they are. PyTorch's `nn.Linear` computes `x @ W.T + b` and stores
-#    (out, in), which is why ports of *other* models transpose.</details>
-# 3. Load a checkpoint saved by `minitransfer.save_pretrained` with
-#    `transformers.GPT2LMHeadModel.from_pretrained`: which file tells
-#    transformers the shape?
-#    <details><summary>Answer</summary>`config.json` (`n_layer`, `n_head`,
-#    `n_embd`, `vocab_size`, `n_positions`): transformers builds the model
-#    from it, then fills it from `model.safetensors`.</details>
+# `Conv1D` computes `x @ W + b`, so W is (in, out), as Flax's `Linear` kernel
+# is: the tensors copy over as they are. PyTorch's `nn.Linear` computes
+# `x @ W.T + b` and stores (out, in), which is why ports of *other* models
+# transpose.
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 3.** Load a checkpoint saved by `minitransfer.save_pretrained`
+# with `transformers.GPT2LMHeadModel.from_pretrained`: which file tells
+# transformers the shape?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# `config.json` (`n_layer`, `n_head`, `n_embd`, `vocab_size`, `n_positions`):
+# transformers builds the model from it, then fills it from
+# `model.safetensors`.
+#
+# </details>

@@ -102,15 +102,17 @@ print(
 # ## Why a probe works, or does not: the features, in 2-D
 #
 # A linear head can only separate classes that the backbone's features
-# already separate. Project the pooled features of some test tweets onto
-# their two principal components (PCA: the two directions of largest
-# variance), colour each dot by its true label, and compare the pretrained
-# backbone with a randomly initialised one of the same shape.
+# already separate. Project the features of some test tweets, pooled as
+# `compare` pools them (the mean over positions; the probe above read the
+# last one), onto their two principal components (PCA: the two directions
+# of largest variance), colour each dot by its true label, and compare the
+# pretrained backbone with a randomly initialised one of the same shape.
 #
-# **What you see:** neither cloud splits cleanly: the stand-in learnt its
-# features on movie reviews, not tweets, so its classes overlap heavily too.
-# Lecture 7 measures what that costs, and what next-word training on tweets
-# (ULMFiT's middle stage) buys back.
+# **What you see:** how far each cloud splits by colour. Where the pretrained
+# one barely splits better than the random one, remember where its features
+# come from: movie reviews, not tweets. Lecture 7 measures what a pretrained
+# backbone buys on tweets against on reviews, and what next-word training on
+# tweets (ULMFiT's middle stage) adds.
 
 # %%
 import matplotlib.pyplot as plt
@@ -145,19 +147,58 @@ plt.show()
 
 # %% [markdown]
 # ## Try it
+
+# %% [markdown]
+# **Exercise 1.** The probe above pools the last position (`TrainConfig`'s
+# default, `pooling="last"`, which `build_classifier` passes to the head).
+# Give it `TrainConfig(..., pooling="mean")` instead. Predict first: better or
+# worse for tweets? Why might the mean of all positions carry more than the
+# last one for a small model?
+
+# %% tags=["answer"]
+import dataclasses
+
+mean_cfg = dataclasses.replace(cfg, pooling="mean")
+mean_probe = build_classifier("probe", lm, lm.config, data.label_names, mean_cfg)
+r_mean = finetune(mean_probe, data, tok, mean_cfg, progress=False, log=lambda m: None)
+print(
+    f"probe, {cfg.labels} labels: test accuracy {r.test['accuracy']:.3f} (last), {r_mean.test['accuracy']:.3f} (mean)"
+)
+# One run each, and in fast mode a tiny one: a hint, not a claim, until seeds
+# give the difference an interval (lecture 7). The last position of a 4-layer
+# model has seen the whole text, but through few layers; the mean keeps
+# something of every token. compare pools the mean by default, a choice made
+# on one run each (the comment above CompareConfig.pooling records it).
+
+# %% [markdown]
+# **Exercise 2.** Probe with 100, 300 and 1,000 labels. How does the gap to the
+# majority class change?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
 #
-# 1. The probe above pools the last position (`TrainConfig`'s default,
-#    `pooling="last"`, which `build_classifier` passes to the head). Give it
-#    `TrainConfig(..., pooling="mean")` instead. Predict first: better or worse
-#    for tweets? Why might the mean of all positions carry more than the last
-#    one for a small model?
-#    <details><summary>Hint</summary>compare's default is mean pooling because
-#    one run each at 1,000 labels scored higher with it (55.3% against 48.6% for
-#    the probe): a hint, not a claim, until seeds give it an interval. The last
-#    position of a 4-layer model has seen the whole text but through few
-#    layers.</details>
-# 2. Probe with 100, 300 and 1000 labels. How does the gap to the majority
-#    class change?
-# 3. Train the probe on the features of `random_backbone`. A random network
-#    is a (bad) feature extractor too: how far above the majority class does
-#    it get?
+# Expect it to widen with more labels: the head has more examples to find the
+# direction that separates the classes, while the majority class stays where
+# it is. How much, and whether the difference between two budgets is more
+# than seed-to-seed noise, only several seeds can say: lecture 7 reads the
+# probe's row of a compare with intervals.
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 3.** Train the probe on the features of `random_backbone`. A
+# random network is a (bad) feature extractor too: how far above the majority
+# class does it get?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# Build the model as `mt.GPT2(random_backbone, ClassificationHead(...))` and
+# train it with `mode="probe"`. Expect it above the majority class: random
+# layers still pass on *which* tokens a text holds (the mean of mixed token
+# embeddings is a bag of words of sorts), and a linear head can pick out the
+# words that carry sentiment. What it lacks is everything a trained backbone
+# adds about how words combine; the gap between the two probes is what
+# pretraining bought for this task.
+#
+# </details>

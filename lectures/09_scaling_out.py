@@ -1,9 +1,9 @@
 # %% [markdown]
-# # Lecture 9 (appendix): scaling out: jit, pytrees, sharding, fused attention, TPUs
+# # Lecture 9 (appendix): scaling out: jit, pytrees, sharding, mixed precision, fused attention, TPUs
 #
 # Everything so far ran on one CPU. The same code runs on a GPU, a TPU, or
-# many of them, because of a few JAX ideas, one section each: jit,
-# pytrees, sharding, mixed precision and fused attention.
+# many of them, because of five JAX ideas, one section each (jit, pytrees,
+# sharding, mixed precision, fused attention), and a closing note on TPUs.
 #
 # *This lecture simulates 8 devices on the CPU.* XLA reads that setting when
 # JAX starts, so it must come before `import jax`. It also keeps JAX on the
@@ -59,9 +59,12 @@ plt.show()
 # %% [markdown]
 # ## 1. `jax.jit`: compile once, run many times
 # `jit` traces a Python function once per input *shape*, hands the whole
-# computation to the XLA compiler, and reuses the compiled program. That is
-# why minitransfer pads every training batch to one shape (`--max-len`),
-# and every evaluation batch to one of a few lengths.
+# computation to the XLA compiler, and reuses the compiled program. So
+# minitransfer keeps the shapes few. Every training batch has one shape:
+# `--batch-size` rows, each right-padded to `--max-len` tokens
+# (`encoding.encode`, `encoding.batch_indices`). Evaluation batches are sorted
+# by length and cut to their longest row rounded up to a multiple of 16
+# tokens (`steps.batched`, `LENGTH_BUCKET`): a few shapes, one per multiple.
 
 
 # %%
@@ -82,10 +85,9 @@ for name, f in (("eager", gelu_mlp), ("jit", jitted)):
 # %% [markdown]
 # **What you see:** the price of compiling, and when it is paid. A fresh
 # jitted function is compiled on its first call and for every *new* input
-# shape; calls with a shape it has seen reuse the program. That is why
-# minitransfer pads training batches to one shape and evaluation batches
-# (sorted by length) to a few bucket lengths, and why `compare` keeps
-# one compiled train step for all its runs.
+# shape; calls with a shape it has seen reuse the program. That is the reason
+# for the two rules above (one training shape, a few evaluation lengths), and
+# why `compare` keeps one compiled train step for all its runs.
 
 # %%
 import matplotlib.pyplot as plt
@@ -326,30 +328,61 @@ print(
 
 # %% [markdown]
 # ## Try it
+
+# %% [markdown]
+# **Exercise 1.** Call `jitted` with `x` of 300 rows, then 301. How many
+# compilations?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
 #
-# 1. Call `jitted` with `x` of 300 rows, then 301. How many compilations?
-#    <details><summary>Answer</summary>Two: every distinct shape is a new
-#    program. Padding to a bucket (as the playground does) keeps the count small.</details>
-# 2. Run this lecture with `XLA_FLAGS=--xla_force_host_platform_device_count=4`
-#    instead of 8. Which strategy's printed shard shape changes, and how?
-#    <details><summary>Answer</summary>FSDP's: the c_fc kernel is split over
-#    4 devices instead of 8, so each device's shard is twice as large along
-#    the split axis. Data parallelism replicates the weights (nothing of
-#    theirs changes); only each device's share of the batch doubles.</details>
-# 3. Why does mixed precision keep a float32 *master copy* of the weights?
-#    <details><summary>Answer</summary>An Adam update is often 1e-5 of the
-#    weight or smaller, below bfloat16's precision (about 3 significant
-#    digits): added to a bfloat16 weight it would round away, and training
-#    would stall. The float32 copy accumulates the small updates; bfloat16 is
-#    only what the matmuls read.</details>
-# 4. In section 5, pad the second row on the *left* instead
-#    (`[0] * 6 + [1] * 10`) and compare again. Which path is now wrong, and
-#    why?
-#    <details><summary>Answer</summary>The fused one: it is told only that
-#    the row has 10 real keys and takes them to be the first 10 positions,
-#    so it would attend to padding and ignore real tokens. Called as here,
-#    outside `jit`, the backbone sees the mask and refuses it with an error
-#    naming the row; to watch the wrong numbers, call it inside
-#    `nnx.jit(lambda m, i, k: m(i, k))`, where the mask's values are not
-#    known. The explicit path reads the mask position by position and stays
-#    right either way.</details>
+# Two: every distinct shape is a new program. Padding to a few lengths (as
+# evaluation batches are, section 1, and the playground's requests,
+# `generate.bucket_length`) keeps the count small.
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 2.** Run this lecture with
+# `XLA_FLAGS=--xla_force_host_platform_device_count=4` instead of 8. Which strategy's printed shard shape changes, and how?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# FSDP's: the c_fc kernel is split over 4 devices instead of 8, so each
+# device's shard is twice as large along the split axis. Data parallelism
+# replicates the weights (nothing of theirs changes); only each device's
+# share of the batch doubles.
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 3.** Why does mixed precision keep a float32 *master copy* of the weights?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# An Adam update is often 1e-5 of the weight or smaller, below bfloat16's
+# precision (about 3 significant digits): added to a bfloat16 weight it
+# would round away, and training would stall. The float32 copy accumulates
+# the small updates; bfloat16 is only what the matmuls read.
+#
+# </details>
+
+# %% [markdown]
+# **Exercise 4.** In section 5, pad the second row on the *left* instead
+# (`[0] * 6 + [1] * 10`) and compare again. Which path is now wrong, and
+# why?
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# The fused one: it is told only that the row has 10 real keys and takes
+# them to be the first 10 positions, so it would attend to padding and
+# ignore real tokens. Called as here, outside `jit`, the backbone sees the
+# mask and refuses it with an error naming the row; to watch the wrong
+# numbers, call it inside `nnx.jit(lambda m, i, k: m(i, k))`, where the
+# mask's values are not known. The explicit path reads the mask position by
+# position and stays right either way.
+#
+# </details>

@@ -128,6 +128,26 @@ def test_a_lecture_whose_process_dies_names_the_cell_and_how_to_see_why(tmp_path
     assert f"MINITRANSFER_FAST=1 python -X faulthandler {lecture}" in message
 
 
+def test_an_answer_cell_is_folded_with_its_output(tmp_path):
+    """A code cell tagged "answer" (an exercise's answer as code) runs with the
+    lecture, and its page shows it folded: source and output inside a
+    <details> element; the cells around it stay open."""
+    from minitransfer.apps.book import build_lecture
+
+    lecture = tmp_path / "09_answers.py"
+    lecture.write_text(
+        "# %% [markdown]\n# # Lecture 9: answers\n\n# %%\nprint('open ' + 'cell')\n\n"
+        "# %% [markdown]\n# **Exercise 1.** What is 6 * 7?\n\n"
+        "# %% tags=[\"answer\"]\nprint('answer is', 6 * 7)\n"
+    )
+    build_lecture(lecture, tmp_path / "site", fast=True, timeout=120)
+    page = (tmp_path / "site" / "09_answers.html").read_text()
+    folded = re.findall(r'<details class="minitransfer-answer"><summary>Answer</summary>(.*?)</details>', page, re.S)
+    assert len(folded) == 1, page[-3000:]
+    assert "answer is 42" in folded[0] and "6</span>" in folded[0]  # its output and its (highlighted) source
+    assert "open cell" in page and "open cell" not in folded[0]
+
+
 @pytest.fixture
 def private_tmp():
     """A temporary folder of a test's own, with a short path (a Unix socket's path holds at most 107

@@ -4,7 +4,9 @@ Each ``lectures/NN_*.py`` is a jupytext "percent" script. Building the book
 reads it as a notebook (jupytext), runs it top to bottom in a fresh Python
 kernel (nbclient), and renders the executed notebook to one HTML page
 (nbconvert: highlighted source, printed output, figures embedded as images,
-so the site opens offline). ``index.html`` lists the lectures in reading
+so the site opens offline). A code cell tagged ``answer`` (``# %% tags=["answer"]``:
+an exercise's answer as code) runs with the rest but is shown folded, its
+source and output inside a ``<details>`` element. ``index.html`` lists the lectures in reading
 order with each one's first paragraph and build time.
 
 ``MINITRANSFER_FAST=1`` (``--fast``) runs every lecture on tiny settings, as
@@ -24,6 +26,33 @@ from minitransfer.assets import REPO
 from minitransfer.errors import BookError
 
 LECTURES = REPO / "lectures"
+
+
+# The book's page template: nbconvert's "lab" page, with a code cell tagged
+# ``answer`` folded away, as the lectures' written answers are.
+PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{% block codecell %}
+{%- if 'answer' in cell.metadata.get('tags', []) -%}
+<details class="minitransfer-answer"><summary>Answer</summary>
+{{ super() }}
+</details>
+{%- else -%}
+{{ super() }}
+{%- endif -%}
+{% endblock codecell %}
+"""
+
+
+def page_exporter():
+    """nbconvert's HTML exporter with the book's page template."""
+    import jinja2
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(
+        template_name="lab",
+        extra_loaders=[jinja2.DictLoader({"minitransfer_page.html.j2": PAGE_TEMPLATE})],
+        template_file="minitransfer_page.html.j2",
+    )
 
 
 def lecture_paths(directory: Path = LECTURES) -> list[Path]:
@@ -149,7 +178,6 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
-    from nbconvert import HTMLExporter
 
     nb = jupytext.read(path)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -214,7 +242,7 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
     figures = sum(
         1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})
     )
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    body, _ = page_exporter().from_notebook_node(nb)
     # the template loads require.js and MathJax from a CDN; no lecture needs them,
     # and the book must open offline
     body = re.sub(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', "", body)

@@ -35,11 +35,15 @@ def out_dir() -> Path:
     return p
 
 
-def show(obj, start: str | None = None, stop: str | None = None) -> None:
-    """Print the source of a function/class from the package, with its file.
+def shown_source(obj, start: str | None = None, stop: str | None = None, *, signature: bool = True):
+    """What ``show`` prints: ``(file, first line number, lines)`` of ``obj``'s
+    source (the lecture tests count these lines).
 
-    ``start``/``stop``: print only from the first line containing ``start`` up
-    to (not including) the first later line containing ``stop``.
+    ``start``/``stop``: only from the first line containing ``start`` up to
+    (not including) the first later line containing ``stop``.
+    ``signature=False``: a function's body alone, after a one-line ``def
+    name(...):`` in place of its signature, decorators and docstring (a
+    signature of one parameter per line can be a third of a short function).
     """
     lines, first = inspect.getsourcelines(obj)
     path = Path(inspect.getsourcefile(obj)).resolve()
@@ -47,13 +51,46 @@ def show(obj, start: str | None = None, stop: str | None = None) -> None:
         path = path.relative_to(REPO)
     except ValueError:
         pass
-    lo, hi = 0, len(lines)
+    name = getattr(obj, "__qualname__", repr(obj))
+    head, lo, hi = [], 0, len(lines)
+    if not signature:
+        import ast
+        import textwrap
+
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+        fn = tree.body[0]
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            raise TypeError(f"show(..., signature=False): {name} is not a function")
+        body = fn.body
+        if len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]  # the docstring
+        lo = body[0].lineno - 1
+        while lo > 0 and lines[lo - 1].strip().startswith("#"):  # comments that open the body belong to it
+            lo -= 1
+        indent = lines[0][: len(lines[0]) - len(lines[0].lstrip())]
+        head = [f"{indent}def {fn.name}(...):  # signature and docstring: line {first}\n"]
     if start is not None:
-        lo = next(i for i, line in enumerate(lines) if start in line)
+        lo = next((i for i, line in enumerate(lines) if i >= lo and start in line), None)
+        if lo is None:
+            raise ValueError(f"show({name}, start={start!r}): no line of {path} from line {first} contains it")
     if stop is not None:
-        hi = next(i for i, line in enumerate(lines) if i > lo and stop in line)
-    print(f"── {path}, line {first + lo} ──")
-    print("".join(lines[lo:hi]).rstrip())
+        hi = next((i for i, line in enumerate(lines) if i > lo and stop in line), None)
+        if hi is None:
+            raise ValueError(f"show({name}, stop={stop!r}): no line of {path} after line {first + lo} contains it")
+    if start is not None:
+        head = []  # a slice from a marker shows that line first, not the def
+    body_lines = [line.rstrip("\n") for line in lines[lo:hi]]
+    while body_lines and not body_lines[-1].strip():
+        body_lines.pop()
+    return path, first + lo, [h.rstrip("\n") for h in head] + body_lines
+
+
+def show(obj, start: str | None = None, stop: str | None = None, *, signature: bool = True) -> None:
+    """Print the source of a function/class from the package, with its file
+    (``shown_source`` says what ``start``, ``stop`` and ``signature`` pick)."""
+    path, line, lines = shown_source(obj, start, stop, signature=signature)
+    print(f"── {path}, line {line} ──")
+    print("\n".join(lines))
 
 
 def gpt2_tokenizer():

@@ -236,10 +236,11 @@ plt.show()
 
 # %% [markdown]
 # ## Try it
-#
-# 1. `SpanHead` returns `(B, T, 2)` and pools nothing, while
-#    `ClassificationHead` pools the positions into one vector. Why can the
-#    span head not pool?
+
+# %% [markdown]
+# **Exercise 1.** `SpanHead` returns `(B, T, 2)` and pools nothing, while
+# `ClassificationHead` pools the positions into one vector. Why can the
+# span head not pool?
 
 # %% [markdown]
 # <details><summary>Answer</summary>
@@ -250,9 +251,9 @@ plt.show()
 # </details>
 
 # %% [markdown]
-# 2. The chat loss counts only the assistant's tokens. What would a model
-#    fine-tuned with the loss on *every* token (the user's turns too) do
-#    when `minitransfer chat` asks it for a reply?
+# **Exercise 2.** The chat loss counts only the assistant's tokens. What would a model
+# fine-tuned with the loss on *every* token (the user's turns too) do
+# when `minitransfer chat` asks it for a reply?
 
 # %% [markdown]
 # <details><summary>Answer</summary>
@@ -264,8 +265,8 @@ plt.show()
 # </details>
 
 # %% [markdown]
-# 3. Predict, then compute: how does `lora`'s trainable share grow with the
-#    rank r? Count it on the stand-in for r = 1, 4 and 16.
+# **Exercise 3.** Predict, then compute: how does `lora`'s trainable share grow with the
+# rank r? Count it on the stand-in for r = 1, 4 and 16.
 
 # %% tags=["answer"]
 for r in (1, 4, 16):
@@ -278,9 +279,9 @@ for r in (1, 4, 16):
 # The total grows too, because the adapters are part of the model.
 
 # %% [markdown]
-# 4. `top` with `unfreeze` equal to the model's depth trains every block, the
-#    final LayerNorm and the head. Which weights does it still leave frozen,
-#    compared with `full`?
+# **Exercise 4.** `top` with `unfreeze` equal to the model's depth trains every block, the
+# final LayerNorm and the head. Which weights does it still leave frozen,
+# compared with `full`?
 
 # %% [markdown]
 # <details><summary>Answer</summary>

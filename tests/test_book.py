@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from minitransfer.apps import provenance
 from minitransfer.apps.book import lecture_paths
 from tests.conftest import REPO
 
@@ -39,6 +40,10 @@ def test_every_lecture_has_a_page_with_a_figure_and_no_errors(site):
         assert "Try it" in html or "Exercises" in html, f"{path.stem}: no exercises"
         title = re.search(r"<title>(.*?)</title>", html)[1]
         assert title.startswith("Lecture "), f"{path.stem}: page title {title!r}"  # its own, not "Notebook"
+        # the page records what it was built from (test_published_book.py reads it), and links its notebook
+        inputs = provenance.read_embedded(html)
+        assert inputs["fast"] is True and provenance.stale_inputs(inputs) == [], path.stem
+        assert f'href="notebooks/{path.stem}.ipynb"' in html and (site / "notebooks" / f"{path.stem}.ipynb").exists()
 
 
 def test_rebuilding_one_lecture_keeps_the_others_in_the_index(site, tmp_path, capsys):

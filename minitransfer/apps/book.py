@@ -22,6 +22,8 @@ import re
 import time
 from pathlib import Path
 
+from minitransfer.apps import provenance
+from minitransfer.apps.colab import write_colab_notebook
 from minitransfer.assets import REPO
 from minitransfer.errors import BookError
 
@@ -171,30 +173,62 @@ def _execute_interruptibly(client) -> None:
 
 
 def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> dict:
-    """Execute one lecture and write ``out/<name>.html``; return what the index needs."""
-    import tempfile
-
+    """Execute one lecture and write ``out/<name>.html`` (recording the inputs
+    it was built from: provenance.py) and ``out/notebooks/<name>.ipynb`` (to
+    open in Colab); return what the index needs."""
     import jupytext
     import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     nb = jupytext.read(path)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     title, intro = _title_and_intro(nb)
-    work = out / "_work" / path.stem
-    work.mkdir(parents=True, exist_ok=True)
-    env_before = {
-        k: os.environ.get(k) for k in ("MINITRANSFER_FAST", "MINITRANSFER_LECTURE_OUT", "MPLBACKEND", "PYTHONPATH")
-    }
-    # the kernel imports the same minitransfer as this process, installed or not
-    here = str(REPO)
+    record = out / "_work" / f"{path.stem}.inputs.jsonl"  # what the lecture shows and reads, as it runs
+    (out / "_work" / path.stem).mkdir(parents=True, exist_ok=True)
+    record.unlink(missing_ok=True)
+    seconds = _execute(path, nb, out / "_work" / path.stem, record, fast=fast, timeout=timeout)
+    for c in nb.cells:  # tqdm's "IProgress not found" notice is about notebook widgets, not the lecture
+        if c.cell_type == "code":
+            c.outputs = [o for o in c.get("outputs", []) if "TqdmWarning" not in o.get("text", "")]
+    figures = sum(
+        1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+    )
+    body, _ = page_exporter().from_notebook_node(nb)
+    # the template loads require.js and MathJax from a CDN; no lecture needs them,
+    # and the book must open offline
+    body = re.sub(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', "", body)
+    notebook = write_colab_notebook(path, out).relative_to(out).as_posix()
+    nav = (
+        f'<nav style="font:14px system-ui;padding:10px 20px;border-bottom:1px solid #ddd">'
+        f'<a href="index.html">minitransfer lectures</a> · {html.escape(title)} · '
+        f'<a href="{notebook}" download>this lecture as a notebook</a> (Colab: File &gt; Upload notebook)</nav>'
+    )
+    body = re.sub(r"(<body[^>]*>)", r"\1" + nav, body, count=1)
+    body = re.sub(r"<title>.*?</title>", lambda m: f"<title>{html.escape(title)}</title>", body, count=1)
+    inputs = {"fast": fast, **provenance.page_inputs(path, record)}
+    (out / f"{path.stem}.html").write_text(provenance.embed(body, inputs))
+    nbformat.write(nb, out / "_work" / f"{path.stem}.ipynb")
+    page = {"name": path.stem, "title": title, "intro": intro, "seconds": seconds, "figures": figures, "fast": fast}
+    (out / "_work" / f"{path.stem}.json").write_text(json.dumps(page))  # for an index that a later --only rebuilds
+    return page
+
+
+def _execute(path: Path, nb, work: Path, record: Path, *, fast: bool, timeout: int) -> float:
+    """Run ``nb`` (lecture ``path``) in a fresh kernel, in ``work``; return its seconds."""
+    import tempfile
+
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+    names = ("MINITRANSFER_FAST", "MINITRANSFER_LECTURE_OUT", "MPLBACKEND", "PYTHONPATH", provenance.RECORD_ENV)
+    env_before = {k: os.environ.get(k) for k in names}
     os.environ.update(
         {
             "MINITRANSFER_FAST": "1" if fast else "0",
             "MINITRANSFER_LECTURE_OUT": str(work),
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-            "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])),
+            # the kernel imports the same minitransfer as this process, installed or not
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            provenance.RECORD_ENV: str(record.resolve()),
         }
     )
     started = []  # nbclient's on_cell_start calls: which cell is running if the kernel dies
@@ -222,43 +256,12 @@ def build_lecture(path: Path, out: Path, *, fast: bool, timeout: int = 900) -> d
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    seconds = time.perf_counter() - t0
     errors = [
         o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
     ]
     if errors:
         raise BookError(f"{path.name}: a cell raised {errors[0].get('ename')}: {errors[0].get('evalue')}")
-    for c in nb.cells:  # tqdm's "IProgress not found" notice is about notebook widgets, not the lecture
-        if c.cell_type == "code":
-            c.outputs = [
-                o
-                for o in c.get("outputs", [])
-                if not (
-                    o.get("output_type") == "stream"
-                    and o.get("name") == "stderr"
-                    and "TqdmWarning" in o.get("text", "")
-                )
-            ]
-    figures = sum(
-        1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})
-    )
-    body, _ = page_exporter().from_notebook_node(nb)
-    # the template loads require.js and MathJax from a CDN; no lecture needs them,
-    # and the book must open offline
-    body = re.sub(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', "", body)
-    nav = (
-        f'<nav style="font:14px system-ui;padding:10px 20px;border-bottom:1px solid #ddd">'
-        f'<a href="index.html">minitransfer lectures</a> · {html.escape(title)}</nav>'
-    )
-    body = re.sub(r"(<body[^>]*>)", r"\1" + nav, body, count=1)
-    body = re.sub(
-        r"<title>.*?</title>", lambda m: f"<title>{html.escape(title)}</title>", body, count=1
-    )  # not "Notebook"
-    (out / f"{path.stem}.html").write_text(body)
-    nbformat.write(nb, out / "_work" / f"{path.stem}.ipynb")
-    page = {"name": path.stem, "title": title, "intro": intro, "seconds": seconds, "figures": figures, "fast": fast}
-    (out / "_work" / f"{path.stem}.json").write_text(json.dumps(page))  # for an index that a later --only rebuilds
-    return page
+    return time.perf_counter() - t0
 
 
 def build_site(out: str | Path, *, fast: bool = False, only: list[str] | None = None, log=print) -> list[dict]:

@@ -7,7 +7,11 @@ import inspect
 import os
 from pathlib import Path
 
+from minitransfer.apps import provenance
 from minitransfer.assets import REPO, shipped_checkpoint
+
+# while the book builds a lecture: record the repository files it reads (its page records them)
+provenance.start_recording()
 
 # MINITRANSFER_FAST=1 (set by the lecture tests) shrinks every experiment so
 # that all lectures run in a few minutes; unset, they use sizes worth reading.
@@ -89,6 +93,7 @@ def show(obj, start: str | None = None, stop: str | None = None, *, signature: b
     """Print the source of a function/class from the package, with its file
     (``shown_source`` says what ``start``, ``stop`` and ``signature`` pick)."""
     path, line, lines = shown_source(obj, start, stop, signature=signature)
+    provenance.note_shown(obj)
     print(f"── {path}, line {line} ──")
     print("\n".join(lines))
 
@@ -103,4 +108,6 @@ def gpt2_tokenizer():
 def pretrained_source() -> str:
     """The shipped small GPT-2 if present, else the hub's gpt2."""
     p = shipped_checkpoint()
+    if p is not None:
+        provenance.note_read(p)  # its weights are read in Rust, where Python's open does not see them
     return str(p) if p is not None else "gpt2"

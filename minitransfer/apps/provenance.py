@@ -109,7 +109,8 @@ def page_inputs(lecture: Path, record: Path) -> dict:
     lines = record.read_text().splitlines() if record.exists() else []
     for kind, value in map(json.loads, lines):
         (shown if kind == "shown" else files).add(value)
-    lecture_rel = lecture.resolve().relative_to(REPO).as_posix()
+    lecture = lecture.resolve()
+    lecture_rel = lecture.relative_to(REPO).as_posix() if lecture.is_relative_to(REPO) else str(lecture)
     files.discard(lecture_rel)
     return {
         "lecture": {lecture_rel: _sha(lecture.read_bytes())},

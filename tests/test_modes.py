@@ -12,39 +12,11 @@ from flax import nnx
 
 import minitransfer as mt
 from minitransfer.cli import main
-from minitransfer.data import load_dataset
 from minitransfer.lora import ADAPTERS_FILE, ScaledLoRALinear, add_adapters, merge_adapters
 from minitransfer.modes import MODES, get_mode, mode_help
 from minitransfer.steps import split_trained
 from minitransfer.train import TrainConfig, build_classifier, finetune
-from tests.conftest import ctrl_c_after
-
-TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
-
-
-@pytest.fixture(scope="module")
-def keyword_data(tmp_path_factory):
-    """A tiny learnable task: the last word says the class."""
-    d = tmp_path_factory.mktemp("kw")
-    rng = np.random.default_rng(0)
-    fillers = ["the film", "my day", "this phone", "our trip", "that song", "the food"]
-    words = {"neg": ["awful", "terrible", "bad"], "pos": ["great", "lovely", "good"]}
-    rows = [
-        {
-            "text": f"{rng.choice(fillers)} was {rng.choice(words['pos' if i % 2 else 'neg'])}",
-            "label": "pos" if i % 2 else "neg",
-        }
-        for i in range(240)
-    ]
-    (d / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return load_dataset(f"jsonl:{d / 'kw.jsonl'}")
-
-
-@pytest.fixture(scope="module")
-def pretrained_dir(tmp_path_factory, gpt2_tokenizer):
-    d = tmp_path_factory.mktemp("pre")
-    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=123), d, tokenizer=gpt2_tokenizer)
-    return d
+from tests.conftest import TINY, ctrl_c_after
 
 
 def _cfg(**kw):

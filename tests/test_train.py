@@ -18,32 +18,7 @@ from minitransfer.data import load_dataset
 from minitransfer.errors import TrainingError
 from minitransfer.optim import layer_lr_factors
 from minitransfer.train import TrainConfig, build_classifier, finetune
-from tests.conftest import ctrl_c_after
-
-TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
-
-
-@pytest.fixture(scope="module")
-def keyword_data(tmp_path_factory):
-    """A tiny learnable task: the last word says the class."""
-    d = tmp_path_factory.mktemp("kw")
-    rng = np.random.default_rng(0)
-    fillers = ["the film", "my day", "this phone", "our trip", "that song", "the food"]
-    words = {"neg": ["awful", "terrible", "bad"], "pos": ["great", "lovely", "good"]}
-    rows = []
-    for i in range(240):
-        lab = "pos" if i % 2 else "neg"
-        rows.append({"text": f"{rng.choice(fillers)} was {rng.choice(words[lab])}", "label": lab})
-    (d / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return load_dataset(f"jsonl:{d / 'kw.jsonl'}")
-
-
-@pytest.fixture(scope="module")
-def pretrained_dir(tmp_path_factory, gpt2_tokenizer):
-    """A random-weight 'pretrained' checkpoint with the GPT-2 tokenizer."""
-    d = tmp_path_factory.mktemp("pre")
-    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=123), d, tokenizer=gpt2_tokenizer)
-    return d
+from tests.conftest import TINY, ctrl_c_after
 
 
 def _cfg(**kw):
@@ -1054,8 +1029,9 @@ def test_bfloat16_embedding_gradient_sums_in_float32():
     """Under mixed precision the embedding's gradient adds one row per token;
     a token that fills most of a batch must not have that sum rounded to
     bfloat16 at each addition. Here token 7 appears 1,363 times: its row of
-    the gradient is 3.3% from float32's; it was 76% before model.lookup read
-    a float32 copy of the table."""
+    the gradient is 3.1% from float32's; it was 68% before model.lookup read
+    a float32 copy of the table. The gradient is jitted, as a training
+    step's is (computed op by op, the same rows were 3.3% and 76% apart)."""
     from minitransfer.steps import cast_for_compute, classification_loss, forward_tokens
 
     cfg = mt.GPT2Config(
@@ -1071,7 +1047,7 @@ def test_bfloat16_embedding_gradient_sums_in_float32():
         def loss(p):
             return classification_loss(forward_tokens)(nnx.merge(graphdef, cast_for_compute(p, dtype)), batch, None)
 
-        return np.asarray(jax.grad(loss)(params)["backbone"]["wte"]["embedding"][...][7], np.float64)
+        return np.asarray(jax.jit(jax.grad(loss))(params)["backbone"]["wte"]["embedding"][...][7], np.float64)
 
     g32, g16 = row7("float32"), row7("bfloat16")
     err = np.linalg.norm(g16 - g32) / np.linalg.norm(g32)

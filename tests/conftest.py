@@ -120,6 +120,8 @@ def gpt2_tokenizer(gpt2_tokenizer_dir):
 # The shape of the tiny classifiers' backbone in test_train, test_modes and test_predict. One shape for all:
 # their training steps compile once for the whole run (the compilation cache keys programs by shape).
 TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
+# The span head's backbone in test_qa and test_compare's question answering, one shape for the same reason.
+QA_TINY = dict(n_layer=2, n_head=2, n_embd=64, n_positions=64, vocab_size=50257)
 
 
 @pytest.fixture(scope="session")
@@ -146,6 +148,28 @@ def pretrained_dir(tmp_path_factory, gpt2_tokenizer):
 
     d = tmp_path_factory.mktemp("pre")
     mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=123), d, tokenizer=gpt2_tokenizer)
+    return d
+
+
+@pytest.fixture(scope="session")
+def random_124m_dir(tmp_path_factory, gpt2_tokenizer) -> Path:
+    """GPT-2 small's shape (12 layers, 768 wide, 12 heads, 1,024 positions, the
+    50,257-token vocabulary) with random weights (make_hf_gpt2's), as
+    transformers saves it, with the GPT-2 tokenizer: written once for the
+    tests of that shape (the converter's parity, the chat command)."""
+    hf = make_hf_gpt2(
+        seed=2,
+        n_layer=12,
+        n_head=12,
+        n_embd=768,
+        vocab_size=50257,
+        n_positions=1024,
+        bos_token_id=50256,
+        eos_token_id=50256,
+    )
+    d = tmp_path_factory.mktemp("gpt2-124m-shape")
+    hf.save_pretrained(d)
+    gpt2_tokenizer.save_pretrained(d)
     return d
 
 

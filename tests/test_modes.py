@@ -145,7 +145,7 @@ def test_merging_adapters_keeps_what_the_model_computes(pretrained_dir):
 
 @pytest.mark.parametrize("mode", ["top", "lora"])
 def test_an_interrupted_run_resumes_exactly(mode, pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):
-    cfg = _cfg(mode=mode, unfreeze=2, lora_rank=2)
+    cfg = _cfg(mode=mode, unfreeze=2, lora_rank=4, lora_alpha=8)  # the settings (so the programs) of the tests above
     a = finetune(
         _model(pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, tmp_path / "a", progress=False
     )
@@ -208,7 +208,7 @@ def test_finetune_command_runs_top_and_lora(pretrained_dir, keyword_data, tmp_pa
         "--max-len",
         "12",
         "--batch-size",
-        "8",
+        "16",  # with --lora-rank 4 --lora-alpha 8 and --unfreeze 2: the programs the tests above compiled
         "--no-progress",
     ]
     assert main(["finetune", "--mode", "top", "--unfreeze", "2", *common, "--out", str(tmp_path / "top")]) == 0
@@ -219,10 +219,10 @@ def test_finetune_command_runs_top_and_lora(pretrained_dir, keyword_data, tmp_pa
                 "--mode",
                 "lora",
                 "--lora-rank",
-                "2",
+                "4",
                 *common,
                 "--lora-alpha",
-                "4",
+                "8",
                 "--out",
                 str(tmp_path / "lora"),
             ]
@@ -230,6 +230,6 @@ def test_finetune_command_runs_top_and_lora(pretrained_dir, keyword_data, tmp_pa
         == 0
     )
     assert (tmp_path / "lora" / "best" / ADAPTERS_FILE).exists()
-    assert json.loads((tmp_path / "lora" / "result.json").read_text())["config"]["lora_rank"] == 2
+    assert json.loads((tmp_path / "lora" / "result.json").read_text())["config"]["lora_rank"] == 4
     assert main(["finetune", "--mode", "full", "--unfreeze", "2", *common, "--out", str(tmp_path / "full")]) == 0
     assert "note: --unfreeze 2 has no effect in mode full: only top reads it" in capsys.readouterr().out

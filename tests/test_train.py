@@ -279,7 +279,8 @@ def test_ctrl_c_says_how_to_resume_instead_of_a_traceback(pretrained_dir, keywor
 
 def test_cli_finetune_all_modes_and_skip(pretrained_dir, keyword_data, tmp_path, capsys):
     spec = keyword_data.spec
-    common = ["--data", spec, "--steps", "4", "--batch-size", "8", "--max-len", "12", "--no-progress"]
+    # batch 16 and --max-len 12, as _cfg: the probe and full steps are the programs the runs above compiled
+    common = ["--data", spec, "--steps", "4", "--batch-size", "16", "--max-len", "12", "--no-progress"]
     assert (
         main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--out", str(tmp_path / "p"), *common])
         == 0
@@ -489,7 +490,7 @@ def test_head_label_mismatch_suggests_new_head(pretrained_dir, keyword_data, tmp
     mt.save_pretrained(clf, tmp_path / "clf", tokenizer=mt.load_tokenizer(pretrained_dir))
     with pytest.raises(TrainingError, match=r"3 labels \['x', 'y', 'z'\].*2 labels \['neg', 'pos'\].*--new-head"):
         build_classifier("probe", mt.load_pretrained(tmp_path / "clf"), clf.config, keyword_data.label_names, cfg)
-    common = ["--data", keyword_data.spec, "--steps", "2", "--max-len", "12", "--no-progress"]
+    common = ["--data", keyword_data.spec, "--steps", "2", "--batch-size", "16", "--max-len", "12", "--no-progress"]
     assert main(["finetune", "--model", str(tmp_path / "clf"), "--out", str(tmp_path / "o1"), *common]) == 2
     assert "--new-head" in capsys.readouterr().err
     assert (
@@ -576,6 +577,8 @@ def test_evaluate_finds_a_relative_data_path_and_its_fields_from_another_folder(
                 "stars",
                 "--steps",
                 "2",
+                "--batch-size",
+                "16",
                 "--max-len",
                 "12",
                 "--no-progress",
@@ -641,6 +644,8 @@ def test_evaluate_finds_a_relative_data_path_and_its_fields_from_another_folder(
                 "1",
                 "--steps",
                 "2",
+                "--batch-size",
+                "16",
                 "--max-len",
                 "12",
                 "--no-progress",
@@ -1070,7 +1075,7 @@ def test_cli_finetune_bfloat16(pretrained_dir, keyword_data, tmp_path, capsys):
             "--steps",
             "2",
             "--batch-size",
-            "8",
+            "16",
             "--max-len",
             "12",
             "--dtype",

@@ -120,8 +120,6 @@ def gpt2_tokenizer(gpt2_tokenizer_dir):
 # The shape of the tiny classifiers' backbone in test_train, test_modes and test_predict. One shape for all:
 # their training steps compile once for the whole run (the compilation cache keys programs by shape).
 TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
-# The span head's backbone in test_qa and test_compare's question answering, one shape for the same reason.
-QA_TINY = dict(n_layer=2, n_head=2, n_embd=64, n_positions=64, vocab_size=50257)
 
 
 @pytest.fixture(scope="session")

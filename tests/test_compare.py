@@ -13,7 +13,6 @@ import pytest
 import minitransfer as mt
 from minitransfer.cli import main
 from minitransfer.compare import RESULT_COLUMNS, parse_budgets
-from tests.conftest import QA_TINY
 
 
 @pytest.fixture(scope="module")
@@ -435,8 +434,7 @@ def test_compare_runs_question_answering_on_budgets_of_questions(tmp_path, gpt2_
     """--task qa: the same grid, paired the same way, on exact match and F1 (the task's compare metrics)."""
     from minitransfer.qa import toy_city_questions
 
-    # test_qa's shape: at the budget of 40 (batch 32) the span head's steps are the ones its finetune compiles
-    cfg = mt.GPT2Config(**QA_TINY)
+    cfg = mt.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=48)
     mt.save_pretrained(mt.GPT2.language_model(cfg, seed=3), tmp_path / "pre", tokenizer=gpt2_tokenizer)
     d = tmp_path / "qa"
     d.mkdir()

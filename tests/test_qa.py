@@ -24,8 +24,8 @@ from minitransfer.qa import (
     toy_city_questions,
 )
 from minitransfer.train import TrainConfig, build_model, evaluate, finetune
-from tests.conftest import QA_TINY as TINY
 
+TINY = dict(n_layer=2, n_head=2, n_embd=64, n_positions=64, vocab_size=50257)
 synthetic_split = toy_city_questions  # "Which city?" over filler words: learnable, chance about 1 in 200
 
 

@@ -9,6 +9,7 @@ the reason."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -114,6 +115,60 @@ def gpt2_tokenizer(gpt2_tokenizer_dir):
     from transformers import GPT2TokenizerFast
 
     return GPT2TokenizerFast.from_pretrained(str(gpt2_tokenizer_dir))
+
+
+# The shape of the tiny classifiers' backbone in test_train, test_modes and test_predict. One shape for all:
+# their training steps compile once for the whole run (the compilation cache keys programs by shape).
+TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
+
+
+@pytest.fixture(scope="session")
+def keyword_data(tmp_path_factory):
+    """A tiny learnable task: the last word says the class."""
+    from minitransfer.data import load_dataset
+
+    d = tmp_path_factory.mktemp("kw")
+    rng = np.random.default_rng(0)
+    fillers = ["the film", "my day", "this phone", "our trip", "that song", "the food"]
+    words = {"neg": ["awful", "terrible", "bad"], "pos": ["great", "lovely", "good"]}
+    rows = []
+    for i in range(240):
+        lab = "pos" if i % 2 else "neg"
+        rows.append({"text": f"{rng.choice(fillers)} was {rng.choice(words[lab])}", "label": lab})
+    (d / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return load_dataset(f"jsonl:{d / 'kw.jsonl'}")
+
+
+@pytest.fixture(scope="session")
+def pretrained_dir(tmp_path_factory, gpt2_tokenizer):
+    """A random-weight 'pretrained' checkpoint of shape TINY with the GPT-2 tokenizer (read, never written)."""
+    import minitransfer as mt
+
+    d = tmp_path_factory.mktemp("pre")
+    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=123), d, tokenizer=gpt2_tokenizer)
+    return d
+
+
+@pytest.fixture(scope="session")
+def random_124m_dir(tmp_path_factory, gpt2_tokenizer) -> Path:
+    """GPT-2 small's shape (12 layers, 768 wide, 12 heads, 1,024 positions, the
+    50,257-token vocabulary) with random weights (make_hf_gpt2's), as
+    transformers saves it, with the GPT-2 tokenizer: written once for the
+    tests of that shape (the converter's parity, the chat command)."""
+    hf = make_hf_gpt2(
+        seed=2,
+        n_layer=12,
+        n_head=12,
+        n_embd=768,
+        vocab_size=50257,
+        n_positions=1024,
+        bos_token_id=50256,
+        eos_token_id=50256,
+    )
+    d = tmp_path_factory.mktemp("gpt2-124m-shape")
+    hf.save_pretrained(d)
+    gpt2_tokenizer.save_pretrained(d)
+    return d
 
 
 @pytest.fixture

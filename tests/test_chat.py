@@ -434,13 +434,11 @@ def test_a_reply_ends_at_a_role_marker_or_end_of_text(gpt2_tokenizer, monkeypatc
 
 
 @pytest.mark.slow
-def test_chat_on_a_random_checkpoint_of_the_124m_shape(tmp_path, gpt2_tokenizer, monkeypatch, capsys):
+def test_chat_on_a_random_checkpoint_of_the_124m_shape(random_124m_dir, monkeypatch, capsys):
     """GPT-2 small's shape (12 layers, 768 wide, 12 heads, 1,024 positions,
     the 50,257-token vocabulary), random weights: the chat command's prompt,
     cache and streaming at full size (a few tokens per reply, to stay cheap)."""
-    config = mt.GPT2Config(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257)
-    mt.save_pretrained(mt.GPT2.language_model(config, seed=0), tmp_path / "m", gpt2_tokenizer)
-    out = _chat(monkeypatch, capsys, tmp_path / "m", "Hello there\nHow are you?\n", "--max-new-tokens", "3")
+    out = _chat(monkeypatch, capsys, random_124m_dir, "Hello there\nHow are you?\n", "--max-new-tokens", "3")
     assert "it reads 1024 tokens of conversation" in out and out.count(f"{ASSISTANT} ") == 2
     assert "(history:" not in out and out.rstrip().endswith("(end of input: chat ended)")
 

@@ -273,7 +273,7 @@ def test_a_command_refused_before_any_run_finished_can_be_corrected(setup, tmp_p
         "--seeds",
         "1",
         "--budgets",
-        "10",
+        "20",  # the first test's budget: the classifier's steps are the programs it compiled
         "--modes",
         "adapt",
         "--steps",

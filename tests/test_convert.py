@@ -48,22 +48,14 @@ def test_logit_parity_small_configs(tmp_path, config):
 
 
 @pytest.mark.slow
-def test_logit_parity_124m_shape_real_vocab(tmp_path, gpt2_tokenizer):
+def test_logit_parity_124m_shape_real_vocab(random_124m_dir, gpt2_tokenizer):
     """The full GPT-2 small shape (12 layers, 768 wide, 1024 positions, the real
     50,257-token vocabulary), random weights, on real GPT-2 token ids."""
-    hf = make_hf_gpt2(
-        seed=2,
-        n_layer=12,
-        n_head=12,
-        n_embd=768,
-        vocab_size=50257,
-        n_positions=1024,
-        bos_token_id=50256,
-        eos_token_id=50256,
-    )
+    from transformers import GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel.from_pretrained(random_124m_dir).eval()
     assert sum(p.numel() for p in hf.parameters()) == 124_439_808
-    hf.save_pretrained(tmp_path)
-    model = mt.load_pretrained(tmp_path)
+    model = mt.load_pretrained(random_124m_dir)
     texts = ["The quick brown fox jumps over the lazy dog.", "Transfer learning in NLP is"]
     enc = gpt2_tokenizer(texts, padding=False)["input_ids"]
     for ids in enc:

@@ -12,39 +12,11 @@ from flax import nnx
 
 import minitransfer as mt
 from minitransfer.cli import main
-from minitransfer.data import load_dataset
 from minitransfer.lora import ADAPTERS_FILE, ScaledLoRALinear, add_adapters, merge_adapters
 from minitransfer.modes import MODES, get_mode, mode_help
 from minitransfer.steps import split_trained
 from minitransfer.train import TrainConfig, build_classifier, finetune
-from tests.conftest import ctrl_c_after
-
-TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
-
-
-@pytest.fixture(scope="module")
-def keyword_data(tmp_path_factory):
-    """A tiny learnable task: the last word says the class."""
-    d = tmp_path_factory.mktemp("kw")
-    rng = np.random.default_rng(0)
-    fillers = ["the film", "my day", "this phone", "our trip", "that song", "the food"]
-    words = {"neg": ["awful", "terrible", "bad"], "pos": ["great", "lovely", "good"]}
-    rows = [
-        {
-            "text": f"{rng.choice(fillers)} was {rng.choice(words['pos' if i % 2 else 'neg'])}",
-            "label": "pos" if i % 2 else "neg",
-        }
-        for i in range(240)
-    ]
-    (d / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return load_dataset(f"jsonl:{d / 'kw.jsonl'}")
-
-
-@pytest.fixture(scope="module")
-def pretrained_dir(tmp_path_factory, gpt2_tokenizer):
-    d = tmp_path_factory.mktemp("pre")
-    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=123), d, tokenizer=gpt2_tokenizer)
-    return d
+from tests.conftest import TINY, ctrl_c_after
 
 
 def _cfg(**kw):
@@ -173,7 +145,7 @@ def test_merging_adapters_keeps_what_the_model_computes(pretrained_dir):
 
 @pytest.mark.parametrize("mode", ["top", "lora"])
 def test_an_interrupted_run_resumes_exactly(mode, pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):
-    cfg = _cfg(mode=mode, unfreeze=2, lora_rank=2)
+    cfg = _cfg(mode=mode, unfreeze=2, lora_rank=4, lora_alpha=8)  # the settings (so the programs) of the tests above
     a = finetune(
         _model(pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, tmp_path / "a", progress=False
     )
@@ -236,7 +208,7 @@ def test_finetune_command_runs_top_and_lora(pretrained_dir, keyword_data, tmp_pa
         "--max-len",
         "12",
         "--batch-size",
-        "8",
+        "16",  # with --lora-rank 4 --lora-alpha 8 and --unfreeze 2: the programs the tests above compiled
         "--no-progress",
     ]
     assert main(["finetune", "--mode", "top", "--unfreeze", "2", *common, "--out", str(tmp_path / "top")]) == 0
@@ -247,10 +219,10 @@ def test_finetune_command_runs_top_and_lora(pretrained_dir, keyword_data, tmp_pa
                 "--mode",
                 "lora",
                 "--lora-rank",
-                "2",
+                "4",
                 *common,
                 "--lora-alpha",
-                "4",
+                "8",
                 "--out",
                 str(tmp_path / "lora"),
             ]
@@ -258,6 +230,6 @@ def test_finetune_command_runs_top_and_lora(pretrained_dir, keyword_data, tmp_pa
         == 0
     )
     assert (tmp_path / "lora" / "best" / ADAPTERS_FILE).exists()
-    assert json.loads((tmp_path / "lora" / "result.json").read_text())["config"]["lora_rank"] == 2
+    assert json.loads((tmp_path / "lora" / "result.json").read_text())["config"]["lora_rank"] == 4
     assert main(["finetune", "--mode", "full", "--unfreeze", "2", *common, "--out", str(tmp_path / "full")]) == 0
     assert "note: --unfreeze 2 has no effect in mode full: only top reads it" in capsys.readouterr().out

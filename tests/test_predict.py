@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +16,6 @@ from minitransfer.classify import ClassificationHead
 from minitransfer.cli import main
 from minitransfer.qa import SpanHead
 
-TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
 MAX_LEN = 12  # the classifier's max_len: the long text below is cut to it
 
 TEXTS = [
@@ -28,11 +28,11 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def dirs(tmp_path_factory, gpt2_tokenizer):
+def dirs(tmp_path_factory, pretrained_dir):
     """A random 'pretrained' GPT-2, and a classifier fine-tuned from it for a few steps with the head
     transformers can represent (--pooling last --no-head-bias)."""
     d = tmp_path_factory.mktemp("predict")
-    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=123), d / "pre", tokenizer=gpt2_tokenizer)
+    shutil.copytree(pretrained_dir, d / "pre")  # conftest's, whose steps the other files compiled
     rng = np.random.default_rng(0)
     words = {"neg": ["awful", "terrible", "bad"], "pos": ["great", "lovely", "good"]}
     rows = [

@@ -103,13 +103,14 @@ def test_squad_metrics_follow_the_official_definitions():
 
 
 def test_span_head_learns_the_synthetic_task_clearly_above_chance(synthetic, gpt2_tokenizer, tmp_path):
+    # 150 steps: on a CPU the validation exact match was 1.0 from the first evaluation (step 50) on
     cfg = TrainConfig(
         mode="scratch",
-        steps=300,
+        steps=150,
         batch_size=32,
         max_len=40,
         lr=3e-3,
-        eval_every=100,
+        eval_every=50,
         val_examples=None,
         head_dropout=0.0,
         seed=0,

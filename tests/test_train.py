@@ -18,32 +18,7 @@ from minitransfer.data import load_dataset
 from minitransfer.errors import TrainingError
 from minitransfer.optim import layer_lr_factors
 from minitransfer.train import TrainConfig, build_classifier, finetune
-from tests.conftest import ctrl_c_after
-
-TINY = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=32)
-
-
-@pytest.fixture(scope="module")
-def keyword_data(tmp_path_factory):
-    """A tiny learnable task: the last word says the class."""
-    d = tmp_path_factory.mktemp("kw")
-    rng = np.random.default_rng(0)
-    fillers = ["the film", "my day", "this phone", "our trip", "that song", "the food"]
-    words = {"neg": ["awful", "terrible", "bad"], "pos": ["great", "lovely", "good"]}
-    rows = []
-    for i in range(240):
-        lab = "pos" if i % 2 else "neg"
-        rows.append({"text": f"{rng.choice(fillers)} was {rng.choice(words[lab])}", "label": lab})
-    (d / "kw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return load_dataset(f"jsonl:{d / 'kw.jsonl'}")
-
-
-@pytest.fixture(scope="module")
-def pretrained_dir(tmp_path_factory, gpt2_tokenizer):
-    """A random-weight 'pretrained' checkpoint with the GPT-2 tokenizer."""
-    d = tmp_path_factory.mktemp("pre")
-    mt.save_pretrained(mt.GPT2.language_model(mt.GPT2Config(**TINY), seed=123), d, tokenizer=gpt2_tokenizer)
-    return d
+from tests.conftest import TINY, ctrl_c_after
 
 
 def _cfg(**kw):
@@ -304,7 +279,8 @@ def test_ctrl_c_says_how_to_resume_instead_of_a_traceback(pretrained_dir, keywor
 
 def test_cli_finetune_all_modes_and_skip(pretrained_dir, keyword_data, tmp_path, capsys):
     spec = keyword_data.spec
-    common = ["--data", spec, "--steps", "4", "--batch-size", "8", "--max-len", "12", "--no-progress"]
+    # batch 16 and --max-len 12, as _cfg: the probe and full steps are the programs the runs above compiled
+    common = ["--data", spec, "--steps", "4", "--batch-size", "16", "--max-len", "12", "--no-progress"]
     assert (
         main(["finetune", "--model", str(pretrained_dir), "--mode", "probe", "--out", str(tmp_path / "p"), *common])
         == 0
@@ -514,7 +490,7 @@ def test_head_label_mismatch_suggests_new_head(pretrained_dir, keyword_data, tmp
     mt.save_pretrained(clf, tmp_path / "clf", tokenizer=mt.load_tokenizer(pretrained_dir))
     with pytest.raises(TrainingError, match=r"3 labels \['x', 'y', 'z'\].*2 labels \['neg', 'pos'\].*--new-head"):
         build_classifier("probe", mt.load_pretrained(tmp_path / "clf"), clf.config, keyword_data.label_names, cfg)
-    common = ["--data", keyword_data.spec, "--steps", "2", "--max-len", "12", "--no-progress"]
+    common = ["--data", keyword_data.spec, "--steps", "2", "--batch-size", "16", "--max-len", "12", "--no-progress"]
     assert main(["finetune", "--model", str(tmp_path / "clf"), "--out", str(tmp_path / "o1"), *common]) == 2
     assert "--new-head" in capsys.readouterr().err
     assert (
@@ -601,6 +577,8 @@ def test_evaluate_finds_a_relative_data_path_and_its_fields_from_another_folder(
                 "stars",
                 "--steps",
                 "2",
+                "--batch-size",
+                "16",
                 "--max-len",
                 "12",
                 "--no-progress",
@@ -666,6 +644,8 @@ def test_evaluate_finds_a_relative_data_path_and_its_fields_from_another_folder(
                 "1",
                 "--steps",
                 "2",
+                "--batch-size",
+                "16",
                 "--max-len",
                 "12",
                 "--no-progress",
@@ -934,18 +914,20 @@ def test_bad_dtype_is_refused():
         TrainConfig(dtype="float16")
 
 
-def test_train_step_derives_the_step_dropout_key_inside(pretrained_dir):
+def test_train_step_derives_the_step_dropout_key_inside():
     """``step(..., key, lr, s)`` is ``step(..., fold_in(key, s), lr)`` exactly
     (the loop passes the run's key and the step number), and the key matters:
-    step 6's dropout differs from step 5's."""
+    step 6's dropout differs from step 5's. (One small block: the two
+    signatures are two programs to compile, whatever the model's size.)"""
     from minitransfer.optim import make_optimizer
     from minitransfer.steps import classification_loss, forward_tokens, make_train_step
 
-    model = mt.GPT2(mt.load_pretrained(pretrained_dir).backbone, ClassificationHead(32, ["a", "b"], dropout=0.5))
+    cfg = mt.GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=97, n_positions=32)
+    model = mt.GPT2(mt.GPT2Backbone(cfg, rngs=nnx.Rngs(0)), ClassificationHead(32, ["a", "b"], dropout=0.5))
     graphdef, params = nnx.split(model)
     rng = np.random.default_rng(0)
     batch = {
-        "input_ids": rng.integers(0, 50257, (4, 16)).astype(np.int32),
+        "input_ids": rng.integers(0, 97, (4, 16)).astype(np.int32),
         "attention_mask": np.ones((4, 16), np.int32),
         "labels": rng.integers(0, 2, 4).astype(np.int32),
     }
@@ -1054,8 +1036,9 @@ def test_bfloat16_embedding_gradient_sums_in_float32():
     """Under mixed precision the embedding's gradient adds one row per token;
     a token that fills most of a batch must not have that sum rounded to
     bfloat16 at each addition. Here token 7 appears 1,363 times: its row of
-    the gradient is 3.3% from float32's; it was 76% before model.lookup read
-    a float32 copy of the table."""
+    the gradient is 3.1% from float32's; it was 68% before model.lookup read
+    a float32 copy of the table. The gradient is jitted, as a training
+    step's is (computed op by op, the same rows were 3.3% and 76% apart)."""
     from minitransfer.steps import cast_for_compute, classification_loss, forward_tokens
 
     cfg = mt.GPT2Config(
@@ -1071,7 +1054,7 @@ def test_bfloat16_embedding_gradient_sums_in_float32():
         def loss(p):
             return classification_loss(forward_tokens)(nnx.merge(graphdef, cast_for_compute(p, dtype)), batch, None)
 
-        return np.asarray(jax.grad(loss)(params)["backbone"]["wte"]["embedding"][...][7], np.float64)
+        return np.asarray(jax.jit(jax.grad(loss))(params)["backbone"]["wte"]["embedding"][...][7], np.float64)
 
     g32, g16 = row7("float32"), row7("bfloat16")
     err = np.linalg.norm(g16 - g32) / np.linalg.norm(g32)
@@ -1092,7 +1075,7 @@ def test_cli_finetune_bfloat16(pretrained_dir, keyword_data, tmp_path, capsys):
             "--steps",
             "2",
             "--batch-size",
-            "8",
+            "16",
             "--max-len",
             "12",
             "--dtype",

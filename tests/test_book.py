@@ -13,7 +13,6 @@ import pytest
 
 from minitransfer.apps import provenance
 from minitransfer.apps.book import lecture_paths
-from tests.conftest import REPO
 
 pytest.importorskip("nbclient", reason="the book needs the lectures extra (nbconvert, nbclient, ipykernel)")
 
@@ -109,9 +108,6 @@ def test_book_renders_in_headless_chromium(site, tmp_path):
         assert any(driver.execute_script("return arguments[0].naturalWidth", i) > 100 for i in imgs)
         driver.execute_script("window.scrollTo(0, document.body.scrollHeight * 0.62)")
         driver.save_screenshot(str(tmp_path / "book_lecture2.png"))
-        if os.environ.get("MINITRANSFER_SAVE_SCREENSHOTS") == "1":
-            for name in ("book_index.png", "book_lecture2.png"):
-                shutil.copy(tmp_path / name, REPO / "docs" / name)
     finally:
         driver.quit()
 

@@ -6,9 +6,47 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from minitransfer.apps import provenance
+from minitransfer.apps.book import lecture_paths
 
 REPO = Path(__file__).resolve().parents[1]
+BOOK = REPO / "docs" / "book"
+
+
+def published_inputs(path: Path) -> dict:
+    page = BOOK / f"{path.stem}.html"
+    assert page.exists(), f"docs/book has no page for {path.name}: rebuild with `minitransfer lectures --out docs/book`"
+    inputs = provenance.read_embedded(page.read_text())
+    assert inputs is not None, f"{page.relative_to(REPO)} records no inputs: rebuild it"
+    return inputs
+
+
+@pytest.mark.parametrize("path", lecture_paths(), ids=lambda p: p.stem[:2])
+def test_the_published_page_is_not_stale(path):
+    inputs = published_inputs(path)
+    stale = provenance.stale_inputs(inputs)
+    assert not stale, (
+        f"docs/book/{path.stem}.html is stale: {'; '.join(stale)}. Rebuild it with "
+        f"`minitransfer lectures --out docs/book --only {path.stem[:2]}`"
+    )
+    assert inputs["fast"] is False, f"docs/book/{path.stem}.html was built in fast mode; publish the full build"
+
+
+def test_the_published_book_is_within_its_size_budget():
+    # every page embeds its figures; the style sheet is shared (book.css); notebooks carry no outputs
+    files = [f for f in BOOK.rglob("*") if f.is_file() and "_work" not in f.parts]
+    size = sum(f.stat().st_size for f in files)
+    assert size < 6_000_000, f"docs/book holds {size:,} bytes in {len(files)} files; the budget is 6 MB"
+
+
+def test_a_page_records_what_it_showed_and_read():
+    # lecture 04 prints the training loop and reads the shipped checkpoint
+    inputs = published_inputs(next(p for p in lecture_paths() if p.stem.startswith("04")))
+    assert "lectures/04_pretraining_is_the_expensive_part.py" in inputs["lecture"]
+    assert "minitransfer.loop:train_loop" in inputs["shown"]
+    assert any(f.startswith("checkpoints/minigpt2-imdb/") for f in inputs["files"]), sorted(inputs["files"])
 
 
 def test_the_staleness_check_sees_every_kind_of_change(tmp_path, monkeypatch):

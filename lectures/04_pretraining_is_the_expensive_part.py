@@ -14,7 +14,9 @@
 # beside their range, and every input is one you can change.
 
 # %% [markdown]
-# **The idea in one picture:** training compute, 6 x parameters x tokens, on
+# **The idea in one picture:** training compute, 6 x parameters x tokens (a
+# forward and backward pass cost about 6 FLOPs per parameter per token:
+# Kaplan et al. 2020, "Scaling Laws for Neural Language Models", section 2.1), on
 # a log scale, for the shipped stand-in, GPT-2's smallest model (124M) and
 # its largest (1.5B). Parameters are counted from the package's own configs
 # (`model.NAMED_CONFIGS`, and the stand-in's `config.json`). The stand-in's

@@ -5,7 +5,8 @@ The command line prints them as one line; anything else is a bug.
 A message names a setting (a function's parameter, a config's field) as
 Python spells it, in backticks: "`max_len` must be at least 1". The command
 line writes each such name as its own option ("--max-len must be at least
-1": ``cli.in_options``), so that only the command line speaks in flags.
+1": ``cli.options``), so that only the command line speaks in flags. What
+the library logs and notes names them the same way.
 """
 
 from __future__ import annotations

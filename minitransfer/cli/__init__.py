@@ -2,7 +2,8 @@
 --help`` explains each option), the checks every command's arguments get,
 and the entry point. How the command's process is set up (huge pages, the
 compilation cache, deterministic GPU operations) is in ``process.py``; what
-each subcommand does, in ``commands.py`` and ``training_commands.py``."""
+each subcommand does, in ``commands.py`` and ``training.py``; how what the
+library says names the running command's options, in ``options.py``."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from minitransfer.cli.commands import (
     cmd_playground,
     cmd_predict,
 )
+from minitransfer.cli.options import say
 from minitransfer.cli.process import enable_compilation_cache, make_gpu_deterministic, restart_with_huge_pages
 from minitransfer.cli.training import cmd_compare, cmd_finetune, cmd_pretrain
 
@@ -673,6 +675,8 @@ def build_parser() -> argparse.ArgumentParser:
     # meaning, when an option sharing its prefix is added; a cut-short option gets a "did you mean" instead
     for p in (parser, *sub.choices.values()):
         p.allow_abbrev = False
+    for p in sub.choices.values():  # what the library says, the command says in its options (cli.options.say)
+        p.set_defaults(command_parser=p)
     return parser
 
 
@@ -728,9 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minitransfer {args.command}: error: {e}", file=sys.stderr)
         return 2
     except (CheckpointError, DataError, TrainingError, BookError, ValueError) as e:
-        print(
-            f"minitransfer {args.command}: error: {in_options(str(e), parser.commands[args.command])}", file=sys.stderr
-        )
+        say(args, sys.stderr)(f"minitransfer {args.command}: error: {e}")  # its settings as the command's options
         return 2
     except RuntimeError as e:  # the device's memory ran out: which options size it, not 25 lines of XLA
         said = out_of_memory_text(e, args)
@@ -744,18 +746,6 @@ def main(argv: list[str] | None = None) -> int:
         interrupt.clear()  # acted on
         print(f"\nminitransfer {args.command}: interrupted" + RESUMES.get(args.command, ""), file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
-
-
-def in_options(message: str, command: argparse.ArgumentParser) -> str:
-    """A library message as the command line says it: each setting the library names in backticks
-    (`max_len`) written as the option of ``command`` that sets it (--max-len). The one place where the
-    names the library speaks in become flags; a name that no option of the command sets stays as it is."""
-    flags = {
-        a.dest: next((o for o in a.option_strings if o == "--" + a.dest.replace("_", "-")), a.option_strings[-1])
-        for a in command._actions
-        if a.option_strings
-    }
-    return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], m[0]), message)
 
 
 def option_guesses(parser: argparse.ArgumentParser, unknown: list[str]) -> str:

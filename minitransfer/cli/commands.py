@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from minitransfer.assets import shipped_checkpoint
+from minitransfer.cli.options import say
 
 # ----------------------------------------------------------------------------
 # convert
@@ -62,7 +63,7 @@ def cmd_convert(args) -> int:
     )
     said = model.head.transformers_note()
     if said:
-        print(f"note: {said}")
+        say(args)(f"note: {said}")
     return 0
 
 
@@ -140,8 +141,8 @@ def cmd_data(args) -> int:
         )
         print(f"  {name:<10} {len(s):>7} examples   {per}")
     for n in d.notes:
-        print(f"  note: {n}")
-    tokenizer = _tokenizer_or_none(args.tokenizer)
+        say(args)(f"  note: {n}")
+    tokenizer = _tokenizer_or_none(args)
     if tokenizer is None:
         return 0
     print(f"token lengths ({args.tokenizer} tokenizer):")
@@ -176,8 +177,8 @@ def _chat_data(args) -> int:
         print(f"  {name:<10} " + ", ".join(f"{v:>6,} {k}" for k, v in row.items()))
     print(f"  {'all':<10} " + ", ".join(f"{v:>6,} {k}" for k, v in total.items()))
     for n in d.notes:
-        print(f"  note: {n}")
-    tokenizer = _tokenizer_or_none(args.tokenizer)
+        say(args)(f"  note: {n}")
+    tokenizer = _tokenizer_or_none(args)
     if tokenizer is None:
         return 0
     print(f"tokens per conversation in the chat format ({args.tokenizer} tokenizer):")
@@ -191,13 +192,13 @@ def _chat_data(args) -> int:
     return 0
 
 
-def _tokenizer_or_none(source):
+def _tokenizer_or_none(args):
     from minitransfer.tokenizer import load_tokenizer
 
     try:
-        return load_tokenizer(source, option="--tokenizer")
+        return load_tokenizer(args.tokenizer, option="--tokenizer")
     except Exception as e:
-        print(f"(no token statistics: {e})")
+        say(args)(f"(no token statistics: {e})")
         return None
 
 
@@ -235,7 +236,7 @@ def cmd_answer(args) -> int:
     notes: list[str] = []
     text, score = answer(model, tokenizer, args.question, args.context, max_len, notes=notes)
     for n in notes:
-        print(f"note: {n} (the answer can only come from what was kept)")
+        say(args)(f"note: {n} (the answer can only come from what was kept)")
     print(f"answer: {text}  (score {score:.2f})")
     return 0
 
@@ -276,7 +277,7 @@ def cmd_evaluate(args) -> int:
         args.data, text_field=args.text_field, label_field=args.label_field, split_seed=args.split_seed
     )
     for n in data.notes:  # rows dropped, merged or repaired: said here as finetune says them (stderr: --json)
-        print(f"data: {n}", file=sys.stderr)
+        say(args, sys.stderr)(f"data: {n}")
     val_examples = None
     if args.split == "validation" and not args.all_validation and info.get("val_examples"):
         val_examples = info["val_examples"]
@@ -296,7 +297,7 @@ def cmd_evaluate(args) -> int:
         split=args.split,
         max_len=max_len,
         val_examples=val_examples,
-        log=lambda message: print(f"data: {message}", file=sys.stderr),
+        log=lambda message: say(args, sys.stderr)(f"data: {message}"),
         dtype=dtype,
     )
     if args.json:
@@ -345,7 +346,7 @@ def scoring_model(args, model):
 def cmd_predict(args) -> int:
     from minitransfer.predict import run
 
-    return run(args, log=lambda message: print(message, file=sys.stderr))
+    return run(args, log=say(args, sys.stderr))
 
 
 def recorded_data(info: dict) -> tuple[str, str]:

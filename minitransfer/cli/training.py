@@ -15,6 +15,7 @@ from pathlib import Path
 
 from minitransfer.assets import shipped_checkpoint
 from minitransfer.cli.commands import model_or_default
+from minitransfer.cli.options import say
 
 # ----------------------------------------------------------------------------
 # finetune
@@ -71,7 +72,7 @@ def cmd_finetune(args) -> int:
         resolve_source(model_or_default(args), allow_pickle=args.allow_pickle)
     data = task.load(args.data, text_field=args.text_field, label_field=args.label_field, split_seed=args.split_seed)
     for n in data.notes:
-        print(f"data: {n}")
+        say(args)(f"data: {n}")
     for n in split_seed_notes(args.split_seed, data, args.data):
         print(f"note: {n}")
     if args.label_words and get_mode(args.mode).head == "prompt":
@@ -94,7 +95,7 @@ def cmd_finetune(args) -> int:
     model = build_model(args.mode, base, config, data, cfg, task.head, new_head=args.new_head, tokenizer=tokenizer)
     for n in own_head_notes(args, base, model):
         print(f"note: {n}")
-    r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress)
+    r = finetune(model, data, tokenizer, cfg, args.out, progress=not args.no_progress, log=say(args))
     best = model.head.best_metric
     print(
         f"{args.mode}: best validation {model.head.metric_names[best]} {r.best_val[best]:.4f} at step "
@@ -103,7 +104,7 @@ def cmd_finetune(args) -> int:
     )
     said = model.head.transformers_note()
     if said:
-        print(f"note: {said}")
+        say(args)(f"note: {said}")
     return 0
 
 
@@ -144,7 +145,7 @@ def adapted_base(args, base, tokenizer, data):
         dtype=args.dtype,
     )
     out = Path(args.out) / "adapted"
-    return adapt_language_model(base, tokenizer, data, acfg, out, progress=not args.no_progress).model
+    return adapt_language_model(base, tokenizer, data, acfg, out, progress=not args.no_progress, log=say(args)).model
 
 
 def own_head_notes(args, base, model) -> list[str]:
@@ -278,7 +279,7 @@ def cmd_pretrain(args) -> int:
         **({"init_from": weights_fingerprint(init)} if init is not None else {}),
         **({"html_line_breaks": True} if args.html_line_breaks else {}),
     }
-    r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress, identity=identity)
+    r = pretrain(model, blocks, tokenizer, cfg, out, progress=not args.no_progress, log=say(args), identity=identity)
     if r.steps_run == 0 and (out / "pretrain.json").exists():
         print(f"{out}: this pretraining run had already finished; its MODEL_CARD.md is unchanged")
         return 0
@@ -574,7 +575,7 @@ def cmd_compare(args) -> int:
     t_data = time.perf_counter()
     data = task.load(args.data, text_field=args.text_field, label_field=args.label_field, split_seed=cc.split_seed)
     for n in data.notes:
-        print(f"data: {n}")
+        say(args)(f"data: {n}")
     for n in split_seed_notes(cc.split_seed, data, args.data):
         print(f"note: {n}")
     if args.prompt:
@@ -589,10 +590,10 @@ def cmd_compare(args) -> int:
         f"({seeds_text(cc.first_seed, cc.seeds)}) = {n_runs} runs -> {args.out}"
     )
     t_compare = time.perf_counter()
-    s = compare(base, base.config, data, tokenizer, cc, args.out, progress=not args.no_progress)
+    s = compare(base, base.config, data, tokenizer, cc, args.out, progress=not args.no_progress, log=say(args))
     t_end = time.perf_counter()
     print()
-    print((Path(args.out) / "summary.md").read_text())
+    say(args)((Path(args.out) / "summary.md").read_text())  # the library's summary: its settings as options
     print(
         f"wrote {args.out}/results.csv, summary.json, summary.md, curves.png, budget.png "
         f"({s['wall_seconds'] / 60:.1f} min)"
@@ -712,14 +713,14 @@ def cmd_compare_chat(args, source: str) -> int:
     check_tokenizer_fits(tokenizer, base.config, source)
     data = load_chat_dataset(args.data or "chatterbot", split_seed=cc.split_seed)
     for n in data.notes:
-        print(f"data: {n}")
+        say(args)(f"data: {n}")
     print(
         f"compare --task chat: {source} on {data.spec}: modes {cc.modes} x {cc.seeds} seed(s) "
         f"({seeds_text(cc.first_seed, cc.seeds)}) = {len(cc.modes) * cc.seeds} runs -> {args.out}"
     )
-    s = compare_chat(base, data, tokenizer, cc, args.out, progress=not args.no_progress)
+    s = compare_chat(base, data, tokenizer, cc, args.out, progress=not args.no_progress, log=say(args))
     print()
-    print((Path(args.out) / "summary.md").read_text())
+    say(args)((Path(args.out) / "summary.md").read_text())
     print(f"wrote {args.out}/results.csv, summary.json, summary.md ({s['wall_seconds'] / 60:.1f} min)")
     return 0
 

@@ -49,9 +49,8 @@ class AdaptConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "block_size", "eval_every"):
-            if getattr(self, name) < 1:  # (only the steps have a command-line option)
-                said = "--adapt-steps" if name == "steps" else f"AdaptConfig.{name}"
-                raise ValueError(f"{said} must be at least 1, got {getattr(self, name)}")
+            if getattr(self, name) < 1:  # as AdaptConfig's: `steps` alone would name a fine-tuning run's own
+                raise ValueError(f"`AdaptConfig.{name}` must be at least 1, got {getattr(self, name)}")
 
 
 @dataclasses.dataclass
@@ -78,12 +77,13 @@ class AdaptResult:
         }
 
 
-# how messages name the adaptation's settings, which are not pretrain's command-line options: a run of
-# another length is said as the option that sets it (eval_every follows it)
+# how messages name the adaptation's settings (``RunFolder.names``): as AdaptConfig's fields, not as the
+# pretraining settings they become, whose names a fine-tuning run's settings share (eval_every follows the
+# steps: not named)
 NAMES = {
-    "batch_size": "the adaptation's batch size (AdaptConfig.batch_size)",
-    "lr": "learning rate for the adaptation (AdaptConfig.lr; no command-line option sets it)",
-    "steps": "--adapt-steps",
+    "batch_size": "the adaptation's batch size (`AdaptConfig.batch_size`)",
+    "lr": "learning rate for the adaptation (`AdaptConfig.lr`; no command-line option sets it)",
+    "steps": "`AdaptConfig.steps`",
     "eval_every": None,
 }
 

@@ -50,7 +50,7 @@ each conversation is a list of utterances, taken as user, assistant, user,
 skipped and counted, since the files are not the user's to fix.
 
 Held-out data is split by conversation, never by turn: a test reply's own
-conversation is never in training. A conversation longer than ``--max-len``
+conversation is never in training. A conversation longer than ``max_len``
 tokens is skipped and counted (it would otherwise lose its last replies, or
 its first turns, without a word).
 """
@@ -101,7 +101,8 @@ class ChatSplit:
         return [format_text(c) for c in self.conversations]
 
     def subset(self, n, seed: int, what: str) -> ChatSplit:
-        """``n`` conversations (a number, or "all"/None for every one) in a fixed seeded order."""
+        """``n`` conversations (a number, or "all"/None for every one) in a fixed seeded order; ``what``: how
+        a refusal names ``n``: the setting it comes from, in backticks (``labels``, ``val_examples``)."""
         if n is None or n == "all":
             return self
         try:
@@ -239,10 +240,10 @@ def parse_chat_spec(spec: str) -> tuple[str, str]:
     try:
         kind, rest = parse_spec(spec)
     except DataError as e:
-        raise DataError(f"{e}; for --task chat: 'chatterbot[:LANGUAGE]' or 'jsonl:PATH'") from None
+        raise DataError(f"{e}; for `task` chat: 'chatterbot[:LANGUAGE]' or 'jsonl:PATH'") from None
     if kind != "jsonl":
         raise DataError(
-            f"--task chat reads 'chatterbot[:LANGUAGE]' (the offline default) or 'jsonl:PATH' with "
+            f"`task` chat reads 'chatterbot[:LANGUAGE]' (the offline default) or 'jsonl:PATH' with "
             f'{{"messages": [...]}} rows, not {spec!r}'
         )
     return kind, rest
@@ -378,13 +379,13 @@ def encode_chat(split: ChatSplit, tokenizer, max_len: int) -> EncodedChat:
             rows.append((ids, flags))
     n_skipped = len(split) - len(rows)
     notes = (
-        [f"{n_skipped} of {len(split)} conversation(s) longer than --max-len {max_len} tokens skipped"]
+        [f"{n_skipped} of {len(split)} conversation(s) longer than `max_len` {max_len} tokens skipped"]
         if n_skipped
         else []
     )
     if not rows:
         raise DataError(
-            f"no conversation of {len(split)} fits --max-len {max_len} tokens; raise --max-len (up to "
+            f"no conversation of {len(split)} fits `max_len` {max_len} tokens; raise `max_len` (up to "
             f"the model's n_positions) or give shorter conversations"
         )
     N = len(rows)
@@ -458,7 +459,7 @@ class ChatTask(TaskHead):
 
     def check_data(self, data):
         if not isinstance(data, ChatDataset):
-            raise ValueError("the chat head learns replies: it needs conversation data (--task chat)")
+            raise ValueError("the chat head learns replies: it needs conversation data (`task` chat)")
 
     def prepare(
         self,
@@ -580,16 +581,28 @@ def reply_stream(model, tokenizer, ids: list[int], max_new_tokens: int, **sampli
 
 
 def chat_loop(
-    model, tokenizer, *, max_new_tokens: int, seed: int, read=input, write=print, echo: bool = False, **sampling
+    model,
+    tokenizer,
+    *,
+    max_new_tokens: int,
+    seed: int,
+    read=input,
+    write=print,
+    say=None,
+    echo: bool = False,
+    **sampling,
 ) -> int:
     """Talk until an empty line, end of input or Ctrl-C. Each reply streams token
     by token; reply i samples with seed + i. ``echo`` repeats what was read
-    (input that is not typed, e.g. piped, so the transcript shows both sides)."""
+    (input that is not typed, e.g. piped, so the transcript shows both sides).
+    ``write`` writes the conversation; ``say`` (``write`` where not given) the
+    loop's own lines about it, which name settings as Python spells them."""
+    say = say or write
     n_pos = model.config.n_positions
     room = n_pos - max_new_tokens
     if room < 8:
         raise ValueError(
-            f"--max-new-tokens {max_new_tokens} leaves {room} of the model's {n_pos} positions for the "
+            f"`max_new_tokens` {max_new_tokens} leaves {room} of the model's {n_pos} positions for the "
             f"conversation; lower it"
         )
     history: list[dict] = []
@@ -599,25 +612,25 @@ def chat_loop(
             try:
                 line = read(f"{USER} ")
             except EOFError:
-                write("\n(end of input: chat ended)")
+                say("\n(end of input: chat ended)")
                 return 0
             if echo:
                 write(line)
             if not line.strip():
-                write("(empty line: chat ended)")
+                say("(empty line: chat ended)")
                 return 0
             history.append({"role": "user", "content": line.strip()})
             kept, dropped = fit_history(history, tokenizer, room)
             ids = prompt_ids(kept, tokenizer)
             if len(ids) > room:
-                write(
+                say(
                     f"(that message is {len(ids)} tokens with its markers; this model reads {n_pos} positions, "
-                    f"{max_new_tokens} of them kept for the reply (--max-new-tokens): say it shorter)"
+                    f"{max_new_tokens} of them kept for the reply (`max_new_tokens`): say it shorter)"
                 )
                 history.pop()
                 continue
             if dropped:
-                write(f"(history: the oldest {dropped} message(s) dropped to fit the model's {n_pos} positions)")
+                say(f"(history: the oldest {dropped} message(s) dropped to fit the model's {n_pos} positions)")
                 history = kept
             write(f"{ASSISTANT} ", end="", flush=True)
             for piece in reply_stream(model, tokenizer, ids, max_new_tokens, seed=seed + turn, **sampling):
@@ -625,10 +638,13 @@ def chat_loop(
                     text, why = piece
                     break
                 write(piece, end="", flush=True)
-            write("" if why != "max-new-tokens" else f" [cut at --max-new-tokens {max_new_tokens}]")
+            if why == "max-new-tokens":
+                say(f" [cut at `max_new_tokens` {max_new_tokens}]")
+            else:
+                write("")
             if text.strip():  # (an empty reply is left out: the next user message follows the last one)
                 history.append({"role": "assistant", "content": text.strip()})
             turn += 1
     except KeyboardInterrupt:
-        write("\n(Ctrl-C: chat ended)")
+        say("\n(Ctrl-C: chat ended)")
         return 0

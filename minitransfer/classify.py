@@ -151,7 +151,7 @@ class ClassificationTask(TaskHead):
             "test": data.test,
         }
         if "validation" in splits and val_examples is not None and len(data.validation) > val_examples:
-            parts["validation"] = label_budget(data.validation, val_examples, 0, data.num_classes)
+            parts["validation"] = label_budget(data.validation, val_examples, 0, data.num_classes, "`val_examples`")
             log(
                 f"validating on a fixed stratified subset of {val_examples} of {len(data.validation)} "
                 f"validation examples"
@@ -161,7 +161,7 @@ class ClassificationTask(TaskHead):
             part = parts[name]
             e = encode(part, tokenizer, max_len, self.text_suffix(tokenizer))
             if e.n_truncated:
-                log(f"{name}: {e.n_truncated} of {len(e)} examples truncated to --max-len {max_len} tokens")
+                log(f"{name}: {e.n_truncated} of {len(e)} examples truncated to `max_len` {max_len} tokens")
             out[name] = ({"input_ids": e.input_ids, "attention_mask": e.attention_mask, "labels": e.labels}, e)
         return out
 
@@ -268,7 +268,8 @@ def transformers_note(head: ClassificationTask) -> str:
         f"transformers' GPT2ForSequenceClassification cannot represent this classifier's head ({why}; it "
         f"reads the last real token through a linear layer without bias): there the backbone loads, but the "
         f"head does not (transformers draws a random score.weight). For a classifier that opens there as "
-        f"the same model, fine-tune with --pooling last --no-head-bias"
+        f"the same model, fine-tune with `minitransfer finetune --pooling last --no-head-bias` (in Python: "
+        f'`TrainConfig(pooling="last", head_bias=False)`)'
     )
 
 

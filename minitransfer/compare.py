@@ -121,32 +121,13 @@ def run_finished(out: Path, name: str) -> bool:
 
 # what a compare's runs do not depend on: which of them there are, and how they run or are kept
 GRID_ONLY = ("budgets", "modes", "seeds", "first_seed", "curve_budget", "parallel", "keep_checkpoints")
-# how a differing setting is named: by its option where one sets it; None: not named (it follows another)
-COMPARE_SETTING_NAMES = {
-    "task": "--task",
-    "steps": "--steps",
-    "max_len": "--max-len",
-    "batch_size": "--batch-size",
-    "pooling": "--pooling",
-    "dtype": "--dtype",
-    "adapt.steps": "--adapt-steps",
-    "split_seed": "--split-seed",
-    "unfreeze": "--unfreeze",
-    "lora_rank": "--lora-rank",
-    "lora_alpha": "--lora-alpha",
-    "val_examples": "validation examples per run (200 with --quick, 400 without)",
-    **{
-        k: f"CompareConfig.{k} (no option sets it)"
-        for k in ("epochs", "max_steps", "min_steps", "frozen_min_steps", "evals_per_run")
-    },
-    "adapt.eval_every": None,
-    "adapt.parallel": None,
-    "adapt.dtype": None,
-}
+# the differing settings not named (each follows another); the others are named as CompareConfig spells
+# them, in backticks (`max_len`, `adapt.steps`: errors.py)
+UNNAMED_SETTINGS = ("adapt.eval_every", "adapt.parallel", "adapt.dtype")
 
 
 def check_same_compare(out: Path, record: dict) -> None:
-    """Refuse, before any run, an --out whose earlier compare trained with
+    """Refuse, before any run, an ``out`` whose earlier compare trained with
     other settings or data: its finished runs would be read back as if they
     were this compare's (or, each in turn, refused by finetune). The grid
     itself may grow or shrink: more budgets, modes or seeds add runs. A
@@ -174,13 +155,9 @@ def check_same_compare(out: Path, record: dict) -> None:
             pairs = [(f"{k}.{kk}", old.get(kk), v.get(kk)) for kk in keys]
         else:
             pairs = [(k, old, v)]
-        differ += [
-            f"{COMPARE_SETTING_NAMES.get(name, name)}: {a!r} there, {b!r} now"
-            for name, a, b in pairs
-            if a != b and COMPARE_SETTING_NAMES.get(name, name) is not None
-        ]
+        differ += [f"`{k}`: {a!r} there, {b!r} now" for k, a, b in pairs if a != b and k not in UNNAMED_SETTINGS]
     if before.get("data") != record["data"]:
-        differ.append(f"data: {before.get('data')!r} there, {record['data']!r} now")
+        differ.append(f"`data`: {before.get('data')!r} there, {record['data']!r} now")
     elif before.get("rows") not in (None, record["rows"]):
         differ.append(f"{SETTING_NAMES['data_rows']}: {before['rows']!r} there, {record['rows']!r} now")
     # nothing finished there (an earlier call refused, say, its adaptation's settings after writing the
@@ -188,7 +165,7 @@ def check_same_compare(out: Path, record: dict) -> None:
     if differ and any((out / "runs").glob("*/result.json")):
         raise ValueError(
             f"{out} holds a compare with other settings ({'; '.join(differ)}); its finished runs "
-            f"are not this compare's: choose another --out or delete it"
+            f"are not this compare's: choose another `out` or delete it"
         )
 
 
@@ -273,7 +250,7 @@ def budget_sizes(cc: CompareConfig, data, head: type[TaskHead], log=print) -> di
     small = [str(b) for b, n in n_of.items() if n < cc.batch_size]
     if small:  # finetune fits the batch to the budget; its runs here log nothing, so say it once
         log(
-            f"note: {' and '.join(small)} {head.budget_unit} are fewer than --batch-size {cc.batch_size}: at "
+            f"note: {' and '.join(small)} {head.budget_unit} are fewer than `batch_size` {cc.batch_size}: at "
             f"{'that budget' if len(small) == 1 else 'those budgets'} each step takes every labelled example"
         )
     return n_of
@@ -690,10 +667,10 @@ PHASE_NAMES = {
 
 
 def truncation_text(s: dict) -> str:
-    """'Texts longer than --max-len 64 tokens were cut to it (the most in any
+    """'Texts longer than `max_len` 64 tokens were cut to it (the most in any
     one run): train 69, validation 36, test 269 of 3719.'"""
     t = s.get("truncated_to_max_len") or {}
-    limit = f"--max-len {s['max_len']}" if s.get("max_len") else "--max-len"
+    limit = f"`max_len` {s['max_len']}" if s.get("max_len") else "`max_len`"
     parts = [
         f"{split} {t[split]:,}" + (f" of {s['test_n']:,}" if split == "test" and s.get("test_n") else "")
         for split in ("train", "validation", "test")
@@ -789,7 +766,7 @@ def summary_markdown(s: dict) -> str:
         f"Test {names[main]} (%) on `{s['data']}` ({s['test_n']} test examples{baselines}), "
         + (f"mean ± standard deviation over {s['seeds']} seeds" if s["seeds"] > 1 else "one seed, so no spread to show")
         + (f" ({seeds_text(s['first_seed'], s['seeds'])})" if s.get("first_seed") else "")
-        + (f"; the data split with --split-seed {s['split_seed']}" if s.get("split_seed") else "")
+        + (f"; the data split with `split_seed` {s['split_seed']}" if s.get("split_seed") else "")
         + ".",
         "",
         *table_head(s),

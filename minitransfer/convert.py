@@ -155,7 +155,7 @@ def read_weights(directory: Path, *, allow_pickle: bool = False) -> tuple[dict[s
             raise CheckpointError(
                 f"{pickle}: this checkpoint has only a pickled pytorch_model.bin. Unpickling can "
                 f"run arbitrary code, so minitransfer refuses it by default. If you trust its "
-                f"source, pass --allow-pickle (allow_pickle=True); it is then read with "
+                f"source, pass `allow_pickle`; it is then read with "
                 f"torch.load(weights_only=True). Safetensors files need no such permission."
             )
         tensors, desc = _read_pickle(pickle), str(pickle)

@@ -69,7 +69,7 @@ class Dataset:
     validation: Split
     test: Split
     notes: list[str] = dataclasses.field(default_factory=list)
-    # what else says which rows these are: the --text-field/--label-field read, and split_seed where a split drew
+    # what else says which rows these are: the text_field/label_field read, and split_seed where a split drew
     fields: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -126,7 +126,7 @@ def pick_order_counts(counts: np.ndarray, n: int) -> np.ndarray:
     return alloc
 
 
-def label_budget(split: Split, n: int | str | None, seed: int, num_classes: int, what: str = "--labels") -> Split:
+def label_budget(split: Split, n: int | str | None, seed: int, num_classes: int, what: str = "`labels`") -> Split:
     """A stratified, seeded subset of ``n`` examples (``None``/``"all"``: all).
 
     Allocation is proportional to class frequency (largest remainder, at least
@@ -134,6 +134,7 @@ def label_budget(split: Split, n: int | str | None, seed: int, num_classes: int,
     subsets are *nested*: the 100-label subset is inside the 300-label subset
     of the same seed. The subset depends only on (data, n, seed), never on the
     training mode, which makes scratch/probe/full comparisons paired.
+    ``what``: how a refusal names ``n``: the setting it comes from, in backticks (``labels``, ``val_examples``).
     """
     if n is None or n == "all":
         return split
@@ -217,7 +218,7 @@ def load_dataset(
     if kind == "txt":
         raise DataError(f"{spec}: plain text has no labels; it can be used for pretraining only")
     if text_field == label_field:  # the model would learn the label from the label
-        raise DataError(f"--text-field and --label-field are both {text_field!r}; they must name different fields")
+        raise DataError(f"`text_field` and `label_field` are both {text_field!r}; they must name different fields")
     notes: list[str] = []
     raw, tfds_names = _raw_splits(kind, rest, text_field, label_field, tfds_data_dir, notes)
     all_raw = [lab for _, labels in raw.values() for lab in labels]
@@ -312,9 +313,9 @@ def _check_splits(spec: str, splits: dict[str, Split], label_names: list[str], l
     for name in SPLITS:
         if len(splits[name]) == 0:
             # a label per row (or nearly): the stratified split has nothing to put aside, and the label field
-            # probably holds text (swapped --text-field and --label-field?)
+            # probably holds text (swapped text_field and label_field?)
             hint = (
-                f"; its {len(label_names):,} labels for {n_rows:,} rows look like text: is --label-field "
+                f"; its {len(label_names):,} labels for {n_rows:,} rows look like text: is `label_field` "
                 f"{label_field!r} the right field?"
                 if len(label_names) > max(20, n_rows // 2)
                 else "; give more data"

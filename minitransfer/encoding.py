@@ -104,16 +104,17 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def fit_batch_size(batch_size: int, n: int, what: str, log, option: str = "--batch-size") -> int:
+def fit_batch_size(batch_size: int, n: int, what: str, log, name: str = "`batch_size`") -> int:
     """The batch size a run can use on ``n`` examples: at most ``n``. A
     larger batch would only repeat examples within a step (and a huge one,
-    ``--batch-size 1000000000``, would exhaust memory before the first step),
-    so it becomes ``n``, said in one line naming ``option``. Callers keep the
+    ``batch_size=1_000_000_000``, would exhaust memory before the first step),
+    so it becomes ``n``, said in one line naming the setting as ``name`` does
+    (a run's own name for it where it has one: the adaptation's). Callers keep the
     fitted size in the key of a run's resumable state (a state written with
     another batch size is not resumed)."""
     if batch_size <= n:
         return batch_size
-    log(f"note: {option} {batch_size} is more than the {n:,} {what}: each step takes all {n:,} (batch {n:,})")
+    log(f"note: {name} {batch_size} is more than the {n:,} {what}: each step takes all {n:,} (batch {n:,})")
     return n
 
 
@@ -176,6 +177,6 @@ def pack_blocks(texts: list[str], tokenizer, block_size: int, val_fraction: floa
         raise DataError(
             f"not enough text for one training block of {block_size + 1} tokens: the training texts "
             f"hold {n_tok_train:,} tokens (end-of-text markers included); give more text or a smaller "
-            f"block size (--block-size)"
+            f"block size (`block_size`)"
         )
     return Blocks(train, val, len(texts), n_tok_train + n_tok_val, dropped)

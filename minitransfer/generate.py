@@ -97,22 +97,22 @@ def _setup(
     if prompt is not None:  # here, before the compiled generation, where it could not be checked
         check_token_ids(prompt, model.config.vocab_size, "the prompt")
     if max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+        raise ValueError(f"`max_new_tokens` must be at least 1, got {max_new_tokens}")
     if P + max_new_tokens > model.config.n_positions:
         raise ValueError(
-            f"prompt ({P} tokens) + --max-new-tokens ({max_new_tokens}) exceeds the model's "
+            f"prompt ({P} tokens) + `max_new_tokens` ({max_new_tokens}) exceeds the model's "
             f"n_positions={model.config.n_positions}"
         )
     if temperature <= 0:
         raise ValueError(
-            f"--temperature must be > 0, got {temperature} (for the likeliest token every time, use --greedy)"
+            f"`temperature` must be > 0, got {temperature} (for the likeliest token every time, use `greedy`)"
         )
     if top_k is not None and not 1 <= top_k <= model.config.vocab_size:
         raise ValueError(
-            f"--top-k must be between 1 and the vocabulary's {model.config.vocab_size} tokens, got {top_k}"
+            f"`top_k` must be between 1 and the vocabulary's {model.config.vocab_size} tokens, got {top_k}"
         )
     if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"--top-p must be in (0, 1], got {top_p} (1 keeps every token)")
+        raise ValueError(f"`top_p` must be in (0, 1], got {top_p} (1 keeps every token)")
     graphdef, params = nnx.split(model)
     sampling = dict(
         graphdef=graphdef,
@@ -215,7 +215,7 @@ def next_word_candidates(model: GPT2, tokenizer, prompt: str, top_k: int = 5) ->
 
 def top_candidates(probs: np.ndarray, tokenizer, top_k: int) -> list[dict]:
     if top_k < 1:
-        raise ValueError(f"--top-k must be at least 1, got {top_k}")
+        raise ValueError(f"`top_k` must be at least 1, got {top_k}")
     top = np.argsort(-probs, kind="stable")[:top_k]
     return [
         {"rank": r + 1, "id": int(i), "token": tokenizer.decode([int(i)]), "prob": float(probs[i])}

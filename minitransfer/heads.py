@@ -222,9 +222,9 @@ def head_class(kind: str, source: str = "config.json") -> type[TaskHead]:
 def budgeted_splits(data, splits, budget, seed: int, val_examples: int | None, log, what: str) -> dict:
     """The splits a head encodes: ``budget`` seeded training items, a fixed subset of ``val_examples``
     validation items (said in ``log``), the whole test split. For data whose splits have ``subset``."""
-    parts = {"train": data.train.subset(budget, seed, "--labels"), "validation": data.validation, "test": data.test}
+    parts = {"train": data.train.subset(budget, seed, "`labels`"), "validation": data.validation, "test": data.test}
     if "validation" in splits and val_examples is not None and len(data.validation) > val_examples:
-        parts["validation"] = data.validation.subset(val_examples, 0, "--val-examples")
+        parts["validation"] = data.validation.subset(val_examples, 0, "`val_examples`")
         log(f"validating on a fixed subset of {val_examples} of {len(data.validation)} validation {what}")
     return parts
 

@@ -23,19 +23,19 @@ from minitransfer.modes import get_mode
 
 def check_optimizer_settings(cfg) -> None:
     """The optimizer settings a training config carries, each in its range
-    (named as the command-line options): a negative learning rate or a
+    (each named as its field): a negative learning rate or a
     warmup past the run's end would train, quietly, to nonsense."""
     # (written so that NaN fails each test: every comparison with NaN is false)
     if cfg.lr is not None and not 0 < cfg.lr < float("inf"):
-        raise ValueError(f"--lr must be a positive, finite number, got {cfg.lr:g}")
+        raise ValueError(f"`lr` must be a positive, finite number, got {cfg.lr:g}")
     if not 0 <= cfg.warmup < 1:
-        raise ValueError(f"--warmup is a fraction of the steps, in [0, 1); got {cfg.warmup:g}")
+        raise ValueError(f"`warmup` is a fraction of the steps, in [0, 1); got {cfg.warmup:g}")
     if not 0 <= cfg.weight_decay < float("inf"):
-        raise ValueError(f"--weight-decay must be at least 0 and finite, got {cfg.weight_decay:g}")
+        raise ValueError(f"`weight_decay` must be at least 0 and finite, got {cfg.weight_decay:g}")
     for name in ("steps", "batch_size", "eval_every", "block_size"):
         v = getattr(cfg, name, None)
         if v is not None and v < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+            raise ValueError(f"`{name}` must be at least 1, got {v}")
 
 
 def lr_schedule(cfg, total_steps: int) -> optax.Schedule:

@@ -53,7 +53,7 @@ class Parallel:
 
     def __init__(self, strategy: str = "none", devices=None):
         if strategy not in STRATEGIES:
-            raise ValueError(f"unknown --parallel {strategy!r}; expected one of {STRATEGIES}")
+            raise ValueError(f"unknown `parallel` {strategy!r}; expected one of {STRATEGIES}")
         self.strategy = strategy
         self.mesh = None
         if strategy != "none":

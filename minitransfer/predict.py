@@ -10,7 +10,7 @@ through the same jitted, length-sorted evaluation step as validation
 ``evaluate`` scores.
 
 Input: a ``.jsonl`` file (one JSON object per line, the text in
-``--text-field``), a ``.csv``/``.tsv`` file with a header (the same field as a
+``text_field``), a ``.csv``/``.tsv`` file with a header (the same field as a
 column), or a ``.txt`` file with one text per line (any of them gzipped as
 ``.gz``). An empty text (an empty line, a field that is empty or only
 spaces) has no label to give: it is skipped, and counted and named by its
@@ -89,7 +89,7 @@ def read_texts(path: str | os.PathLike, text_field: str = "text") -> Texts:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if path.is_dir():
-        raise DataError(f"{path} is a folder; --data names one file of texts (.jsonl, .csv, .tsv or .txt)")
+        raise DataError(f"{path} is a folder; expected one file of texts (.jsonl, .csv, .tsv or .txt)")
     kind = input_kind(path)
     notes: list[str] = []
     if kind == "txt":
@@ -106,13 +106,13 @@ def read_texts(path: str | os.PathLike, text_field: str = "text") -> Texts:
             if text_field not in row:
                 raise DataError(
                     f"{path}, {rows.where(i)}: no field {text_field!r} (the row has "
-                    f"{sorted(row) or 'no fields'}); choose the field holding the text with --text-field"
+                    f"{sorted(row) or 'no fields'}); choose the field holding the text with `text_field`"
                 )
             value = row[text_field]
             if value is not None and not isinstance(value, str):
                 raise DataError(
                     f"{path}, {rows.where(i)}: the {text_field!r} is {str(value)[:40]!r} "
-                    f"({type(value).__name__}), not text; choose the text field with --text-field"
+                    f"({type(value).__name__}), not text; choose the text field with `text_field`"
                 )
             values.append(value or "")  # (None: a csv row shorter than its header)
             lines.append(rows.lines[i] if rows.lines is not None else i + 1)
@@ -209,22 +209,22 @@ def write_predictions(p: Predictions, out: str | os.PathLike | None, stdout=None
 
 
 def check_out_file(out: str | None, data: str) -> None:
-    """--out must name a .jsonl or .csv file that is not the input."""
+    """``out`` must name a .jsonl or .csv file that is not the input (``data``)."""
     if out is None:
         return
     path = Path(out)
     if not path.name.lower().endswith(OUTPUT_KINDS):
         raise ValueError(
-            f"--out {out}: expected a file name ending in .jsonl (JSON lines) or .csv; leave --out out "
+            f"`out` {out}: expected a file name ending in .jsonl (JSON lines) or .csv; leave `out` out "
             f"to print JSON lines"
         )
     if path.is_dir():
-        raise ValueError(f"--out {out} is a folder; --out names the file to write (.jsonl or .csv)")
+        raise ValueError(f"`out` {out} is a folder; `out` names the file to write (.jsonl or .csv)")
     if path.exists() and Path(data).exists() and path.resolve() == Path(data).resolve():
-        raise ValueError(f"--out {out} is the --data file; writing there would replace the texts being labelled")
+        raise ValueError(f"`out` {out} is the `data` file; writing there would replace the texts being labelled")
 
 
-def summary(p: Predictions, source: str, out: str | None, max_len_from: str = "--max-len") -> list[str]:
+def summary(p: Predictions, source: str, out: str | None, max_len_from: str = "`max_len`") -> list[str]:
     """What a run did, in lines for people: counts per label, empty texts
     skipped, texts truncated (``max_len_from``: where the length came from),
     where the rows went."""
@@ -269,13 +269,13 @@ def check_classifier(source: str) -> None:
 
 def load_fine_tuned(source: str, max_len: int | None, model=None):
     """A fine-tuned model to score texts with: the model (unless given), its tokenizer, what its training
-    recorded, and the tokens per text (--max-len, else the max_len it was trained with, else n_positions)."""
+    recorded, and the tokens per text (``max_len``, else the max_len it was trained with, else n_positions)."""
     model = model if model is not None else load_pretrained(source)
     tokenizer = load_tokenizer(source)
     check_tokenizer_fits(tokenizer, model.config, source)
     info = training_info(source)
     if max_len is not None and not 1 <= max_len <= model.config.n_positions:
-        raise ValueError(f"--max-len {max_len} is outside 1..{model.config.n_positions} (the model's n_positions)")
+        raise ValueError(f"`max_len` {max_len} is outside 1..{model.config.n_positions} (the model's n_positions)")
     return model, tokenizer, info, max_len or info.get("max_len") or model.config.n_positions
 
 
@@ -283,14 +283,14 @@ def run(args, log: Callable[[str], None]) -> int:
     """``minitransfer predict`` (see cli.py)."""
     check_out_file(args.out_file, args.data)
     if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise ValueError(f"`batch_size` must be at least 1, got {args.batch_size}")
     check_classifier(args.model)
     texts = read_texts(args.data, args.text_field)
     for n in texts.notes:
         log(f"data: {n}")
     model, tokenizer, info, max_len = load_fine_tuned(args.model, args.max_len)
     max_len_from = (
-        "--max-len"
+        "`max_len`"
         if args.max_len
         else "the max_len the model was trained with"
         if info.get("max_len")

@@ -164,8 +164,8 @@ def pretrain(
     with the lowest validation loss is written there in Hugging Face format,
     and re-running resumes an interrupted run (``runs.py``). ``identity``:
     what else makes this run the one it is (the data's name, the starting
-    weights' hash); ``names``: how messages call the settings where they are
-    not the command line's options (the adaptation's, see ``RunFolder``)."""
+    weights' hash); ``names``: how messages call the settings where not by
+    their own names (the adaptation's, see ``RunFolder``)."""
     # ---- the run: its settings and blocks -------------------------------------------
     watch = Stopwatch()
     if cfg.block_size > model.config.n_positions:
@@ -183,7 +183,7 @@ def pretrain(
     key = run_key({**settings, **(identity or {}), "model": dataclasses.asdict(model.config)})
     run = RunFolder(out, key, settings, names=names)
     what = f"training blocks of {cfg.block_size} tokens"
-    batch_size = fit_batch_size(cfg.batch_size, len(train_blocks), what, log, option=run.name("batch_size"))
+    batch_size = fit_batch_size(cfg.batch_size, len(train_blocks), what, log, name=run.name("batch_size"))
     cfg = dataclasses.replace(cfg, batch_size=batch_size)
 
     # ---- optimizer and steps ----------------------------------------------------------

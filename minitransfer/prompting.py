@@ -39,7 +39,7 @@ from minitransfer.heads import register_head
 DEFAULT_PROMPTS = (" Overall, it was", " In short, it was", " All in all, it was", " To sum up, it was")
 
 # The usual spellings of sentiment labels, and a word for each. Labels spelt
-# otherwise need label_words (the command line's --label-words).
+# otherwise need label_words.
 DEFAULT_LABEL_WORDS = {
     "negative": " terrible",
     "neg": " terrible",
@@ -58,7 +58,7 @@ def default_label_words(labels: list[str]) -> list[str]:
     if missing:
         raise ValueError(
             f"no default label word for label(s) {missing} of {list(labels)}: give one per label, "
-            f"as label_words (on the command line: --label-words {','.join(f'{x}=WORD' for x in labels)})"
+            f"as `label_words` ({','.join(f'{x}=WORD' for x in labels)})"
         )
     return [table[str(x).lower()] for x in labels]
 

@@ -63,7 +63,8 @@ class QASplit:
         return list(dict.fromkeys(self.contexts))
 
     def subset(self, n: int | str | None, seed: int, what: str) -> QASplit:
-        """``n`` examples (a number, or "all"/None for every one) in a fixed seeded order."""
+        """``n`` examples (a number, or "all"/None for every one) in a fixed seeded order; ``what``: how a
+        refusal names ``n``: the setting it comes from, in backticks (``labels``, ``val_examples``)."""
         if n is None or n == "all":
             return self
         try:
@@ -203,7 +204,7 @@ def _load_tfds_qa(name: str, data_dir: str | None) -> dict[str, QASplit]:
             if not _network_available():
                 raise DataError(
                     f"tfds:{name} is not downloaded yet, and there is no network to download it; "
-                    f"use --data jsonl:PATH with question/context/answers rows"
+                    f"use a jsonl:PATH spec with question/context/answers rows"
                 ) from None
             src = tfds.data_source(name, split=split, data_dir=data_dir, download=True)
         out[ours] = qa_split_from_rows([dict(ex) for ex in src], f"tfds:{name} {split}")
@@ -283,7 +284,7 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
     example (``drop_unanswerable``, counted), evaluation keeps it (it then
     cannot be answered, and counts against the scores)."""
     if max_len < 8:
-        raise DataError(f"--max-len must be at least 8 for question answering, got {max_len}")
+        raise DataError(f"`max_len` must be at least 8 for question answering, got {max_len}")
     N = len(split)
     ids = np.zeros((N, max_len), np.int32)
     mask = np.zeros((N, max_len), np.int32)
@@ -329,7 +330,7 @@ def encode_qa(split: QASplit, tokenizer, max_len: int, drop_unanswerable: bool =
     k = np.flatnonzero(keep)
     if not len(k):
         raise DataError(
-            f"no example of {N} has its answer inside the first {max_len} tokens; raise --max-len or check the answers"
+            f"no example of {N} has its answer inside the first {max_len} tokens; raise `max_len` or check the answers"
         )
     return EncodedQA(
         ids[k],
@@ -349,9 +350,9 @@ def encoding_notes(n: collections.Counter, total: int, max_len: int, drop_unansw
     """What ``encode_qa`` says it did to some of the ``total`` examples (``n``: how many of each)."""
     notes = []
     if n["truncated"]:
-        notes.append(f"{n['truncated']} of {total} contexts cut to fit --max-len {max_len} tokens")
+        notes.append(f"{n['truncated']} of {total} contexts cut to fit `max_len` {max_len} tokens")
     if n["long_question"]:
-        notes.append(f"{n['long_question']} question(s) longer than half of --max-len kept their last tokens only")
+        notes.append(f"{n['long_question']} question(s) longer than half of `max_len` kept their last tokens only")
     what = "dropped" if drop_unanswerable else "kept (unanswerable: they count as misses)"
     if n["missing"]:
         notes.append(f"{n['missing']} example(s) whose answer is not in its context {what}")
@@ -451,7 +452,7 @@ class SpanTask(TaskHead):
 
     def check_data(self, data):
         if not isinstance(data, QADataset):
-            raise ValueError("the span head answers questions: it needs question-answering data (--task qa)")
+            raise ValueError("the span head answers questions: it needs question-answering data (`task` qa)")
 
     def prepare(
         self,
@@ -517,11 +518,11 @@ def answer(
         )
     max_len = min(max_len or model.config.n_positions, model.config.n_positions)
     enc = encode_qa(QASplit([question], [context], [[""]], [[-1]]), tokenizer, max_len)
-    if notes is not None:  # (answer has no --max-len: the length is the one the model was fine-tuned with)
+    if notes is not None:  # (`minitransfer answer` sets no max_len: its length is the model's fine-tuning one)
         notes.extend(
             n.replace(
-                f"--max-len {max_len} tokens", f"the {max_len} tokens the model reads (its fine-tuning max_len)"
-            ).replace("half of --max-len", f"half of those {max_len}")
+                f"`max_len` {max_len} tokens", f"the {max_len} tokens the model reads (its fine-tuning max_len)"
+            ).replace("half of `max_len`", f"half of those {max_len}")
             for n in enc.notes
             if "contexts cut to fit" in n or "longer than half" in n
         )

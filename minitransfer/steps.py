@@ -37,7 +37,7 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 def check_dtype(name: str) -> None:
     if name not in COMPUTE_DTYPES:
-        raise ValueError(f"unknown --dtype {name!r}; expected one of {sorted(COMPUTE_DTYPES)}")
+        raise ValueError(f"unknown `dtype` {name!r}; expected one of {sorted(COMPUTE_DTYPES)}")
 
 
 def cast_for_compute(params, dtype: str):

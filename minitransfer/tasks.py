@@ -39,8 +39,8 @@ class Task:
     head: type[TaskHead]
     load: Callable  # (spec, text_field=, label_field=, split_seed=) -> the dataset the head's ``prepare`` reads
     help: str
-    default_data: str = "tweets"  # what --data is when not given
-    default_mode: str = "probe"  # what --mode is when not given
+    default_data: str = "tweets"  # the data spec when none is given
+    default_mode: str = "probe"  # the mode when none is given
 
 
 TASKS: dict[str, Task] = {

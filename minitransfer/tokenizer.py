@@ -26,11 +26,12 @@ SAVE_WITH_TOKENIZER = (
 )
 
 
-def load_tokenizer(source: str | os.PathLike, option: str | None = None):
+def load_tokenizer(source: str | os.PathLike, setting: str | None = None):
     """The tokenizer of ``source`` (see ``_load_tokenizer``), without a
-    length limit of its own (see ``_unlimited``). ``option``: the
-    command-line option that named ``source`` (``--tokenizer``), for errors."""
-    if option is None:
+    length limit of its own (see ``_unlimited``). ``setting``: the setting
+    that named ``source`` as a tokenizer of its own (``tokenizer``), which
+    errors then name."""
+    if setting is None:
         try:
             return _unlimited(_load_tokenizer(source))
         except CheckpointError:
@@ -44,18 +45,18 @@ def load_tokenizer(source: str | os.PathLike, option: str | None = None):
     try:
         return _unlimited(_load_tokenizer(source))
     except (CheckpointError, OSError, ValueError) as e:
-        said = str(e).removeprefix(f"{source}: ")  # the path is named once, after the option
-        # where the option named the tokenizer, convert --tokenizer is no way out: what the option takes is
+        said = str(e).removeprefix(f"{source}: ")  # the path is named once, after the setting
+        # where the setting named the tokenizer, saving one with the checkpoint is no way out: what it takes is
         said = said.replace(
             SAVE_WITH_TOKENIZER,
-            f"{option} takes a folder holding them, 'gpt2' (the GPT-2 "
+            f"`{setting}` takes a folder holding them, 'gpt2' (the GPT-2 "
             f"vocabulary that ships with minitransfer) or a hub id.",
         )
-        raise CheckpointError(f"{option} {source}: {said}") from None
+        raise CheckpointError(f"`{setting}` {source}: {said}") from None
 
 
 def _unlimited(tokenizer):
-    """minitransfer cuts texts itself (to --max-len or a block, counted and
+    """minitransfer cuts texts itself (to max_len or a block, counted and
     said), so the tokenizer's own length limit (the model's context, as
     ``save_pretrained`` writes it for transformers' truncation) would only
     print transformers' "longer than the specified maximum sequence length"

@@ -10,7 +10,7 @@ in one of the modes of ``modes.py``:
   fast, and gradients and optimizer state exist only for the head;
 * ``full``: every weight of the pretrained backbone and the new head learns,
   optionally with ULMFiT-style discriminative learning rates (lower layers
-  learn more slowly: ``--lr-decay-per-layer``);
+  learn more slowly: ``lr_decay_per_layer``);
 * ``adapt``: as ``full``, from a backbone first adapted to the task's text
   (``adapt.py``).
 
@@ -117,14 +117,14 @@ class TrainConfig:
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"unknown schedule {self.schedule!r}; expected 'linear' or 'cosine'")
         if self.max_len is not None and self.max_len < 1:  # steps, batch_size, eval_every: check_optimizer_settings
-            raise ValueError(f"--max-len must be at least 1, got {self.max_len}")
+            raise ValueError(f"`max_len` must be at least 1, got {self.max_len}")
         if self.val_examples is not None and self.val_examples < 1:  # (None: the command line's 0, all of them)
             raise ValueError(
-                f"--val-examples must be at least 1 (or 0 on the command line, None here: the whole "
+                f"`val_examples` must be at least 1 (or 0 on the command line, None here: the whole "
                 f"validation split), got {self.val_examples}"
             )
         if not 0 < self.epochs < float("inf"):
-            raise ValueError(f"--epochs must be a positive, finite number, got {self.epochs}")
+            raise ValueError(f"`epochs` must be a positive, finite number, got {self.epochs}")
         if (
             self.labels is not None
             and self.labels != "all"
@@ -136,20 +136,20 @@ class TrainConfig:
                 and int(self.labels) >= 1
             )
         ):
-            raise ValueError(f"--labels must be a number of examples (at least 1) or 'all', got {self.labels!r}")
+            raise ValueError(f"`labels` must be a number of examples (at least 1) or 'all', got {self.labels!r}")
         check_optimizer_settings(self)
         if not 0 < self.lr_decay_per_layer <= 1:
-            raise ValueError(f"--lr-decay-per-layer must be in (0, 1], got {self.lr_decay_per_layer:g}")
+            raise ValueError(f"`lr_decay_per_layer` must be in (0, 1], got {self.lr_decay_per_layer:g}")
         if not 0 <= self.head_dropout < 1:
             raise ValueError(f"the head's dropout must be in [0, 1), got {self.head_dropout:g}")
         if self.unfreeze < 1:  # (its upper bound, the model's depth: modes.top_blocks)
             raise ValueError(
-                f"--unfreeze must be at least 1 (the number of top blocks that train), got {self.unfreeze}"
+                f"`unfreeze` must be at least 1 (the number of top blocks that train), got {self.unfreeze}"
             )
         if self.lora_rank < 1:
-            raise ValueError(f"--lora-rank must be at least 1, got {self.lora_rank}")
+            raise ValueError(f"`lora_rank` must be at least 1, got {self.lora_rank}")
         if not 0 < self.lora_alpha < float("inf"):
-            raise ValueError(f"--lora-alpha must be a positive, finite number, got {self.lora_alpha:g}")
+            raise ValueError(f"`lora_alpha` must be a positive, finite number, got {self.lora_alpha:g}")
 
     def resolved(self, config: GPT2Config) -> TrainConfig:
         """These settings with the defaults that depend on the model and device filled in."""
@@ -261,7 +261,7 @@ def build_model(
             base.head.check_data(data)
         except ValueError as e:
             raise TrainingError(
-                f"the checkpoint's head does not fit: {e}. Pass --new-head to replace the head "
+                f"the checkpoint's head does not fit: {e}. Pass `new_head` to replace the head "
                 f"with a fresh one for this data."
             ) from None
         return base
@@ -470,8 +470,8 @@ def check_fits(model: GPT2, data, tokenizer, cfg: TrainConfig) -> TaskHead:
         raise TrainingError(str(e)) from None
     if cfg.max_len > model.config.n_positions:
         raise TrainingError(
-            f"--max-len {cfg.max_len} exceeds the model's n_positions={model.config.n_positions}; "
-            f"use --max-len {model.config.n_positions} or less"
+            f"`max_len` {cfg.max_len} exceeds the model's n_positions={model.config.n_positions}; "
+            f"use `max_len` {model.config.n_positions} or less"
         )
     if len(tokenizer) > model.config.vocab_size:
         raise TrainingError(

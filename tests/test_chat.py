@@ -231,7 +231,7 @@ def test_bad_rows_are_errors_naming_file_line_and_field(tmp_path, row, said):
 
 
 def test_bad_specs_and_too_few_conversations(tmp_path):
-    with pytest.raises(DataError, match="--task chat reads 'chatterbot"):
+    with pytest.raises(DataError, match="`task` chat reads 'chatterbot"):
         load_chat_dataset("tweets")
     with pytest.raises(DataError, match="chatterbot:klingon: no such language .* english"):
         load_chat_dataset("chatterbot:klingon")
@@ -244,8 +244,8 @@ def test_a_conversation_longer_than_the_context_is_skipped_and_counted(gpt2_toke
     split = ChatSplit([_conv("hi", "yo"), _conv("word " * 50, "ok"), _conv("a", "b")])
     e = encode_chat(split, gpt2_tokenizer, 24)
     assert len(e) == 2 and e.n_skipped == 1
-    assert e.notes == ["1 of 3 conversation(s) longer than --max-len 24 tokens skipped"]
-    with pytest.raises(DataError, match="no conversation of 1 fits --max-len 24 tokens"):
+    assert e.notes == ["1 of 3 conversation(s) longer than `max_len` 24 tokens skipped"]
+    with pytest.raises(DataError, match="no conversation of 1 fits `max_len` 24 tokens"):
         encode_chat(ChatSplit([_conv("word " * 50, "ok")]), gpt2_tokenizer, 24)
 
 
@@ -379,7 +379,7 @@ def test_chat_keeps_the_history_within_the_context_and_says_what_it_dropped(lm_d
     assert out.count(f"{ASSISTANT} ") == 5
     # a message that cannot fit even alone is refused, and the chat goes on
     out = _chat(monkeypatch, capsys, lm_dir, "word " * 80 + "\nhi\n", "--max-new-tokens", "6")
-    assert "say it shorter" in out and out.count(f"{ASSISTANT} ") == 1
+    assert "kept for the reply (--max-new-tokens): say it shorter" in out and out.count(f"{ASSISTANT} ") == 1
 
 
 def test_fit_history_drops_the_oldest_turns_only(gpt2_tokenizer):

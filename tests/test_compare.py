@@ -144,21 +144,17 @@ def test_compare_writes_every_file_and_skips_finished_runs(setup, tmp_path, caps
 
     record = json.loads((out / "compare.json").read_text())
     changed = {**record, "config": {**record["config"], "lr": {"full": 1e-4}}}  # an override added (or removed)
-    with pytest.raises(ValueError, match=r"lr.full: None there, 0.0001 now"):
+    with pytest.raises(ValueError, match=r"`lr.full`: None there, 0.0001 now"):
         check_same_compare(out, changed)
     newer = {**record, "config": {**record["config"], "a_setting_added_later": 1}}  # the record predates it: fine
     check_same_compare(out, newer)
-    # a setting no option sets is named for what sets it (--quick), not by its field name
-    with pytest.raises(
-        ValueError,
-        match=r"validation examples per run \(200 with --quick, 400 without\): "
-        r"\d+ there, 123 now",
-    ):
+    # a setting no option sets is named by its field, as every setting is (the command line leaves it so)
+    with pytest.raises(ValueError, match=r"\(`val_examples`: \d+ there, 123 now\)"):
         check_same_compare(out, {**record, "config": {**record["config"], "val_examples": 123}})
     # the adaptation's settings matter only to a call that runs mode adapt
     other_adapt = {**record["config"]["adapt"], "steps": 999}
     check_same_compare(out, {**record, "config": {**record["config"], "modes": ["scratch"], "adapt": other_adapt}})
-    with pytest.raises(ValueError, match=r"--adapt-steps: \d+ there, 999 now"):
+    with pytest.raises(ValueError, match=r"`adapt.steps`: \d+ there, 999 now"):
         check_same_compare(out, {**record, "config": {**record["config"], "modes": ["adapt"], "adapt": other_adapt}})
 
     # --keep-checkpoints: each run keeps its best checkpoint, written once, at its end
@@ -331,7 +327,9 @@ def test_a_replication_runs_other_seeds_on_another_split_and_says_so(setup, tmp_
     summary = json.loads((out / "summary.json").read_text())
     assert summary["first_seed"] == 4 and summary["split_seed"] == 1
     assert summary["table"]["scratch"]["20"]["seed_ids"] == [4, 5]
-    assert "over 2 seeds (seeds 4-5); the data split with --split-seed 1." in (out / "summary.md").read_text()
+    # the summary names the setting as Python does; the command prints it as its option
+    assert "over 2 seeds (seeds 4-5); the data split with `split_seed` 1." in (out / "summary.md").read_text()
+    assert "over 2 seeds (seeds 4-5); the data split with --split-seed 1." in printed
     # another split is other data: the same --out refuses it, by option
     assert main([*common, "--out", str(out)]) == 2
     assert "(--split-seed: 1 there, 0 now" in capsys.readouterr().err
@@ -350,6 +348,7 @@ def test_a_replication_runs_other_seeds_on_another_split_and_says_so(setup, tmp_
     # texts cut to --max-len: said once (in the summary the command prints), not twice
     assert main([*common, "--max-len", "2", "--seeds", "1", "--out", str(tmp_path / "short")]) == 0
     assert capsys.readouterr().out.count("Texts longer than --max-len 2 tokens were cut to it") == 1
+    assert "Texts longer than `max_len` 2 tokens were cut to it" in (tmp_path / "short" / "summary.md").read_text()
     assert main([*common, "--first-seed", "-1", "--out", str(tmp_path / "neg")]) == 2
     assert "--first-seed must be a whole number from 0" in capsys.readouterr().err
 

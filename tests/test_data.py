@@ -406,7 +406,7 @@ def test_tfds_without_network(tmp_path, monkeypatch, caplog):
         ({"text": "fine", "label": None}, r"line 1: the 'label' is null$"),
         (
             {"text": 5, "label": "pos"},
-            r"line 1: the 'text' is '5' \(int\), not text; choose the text field with --text-field",
+            r"line 1: the 'text' is '5' \(int\), not text; choose the text field with `text_field`",
         ),
     ],
 )
@@ -442,7 +442,7 @@ def test_files_that_would_be_misread_are_refused_with_the_cause(tmp_path):
     with pytest.raises(DataError, match=r"both: holds both train.csv and train.csv.gz; keep one of them"):
         load_dataset(f"csv:{d}")
     # one field as both text and label: the label would be learned from itself
-    with pytest.raises(DataError, match="--text-field and --label-field are both 'label'"):
+    with pytest.raises(DataError, match="`text_field` and `label_field` are both 'label'"):
         load_dataset(f"csv:{d / 'test.csv'}", text_field="label")
 
 
@@ -459,7 +459,7 @@ def test_a_field_longer_than_the_csv_modules_default_limit_is_read(tmp_path):
 def test_a_label_field_that_holds_text_is_suspected(tmp_path):
     p = tmp_path / "d.csv"
     p.write_text("text,label\n" + "".join(f"review number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(120)))
-    with pytest.raises(DataError, match=r"its 120 labels for 120 rows look like text: is --label-field 'text' the "):
+    with pytest.raises(DataError, match=r"its 120 labels for 120 rows look like text: is `label_field` 'text' the "):
         load_dataset(f"csv:{p}", text_field="label", label_field="text")
 
 

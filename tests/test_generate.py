@@ -65,7 +65,7 @@ def test_filter_logits_top_k_and_top_p():
 def test_generation_longer_than_positions_is_refused(lm):
     with pytest.raises(ValueError, match="exceeds the model's n_positions=48"):
         generate(lm, [1] * 40, 20)
-    with pytest.raises(ValueError, match="--max-new-tokens must be at least 1"):
+    with pytest.raises(ValueError, match="`max_new_tokens` must be at least 1"):
         generate(lm, [1, 2], 0)
 
 

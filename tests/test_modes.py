@@ -39,9 +39,9 @@ def test_each_mode_says_what_trains_as_a_filter():
     assert MODES["probe"].trains_text == "All(Param, PathContains('head'))"
     assert MODES["lora"].trains_text == "Any(LoRAParam, All(Param, PathContains('head')))"
     assert "top: ULMFiT-style partial unfreezing" in mode_help() and "lora: low-rank adapters" in mode_help()
-    with pytest.raises(ValueError, match="--unfreeze must be at least 1"):
+    with pytest.raises(ValueError, match="`unfreeze` must be at least 1"):
         TrainConfig(mode="top", unfreeze=0)
-    with pytest.raises(ValueError, match="--lora-rank must be at least 1"):
+    with pytest.raises(ValueError, match="`lora_rank` must be at least 1"):
         TrainConfig(mode="lora", lora_rank=0)
 
 

@@ -81,5 +81,5 @@ def test_parallel_cli_flag_and_bad_strategy(capsys):
         with pytest.raises(SystemExit):
             build_parser().parse_args([*cmd, "--parallel", "model"])
         assert "invalid choice: 'model'" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="unknown --parallel 'model'"):
+    with pytest.raises(ValueError, match="unknown `parallel` 'model'"):
         Parallel("model")

@@ -151,7 +151,7 @@ def test_bad_input_is_refused_naming_file_row_and_field(dirs, tmp_path, capsys):
     mt.save_pretrained(qa, tmp_path / "qa", tokenizer=mt.load_tokenizer(dirs / "pre"))
     cases = [
         (["--model", best, "--data", str(tmp_path / "missing.jsonl")], f"{tmp_path / 'missing.jsonl'}: no such file"),
-        (["--model", best, "--data", str(tmp_path)], f"{tmp_path} is a folder; --data names one file of texts"),
+        (["--model", best, "--data", str(tmp_path)], f"{tmp_path} is a folder; expected one file of texts"),
         (
             ["--model", best, "--data", str(tmp_path / "texts.xlsx")],
             "texts.xlsx: unknown kind of file (.xlsx); predict reads .jsonl",
@@ -260,6 +260,6 @@ def test_finetune_says_when_its_classifier_is_not_one_transformers_loads(dirs, t
     assert (
         "note: transformers' GPT2ForSequenceClassification cannot represent this classifier's head (a bias in "
         "its linear layer;"
-    ) in out and "fine-tune with --pooling last --no-head-bias" in out
+    ) in out and "fine-tune with `minitransfer finetune --pooling last --no-head-bias`" in out
     config = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
     assert config["minitransfer"]["bias"] is True and "pad_token_id" not in config

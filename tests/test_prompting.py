@@ -69,7 +69,9 @@ def test_at_step_zero_the_prompt_head_is_the_next_word_head_read_at_the_label_wo
 def test_label_words_defaults_parsing_and_refusals(gpt2_tokenizer):
     assert default_label_words(["negative", "neutral", "positive"]) == [" terrible", " okay", " great"]
     assert default_label_words(["0", "1"]) == [" terrible", " great"]
-    with pytest.raises(ValueError, match=r"no default label word for label\(s\) \['spam'\].*--label-words"):
+    with pytest.raises(
+        ValueError, match=r"no default label word for label\(s\) \['spam'\].*`label_words` \(spam=WORD,negative=WORD\)"
+    ):
         default_label_words(["ham", "spam", "negative"][1:])
     assert parse_label_words("positive=good, negative=bad", ["negative", "positive"]) == [" bad", " good"]
     with pytest.raises(ValueError, match="not LABEL=WORD"):

@@ -217,7 +217,7 @@ def test_cli_finetune_qa_and_answer(tmp_path, gpt2_tokenizer, capsys):
         )
         == 0
     )
-    # (answer has no --max-len: the note names the length the model was fine-tuned with)
+    # (answer has no max_len option: the note names the length the model was fine-tuned with)
     assert (
         "note: 1 of 1 contexts cut to fit the 40 tokens the model reads (its fine-tuning max_len)"
         in capsys.readouterr().out
@@ -271,9 +271,9 @@ def test_qa_jsonl_keeps_a_context_with_a_unicode_line_separator(tmp_path):
 def test_qa_edge_cases_found_in_review(gpt2_tokenizer):
     # a label budget arrives from the command line as a string
     split = toy_city_questions(20, 0)
-    assert len(split.subset("5", 0, "--labels")) == 5 and len(split.subset("all", 0, "--labels")) == 20
-    with pytest.raises(DataError, match="--labels must be a number of examples or 'all', got 'many'"):
-        split.subset("many", 0, "--labels")
+    assert len(split.subset("5", 0, "`labels`")) == 5 and len(split.subset("all", 0, "`labels`")) == 20
+    with pytest.raises(DataError, match="`labels` must be a number of examples or 'all', got 'many'"):
+        split.subset("many", 0, "`labels`")
     # an answer given with a trailing space still maps to its tokens
     ws = QASplit(["Who?"], ["The Denver Broncos won."], [["Denver Broncos "]], [[4]])
     enc = encode_qa(ws, gpt2_tokenizer, 32, drop_unanswerable=True)

@@ -378,7 +378,7 @@ def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretraine
         log=said.append,
     )
     assert (
-        "note: --batch-size 1000000000 is more than the 20 training examples: each step takes all 20 (batch 20)" in said
+        "note: `batch_size` 1000000000 is more than the 20 training examples: each step takes all 20 (batch 20)" in said
     )
     result = json.loads((tmp_path / "f" / "result.json").read_text())
     assert result["batch_size_used"] == 20 and result["config"]["batch_size"] == 10**9 and r.steps == 2
@@ -396,7 +396,7 @@ def test_a_batch_larger_than_the_training_set_becomes_the_training_set(pretraine
     pr = pretrain(lm, blocks, tok, pcfg, progress=False, log=said.append)
     n = len(blocks.train)
     assert (
-        f"note: --batch-size 1000000000 is more than the {n:,} training blocks of 16 tokens: each step takes all "
+        f"note: `batch_size` 1000000000 is more than the {n:,} training blocks of 16 tokens: each step takes all "
         f"{n:,} (batch {n:,})" in said
     )
     # the model card records the batch trained with, and the one asked beside it
@@ -488,7 +488,7 @@ def test_head_label_mismatch_suggests_new_head(pretrained_dir, keyword_data, tmp
     cfg = _cfg(mode="probe", steps=2, eval_every=2)
     clf = mt.GPT2(mt.load_pretrained(pretrained_dir).backbone, ClassificationHead(32, ["x", "y", "z"]))
     mt.save_pretrained(clf, tmp_path / "clf", tokenizer=mt.load_tokenizer(pretrained_dir))
-    with pytest.raises(TrainingError, match=r"3 labels \['x', 'y', 'z'\].*2 labels \['neg', 'pos'\].*--new-head"):
+    with pytest.raises(TrainingError, match=r"3 labels \['x', 'y', 'z'\].*2 labels \['neg', 'pos'\].*Pass `new_head`"):
         build_classifier("probe", mt.load_pretrained(tmp_path / "clf"), clf.config, keyword_data.label_names, cfg)
     common = ["--data", keyword_data.spec, "--steps", "2", "--batch-size", "16", "--max-len", "12", "--no-progress"]
     assert main(["finetune", "--model", str(tmp_path / "clf"), "--out", str(tmp_path / "o1"), *common]) == 2
@@ -710,13 +710,13 @@ def test_a_ctrl_c_that_python_swallows_still_stops_training(
 
 def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_tokenizer, tmp_path):
     cfg = _cfg(mode="full", lr=1e30, steps=20, warmup=0.0, clip_norm=1e30)
-    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+.*lower --lr"):
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+.*lower `lr`"):
         finetune(
             _model("full", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None, progress=False
         )
     # with --out: the state it would resume from (and diverge again) goes, so a lower lr can use the same --out
     cfg = _cfg(mode="full", lr=1e4, steps=20, eval_every=1, warmup=0.0, clip_norm=1e30)
-    with pytest.raises(TrainingError, match=r"lower --lr\. Its resumable state in .* was removed"):
+    with pytest.raises(TrainingError, match=r"lower `lr`\. Its resumable state in .* was removed"):
         finetune(
             _model("full", pretrained_dir, keyword_data, cfg),
             keyword_data,
@@ -747,7 +747,7 @@ def test_nan_loss_stops_and_names_the_step(pretrained_dir, keyword_data, gpt2_to
 
 def test_max_len_beyond_positions(pretrained_dir, keyword_data, gpt2_tokenizer):
     cfg = _cfg(mode="probe", max_len=64)
-    with pytest.raises(TrainingError, match=r"--max-len 64 exceeds the model's n_positions=32"):
+    with pytest.raises(TrainingError, match=r"`max_len` 64 exceeds the model's n_positions=32"):
         finetune(
             _model("probe", pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None, progress=False
         )
@@ -788,7 +788,7 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
         finetune(model, keyword_data, gpt2_tokenizer, cfg, tmp_path / "run", progress=False)
     # other settings: the message names each one that differs
     cfg4 = _cfg(mode="full", steps=4, eval_every=3)
-    with pytest.raises(TrainingError, match=r"holds a finished run with other settings \(steps: 3 there, 4 now\)"):
+    with pytest.raises(TrainingError, match=r"holds a finished run with other settings \(`steps`: 3 there, 4 now\)"):
         finetune(
             build_classifier("full", base, base.config, keyword_data.label_names, cfg4),
             keyword_data,
@@ -819,7 +819,7 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
             progress=False,
         )
     cfg7 = _cfg(mode="full", steps=7, eval_every=3)  # and names the settings that differ, as a finished run's does
-    with pytest.raises(TrainingError, match=r"holds a run with other settings \(steps: 6 there, 7 now\)"):
+    with pytest.raises(TrainingError, match=r"holds a run with other settings \(`steps`: 6 there, 7 now\)"):
         finetune(
             build_classifier("full", base, base.config, keyword_data.label_names, cfg7),
             keyword_data,
@@ -840,7 +840,7 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     with pytest.raises(
         TrainingError,
         match=r"old/result.json was written by another version of minitransfer "
-        r"\(format unrecorded, this one reads \d+\); choose another --out or "
+        r"\(format unrecorded, this one reads \d+\); choose another `out` or "
         r"delete .*old",
     ):
         finetune(model3, keyword_data, gpt2_tokenizer, c3, tmp_path / "old", progress=False)
@@ -860,7 +860,7 @@ def test_training_leaves_the_pretrained_model_untouched_and_runs_know_their_weig
     (tmp_path / "mine" / "state").mkdir(parents=True)
     (tmp_path / "mine" / "state" / "important.txt").write_text("x")
     (tmp_path / "mine" / "notes.txt").write_text("x")
-    with pytest.raises(TrainingError, match=r"--out .*mine holds files that are not a training run's \(notes.txt\)"):
+    with pytest.raises(TrainingError, match=r"`out` .*mine holds files that are not a training run's \(notes.txt\)"):
         finetune(
             build_classifier("full", base, base.config, keyword_data.label_names, cfg),
             keyword_data,
@@ -901,16 +901,16 @@ def test_tokenizer_larger_than_vocab_is_refused(keyword_data, gpt2_tokenizer):
 
 def test_bad_numbers_are_refused():
     for kw, msg in (
-        (dict(steps=0), "--steps must be at least 1"),
-        (dict(eval_every=0), "--eval-every"),
-        (dict(epochs=0), "--epochs must be a positive, finite number"),
+        (dict(steps=0), "`steps` must be at least 1"),
+        (dict(eval_every=0), "`eval_every` must be at least 1"),
+        (dict(epochs=0), "`epochs` must be a positive, finite number"),
     ):
         with pytest.raises(ValueError, match=msg):
             TrainConfig(**kw)
 
 
 def test_bad_dtype_is_refused():
-    with pytest.raises(ValueError, match="unknown --dtype 'float16'"):
+    with pytest.raises(ValueError, match="unknown `dtype` 'float16'"):
         TrainConfig(dtype="float16")
 
 

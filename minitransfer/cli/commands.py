@@ -35,7 +35,7 @@ def cmd_convert(args) -> int:
     model = load_pretrained(args.source, allow_pickle=args.allow_pickle)
     tokenizer = None
     if args.tokenizer:
-        tokenizer = load_tokenizer(args.tokenizer, option="--tokenizer")
+        tokenizer = load_tokenizer(args.tokenizer, setting="tokenizer")
     else:
         try:
             tokenizer = load_tokenizer(args.source)
@@ -196,7 +196,7 @@ def _tokenizer_or_none(args):
     from minitransfer.tokenizer import load_tokenizer
 
     try:
-        return load_tokenizer(args.tokenizer, option="--tokenizer")
+        return load_tokenizer(args.tokenizer, setting="tokenizer")
     except Exception as e:
         say(args)(f"(no token statistics: {e})")
         return None
@@ -432,6 +432,7 @@ def cmd_chat(args) -> int:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
         echo=not sys.stdin.isatty(),
+        say=say(args),
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,

@@ -64,7 +64,7 @@ def cmd_finetune(args) -> int:
         raise ValueError("--config needs a tokenizer: pass --tokenizer or --model")
     # the tokenizer before the data, which can take a while to load: a wrong path is said at once
     tokenizer = (
-        load_tokenizer(args.tokenizer, option="--tokenizer")
+        load_tokenizer(args.tokenizer, setting="tokenizer")
         if args.tokenizer
         else load_tokenizer(model_or_default(args))
     )
@@ -492,7 +492,7 @@ def pretrain_tokenizer(args, texts: list[str], out: Path):
                 )
             new_tokenizer = tokenizer
     else:
-        tokenizer = load_tokenizer(args.tokenizer, option="--tokenizer")
+        tokenizer = load_tokenizer(args.tokenizer, setting="tokenizer")
 
     def save():
         if new_tokenizer is not None:

@@ -655,3 +655,117 @@ def test_version_and_python_dash_m(capsys):
         [sys.executable, "-m", "minitransfer", "--version"], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert r.returncode == 0 and r.stdout.strip() == f"minitransfer {minitransfer.__version__}", r.stderr
+
+
+# ----------------------------------------------------------------------------
+# The library speaks Python; the command line, in its options
+# ----------------------------------------------------------------------------
+
+
+def test_the_library_names_settings_as_python_does_and_the_command_line_as_its_options(tmp_path, capsys):
+    from minitransfer.cli import build_parser
+    from minitransfer.cli.options import in_options
+
+    commands = build_parser().commands
+    # each backticked setting as the option of the running command that sets it (its own spelling, an alias,
+    # a flag that says the opposite); a name no option of that command sets stays as the library wrote it
+    said = "`max_len` 70; `head_bias`; `AdaptConfig.steps` 0; `clip_norm`; `minitransfer compare --modes zero`"
+    assert in_options(said, commands["finetune"]) == (
+        "--max-len 70; --no-head-bias; --adapt-steps 0; `clip_norm`; `minitransfer compare --modes zero`"
+    )
+    assert in_options("`adapt.steps`: 4 there, 6 now; `prompts`; `val_examples`", commands["compare"]) == (
+        "--adapt-steps: 4 there, 6 now; --prompt; `val_examples`"
+    )
+    assert in_options("`out` p.csv; `max_len` 9", commands["predict"]) == "--out p.csv; --max-len 9"  # dest out_file
+    assert in_options("`max_len` 9", commands["answer"]) == "`max_len` 9"  # answer has no such option
+    # a library error, raised naming the parameters (predict.check_out_file: `out`, `data`), said in options
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "a text"}\n')
+    argv = ["predict", "--model", str(tmp_path / "never-read"), "--data", str(texts), "--out", str(texts)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"minitransfer predict: error: --out {texts} is the --data file; writing there would replace" in err
+    assert "`" not in err
+
+
+def test_what_the_library_logs_the_command_line_says_in_its_options(tmp_path, capsys, monkeypatch):
+    import minitransfer.predict
+    from minitransfer.cli import build_parser
+    from minitransfer.cli.options import say
+
+    # the lines a command's library calls log: through the command's own options, as its errors are
+    def run(args, log):
+        log("1 of 2 texts truncated to the first 9 tokens (`max_len`); `batch_size` 64; `clip_norm`")
+        return 0
+
+    monkeypatch.setattr(minitransfer.predict, "run", run)
+    assert main(["predict", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "t.txt")]) == 0
+    said = capsys.readouterr()
+    assert said.err == "1 of 2 texts truncated to the first 9 tokens (--max-len); --batch-size 64; `clip_norm`\n"
+    assert said.out == ""
+    # say() prints for a parsed command: stdout unless told, each line as that command names it
+    args = build_parser().parse_args(["pretrain", "--data", "tweets", "--out", str(tmp_path / "p")])
+    say(args)("note: `batch_size` 64 is more than the 10 training blocks; `block_size` 32")
+    say(args, sys.stderr)("`lr` 0.1")
+    said = capsys.readouterr()
+    assert said.out == "note: --batch-size 64 is more than the 10 training blocks; --block-size 32\n"
+    assert said.err == "--lr 0.1\n"
+
+
+def _flag_texts(node):
+    """The text of every string a node holds, an f-string whole (its values as {}), not inside one."""
+    import ast
+
+    if isinstance(node, ast.JoinedStr):
+        yield node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+        return
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node.lineno, node.value
+        return
+    for child in ast.iter_child_nodes(node):
+        yield from _flag_texts(child)
+
+
+# raise statements in functions whose source a published book page shows (docs/book): rewritten with the page
+SHOWN_IN_THE_BOOK = {("modes.py", "top_blocks"), ("parallel.py", "Parallel.place_batch")}
+
+
+def test_the_library_raises_and_logs_in_python_names_not_flags():
+    """What a core module (minitransfer/*.py: not the command line, not the apps) raises or logs names
+    settings as Python does (`max_len`); a flag (--max-len) is the command line's to write (cli.options).
+    A whole command the user may type, `minitransfer ... --flag ...`, is a command, not a setting."""
+    import ast
+    import re
+
+    flag = re.compile(r"(?<![\w-])--(?:[a-z]|\{\})")  # --max-len, or an f-string's --{name}
+    command = re.compile(r"`minitransfer [^`]*`")
+    found, allowed = [], set()
+    for path in sorted((REPO / "minitransfer").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        scopes = {}  # each node's innermost function, by its qualified name
+        for top in tree.body:
+            stack = [(top, "")]
+            while stack:
+                node, prefix = stack.pop()
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    prefix = f"{prefix}.{node.name}" if prefix else node.name
+                for child in ast.iter_child_nodes(node):
+                    scopes[child] = prefix
+                    stack.append((child, prefix))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                said = [node.exc]
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("log", "say"):
+                said = node.args
+            else:
+                continue
+            for part in said:
+                for line, text in _flag_texts(part):
+                    if flag.search(command.sub("", text)):
+                        where = (path.name, scopes.get(node, ""))
+                        if where in SHOWN_IN_THE_BOOK:
+                            allowed.add(where)
+                        else:
+                            found.append(f"minitransfer/{path.name}:{line}: {text!r}")
+    assert not found, "flags where the library should name settings as Python does:\n" + "\n".join(found)
+    assert allowed == SHOWN_IN_THE_BOOK, f"no flag left in {sorted(SHOWN_IN_THE_BOOK - allowed)}: drop it here"

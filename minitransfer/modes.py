@@ -65,7 +65,7 @@ def top_blocks(cfg, n_layer: int):
     final LayerNorm and the head train; the embeddings and the lower blocks
     stay as pretrained."""
     if not 1 <= cfg.unfreeze <= n_layer:
-        raise ValueError(f"--unfreeze must be between 1 and the model's {n_layer} blocks, got {cfg.unfreeze}")
+        raise ValueError(f"`unfreeze` must be between 1 and the model's {n_layer} blocks, got {cfg.unfreeze}")
     first = n_layer - cfg.unfreeze
 
     def in_top_blocks(path, variable) -> bool:

@@ -86,7 +86,7 @@ class Parallel:
             if v.shape[0] % self.n_devices:
                 raise ValueError(
                     f"the global batch of {v.shape[0]} examples ('{k}') does not divide evenly over "
-                    f"{self.n_devices} devices; choose a --batch-size that is a multiple of {self.n_devices}"
+                    f"{self.n_devices} devices; choose a `batch_size` that is a multiple of {self.n_devices}"
                 )
         sharding = NamedSharding(self.mesh, P("data"))
         if jax.process_count() > 1:

@@ -726,10 +726,6 @@ def _flag_texts(node):
         yield from _flag_texts(child)
 
 
-# raise statements in functions whose source a published book page shows (docs/book): rewritten with the page
-SHOWN_IN_THE_BOOK = {("modes.py", "top_blocks"), ("parallel.py", "Parallel.place_batch")}
-
-
 def test_the_library_raises_and_logs_in_python_names_not_flags():
     """What a core module (minitransfer/*.py: not the command line, not the apps) raises or logs names
     settings as Python does (`max_len`); a flag (--max-len) is the command line's to write (cli.options).
@@ -739,20 +735,9 @@ def test_the_library_raises_and_logs_in_python_names_not_flags():
 
     flag = re.compile(r"(?<![\w-])--(?:[a-z]|\{\})")  # --max-len, or an f-string's --{name}
     command = re.compile(r"`minitransfer [^`]*`")
-    found, allowed = [], set()
+    found = []
     for path in sorted((REPO / "minitransfer").glob("*.py")):
-        tree = ast.parse(path.read_text())
-        scopes = {}  # each node's innermost function, by its qualified name
-        for top in tree.body:
-            stack = [(top, "")]
-            while stack:
-                node, prefix = stack.pop()
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    prefix = f"{prefix}.{node.name}" if prefix else node.name
-                for child in ast.iter_child_nodes(node):
-                    scopes[child] = prefix
-                    stack.append((child, prefix))
-        for node in ast.walk(tree):
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Raise) and node.exc is not None:
                 said = [node.exc]
             elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("log", "say"):
@@ -762,10 +747,5 @@ def test_the_library_raises_and_logs_in_python_names_not_flags():
             for part in said:
                 for line, text in _flag_texts(part):
                     if flag.search(command.sub("", text)):
-                        where = (path.name, scopes.get(node, ""))
-                        if where in SHOWN_IN_THE_BOOK:
-                            allowed.add(where)
-                        else:
-                            found.append(f"minitransfer/{path.name}:{line}: {text!r}")
+                        found.append(f"minitransfer/{path.name}:{line}: {text!r}")
     assert not found, "flags where the library should name settings as Python does:\n" + "\n".join(found)
-    assert allowed == SHOWN_IN_THE_BOOK, f"no flag left in {sorted(SHOWN_IN_THE_BOOK - allowed)}: drop it here"

@@ -62,7 +62,7 @@ def test_top_trains_only_the_last_blocks_the_final_layer_norm_and_the_head(
 
 def test_unfreeze_beyond_the_model_depth_is_refused(pretrained_dir, keyword_data, gpt2_tokenizer):
     cfg = _cfg(mode="top", unfreeze=3)
-    with pytest.raises(ValueError, match="--unfreeze must be between 1 and the model's 2 blocks, got 3"):
+    with pytest.raises(ValueError, match="`unfreeze` must be between 1 and the model's 2 blocks, got 3"):
         finetune(_model(pretrained_dir, keyword_data, cfg), keyword_data, gpt2_tokenizer, cfg, None, progress=False)
 
 

@@ -213,6 +213,20 @@ def test_pretrain_checks_settings_first_and_reuses_only_its_own_tokenizer(tmp_pa
     assert "tokenizer: reusing" in capsys.readouterr().out
     assert main([*base, "--out", str(own), "--tokenizer", "train:400"]) == 2
     assert "trained for another run (train:300 on tweets), not for --tokenizer train:400" in capsys.readouterr().err
+    # text cleaned of its HTML line breaks is other text: its vocabulary is not this run's, either way round
+    assert main([*base, "--out", str(own), "--tokenizer", "train:300", "--html-line-breaks"]) == 2
+    assert (
+        "trained for another run (train:300 on tweets), not for --tokenizer train:300 on tweets with HTML line "
+        "breaks as newlines (--html-line-breaks)" in capsys.readouterr().err
+    )
+    cleaned = tmp_path / "cleaned"
+    assert main([*base, "--out", str(cleaned), "--tokenizer", "train:300", "--html-line-breaks"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--out", str(cleaned), "--tokenizer", "train:300"]) == 2
+    assert (
+        "trained for another run (train:300 on tweets with HTML line breaks as newlines (--html-line-breaks)), "
+        "not for --tokenizer train:300 on tweets; " in capsys.readouterr().err
+    )
 
     # too little text for one block: the count and the way out are said, and no tokenizer is left behind to block
     # the next try (a smaller vocabulary than asked is said too)

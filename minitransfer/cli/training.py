@@ -435,6 +435,11 @@ def check_pretrain_args(args) -> list[str] | None:
     return report_texts
 
 
+def cleaned(trained_for: dict) -> str:
+    """' with HTML line breaks as newlines (...)' where a tokenizer was trained on text so cleaned, else ''."""
+    return " with HTML line breaks as newlines (--html-line-breaks)" if trained_for.get("html_line_breaks") else ""
+
+
 def pretrain_tokenizer(args, texts: list[str], out: Path):
     """(the checkpoint continued from or None, the tokenizer, a function that
     saves a newly trained tokenizer in OUT): --init-from's own tokenizer, one
@@ -459,7 +464,12 @@ def pretrain_tokenizer(args, texts: list[str], out: Path):
             ) from None
         # what the tokenizer in OUT was trained for: a rerun reuses it only for the same text and size
         # (a run that failed later, or another run's folder, must not lend its vocabulary silently)
-        trained_for = {"tokenizer": args.tokenizer, "data": args.data, "text_field": args.text_field}
+        trained_for = {
+            "tokenizer": args.tokenizer,
+            "data": args.data,
+            "text_field": args.text_field,
+            **({"html_line_breaks": True} if args.html_line_breaks else {}),  # cleaned text, another vocabulary
+        }
         record = out / "tokenizer_trained_for.json"
         if (out / "tokenizer.json").exists():
             try:
@@ -471,11 +481,12 @@ def pretrain_tokenizer(args, texts: list[str], out: Path):
                 raise ValueError(
                     f"{out}/tokenizer.json was "
                     + (
-                        f"trained for another run ({before['tokenizer']} on {before['data']})"
+                        f"trained for another run ({before['tokenizer']} on {before['data']}{cleaned(before)})"
                         if known
                         else f"not trained by this command (no {record.name} beside it)"
                     )
-                    + f", not for --tokenizer {args.tokenizer} on {args.data}; choose another --out or delete it"
+                    + f", not for --tokenizer {args.tokenizer} on {args.data}{cleaned(trained_for)}; "
+                    "choose another --out or delete it"
                 )
             tokenizer = load_tokenizer(out)  # resuming: the vocabulary must not change
             print(

@@ -407,11 +407,12 @@ def test_committed_summary_is_its_record_in_words_and_one_seed_shows_no_spread()
     from minitransfer.compare import summary_markdown
     from tests.conftest import REPO
 
-    for folder in ("compare", "compare-replication"):  # docs/results.md's experiment, and its replication
+    # docs/results.md's experiment, its replication, and the contrasts beside it
+    for folder in ("compare", "compare-replication", "compare-prompt", "compare-imdb", "compare-imdb-prompt"):
         record = json.loads((REPO / "docs" / folder / "summary.json").read_text())
         assert summary_markdown(record) == (REPO / "docs" / folder / "summary.md").read_text(), folder
     record = json.loads((REPO / "docs" / "compare" / "summary.json").read_text())
-    assert "53.2 ± 1.1" in summary_markdown(record)
+    assert "53.2 ± 1.9" in summary_markdown(record)
     one = summary_markdown(dict(record, seeds=1)).split("\n\nGain over scratch")[0]
     assert "one seed, so no spread to show" in one and "±" not in one and "| 53.2 |" in one
 

@@ -248,11 +248,12 @@ if shipped is None:
 else:
     card = json.loads((shipped / "pretrain.json").read_text())
     f = train_flops(card["parameters"], card["tokens_seen"])
-    print(f"{card['parameters']:,} parameters x {card['tokens_seen']:,} tokens (its last stage): {f:.1e} FLOPs")
+    print(f"{card['parameters']:,} parameters x {card['tokens_seen']:,} tokens: {f:.1e} FLOPs")
     print(f"in {card['wall_seconds'] / 60:.0f} min on {card['hardware']}: {f / card['wall_seconds'] / 1e9:.0f} GFLOP/s")
     print(f"GPT-2 XL under the assumptions above: {flops / f:,.0f} times as much")
-# (The stand-in continued an earlier run, --init-from: pretrain.json counts the
-# tokens of its last stage; MODEL_CARD.md adds the earlier stage's.)
+# (It was trained in one stage from random weights. A checkpoint that continues
+# an earlier run, --init-from, counts only its own stage's tokens in
+# pretrain.json; its MODEL_CARD.md lists every stage.)
 
 # %% [markdown]
 # **Exercise 2.** Double `steps` in the run above. Does the validation loss

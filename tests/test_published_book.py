@@ -4,6 +4,7 @@ and the data they read; and the record that says so can fail."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,17 @@ def test_the_published_page_is_not_stale(path):
         f"`minitransfer lectures --out docs/book --only {path.stem[:2]}`"
     )
     assert inputs["fast"] is False, f"docs/book/{path.stem}.html was built in fast mode; publish the full build"
+
+
+@pytest.mark.parametrize("path", lecture_paths(), ids=lambda p: p.stem[:2])
+def test_a_published_page_runs_no_script(path):
+    # the book opens offline and runs nothing: the one <script> a page holds is its inputs record (JSON, never run)
+    page = (BOOK / f"{path.stem}.html").read_text()
+    scripts = re.findall(r"<script\b[^>]*>", page, flags=re.I)
+    assert scripts == ['<script type="application/json" id="minitransfer-inputs">'], (
+        f"docs/book/{path.stem}.html holds {scripts}: rebuild it with "
+        f"`minitransfer lectures --out docs/book --only {path.stem[:2]}`"
+    )
 
 
 def test_the_published_book_is_within_its_size_budget():

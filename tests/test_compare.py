@@ -408,8 +408,14 @@ def test_committed_summary_is_its_record_in_words_and_one_seed_shows_no_spread()
     from tests.conftest import REPO
 
     # docs/results.md's experiment, its replication, the contrasts beside it, and SQuAD's (docs/squad.md)
-    folders = ("compare", "compare-replication", "compare-prompt", "compare-imdb", "compare-imdb-prompt")
-    for folder in (*folders, "compare-squad"):
+    for folder in (
+        "compare",
+        "compare-replication",
+        "compare-prompt",
+        "compare-imdb",
+        "compare-imdb-prompt",
+        "compare-squad",
+    ):
         record = json.loads((REPO / "docs" / folder / "summary.json").read_text())
         assert summary_markdown(record) == (REPO / "docs" / folder / "summary.md").read_text(), folder
     record = json.loads((REPO / "docs" / "compare" / "summary.json").read_text())
